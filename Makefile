@@ -1,0 +1,63 @@
+# autofix: `make test` runs everything CI runs; `make demo` runs the whole loop live.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help venv deps lint typecheck rules-check test test-unit bench fuzz demo demo-down up down clean
+
+help:
+	@echo "make deps       install OS packages (as root) and the virtualenv"
+	@echo "make test       lint, types, rule tests, unit, integration and end-to-end tests"
+	@echo "make demo       start the whole loop locally and drive a scripted story"
+	@echo "make demo-down  stop everything make demo started"
+	@echo "make bench      benchmarks (minutes); writes bench/results and BENCHMARKS.md"
+	@echo "make up         the same stack with docker compose (needs image pulls)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps:
+	bash .ci/install-os-packages
+	$(MAKE) venv
+
+lint: venv
+	$(VENV)/bin/ruff check receiver target_app tests bench
+	$(VENV)/bin/mypy receiver
+
+rules-check:
+	promtool check rules rules/alert_rules.yml
+	promtool test rules rules/tests/*.yml
+
+test: venv lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m bench.run
+
+fuzz: venv
+	AUTOFIX_FUZZ_EXAMPLES=2000 $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m tests.demo up
+
+demo-down:
+	$(PY) -m tests.demo down
+
+up:
+	bash docs/compose-secrets.sh && docker compose up -d --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""autofix receiver: Alertmanager notifications in, guarded remediation out."""

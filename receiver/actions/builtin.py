@@ -1,0 +1,24 @@
+"""The registry every receiver starts with."""
+
+from __future__ import annotations
+
+from . import check_actions as checks
+from . import docker_actions as docker
+from .registry import ActionRegistry
+
+__all__ = ["build_registry"]
+
+
+def build_registry() -> ActionRegistry:
+    registry = ActionRegistry()
+    registry.register("restart", docker.restart_container, mutating=True)
+    registry.register("start", docker.start_container, mutating=True)
+    registry.register("stop", docker.stop_container, mutating=True)
+    registry.register("kill", docker.kill_container, mutating=True)
+    registry.register("exec", docker.exec_command, mutating=True)
+    registry.register("wait_healthy", checks.wait_healthy, mutating=False)
+    registry.register("promql_check", checks.check_promql, mutating=False)
+    registry.register("http", checks.call_http, mutating=False)
+    registry.register("notify", checks.send_notification, mutating=False)
+    registry.register("escalate", checks.escalate_incident, mutating=False)
+    return registry

@@ -1,0 +1,82 @@
+"""Actions that change a container through the executor."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .registry import ActionContext, ActionFailed
+
+__all__ = ["ExecParams", "KillParams", "RestartParams", "StartParams", "StopParams",
+           "exec_command", "kill_container", "restart_container", "start_container",
+           "stop_container"]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RestartParams(_Params):
+    timeout_s: float = Field(10, ge=0, le=600, description="SIGTERM grace before SIGKILL.")
+
+
+class StartParams(_Params):
+    pass
+
+
+class StopParams(_Params):
+    timeout_s: float = Field(10, ge=0, le=600, description="SIGTERM grace before SIGKILL.")
+
+
+class KillParams(_Params):
+    signal: str = Field("SIGKILL", description="Signal name, e.g. SIGTERM, SIGKILL, SIGHUP.")
+
+    @field_validator("signal")
+    @classmethod
+    def _signal_name(cls, value: str) -> str:
+        if not re.fullmatch(r"SIG[A-Z0-9]{2,8}", value):
+            raise ValueError("signal must be a name such as SIGTERM")
+        return value
+
+
+class ExecParams(_Params):
+    argv: list[str] = Field(min_length=1, description="Command as an argv list; no shell.")
+    expect_exit_code: int = Field(0, description="Exit code that means success.")
+    timeout_s: float = Field(30, gt=0, le=600)
+
+
+def restart_container(ctx: ActionContext, params: RestartParams) -> str | None:
+    """Restart the container (SIGTERM, then SIGKILL after timeout_s) and wait for running."""
+    ctx.executor.restart(ctx.target, params.timeout_s)
+    state = ctx.executor.inspect(ctx.target)
+    if not state.running:
+        raise ActionFailed("not_running", f"{ctx.target} is {state.status} after restart")
+    return f"restarted; started_at={state.started_at.isoformat() if state.started_at else '?'}"
+
+
+def start_container(ctx: ActionContext, params: StartParams) -> str | None:
+    """Start a stopped container."""
+    ctx.executor.start(ctx.target)
+    return None
+
+
+def stop_container(ctx: ActionContext, params: StopParams) -> str | None:
+    """Stop the container (SIGTERM, then SIGKILL after timeout_s)."""
+    ctx.executor.stop(ctx.target, params.timeout_s)
+    return None
+
+
+def kill_container(ctx: ActionContext, params: KillParams) -> str | None:
+    """Send a signal to the container's main process."""
+    ctx.executor.kill(ctx.target, params.signal)
+    return None
+
+
+def exec_command(ctx: ActionContext, params: ExecParams) -> str | None:
+    """Run an argv list inside the container and check its exit code."""
+    result = ctx.executor.exec(ctx.target, params.argv, params.timeout_s)
+    if result.exit_code != params.expect_exit_code:
+        raise ActionFailed("unexpected_exit_code", f"exit {result.exit_code}, expected "
+                           f"{params.expect_exit_code}: {result.output[-500:]}")
+    return f"exit {result.exit_code}"

@@ -1,0 +1,91 @@
+"""ActionRegistry: name → (params model, function). Built inside create_app, never global."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel
+
+from ..executor import Executor
+from ..settings import Settings
+
+__all__ = ["ActionContext", "ActionFailed", "ActionRegistry", "ActionSpec", "IncidentView"]
+
+
+class ActionFailed(Exception):
+    """An action ran and did not achieve its goal; `reason` is machine-readable."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    id: int
+    alertname: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    status: str = "firing"
+
+
+@dataclass
+class ActionContext:
+    """What an action may use. Actions never reach globals."""
+
+    target: str
+    playbook: str
+    run_id: int
+    incident: IncidentView
+    executor: Executor
+    settings: Settings
+    escalate: Callable[[str], None]
+    notify: Callable[[str, str], None]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+ActionFn = Callable[[ActionContext, Any], str | None]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    params: type[BaseModel]
+    run: ActionFn
+    mutating: bool  # changes the target; guarded by dry_run and counted by the breaker
+    summary: str
+
+
+class ActionRegistry:
+    def __init__(self) -> None:
+        self._specs: dict[str, ActionSpec] = {}
+
+    def register(self, name: str, fn: ActionFn, *, mutating: bool) -> None:
+        """Register `fn(ctx: ActionContext, params: SomeParams) -> str | None`.
+
+        The signature is checked here, so a wrong action fails at startup, not at 3 a.m.
+        """
+        if name in self._specs:
+            raise ValueError(f"action {name!r} is registered twice")
+        parameters = list(inspect.signature(fn).parameters)
+        if len(parameters) != 2:
+            raise TypeError(f"action {name!r} must take (ctx, params), got {parameters}")
+        params_type = get_type_hints(fn).get(parameters[1])
+        if not (isinstance(params_type, type) and issubclass(params_type, BaseModel)):
+            raise TypeError(f"action {name!r}: params must be annotated with a pydantic model")
+        summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
+        self._specs[name] = ActionSpec(name, params_type, fn, mutating, summary)
+
+    def get(self, name: str) -> ActionSpec | None:
+        return self._specs.get(name)
+
+    def specs(self) -> list[ActionSpec]:
+        return [self._specs[name] for name in sorted(self._specs)]
+
+    def params_models(self) -> dict[str, type[BaseModel]]:
+        return {name: spec.params for name, spec in self._specs.items()}

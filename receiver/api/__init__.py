@@ -1,0 +1,1 @@
+"""HTTP layer: thin views that parse, call domain functions, and answer."""

@@ -1,0 +1,65 @@
+"""Helpers every view uses: the app's services, JSON bodies, query models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from flask import Request, current_app
+from pydantic import BaseModel, ValidationError
+
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..services import Services
+
+__all__ = ["json_body", "parse_model", "services", "validation_message"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["autofix"]
+    return found
+
+
+def json_body(request: Request, max_bytes: int) -> Any:
+    """The request's JSON, or 413/415 with a clear message. Never a stack trace."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes is over the limit "
+                              f"of {max_bytes}")
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got "
+                                   f"{mimetype or 'none'!r}")
+    raw = request.stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnsupportedMediaType(f"body is not UTF-8 JSON: {exc.reason} at byte "
+                                   f"{exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise UnsupportedMediaType(f"body is not JSON: {exc.msg} at line {exc.lineno} "
+                                   f"column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise UnsupportedMediaType("body is not acceptable JSON: nested too deeply") from exc
+
+
+def validation_message(error: ValidationError, limit: int = 5) -> tuple[str, list[dict[str, Any]]]:
+    problems = []
+    for item in error.errors()[:limit]:
+        field = ".".join(str(part) for part in item["loc"]) or "(body)"
+        problems.append({"field": field, "message": item["msg"]})
+    first = problems[0] if problems else {"field": "(body)", "message": "invalid"}
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"invalid field {first['field']}: {first['message']}{more}", problems
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, problems = validation_message(exc)
+        raise BadRequest(message, fields=problems) from exc
+    except RecursionError as exc:
+        raise BadRequest("body is nested too deeply") from exc

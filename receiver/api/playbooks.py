@@ -1,0 +1,112 @@
+"""Playbooks, manual runs, breakers and config reload (all behind the API token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from ..auth import require_token
+from ..breaker import BreakerSnapshot, gauge_value
+from ..db.models import AuditEntry, Breaker, utcnow
+from ..errors import NotFound
+from ..manual import reset_breaker, start_manual_run
+from .common import json_body, parse_model, services
+
+__all__ = ["blueprint"]
+
+blueprint = Blueprint("playbooks", __name__)
+
+
+class ManualRunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: dict[str, str] = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=2000)
+    requested_by: str = Field("api", min_length=1, max_length=255)
+    dry_run: bool = False
+
+
+class BreakerResetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+    actor: str = Field(min_length=1, max_length=255, description="Who resets it.")
+
+
+def _authorized() -> None:
+    require_token(request, services().settings.secret("api_token"), "the API")
+
+
+@blueprint.get("/api/v1/playbooks")
+def list_playbooks() -> Response:
+    _authorized()
+    config = services().config
+    items: list[dict[str, Any]] = []
+    for playbook in config.playbooks().playbooks:
+        items.append({
+            "name": playbook.name, "description": playbook.description,
+            "matchers": [str(m) for m in playbook.matchers], "target": playbook.target,
+            "on": playbook.on, "dry_run": playbook.dry_run, "cooldown_s": playbook.cooldown_s,
+            "circuit_breaker": playbook.circuit_breaker.model_dump(),
+            "actions": [{step.action: step.params} for step in playbook.actions],
+        })
+    current = config.current
+    return jsonify({"items": items, "version": current.version_id,
+                    "sha256": current.sha256, "source": current.source})
+
+
+@blueprint.post("/api/v1/playbooks/<name>/run")
+def run_playbook(name: str) -> tuple[Response, int]:
+    _authorized()
+    svc = services()
+    playbook = svc.config.playbooks().by_name(name)
+    if playbook is None:
+        raise NotFound(f"no playbook named {name!r}")
+    body = parse_model(ManualRunBody, json_body(request, 1024 * 1024))
+    actor = f"{body.requested_by} ({request.remote_addr})"
+    created = start_manual_run(svc, playbook, body.labels, body.reason, actor, body.dry_run)
+    return jsonify({"status": "queued", "incident_id": created.incident_id,
+                    "run_id": created.run_id, "target": created.target}), 202
+
+
+@blueprint.get("/api/v1/breakers")
+def list_breakers() -> Response:
+    _authorized()
+    now = utcnow()
+    with services().database.session("api") as session:
+        rows = list(session.scalars(select(Breaker).order_by(Breaker.target)))
+        items = []
+        for row in rows:
+            state = row.state
+            if state == "open" and row.open_until is not None and now >= row.open_until:
+                state = "half_open"  # what the next attempt will find
+            items.append({
+                "target": row.target, "state": state, "gauge": gauge_value(state),
+                "opened_at": row.opened_at and row.opened_at.isoformat(),
+                "open_until": row.open_until and row.open_until.isoformat(),
+                "reopen_count": row.reopen_count,
+                "last_admitted_at": row.last_admitted_at and row.last_admitted_at.isoformat(),
+            })
+    return jsonify({"items": items})
+
+
+@blueprint.post("/api/v1/breakers/<target>/reset")
+def reset(target: str) -> Response:
+    _authorized()
+    body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
+    snapshot: BreakerSnapshot = reset_breaker(services(), target, body.actor, body.reason)
+    return jsonify({"target": target, "state": snapshot.state, "reset_by": body.actor,
+                    "reason": body.reason})
+
+
+@blueprint.post("/-/reload")
+def reload_config() -> Response:
+    _authorized()
+    svc = services()
+    loaded = svc.config.reload(actor=f"api ({request.remote_addr})")
+    with svc.database.session("audit") as session:
+        session.add(AuditEntry(actor=f"api ({request.remote_addr})", verb="reload",
+                               subject=str(svc.config.path), reason=loaded.sha256))
+    return jsonify({"status": "reloaded", "version": loaded.version_id,
+                    "sha256": loaded.sha256, "playbooks": len(loaded.playbooks.playbooks)})

@@ -1,0 +1,57 @@
+"""POST /webhook/alertmanager: record durably, answer, and let the workers act."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..auth import require_token
+from ..db.ingest_store import record_notification
+from ..db.models import utcnow
+from ..ingest import plan_occurrences
+from ..notify import Event
+from ..payload import WebhookPayload
+from .common import json_body, parse_model, services
+
+__all__ = ["blueprint"]
+
+log = logging.getLogger("autofix.webhook")
+blueprint = Blueprint("webhook", __name__)
+
+
+@blueprint.post("/webhook/alertmanager")
+def receive_alertmanager() -> tuple[Response, int]:
+    svc = services()
+    require_token(request, svc.settings.secret("webhook_token"), "the webhook")
+    raw: Any = json_body(request, svc.settings.max_body_bytes)
+    payload = parse_model(WebhookPayload, raw)
+    occurrences = plan_occurrences(payload, svc.config.playbooks(), svc.renderer)
+    now = utcnow()
+    started = time.monotonic()
+    with svc.database.session("ingest") as session:
+        result = record_notification(session, payload, raw, occurrences, now)
+        for incident_id in result.resolved_ids:
+            svc.notifier.emit(session, Event("resolved", incident_id))
+    svc.metrics.notifications.labels(payload.status).inc()
+    for status in ("firing", "resolved"):
+        count = sum(1 for alert in payload.alerts if alert.status == status)
+        if count:
+            svc.metrics.alerts.labels(status).inc(count)
+    if result.duplicates:
+        svc.metrics.duplicates.inc(result.duplicates)
+    if result.runs_queued:
+        svc.wakeup.set()
+    log.info("notification recorded", extra={
+        "notification_id": result.notification_id, "group_key": payload.group_key[:200],
+        "alerts": result.alerts, "new": result.new, "duplicates": result.duplicates,
+        "resolved": result.resolved, "runs_queued": result.runs_queued,
+        "db_ms": round((time.monotonic() - started) * 1000, 1)})
+    return jsonify({
+        "status": "recorded", "notification_id": result.notification_id,
+        "alerts": result.alerts, "new": result.new, "duplicates": result.duplicates,
+        "resolved": result.resolved, "runs_queued": result.runs_queued,
+        "truncated_alerts": payload.truncated_alerts,
+    }), 200

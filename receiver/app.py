@@ -1,0 +1,94 @@
+"""create_app: builds the services, registers the views, maps errors to HTTP once."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .actions.builtin import build_registry
+from .api import health, playbooks, queries, webhook
+from .api.openapi import blueprint as openapi_blueprint
+from .config_store import ConfigStore
+from .db.engine import Database
+from .errors import AutofixError, Conflict
+from .executor import Executor
+from .executor.docker_executor import DockerExecutor
+from .metrics import Metrics
+from .notify import Notifier, NullNotifier
+from .services import Services
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("autofix.app")
+
+
+def create_app(settings: Settings | None = None, *, executor: Executor | None = None,
+               notifier: Notifier | None = None, metrics: Metrics | None = None) -> Flask:
+    settings = settings or Settings()
+    metrics = metrics or Metrics()
+    database = Database(settings.database_url,
+                        on_error=lambda op: metrics.database_errors.labels(op).inc())
+    registry = build_registry()
+    services = Services(
+        settings=settings, database=database, registry=registry,
+        config=ConfigStore(settings.playbooks, database, registry.params_models()),
+        executor=executor or DockerExecutor(settings.docker_host, settings.docker_timeout_s),
+        notifier=notifier or NullNotifier(), metrics=metrics,
+    )
+    app = Flask("autofix")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["autofix"] = services
+    for blueprint in (webhook.blueprint, queries.blueprint, playbooks.blueprint,
+                      health.blueprint, openapi_blueprint):
+        app.register_blueprint(blueprint)
+    _register_error_handlers(app)
+    _register_webhook_timing(app, metrics)
+    return app
+
+
+def _error_response(error: AutofixError) -> tuple[Response, int]:
+    response = jsonify(error.to_dict())
+    if isinstance(error, Conflict) and error.retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, int(error.retry_after_s + 0.999)))
+    return response, error.status
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(AutofixError)
+    def _autofix(error: AutofixError) -> tuple[Response, int]:
+        return _error_response(error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
+        return jsonify({"error": "payload_too_large",
+                        "message": "body is over AUTOFIX_MAX_BODY_BYTES"}), 413
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> tuple[Response, int]:
+        code = error.code or 500
+        return jsonify({"error": (error.name or "error").lower().replace(" ", "_"),
+                        "message": error.description}), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> tuple[Response, int]:
+        # Logged with its trace; the client gets no trace, only an id to look it up.
+        log.exception("unhandled error", extra={"path": request.path})
+        return jsonify({"error": "internal_error",
+                        "message": "unexpected error; see the receiver's log"}), 500
+
+
+def _register_webhook_timing(app: Flask, metrics: Metrics) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        if request.path == "/webhook/alertmanager" and "started" in g:
+            metrics.webhook_latency.labels(str(response.status_code)).observe(
+                time.perf_counter() - g.started)
+        return response

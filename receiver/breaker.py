@@ -1,0 +1,88 @@
+"""Circuit breaker per target, as a pure state machine over a stored snapshot.
+
+closed ──(max_actions admitted in window)──▶ open ──(open period over)──▶ half_open
+half_open: one trial is admitted; another attempt before `reset_after` of quiet re-opens
+with a doubled period (capped), like CrashLoopBackOff. `reset_after` of quiet closes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from .playbooks.config import BreakerPolicy
+
+__all__ = ["BreakerDecision", "BreakerSnapshot", "decide", "gauge_value"]
+
+GAUGE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    state: str = "closed"
+    opened_at: datetime | None = None
+    open_until: datetime | None = None
+    reopen_count: int = 0
+    last_admitted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BreakerDecision:
+    allow: bool
+    snapshot: BreakerSnapshot
+    reason: str | None = None
+    retry_after_s: float | None = None
+    opened_now: bool = False
+
+
+def gauge_value(state: str) -> int:
+    return GAUGE.get(state, 0)
+
+
+def count_window_start(snapshot: BreakerSnapshot, policy: BreakerPolicy,
+                       now: datetime) -> datetime:
+    """Admissions counted toward max_actions: in the window and since the breaker last opened."""
+    start = now - timedelta(seconds=policy.window_s)
+    if snapshot.opened_at is not None and snapshot.opened_at > start:
+        return snapshot.opened_at
+    return start
+
+
+def decide(snapshot: BreakerSnapshot, policy: BreakerPolicy, recent_admissions: int,
+           now: datetime) -> BreakerDecision:
+    snap = _age(snapshot, policy, now)
+    if snap.state == "open":
+        assert snap.open_until is not None
+        return BreakerDecision(False, snap, "breaker_open",
+                               (snap.open_until - now).total_seconds())
+    if snap.state == "half_open":
+        trial_taken = (snap.last_admitted_at is not None and snap.open_until is not None
+                       and snap.last_admitted_at >= snap.open_until)
+        if not trial_taken:
+            return BreakerDecision(True, replace(snap, last_admitted_at=now))
+        return _open(snap, policy, now)
+    if recent_admissions >= policy.max_actions:
+        return _open(snap, policy, now)
+    return BreakerDecision(True, replace(snap, last_admitted_at=now))
+
+
+def _age(snap: BreakerSnapshot, policy: BreakerPolicy, now: datetime) -> BreakerSnapshot:
+    """Apply what time alone changes: the open period ending, a quiet period closing."""
+    if snap.state == "open" and snap.open_until is not None and now >= snap.open_until:
+        snap = replace(snap, state="half_open")
+    quiet = (snap.last_admitted_at is None
+             or now - snap.last_admitted_at >= timedelta(seconds=policy.reset_after_s))
+    if snap.state == "half_open" and quiet and snap.last_admitted_at is not None \
+            and snap.open_until is not None and snap.last_admitted_at >= snap.open_until:
+        return BreakerSnapshot(last_admitted_at=snap.last_admitted_at)  # the trial held
+    if snap.state == "closed" and quiet and snap.reopen_count:
+        return replace(snap, reopen_count=0)
+    return snap
+
+
+def _open(snap: BreakerSnapshot, policy: BreakerPolicy, now: datetime) -> BreakerDecision:
+    count = snap.reopen_count + 1
+    period = min(policy.open_s * 2 ** (count - 1), policy.open_max_s)
+    until = now + timedelta(seconds=period)
+    opened = BreakerSnapshot("open", now, until, count, snap.last_admitted_at)
+    return BreakerDecision(False, opened, "breaker_open", period, opened_now=True)

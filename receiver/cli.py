@@ -1,0 +1,142 @@
+"""The `autofix` command: serve, db upgrade, db prune, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import ConfigError
+
+__all__ = ["main"]
+
+
+def _settings() -> object:
+    from .settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print("invalid settings:", file=sys.stderr)
+        for error in exc.errors():
+            name = "AUTOFIX_" + "_".join(str(p) for p in error["loc"]).upper()
+            print(f"  {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _parse_age(text: str) -> timedelta:
+    from .playbooks.config import parse_duration
+
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .actions.builtin import build_registry
+    from .playbooks.config import load_playbooks
+
+    try:
+        loaded = load_playbooks(Path(args.file), build_registry().params_models())
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        errors = exc.details.get("errors", [])
+        for line in errors if isinstance(errors, list) else []:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK, {len(loaded.playbooks)} playbook(s)")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .db.migrate import upgrade
+    from .settings import Settings
+
+    settings = _settings()
+    assert isinstance(settings, Settings)
+    upgrade(settings.database_url)
+    print("database at head")
+    return 0
+
+
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    from .db.engine import Database
+    from .db.migrate import prune
+    from .settings import Settings
+
+    settings = _settings()
+    assert isinstance(settings, Settings)
+    counts = prune(Database(settings.database_url), args.older_than)
+    print(" ".join(f"{table}={count}" for table, count in counts.items()))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .actions.builtin import build_registry
+    from .app import create_app
+    from .db.migrate import upgrade
+    from .logs import configure_logging
+    from .playbooks.config import load_playbooks
+    from .serve import prepare_metrics_dir, serve
+    from .settings import SECRET_FIELDS, Settings
+
+    settings = _settings()
+    assert isinstance(settings, Settings)
+    configure_logging(settings.log_level,
+                      [v for n in SECRET_FIELDS if (v := settings.secret(n))])
+    log = logging.getLogger("autofix.serve")
+    problems = settings.check_serving()
+    if problems:
+        for problem in problems:
+            log.error("refusing to start: %s", problem)
+        return 2
+    if settings.allow_unauthenticated and not (settings.secret("webhook_token")
+                                               and settings.secret("api_token")):
+        log.warning("AUTOFIX_ALLOW_UNAUTHENTICATED=true: anyone who can reach this port can "
+                    "trigger remediation")
+    try:
+        load_playbooks(settings.playbooks, build_registry().params_models())
+    except ConfigError as exc:
+        log.error("refusing to start: %s", exc.message, extra={"errors": exc.details})
+        return 2
+    upgrade(settings.database_url)
+    prepare_metrics_dir()
+    app = create_app(settings)
+    services = app.extensions["autofix"]
+    services.config.publish_startup()
+    serve(settings, args.bind, args.workers, services)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autofix", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the receiver under gunicorn")
+    serve.add_argument("--bind", default="0.0.0.0:8080")
+    serve.add_argument("--workers", type=int, default=2)
+    serve.set_defaults(func=cmd_serve)
+    check = sub.add_parser("check-config", help="validate a playbooks file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    prune_cmd = db_sub.add_parser("prune", help="delete old rows")
+    prune_cmd.add_argument("--older-than", type=_parse_age, required=True,
+                           help="age such as 180d")
+    prune_cmd.set_defaults(func=cmd_db_prune)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Engine and sessions, with the database's failures turned into DatabaseUnavailable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import DatabaseUnavailable
+
+__all__ = ["Database"]
+
+
+class Database:
+    """Owns the engine; `session()` is one transaction, committed on success."""
+
+    def __init__(self, url: str, on_error: Any = None) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = _make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._on_error = on_error  # a callable(operation) counting database errors
+
+    @contextmanager
+    def session(self, operation: str = "query") -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError) as error:
+            session.rollback()
+            if self._on_error is not None:
+                self._on_error(operation)
+            raise DatabaseUnavailable(f"database unavailable during {operation}") from error
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def scratch_session(self, operation: str = "peek") -> Iterator[Session]:
+        """A transaction that is always rolled back: to ask "what would happen if"."""
+        session = self._sessions()
+        try:
+            yield session
+        except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError) as error:
+            if self._on_error is not None:
+                self._on_error(operation)
+            raise DatabaseUnavailable(f"database unavailable during {operation}") from error
+        finally:
+            session.rollback()
+            session.close()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return True
+        except exc.SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers (API, Grafana exports) run beside the single writer.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    # connect_timeout keeps the webhook's 503 fast while PostgreSQL is down.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                         pool_timeout=5, connect_args={"connect_timeout": 2})

@@ -1,0 +1,140 @@
+"""Write one notification: audit row, one upsert per occurrence, queued runs. One transaction.
+
+The unique constraint on (fingerprint, starts_at) is the dedup key: concurrent identical
+POSTs on any worker collapse into one row whose notification_count counts them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..ingest import Occurrence
+from ..payload import WebhookPayload
+from .models import Incident, Notification, Run
+
+__all__ = ["IngestResult", "record_notification"]
+
+# Bound parameters per statement stay under PostgreSQL's 65535 and SQLite's 32766.
+_CHUNK = 1000
+
+
+@dataclass
+class IngestResult:
+    notification_id: int = 0
+    alerts: int = 0
+    new: int = 0
+    duplicates: int = 0
+    resolved: int = 0
+    runs_queued: int = 0
+    run_ids: list[int] = field(default_factory=list)
+    incident_ids: list[int] = field(default_factory=list)
+    resolved_ids: list[int] = field(default_factory=list)
+
+
+def record_notification(session: Session, payload: WebhookPayload, raw: dict[str, Any],
+                        occurrences: Sequence[Occurrence], now: datetime) -> IngestResult:
+    notification = Notification(
+        received_at=now, group_key=payload.group_key, receiver=payload.receiver,
+        status=payload.status, alert_count=len(payload.alerts),
+        truncated_alerts=payload.truncated_alerts, external_url=payload.external_url,
+        payload=raw,
+    )
+    session.add(notification)
+    session.flush()
+    result = IngestResult(notification_id=notification.id, alerts=len(payload.alerts))
+    firing = [o for o in occurrences if o.status == "firing"]
+    resolved = [o for o in occurrences if o.status == "resolved"]
+    for chunk in _chunks(firing):
+        for row, occurrence in zip(_upsert(session, chunk, now), chunk, strict=True):
+            result.incident_ids.append(row.id)
+            if row.notification_count == 1:
+                result.new += 1
+                if occurrence.playbook is not None:
+                    _queue_run(session, row.id, occurrence, now, result)
+            else:
+                result.duplicates += 1
+    for chunk in _chunks(resolved):
+        for row, occurrence in zip(_upsert(session, chunk, now), chunk, strict=True):
+            result.incident_ids.append(row.id)
+            if row.resolved_at == now:  # this notification is the one that resolved it
+                result.resolved += 1
+                result.resolved_ids.append(row.id)
+                if occurrence.playbook is not None:
+                    _queue_run(session, row.id, occurrence, now, result)
+            else:
+                result.duplicates += 1
+    return result
+
+
+def _chunks(items: Sequence[Occurrence]) -> list[Sequence[Occurrence]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _values(occurrence: Occurrence, now: datetime) -> dict[str, Any]:
+    is_resolved = occurrence.status == "resolved"
+    time_to_resolve = None
+    if is_resolved:
+        time_to_resolve = max(0.0, ((occurrence.ends_at or now) - occurrence.starts_at)
+                              .total_seconds())
+    return {
+        "fingerprint": occurrence.fingerprint, "starts_at": occurrence.starts_at,
+        "ends_at": occurrence.ends_at, "alertname": occurrence.labels.get("alertname", "")[:255],
+        "severity": occurrence.labels.get("severity", "")[:64],
+        "container": occurrence.labels.get("container", "")[:255],
+        "target": (occurrence.target or None) and occurrence.target[:255],
+        "playbook": occurrence.playbook if not is_resolved else None,
+        "labels": occurrence.labels, "annotations": occurrence.annotations,
+        "generator_url": occurrence.generator_url,
+        "status": "resolved" if is_resolved else "open", "notification_count": 1,
+        "first_seen": now, "last_seen": now, "resolved_at": now if is_resolved else None,
+        "time_to_resolve_s": time_to_resolve, "resolved_unseen": is_resolved,
+        "trigger": "alert",
+    }
+
+
+def _upsert(session: Session, chunk: Sequence[Occurrence], now: datetime) -> list[Any]:
+    dialect = session.get_bind().dialect.name
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = dialect_insert(Incident).values([_values(o, now) for o in chunk])
+    table = Incident.__table__.c
+    excluded = statement.excluded
+    updates: dict[str, Any] = {
+        "notification_count": table.notification_count + 1,
+        "last_seen": excluded.last_seen,
+    }
+    if chunk[0].status == "resolved":
+        # Resolution is final and recorded once, whatever state the incident was in.
+        updates |= {
+            "status": "resolved",
+            "ends_at": func.coalesce(excluded.ends_at, table.ends_at),
+            "resolved_at": func.coalesce(table.resolved_at, excluded.resolved_at),
+            "time_to_resolve_s": func.coalesce(table.time_to_resolve_s,
+                                               excluded.time_to_resolve_s),
+        }
+    upsert = statement.on_conflict_do_update(
+        index_elements=["fingerprint", "starts_at"], set_=updates,
+    ).returning(Incident.id, Incident.fingerprint, Incident.starts_at,
+                Incident.notification_count, Incident.resolved_at)
+    # RETURNING order is not guaranteed for multi-row VALUES: map rows back by key.
+    rows = {(row.fingerprint, row.starts_at): row for row in session.execute(upsert)}
+    return [rows[(o.fingerprint, o.starts_at)] for o in chunk]
+
+
+def _queue_run(session: Session, incident_id: int, occurrence: Occurrence, now: datetime,
+               result: IngestResult) -> None:
+    run_id = session.execute(
+        insert(Run).values(
+            incident_id=incident_id, playbook=occurrence.playbook,
+            target=occurrence.target or "", trigger="alert", alert_status=occurrence.status,
+            reason=occurrence.target_error, status="queued", queued_at=now, dry_run=False,
+        ).returning(Run.id)
+    ).scalar_one()
+    result.runs_queued += 1
+    result.run_ids.append(run_id)

@@ -1,0 +1,46 @@
+"""`autofix db upgrade` and the retention prune."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import CursorResult, delete
+
+from .engine import Database
+from .models import AuditEntry, Incident, Notification, utcnow
+
+__all__ = ["alembic_config", "prune", "upgrade"]
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def prune(database: Database, older_than: timedelta) -> dict[str, int]:
+    """Delete notifications, closed incidents (their runs and actions cascade) and audit rows."""
+    cutoff = utcnow() - older_than
+    statements = {
+        "notifications": delete(Notification).where(Notification.received_at < cutoff),
+        "incidents": delete(Incident).where(Incident.last_seen < cutoff,
+                                            Incident.status.in_(("resolved", "escalated"))),
+        "audit_log": delete(AuditEntry).where(AuditEntry.at < cutoff),
+    }
+    counts: dict[str, int] = {}
+    with database.session("prune") as session:
+        for table, statement in statements.items():
+            result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+            counts[table] = result.rowcount
+    return counts

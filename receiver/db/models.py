@@ -1,0 +1,188 @@
+"""Tables. Every decision that must survive a restart or be shared by workers lives here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Action", "AuditEntry", "Base", "Breaker", "ConfigVersion", "Incident", "Notification", "Run",
+    "utcnow",
+]
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, whatever the backend stores (SQLite keeps naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JsonType}
+
+
+class Notification(Base):
+    """One webhook POST as received, for audit."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    group_key: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16))
+    alert_count: Mapped[int] = mapped_column(Integer)
+    truncated_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    external_url: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[dict[str, Any]] = mapped_column()
+
+
+class Incident(Base):
+    """One alert occurrence: (fingerprint, startsAt). The unique constraint is the dedup key."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("fingerprint", "starts_at", name="uq_incident_occurrence"),
+        Index("ix_incidents_status_first_seen", "status", "first_seen"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    alertname: Mapped[str] = mapped_column(String(255), index=True)
+    severity: Mapped[str] = mapped_column(String(64), default="")
+    container: Mapped[str] = mapped_column(String(255), default="", index=True)
+    target: Mapped[str | None] = mapped_column(String(255), index=True)
+    playbook: Mapped[str | None] = mapped_column(String(255))
+    labels: Mapped[dict[str, Any]] = mapped_column()
+    annotations: Mapped[dict[str, Any]] = mapped_column()
+    generator_url: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))  # open, remediating, resolved, escalated
+    notification_count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    time_to_resolve_s: Mapped[float | None] = mapped_column(Float)
+    resolved_unseen: Mapped[bool] = mapped_column(default=False)  # resolution of an unseen firing
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(16), default="alert")  # alert or manual
+
+
+class Run(Base):
+    """One playbook execution for one incident; the unit the workers claim."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_target", "status", "target"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"),
+                                             index=True)
+    playbook: Mapped[str] = mapped_column(String(255))
+    target: Mapped[str] = mapped_column(String(255))
+    trigger: Mapped[str] = mapped_column(String(16))  # alert or manual
+    alert_status: Mapped[str] = mapped_column(String(16), default="firing")
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # queued, running, succeeded, failed, skipped, interrupted
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    admitted_at: Mapped[datetime | None] = mapped_column(index=True)  # passed every guard
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    worker: Mapped[str | None] = mapped_column(String(255))
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Action(Base):
+    """One step of a run (or one guard that stopped it), with its outcome."""
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_target_started", "target", "started_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"),
+                                             index=True)
+    playbook: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    params: Mapped[dict[str, Any]] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(16))  # succeeded, failed, skipped, dry_run
+    reason: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    trigger: Mapped[str] = mapped_column(String(16))
+
+
+class Breaker(Base):
+    """Circuit-breaker state per target."""
+
+    __tablename__ = "breakers"
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed")  # closed, open, half_open
+    opened_at: Mapped[datetime | None] = mapped_column()
+    open_until: Mapped[datetime | None] = mapped_column()
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_admitted_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what by hand: breaker resets, manual runs, reloads."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    verb: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class ConfigVersion(Base):
+    """Every playbooks file that validated, so all workers switch to the same one on reload."""
+
+    __tablename__ = "config_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,76 @@
+"""Pure mapping from a webhook payload to occurrences and the playbook each one triggers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .payload import ZERO_TIME, AlertPayload, WebhookPayload
+from .playbooks.config import PlaybookFile
+from .playbooks.templating import TemplateRenderer, TemplateRenderError
+
+__all__ = ["Occurrence", "plan_occurrences", "resolve_target", "template_context"]
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One alert occurrence as this notification reports it."""
+
+    fingerprint: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    playbook: str | None  # the playbook this status triggers, if any
+    target: str | None  # rendered target, or None when the template failed
+    target_error: str | None
+
+
+def template_context(labels: dict[str, str], annotations: dict[str, str],
+                     status: str = "firing") -> dict[str, Any]:
+    return {"labels": dict(labels), "annotations": dict(annotations), "status": status}
+
+
+def resolve_target(template: str, labels: dict[str, str], annotations: dict[str, str],
+                   renderer: TemplateRenderer) -> tuple[str | None, str | None]:
+    """(target, None) or (None, why it could not be rendered)."""
+    try:
+        target = renderer.render(template, template_context(labels, annotations)).strip()
+    except TemplateRenderError as exc:
+        return None, str(exc)
+    if not target:
+        return None, f"target template {template!r} rendered empty"
+    return target, None
+
+
+def plan_occurrences(payload: WebhookPayload, playbooks: PlaybookFile,
+                     renderer: TemplateRenderer) -> list[Occurrence]:
+    """One Occurrence per distinct (fingerprint, startsAt, status) in the payload."""
+    seen: set[tuple[str, datetime, str]] = set()
+    planned: list[Occurrence] = []
+    for alert in payload.alerts:
+        key = (alert.fingerprint, alert.starts_at, alert.status)
+        if key in seen:
+            continue
+        seen.add(key)
+        planned.append(_plan_one(alert, playbooks, renderer))
+    return planned
+
+
+def _plan_one(alert: AlertPayload, playbooks: PlaybookFile,
+              renderer: TemplateRenderer) -> Occurrence:
+    playbook = playbooks.first_match(alert.labels, alert.status)
+    target = target_error = None
+    if playbook is not None:
+        target, target_error = resolve_target(playbook.target, alert.labels, alert.annotations,
+                                              renderer)
+    ends_at = alert.ends_at if alert.ends_at and alert.ends_at > ZERO_TIME else None
+    return Occurrence(
+        fingerprint=alert.fingerprint, starts_at=alert.starts_at, ends_at=ends_at,
+        status=alert.status, labels=alert.labels, annotations=alert.annotations,
+        generator_url=alert.generator_url, playbook=playbook.name if playbook else None,
+        target=target, target_error=target_error,
+    )

@@ -1,0 +1,73 @@
+"""autofix's own metrics. Built per app with its own registry; multiprocess-safe under gunicorn."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_ACTION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.notifications = Counter(
+            "autofix_notifications_received_total",
+            "Webhook notifications received, by group status.", ["status"], registry=r)
+        self.alerts = Counter(
+            "autofix_alerts_received_total", "Alerts received, by alert status.", ["status"],
+            registry=r)
+        self.duplicates = Counter(
+            "autofix_alert_duplicates_total",
+            "Alerts that repeated an occurrence already recorded.", registry=r)
+        self.open_incidents = Gauge(
+            "autofix_open_incidents", "Incidents not yet resolved.", registry=r,
+            multiprocess_mode="mostrecent")
+        self.actions = Counter(
+            "autofix_actions_total", "Actions by playbook, action and outcome.",
+            ["playbook", "action", "outcome"], registry=r)
+        self.action_duration = Histogram(
+            "autofix_action_duration_seconds", "Time an action took.", ["action"],
+            buckets=_ACTION_BUCKETS, registry=r)
+        self.breaker_state = Gauge(
+            "autofix_breaker_state", "Circuit breaker per target: 0 closed, 1 half-open, 2 open.",
+            ["target"], registry=r, multiprocess_mode="mostrecent")
+        self.webhook_latency = Histogram(
+            "autofix_webhook_request_duration_seconds", "Webhook request latency by status code.",
+            ["code"], buckets=_WEBHOOK_BUCKETS, registry=r)
+        self.notification_sends = Counter(
+            "autofix_notification_sends_total",
+            "Notification send attempts by channel and outcome (sent, retried, failed).",
+            ["channel", "outcome"], registry=r)
+        self.run_queue_depth = Gauge(
+            "autofix_run_queue_depth", "Runs queued and not yet started.", registry=r,
+            multiprocess_mode="mostrecent")
+        self.database_errors = Counter(
+            "autofix_database_errors_total", "Database errors by operation.", ["operation"],
+            registry=r)
+
+    def exposition(self) -> bytes:
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        # Per scrape, as the client_python multiprocess docs prescribe.
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

@@ -1,0 +1,30 @@
+"""What happened, as data. Channels turn events into messages; the runner only emits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from sqlalchemy.orm import Session
+
+__all__ = ["Event", "EventKind", "Notifier", "NullNotifier"]
+
+EventKind = Literal["playbook_started", "action_result", "escalated", "breaker_opened",
+                    "resolved", "note"]
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    incident_id: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Notifier(Protocol):
+    def emit(self, session: Session, event: Event) -> None:
+        """Record the event for sending; must not do network I/O."""
+
+
+class NullNotifier:
+    def emit(self, session: Session, event: Event) -> None:
+        return None

@@ -1,0 +1,62 @@
+"""Alertmanager webhook payload, version 4 (notify/webhook/webhook.go)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["AlertPayload", "WebhookPayload"]
+
+# Alertmanager sends the zero time for endsAt while an alert fires.
+ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+MAX_LABELS = 256
+
+
+class _Lenient(BaseModel):
+    # Newer Alertmanagers add fields (e.g. notification_reason): accept and ignore them.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def _check_label_map(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels are accepted, got {len(value)}")
+    return value
+
+
+class AlertPayload(_Lenient):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(None, alias="endsAt")
+    generator_url: str = Field("", alias="generatorURL", max_length=8192)
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+    _labels = field_validator("labels", "annotations")(_check_label_map)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        # Normalised to UTC so the dedup key compares equal whatever offset was sent.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+
+class WebhookPayload(_Lenient):
+    version: Literal["4"]
+    group_key: str = Field(alias="groupKey", max_length=8192)
+    truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0)
+    status: Literal["firing", "resolved"]
+    receiver: str = Field(max_length=1024)
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field("", alias="externalURL", max_length=8192)
+    alerts: list[AlertPayload]

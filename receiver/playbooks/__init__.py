@@ -1,0 +1,1 @@
+"""Playbooks: which alerts lead to which actions, as validated data."""

@@ -1,0 +1,59 @@
+"""Alertmanager-style label matchers: name="v", name!="v", name=~"re", name!~"re".
+
+As in Alertmanager, regexes are anchored at both ends and a missing label equals "".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Matcher", "parse_matcher"]
+
+Op = Literal["=", "!=", "=~", "!~"]
+_MATCHER = re.compile(
+    r"""^\s*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"""
+    r"""(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^"\s,{}]*))\s*$"""
+)
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    op: Op
+    value: str
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        actual = labels.get(self.name, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        assert self._regex is not None
+        found = self._regex.fullmatch(actual) is not None
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse one matcher; ValueError says what is wrong with it."""
+    found = _MATCHER.match(text)
+    if found is None:
+        raise ValueError(f"not a matcher: {text!r} (expected e.g. alertname=\"TargetDown\" "
+                         "with one of = != =~ !~)")
+    quoted = found.group("quoted")
+    value = (re.sub(r"\\(.)", r"\1", quoted) if quoted is not None
+             else found.group("bare") or "")
+    op: Op = found.group("op")  # type: ignore[assignment]
+    regex = None
+    if op in ("=~", "!~"):
+        try:
+            regex = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex in {text!r}: {exc}") from exc
+    return Matcher(found.group("name"), op, value, regex)

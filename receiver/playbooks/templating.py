@@ -1,0 +1,58 @@
+"""Sandboxed templates over an alert's labels and annotations.
+
+Label values are data, never templates: a value containing "{{ ... }}" is inserted
+literally, because only the playbook's own strings are compiled.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["TemplateRenderError", "TemplateRenderer", "is_valid_container_name"]
+
+# Docker's own rule for container names; anything else cannot name a container.
+_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+
+
+class TemplateRenderError(ValueError):
+    """A template failed to compile or render (e.g. it names a missing label)."""
+
+
+def is_valid_container_name(name: str) -> bool:
+    return bool(_CONTAINER_NAME.match(name))
+
+
+class TemplateRenderer:
+    def __init__(self) -> None:
+        self._env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+    def check(self, template: str) -> None:
+        """Raise TemplateRenderError when the template does not compile."""
+        try:
+            self._env.from_string(template)
+        except TemplateError as exc:
+            raise TemplateRenderError(f"invalid template {template!r}: {exc}") from exc
+
+    def render(self, template: str, context: dict[str, Any]) -> str:
+        if "{" not in template:
+            return template
+        try:
+            return self._env.from_string(template).render(**context)
+        except TemplateError as exc:
+            raise TemplateRenderError(f"cannot render {template!r}: {exc}") from exc
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise TemplateRenderError(f"cannot render {template!r}: {exc}") from exc
+
+    def render_tree(self, value: Any, context: dict[str, Any]) -> Any:
+        """Render every string inside nested dicts and lists; other values pass through."""
+        if isinstance(value, str):
+            return self.render(value, context)
+        if isinstance(value, list):
+            return [self.render_tree(item, context) for item in value]
+        if isinstance(value, dict):
+            return {key: self.render_tree(item, context) for key, item in value.items()}
+        return value

@@ -1,0 +1,86 @@
+"""`autofix serve`: gunicorn with one runner per worker and multiprocess metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .app import create_app
+from .runner import Runner, reconcile_interrupted
+from .services import Services
+from .settings import Settings
+
+__all__ = ["serve"]
+
+log = logging.getLogger("autofix.serve")
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self._settings)
+
+
+def _post_worker_init(worker: Any) -> None:
+    services: Services = worker.wsgi.extensions["autofix"]
+    runner = Runner(services)
+    runner.start()
+    worker.autofix_runner = runner
+
+
+def _worker_exit(_server: Any, worker: Any) -> None:
+    runner: Runner | None = getattr(worker, "autofix_runner", None)
+    if runner is not None:
+        runner.stop(timeout=25.0)
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def prepare_metrics_dir() -> str:
+    """PROMETHEUS_MULTIPROC_DIR must exist and be empty at start (client_python docs)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="autofix-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
+def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: Services) -> None:
+    if settings.is_sqlite and workers > 1:
+        log.warning("SQLite allows one writer: running 1 worker instead of %d", workers)
+        workers = 1
+    interrupted = reconcile_interrupted(services_for_reconcile,
+                                        worker_prefix=f"{socket.gethostname()}:")
+    if interrupted:
+        log.warning("reconciled runs interrupted by the last shutdown",
+                    extra={"run_ids": interrupted})
+    services_for_reconcile.database.dispose()
+    options = {
+        "bind": bind, "workers": workers, "worker_class": "gthread", "threads": 8,
+        "timeout": 60, "graceful_timeout": 30, "keepalive": 5,
+        "accesslog": None, "errorlog": "-", "loglevel": settings.log_level.lower(),
+        "post_worker_init": _post_worker_init, "worker_exit": _worker_exit,
+        "child_exit": _child_exit, "proc_name": "autofix",
+    }
+    _Gunicorn(settings, options).run()

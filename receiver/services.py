@@ -1,0 +1,42 @@
+"""Everything a request or a run needs, built once per app in create_app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from .actions.registry import ActionRegistry
+from .config_store import ConfigStore
+from .db.engine import Database
+from .executor import Executor
+from .metrics import Metrics
+from .notify import Notifier
+from .playbooks.templating import TemplateRenderer
+from .settings import Settings
+
+__all__ = ["Services", "own_container_ids", "worker_id"]
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def own_container_ids() -> frozenset[str]:
+    """Inside Docker the hostname is our container id: never act on ourselves."""
+    return frozenset({socket.gethostname()}) if os.path.exists("/.dockerenv") else frozenset()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    registry: ActionRegistry
+    config: ConfigStore
+    executor: Executor
+    notifier: Notifier
+    metrics: Metrics
+    renderer: TemplateRenderer = field(default_factory=TemplateRenderer)
+    own_ids: frozenset[str] = field(default_factory=own_container_ids)
+    wakeup: threading.Event = field(default_factory=threading.Event)

@@ -1,0 +1,110 @@
+"""One settings class: every knob, validated at startup, read from AUTOFIX_* variables.
+
+Each secret may instead be read from a file named by AUTOFIX_<NAME>_FILE, the way Docker
+secrets and Alertmanager's credentials_file work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["SECRET_FIELDS", "Settings"]
+
+DEFAULT_PLAYBOOKS = Path(__file__).with_name("playbooks.yml")
+SECRET_FIELDS = ("webhook_token", "api_token", "slack_bot_token", "slack_webhook_url",
+                 "outbound_webhook_url")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUTOFIX_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///autofix.db",
+        description="SQLAlchemy URL. SQLite is the embedded default; use postgresql+psycopg2://"
+        " for more than one worker.",
+    )
+    webhook_token: SecretStr | None = Field(
+        None, description="Bearer token (or basic-auth password) Alertmanager must present.")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for /api/v1 and /-/reload.")
+    allow_unauthenticated: bool = Field(
+        False, description="Start without tokens. Logs a warning at every start.")
+    playbooks: Path = Field(DEFAULT_PLAYBOOKS, description="Path of the playbooks YAML file.")
+    dry_run: bool = Field(
+        False, description="Record what would be done for every playbook; touch nothing.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest webhook body accepted (413 above).")
+
+    docker_host: str | None = Field(
+        None, description="Docker endpoint; unset means the SDK's DOCKER_HOST default.")
+    docker_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Docker API call.")
+    opt_in_label: str = Field(
+        "autofix.enable", description="Container label that must be 'true' before autofix acts.")
+    protected_containers: list[str] = Field(
+        default_factory=list,
+        description="Container names never acted on (the receiver's own and the database's).")
+    max_concurrent_runs: int = Field(4, gt=0, description="Global cap on runs executing at once.")
+    runner_threads: int = Field(
+        4, gt=0, description="Runs a single receiver process executes in parallel.")
+    runner_poll_s: float = Field(0.5, gt=0, description="How often idle workers poll for runs.")
+    run_lease_s: float = Field(
+        300.0, gt=0, description="A run not heartbeating for this long is reconciled.")
+    prometheus_url: str = Field(
+        "http://127.0.0.1:9090", description="Prometheus for promql_check steps.")
+    http_allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"],
+        description="Hosts the http action may call.")
+
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")
+    slack_channel: str | None = Field(None, description="Channel for chat.postMessage.")
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (tests use a local one).")
+    outbound_webhook_url: SecretStr | None = Field(
+        None, description="Generic JSON webhook for every notification event.")
+    notify_max_attempts: int = Field(6, gt=0, description="Send attempts per notification.")
+    grafana_url: str = Field("http://127.0.0.1:3000", description="Grafana, for message links.")
+    alertmanager_url: str = Field(
+        "http://127.0.0.1:9093", description="Alertmanager, for silence links in messages.")
+
+    retention_days: int = Field(
+        0, ge=0, description="Prune rows older than this many days, hourly; 0 turns it off.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the JSON logs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        import os
+
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FIELDS:
+            path = os.environ.get(f"AUTOFIX_{name.upper()}_FILE")
+            if path and not data.get(name):
+                try:
+                    data[name] = Path(path).read_text().strip()
+                except OSError as exc:
+                    raise ValueError(
+                        f"AUTOFIX_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
+        return data
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+    def check_serving(self) -> list[str]:
+        """Problems that must stop `autofix serve`; empty when it may start."""
+        if self.allow_unauthenticated:
+            return []
+        return [f"AUTOFIX_{n.upper()} (or AUTOFIX_{n.upper()}_FILE) is required; set "
+                "AUTOFIX_ALLOW_UNAUTHENTICATED=true to run without it"
+                for n in ("webhook_token", "api_token") if not self.secret(n)]

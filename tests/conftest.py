@@ -1,0 +1,102 @@
+"""Fixtures: real PostgreSQL, SQLite files, apps on either, and a private dockerd."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from receiver.app import create_app
+from receiver.db.migrate import upgrade
+from receiver.settings import Settings
+from tests.harness.postgres import Postgres, start_postgres
+
+WEBHOOK_TOKEN = "wh-test-token-5b1f"
+API_TOKEN = "api-test-token-9c2e"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    url = postgres.create_database()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'autofix.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "webhook_token": WEBHOOK_TOKEN,
+                              "api_token": API_TOKEN, "runner_poll_s": 0.05}
+    values.update(overrides)
+    return Settings(**values)
+
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def app_factory() -> Iterator[AppFactory]:
+    made: list[Flask] = []
+
+    def factory(database_url: str, **kwargs: Any) -> Flask:
+        executor = kwargs.pop("executor", None)
+        notifier = kwargs.pop("notifier", None)
+        app = create_app(make_settings(database_url, **kwargs), executor=executor,
+                         notifier=notifier)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        app.extensions["autofix"].database.dispose()
+
+
+@pytest.fixture
+def app(db_url: str, app_factory: AppFactory) -> Flask:
+    return app_factory(db_url)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def webhook_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+
+
+def api_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def private_dockerd() -> Iterator[Any]:
+    from tests.harness.dockerd import start_dockerd
+
+    daemon = start_dockerd(Path(tempfile.mkdtemp(prefix="autofix-dockerd-")))
+    yield daemon
+    daemon.remove_all_containers()
+    daemon.stop()

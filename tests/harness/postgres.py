@@ -1,0 +1,94 @@
+"""A throwaway PostgreSQL cluster owned by the `postgres` OS user (initdb refuses root)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from .procs import LOOPBACK, free_port, require_binary, wait_for
+
+SUPERUSER = "autofix_test"
+
+
+class Postgres:
+    def __init__(self, root: Path) -> None:
+        self.initdb = require_binary("initdb")
+        self.pg_ctl = require_binary("pg_ctl")
+        self.root = root
+        self.data = root / "data"
+        self.sock_dir = root / "sock"
+        self.port = free_port()
+        self.run_as = _unprivileged_user()
+
+    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self.run_as is not None:
+            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=120)
+
+    def init(self) -> Postgres:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sock_dir.mkdir(exist_ok=True)
+        if self.run_as is not None:
+            shutil.chown(self.root, self.run_as)
+            shutil.chown(self.sock_dir, self.run_as)
+        self._run([self.initdb, "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
+                   "--no-sync", "-E", "UTF8"])
+        return self
+
+    def start(self) -> Postgres:
+        options = (f"-c listen_addresses={LOOPBACK} -c port={self.port} "
+                   f"-c unix_socket_directories={self.sock_dir} -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run([self.pg_ctl, "-D", str(self.data), "-o", options, "-l",
+                   str(self.root / "postgres.log"), "-w", "-t", "60", "start"])
+        wait_for(self._accepts, 30, "postgres")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"], check=False)
+
+    def _accepts(self) -> bool:
+        import psycopg2
+
+        psycopg2.connect(self.admin_dsn("postgres"), connect_timeout=2).close()
+        return True
+
+    def admin_dsn(self, dbname: str) -> str:
+        return f"host={LOOPBACK} port={self.port} user={SUPERUSER} dbname={dbname}"
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql+psycopg2://{SUPERUSER}@{LOOPBACK}:{self.port}/{dbname}"
+
+    def create_database(self, name: str | None = None) -> str:
+        """A fresh, empty database; returns its SQLAlchemy URL."""
+        import psycopg2
+
+        name = name or f"t_{uuid.uuid4().hex[:12]}"
+        conn = psycopg2.connect(self.admin_dsn("postgres"))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self.url(name)
+
+
+def _unprivileged_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("running as root needs a 'postgres' user: apt-get install postgresql")
+
+
+def start_postgres(root: Path | None = None) -> Postgres:
+    root = root or Path(tempfile.mkdtemp(prefix="autofix-pg-"))
+    return Postgres(root).init().start()
