@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,10 +26,8 @@ def components_required() -> bool:
 
 def require_binary(name: str) -> str:
     """Path of an executable, or skip (fail in CI) when it is not installed."""
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/lib/postgresql/15/bin/{name}") if os.path.exists(p)),
-        None,
-    )
+    candidates = (f"/usr/sbin/{name}", f"/usr/lib/postgresql/15/bin/{name}")
+    path = shutil.which(name) or next((p for p in candidates if os.path.exists(p)), None)
     if path is None:
         message = f"{name} is not installed (see .ci/run for the packages)"
         if components_required():
@@ -58,7 +57,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
         return False
@@ -101,17 +100,13 @@ class ManagedProcess:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.proc.wait(5)
         self.proc = None
 
