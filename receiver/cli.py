@@ -108,7 +108,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     prepare_metrics_dir()
     app = create_app(settings)
     services = app.extensions["autofix"]
-    services.config.publish_startup()
     serve(settings, args.bind, args.workers, services)
     return 0
 

@@ -47,7 +47,8 @@ class ConfigStore:
         self._lock = threading.Lock()
         self._checked_at = 0.0
         try:
-            self._current = self._parse(self._read(), str(path), None)
+            text = self._read()
+            loaded = self._parse(text, str(path), None)
         except ConfigError as exc:
             # A worker restarted by SIGHUP with a bad file keeps the last good version.
             fallback = self._latest_valid()
@@ -56,6 +57,12 @@ class ConfigStore:
             log.error("playbooks file invalid, keeping version %s: %s", fallback.version_id,
                       exc.details.get("errors", exc.message))
             self._current = fallback
+            return
+        # A good file read at (re)start is the newest config: publish it to every worker.
+        version_id = None
+        with contextlib.suppress(DatabaseUnavailable):
+            version_id = self._store(text, "startup")
+        self._current = LoadedConfig(loaded.playbooks, loaded.sha256, loaded.source, version_id)
 
     def _read(self) -> str:
         try:
@@ -106,11 +113,6 @@ class ConfigStore:
         with self._lock:
             self._current = loaded
         log.info("playbooks switched to version %s (%s)", loaded.version_id, loaded.sha256[:12])
-
-    def publish_startup(self) -> None:
-        """Record the file loaded at startup as the current version, if it is new."""
-        if self._current.version_id is None:
-            self._store(self._read(), "startup")
 
     def reload(self, actor: str) -> LoadedConfig:
         """Validate the file; on success make it current everywhere. ConfigError otherwise."""

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     outbound_webhook_url: SecretStr | None = Field(
         None, description="Generic JSON webhook for every notification event.")
     notify_max_attempts: int = Field(6, gt=0, description="Send attempts per notification.")
+    notify_timeout_s: float = Field(10.0, gt=0, description="Timeout of one notification send.")
+    notify_backoff_s: float = Field(
+        2.0, gt=0, description="Wait before the first retry of a send; doubles per attempt.")
+    notify_backoff_max_s: float = Field(300.0, gt=0, description="Cap on the retry wait.")
+    notify_poll_s: float = Field(
+        1.0, gt=0, description="How often the sender looks for due notifications.")
     grafana_url: str = Field("http://127.0.0.1:3000", description="Grafana, for message links.")
     alertmanager_url: str = Field(
         "http://127.0.0.1:9093", description="Alertmanager, for silence links in messages.")
@@ -92,6 +98,12 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"AUTOFIX_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
         return data
+
+    @model_validator(mode="after")
+    def _slack_bot_needs_channel(self) -> Settings:
+        if self.slack_bot_token is not None and not self.slack_channel:
+            raise ValueError("AUTOFIX_SLACK_BOT_TOKEN needs AUTOFIX_SLACK_CHANNEL")
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from receiver.app import create_app
 from receiver.db.migrate import upgrade
 from receiver.settings import Settings
 from tests.harness.postgres import Postgres, start_postgres
+
+pytest_plugins = ["tests.conftest_stack"]  # dockerd, target_app_image
 
 WEBHOOK_TOKEN = "wh-test-token-5b1f"
 API_TOKEN = "api-test-token-9c2e"
@@ -93,10 +94,6 @@ def api_headers() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def private_dockerd() -> Iterator[Any]:
-    from tests.harness.dockerd import start_dockerd
-
-    daemon = start_dockerd(Path(tempfile.mkdtemp(prefix="autofix-dockerd-")))
-    yield daemon
-    daemon.remove_all_containers()
-    daemon.stop()
+def private_dockerd(dockerd: Any) -> Any:
+    """The session's one private dockerd (tests/conftest_stack.py)."""
+    return dockerd

@@ -186,3 +186,33 @@ class ConfigVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)
+
+
+class Outbox(Base):
+    """One notification for one channel: written with the event, sent by a background thread.
+
+    Rows of one (incident, channel) are sent in id order; a Slack thread's root is the
+    first row not given up on, and its `slack_ts` is what every later row replies to.
+    """
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index("ix_outbox_status_due", "status", "next_attempt_at"),
+        Index("ix_outbox_incident_channel", "incident_id", "channel", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))  # slack, slack_webhook, webhook
+    kind: Mapped[str] = mapped_column(String(32))  # the event kind
+    details: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the row may next be claimed; a claim pushes it out by a lease, so a sender that
+    # dies mid-send leaves the row to be retried by another one.
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    slack_ts: Mapped[str | None] = mapped_column(String(64))  # ts Slack gave this message
+    thread_ts: Mapped[str | None] = mapped_column(String(64))  # the thread it was posted in

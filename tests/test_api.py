@@ -1,0 +1,166 @@
+"""The /api/v1 routes, probes, OpenAPI document and config reload, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from receiver.api.openapi import build_document
+from tests.conftest import api_headers, webhook_headers
+from tests.payloads import alert, notification
+
+PUBLIC = {"/healthz", "/readyz", "/metrics"}
+
+
+def seed(client: FlaskClient) -> None:
+    t0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    alerts = [alert({"container": f"web-{i}"}, starts_at=t0 + timedelta(minutes=i))
+              for i in range(5)]
+    alerts.append(alert({"container": "db", "alertname": "HighCPU"}, starts_at=t0))
+    client.post("/webhook/alertmanager", json=notification(alerts), headers=webhook_headers())
+    resolved = alert({"container": "web-0"}, status="resolved", starts_at=t0,
+                     ends_at=t0 + timedelta(minutes=3))
+    client.post("/webhook/alertmanager", json=notification([resolved]),
+                headers=webhook_headers())
+
+
+def get(client: FlaskClient, url: str):
+    return client.get(url, headers=api_headers())
+
+
+def test_probes_need_no_token(client: FlaskClient) -> None:
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(app_factory, tmp_path) -> None:
+    app = app_factory(f"sqlite:///{tmp_path}/missing-dir/x.db")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["database"] == "unreachable"
+
+
+def test_incidents_filter_and_paginate(client: FlaskClient) -> None:
+    seed(client)
+    everything = get(client, "/api/v1/incidents").json
+    assert everything["total"] == 6
+    assert get(client, "/api/v1/incidents?status=resolved").json["total"] == 1
+    assert get(client, "/api/v1/incidents?alertname=HighCPU").json["items"][0]["container"] == "db"
+    assert get(client, "/api/v1/incidents?target=web-3").json["total"] == 1
+    page = get(client, "/api/v1/incidents?limit=2&offset=2").json
+    assert [i["id"] for i in page["items"]] == [i["id"] for i in everything["items"][2:4]]
+    since = get(client, "/api/v1/incidents?since=2000-01-01T00:00:00Z").json
+    assert since["total"] == 6
+    assert get(client, "/api/v1/incidents?since=2999-01-01T00:00:00Z").json["total"] == 0
+
+
+def test_bad_filters_are_400_naming_the_field(client: FlaskClient) -> None:
+    for query, field in (("status=broken", "status"), ("limit=0", "limit"),
+                         ("since=yesterday", "since"), ("bogus=1", "bogus")):
+        response = get(client, f"/api/v1/incidents?{query}")
+        assert response.status_code == 400, query
+        assert field in response.json["message"]
+
+
+def test_show_incident_with_runs_and_actions(client: FlaskClient) -> None:
+    seed(client)
+    first = get(client, "/api/v1/incidents?target=web-1").json["items"][0]
+    detail = get(client, f"/api/v1/incidents/{first['id']}").json
+    assert detail["runs"][0]["playbook"] == "restart-on-target-down"
+    assert detail["actions"] == []  # no worker ran in this test
+    missing = get(client, "/api/v1/incidents/999999")
+    assert missing.status_code == 404 and "999999" in missing.json["message"]
+    assert get(client, "/api/v1/actions").json == {"items": [], "total": 0, "limit": 50,
+                                                   "offset": 0}
+
+
+def test_every_route_but_the_probes_requires_a_token(app: Flask) -> None:
+    client = app.test_client()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static" or rule.rule in PUBLIC:
+            continue
+        url = re.sub(r"<(?:\w+:)?(\w+)>", "1", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(url, method=method, json={})
+            assert response.status_code == 401, (method, rule.rule)
+
+
+def test_openapi_document_matches_the_real_routes(app: Flask) -> None:
+    served = {
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+        for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    document = build_document()
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert served == documented
+    fetched = app.test_client().get("/api/v1/openapi.json", headers=api_headers()).json
+    assert fetched == document
+
+
+def test_unknown_route_and_method_answer_json(client: FlaskClient) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and missing.json["error"] == "not_found"
+    wrong = client.get("/webhook/alertmanager")
+    assert wrong.status_code == 405 and "Traceback" not in wrong.get_data(as_text=True)
+
+
+def test_reload_keeps_the_old_config_when_the_file_is_bad(db_url, app_factory, tmp_path) -> None:
+    path = tmp_path / "playbooks.yml"
+    path.write_text("playbooks:\n  - name: one\n    matchers: ['alertname=\"A\"']\n"
+                    "    actions: [notify: {}]\n")
+    app = app_factory(db_url, playbooks=path)
+    client = app.test_client()
+    path.write_text("playbooks:\n  - name: two\n    matchers: ['alertname=\"A\"']\n"
+                    "    actions: [restart: {timeout_s: -1}]\n")
+    bad = client.post("/-/reload", headers=api_headers())
+    assert bad.status_code == 400
+    assert any(":4:" in line and "timeout_s" in line for line in bad.json["errors"])
+    assert [p["name"] for p in get(client, "/api/v1/playbooks").json["items"]] == ["one"]
+    path.write_text(path.read_text().replace("-1", "5"))
+    good = client.post("/-/reload", headers=api_headers())
+    assert good.status_code == 200 and good.json["playbooks"] == 1
+    assert [p["name"] for p in get(client, "/api/v1/playbooks").json["items"]] == ["two"]
+
+
+def test_reload_reaches_every_worker_through_the_database(db_url, app_factory, tmp_path) -> None:
+    path = tmp_path / "playbooks.yml"
+    path.write_text("playbooks:\n  - name: one\n    matchers: ['a=\"b\"']\n"
+                    "    actions: [notify: {}]\n")
+    worker_a = app_factory(db_url, playbooks=path)
+    worker_b = app_factory(db_url, playbooks=path)
+    worker_b.extensions["autofix"].config._refresh_s = 0  # check the DB on every call
+    path.write_text(path.read_text().replace("one", "uno"))
+    assert worker_a.test_client().post("/-/reload", headers=api_headers()).status_code == 200
+    names = [p["name"] for p in get(worker_b.test_client(), "/api/v1/playbooks").json["items"]]
+    assert names == ["uno"]
+
+
+def test_breakers_list_and_reset_is_audited(client: FlaskClient) -> None:
+    from receiver.db.models import AuditEntry, Breaker
+
+    database = client.application.extensions["autofix"].database
+    with database.session() as session:
+        session.add(Breaker(target="web-1", state="open", reopen_count=2,
+                            opened_at=datetime.now(UTC),
+                            open_until=datetime.now(UTC) + timedelta(minutes=5)))
+    listed = get(client, "/api/v1/breakers").json["items"]
+    assert listed[0]["target"] == "web-1" and listed[0]["state"] == "open"
+    no_reason = client.post("/api/v1/breakers/web-1/reset", json={"actor": "ana"},
+                            headers=api_headers())
+    assert no_reason.status_code == 400 and "reason" in no_reason.json["message"]
+    reset = client.post("/api/v1/breakers/web-1/reset",
+                        json={"actor": "ana", "reason": "fixed the config"},
+                        headers=api_headers())
+    assert reset.status_code == 200 and reset.json["state"] == "closed"
+    assert get(client, "/api/v1/breakers").json["items"][0]["state"] == "closed"
+    with database.session() as session:
+        [entry] = session.query(AuditEntry).all()
+        assert (entry.actor, entry.verb, entry.subject, entry.reason) == (
+            "ana", "breaker_reset", "web-1", "fixed the config")
+    missing = client.post("/api/v1/breakers/nope/reset", json={"actor": "a", "reason": "r"},
+                          headers=api_headers())
+    assert missing.status_code == 404

@@ -1,0 +1,134 @@
+"""Settings (env, *_FILE secrets), and the `autofix` command: serve, check-config, db."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from receiver.settings import Settings
+from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.harness.procs import wait_for
+from tests.harness.receiver import start_receiver
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def autofix(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
+    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          cwd=REPO)
+
+
+def test_secrets_can_come_from_files(tmp_path, monkeypatch) -> None:
+    (tmp_path / "wh").write_text("from-file\n")
+    monkeypatch.setenv("AUTOFIX_WEBHOOK_TOKEN_FILE", str(tmp_path / "wh"))
+    monkeypatch.setenv("AUTOFIX_API_TOKEN", "from-env")
+    settings = Settings()
+    assert settings.secret("webhook_token") == "from-file"
+    assert settings.secret("api_token") == "from-env"
+    assert "from-file" not in repr(settings)
+
+
+def test_unreadable_secret_file_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOFIX_API_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="AUTOFIX_API_TOKEN_FILE: cannot read"):
+        Settings()
+
+
+def test_serve_refuses_to_start_without_tokens(sqlite_url) -> None:
+    done = autofix("serve", "--bind", "127.0.0.1:1", env={"AUTOFIX_DATABASE_URL": sqlite_url,
+                                                          "AUTOFIX_WEBHOOK_TOKEN": "",
+                                                          "AUTOFIX_API_TOKEN": ""})
+    assert done.returncode == 2
+    assert "AUTOFIX_WEBHOOK_TOKEN" in done.stderr and "AUTOFIX_API_TOKEN" in done.stderr
+
+
+def test_invalid_setting_names_the_variable(sqlite_url) -> None:
+    done = autofix("serve", env={"AUTOFIX_DATABASE_URL": sqlite_url,
+                                 "AUTOFIX_MAX_BODY_BYTES": "lots"})
+    assert done.returncode == 2 and "AUTOFIX_MAX_BODY_BYTES" in done.stderr
+
+
+def test_unauthenticated_mode_warns_at_every_start(sqlite_url, tmp_path) -> None:
+    for attempt in range(2):
+        receiver = start_receiver(sqlite_url, root=tmp_path / f"r{attempt}",
+                                  env={"AUTOFIX_ALLOW_UNAUTHENTICATED": "true",
+                                       "AUTOFIX_WEBHOOK_TOKEN": "", "AUTOFIX_API_TOKEN": ""})
+        receiver.stop()
+        assert "AUTOFIX_ALLOW_UNAUTHENTICATED=true" in receiver.log()
+
+
+def test_check_config_prints_each_error_with_its_line(tmp_path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("playbooks:\n"
+                   "  - name: a\n"
+                   "    matchers: ['alertname=\"A\"']\n"
+                   "    actions:\n"
+                   "      - restart: {timeout_s: soon}\n"
+                   "      - teleport: {}\n")
+    done = autofix("check-config", str(bad))
+    assert done.returncode == 1
+    assert f"{bad}:5: playbooks.0.actions.0.restart.timeout_s" in done.stderr
+    assert f"{bad}:6: playbooks.0.actions.1: unknown action 'teleport'" in done.stderr
+    shipped = autofix("check-config", "receiver/playbooks.yml")
+    assert shipped.returncode == 0 and "OK" in shipped.stdout
+
+
+def test_db_upgrade_and_prune(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert autofix("db", "upgrade", env={"AUTOFIX_DATABASE_URL": url}).returncode == 0
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("insert into notifications (received_at, group_key, receiver, status,"
+                          " alert_count, truncated_alerts, external_url, payload) values "
+                          "('2020-01-01 00:00:00', 'g', 'r', 'firing', 0, 0, '', '{}')"))
+    engine.dispose()
+    done = autofix("db", "prune", "--older-than", "180d", env={"AUTOFIX_DATABASE_URL": url})
+    assert done.returncode == 0 and "notifications=1" in done.stdout
+    bad = autofix("db", "prune", "--older-than", "a while", env={"AUTOFIX_DATABASE_URL": url})
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+def _playbook_names(url: str) -> list[str]:
+    request = urllib.request.Request(f"{url}/api/v1/playbooks",
+                                     headers={"Authorization": f"Bearer {API_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return [p["name"] for p in json.loads(response.read())["items"]]
+
+
+def test_sighup_reloads_and_a_bad_file_keeps_the_old_config(pg_url, tmp_path) -> None:
+    path = tmp_path / "playbooks.yml"
+    path.write_text("playbooks:\n  - name: one\n    matchers: ['a=\"b\"']\n"
+                    "    actions: [notify: {}]\n")
+    receiver = start_receiver(pg_url, workers=2, root=tmp_path / "r", env={
+        "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+        "AUTOFIX_PLAYBOOKS": str(path)})
+    try:
+        path.write_text(path.read_text().replace("one", "two"))
+        receiver.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: _playbook_names(receiver.url) == ["two"], 30, "reload to two")
+        path.write_text("playbooks: [this is not valid")
+        receiver.process.send_signal(signal.SIGHUP)
+        time.sleep(3)
+        for _ in range(6):  # whichever worker answers, the old config is live
+            assert _playbook_names(receiver.url) == ["two"]
+        assert "keeping version" in receiver.log()
+    finally:
+        receiver.stop()
+
+
+def test_sigterm_shuts_down_gracefully(sqlite_url, tmp_path) -> None:
+    receiver = start_receiver(sqlite_url, root=tmp_path / "r", env={
+        "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN})
+    assert receiver.process is not None and receiver.process.proc is not None
+    receiver.process.send_signal(signal.SIGTERM)
+    assert receiver.process.proc.wait(30) == 0
