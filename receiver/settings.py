@@ -15,8 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["SECRET_FIELDS", "Settings"]
 
 DEFAULT_PLAYBOOKS = Path(__file__).with_name("playbooks.yml")
+# The database URL can carry a password, so it is file-readable and redacted like a token.
 SECRET_FIELDS = ("webhook_token", "api_token", "slack_bot_token", "slack_webhook_url",
-                 "outbound_webhook_url")
+                 "outbound_webhook_url", "database_url")
 
 
 class Settings(BaseSettings):
@@ -111,7 +112,9 @@ class Settings(BaseSettings):
 
     def secret(self, name: str) -> str | None:
         value = getattr(self, name)
-        return value.get_secret_value() if value is not None else None
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        return value if isinstance(value, str) else None
 
     def check_serving(self) -> list[str]:
         """Problems that must stop `autofix serve`; empty when it may start."""

@@ -50,7 +50,7 @@ CRASH_DELAY_S = 0.2
 
 # Routes that must keep answering during error/latency spikes: the probes and the
 # fault API itself. (A hang stops everything, these included.)
-_EXEMPT_FROM_SPIKES = ("/healthz", "/metrics", "/fault/")
+_EXEMPT_FROM_SPIKES = ("/healthz", "/metrics", "/fault")
 
 
 class BadParams(ValueError):

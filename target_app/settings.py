@@ -39,5 +39,9 @@ class Settings:
             raise ValueError("TARGET_APP_SELF_TRAFFIC_RPS must be >= 0")
         bind = os.environ.get("TARGET_APP_BIND", DEFAULT_BIND) or DEFAULT_BIND
         parse_bind(bind)
-        return cls(bind=bind, fault_token=os.environ.get("TARGET_APP_FAULT_TOKEN", ""),
-                   self_traffic_rps=rps)
+        token = os.environ.get("TARGET_APP_FAULT_TOKEN", "")
+        token_file = os.environ.get("TARGET_APP_FAULT_TOKEN_FILE", "")
+        if token_file:  # Docker secrets: the token never appears in `docker inspect`
+            with open(token_file) as handle:
+                token = handle.read().strip()
+        return cls(bind=bind, fault_token=token, self_traffic_rps=rps)

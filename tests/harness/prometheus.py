@@ -18,7 +18,14 @@ from typing import Any
 
 import yaml
 
-from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, http_ok, require_binary, wait_for
+from tests.harness.procs import (
+    LOOPBACK,
+    ManagedProcess,
+    free_port,
+    http_ok,
+    require_binary,
+    wait_for,
+)
 
 __all__ = ["Prometheus", "load_shipped_config", "start_prometheus"]
 
