@@ -17,7 +17,7 @@ from .errors import AutofixError, Conflict
 from .executor import Executor
 from .executor.docker_executor import DockerExecutor
 from .metrics import Metrics
-from .notify import Notifier, NullNotifier
+from .notify import Notifier, build_notifier
 from .services import Services
 from .settings import Settings
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         settings=settings, database=database, registry=registry,
         config=ConfigStore(settings.playbooks, database, registry.params_models()),
         executor=executor or DockerExecutor(settings.docker_host, settings.docker_timeout_s),
-        notifier=notifier or NullNotifier(), metrics=metrics,
+        notifier=notifier or build_notifier(settings), metrics=metrics,
     )
     app = Flask("autofix")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -47,7 +47,15 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)
+    _initialise_failure_series(services)
     return app
+
+
+def _initialise_failure_series(services: Services) -> None:
+    """Export failure counters at 0, so an alert's increase() sees the very first failure."""
+    for playbook in services.config.current.playbooks.playbooks:
+        for step in playbook.actions:
+            services.metrics.actions.labels(playbook.name, step.action, "failed")
 
 
 def _error_response(error: AutofixError) -> tuple[Response, int]:

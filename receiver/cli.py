@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -76,19 +79,33 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def prepare_metrics_dir() -> str:
+    """PROMETHEUS_MULTIPROC_DIR must exist, be empty, and be set before prometheus_client is
+    imported (it picks its value store at import time), as client_python's docs say."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="autofix-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    prepare_metrics_dir()
     from .actions.builtin import build_registry
     from .app import create_app
     from .db.migrate import upgrade
     from .logs import configure_logging
+    from .notify.channels import secret_fragments
     from .playbooks.config import load_playbooks
-    from .serve import prepare_metrics_dir, serve
-    from .settings import SECRET_FIELDS, Settings
+    from .serve import serve
+    from .settings import Settings
 
     settings = _settings()
     assert isinstance(settings, Settings)
-    configure_logging(settings.log_level,
-                      [v for n in SECRET_FIELDS if (v := settings.secret(n))])
+    configure_logging(settings.log_level, secret_fragments(settings))
     log = logging.getLogger("autofix.serve")
     problems = settings.check_serving()
     if problems:
@@ -105,7 +122,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.error("refusing to start: %s", exc.message, extra={"errors": exc.details})
         return 2
     upgrade(settings.database_url)
-    prepare_metrics_dir()
     app = create_app(settings)
     services = app.extensions["autofix"]
     serve(settings, args.bind, args.workers, services)

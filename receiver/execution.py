@@ -51,7 +51,9 @@ def record_skip(session: Session, services: Services, run: Run, stop: GuardStop)
             "target": run.target, "retry_after_s": stop.retry_after_s}))
     if stop.escalate:
         escalate_incident(session, services, run.incident_id, f"{stop.reason}: {stop.message}")
+    incident = session.get(Incident, run.incident_id)
     log.info("run skipped", extra={"run_id": run.id, "incident_id": run.incident_id,
+                                   "fingerprint": incident.fingerprint if incident else None,
                                    "target": run.target, "reason": stop.reason})
 
 
@@ -62,7 +64,8 @@ def execute_run(services: Services, run_id: int) -> None:
         incident = session.get(Incident, run.incident_id)
         assert incident is not None
         view = IncidentView(incident.id, incident.alertname, dict(incident.labels),
-                            dict(incident.annotations), incident.starts_at, run.alert_status)
+                            dict(incident.annotations), incident.starts_at, run.alert_status,
+                            incident.fingerprint)
         playbook = services.config.current.playbooks.by_name(run.playbook)
         if playbook is None:
             record_skip(session, services, run, GuardStop(
@@ -156,7 +159,7 @@ def _run_steps(services: Services, run_id: int, playbook: Playbook, view: Incide
         if run is not None:
             run.status, run.finished_at = final_status, utcnow()
     log.info("run finished", extra={"run_id": run_id, "incident_id": view.id, "target": target,
-                                    "status": final_status})
+                                    "fingerprint": view.fingerprint, "status": final_status})
 
 
 def _run_step(services: Services, context: ActionContext, step: ActionStep,
@@ -183,7 +186,9 @@ def _run_step(services: Services, context: ActionContext, step: ActionStep,
     except ExecutorError as exc:
         detail, outcome, reason, error = None, "failed", "executor_error", str(exc)
     except Exception as exc:  # recorded and counted; never crashes the worker
-        log.exception("action raised", extra={"action": step.action, "target": context.target})
+        log.exception("action raised", extra={
+            "action": step.action, "target": context.target, "incident_id": context.incident.id,
+            "fingerprint": context.incident.fingerprint})
         detail, outcome, reason, error = None, "failed", "exception", f"{type(exc).__name__}: {exc}"
     return outcome, reason, error and error[:2000], detail, dumped, time.monotonic() - started
 

@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from .db.models import Run, utcnow
+from .breaker import gauge_value
+from .db.models import Breaker, Incident, Run, utcnow
 from .errors import DatabaseUnavailable
 from .execution import execute_run
+from .notify import OutboxSender, start_sender
 from .services import Services, worker_id
 
 __all__ = ["Runner", "claim_next", "reconcile_interrupted"]
@@ -24,6 +26,7 @@ __all__ = ["Runner", "claim_next", "reconcile_interrupted"]
 log = logging.getLogger("autofix.runner")
 _CLAIM_LOCK_KEY = 0x6175746F666978  # "autofix"
 _sqlite_claim_lock = threading.Lock()
+OPEN_STATUSES = ("open", "remediating", "escalated")
 
 
 def claim_next(services: Services, worker: str) -> int | None:
@@ -70,9 +73,10 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
             run.error = f"worker {run.worker} stopped during the run; not resumed"
             escalate_incident(session, services, run.incident_id,
                               f"run {run.id} ({run.playbook}) was interrupted")
-            log.warning("reconciled interrupted run", extra={"run_id": run.id,
-                                                              "incident_id": run.incident_id,
-                                                              "target": run.target})
+            incident = session.get(Incident, run.incident_id)
+            log.warning("reconciled interrupted run", extra={
+                "run_id": run.id, "incident_id": run.incident_id, "target": run.target,
+                "fingerprint": incident.fingerprint if incident else None})
     return [run.id for run in runs]
 
 
@@ -94,8 +98,12 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._active: set[int] = set()
         self._active_lock = threading.Lock()
+        self._sender: OutboxSender | None = None
 
     def start(self) -> None:
+        svc = self.services
+        self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
+                                    self.worker)
         for index in range(self.services.settings.runner_threads):
             thread = threading.Thread(target=self._loop, name=f"autofix-runner-{index}",
                                       daemon=True)
@@ -111,6 +119,8 @@ class Runner:
         self.services.wakeup.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self._sender is not None:
+            self._sender.stop(timeout)
 
     def run_once(self) -> int | None:
         """Claim and execute one run in this thread (tests and the SQLite single worker)."""
@@ -161,3 +171,13 @@ class Runner:
         depth = session.scalar(select(func.count()).select_from(Run)
                                .where(Run.status == "queued")) or 0
         self.services.metrics.run_queue_depth.set(depth)
+        # Every worker publishes the same database truth; multiprocess "mostrecent" shows it.
+        open_incidents = session.scalar(select(func.count()).select_from(Incident)
+                                        .where(Incident.status.in_(OPEN_STATUSES))) or 0
+        self.services.metrics.open_incidents.set(open_incidents)
+        now = utcnow()
+        for breaker in session.scalars(select(Breaker)):
+            state = breaker.state
+            if state == "open" and breaker.open_until is not None and breaker.open_until <= now:
+                state = "half_open"  # its open period is over: the next run is the trial
+            self.services.metrics.breaker_state.labels(breaker.target).set(gauge_value(state))

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import socket
-import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -52,18 +49,6 @@ def _child_exit(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-
-def prepare_metrics_dir() -> str:
-    """PROMETHEUS_MULTIPROC_DIR must exist and be empty at start (client_python docs)."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not path:
-        path = tempfile.mkdtemp(prefix="autofix-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path, exist_ok=True)
-    return path
 
 
 def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: Services) -> None:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     protected_containers: list[str] = Field(
         default_factory=list,
         description="Container names never acted on (the receiver's own and the database's).")
+    recovery_lookback_s: float = Field(
+        60.0, ge=0, description="A container Docker's restart policy restarted this long "
+        "before the alert began counts as already recovered.")
     max_concurrent_runs: int = Field(4, gt=0, description="Global cap on runs executing at once.")
     runner_threads: int = Field(
         4, gt=0, description="Runs a single receiver process executes in parallel.")

@@ -32,6 +32,7 @@ class IncidentView:
     annotations: dict[str, str]
     starts_at: datetime
     status: str = "firing"
+    fingerprint: str = ""
 
 
 @dataclass

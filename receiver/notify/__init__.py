@@ -1,5 +1,11 @@
 """Notifications: events written to an outbox in the caller's transaction, sent in background."""
 
 from .events import Event, Notifier, NullNotifier
+from .messages import IncidentInfo, LinkSettings, build_slack_message, build_webhook_payload
+from .outbox import OutboxNotifier, OutboxSender, build_notifier, start_sender
 
-__all__ = ["Event", "Notifier", "NullNotifier"]
+__all__ = [
+    "Event", "IncidentInfo", "LinkSettings", "Notifier", "NullNotifier", "OutboxNotifier",
+    "OutboxSender", "build_notifier", "build_slack_message", "build_webhook_payload",
+    "start_sender",
+]

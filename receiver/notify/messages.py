@@ -1,0 +1,225 @@
+"""Pure functions that turn an event about an incident into a message. No I/O here.
+
+`build_slack_message` gives a Block Kit body (text fallback + blocks) and
+`build_webhook_payload` the generic JSON document; both carry the same links: the alert's
+source (generatorURL), its runbook, the Grafana incident dashboard and an Alertmanager
+silence form prefilled with the alert's labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .events import Event
+
+if TYPE_CHECKING:
+    from ..db.models import Incident
+    from ..settings import Settings
+
+__all__ = [
+    "IncidentInfo", "LinkSettings", "build_slack_message", "build_webhook_payload",
+    "dashboard_url", "describe", "incident_links", "silence_url", "slack_escape",
+]
+
+DASHBOARD_UID = "autofix-incidents"
+# Slack's documented limits: section text 3000, button text 75, button url 3000.
+_SECTION_MAX = 3000
+_URL_MAX = 3000
+_ERROR_MAX = 500
+# encodeURIComponent's unreserved set: what Alertmanager's UI (Elm's Url.percentEncode) keeps.
+_URI_COMPONENT_SAFE = "-_.!~*'()"
+
+
+@dataclass(frozen=True)
+class IncidentInfo:
+    """What a message needs to know about an incident, detached from the session."""
+
+    id: int
+    alertname: str
+    fingerprint: str
+    target: str | None
+    status: str
+    severity: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    generator_url: str = ""
+    starts_at: datetime | None = None
+    time_to_resolve_s: float | None = None
+
+    @classmethod
+    def from_row(cls, incident: Incident) -> IncidentInfo:
+        return cls(
+            id=incident.id, alertname=incident.alertname, fingerprint=incident.fingerprint,
+            target=incident.target, status=incident.status, severity=incident.severity,
+            labels={str(k): str(v) for k, v in incident.labels.items()},
+            annotations={str(k): str(v) for k, v in incident.annotations.items()},
+            generator_url=incident.generator_url, starts_at=incident.starts_at,
+            time_to_resolve_s=incident.time_to_resolve_s)
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    grafana_url: str | None = None
+    alertmanager_url: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LinkSettings:
+        return cls(settings.grafana_url or None, settings.alertmanager_url or None)
+
+
+def dashboard_url(grafana_url: str, incident_id: int) -> str:
+    return (f"{grafana_url.rstrip('/')}/d/{DASHBOARD_UID}/autofix-incidents"
+            f"?var-incident={incident_id}")
+
+
+def silence_url(alertmanager_url: str, labels: Mapping[str, str]) -> str:
+    """Alertmanager 0.25's "new silence" form, prefilled like its own Silence button.
+
+    The UI (ui/app/src/Views/SilenceForm/Parsing.elm, newSilenceFromAlertLabels) sorts the
+    labels, writes `{k="v", k2="v2"}` (comma and space) and percent-encodes it the way
+    encodeURIComponent does. 0.25 does not escape quotes inside values, so neither do we.
+    """
+    matchers = ", ".join(f'{name}="{value}"' for name, value in sorted(labels.items()))
+    return (f"{alertmanager_url.rstrip('/')}/#/silences/new?filter="
+            + quote("{" + matchers + "}", safe=_URI_COMPONENT_SAFE))
+
+
+def _is_web_url(url: str) -> bool:
+    return url.startswith(("http://", "https://")) and len(url) <= _URL_MAX
+
+
+def incident_links(incident: IncidentInfo, links: LinkSettings) -> list[tuple[str, str]]:
+    """(label, url) pairs, only for what is known; never a non-http URL from an annotation."""
+    found: list[tuple[str, str]] = []
+    if incident.generator_url:
+        found.append(("Source", incident.generator_url))
+    runbook = incident.annotations.get("runbook_url", "")
+    if runbook:
+        found.append(("Runbook", runbook))
+    if links.grafana_url:
+        found.append(("Dashboard", dashboard_url(links.grafana_url, incident.id)))
+    if links.alertmanager_url and incident.labels:
+        found.append(("Silence", silence_url(links.alertmanager_url, incident.labels)))
+    return [(label, url) for label, url in found if _is_web_url(url)]
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60}s"
+    return f"{whole // 3600}h {whole % 3600 // 60}m"
+
+
+def _target(event: Event, incident: IncidentInfo) -> str:
+    return str(event.details.get("target") or incident.target or "")
+
+
+def describe(event: Event, incident: IncidentInfo) -> str:
+    """One plain-text line: the Slack fallback text and the webhook's `summary`."""
+    d = event.details
+    target = _target(event, incident)
+    on = f" on {target}" if target else ""
+    if event.kind == "playbook_started":
+        dry = " (dry run)" if d.get("dry_run") else ""
+        return f"playbook {d.get('playbook')} started{on}{dry}"
+    if event.kind == "action_result":
+        took = (f" in {format_duration(float(d['duration_s']))}"
+                if d.get("duration_s") is not None else "")
+        error = f": {str(d['error'])[:_ERROR_MAX]}" if d.get("error") else ""
+        step = f"step {int(d['step']) + 1} " if d.get("step") is not None else ""
+        return f"{step}{d.get('action')} {d.get('outcome')}{on}{took}{error}"
+    if event.kind == "escalated":
+        return f"escalated: {str(d.get('reason', ''))[:_ERROR_MAX]}"
+    if event.kind == "breaker_opened":
+        wait = d.get("retry_after_s")
+        pause = f" for {format_duration(float(wait))}" if wait is not None else ""
+        return f"circuit breaker opened{on}: no automatic action{pause}"
+    if event.kind == "resolved":
+        if incident.time_to_resolve_s is None:
+            return "resolved"
+        return f"resolved after {format_duration(incident.time_to_resolve_s)}"
+    return str(d.get("text", ""))[:_SECTION_MAX]
+
+
+_ICONS = {
+    "playbook_started": ":arrow_forward:", "escalated": ":rotating_light:",
+    "breaker_opened": ":no_entry:", "resolved": ":large_green_circle:", "note": ":memo:",
+}
+_OUTCOME_ICONS = {"succeeded": ":white_check_mark:", "failed": ":x:", "dry_run": ":memo:",
+                  "skipped": ":fast_forward:"}
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn control characters (&, <, >), so label values cannot inject links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _icon(event: Event) -> str:
+    if event.kind == "action_result":
+        return _OUTCOME_ICONS.get(str(event.details.get("outcome")), ":grey_question:")
+    return _ICONS.get(event.kind, ":information_source:")
+
+
+def _title(incident: IncidentInfo, target: str) -> str:
+    return f"{incident.alertname} · {target}" if target else incident.alertname
+
+
+def build_slack_message(event: Event, incident: IncidentInfo, *,
+                        links: LinkSettings | None = None) -> dict[str, Any]:
+    """A chat.postMessage / incoming-webhook body: `text` (fallback) and Block Kit `blocks`."""
+    links = links or LinkSettings()
+    target = _target(event, incident)
+    line = describe(event, incident)
+    title = _title(incident, target)
+    headline = f"{_icon(event)} *{slack_escape(title)}*: {slack_escape(line)}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": headline[:_SECTION_MAX]}},
+    ]
+    summary = incident.annotations.get("summary") or incident.annotations.get("description")
+    if summary:
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": slack_escape(summary)[:_SECTION_MAX]}})
+    context = [f"incident #{incident.id}", f"status {incident.status}"]
+    if incident.severity:
+        context.insert(0, f"severity {incident.severity}")
+    context.append(f"fingerprint `{incident.fingerprint}`")
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": slack_escape(" · ".join(context))[:_SECTION_MAX]}]})
+    buttons = [
+        {"type": "button", "text": {"type": "plain_text", "text": label},
+         "url": url, "action_id": f"autofix_{label.lower()}"}
+        for label, url in incident_links(incident, links)
+    ]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    return {"text": f"[{incident.alertname}] {title}: {line}"[:_SECTION_MAX], "blocks": blocks}
+
+
+def build_webhook_payload(event: Event, incident: IncidentInfo, *,
+                          links: LinkSettings | None = None) -> dict[str, Any]:
+    """The generic outbound webhook's JSON document (version 1)."""
+    links = links or LinkSettings()
+    return {
+        "version": "1",
+        "event": event.kind,
+        "summary": describe(event, incident),
+        "details": dict(event.details),
+        "incident": {
+            "id": incident.id, "alertname": incident.alertname,
+            "fingerprint": incident.fingerprint, "target": incident.target,
+            "status": incident.status, "severity": incident.severity,
+            "labels": dict(incident.labels), "annotations": dict(incident.annotations),
+            "starts_at": incident.starts_at.isoformat() if incident.starts_at else None,
+            "time_to_resolve_s": incident.time_to_resolve_s,
+        },
+        "links": {label.lower(): url for label, url in incident_links(incident, links)},
+    }
