@@ -54,11 +54,18 @@ def check_target(target: str, executor: Executor, settings: Settings,
                          f"{target} lacks the label {settings.opt_in_label}=true")
     if state.status == "restarting":
         return GuardStop("already_recovered", f"{target} is being restarted by Docker")
-    if state.started_at is not None and state.started_at > incident_starts_at \
-            and state.running:
-        return GuardStop("already_recovered",
-                         f"{target} (re)started at {state.started_at.isoformat()}, after the "
-                         f"alert began at {incident_starts_at.isoformat()}")
+    if state.running and state.started_at is not None:
+        if state.started_at > incident_starts_at:
+            return GuardStop("already_recovered",
+                             f"{target} (re)started at {state.started_at.isoformat()}, after "
+                             f"the alert began at {incident_starts_at.isoformat()}")
+        # Docker's restart policy acts within ~100 ms of a crash, before Prometheus can
+        # even notice, so its restart predates the alert; RestartCount tells it apart.
+        lookback = timedelta(seconds=settings.recovery_lookback_s)
+        if state.restart_count > 0 and state.started_at >= incident_starts_at - lookback:
+            return GuardStop("already_recovered",
+                             f"Docker's restart policy restarted {target} at "
+                             f"{state.started_at.isoformat()} (restart #{state.restart_count})")
     return state
 
 

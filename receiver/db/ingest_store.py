@@ -6,12 +6,13 @@ POSTs on any worker collapse into one row whose notification_count counts them a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import Table, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -99,17 +100,21 @@ def _values(occurrence: Occurrence, now: datetime) -> dict[str, Any]:
     }
 
 
-def _upsert(session: Session, chunk: Sequence[Occurrence], now: datetime) -> list[Any]:
-    dialect = session.get_bind().dialect.name
+@functools.lru_cache(maxsize=8)
+def _upsert_statement(dialect: str, resolved: bool) -> Any:
+    """One statement per (dialect, status), built once: SQLAlchemy caches its compiled form
+    and sends many rows per round trip (insertmanyvalues). A fresh `.values([...])` per
+    request would be compiled again every time, which dominated the webhook's CPU."""
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = dialect_insert(Incident).values([_values(o, now) for o in chunk])
-    table = Incident.__table__.c
+    incidents: Table = Incident.__table__  # type: ignore[assignment]
+    statement = dialect_insert(incidents)
+    table = incidents.c
     excluded = statement.excluded
     updates: dict[str, Any] = {
         "notification_count": table.notification_count + 1,
         "last_seen": excluded.last_seen,
     }
-    if chunk[0].status == "resolved":
+    if resolved:
         # Resolution is final and recorded once, whatever state the incident was in.
         updates |= {
             "status": "resolved",
@@ -118,12 +123,18 @@ def _upsert(session: Session, chunk: Sequence[Occurrence], now: datetime) -> lis
             "time_to_resolve_s": func.coalesce(table.time_to_resolve_s,
                                                excluded.time_to_resolve_s),
         }
-    upsert = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["fingerprint", "starts_at"], set_=updates,
-    ).returning(Incident.id, Incident.fingerprint, Incident.starts_at,
-                Incident.notification_count, Incident.resolved_at)
-    # RETURNING order is not guaranteed for multi-row VALUES: map rows back by key.
-    rows = {(row.fingerprint, row.starts_at): row for row in session.execute(upsert)}
+    ).returning(table.id, table.fingerprint, table.starts_at, table.notification_count,
+                table.resolved_at)
+
+
+def _upsert(session: Session, chunk: Sequence[Occurrence], now: datetime) -> list[Any]:
+    statement = _upsert_statement(session.get_bind().dialect.name,
+                                  chunk[0].status == "resolved")
+    result = session.execute(statement, [_values(o, now) for o in chunk])
+    # Rows are matched back by key: RETURNING order across batches is not relied on.
+    rows = {(row.fingerprint, row.starts_at): row for row in result}
     return [rows[(o.fingerprint, o.starts_at)] for o in chunk]
 
 
