@@ -110,6 +110,8 @@ def _do_work(rounds: int) -> str:
 def create_app(settings: Settings | None = None,
                registry: CollectorRegistry | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    if settings.startup_delay_s > 0:
+        time.sleep(settings.startup_delay_s)
     registry = registry if registry is not None else CollectorRegistry()
     # One process (see gunicorn_conf.py), so the default single-process collectors are
     # exact: no multiprocess mode needed.

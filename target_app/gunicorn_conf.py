@@ -22,8 +22,9 @@ threads = int(os.environ.get("TARGET_APP_THREADS", "16"))
 # The gthread main loop heartbeats even while request threads are blocked, so this
 # only catches a wedged main loop; 30 s is gunicorn's default.
 timeout = 30
-# docker stop waits 10 s before SIGKILL; finish in-flight requests well within that.
-graceful_timeout = 5
+# docker stop waits 10 s before SIGKILL; in-flight requests here take milliseconds, and a
+# hung worker never finishes them, so a short grace keeps a restart of a hang fast.
+graceful_timeout = int(os.environ.get("TARGET_APP_GRACEFUL_TIMEOUT_S", "2"))
 keepalive = 2
 accesslog = None
 errorlog = "-"

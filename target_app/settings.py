@@ -26,6 +26,9 @@ class Settings:
     fault_token: str = ""
     # Requests per second the app sends to itself so ratio/latency alerts have traffic.
     self_traffic_rps: float = 0.0
+    # Seconds to wait before serving: models an app that boots slowly, so that a crash
+    # handled by Docker's restart policy is still visible to Prometheus as up == 0.
+    startup_delay_s: float = 0.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,4 +47,10 @@ class Settings:
         if token_file:  # Docker secrets: the token never appears in `docker inspect`
             with open(token_file) as handle:
                 token = handle.read().strip()
-        return cls(bind=bind, fault_token=token, self_traffic_rps=rps)
+        delay_raw = os.environ.get("TARGET_APP_STARTUP_DELAY_S", "0") or "0"
+        try:
+            delay = float(delay_raw)
+        except ValueError:
+            raise ValueError(
+                f"TARGET_APP_STARTUP_DELAY_S must be a number, got {delay_raw!r}") from None
+        return cls(bind=bind, fault_token=token, self_traffic_rps=rps, startup_delay_s=delay)

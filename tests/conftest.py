@@ -97,3 +97,16 @@ def api_headers() -> dict[str, str]:
 def private_dockerd(dockerd: Any) -> Any:
     """The session's one private dockerd (tests/conftest_stack.py)."""
     return dockerd
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(postgres: Postgres, dockerd: Any, target_app_image: str,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The live loop, shared by test_e2e.py and the dashboard query tests that follow it."""
+    from tests.harness.stack import start_stack
+
+    url = postgres.create_database()
+    upgrade(url)
+    live = start_stack(tmp_path_factory.mktemp("e2e"), dockerd, target_app_image, url)
+    yield live
+    live.stop()

@@ -78,14 +78,14 @@ class Prometheus:
 
 
 def start_prometheus(workdir: Path, config_yaml: str | dict[str, Any],
-                     rule_files: list[Path]) -> Prometheus:
+                     rule_files: list[Path], port: int | None = None) -> Prometheus:
     binary = require_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(config_yaml) if isinstance(config_yaml, str) else dict(config_yaml)
     config["rule_files"] = [str(Path(p).resolve()) for p in rule_files]
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
+    port = port or free_port()
     proc = ManagedProcess([
         binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'data'}",
         f"--web.listen-address={LOOPBACK}:{port}", "--web.enable-lifecycle",

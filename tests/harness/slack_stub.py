@@ -46,14 +46,14 @@ class Recorded:
 
 
 class SlackStub:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Recorded] = []
         self._scripts: dict[str, deque[Reply]] = {}
         self._rules: dict[str, Callable[[Recorded], Reply | None]] = {}
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._released = threading.Event()
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
+        self._server = ThreadingHTTPServer((LOOPBACK, port), self._handler())
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self.port = int(self._server.server_address[1])
@@ -156,3 +156,35 @@ class SlackStub:
 
 def start_slack_stub() -> SlackStub:
     return SlackStub().start()
+
+
+def main() -> None:
+    """`python -m tests.harness.slack_stub --port N --record FILE`: the demo's Slack.
+
+    Runs until killed; every message Slack would have received is appended to FILE as
+    one JSON line, so `make demo` can show what autofix posted.
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--record", required=True)
+    args = parser.parse_args()
+    stub = SlackStub(port=args.port)
+
+    def record(recorded: Recorded) -> Reply | None:
+        with open(args.record, "a") as handle:
+            handle.write(json.dumps({"at": recorded.at, "path": recorded.path,
+                                     "body": recorded.body}) + "\n")
+        return None
+
+    stub.rule(POST_MESSAGE, record)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    stub.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    stub.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The whole loop, live: PostgreSQL, dockerd, target_app, receiver, Prometheus, Alertmanager.
+
+Every component runs the project's own config files through tests/harness/overrides.py
+(addresses, secrets and intervals only). Used by the end-to-end tests, the
+time-to-recover benchmark and `make demo`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from . import overrides
+from .alertmanager import Alertmanager
+from .dockerd import Dockerd
+from .procs import LOOPBACK, free_port, wait_for
+from .prometheus import Prometheus, start_prometheus
+from .receiver import Receiver
+from .slack_stub import SlackStub
+
+
+@dataclass
+class TargetContainer:
+    name: str
+    port: int
+    container: Any  # docker.models.containers.Container
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def fault(self, kind: str, params: dict[str, Any] | None = None) -> int:
+        request = urllib.request.Request(
+            f"{self.url}/fault/{kind}", data=json.dumps(params or {}).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0  # crash answers by closing the connection
+
+    def state(self) -> dict[str, Any]:
+        self.container.reload()
+        return dict(self.container.attrs["State"])
+
+
+@dataclass
+class Stack:
+    root: Path
+    dockerd: Dockerd
+    image: str
+    database_url: str
+    receiver: Receiver = field(init=False)
+    alertmanager: Alertmanager = field(init=False)
+    prometheus: Prometheus = field(init=False)
+    slack: SlackStub = field(init=False)
+    webhook_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    api_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    slack_token: str = field(default_factory=lambda: "xoxb-" + secrets.token_hex(12))
+    targets: list[TargetContainer] = field(default_factory=list)
+    fast: bool = True  # test intervals (overrides.TIME_SCALE); False: the shipped ones
+    _engine: Engine | None = None
+    _steps: dict[str, list[str]] = field(default_factory=dict)
+
+    def start(self, receiver_workers: int = 2, slack_api_url: str | None = None) -> Stack:
+        """Start everything; `slack_api_url` points at an outside stub (the demo's)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if slack_api_url is None:
+            self.slack = SlackStub().start()
+            slack_api_url = self.slack.api_url
+        token_file = self.root / "webhook_token"
+        token_file.write_text(self.webhook_token)
+        playbooks = self.root / "playbooks.yml"
+        playbooks.write_text(overrides.playbooks(self.fast))
+        prometheus_port = free_port()
+        prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
+        self.receiver = Receiver(self.database_url, self.root / "receiver", receiver_workers, {
+            "AUTOFIX_WEBHOOK_TOKEN": self.webhook_token, "AUTOFIX_API_TOKEN": self.api_token,
+            "AUTOFIX_DOCKER_HOST": self.dockerd.url, "AUTOFIX_PLAYBOOKS": str(playbooks),
+            "AUTOFIX_PROMETHEUS_URL": prometheus_url,
+            "AUTOFIX_SLACK_BOT_TOKEN": self.slack_token, "AUTOFIX_SLACK_CHANNEL": "#autofix",
+            "AUTOFIX_SLACK_API_URL": slack_api_url,
+        })
+        self.alertmanager = Alertmanager(self.root / "alertmanager", overrides.alertmanager_config(
+            f"{self.receiver.url}/webhook/alertmanager", token_file, self.fast))
+        self.alertmanager.start()
+        rules = self.root / "alert_rules.yml"
+        rules.write_text(yaml.safe_dump(overrides.rules(self.fast), sort_keys=False))
+        config = overrides.prometheus_config(
+            self.dockerd.url, f"{LOOPBACK}:{self.receiver.port}",
+            f"{LOOPBACK}:{self.alertmanager.port}", f"{LOOPBACK}:{prometheus_port}", self.fast)
+        self.prometheus = start_prometheus(self.root / "prometheus", config, [rules],
+                                           port=prometheus_port)
+        self.receiver.start()
+        return self
+
+    def stop(self) -> None:
+        for target in self.targets:
+            with contextlib.suppress(docker.errors.DockerException):
+                target.container.remove(force=True)
+        for part in ("receiver", "prometheus", "alertmanager", "slack"):
+            component = getattr(self, part, None)
+            if component is not None:
+                component.stop()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # --- target containers -------------------------------------------------------------
+    def run_target(self, *, restart_policy: str | None = None, opt_in: bool = True,
+                   startup_delay_s: float = 0.0, self_traffic_rps: float = 10.0
+                   ) -> TargetContainer:
+        client = self.dockerd.client()
+        port = free_port()
+        name = f"app-{uuid.uuid4().hex[:6]}"
+        labels = {"autofix.scrape": "true", "autofix.scrape.port": str(port),
+                  "autofix.service": "target-app"}
+        if opt_in:
+            labels["autofix.enable"] = "true"
+        container = client.containers.run(
+            self.image, name=name, network_mode="host", detach=True, labels=labels,
+            environment={"TARGET_APP_BIND": f"{LOOPBACK}:{port}",
+                         "TARGET_APP_SELF_TRAFFIC_RPS": str(self_traffic_rps),
+                         "TARGET_APP_STARTUP_DELAY_S": str(startup_delay_s)},
+            restart_policy={"Name": restart_policy} if restart_policy else None)
+        target = TargetContainer(name, port, container)
+        self.targets.append(target)
+        wait_for(lambda: self.up(name) == 1.0, 60, f"{name} scraped")
+        return target
+
+    # --- observations ------------------------------------------------------------------
+    def up(self, container: str) -> float | None:
+        result = self.prometheus.query(f'up{{job="containers", container="{container}"}}')
+        return float(result[0]["value"][1]) if result else None
+
+    def alert_state(self, alertname: str, container: str) -> str | None:
+        for alert in self.prometheus.alerts():
+            labels = alert["labels"]
+            if labels.get("alertname") == alertname and labels.get("container") == container:
+                return str(alert["state"])
+        return None
+
+    def sql(self, query: str, **params: Any) -> list[Any]:
+        if self._engine is None:
+            self._engine = create_engine(self.database_url)
+        with self._engine.connect() as conn:
+            return list(conn.execute(text(query), params))
+
+    def incidents(self, container: str) -> list[Any]:
+        return self.sql("select * from incidents where container = :c order by id",
+                        c=container)
+
+    def actions(self, container: str) -> list[Any]:
+        return self.sql("select * from actions where target = :c order by id", c=container)
+
+    def playbook_steps(self, playbook: str | None) -> list[str]:
+        """Action names of a loaded playbook, from the receiver's API."""
+        if not self._steps:
+            _, body = self.api("GET", "/api/v1/playbooks")
+            for item in body.get("items", []):
+                self._steps[item["name"]] = [next(iter(step)) for step in item["actions"]]
+        return self._steps.get(playbook or "", [])
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.receiver.url}{path}", data=data, method=method,
+            headers={"Authorization": f"Bearer {self.api_token}",
+                     "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+
+def start_stack(root: Path, dockerd: Dockerd, image: str, database_url: str,
+                fast: bool = True) -> Stack:
+    stack = Stack(root=root, dockerd=dockerd, image=image, database_url=database_url,
+                  fast=fast)
+    try:
+        return stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+
+
+def wait(seconds: float) -> None:
+    time.sleep(seconds)
