@@ -128,6 +128,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from .reference import refresh, write
+
+    path = Path(args.file)
+    if args.write:
+        print(f"{path}: {'updated' if write(path) else 'already current'}")
+        return 0
+    if refresh(path.read_text()) != path.read_text():
+        print(f"{path} is out of date: run `autofix docs --write`", file=sys.stderr)
+        return 1
+    print(f"{path}: reference sections match the code")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autofix", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a playbooks file")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
+    docs = sub.add_parser("docs", help="check or refresh the generated README reference")
+    docs.add_argument("--file", default="README.md")
+    docs.add_argument("--write", action="store_true")
+    docs.set_defaults(func=cmd_docs)
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

@@ -24,25 +24,27 @@ class _Params(BaseModel):
 
 
 class WaitHealthyParams(_Params):
-    timeout_s: float = Field(60, gt=0, le=3600)
+    timeout_s: float = Field(60, gt=0, le=3600, description="Give up (and fail) after this.")
     running_for_s: float = Field(
         5, ge=0, le=600, description="Without a HEALTHCHECK: running this long counts as healthy.")
 
 
 class PromqlCheckParams(_Params):
     expr: str = Field(min_length=1, description="PromQL; holds when it returns any series.")
-    expect: Literal["nonempty", "empty"] = "nonempty"
-    timeout_s: float = Field(60, gt=0, le=3600)
-    interval_s: float = Field(2, gt=0, le=60)
+    expect: Literal["nonempty", "empty"] = Field(
+        "nonempty", description="empty: holds when the expression returns nothing.")
+    timeout_s: float = Field(60, gt=0, le=3600, description="Give up (and fail) after this.")
+    interval_s: float = Field(2, gt=0, le=60, description="Time between queries.")
 
 
 class HttpParams(_Params):
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    url: str
-    body: Any = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    expect_status: int = Field(200, ge=100, le=599)
-    timeout_s: float = Field(10, gt=0, le=300)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = Field(
+        "GET", description="HTTP method.")
+    url: str = Field(description="http(s) URL on a host in AUTOFIX_HTTP_ALLOWED_HOSTS.")
+    body: Any = Field(None, description="JSON (object or list) or text body.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers.")
+    expect_status: int = Field(200, ge=100, le=599, description="Status that means success.")
+    timeout_s: float = Field(10, gt=0, le=300, description="Request timeout.")
 
 
 class NotifyParams(_Params):

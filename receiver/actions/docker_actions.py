@@ -43,7 +43,7 @@ class KillParams(_Params):
 class ExecParams(_Params):
     argv: list[str] = Field(min_length=1, description="Command as an argv list; no shell.")
     expect_exit_code: int = Field(0, description="Exit code that means success.")
-    timeout_s: float = Field(30, gt=0, le=600)
+    timeout_s: float = Field(30, gt=0, le=600, description="Fail if it has not exited by then.")
 
 
 def restart_container(ctx: ActionContext, params: RestartParams) -> str | None:

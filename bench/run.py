@@ -1,0 +1,110 @@
+"""`make bench`: run the benchmarks, write bench/results/<name>.json, render BENCHMARKS.md.
+
+    python -m bench.run                       # everything (about 15 minutes)
+    python -m bench.run --quick --only webhook_ack   # smoke run: SQLite only, seconds;
+                                                     # writes bench/results/quick/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import render
+from bench.common import QUICK_RESULTS, RESULTS, results_dir, set_results_dir
+from bench.servers import ROOT, Stack
+
+BENCHMARKS = ("webhook_ack", "restart_latency", "ttr")
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                    if line.startswith("model name")), cpu)
+        mem_kb = next(int(line.split()[1]) for line in
+                      Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))
+    except OSError:
+        mem_kb = 0
+    import os
+
+    return {"nproc": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
+            "cpu_model": cpu, "kernel": platform.release()}
+
+
+def git_sha() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return done.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run of a few seconds (SQLite only, tiny cases)")
+    parser.add_argument("--only", choices=BENCHMARKS, action="append",
+                        help="run only this benchmark (repeatable)")
+    parser.add_argument("--no-render", action="store_true", help="do not write BENCHMARKS.md")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per TTR scenario")
+    parser.add_argument("--no-shipped", action="store_true",
+                        help="time to recover with the test intervals only")
+    args = parser.parse_args(argv)
+    selected = args.only or list(BENCHMARKS)
+    meta = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python -m bench.run",
+                             *map(shlex.quote, argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(), "python": platform.python_version(), "autofix_git": git_sha(),
+    }
+    set_results_dir(QUICK_RESULTS if args.quick else RESULTS)
+    stack = Stack()
+    status = 0
+    try:
+        for name in selected:
+            started = time.monotonic()
+            print(f"== {name}", flush=True)
+            try:
+                if name == "webhook_ack":
+                    from bench import webhook_ack
+
+                    data = webhook_ack.run(stack, quick=args.quick)
+                elif name == "ttr":
+                    from bench import ttr
+
+                    data = ttr.run(quick=args.quick, repeats=args.repeats,
+                                   shipped=not args.no_shipped)
+                else:
+                    from bench import restarts
+
+                    data = restarts.run(stack, quick=args.quick)
+            except Exception as exc:
+                status = 1
+                data = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
+                print(f"   {name} failed: {data['error']}", file=sys.stderr)
+            if stack.postgres is not None:
+                meta["postgres_version"] = stack.postgres_version()
+            data["meta"] = {**meta, "seconds": round(time.monotonic() - started, 1)}
+            results_dir().mkdir(parents=True, exist_ok=True)
+            (results_dir() / f"{name}.json").write_text(
+                json.dumps(data, indent=2, default=str) + "\n")
+    finally:
+        stack.close()
+    if not args.no_render and not args.quick:
+        print(f"wrote {render.render()}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""`python -m bench.run --quick --only webhook_ack` runs and writes medians and p99 (no timing
+assertions: the numbers depend on the machine)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = ROOT / "bench" / "results" / "quick" / "webhook_ack.json"  # never the real ones
+
+
+@pytest.mark.slow
+def test_quick_webhook_ack_writes_medians_and_p99() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--only",
+                           "webhook_ack"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    data = json.loads(RESULT.read_text())
+    assert data["name"] == "webhook_ack" and data["quick"] is True
+    assert data["meta"]["command"].endswith("--quick --only webhook_ack")
+    assert data["cases"], "no cases were run"
+    for case in data["cases"]:
+        for target in case["targets"].values():
+            summary = target["summary"]
+            assert summary["errors"] == 0
+            for key in ("throughput_rps_median", "p50_ms", "p99_ms", "p50_ms_median_of_runs",
+                        "p99_ms_median_of_runs"):
+                assert isinstance(summary[key], float) and not math.isnan(summary[key]), key
+            assert summary["p99_ms"] >= summary["p50_ms"] > 0
+            assert len(target["runs"]) == summary["repeats"] >= 2
