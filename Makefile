@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps lint typecheck rules-check test test-unit bench fuzz demo demo-down up down clean
+.PHONY: help venv deps lint rules-check test test-unit bench fuzz demo demo-down secrets image up down clean
 
 help:
 	@echo "make deps       install OS packages (as root) and the virtualenv"
@@ -47,14 +47,20 @@ bench: venv
 fuzz: venv
 	AUTOFIX_FUZZ_EXAMPLES=2000 $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
-demo: venv
+demo: deps
 	$(PY) -m tests.demo up
 
 demo-down:
 	$(PY) -m tests.demo down
 
-up:
-	bash docs/compose-secrets.sh && docker compose up -d --build
+secrets:
+	sh docs/compose-secrets.sh
+
+image: venv
+	$(PY) -m target_app.build_image --docker-host $(DOCKER_HOST) --tag autofix/target-app:local
+
+up: secrets
+	docker compose up -d --build
 
 down:
 	docker compose down
