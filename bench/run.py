@@ -11,6 +11,7 @@ import argparse
 import json
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-shipped", action="store_true",
                         help="time to recover with the test intervals only")
     args = parser.parse_args(argv)
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C, so every server started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     selected = args.only or list(BENCHMARKS)
     meta = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -43,6 +43,9 @@ def _one(stack: Any, scenario: dict[str, Any]) -> dict[str, Any]:
         target.fault(scenario["fault"], scenario.get("params"))
         wait_for(lambda: {"target up", "action started"} <= set(timeline.events), 400,
                  f"{scenario['name']} recovered")
+        # Let the run finish before the container goes, or its verification step would
+        # hold a runner slot and delay the next scenario's action.
+        wait_for(lambda: "action finished" in timeline.events, 200, "run finished")
     except TimeoutError:
         pass
     finally:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..executor import ExecutorError
+from ..executor import ExecutorError, TargetNotFound
 from .registry import ActionContext, ActionFailed
 
 __all__ = ["EscalateParams", "HttpParams", "NotifyParams", "PromqlCheckParams",
@@ -73,6 +73,8 @@ def wait_healthy(ctx: ActionContext, params: WaitHealthyParams) -> str | None:
                     return last
             else:
                 last = f"status={state.status}"
+        except TargetNotFound as exc:  # removed meanwhile: waiting cannot help
+            raise ActionFailed("target_not_found", str(exc)) from exc
         except ExecutorError as exc:
             last = str(exc)
         if time.monotonic() >= deadline:
