@@ -32,14 +32,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        rps_raw = os.environ.get("TARGET_APP_SELF_TRAFFIC_RPS", "0") or "0"
-        try:
-            rps = float(rps_raw)
-        except ValueError:
-            raise ValueError(
-                f"TARGET_APP_SELF_TRAFFIC_RPS must be a number, got {rps_raw!r}") from None
-        if rps < 0:
-            raise ValueError("TARGET_APP_SELF_TRAFFIC_RPS must be >= 0")
+        rps = _env_seconds("TARGET_APP_SELF_TRAFFIC_RPS")
         bind = os.environ.get("TARGET_APP_BIND", DEFAULT_BIND) or DEFAULT_BIND
         parse_bind(bind)
         token = os.environ.get("TARGET_APP_FAULT_TOKEN", "")
@@ -47,10 +40,17 @@ class Settings:
         if token_file:  # Docker secrets: the token never appears in `docker inspect`
             with open(token_file) as handle:
                 token = handle.read().strip()
-        delay_raw = os.environ.get("TARGET_APP_STARTUP_DELAY_S", "0") or "0"
-        try:
-            delay = float(delay_raw)
-        except ValueError:
-            raise ValueError(
-                f"TARGET_APP_STARTUP_DELAY_S must be a number, got {delay_raw!r}") from None
-        return cls(bind=bind, fault_token=token, self_traffic_rps=rps, startup_delay_s=delay)
+        return cls(bind=bind, fault_token=token, self_traffic_rps=rps,
+                   startup_delay_s=_env_seconds("TARGET_APP_STARTUP_DELAY_S"))
+
+
+def _env_seconds(name: str) -> float:
+    """A non-negative number from the environment (0 when unset), or a clear error."""
+    raw = os.environ.get(name, "0") or "0"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0")
+    return value

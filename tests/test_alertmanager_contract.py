@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.alertmanager import start_alertmanager, webhook_config
+from tests.harness.db import query as rows
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 
@@ -25,15 +25,6 @@ def am_alert(container: str, *, alertname: str = "TargetDown", starts: datetime,
     if ends is not None:
         body["endsAt"] = ends.isoformat()
     return body
-
-
-def rows(url: str, sql: str) -> list[Any]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(text(sql)))
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.busybox import SLOW_STOP
+from tests.harness.db import query
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.payloads import alert, notification
@@ -29,15 +28,6 @@ def post_json(url: str, body: Any, token: str = WEBHOOK_TOKEN) -> tuple[int, dic
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
-
-
-def query(url: str, sql: str) -> list[Any]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(text(sql)))
-    finally:
-        engine.dispose()
 
 
 def env(private_dockerd, playbooks) -> dict[str, str]:
