@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from .breaker import gauge_value
+from .db.migrate import prune
 from .db.models import Breaker, Incident, Run, utcnow
 from .errors import DatabaseUnavailable
 from .execution import execute_run
@@ -27,6 +29,7 @@ log = logging.getLogger("autofix.runner")
 _CLAIM_LOCK_KEY = 0x6175746F666978  # "autofix"
 _sqlite_claim_lock = threading.Lock()
 OPEN_STATUSES = ("open", "remediating", "escalated")
+PRUNE_EVERY_S = 3600.0
 
 
 def claim_next(services: Services, worker: str) -> int | None:
@@ -98,6 +101,7 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._active: set[int] = set()
         self._active_lock = threading.Lock()
+        self._next_prune = 0.0  # monotonic time of the next retention prune
         self._sender: OutboxSender | None = None
 
     def start(self) -> None:
@@ -162,10 +166,20 @@ class Runner:
                     self._publish_queue_depth(session)
                 reconcile_interrupted(self.services,
                                       stale_before=utcnow() - timedelta(seconds=lease))
+                self._prune_if_due()
             except DatabaseUnavailable:
                 continue
             except Exception:
                 log.exception("heartbeat error")
+
+    def _prune_if_due(self) -> None:
+        """AUTOFIX_RETENTION_DAYS: prune hourly. Every worker may; deletes are idempotent."""
+        days = self.services.settings.retention_days
+        if not days or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        counts = prune(self.services.database, timedelta(days=days))
+        log.info("pruned rows older than the retention", extra={"days": days, **counts})
 
     def _publish_queue_depth(self, session: Session) -> None:
         depth = session.scalar(select(func.count()).select_from(Run)
