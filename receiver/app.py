@@ -13,7 +13,7 @@ from .api import health, playbooks, queries, webhook
 from .api.openapi import blueprint as openapi_blueprint
 from .config_store import ConfigStore
 from .db.engine import Database
-from .errors import AutofixError, Conflict
+from .errors import AutofixError, BadRequest, Conflict
 from .executor import Executor
 from .executor.docker_executor import DockerExecutor
 from .metrics import Metrics
@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         notifier=notifier or build_notifier(settings), metrics=metrics,
     )
     app = Flask("autofix")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte more than the limit: a chunked body without Content-Length is cut at this
+    # length, and json_body can only tell it was too large if it may read past the limit.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["autofix"] = services
     for blueprint in (webhook.blueprint, queries.blueprint, playbooks.blueprint,
                       health.blueprint, openapi_blueprint):
@@ -93,6 +95,9 @@ def _register_webhook_timing(app: Flask, metrics: Metrics) -> None:
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
+        # NUL cannot be stored or compared by PostgreSQL; refuse it in the URL up front.
+        if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+            raise BadRequest("the URL must not contain NUL characters")
 
     @app.after_request
     def _observe(response: Response) -> Response:

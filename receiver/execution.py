@@ -71,6 +71,12 @@ def execute_run(services: Services, run_id: int) -> None:
             record_skip(session, services, run, GuardStop(
                 "playbook_missing", f"playbook {run.playbook!r} is not loaded"))
             return
+        if run.alert_status == "firing" and incident.status == "resolved":
+            # The alert cleared while the run waited in the queue: acting now would act on
+            # a resolved alert, the field's classic way to hurt a healthy container.
+            record_skip(session, services, run, GuardStop(
+                "alert_resolved", "the alert resolved before the run started"))
+            return
         trigger, target, run_dry_run = run.trigger, run.target, run.dry_run
         run_reason = run.reason
     dry_run = services.settings.dry_run or playbook.dry_run or run_dry_run

@@ -42,7 +42,10 @@ class AlertPayload(_Lenient):
         if value is None:
             return None
         # Normalised to UTC so the dedup key compares equal whatever offset was sent.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # e.g. year 1 with a +01:00 offset: before datetime.min in UTC
+            raise ValueError("timestamp is out of range once converted to UTC") from None
 
     @property
     def alertname(self) -> str:

@@ -164,3 +164,12 @@ def test_breakers_list_and_reset_is_audited(client: FlaskClient) -> None:
     missing = client.post("/api/v1/breakers/nope/reset", json={"actor": "a", "reason": "r"},
                           headers=api_headers())
     assert missing.status_code == 404
+
+
+def test_nul_in_the_url_is_a_400_not_a_500(client: FlaskClient) -> None:
+    for url in ("/api/v1/actions?target=a%00b", "/api/v1/incidents?alertname=%00",
+                "/api/v1/breakers/a%00b/reset"):
+        response = client.open(url, method="POST" if url.endswith("reset") else "GET",
+                               headers=api_headers(), json={"actor": "a", "reason": "r"})
+        assert response.status_code == 400, (url, response.json)
+        assert "NUL" in response.json["message"]

@@ -231,3 +231,19 @@ def test_manual_run_answers_with_guard_codes(docker_app, docker_client) -> None:
     with app.extensions["autofix"].database.session() as session:
         runs = list(session.scalars(select(Run)))
         assert [(r.trigger, r.status) for r in runs] == [("manual", "succeeded")]
+
+
+def test_run_queued_for_an_alert_that_resolved_meanwhile_is_skipped(
+        docker_app, docker_client) -> None:
+    app = docker_app()
+    container = run_container(docker_client)
+    before = started_at(container)
+    starts = datetime.now(UTC)
+    fire(app.test_client(), container.name, starts=starts)
+    resolved = notification([alert({"container": container.name}, status="resolved",
+                                   starts_at=starts, ends_at=datetime.now(UTC))])
+    app.test_client().post("/webhook/alertmanager", json=resolved, headers=webhook_headers())
+    drain(app)  # the worker gets to the run only now
+    assert started_at(container) == before
+    [skip] = actions(app, container.name)
+    assert (skip.outcome, skip.reason) == ("skipped", "alert_resolved")

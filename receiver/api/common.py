@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from flask import Request, current_app
@@ -34,7 +35,8 @@ def json_body(request: Request, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         raise UnsupportedMediaType(f"body is not UTF-8 JSON: {exc.reason} at byte "
                                    f"{exc.start}") from exc
@@ -43,6 +45,39 @@ def json_body(request: Request, max_bytes: int) -> Any:
                                    f"column {exc.colno}") from exc
     except RecursionError as exc:
         raise UnsupportedMediaType("body is not acceptable JSON: nested too deeply") from exc
+    _reject_unstorable_strings(text, data)
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _reject_unstorable_strings(text: str, data: Any) -> None:
+    """NUL and unpaired surrogates cannot be stored (PostgreSQL text/JSONB refuses them).
+
+    Only a body that escapes one of them needs the full walk, so normal traffic pays a
+    single regex scan."""
+    if not _SUSPECT_ESCAPE.search(text):
+        return
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest("strings must not contain NUL characters")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise BadRequest("strings must not contain unpaired UTF-16 surrogates") from exc
 
 
 def validation_message(error: ValidationError, limit: int = 5) -> tuple[str, list[dict[str, Any]]]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import DatabaseUnavailable
+from ..errors import BadRequest, DatabaseUnavailable
 
 __all__ = ["Database"]
 
@@ -35,6 +35,10 @@ class Database:
             if self._on_error is not None:
                 self._on_error(operation)
             raise DatabaseUnavailable(f"database unavailable during {operation}") from error
+        except exc.DataError as error:
+            # The database refused a value (too long, out of range): the request's fault.
+            session.rollback()
+            raise BadRequest(f"a value cannot be stored: {error.orig}".splitlines()[0]) from error
         except BaseException:
             session.rollback()
             raise
