@@ -51,7 +51,7 @@ demo: deps
 	$(PY) -m tests.demo up
 
 demo-down:
-	$(PY) -m tests.demo down
+	$$(test -x $(PY) && echo $(PY) || echo python3) -m tests.demo down
 
 secrets:
 	sh docs/compose-secrets.sh

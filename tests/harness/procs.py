@@ -14,8 +14,6 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pytest
-
 LOOPBACK = "127.0.0.1"
 
 
@@ -29,6 +27,8 @@ def require_binary(name: str) -> str:
     candidates = (f"/usr/sbin/{name}", f"/usr/lib/postgresql/15/bin/{name}")
     path = shutil.which(name) or next((p for p in candidates if os.path.exists(p)), None)
     if path is None:
+        import pytest  # here, not at the top: `make demo-down` must work without pytest
+
         message = f"{name} is not installed (see .ci/run for the packages)"
         if components_required():
             pytest.fail(message)
