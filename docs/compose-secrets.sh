@@ -20,6 +20,7 @@ make_secret postgres_password "$(rand)"
 make_secret autofix_webhook_token "$(rand)"
 make_secret autofix_api_token "$(rand)"
 make_secret grafana_admin_password "$(rand)"
+make_secret grafana_db_password "$(rand)"
 make_secret target_app_fault_token "$(rand)"
 # The receiver's database URL embeds the postgres password, so it is derived from it.
 make_secret autofix_database_url \

@@ -1,0 +1,855 @@
+"""Grafana dashboards and provisioning, checked without Grafana (it cannot run here).
+
+Structure: every dashboard JSON under grafana/dashboards/ loads, has a unique uid, names only
+provisioned datasources, uses every template variable, gives every panel a title, a unit and
+a query, links only to dashboards that exist, and keeps one colour per outcome. The
+provisioning YAML parses and points where docker-compose.yml mounts things.
+
+Read-only role (migration 0003), on a real PostgreSQL: the Grafana role reads incidents and
+actions and nothing else, and cannot write or create.
+
+The helpers below (query extraction, Grafana's variable interpolation and its PostgreSQL
+macro expansion) are shared with tests/test_e2e_dashboards.py, which runs every query live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+GRAFANA = REPO / "grafana"
+DASHBOARDS = GRAFANA / "dashboards"
+PROVISIONING = GRAFANA / "provisioning"
+INIT_SCRIPT = GRAFANA / "postgres-init" / "10-grafana-reader.sh"
+COMPOSE = REPO / "docker-compose.yml"
+
+GRAFANA_ROLE = "autofix_grafana"
+BUILTIN_GRAFANA_DS = "-- Grafana --"
+NO_QUERY_PANELS = {"row", "text"}
+OUTCOME_COLOURS = {"succeeded": "green", "failed": "red", "skipped": "orange",
+                   "dry_run": "blue"}
+EXPECTED = {  # uid -> folder (a directory under grafana/dashboards/)
+    "autofix-overview": "Autofix",
+    "autofix-incidents": "Autofix",
+    "target-app": "Apps",
+}
+
+
+# --- loading ------------------------------------------------------------------------------
+
+def load_dashboards() -> dict[Path, dict[str, Any]]:
+    return {path: json.loads(path.read_text()) for path in sorted(DASHBOARDS.rglob("*.json"))}
+
+
+def dashboards_by_uid() -> dict[str, dict[str, Any]]:
+    return {board["uid"]: board for board in load_dashboards().values()}
+
+
+def all_panels(board: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those nested in collapsed rows."""
+    for panel in board.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def provisioned_datasources() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load((PROVISIONING / "datasources" / "datasources.yml").read_text())
+    return {ds["uid"]: ds for ds in config["datasources"]}
+
+
+def _ds_uid(ref: Any) -> str | None:
+    if isinstance(ref, dict):
+        uid = ref.get("uid")
+        return str(uid) if uid is not None else None
+    return str(ref) if ref is not None else None
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query Grafana would send: a panel target, a template variable or an annotation."""
+
+    dashboard: str  # uid
+    where: str  # human-readable location, also the id for the may-be-empty lists
+    datasource: str  # uid
+    text: str  # PromQL, SQL, or a Grafana variable function like label_values(...)
+    kind: str  # "panel", "variable" or "annotation"
+    instant: bool = False
+
+    @property
+    def is_sql(self) -> bool:
+        return self.datasource == "autofix-postgres"
+
+
+def iter_queries(board: Mapping[str, Any]) -> Iterator[Query]:
+    uid = board["uid"]
+    for panel in all_panels(board):
+        for target in panel.get("targets", []):
+            ds = _ds_uid(target.get("datasource")) or _ds_uid(panel.get("datasource"))
+            text = target.get("rawSql") or target.get("expr") or ""
+            yield Query(uid, f"{uid} / {panel.get('title')} / {target.get('refId')}", ds or "",
+                        text, "panel", bool(target.get("instant")) and not target.get("range"))
+    for var in board.get("templating", {}).get("list", []):
+        if var.get("type") == "query":
+            query = var.get("query")
+            text = query.get("query", "") if isinstance(query, dict) else str(query or "")
+            yield Query(uid, f"{uid} / variable {var['name']}",
+                        _ds_uid(var.get("datasource")) or "", text, "variable")
+    for ann in board.get("annotations", {}).get("list", []):
+        if ann.get("builtIn"):
+            continue
+        target = ann.get("target") or {}
+        text = target.get("rawSql") or target.get("expr") or ann.get("rawQuery") or ""
+        ds = _ds_uid(target.get("datasource")) or _ds_uid(ann.get("datasource"))
+        yield Query(uid, f"{uid} / annotation {ann.get('name')}", ds or "", text, "annotation")
+
+
+def all_queries() -> list[Query]:
+    return [query for board in load_dashboards().values() for query in iter_queries(board)]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def link_urls(board: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, url) of dashboard links, panel links and field data links."""
+    for link in board.get("links", []):
+        if link.get("url"):
+            yield "dashboard links", link["url"]
+    for panel in all_panels(board):
+        title = panel.get("title", "?")
+        for link in panel.get("links", []):
+            yield title, link.get("url", "")
+        field_config = panel.get("fieldConfig", {})
+        for link in field_config.get("defaults", {}).get("links", []):
+            yield title, link.get("url", "")
+        for override in field_config.get("overrides", []):
+            for prop in override.get("properties", []):
+                if prop.get("id") == "links":
+                    for link in prop["value"]:
+                        yield title, link.get("url", "")
+
+
+# --- Grafana's variable interpolation -----------------------------------------------------
+
+# public/app/features/variables/utils.ts variableRegex: $var, [[var:fmt]], ${var.path:fmt}
+VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^}]+))?(?::([^}]+))?\}")
+_REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|{}\[\]/]")
+
+
+def regex_escape(value: str) -> str:
+    return _REGEX_SPECIAL.sub(lambda m: "\\" + m.group(0), value)
+
+
+def sql_quote(value: str) -> str:
+    """Grafana's PostgreSQL quoteLiteral: single quotes doubled, wrapped in quotes."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass
+class Variables:
+    """Values chosen for a dashboard's template variables, formatted the way Grafana does.
+
+    `values[name]` is a list of selected values, or None for "All". Formatting follows
+    the datasource: PostgreSQL quotes values of multi/include-all variables and joins them
+    with commas; Prometheus regex-escapes them and joins with | inside (); a custom
+    allValue is inserted unformatted (templateSrv skips formatting it).
+    """
+
+    definitions: dict[str, dict[str, Any]]
+    values: dict[str, list[str] | None]
+    builtins: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_dashboard(cls, board: Mapping[str, Any], values: Mapping[str, list[str] | None],
+                      builtins: Mapping[str, str]) -> Variables:
+        definitions = {v["name"]: v for v in board.get("templating", {}).get("list", [])}
+        chosen: dict[str, list[str] | None] = {}
+        for name, definition in definitions.items():
+            if name in values:
+                chosen[name] = values[name]
+            elif definition.get("includeAll"):
+                chosen[name] = None
+            else:
+                current = definition.get("current", {}).get("value", "")
+                chosen[name] = current if isinstance(current, list) else [str(current)]
+        return cls(definitions, chosen, dict(builtins))
+
+    def _all_values(self, name: str) -> list[str]:
+        definition = self.definitions[name]
+        if definition.get("type") == "custom":
+            return [v.strip() for v in str(definition["query"]).split(",")]
+        raise KeyError(f"'All' of query variable {name} needs a custom allValue or values")
+
+    def format(self, name: str, fmt: str | None, datasource: str) -> str:
+        definition = self.definitions[name]
+        selected = self.values[name]
+        if selected is None:  # All
+            if definition.get("allValue") and fmt not in ("text", "percentencode"):
+                return str(definition["allValue"])
+            selected = self._all_values(name)
+        multi = bool(definition.get("multi") or definition.get("includeAll"))
+        if fmt == "regex":
+            escaped = [regex_escape(v) for v in selected]
+            return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+        if fmt in ("raw", "text"):
+            return ",".join(selected)
+        if fmt == "csv":
+            return ",".join(selected)
+        if fmt == "sqlstring":
+            return ",".join(sql_quote(v) for v in selected)
+        if fmt is not None:
+            raise ValueError(f"format {fmt!r} of ${name} is not supported by this test")
+        if datasource == "autofix-postgres":
+            if len(selected) == 1 and not multi:
+                return selected[0]
+            return ",".join(sql_quote(v) for v in selected)
+        if datasource == "prometheus":
+            if len(selected) == 1 and not multi:
+                return selected[0]
+            escaped = [regex_escape(v) for v in selected]
+            return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+        return ",".join(selected)
+
+    def interpolate(self, text: str, datasource: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1) or match.group(2) or match.group(4)
+            fmt = match.group(3) or match.group(6)
+            if name in self.builtins:
+                return self.builtins[name]
+            if name in self.definitions:
+                return self.format(name, fmt, datasource)
+            return match.group(0)  # a macro ($__timeFilter...) or not a variable at all
+
+        return VARIABLE.sub(replace, text)
+
+
+def variable_names_used(text: str) -> set[str]:
+    return {m.group(1) or m.group(2) or m.group(4) for m in VARIABLE.finditer(text)}
+
+
+# --- Grafana's PostgreSQL macros ----------------------------------------------------------
+
+# pkg/tsdb/postgres/macros.go: the same pattern, so arguments cannot contain ')'.
+MACRO = re.compile(r"\$([_a-zA-Z0-9]+)\(([^)]*)\)")
+_INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)$")
+_INTERVAL_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,
+               "y": 31536000}
+
+
+def parse_interval(text: str) -> float:
+    match = _INTERVAL.match(text.strip().strip("'"))
+    if match is None:
+        raise ValueError(f"error parsing interval {text}")
+    return float(match.group(1)) * _INTERVAL_S[match.group(2)]
+
+
+def _go_number(seconds: float) -> str:
+    """Go's %v of a float64: 300 not 300.0, 0.5 stays 0.5."""
+    return str(int(seconds)) if seconds == int(seconds) else repr(seconds)
+
+
+def rfc3339(moment: datetime) -> str:
+    """Go's time.RFC3339Nano in UTC: trailing zeros of the fraction dropped."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += ("." + f"{moment.microsecond:06d}").rstrip("0")
+    return text + "Z"
+
+
+def expand_sql_macros(sql: str, start: datetime, end: datetime, interval_s: float) -> str:
+    """Grafana 9.5/10's PostgreSQL macro engine (sqleng.Interpolate + postgres macros.go).
+
+    $__interval/$__interval_ms and $__unixEpochFrom/To() are replaced first, as
+    sqleng.Interpolate does; then every $__macro(args). TimescaleDB is off (as provisioned).
+    Fill modes (a third $__timeGroup argument) only change how Grafana post-processes rows.
+    """
+    sql = sql.replace("$__interval_ms", str(int(interval_s * 1000)))
+    sql = sql.replace("$__interval", _interval_text(interval_s))
+    sql = sql.replace("$__unixEpochFrom()", str(int(start.timestamp())))
+    sql = sql.replace("$__unixEpochTo()", str(int(end.timestamp())))
+
+    def group(column: str, interval: str) -> str:
+        seconds = _go_number(parse_interval(interval))
+        return f"floor(extract(epoch from {column})/{seconds})*{seconds}"
+
+    def epoch_group(column: str, interval: str) -> str:
+        seconds = _go_number(parse_interval(interval))
+        return f"floor({column}/{seconds})*{seconds}"
+
+    def evaluate(name: str, args: list[str]) -> str:
+        if name == "__time":
+            return f'{args[0]} AS "time"'
+        if name == "__timeEpoch":
+            return f'extract(epoch from {args[0]}) as "time"'
+        if name == "__timeFilter":
+            return f"{args[0]} BETWEEN '{rfc3339(start)}' AND '{rfc3339(end)}'"
+        if name == "__timeFrom":
+            return f"'{rfc3339(start)}'"
+        if name == "__timeTo":
+            return f"'{rfc3339(end)}'"
+        if name == "__timeGroup":
+            return group(args[0], args[1])
+        if name == "__timeGroupAlias":
+            return group(args[0], args[1]) + ' AS "time"'
+        if name == "__unixEpochFilter":
+            return (f"{args[0]} >= {int(start.timestamp())} AND "
+                    f"{args[0]} <= {int(end.timestamp())}")
+        if name == "__unixEpochNanoFilter":
+            return (f"{args[0]} >= {int(start.timestamp() * 1e9)} AND "
+                    f"{args[0]} <= {int(end.timestamp() * 1e9)}")
+        if name == "__unixEpochNanoFrom":
+            return str(int(start.timestamp() * 1e9))
+        if name == "__unixEpochNanoTo":
+            return str(int(end.timestamp() * 1e9))
+        if name == "__unixEpochGroup":
+            return epoch_group(args[0], args[1])
+        if name == "__unixEpochGroupAlias":
+            return epoch_group(args[0], args[1]) + ' AS "time"'
+        raise ValueError(f"Unknown macro {name}")
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        args = [arg.strip(" ") for arg in match.group(2).split(",")]
+        if name == "__timeGroup":
+            # Grafana: "$__timeGroup(...)," is the pre-5.3 form that meant ...Alias.
+            after = match.end()
+            if after < len(match.string) and match.string[after] == ",":
+                name = "__timeGroupAlias"
+        if name in ("__time", "__timeEpoch", "__timeFilter", "__unixEpochFilter",
+                    "__unixEpochNanoFilter") and not args[0]:
+            raise ValueError(f"missing time column argument for macro {name}")
+        if name in ("__timeGroup", "__timeGroupAlias", "__unixEpochGroup",
+                    "__unixEpochGroupAlias") and len(args) < 2:
+            raise ValueError(f"macro {name} needs time column and interval")
+        return evaluate(name, args)
+
+    return MACRO.sub(replace, sql)
+
+
+def _interval_text(seconds: float) -> str:
+    """How Grafana writes an interval ("30s", "1m", "500ms")."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds)}s"
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """A dashboard time range and the interval Grafana would pick for it."""
+
+    start: datetime
+    end: datetime
+    scrape_interval_s: float = 5.0
+    max_data_points: int = 1000
+
+    @property
+    def range_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    @property
+    def interval_s(self) -> float:
+        # Grafana: range / maxDataPoints, never below the datasource's timeInterval.
+        return max(round(self.range_s / self.max_data_points), self.scrape_interval_s, 1.0)
+
+    @property
+    def rate_interval_s(self) -> float:
+        # Grafana: max($__interval + scrape interval, 4 * scrape interval).
+        return max(self.interval_s + self.scrape_interval_s, 4 * self.scrape_interval_s)
+
+    def builtins(self) -> dict[str, str]:
+        return {
+            "__interval": _interval_text(self.interval_s),
+            "__interval_ms": str(int(self.interval_s * 1000)),
+            "__rate_interval": _interval_text(self.rate_interval_s),
+            "__range": f"{round(self.range_s)}s",
+            "__range_s": str(round(self.range_s)),
+            "__range_ms": str(round(self.range_s * 1000)),
+        }
+
+
+# ==========================================================================================
+# Structure
+# ==========================================================================================
+
+def test_every_expected_dashboard_is_in_its_folder() -> None:
+    found = {board["uid"]: path.parent.name for path, board in load_dashboards().items()}
+    assert {uid: found.get(uid) for uid in EXPECTED} == EXPECTED
+    for path in load_dashboards():
+        # foldersFromFilesStructure: one level of folders, no dashboard at the root.
+        assert path.parent.parent == DASHBOARDS, path
+
+
+def test_dashboard_uids_are_unique_and_stable() -> None:
+    uids = [board.get("uid") for board in load_dashboards().values()]
+    assert all(isinstance(uid, str) and re.fullmatch(r"[a-z0-9-]{1,40}", uid) for uid in uids)
+    assert len(uids) == len(set(uids))
+    titles = [board.get("title") for board in load_dashboards().values()]
+    assert len(titles) == len(set(titles)) and all(titles)
+
+
+def test_every_panel_names_a_provisioned_datasource() -> None:
+    provisioned = set(provisioned_datasources())
+    problems = []
+    for board in load_dashboards().values():
+        for panel in all_panels(board):
+            if panel["type"] in NO_QUERY_PANELS:
+                continue
+            refs = [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]
+            for ref in refs:
+                if _ds_uid(ref) not in provisioned:
+                    problems.append((board["uid"], panel.get("title"), ref))
+        for var in board.get("templating", {}).get("list", []):
+            if var["type"] == "query" and _ds_uid(var.get("datasource")) not in provisioned:
+                problems.append((board["uid"], f"variable {var['name']}", var.get("datasource")))
+        for ann in board.get("annotations", {}).get("list", []):
+            uid = _ds_uid(ann.get("datasource"))
+            if not (ann.get("builtIn") and uid == BUILTIN_GRAFANA_DS) and uid not in provisioned:
+                problems.append((board["uid"], f"annotation {ann.get('name')}", uid))
+    assert problems == []
+    assert all(q.datasource in provisioned for q in all_queries())
+
+
+def test_every_template_variable_is_used() -> None:
+    for board in load_dashboards().values():
+        definitions = board.get("templating", {}).get("list", [])
+        outside = {**board, "templating": {"list": []}}
+        used: set[str] = set()
+        for text in _strings(outside):
+            used |= variable_names_used(text)
+        for definition in definitions:  # one variable may be used by another's query
+            for other in definitions:
+                if other is not definition:
+                    for text in _strings(other.get("query", "")):
+                        used |= variable_names_used(text)
+        unused = [d["name"] for d in definitions if d["name"] not in used]
+        assert unused == [], f"{board['uid']}: unused variables {unused}"
+
+
+def test_every_panel_has_a_title_a_unit_and_a_query() -> None:
+    problems = []
+    for board in load_dashboards().values():
+        for panel in all_panels(board):
+            kind = panel.get("type")
+            if not panel.get("title"):
+                problems.append((board["uid"], panel.get("id"), "no title"))
+            if kind in NO_QUERY_PANELS:
+                continue
+            if not panel.get("targets"):
+                problems.append((board["uid"], panel.get("title"), "no targets"))
+            for target in panel.get("targets", []):
+                if not (target.get("expr") or target.get("rawSql")):
+                    problems.append((board["uid"], panel.get("title"), "empty target"))
+            if not panel.get("fieldConfig", {}).get("defaults", {}).get("unit"):
+                problems.append((board["uid"], panel.get("title"), "no unit"))
+    assert problems == []
+
+
+def test_every_dashboard_is_organised_in_rows_and_panels_do_not_overlap() -> None:
+    for board in load_dashboards().values():
+        panels = board["panels"]
+        assert panels[0]["type"] == "row", board["uid"]
+        cells: dict[tuple[int, int], str] = {}
+        for panel in panels:
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24, panel["title"]
+            for x in range(pos["x"], pos["x"] + pos["w"]):
+                for y in range(pos["y"], pos["y"] + pos["h"]):
+                    assert (x, y) not in cells, (board["uid"], panel["title"], cells.get((x, y)))
+                    cells[(x, y)] = panel["title"]
+
+
+def test_outcomes_have_one_colour_everywhere() -> None:
+    seen: list[tuple[str, str]] = []
+    for board in load_dashboards().values():
+        for panel in all_panels(board):
+            field_config = panel.get("fieldConfig", {})
+            for override in field_config.get("overrides", []):
+                name = override["matcher"].get("options")
+                for prop in override["properties"]:
+                    if name in OUTCOME_COLOURS and prop["id"] == "color":
+                        seen.append((name, prop["value"]["fixedColor"]))
+                    if prop["id"] == "mappings":
+                        seen.extend(_mapping_colours(prop["value"]))
+            seen.extend(_mapping_colours(field_config.get("defaults", {}).get("mappings", [])))
+        for ann in board.get("annotations", {}).get("list", []):
+            for outcome in OUTCOME_COLOURS:
+                if f"outcome = '{outcome}'" in json.dumps(ann):
+                    seen.append((outcome, ann["iconColor"]))
+    seen = [(name, colour) for name, colour in seen if name in OUTCOME_COLOURS]
+    assert {name for name, _ in seen} == set(OUTCOME_COLOURS)
+    assert [(n, c) for n, c in seen if OUTCOME_COLOURS[n] != c] == []
+
+
+def _mapping_colours(mappings: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    return [(name, option.get("color", "")) for mapping in mappings
+            if mapping.get("type") == "value"
+            for name, option in mapping.get("options", {}).items()]
+
+
+def test_links_point_at_existing_dashboards() -> None:
+    uids = set(dashboards_by_uid())
+    linked: set[str] = set()
+    for board in load_dashboards().values():
+        for where, url in link_urls(board):
+            assert url, (board["uid"], where)
+            for uid in re.findall(r"/d/([^/?&#$]+)", url):
+                assert uid in uids, (board["uid"], where, url)
+                linked.add(uid)
+    assert linked == uids  # every dashboard is reachable from another one
+
+
+def test_slack_links_open_the_incident_drill_down() -> None:
+    from receiver.notify.messages import DASHBOARD_UID, dashboard_url
+
+    board = dashboards_by_uid()[DASHBOARD_UID]
+    assert dashboard_url("http://g", 7).endswith(f"/d/{DASHBOARD_UID}/autofix-incidents"
+                                                 "?var-incident=7")
+    incident = {v["name"]: v for v in board["templating"]["list"]}["incident"]
+    assert incident["type"] == "textbox"
+    drill_down = [q for q in iter_queries(board) if "'$incident'" in q.text]
+    assert {"incidents i", "actions a"} <= {
+        table for q in drill_down for table in ("incidents i", "actions a") if table in q.text}
+    # The drill-down must not depend on the time range: a Slack link carries none.
+    assert all("$__timeFilter" not in q.text for q in drill_down)
+
+
+def test_target_app_annotates_every_remediation_action() -> None:
+    board = dashboards_by_uid()["target-app"]
+    annotations = [q for q in iter_queries(board) if q.kind == "annotation"]
+    assert {q.datasource for q in annotations} == {"autofix-postgres"}
+    covered = {o for o in OUTCOME_COLOURS for q in annotations if f"'{o}'" in q.text}
+    assert covered == set(OUTCOME_COLOURS)
+    assert all("FROM actions" in q.text for q in annotations)
+
+
+def test_sql_reads_only_the_tables_the_grafana_role_may_read() -> None:
+    readable = {"incidents", "actions"}
+    for query in all_queries():
+        if query.is_sql:
+            tables = set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", query.text, re.I))
+            tables -= {"jsonb_each_text"}
+            assert tables <= readable, (query.where, tables)
+
+
+# --- provisioning -------------------------------------------------------------------------
+
+def _compose_grafana() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE.read_text())["services"]["grafana"])
+
+
+def _host_path_for(container_path: str) -> Path | None:
+    """Where a path inside the Grafana container comes from, through compose's bind mounts."""
+    target = PurePosixPath(container_path)
+    best: tuple[int, Path] | None = None
+    for volume in _compose_grafana().get("volumes", []):
+        source, _, rest = volume.partition(":")
+        mount = PurePosixPath(rest.split(":")[0])
+        if not source.startswith("."):
+            continue  # a named volume
+        if target == mount or mount in target.parents:
+            depth = len(mount.parts)
+            host = (REPO / source / target.relative_to(mount)).resolve()
+            if best is None or depth > best[0]:
+                best = (depth, host)
+    return best[1] if best else None
+
+
+def test_datasource_provisioning() -> None:
+    sources = provisioned_datasources()
+    assert set(sources) == {"prometheus", "autofix-postgres"}
+    prom, pg = sources["prometheus"], sources["autofix-postgres"]
+    assert prom["type"] == "prometheus" and prom["url"] == "http://prometheus:9090"
+    assert pg["type"] == "postgres" and pg["url"] == "postgres:5432"
+    assert pg["jsonData"]["database"] == pg["database"] == "autofix"
+    # Never the owner account the receiver uses; the password comes from a secret file.
+    assert pg["user"] not in ("autofix", "postgres")
+    password = pg["secureJsonData"]["password"]
+    match = re.fullmatch(r"\$__file\{(/run/secrets/(\w+))\}", password)
+    assert match, password
+    compose = _compose_grafana()
+    assert match.group(2) in compose.get("secrets", []), "grafana needs the secret mounted"
+
+
+def test_dashboard_provider_points_at_the_dashboards() -> None:
+    config = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yml").read_text())
+    [provider] = config["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["foldersFromFilesStructure"] is True
+    assert "folder" not in provider and "folderUid" not in provider
+    # Through docker-compose.yml: provisioning at Grafana's default path, dashboards where
+    # the provider looks.
+    assert _host_path_for("/etc/grafana/provisioning/datasources") == \
+        (PROVISIONING / "datasources").resolve()
+    assert _host_path_for("/etc/grafana/provisioning/dashboards") == \
+        (PROVISIONING / "dashboards").resolve()
+    assert _host_path_for(provider["options"]["path"]) == DASHBOARDS.resolve()
+
+
+def test_postgres_runs_the_grafana_login_init_script() -> None:
+    postgres = yaml.safe_load(COMPOSE.read_text())["services"]["postgres"]
+    mounts = {v.split(":")[1]: (REPO / v.split(":")[0]).resolve()
+              for v in postgres.get("volumes", []) if v.startswith(".")}
+    assert mounts.get("/docker-entrypoint-initdb.d") == INIT_SCRIPT.parent.resolve()
+    assert "grafana_db_password" in postgres.get("secrets", [])
+
+
+# --- the helpers themselves, against Grafana's documented expansions ----------------------
+
+RANGE = TimeRange(datetime(2017, 4, 21, 5, 1, 17, tzinfo=UTC),
+                  datetime(2017, 4, 21, 5, 6, 17, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("sql", "expanded"), [
+    ("$__time(dateColumn)", 'dateColumn AS "time"'),
+    ("$__timeEpoch(dateColumn)", 'extract(epoch from dateColumn) as "time"'),
+    ("$__timeFilter(dateColumn)",
+     "dateColumn BETWEEN '2017-04-21T05:01:17Z' AND '2017-04-21T05:06:17Z'"),
+    ("$__timeFrom()", "'2017-04-21T05:01:17Z'"),
+    ("$__timeTo()", "'2017-04-21T05:06:17Z'"),
+    ("$__timeGroup(dateColumn,'5m')", "floor(extract(epoch from dateColumn)/300)*300"),
+    ("$__timeGroup(dateColumn,'5m', 0)", "floor(extract(epoch from dateColumn)/300)*300"),
+    ("$__timeGroupAlias(dateColumn, 1m)", 'floor(extract(epoch from dateColumn)/60)*60 AS "time"'),
+    ("SELECT $__timeGroup(t,'5m'), v", 'SELECT floor(extract(epoch from t)/300)*300 AS "time", v'),
+    ("$__unixEpochFilter(dateColumn)", "dateColumn >= 1492750877 AND dateColumn <= 1492751177"),
+    ("$__unixEpochFrom()", "1492750877"),
+    ("$__unixEpochGroupAlias(dateColumn, '5m')", 'floor(dateColumn/300)*300 AS "time"'),
+    ("$__timeGroupAlias(c, $__interval)", 'floor(extract(epoch from c)/5)*5 AS "time"'),
+])
+def test_sql_macro_expansion_matches_grafana(sql: str, expanded: str) -> None:
+    assert expand_sql_macros(sql, RANGE.start, RANGE.end, RANGE.interval_s) == expanded
+
+
+def test_variable_formatting_matches_grafana() -> None:
+    board = {"templating": {"list": [
+        {"name": "one", "type": "textbox"},
+        {"name": "many", "type": "custom", "multi": True, "includeAll": True,
+         "query": "a,b'c"},
+        {"name": "c", "type": "query", "multi": True, "includeAll": True, "allValue": ".+"},
+    ]}}
+    chosen = Variables.for_dashboard(board, {"one": ["7"], "c": ["app-1", "x.y"]},
+                                     RANGE.builtins())
+    assert chosen.interpolate("id = '$one' AND s IN ($many)", "autofix-postgres") == \
+        "id = '7' AND s IN ('a','b''c')"
+    assert chosen.interpolate('{c=~"$c"}[$__rate_interval]', "prometheus") == \
+        '{c=~"(app-1|x\\.y)"}[20s]'
+    assert chosen.interpolate("~ '^${c:regex}$'", "autofix-postgres") == "~ '^(app-1|x\\.y)$'"
+    every = Variables.for_dashboard(board, {"one": ["7"]}, {})
+    assert every.interpolate('"$c" ${c:regex} [[c]]', "prometheus") == '".+" .+ .+'
+
+
+# ==========================================================================================
+# The read-only role (migration 0003)
+# ==========================================================================================
+
+def create_grafana_login(admin_dsn: str) -> str:
+    """A LOGIN user in the Grafana role, made the way docs/dashboards.md tells operators."""
+    import psycopg2
+
+    name = f"grafana_t_{uuid.uuid4().hex[:8]}"
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE ROLE {name} LOGIN IN ROLE {GRAFANA_ROLE}")
+        cur.execute(f"ALTER ROLE {name} SET statement_timeout = '30s'")
+    conn.close()
+    return name
+
+
+def drop_login(admin_dsn: str, name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP ROLE IF EXISTS {name}")
+    conn.close()
+
+
+def _dsn_of(url: str, user: str | None = None) -> tuple[str, str]:
+    """(admin dsn, login dsn template) for a SQLAlchemy URL of the test cluster."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    base = f"host={parsed.host} port={parsed.port} dbname={parsed.database}"
+    return f"{base} user={parsed.username}", f"{base} user={user}" if user else base
+
+
+def _attempt(dsn: str, statement: str) -> str:
+    """'ok', or the SQLSTATE of the error the statement raised."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            if cur.description is not None:
+                cur.fetchall()
+        conn.rollback()
+        return "ok"
+    except psycopg2.Error as error:
+        return str(error.pgcode)
+    finally:
+        conn.close()
+
+
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def test_grafana_role_reads_incidents_and_actions_only(pg_url: str) -> None:
+    import psycopg2
+
+    admin, _ = _dsn_of(pg_url)
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:  # one row everywhere, so a SELECT that works returns it
+        cur.execute("""
+            INSERT INTO incidents (id, fingerprint, starts_at, alertname, severity, container,
+                labels, annotations, generator_url, status, notification_count, first_seen,
+                last_seen, resolved_unseen, trigger)
+            VALUES (1, 'f', now(), 'TargetDown', 'critical', 'web', '{}', '{}', '', 'open', 1,
+                now(), now(), false, 'alert');
+            INSERT INTO runs (id, incident_id, playbook, target, trigger, alert_status, status,
+                queued_at, dry_run) VALUES (1, 1, 'p', 'web', 'alert', 'firing', 'queued',
+                now(), false);
+            INSERT INTO actions (run_id, incident_id, playbook, action, target, params, outcome,
+                started_at, trigger) VALUES (1, 1, 'p', 'restart', 'web', '{}', 'succeeded',
+                now(), 'alert');
+            INSERT INTO breakers (target, state, reopen_count, updated_at)
+                VALUES ('web', 'closed', 0, now());
+        """)
+    conn.close()
+    user = create_grafana_login(admin)
+    try:
+        dsn = _dsn_of(pg_url, user)[1]
+        assert _attempt(dsn, "SELECT id, status FROM incidents") == "ok"
+        assert _attempt(dsn, "SELECT a.outcome FROM actions a JOIN incidents i "
+                             "ON i.id = a.incident_id") == "ok"
+        denied = {
+            "insert incidents": "INSERT INTO incidents (fingerprint, starts_at, alertname, "
+                                "labels, annotations, status) VALUES ('x', now(), 'a', '{}', "
+                                "'{}', 'open')",
+            "update incidents": "UPDATE incidents SET status = 'resolved'",
+            "delete incidents": "DELETE FROM incidents",
+            "insert actions": "INSERT INTO actions (run_id, incident_id, playbook, action, "
+                              "target, params, outcome, started_at, trigger) VALUES "
+                              "(1, 1, 'p', 'x', 'web', '{}', 'failed', now(), 'alert')",
+            "update actions": "UPDATE actions SET outcome = 'failed'",
+            "delete actions": "DELETE FROM actions",
+            "truncate actions": "TRUNCATE actions",
+            "lock incidents": "LOCK TABLE incidents IN EXCLUSIVE MODE",
+            "select for update": "SELECT id FROM incidents FOR UPDATE",
+            "create table": "CREATE TABLE grafana_was_here (id int)",
+            "create view": "CREATE VIEW grafana_view AS SELECT 1 AS one",
+            "create temp table": "CREATE TEMP TABLE grafana_tmp (id int)",
+            "use sequence": "SELECT nextval('incidents_id_seq')",
+        }
+        for table in ("notifications", "breakers", "notification_outbox", "config_versions",
+                      "audit_log", "runs", "alembic_version"):
+            denied[f"select {table}"] = f"SELECT * FROM {table}"
+        results = {what: _attempt(dsn, statement) for what, statement in denied.items()}
+        assert results == dict.fromkeys(denied, INSUFFICIENT_PRIVILEGE)
+    finally:
+        drop_login(admin, user)
+
+
+def test_grafana_role_is_created_once_per_server_and_granted_per_database(
+        postgres: Any, pg_url: str) -> None:
+    from alembic import command
+
+    from receiver.db.migrate import alembic_config, upgrade
+
+    other = postgres.create_database()
+    upgrade(other)  # the role already exists (pg_url made it): still granted here
+    admin, _ = _dsn_of(other)
+    user = create_grafana_login(admin)
+    try:
+        dsn = _dsn_of(other, user)[1]
+        assert _attempt(dsn, "SELECT count(*) FROM incidents") == "ok"
+        command.downgrade(alembic_config(other), "0002")
+        assert _attempt(dsn, "SELECT count(*) FROM incidents") == INSUFFICIENT_PRIVILEGE
+        assert _attempt(_dsn_of(pg_url, user)[1], "SELECT count(*) FROM incidents") == "ok"
+        command.upgrade(alembic_config(other), "head")
+        assert _attempt(dsn, "SELECT count(*) FROM actions") == "ok"
+    finally:
+        drop_login(admin, user)
+
+
+def test_migration_is_a_no_op_on_sqlite(sqlite_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from receiver.db.migrate import alembic_config
+
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+    engine.dispose()
+    command.downgrade(alembic_config(sqlite_url), "0002")
+    command.upgrade(alembic_config(sqlite_url), "head")
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="needs the psql client")
+def test_compose_init_script_creates_a_read_only_grafana_login(pg_url: str,
+                                                               tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(pg_url)
+    user = f"grafana_s_{uuid.uuid4().hex[:8]}"
+    secret = tmp_path / "grafana_db_password"
+    secret.write_text("s3cret'with\"quotes")
+    env = {**os.environ, "PGHOST": str(parsed.host), "PGPORT": str(parsed.port),
+           "POSTGRES_USER": str(parsed.username), "POSTGRES_DB": str(parsed.database),
+           "GRAFANA_DB_USER": user, "GRAFANA_DB_PASSWORD_FILE": str(secret)}
+    done = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    admin, _ = _dsn_of(pg_url)
+    try:
+        assert done.returncode == 0, done.stderr
+        dsn = _dsn_of(pg_url, user)[1]
+        assert _attempt(dsn, "SELECT count(*) FROM actions") == "ok"
+        assert _attempt(dsn, "SELECT count(*) FROM runs") == INSUFFICIENT_PRIVILEGE
+        # default_transaction_read_only: even a stray write grant could not be used.
+        assert _attempt(dsn, "CREATE TEMP TABLE t (i int)") == "25006"  # read_only_sql_tx
+        again = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True,
+                               text=True, timeout=60, check=False)
+        assert again.returncode != 0  # the login exists: the script never runs twice
+    finally:
+        drop_login(admin, user)
+
+
+def test_init_script_refuses_to_run_without_the_secret(tmp_path: Path) -> None:
+    env = {**os.environ, "POSTGRES_USER": "x", "POSTGRES_DB": "x",
+           "GRAFANA_DB_PASSWORD_FILE": str(tmp_path / "missing")}
+    done = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 1 and "missing" in done.stderr
+
+
+# Used by tests/test_e2e_dashboards.py.
+__all__ = ["GRAFANA_ROLE", "Query", "TimeRange", "Variables", "create_grafana_login",
+           "dashboards_by_uid", "drop_login", "expand_sql_macros", "iter_queries"]
