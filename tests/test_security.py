@@ -153,6 +153,11 @@ def _fire(client: Any, labels: dict[str, str]) -> None:
     starts = datetime.now(UTC)
     body = notification([alert(labels, starts_at=starts)])
     response = client.post("/webhook/alertmanager", json=body, headers=webhook_headers())
+    if any("\x00" in value for value in labels.values()):
+        # Refused outright: PostgreSQL cannot store NUL, so no backend accepts it.
+        assert response.status_code == 400, response.get_data(as_text=True)
+        assert "NUL" in response.json["message"]
+        return
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
