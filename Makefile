@@ -35,7 +35,7 @@ rules-check:
 	promtool check rules rules/alert_rules.yml
 	promtool test rules rules/tests/*.yml
 
-test: venv lint
+test: deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
