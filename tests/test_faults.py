@@ -35,6 +35,7 @@ from tests.harness.alertmanager import start_alertmanager, webhook_config
 from tests.harness.busybox import FAST_STOP, SLOW_STOP, ensure_busybox_image
 from tests.harness.delay_proxy import DelayProxy
 from tests.harness.dockerd import start_dockerd
+from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.postgres import start_postgres
 from tests.harness.procs import free_port, wait_for
 from tests.harness.receiver import start_receiver
@@ -169,18 +170,8 @@ def test_database_outage_during_an_alert_storm_loses_nothing(tmp_path) -> None:
 # 2. dockerd down: guards refuse before admission, so the breaker does not count it.
 # --------------------------------------------------------------------------------------
 
-RESTART = """
-playbooks:
-  - name: restart-it
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    circuit_breaker: {max_actions: 3, window: 10m, open_for: 1m, open_for_max: 1h,
-                      reset_after: 30m}
-    actions:
-      - restart: {timeout_s: 2}
-      - wait_healthy: {timeout_s: 4, running_for_s: 0.3}
-"""
+RESTART = restart_playbook("restart-it", restart_timeout_s=2, wait_timeout_s=4,
+                           running_for_s=0.3)
 
 
 def _fire(client, container: str, starts: datetime) -> int:

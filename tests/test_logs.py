@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.logs import JsonFormatter
+from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.harness.slack_stub import POST_MESSAGE, Reply, start_slack_stub
@@ -26,17 +27,7 @@ OUT_HOOK = "/out/hooksecret-logs-99"
 SECRETS = [WEBHOOK_TOKEN, API_TOKEN, SLACK_TOKEN, SLACK_HOOK, OUT_HOOK, "hooksecret",
            "secretbot"]
 
-PLAYBOOK = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    actions:
-      - restart: {timeout_s: 5}
-      - wait_healthy: {timeout_s: 20, running_for_s: 0.5}
-      - notify: {message: "restarted {{ labels.container }}"}
-"""
+PLAYBOOK = restart_playbook(extra_steps=('notify: {message: "restarted {{ labels.container }}"}',))
 
 
 def test_formatter_redacts_secrets_anywhere_in_a_line() -> None:

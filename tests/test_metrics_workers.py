@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.harness.slack_stub import start_slack_stub
@@ -20,18 +21,7 @@ from tests.payloads import alert, notification
 from tests.test_playbooks_docker import run_container, started_at
 from tests.test_serve_concurrency import post_json, query
 
-PLAYBOOK = """
-playbooks:
-  - name: restart-once
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    circuit_breaker: {max_actions: 1, window: 10m, open_for: 10m, open_for_max: 1h,
-                      reset_after: 30m}
-    actions:
-      - restart: {timeout_s: 5}
-      - wait_healthy: {timeout_s: 20, running_for_s: 0.5}
-"""
+PLAYBOOK = restart_playbook("restart-once", max_actions=1, open_for="10m")
 HOOK = "/hooks/metrics-test-0123456789"
 
 

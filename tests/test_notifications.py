@@ -31,6 +31,7 @@ from receiver.notify.channels import build_channels, redact, retry_after, secret
 from receiver.notify.messages import dashboard_url, silence_url
 from receiver.runner import Runner
 from tests.conftest import webhook_headers
+from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.slack_stub import POST_MESSAGE, Reply, SlackStub, start_slack_stub
 from tests.payloads import alert, notification
@@ -53,16 +54,7 @@ playbooks:
       - escalate: {reason: "needs a human"}
 """
 
-RESTART_PLAYBOOK = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    actions:
-      - restart: {timeout_s: 5}
-      - wait_healthy: {timeout_s: 20, running_for_s: 0.5}
-"""
+RESTART_PLAYBOOK = restart_playbook()
 
 
 # -- pure builders ---------------------------------------------------------------------------
