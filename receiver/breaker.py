@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from .playbooks.config import BreakerPolicy
 
-__all__ = ["BreakerDecision", "BreakerSnapshot", "decide", "gauge_value"]
+__all__ = ["BreakerDecision", "BreakerSnapshot", "current_state", "decide", "gauge_value"]
 
 GAUGE = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -37,6 +37,14 @@ class BreakerDecision:
 
 def gauge_value(state: str) -> int:
     return GAUGE.get(state, 0)
+
+
+def current_state(state: str, open_until: datetime | None, now: datetime) -> str:
+    """The stored state as the next attempt will find it: an open breaker whose period is
+    over is half-open (its next run is the trial)."""
+    if state == "open" and open_until is not None and now >= open_until:
+        return "half_open"
+    return state
 
 
 def count_window_start(snapshot: BreakerSnapshot, policy: BreakerPolicy,
@@ -68,8 +76,7 @@ def decide(snapshot: BreakerSnapshot, policy: BreakerPolicy, recent_admissions: 
 
 def _age(snap: BreakerSnapshot, policy: BreakerPolicy, now: datetime) -> BreakerSnapshot:
     """Apply what time alone changes: the open period ending, a quiet period closing."""
-    if snap.state == "open" and snap.open_until is not None and now >= snap.open_until:
-        snap = replace(snap, state="half_open")
+    snap = replace(snap, state=current_state(snap.state, snap.open_until, now))
     quiet = (snap.last_admitted_at is None
              or now - snap.last_admitted_at >= timedelta(seconds=policy.reset_after_s))
     if snap.state == "half_open" and quiet and snap.last_admitted_at is not None \

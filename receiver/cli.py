@@ -14,12 +14,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import ConfigError
+from .settings import Settings
 
 __all__ = ["main"]
 
 
-def _settings() -> object:
-    from .settings import Settings
+def _settings() -> Settings:
 
     try:
         return Settings()
@@ -58,10 +58,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from .db.migrate import upgrade
-    from .settings import Settings
 
     settings = _settings()
-    assert isinstance(settings, Settings)
     upgrade(settings.database_url)
     print("database at head")
     return 0
@@ -70,10 +68,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_db_prune(args: argparse.Namespace) -> int:
     from .db.engine import Database
     from .db.migrate import prune
-    from .settings import Settings
 
     settings = _settings()
-    assert isinstance(settings, Settings)
     counts = prune(Database(settings.database_url), args.older_than)
     print(" ".join(f"{table}={count}" for table, count in counts.items()))
     return 0
@@ -101,10 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .notify.channels import secret_fragments
     from .playbooks.config import load_playbooks
     from .serve import serve
-    from .settings import Settings
 
     settings = _settings()
-    assert isinstance(settings, Settings)
     configure_logging(settings.log_level, secret_fragments(settings))
     log = logging.getLogger("autofix.serve")
     problems = settings.check_serving()

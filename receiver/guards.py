@@ -69,11 +69,10 @@ def check_target(target: str, executor: Executor, settings: Settings,
     return state
 
 
-def load_breaker(session: Session, target: str, lock: bool) -> BreakerSnapshot:
-    query = select(Breaker).where(Breaker.target == target)
-    if lock:
-        query = query.with_for_update()
-    row = session.scalars(query).first()
+def load_breaker(session: Session, target: str) -> BreakerSnapshot:
+    """The target's breaker, row-locked on PostgreSQL until the caller's transaction ends."""
+    row = session.scalars(select(Breaker).where(Breaker.target == target)
+                          .with_for_update()).first()
     if row is None:
         return BreakerSnapshot()
     return BreakerSnapshot(row.state, row.opened_at, row.open_until, row.reopen_count,
@@ -105,7 +104,7 @@ def admit(session: Session, playbook: Playbook, target: str, now: datetime,
             return GuardStop("cooldown", f"{playbook.name} acted on {target} at "
                              f"{last.isoformat()}; cooldown {playbook.cooldown_s:g}s",
                              (until - now).total_seconds())
-    snapshot = load_breaker(session, target, lock=True)
+    snapshot = load_breaker(session, target)
     window_start = count_window_start(snapshot, playbook.circuit_breaker, now)
     recent = session.scalar(
         select(func.count()).select_from(Run).where(

@@ -7,6 +7,7 @@ gunicorn workers and hosts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from .breaker import gauge_value
+from .breaker import current_state, gauge_value
 from .db.migrate import prune
 from .db.models import Breaker, Incident, Run, utcnow
 from .errors import DatabaseUnavailable
@@ -35,7 +36,7 @@ PRUNE_EVERY_S = 3600.0
 def claim_next(services: Services, worker: str) -> int | None:
     """Mark the oldest runnable run as running and return its id, or None."""
     database = services.database
-    guard = _sqlite_claim_lock if database.is_sqlite else _NoLock()
+    guard = _sqlite_claim_lock if database.is_sqlite else contextlib.nullcontext()
     with guard, database.session("claim") as session:
         if not database.is_sqlite:
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
@@ -82,13 +83,6 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
                 "fingerprint": incident.fingerprint if incident else None})
     return [run.id for run in runs]
 
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 class Runner:
@@ -191,7 +185,5 @@ class Runner:
         self.services.metrics.open_incidents.set(open_incidents)
         now = utcnow()
         for breaker in session.scalars(select(Breaker)):
-            state = breaker.state
-            if state == "open" and breaker.open_until is not None and breaker.open_until <= now:
-                state = "half_open"  # its open period is over: the next run is the trial
+            state = current_state(breaker.state, breaker.open_until, now)
             self.services.metrics.breaker_state.labels(breaker.target).set(gauge_value(state))

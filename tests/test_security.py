@@ -171,12 +171,18 @@ def two_containers(private_dockerd):
         container.remove(force=True)
 
 
-def test_unlabelled_container_is_unreachable_through_any_path(
-        sqlite_url, app_factory, private_dockerd, two_containers, tmp_path) -> None:
-    labelled, unlabelled = two_containers
+@pytest.fixture
+def guarded_app(sqlite_url, app_factory, private_dockerd, tmp_path):
+    """A receiver with the restart playbooks, acting on the private dockerd."""
     playbooks = tmp_path / "playbooks.yml"
     playbooks.write_text(PLAYBOOKS)
-    app = app_factory(sqlite_url, docker_host=private_dockerd.url, playbooks=playbooks)
+    return app_factory(sqlite_url, docker_host=private_dockerd.url, playbooks=playbooks)
+
+
+def test_unlabelled_container_is_unreachable_through_any_path(
+        guarded_app, two_containers) -> None:
+    labelled, unlabelled = two_containers
+    app = guarded_app
     client = app.test_client()
     untouched = started_at(unlabelled)
     label_sets = crafted_label_sets(labelled, unlabelled)

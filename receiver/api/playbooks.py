@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from ..auth import require_token
-from ..breaker import BreakerSnapshot, gauge_value
+from ..breaker import BreakerSnapshot, current_state, gauge_value
 from ..db.models import AuditEntry, Breaker, utcnow
 from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
@@ -78,9 +78,7 @@ def list_breakers() -> Response:
         rows = list(session.scalars(select(Breaker).order_by(Breaker.target)))
         items = []
         for row in rows:
-            state = row.state
-            if state == "open" and row.open_until is not None and now >= row.open_until:
-                state = "half_open"  # what the next attempt will find
+            state = current_state(row.state, row.open_until, now)
             items.append({
                 "target": row.target, "state": state, "gauge": gauge_value(state),
                 "opened_at": row.opened_at and row.opened_at.isoformat(),

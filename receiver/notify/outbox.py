@@ -12,6 +12,7 @@ replies to the incident's first top-level message, whose `ts` is stored on its r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -148,7 +149,7 @@ class OutboxSender:
         return timedelta(seconds=self.settings.notify_timeout_s * 2 + 30)
 
     def _claim(self) -> _Claim | None:
-        guard = _sqlite_claim_lock if self.database.is_sqlite else _NoLock()
+        guard = _sqlite_claim_lock if self.database.is_sqlite else contextlib.nullcontext()
         with guard, self.database.session("notify_claim") as session:
             now = utcnow()
             earlier = aliased(Outbox)
@@ -284,9 +285,3 @@ def start_sender(database: Database, settings: Settings, metrics: Metrics, notif
     return sender
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
