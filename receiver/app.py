@@ -9,7 +9,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .actions.builtin import build_registry
-from .api import health, playbooks, queries, webhook
+from .api import health, incidents, playbooks, queries, webhook
 from .api.openapi import blueprint as openapi_blueprint
 from .config_store import ConfigStore
 from .db.engine import Database
@@ -44,7 +44,8 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     # length, and json_body can only tell it was too large if it may read past the limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["autofix"] = services
-    for blueprint in (webhook.blueprint, queries.blueprint, playbooks.blueprint,
+    for blueprint in (webhook.blueprint, queries.blueprint, incidents.blueprint,
+                      playbooks.blueprint,
                       health.blueprint, openapi_blueprint):
         app.register_blueprint(blueprint)
     _register_error_handlers(app)

@@ -24,6 +24,7 @@ class BreakerSnapshot:
     open_until: datetime | None = None
     reopen_count: int = 0
     last_admitted_at: datetime | None = None
+    reset_at: datetime | None = None  # an operator's reset: earlier admissions do not count
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,12 @@ def current_state(state: str, open_until: datetime | None, now: datetime) -> str
 
 def count_window_start(snapshot: BreakerSnapshot, policy: BreakerPolicy,
                        now: datetime) -> datetime:
-    """Admissions counted toward max_actions: in the window and since the breaker last opened."""
+    """Admissions counted toward max_actions: in the window, since the breaker last opened
+    and since an operator last reset it."""
     start = now - timedelta(seconds=policy.window_s)
-    if snapshot.opened_at is not None and snapshot.opened_at > start:
-        return snapshot.opened_at
+    for since in (snapshot.opened_at, snapshot.reset_at):
+        if since is not None and since > start:
+            start = since
     return start
 
 
@@ -81,7 +84,8 @@ def _age(snap: BreakerSnapshot, policy: BreakerPolicy, now: datetime) -> Breaker
              or now - snap.last_admitted_at >= timedelta(seconds=policy.reset_after_s))
     if snap.state == "half_open" and quiet and snap.last_admitted_at is not None \
             and snap.open_until is not None and snap.last_admitted_at >= snap.open_until:
-        return BreakerSnapshot(last_admitted_at=snap.last_admitted_at)  # the trial held
+        return BreakerSnapshot(last_admitted_at=snap.last_admitted_at,
+                               reset_at=snap.reset_at)  # the trial held
     if snap.state == "closed" and quiet and snap.reopen_count:
         return replace(snap, reopen_count=0)
     return snap
@@ -91,5 +95,5 @@ def _open(snap: BreakerSnapshot, policy: BreakerPolicy, now: datetime) -> Breake
     count = snap.reopen_count + 1
     period = min(policy.open_s * 2 ** (count - 1), policy.open_max_s)
     until = now + timedelta(seconds=period)
-    opened = BreakerSnapshot("open", now, until, count, snap.last_admitted_at)
+    opened = BreakerSnapshot("open", now, until, count, snap.last_admitted_at, snap.reset_at)
     return BreakerDecision(False, opened, "breaker_open", period, opened_now=True)

@@ -22,11 +22,12 @@ from sqlalchemy import select
 from .db.engine import Database
 from .db.models import ConfigVersion
 from .errors import ConfigError, DatabaseUnavailable
-from .playbooks.config import PlaybookFile, parse_playbooks
+from .playbooks.config import Playbook, PlaybookFile, parse_playbooks
 
 __all__ = ["ConfigStore", "LoadedConfig"]
 
 log = logging.getLogger("autofix.config")
+_VERSIONS_KEPT = 8
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ConfigStore:
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._checked_at = 0.0
+        self._versions: dict[int, LoadedConfig] = {}  # parsed older versions, a few kept
         try:
             text = self._read()
             loaded = self._parse(text, str(path), None)
@@ -81,12 +83,45 @@ class ConfigStore:
 
     def playbooks(self) -> PlaybookFile:
         """The current playbooks, refreshed from the DB at most every refresh_s."""
+        return self.refreshed().playbooks
+
+    def refreshed(self) -> LoadedConfig:
+        """The current configuration (playbooks and version together), refreshed from the
+        DB at most every refresh_s."""
         now = time.monotonic()
         if now - self._checked_at >= self._refresh_s:
             self._checked_at = now
             with contextlib.suppress(DatabaseUnavailable):  # keep serving what we have
                 self._refresh()
-        return self._current.playbooks
+        return self._current
+
+    def playbook_for(self, version_id: int | None, name: str) -> Playbook | None:
+        """The playbook as it was in the version a run was planned with (the current one
+        when the run has none, or that version cannot be read)."""
+        if version_id is None or version_id == self._current.version_id:
+            return self._current.playbooks.by_name(name)
+        loaded = self._versions.get(version_id)
+        if loaded is None:
+            loaded = self._load_version(version_id)
+        if loaded is None:
+            return self.refreshed().playbooks.by_name(name)
+        return loaded.playbooks.by_name(name)
+
+    def _load_version(self, version_id: int) -> LoadedConfig | None:
+        try:
+            with self._database.session("config_version") as session:
+                row = session.get(ConfigVersion, version_id)
+                if row is None:
+                    return None
+                loaded = self._parse(row.content, row.source, row.id)
+        except ConfigError as exc:
+            log.error("config version %s is not valid here: %s", version_id, exc.details)
+            return None
+        with self._lock:
+            if len(self._versions) >= _VERSIONS_KEPT:
+                self._versions.pop(next(iter(self._versions)))
+            self._versions[version_id] = loaded
+        return loaded
 
     def _latest_valid(self) -> LoadedConfig | None:
         try:

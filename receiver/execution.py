@@ -1,60 +1,157 @@
-"""Execute one claimed run: guards, then each step in order, every outcome recorded."""
+"""Execute one claimed run: guards, then each step in order, every outcome recorded.
+
+Status changes go through `lifecycle` (compare-and-set). Outcomes of steps that touched a
+target are written with `write_durably`: a database blip delays the record, never loses it,
+and the (run, step) key keeps a retried write from becoming a second row.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .actions.registry import ActionContext, ActionFailed, IncidentView
 from .breaker import BreakerDecision, gauge_value
-from .db.models import Action, Incident, Run, utcnow
+from .db.durable import write_durably
+from .db.models import Action, Incident, Run
 from .executor import ExecutorError, TargetState
 from .guards import GuardStop, admit, check_target
 from .ingest import template_context
+from .lifecycle import IncidentStatus, RunStatus, transition_incident, transition_run
+from .lifecycle import update_incident_if as update_incident_while
 from .notify import Event
 from .playbooks.config import ActionStep, Playbook
 from .playbooks.templating import TemplateRenderError
+from .retries import RETRY_ON_SKIP, schedule_retry
 from .services import Services
 
-__all__ = ["escalate_incident", "execute_run", "record_skip"]
+__all__ = ["RunInfo", "escalate_incident", "execute_run", "insert_action", "record_skip"]
 
 log = logging.getLogger("autofix.execution")
+GUARD_STEP = -1  # the Action row of the guard that stopped a run
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run needs after its loading transaction has ended."""
+
+    run_id: int
+    incident_id: int
+    playbook: str
+    target: str
+    trigger: str
+    dry_run: bool
+    reason: str | None
+    fingerprint: str
+
+    @classmethod
+    def of(cls, run: Run, incident: Incident) -> RunInfo:
+        return cls(run.id, run.incident_id, run.playbook, run.target, run.trigger,
+                   run.dry_run, run.reason, incident.fingerprint)
 
 
 def escalate_incident(session: Session, services: Services, incident_id: int,
                       reason: str) -> None:
-    incident = session.get(Incident, incident_id)
-    if incident is None or incident.status == "resolved":
+    """open/remediating → escalated; an incident already escalated or acknowledged keeps its
+    status and records the newest reason. Resolved and closed incidents are left alone."""
+    text = reason[:2000]
+    moved = transition_incident(session, incident_id, "escalate",
+                                escalated_at=services.clock(), escalation_reason=text)
+    if not moved and not update_incident_while(
+            session, incident_id, (IncidentStatus.ESCALATED, IncidentStatus.ACKNOWLEDGED),
+            escalation_reason=text):
         return
-    if incident.status != "escalated":
-        incident.status, incident.escalated_at = "escalated", utcnow()
-    incident.escalation_reason = reason[:2000]
     services.notifier.emit(session, Event("escalated", incident_id, {"reason": reason}))
 
 
-def record_skip(session: Session, services: Services, run: Run, stop: GuardStop) -> None:
-    now = utcnow()
-    session.add(Action(run_id=run.id, incident_id=run.incident_id, playbook=run.playbook,
-                       action="guard", target=run.target, params={}, outcome="skipped",
-                       reason=stop.reason, error=stop.message[:2000], started_at=now,
-                       finished_at=now, duration_s=0.0, trigger=run.trigger))
-    run.status, run.finished_at, run.error = "skipped", now, f"{stop.reason}: {stop.message}"
-    services.metrics.actions.labels(run.playbook, "guard", f"skipped:{stop.reason}").inc()
+def insert_action(session: Session, values: dict[str, Any]) -> bool:
+    """Insert one Action row unless its (run, step) is recorded already; True if inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(Action).on_conflict_do_nothing(
+            index_elements=["run_id", "step"])
+    elif dialect == "sqlite":
+        statement = sqlite.insert(Action).on_conflict_do_nothing(
+            index_elements=["run_id", "step"])
+    else:  # pragma: no cover - only the two supported backends
+        statement = insert(Action)
+    result: CursorResult[Any] = session.execute(statement.values(**values))  # type: ignore[assignment]
+    return result.rowcount == 1
+
+
+def _closes_incident(info: RunInfo, dry_run: bool, guarded: bool) -> bool:
+    """No alert will ever resolve these incidents: the end of their run closes them."""
+    return info.trigger == "manual" or dry_run or not guarded
+
+
+def _close_after_run(session: Session, services: Services, info: RunInfo,
+                     outcome: str, dry_run: bool) -> None:
+    why = ("manual run" if info.trigger == "manual" else "dry run" if dry_run
+           else "notify-only playbook")
+    transition_incident(session, info.incident_id, "close", closed_at=services.clock(),
+                        closed_by="autofix", next_attempt_at=None,
+                        close_reason=f"{why} {info.playbook} ended: {outcome}")
+
+
+def record_skip(session: Session, services: Services, info: RunInfo, stop: GuardStop,
+                closes_incident: bool = False) -> None:
+    now = services.clock()
+    if not transition_run(session, info.run_id, "skip", finished_at=now,
+                          error=f"{stop.reason}: {stop.message}"[:4000]):
+        return  # already ended elsewhere (reconciled): nothing more to record
+    insert_action(session, dict(
+        run_id=info.run_id, incident_id=info.incident_id, playbook=info.playbook,
+        action="guard", target=info.target, params={}, outcome="skipped", reason=stop.reason,
+        error=stop.message[:2000], started_at=now, finished_at=now, duration_s=0.0,
+        trigger=info.trigger, step=GUARD_STEP))
+    services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
     if stop.breaker is not None and stop.breaker.opened_now:
-        services.metrics.breaker_state.labels(run.target).set(2)
-        services.notifier.emit(session, Event("breaker_opened", run.incident_id, {
-            "target": run.target, "retry_after_s": stop.retry_after_s}))
+        services.metrics.breaker_state.labels(info.target).set(2)
+        services.notifier.emit(session, Event("breaker_opened", info.incident_id, {
+            "target": info.target, "retry_after_s": stop.retry_after_s}))
     if stop.escalate:
-        escalate_incident(session, services, run.incident_id, f"{stop.reason}: {stop.message}")
-    incident = session.get(Incident, run.incident_id)
-    log.info("run skipped", extra={"run_id": run.id, "incident_id": run.incident_id,
-                                   "fingerprint": incident.fingerprint if incident else None,
-                                   "target": run.target, "reason": stop.reason})
+        escalate_incident(session, services, info.incident_id, f"{stop.reason}: {stop.message}")
+    if stop.reason in RETRY_ON_SKIP and stop.retry_after_s is not None:
+        schedule_retry(session, info.trigger, info.incident_id,
+                       now + timedelta(seconds=stop.retry_after_s))
+    if closes_incident:
+        _close_after_run(session, services, info, f"skipped ({stop.reason})", info.dry_run)
+    log.info("run skipped", extra={"run_id": info.run_id, "incident_id": info.incident_id,
+                                   "fingerprint": info.fingerprint, "target": info.target,
+                                   "reason": stop.reason, "detail": stop.message})
+
+
+def _precondition(services: Services, run: Run, incident: Incident,
+                  playbook: Playbook | None) -> GuardStop | None:
+    if playbook is None:
+        return GuardStop("playbook_missing", f"playbook {run.playbook!r} (config version "
+                         f"{run.config_version}) is not loaded")
+    if run.alert_status == "firing" and incident.status == IncidentStatus.RESOLVED:
+        # The alert cleared while the run waited in the queue: acting now would act on
+        # a resolved alert, the field's classic way to hurt a healthy container.
+        return GuardStop("alert_resolved", "the alert resolved before the run started")
+    if incident.status == IncidentStatus.CLOSED:
+        return GuardStop("incident_closed",
+                         f"incident closed by {incident.closed_by}: {incident.close_reason}")
+    return None
+
+
+def _recovered_since(session: Session, run: Run, incident: Incident) -> datetime:
+    """A (re)start after this moment means someone else fixed it already. For a retry,
+    autofix's own earlier restarts of this incident do not count as recoveries."""
+    if run.trigger != "retry":
+        return incident.starts_at
+    last_ours = session.scalar(select(func.max(Run.finished_at)).where(
+        Run.incident_id == incident.id, Run.admitted_at.is_not(None), Run.id != run.id))
+    return max(incident.starts_at, last_ours) if last_ours else incident.starts_at
 
 
 def execute_run(services: Services, run_id: int) -> None:
@@ -63,51 +160,45 @@ def execute_run(services: Services, run_id: int) -> None:
         assert run is not None
         incident = session.get(Incident, run.incident_id)
         assert incident is not None
+        info = RunInfo.of(run, incident)
         view = IncidentView(incident.id, incident.alertname, dict(incident.labels),
                             dict(incident.annotations), incident.starts_at, run.alert_status,
                             incident.fingerprint)
-        playbook = services.config.current.playbooks.by_name(run.playbook)
-        if playbook is None:
-            record_skip(session, services, run, GuardStop(
-                "playbook_missing", f"playbook {run.playbook!r} is not loaded"))
+        recovered_since = _recovered_since(session, run, incident)
+        playbook = services.config.playbook_for(run.config_version, run.playbook)
+        stop = _precondition(services, run, incident, playbook)
+        if stop is not None or playbook is None:
+            record_skip(session, services, info, stop or GuardStop("playbook_missing", ""),
+                        closes_incident=info.trigger == "manual" or info.dry_run)
             return
-        if run.alert_status == "firing" and incident.status == "resolved":
-            # The alert cleared while the run waited in the queue: acting now would act on
-            # a resolved alert, the field's classic way to hurt a healthy container.
-            record_skip(session, services, run, GuardStop(
-                "alert_resolved", "the alert resolved before the run started"))
-            return
-        trigger, target, run_dry_run = run.trigger, run.target, run.dry_run
-        run_reason = run.reason
-    dry_run = services.settings.dry_run or playbook.dry_run or run_dry_run
+    dry_run = services.settings.dry_run or playbook.dry_run or info.dry_run
     # Guards protect targets: a playbook that only notifies or checks needs none of them.
     guarded = is_mutating(services, playbook)
+    closes = _closes_incident(info, dry_run, guarded)
     state: GuardStop | TargetState | None = None
     if guarded:
-        state = check_target(target, services.executor, services.settings, view.starts_at,
-                             services.own_ids)
-        if not target and run_reason:
-            state = GuardStop("invalid_target", run_reason)
+        state = check_target(info.target, services.executor, services.settings,
+                             recovered_since, services.own_ids)
+        if not info.target and info.reason:
+            state = GuardStop("invalid_target", info.reason)
     with services.database.session("run_admit") as session:
-        run = session.get(Run, run_id)
-        assert run is not None
         if isinstance(state, GuardStop):
-            record_skip(session, services, run, state)
+            record_skip(session, services, info, state, closes)
             return
         if guarded and not dry_run:
-            decision = admit(session, playbook, target, utcnow(), exclude_run=run_id)
+            now = services.clock()
+            decision = admit(session, playbook, info.target, now, exclude_run=run_id)
             if isinstance(decision, GuardStop):
-                record_skip(session, services, run, decision)
+                record_skip(session, services, info, decision, closes)
                 return
-            run.admitted_at = utcnow()
-            _publish_breaker(services, target, decision)
-        incident = session.get(Incident, run.incident_id)
-        if incident is not None and incident.status == "open":
-            incident.status = "remediating"
-        services.notifier.emit(session, Event("playbook_started", run.incident_id, {
-            "playbook": playbook.name, "target": target, "trigger": trigger,
+            session.execute(update(Run).where(Run.id == run_id).values(admitted_at=now))
+            _publish_breaker(services, info.target, decision)
+        transition_incident(session, info.incident_id, "start")
+        services.notifier.emit(session, Event("playbook_started", info.incident_id, {
+            "playbook": playbook.name, "target": info.target, "trigger": info.trigger,
             "dry_run": dry_run}))
-    _run_steps(services, run_id, playbook, view, target, trigger, dry_run)
+    status, error = _run_steps(services, info, playbook, view, dry_run)
+    _finish(services, info, playbook, status, error, dry_run, closes, guarded)
 
 
 def is_mutating(services: Services, playbook: Playbook) -> bool:
@@ -119,53 +210,90 @@ def _publish_breaker(services: Services, target: str, decision: BreakerDecision)
     services.metrics.breaker_state.labels(target).set(gauge_value(decision.snapshot.state))
 
 
-def _run_steps(services: Services, run_id: int, playbook: Playbook, view: IncidentView,
-               target: str, trigger: str, dry_run: bool) -> None:
+def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
+               dry_run: bool) -> tuple[str, str | None]:
+    """Run the steps in order; (final run status, error of the failed step)."""
     escalations: list[str] = []
     notes: list[tuple[str, str]] = []
     context = ActionContext(
-        target=target, playbook=playbook.name, run_id=run_id, incident=view,
+        target=info.target, playbook=playbook.name, run_id=info.run_id, incident=view,
         executor=services.executor, settings=services.settings,
         escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)))
     template_vars = template_context(view.labels, view.annotations, view.status)
-    template_vars["target"] = target
-    final_status = "succeeded"
+    template_vars["target"] = info.target
+    budget = services.settings.record_retry_s
+    ids = {"run_id": info.run_id, "incident_id": info.incident_id}
     for index, step in enumerate(playbook.actions):
+        def mark_step(session: Session, step_index: int = index) -> None:
+            session.execute(update(Run).where(Run.id == info.run_id,
+                                              Run.status == RunStatus.RUNNING)
+                            .values(current_step=step_index))
+
+        write_durably(services.database, "step_start", mark_step, budget, **ids)
         outcome, reason, error, detail, params, duration = _run_step(
             services, context, step, template_vars, dry_run)
-        with services.database.session("action_record") as session:
-            now = utcnow()
-            session.add(Action(
-                run_id=run_id, incident_id=view.id, playbook=playbook.name, action=step.action,
-                target=target, params={**params, **({"detail": detail} if detail else {})},
-                outcome=outcome, reason=reason, error=error, trigger=trigger,
-                started_at=now if duration is None else _ago(now, duration), finished_at=now,
-                duration_s=duration))
+        now = services.clock()
+        values = dict(
+            run_id=info.run_id, incident_id=info.incident_id, playbook=playbook.name,
+            action=step.action, target=info.target,
+            params={**params, **({"detail": detail} if detail else {})}, outcome=outcome,
+            reason=reason, error=error, trigger=info.trigger, step=index,
+            started_at=now if duration is None else now - timedelta(seconds=duration),
+            finished_at=now, duration_s=duration)
+        pending_escalations = [*escalations]
+        if outcome == "failed":
+            pending_escalations.append(f"step {index + 1} ({step.action}) failed: {error}")
+
+        def record(session: Session, values: dict[str, Any] = values, step_index: int = index,
+                   to_escalate: list[str] = pending_escalations) -> bool:
+            if not insert_action(session, values):
+                return False
+            services.notifier.emit(session, Event("action_result", info.incident_id, {
+                "playbook": playbook.name, "action": values["action"], "target": info.target,
+                "outcome": values["outcome"], "error": values["error"],
+                "duration_s": values["duration_s"], "step": step_index}))
+            for kind, text in notes:
+                services.notifier.emit(session, Event("note", info.incident_id,
+                                                      {"kind": kind, "text": text}))
+            for reason_text in to_escalate:
+                escalate_incident(session, services, info.incident_id, reason_text)
+            return True
+
+        if write_durably(services.database, "action_record", record, budget,
+                         action=step.action, outcome=outcome, **ids):
             services.metrics.actions.labels(playbook.name, step.action, outcome).inc()
             if duration is not None:
                 services.metrics.action_duration.labels(step.action).observe(duration)
-            services.notifier.emit(session, Event("action_result", view.id, {
-                "playbook": playbook.name, "action": step.action, "target": target,
-                "outcome": outcome, "error": error, "duration_s": duration, "step": index}))
-            for kind, text in notes:
-                services.notifier.emit(session, Event("note", view.id, {"kind": kind,
-                                                                      "text": text}))
-            notes.clear()
-            for reason_text in escalations:
-                escalate_incident(session, services, view.id, reason_text)
-            escalations.clear()
-            if outcome == "failed":
-                final_status = "failed"
-                escalate_incident(session, services, view.id,
-                                  f"step {index + 1} ({step.action}) failed: {error}")
+        notes.clear()
+        escalations.clear()
         if outcome == "failed":
-            break
-    with services.database.session("run_finish") as session:
-        run = session.get(Run, run_id)
-        if run is not None:
-            run.status, run.finished_at = final_status, utcnow()
-    log.info("run finished", extra={"run_id": run_id, "incident_id": view.id, "target": target,
-                                    "fingerprint": view.fingerprint, "status": final_status})
+            return RunStatus.FAILED, f"step {index + 1} ({step.action}): {error}"
+    return RunStatus.SUCCEEDED, None
+
+
+def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
+            error: str | None, dry_run: bool, closes: bool, guarded: bool) -> None:
+    def finish(session: Session) -> bool:
+        now = services.clock()
+        event = "succeed" if status == RunStatus.SUCCEEDED else "fail"
+        if not transition_run(session, info.run_id, event, finished_at=now, error=error,
+                              current_step=None):
+            return False
+        if closes:
+            _close_after_run(session, services, info, status, dry_run)
+        elif status == RunStatus.FAILED:
+            # Still firing after a failed attempt: try again after the cooldown; the
+            # breaker bounds how often (its open period doubles, like CrashLoopBackOff).
+            schedule_retry(session, info.trigger, info.incident_id,
+                           now + timedelta(seconds=max(playbook.cooldown_s, 1.0)))
+        return True
+
+    finished = write_durably(services.database, "run_finish", finish,
+                             services.settings.record_retry_s, run_id=info.run_id)
+    log.info("run finished", extra={
+        "run_id": info.run_id, "incident_id": info.incident_id, "target": info.target,
+        "fingerprint": info.fingerprint, "status": status, "error": error,
+        "playbook": playbook.name, "recorded": finished, "guarded": guarded})
 
 
 def _run_step(services: Services, context: ActionContext, step: ActionStep,
@@ -198,6 +326,3 @@ def _run_step(services: Services, context: ActionContext, step: ActionStep,
         detail, outcome, reason, error = None, "failed", "exception", f"{type(exc).__name__}: {exc}"
     return outcome, reason, error and error[:2000], detail, dumped, time.monotonic() - started
 
-
-def _ago(now: datetime, seconds: float) -> datetime:
-    return now - timedelta(seconds=seconds)

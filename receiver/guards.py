@@ -76,7 +76,7 @@ def load_breaker(session: Session, target: str) -> BreakerSnapshot:
     if row is None:
         return BreakerSnapshot()
     return BreakerSnapshot(row.state, row.opened_at, row.open_until, row.reopen_count,
-                           row.last_admitted_at)
+                           row.last_admitted_at, row.reset_at)
 
 
 def save_breaker(session: Session, target: str, snapshot: BreakerSnapshot,
@@ -88,6 +88,7 @@ def save_breaker(session: Session, target: str, snapshot: BreakerSnapshot,
     row.state, row.opened_at, row.open_until = (snapshot.state, snapshot.opened_at,
                                                 snapshot.open_until)
     row.reopen_count, row.last_admitted_at = snapshot.reopen_count, snapshot.last_admitted_at
+    row.reset_at = snapshot.reset_at
     row.updated_at = now
 
 

@@ -1,20 +1,28 @@
-"""Manual runs and breaker resets: the same guards as alerts, answered synchronously."""
+"""What operators do by hand: manual runs (the same guards as alerts, answered
+synchronously), breaker resets, acknowledging and closing incidents. All audited."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from .breaker import BreakerSnapshot
-from .db.models import AuditEntry, Breaker, Incident, Run, utcnow
+from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .guards import GuardStop, admit, check_target
 from .ingest import resolve_target
+from .lifecycle import IncidentStatus, RunStatus, transition_incident
 from .playbooks.config import Playbook
 from .services import Services
 
-__all__ = ["ManualRun", "reset_breaker", "start_manual_run"]
+__all__ = ["ManualRun", "acknowledge_incident", "close_incident", "reset_breaker",
+           "start_manual_run"]
 
+log = logging.getLogger("autofix.manual")
 _NOT_FOUND = {"target_not_found"}
 _FORBIDDEN = {"target_not_allowed"}
 _BAD = {"invalid_target"}
@@ -32,7 +40,7 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     target, error = resolve_target(playbook.target, labels, {}, services.renderer)
     if target is None:
         raise BadRequest(f"cannot resolve the target from labels: {error}")
-    now = utcnow()
+    now = services.clock()
     state = check_target(target, services.executor, services.settings, now, services.own_ids)
     if isinstance(state, GuardStop):
         _raise_for(state)
@@ -47,13 +55,14 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
             severity=labels.get("severity", "")[:64], container=labels.get("container", "")[:255],
             target=target, playbook=playbook.name, labels=labels,
             annotations={"reason": reason, "requested_by": actor}, generator_url="",
-            status="open", notification_count=1, first_seen=now, last_seen=now,
-            trigger="manual")
+            status=IncidentStatus.OPEN, notification_count=1, first_seen=now,
+            last_seen=now, trigger="manual")
         session.add(incident)
         session.flush()
         run = Run(incident_id=incident.id, playbook=playbook.name, target=target,
                   trigger="manual", alert_status="firing", reason=reason, requested_by=actor,
-                  status="queued", queued_at=now, dry_run=dry_run)
+                  status=RunStatus.QUEUED, queued_at=now, dry_run=dry_run,
+                  config_version=services.config.current.version_id)
         session.add(run)
         session.add(AuditEntry(actor=actor, verb="manual_run", subject=target,
                                reason=f"{playbook.name}: {reason}"))
@@ -75,14 +84,60 @@ def _raise_for(stop: GuardStop) -> None:
 
 
 def reset_breaker(services: Services, target: str, actor: str, reason: str) -> BreakerSnapshot:
+    """Close the breaker; only admissions after this moment count toward it again."""
+    now = services.clock()
     with services.database.session("breaker_reset") as session:
-        row = session.get(Breaker, target)
+        row = session.scalars(select(Breaker).where(Breaker.target == target)
+                              .with_for_update()).first()
         if row is None:
             raise NotFound(f"no breaker state for {target!r}")
         row.state, row.opened_at, row.open_until, row.reopen_count = "closed", None, None, 0
-        row.updated_at = utcnow()
+        row.reset_at = row.updated_at = now
         session.add(AuditEntry(actor=actor, verb="breaker_reset", subject=target,
                                reason=reason))
-        snapshot = BreakerSnapshot(row.state, None, None, 0, row.last_admitted_at)
+        snapshot = BreakerSnapshot(row.state, None, None, 0, row.last_admitted_at, now)
     services.metrics.breaker_state.labels(target).set(0)
+    log.info("breaker reset", extra={"target": target, "actor": actor, "reason": reason})
     return snapshot
+
+
+def acknowledge_incident(services: Services, incident_id: int, actor: str,
+                         reason: str) -> Incident:
+    """A human is on it. Idempotent; 409 once the incident is resolved or closed."""
+    with services.database.session("incident_ack") as session:
+        moved = transition_incident(session, incident_id, "acknowledge",
+                                    acknowledged_at=services.clock(), acknowledged_by=actor)
+        incident = _incident_or_404(session, incident_id)
+        if not moved and incident.status != IncidentStatus.ACKNOWLEDGED:
+            raise Conflict(f"incident {incident_id} is {incident.status}",
+                           reason="incident_" + incident.status)
+        if moved:
+            session.add(AuditEntry(actor=actor, verb="incident_acknowledge",
+                                   subject=str(incident_id), reason=reason))
+    log.info("incident acknowledged", extra={"incident_id": incident_id, "actor": actor,
+                                             "changed": moved})
+    return incident
+
+
+def close_incident(services: Services, incident_id: int, actor: str, reason: str) -> Incident:
+    """Close an incident by hand: no more retries. 409 if resolved or closed already."""
+    with services.database.session("incident_close") as session:
+        moved = transition_incident(session, incident_id, "close",
+                                    closed_at=services.clock(), closed_by=actor,
+                                    close_reason=reason, next_attempt_at=None)
+        incident = _incident_or_404(session, incident_id)
+        if not moved:
+            raise Conflict(f"incident {incident_id} is {incident.status}",
+                           reason="incident_" + incident.status)
+        session.add(AuditEntry(actor=actor, verb="incident_close", subject=str(incident_id),
+                               reason=reason))
+    log.info("incident closed", extra={"incident_id": incident_id, "actor": actor})
+    return incident
+
+
+def _incident_or_404(session: Session, incident_id: int) -> Incident:
+    session.expire_all()  # the compare-and-set just changed the row under the ORM
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    return incident

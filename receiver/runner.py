@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 
 from .breaker import current_state, gauge_value
 from .db.migrate import prune
-from .db.models import Breaker, Incident, Run, utcnow
+from .db.models import Breaker, Incident, Run
 from .errors import DatabaseUnavailable
 from .execution import execute_run
+from .lifecycle import OPEN_INCIDENT_STATUSES, RunStatus, transition_run
 from .notify import OutboxSender, start_sender
+from .retries import queue_due_retries
 from .services import Services, worker_id
 
 __all__ = ["Runner", "claim_next", "reconcile_interrupted"]
@@ -29,7 +31,6 @@ __all__ = ["Runner", "claim_next", "reconcile_interrupted"]
 log = logging.getLogger("autofix.runner")
 _CLAIM_LOCK_KEY = 0x6175746F666978  # "autofix"
 _sqlite_claim_lock = threading.Lock()
-OPEN_STATUSES = ("open", "remediating", "escalated")
 PRUNE_EVERY_S = 3600.0
 
 
@@ -42,47 +43,71 @@ def claim_next(services: Services, worker: str) -> int | None:
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                             {"key": _CLAIM_LOCK_KEY})
         running = session.scalar(select(func.count()).select_from(Run)
-                                 .where(Run.status == "running")) or 0
+                                 .where(Run.status == RunStatus.RUNNING)) or 0
         if running >= services.settings.max_concurrent_runs:
             return None
-        busy = select(Run.target).where(Run.status == "running", Run.target != "")
-        run = session.scalars(
-            select(Run).where(Run.status == "queued", Run.target.not_in(busy))
+        busy = select(Run.target).where(Run.status == RunStatus.RUNNING, Run.target != "")
+        run_id = session.scalars(
+            select(Run.id).where(Run.status == RunStatus.QUEUED, Run.target.not_in(busy))
             .order_by(Run.id).limit(1)).first()
-        if run is None:
+        if run_id is None:
             return None
-        now = utcnow()
-        run.status, run.started_at, run.heartbeat_at, run.worker = "running", now, now, worker
-        return run.id
+        now = services.clock()
+        if not transition_run(session, run_id, "claim", started_at=now, heartbeat_at=now,
+                              worker=worker):
+            return None
+        return run_id
 
 
 def reconcile_interrupted(services: Services, stale_before: datetime | None = None,
-                          worker_prefix: str | None = None) -> list[int]:
+                          worker: str | None = None, host: str | None = None) -> list[int]:
     """Runs left `running` by a dead process become `interrupted`, and their incident escalates.
 
-    Resuming is not safe in general (a restart may have half-happened), so a human decides.
+    The step that was under way gets an `interrupted` Action row (unless its outcome was
+    recorded). Resuming is not safe in general (a restart may have half-happened), so a
+    human decides. `worker` is one exact worker id; `host` every worker of one host name.
     """
-    from .execution import escalate_incident
+    from .execution import escalate_incident, insert_action
 
-    conditions = [Run.status == "running"]
+    conditions = [Run.status == RunStatus.RUNNING]
     if stale_before is not None:
         conditions.append(Run.heartbeat_at < stale_before)
-    if worker_prefix is not None:
-        conditions.append(Run.worker.startswith(worker_prefix))
+    if worker is not None:
+        conditions.append(Run.worker == worker)
+    if host is not None:
+        conditions.append(Run.worker.startswith(f"{host}:"))
+    done: list[int] = []
     with services.database.session("reconcile") as session:
-        runs = list(session.scalars(select(Run).where(*conditions).with_for_update()))
-        now = utcnow()
-        for run in runs:
-            run.status, run.finished_at = "interrupted", now
-            run.error = f"worker {run.worker} stopped during the run; not resumed"
-            escalate_incident(session, services, run.incident_id,
-                              f"run {run.id} ({run.playbook}) was interrupted")
-            incident = session.get(Incident, run.incident_id)
+        candidates = session.execute(
+            select(Run.id, Run.incident_id, Run.worker, Run.playbook, Run.target,
+                   Run.trigger, Run.current_step).where(*conditions)).all()
+        for run_id, incident_id, run_worker, playbook, target, trigger, step in candidates:
+            now = services.clock()
+            why = f"worker {run_worker} stopped during the run; not resumed"
+            if not transition_run(session, run_id, "interrupt", finished_at=now, error=why,
+                                  current_step=None):
+                continue  # it finished meanwhile
+            if step is not None:
+                insert_action(session, dict(
+                    run_id=run_id, incident_id=incident_id, playbook=playbook,
+                    action=_step_action(services, playbook, step), target=target, params={},
+                    outcome="interrupted", reason="worker_stopped", error=why,
+                    started_at=now, finished_at=now, duration_s=None, trigger=trigger,
+                    step=step))
+            escalate_incident(session, services, incident_id,
+                              f"run {run_id} ({playbook}) was interrupted: {why}")
+            done.append(run_id)
             log.warning("reconciled interrupted run", extra={
-                "run_id": run.id, "incident_id": run.incident_id, "target": run.target,
-                "fingerprint": incident.fingerprint if incident else None})
-    return [run.id for run in runs]
+                "run_id": run_id, "incident_id": incident_id, "target": target,
+                "worker": run_worker, "step": step})
+    return done
 
+
+def _step_action(services: Services, playbook: str, step: int) -> str:
+    found = services.config.current.playbooks.by_name(playbook)
+    if found is not None and 0 <= step < len(found.actions):
+        return found.actions[step].action
+    return "unknown"
 
 
 class Runner:
@@ -148,20 +173,34 @@ class Runner:
             self.services.wakeup.clear()
 
     def _heartbeat(self) -> None:
-        lease = self.services.settings.run_lease_s
-        while not self._stop.wait(min(5.0, lease / 3)):
+        svc = self.services
+        lease = svc.settings.run_lease_s
+        interval = min(5.0, lease / 3)
+        database_ok_since: float | None = time.monotonic()
+        while not self._stop.wait(interval):
             try:
                 with self._active_lock:
                     active = list(self._active)
-                with self.services.database.session("heartbeat") as session:
+                with svc.database.session("heartbeat") as session:
                     if active:
                         session.execute(update(Run).where(Run.id.in_(active))
-                                        .values(heartbeat_at=utcnow()))
+                                        .values(heartbeat_at=svc.clock()))
                     self._publish_queue_depth(session)
-                reconcile_interrupted(self.services,
-                                      stale_before=utcnow() - timedelta(seconds=lease))
+                if database_ok_since is None:
+                    database_ok_since = time.monotonic()
+                    log.warning("database back", extra={"worker": self.worker})
+                svc.config.playbooks()  # every worker follows a reload, serving HTTP or not
+                queue_due_retries(svc)
+                # After an outage every worker's heartbeat is stale: give the live ones
+                # two beats to renew theirs before judging any run abandoned.
+                if time.monotonic() - database_ok_since >= 2 * interval:
+                    reconcile_interrupted(svc, stale_before=svc.clock()
+                                          - timedelta(seconds=lease))
                 self._prune_if_due()
             except DatabaseUnavailable:
+                if database_ok_since is not None:
+                    log.error("database unavailable", extra={"worker": self.worker})
+                database_ok_since = None
                 continue
             except Exception:
                 log.exception("heartbeat error")
@@ -181,9 +220,9 @@ class Runner:
         self.services.metrics.run_queue_depth.set(depth)
         # Every worker publishes the same database truth; multiprocess "mostrecent" shows it.
         open_incidents = session.scalar(select(func.count()).select_from(Incident)
-                                        .where(Incident.status.in_(OPEN_STATUSES))) or 0
+                                        .where(Incident.status.in_(OPEN_INCIDENT_STATUSES))) or 0
         self.services.metrics.open_incidents.set(open_incidents)
-        now = utcnow()
+        now = self.services.clock()
         for breaker in session.scalars(select(Breaker)):
             state = current_state(breaker.state, breaker.open_until, now)
             self.services.metrics.breaker_state.labels(breaker.target).set(gauge_value(state))

@@ -45,18 +45,33 @@ def _worker_exit(_server: Any, worker: Any) -> None:
         runner.stop(timeout=25.0)
 
 
-def _child_exit(_server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
+def _child_exit_hook(services: Services) -> Any:
+    def child_exit(_server: Any, worker: Any) -> None:
+        """In the master, the moment a worker dies: its runs end `interrupted` now, not
+        after the lease (a graceful exit has finished or handed back its runs already)."""
+        from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+        try:
+            interrupted = reconcile_interrupted(
+                services, worker=f"{socket.gethostname()}:{worker.pid}")
+        except Exception:  # the lease still reconciles them; the master must not die
+            log.exception("could not reconcile the runs of a dead worker")
+            return
+        finally:
+            services.database.dispose()  # no connection may leak into the next fork
+        if interrupted:
+            log.warning("reconciled the runs of a dead worker",
+                        extra={"pid": worker.pid, "run_ids": interrupted})
+
+    return child_exit
 
 
 def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: Services) -> None:
     if settings.is_sqlite and workers > 1:
         log.warning("SQLite allows one writer: running 1 worker instead of %d", workers)
         workers = 1
-    interrupted = reconcile_interrupted(services_for_reconcile,
-                                        worker_prefix=f"{socket.gethostname()}:")
+    interrupted = reconcile_interrupted(services_for_reconcile, host=socket.gethostname())
     if interrupted:
         log.warning("reconciled runs interrupted by the last shutdown",
                     extra={"run_ids": interrupted})
@@ -66,6 +81,6 @@ def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: S
         "timeout": 60, "graceful_timeout": 30, "keepalive": 5,
         "accesslog": None, "errorlog": "-", "loglevel": settings.log_level.lower(),
         "post_worker_init": _post_worker_init, "worker_exit": _worker_exit,
-        "child_exit": _child_exit, "proc_name": "autofix",
+        "child_exit": _child_exit_hook(services_for_reconcile), "proc_name": "autofix",
     }
     _Gunicorn(settings, options).run()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .actions.registry import ActionRegistry
 from .config_store import ConfigStore
 from .db.engine import Database
+from .db.models import utcnow
 from .executor import Executor
 from .metrics import Metrics
 from .notify import Notifier
@@ -40,3 +43,5 @@ class Services:
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)
     own_ids: frozenset[str] = field(default_factory=own_container_ids)
     wakeup: threading.Event = field(default_factory=threading.Event)
+    # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
+    clock: Callable[[], datetime] = utcnow

@@ -56,7 +56,11 @@ class Settings(BaseSettings):
         4, gt=0, description="Runs a single receiver process executes in parallel.")
     runner_poll_s: float = Field(0.5, gt=0, description="How often idle workers poll for runs.")
     run_lease_s: float = Field(
-        300.0, gt=0, description="A run not heartbeating for this long is reconciled.")
+        30.0, gt=0, description="A run whose worker has not heartbeated for this long is "
+        "reconciled as interrupted (a lost host; a dead worker is reconciled at once).")
+    record_retry_s: float = Field(
+        120.0, gt=0, description="How long a run retries writing an outcome while the "
+        "database is unavailable (backoff up to 5 s) before it logs the outcome and gives up.")
     prometheus_url: str = Field(
         "http://127.0.0.1:9090", description="Prometheus for promql_check steps.")
     http_allowed_hosts: list[str] = Field(

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from ..auth import require_token
 from ..payload import WebhookPayload
 from .common import services
+from .incidents import IncidentDecisionBody
 from .playbooks import BreakerResetBody, ManualRunBody
 from .queries import ActionFilter, IncidentFilter
 
@@ -28,6 +29,14 @@ ROUTES: list[tuple[str, str, str, str | None, type[BaseModel] | None, type[BaseM
      {"200": "a page of incidents"}),
     ("/api/v1/incidents/{incident_id}", "get", "One incident with its runs and actions", "api",
      None, None, {"200": "the incident", "404": "no such incident"}),
+    ("/api/v1/incidents/{incident_id}/acknowledge", "post",
+     "Acknowledge an incident (idempotent), recording who and why", "api", None,
+     IncidentDecisionBody, {"200": "the incident", "404": "no such incident",
+                            "409": "resolved or closed already"}),
+    ("/api/v1/incidents/{incident_id}/close", "post",
+     "Close an incident by hand: no more automatic attempts", "api", None,
+     IncidentDecisionBody, {"200": "the incident", "404": "no such incident",
+                            "409": "resolved or closed already"}),
     ("/api/v1/actions", "get", "List actions", "api", ActionFilter, None,
      {"200": "a page of actions"}),
     ("/api/v1/playbooks", "get", "The loaded playbooks", "api", None, None,

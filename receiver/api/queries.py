@@ -28,12 +28,14 @@ class Page(BaseModel):
 
 
 class IncidentFilter(Page):
-    status: Literal["open", "remediating", "resolved", "escalated"] | None = None
+    # Spelled out (not the enum) so the OpenAPI document needs no $defs here.
+    status: Literal["open", "remediating", "escalated", "acknowledged", "closed",
+                    "resolved"] | None = None
     alertname: str | None = Field(None, max_length=255)
 
 
 class ActionFilter(Page):
-    outcome: Literal["succeeded", "failed", "skipped", "dry_run"] | None = None
+    outcome: Literal["succeeded", "failed", "skipped", "dry_run", "interrupted"] | None = None
     playbook: str | None = Field(None, max_length=255)
     action: str | None = Field(None, max_length=64)
     incident_id: int | None = Field(None, ge=1)
@@ -55,6 +57,9 @@ def serialize_incident(row: Incident) -> dict[str, Any]:
         "time_to_resolve_s": row.time_to_resolve_s, "resolved_unseen": row.resolved_unseen,
         "notification_count": row.notification_count, "escalated_at": _iso(row.escalated_at),
         "escalation_reason": row.escalation_reason,
+        "acknowledged_at": _iso(row.acknowledged_at), "acknowledged_by": row.acknowledged_by,
+        "closed_at": _iso(row.closed_at), "closed_by": row.closed_by,
+        "close_reason": row.close_reason, "next_attempt_at": _iso(row.next_attempt_at),
     }
 
 
@@ -74,6 +79,7 @@ def serialize_run(row: Run) -> dict[str, Any]:
         "status": row.status, "reason": row.reason, "requested_by": row.requested_by,
         "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at), "dry_run": row.dry_run, "error": row.error,
+        "config_version": row.config_version,
     }
 
 

@@ -28,11 +28,13 @@ def receive_alertmanager() -> tuple[Response, int]:
     require_token(request, svc.settings.secret("webhook_token"), "the webhook")
     raw: Any = json_body(request, svc.settings.max_body_bytes)
     payload = parse_model(WebhookPayload, raw)
-    occurrences = plan_occurrences(payload, svc.config.playbooks(), svc.renderer)
+    config = svc.config.refreshed()
+    occurrences = plan_occurrences(payload, config.playbooks, svc.renderer)
     now = utcnow()
     started = time.monotonic()
     with svc.database.session("ingest") as session:
-        result = record_notification(session, payload, raw, occurrences, now)
+        result = record_notification(session, payload, raw, occurrences, now,
+                                     config_version=config.version_id)
         for incident_id in result.resolved_ids:
             svc.notifier.emit(session, Event("resolved", incident_id))
     svc.metrics.notifications.labels(payload.status).inc()

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..ingest import Occurrence
+from ..lifecycle import IncidentStatus, RunStatus
 from ..payload import WebhookPayload
 from .models import Incident, Notification, Run
 
@@ -40,7 +41,10 @@ class IngestResult:
 
 
 def record_notification(session: Session, payload: WebhookPayload, raw: dict[str, Any],
-                        occurrences: Sequence[Occurrence], now: datetime) -> IngestResult:
+                        occurrences: Sequence[Occurrence], now: datetime,
+                        config_version: int | None = None) -> IngestResult:
+    """`config_version` is the playbooks version the occurrences were planned with: the
+    runs it queues execute that version, whatever is loaded when they run."""
     notification = Notification(
         received_at=now, group_key=payload.group_key, receiver=payload.receiver,
         status=payload.status, alert_count=len(payload.alerts),
@@ -58,7 +62,7 @@ def record_notification(session: Session, payload: WebhookPayload, raw: dict[str
             if row.notification_count == 1:
                 result.new += 1
                 if occurrence.playbook is not None:
-                    _queue_run(session, row.id, occurrence, now, result)
+                    _queue_run(session, row.id, occurrence, now, result, config_version)
             else:
                 result.duplicates += 1
     for chunk in _chunks(resolved):
@@ -68,7 +72,7 @@ def record_notification(session: Session, payload: WebhookPayload, raw: dict[str
                 result.resolved += 1
                 result.resolved_ids.append(row.id)
                 if occurrence.playbook is not None:
-                    _queue_run(session, row.id, occurrence, now, result)
+                    _queue_run(session, row.id, occurrence, now, result, config_version)
             else:
                 result.duplicates += 1
     return result
@@ -93,7 +97,8 @@ def _values(occurrence: Occurrence, now: datetime) -> dict[str, Any]:
         "playbook": occurrence.playbook if not is_resolved else None,
         "labels": occurrence.labels, "annotations": occurrence.annotations,
         "generator_url": occurrence.generator_url,
-        "status": "resolved" if is_resolved else "open", "notification_count": 1,
+        "status": IncidentStatus.RESOLVED if is_resolved else IncidentStatus.OPEN,
+        "notification_count": 1,
         "first_seen": now, "last_seen": now, "resolved_at": now if is_resolved else None,
         "time_to_resolve_s": time_to_resolve, "resolved_unseen": is_resolved,
         "trigger": "alert",
@@ -115,9 +120,9 @@ def _upsert_statement(dialect: str, resolved: bool) -> Any:
         "last_seen": excluded.last_seen,
     }
     if resolved:
-        # Resolution is final and recorded once, whatever state the incident was in.
+        # lifecycle's "resolve": final, recorded once, whatever state the incident was in.
         updates |= {
-            "status": "resolved",
+            "status": IncidentStatus.RESOLVED, "next_attempt_at": None,
             "ends_at": func.coalesce(excluded.ends_at, table.ends_at),
             "resolved_at": func.coalesce(table.resolved_at, excluded.resolved_at),
             "time_to_resolve_s": func.coalesce(table.time_to_resolve_s,
@@ -139,12 +144,13 @@ def _upsert(session: Session, chunk: Sequence[Occurrence], now: datetime) -> lis
 
 
 def _queue_run(session: Session, incident_id: int, occurrence: Occurrence, now: datetime,
-               result: IngestResult) -> None:
+               result: IngestResult, config_version: int | None) -> None:
     run_id = session.execute(
         insert(Run).values(
             incident_id=incident_id, playbook=occurrence.playbook,
             target=occurrence.target or "", trigger="alert", alert_status=occurrence.status,
-            reason=occurrence.target_error, status="queued", queued_at=now, dry_run=False,
+            reason=occurrence.target_error, status=RunStatus.QUEUED, queued_at=now,
+            dry_run=False, config_version=config_version,
         ).returning(Run.id)
     ).scalar_one()
     result.runs_queued += 1

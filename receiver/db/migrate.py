@@ -34,8 +34,9 @@ def prune(database: Database, older_than: timedelta) -> dict[str, int]:
     cutoff = utcnow() - older_than
     statements = {
         "notifications": delete(Notification).where(Notification.received_at < cutoff),
-        "incidents": delete(Incident).where(Incident.last_seen < cutoff,
-                                            Incident.status.in_(("resolved", "escalated"))),
+        "incidents": delete(Incident).where(
+            Incident.last_seen < cutoff,
+            Incident.status.in_(("resolved", "escalated", "closed"))),
         "audit_log": delete(AuditEntry).where(AuditEntry.at < cutoff),
     }
     counts: dict[str, int] = {}

@@ -92,7 +92,7 @@ class Incident(Base):
     labels: Mapped[dict[str, Any]] = mapped_column()
     annotations: Mapped[dict[str, Any]] = mapped_column()
     generator_url: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16))  # open, remediating, resolved, escalated
+    status: Mapped[str] = mapped_column(String(16))  # lifecycle.IncidentStatus
     notification_count: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
@@ -102,6 +102,13 @@ class Incident(Base):
     escalated_at: Mapped[datetime | None] = mapped_column()
     escalation_reason: Mapped[str | None] = mapped_column(Text)
     trigger: Mapped[str] = mapped_column(String(16), default="alert")  # alert or manual
+    acknowledged_at: Mapped[datetime | None] = mapped_column()
+    acknowledged_by: Mapped[str | None] = mapped_column(String(255))
+    closed_at: Mapped[datetime | None] = mapped_column()
+    closed_by: Mapped[str | None] = mapped_column(String(255))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    # When autofix tries again on its own while the alert keeps firing (CrashLoopBackOff).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Run(Base):
@@ -118,8 +125,7 @@ class Run(Base):
     alert_status: Mapped[str] = mapped_column(String(16), default="firing")
     reason: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    # queued, running, succeeded, failed, skipped, interrupted
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # lifecycle.RunStatus
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     admitted_at: Mapped[datetime | None] = mapped_column(index=True)  # passed every guard
@@ -128,13 +134,19 @@ class Run(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     dry_run: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    config_version: Mapped[int | None] = mapped_column(Integer)  # the playbooks it was planned with
+    current_step: Mapped[int | None] = mapped_column(Integer)  # the step under way, for reconcile
 
 
 class Action(Base):
     """One step of a run (or one guard that stopped it), with its outcome."""
 
     __tablename__ = "actions"
-    __table_args__ = (Index("ix_actions_target_started", "target", "started_at"),)
+    __table_args__ = (
+        Index("ix_actions_target_started", "target", "started_at"),
+        # One row per step of a run: a retried write after a database blip is not a second row.
+        UniqueConstraint("run_id", "step", name="uq_actions_run_step"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"),
@@ -150,6 +162,7 @@ class Action(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     duration_s: Mapped[float | None] = mapped_column(Float)
     trigger: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int | None] = mapped_column(Integer)  # -1 for the guard that stopped the run
 
 
 class Breaker(Base):
@@ -162,6 +175,7 @@ class Breaker(Base):
     open_until: Mapped[datetime | None] = mapped_column()
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     last_admitted_at: Mapped[datetime | None] = mapped_column()
+    reset_at: Mapped[datetime | None] = mapped_column()  # admissions before it do not count
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

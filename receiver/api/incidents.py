@@ -1,0 +1,41 @@
+"""POST /api/v1/incidents/{id}/acknowledge and /close (API token; audited)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..auth import require_token
+from ..manual import acknowledge_incident, close_incident
+from .common import json_body, parse_model, services
+from .queries import serialize_incident
+
+__all__ = ["IncidentDecisionBody", "blueprint"]
+
+blueprint = Blueprint("incidents", __name__, url_prefix="/api/v1")
+
+
+class IncidentDecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str = Field(min_length=1, max_length=200, description="Who decides.")
+    reason: str = Field("", max_length=2000)
+
+
+def _decision() -> tuple[str, str]:
+    svc = services()
+    require_token(request, svc.settings.secret("api_token"), "the API")
+    body = parse_model(IncidentDecisionBody, json_body(request, 64 * 1024))
+    return f"{body.actor} ({request.remote_addr})"[:255], body.reason
+
+
+@blueprint.post("/incidents/<int:incident_id>/acknowledge")
+def acknowledge(incident_id: int) -> Response:
+    actor, reason = _decision()
+    return jsonify(serialize_incident(acknowledge_incident(services(), incident_id, actor,
+                                                           reason)))
+
+
+@blueprint.post("/incidents/<int:incident_id>/close")
+def close(incident_id: int) -> Response:
+    actor, reason = _decision()
+    return jsonify(serialize_incident(close_incident(services(), incident_id, actor, reason)))

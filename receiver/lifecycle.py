@@ -1,0 +1,127 @@
+"""The one owner of incident and run status: states, the allowed transitions, and each
+transition as a compare-and-set.
+
+Every status change is `UPDATE … WHERE id = :id AND status IN (:allowed)`; the row count
+says whether it happened. Nothing else assigns a status, so a resolve racing a runner can
+never be overwritten (the README draws the same tables).
+
+Incidents::
+
+    open ──start──▶ remediating ──escalate──▶ escalated
+      │  (any of open, remediating, escalated) ──acknowledge──▶ acknowledged
+      │  (any not terminal) ──close──▶ closed        (human, or the end of a run
+      │                                                no alert will resolve)
+      └─ (any, closed included) ──resolve──▶ resolved  (Alertmanager; final, wins over all)
+
+Runs::
+
+    queued ──claim──▶ running ──finish──▶ succeeded | failed | skipped
+    queued ──skip──▶ skipped                 running ──interrupt──▶ interrupted
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.orm import Session
+
+from .db.models import Incident, Run
+
+__all__ = [
+    "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES", "RETRYABLE_INCIDENT_STATUSES",
+    "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "transition_incident",
+    "transition_run",
+]
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    REMEDIATING = "remediating"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    CLOSED = "closed"
+    RESOLVED = "resolved"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class Transition:
+    allowed_from: frozenset[str]
+    to: str
+
+
+_I = IncidentStatus
+_R = RunStatus
+_NOT_TERMINAL = frozenset({_I.OPEN, _I.REMEDIATING, _I.ESCALATED, _I.ACKNOWLEDGED})
+
+INCIDENT_TRANSITIONS: dict[str, Transition] = {
+    "start": Transition(frozenset({_I.OPEN}), _I.REMEDIATING),
+    "escalate": Transition(frozenset({_I.OPEN, _I.REMEDIATING}), _I.ESCALATED),
+    "acknowledge": Transition(frozenset({_I.OPEN, _I.REMEDIATING, _I.ESCALATED}),
+                              _I.ACKNOWLEDGED),
+    "close": Transition(_NOT_TERMINAL, _I.CLOSED),
+    # Applied by ingest's upsert in the same statement that records the resolution.
+    "resolve": Transition(_NOT_TERMINAL | {_I.CLOSED}, _I.RESOLVED),
+}
+
+RUN_TRANSITIONS: dict[str, Transition] = {
+    "claim": Transition(frozenset({_R.QUEUED}), _R.RUNNING),
+    "succeed": Transition(frozenset({_R.RUNNING}), _R.SUCCEEDED),
+    "fail": Transition(frozenset({_R.RUNNING}), _R.FAILED),
+    "skip": Transition(frozenset({_R.QUEUED, _R.RUNNING}), _R.SKIPPED),
+    "interrupt": Transition(frozenset({_R.RUNNING}), _R.INTERRUPTED),
+}
+
+# Counted by autofix_open_incidents and the dashboards' "open" panels.
+OPEN_INCIDENT_STATUSES: tuple[str, ...] = tuple(sorted(_NOT_TERMINAL))
+# A still-firing incident autofix keeps trying (CrashLoopBackOff): not resolved, not closed.
+RETRYABLE_INCIDENT_STATUSES: tuple[str, ...] = OPEN_INCIDENT_STATUSES
+TERMINAL_RUN_STATUSES: tuple[str, ...] = (_R.SUCCEEDED, _R.FAILED, _R.SKIPPED,
+                                          _R.INTERRUPTED)
+
+
+def _apply(session: Session, model: Any, row_id: int, transition: Transition,
+           values: dict[str, Any]) -> bool:
+    statement = (update(model)
+                 .where(model.id == row_id, model.status.in_(sorted(transition.allowed_from)))
+                 .values(status=transition.to, **values)
+                 .execution_options(synchronize_session=False))
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    return result.rowcount == 1
+
+
+def transition_incident(session: Session, incident_id: int, event: str,
+                        **values: Any) -> bool:
+    """Apply `event` to the incident if its current status allows it; True if it did."""
+    return _apply(session, Incident, incident_id, INCIDENT_TRANSITIONS[event], values)
+
+
+def transition_run(session: Session, run_id: int, event: str, **values: Any) -> bool:
+    """Apply `event` to the run if its current status allows it; True if it did."""
+    return _apply(session, Run, run_id, RUN_TRANSITIONS[event], values)
+
+
+def update_incident_if(session: Session, incident_id: int, statuses: tuple[str, ...],
+                       **values: Any) -> bool:
+    """Change non-status fields only while the incident is in one of `statuses`."""
+    statement = (update(Incident)
+                 .where(Incident.id == incident_id, Incident.status.in_(statuses))
+                 .values(**values).execution_options(synchronize_session=False))
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    return result.rowcount == 1
+
+
+def is_terminal_run(status: str) -> bool:
+    return status in TERMINAL_RUN_STATUSES
+
