@@ -1,0 +1,94 @@
+"""An in-memory executor for guard, breaker and lifecycle unit tests (no dockerd).
+
+Containers are dicts; every call is recorded. `on_restart` lets a test interleave
+something (a resolve, a database outage) at the moment a restart happens. The real-dockerd
+tests stay the proof that the Docker executor behaves the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from receiver.executor import ExecResult, TargetNotFound, TargetState
+
+
+@dataclass
+class MemoryContainer:
+    name: str
+    id: str
+    labels: dict[str, str] = field(default_factory=lambda: {"autofix.enable": "true"})
+    status: str = "running"
+    started_at: datetime = datetime(2026, 1, 1, tzinfo=UTC)  # long before any test alert
+    health: str | None = None
+    restart_count: int = 0
+
+
+class MemoryExecutor:
+    backend = "memory"
+
+    def __init__(self, restart_delay_s: float = 0.0,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.containers: dict[str, MemoryContainer] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.restart_delay_s = restart_delay_s
+        self.on_restart: Callable[[str], None] | None = None
+        self.stays_unhealthy: set[str] = set()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+
+    def add(self, name: str, **kwargs: object) -> MemoryContainer:
+        container = MemoryContainer(name, hashlib.sha256(name.encode()).hexdigest(),
+                                    **kwargs)  # type: ignore[arg-type]
+        self.containers[name] = container
+        return container
+
+    def _get(self, target: str) -> MemoryContainer:
+        for container in self.containers.values():
+            if target in (container.name, container.id):
+                return container
+        raise TargetNotFound(f"container {target!r} not found")
+
+    def inspect(self, target: str) -> TargetState:
+        container = self._get(target)
+        health = "unhealthy" if container.name in self.stays_unhealthy else container.health
+        return TargetState(name=container.name, id=container.id, status=container.status,
+                           labels=dict(container.labels), started_at=container.started_at,
+                           restart_count=container.restart_count, health=health)
+
+    def restart(self, target: str, timeout_s: float) -> None:
+        container = self._get(target)
+        with self._lock:
+            self.calls.append(("restart", container.name))
+        if self.restart_delay_s:
+            time.sleep(self.restart_delay_s)
+        if self.on_restart is not None:
+            self.on_restart(container.name)
+        container.started_at = self._clock()
+        container.status = "running"
+
+    def restarts(self, name: str) -> int:
+        return sum(1 for call in self.calls if call == ("restart", name))
+
+    def _record(self, verb: str, target: str) -> MemoryContainer:
+        container = self._get(target)
+        with self._lock:
+            self.calls.append((verb, container.name))
+        return container
+
+    def start(self, target: str) -> None:
+        self._record("start", target).status = "running"
+
+    def stop(self, target: str, timeout_s: float) -> None:
+        self._record("stop", target).status = "exited"
+
+    def kill(self, target: str, signal: str) -> None:
+        self._record("kill", target).status = "exited"
+
+    def exec(self, target: str, argv: list[str], timeout_s: float) -> ExecResult:
+        self._record("exec", target)
+        return ExecResult(0, "")
