@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from .actions.registry import ActionContext, ActionFailed, IncidentView
 from .breaker import BreakerDecision, gauge_value
 from .db.models import Action, Incident, Run, utcnow
-from .executor import ExecutorError, TargetState
-from .guards import GuardStop, admit, check_target
+from .executor import ExecutorError
+from .guards import GuardStop, admit, check_run_target, take_target, target_lock
 from .ingest import template_context
 from .notify import Event
 from .playbooks.config import ActionStep, Playbook
@@ -38,6 +38,8 @@ def escalate_incident(session: Session, services: Services, incident_id: int,
 
 
 def record_skip(session: Session, services: Services, run: Run, stop: GuardStop) -> None:
+    if stop.target:
+        run.target = stop.target  # canonical, when resolution got that far
     now = utcnow()
     session.add(Action(run_id=run.id, incident_id=run.incident_id, playbook=run.playbook,
                        action="guard", target=run.target, params={}, outcome="skipped",
@@ -80,21 +82,23 @@ def execute_run(services: Services, run_id: int) -> None:
         trigger, target, run_dry_run = run.trigger, run.target, run.dry_run
         run_reason = run.reason
     dry_run = services.settings.dry_run or playbook.dry_run or run_dry_run
-    # Guards protect targets: a playbook that only notifies or checks needs none of them.
-    guarded = is_mutating(services, playbook)
-    state: GuardStop | TargetState | None = None
-    if guarded:
-        state = check_target(target, services.executor, services.settings, view.starts_at,
-                             services.own_ids)
-        if not target and run_reason:
-            state = GuardStop("invalid_target", run_reason)
-    with services.database.session("run_admit") as session:
+    # Guards protect targets, resolved first to one canonical identity (guards.py); a
+    # playbook that only notifies or checks needs none of them (subject None).
+    subject = check_run_target(services, playbook, target, run_reason, view)
+    with target_lock(services.database), services.database.session("run_admit") as session:
         run = session.get(Run, run_id)
         assert run is not None
-        if isinstance(state, GuardStop):
-            record_skip(session, services, run, state)
+        if isinstance(subject, GuardStop):
+            record_skip(session, services, run, subject)
             return
-        if guarded and not dry_run:
+        if subject is not None:
+            if not take_target(session, run, subject.key):
+                # An alias of this target is running: wait for it. The canonical target
+                # now stored makes claim_next hold this run until that one ends.
+                run.status, run.started_at, run.worker = "queued", None, None
+                return
+            target = subject.key
+        if subject is not None and not dry_run:
             decision = admit(session, playbook, target, utcnow(), exclude_run=run_id)
             if isinstance(decision, GuardStop):
                 record_skip(session, services, run, decision)
@@ -107,12 +111,8 @@ def execute_run(services: Services, run_id: int) -> None:
         services.notifier.emit(session, Event("playbook_started", run.incident_id, {
             "playbook": playbook.name, "target": target, "trigger": trigger,
             "dry_run": dry_run}))
-    _run_steps(services, run_id, playbook, view, target, trigger, dry_run)
-
-
-def is_mutating(services: Services, playbook: Playbook) -> bool:
-    specs = (services.registry.get(step.action) for step in playbook.actions)
-    return any(spec is None or spec.mutating for spec in specs)
+    _run_steps(services, run_id, playbook, view, subject.name if subject else target, trigger,
+               dry_run)
 
 
 def _publish_breaker(services: Services, target: str, decision: BreakerDecision) -> None:

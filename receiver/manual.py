@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import NoReturn
 
+from .actions.registry import IncidentView
 from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run, utcnow
 from .errors import BadRequest, Conflict, Forbidden, NotFound
-from .guards import GuardStop, admit, check_target
+from .guards import GuardStop, admit, check_run_target, check_target
 from .ingest import resolve_target
 from .playbooks.config import Playbook
 from .services import Services
@@ -17,7 +19,7 @@ __all__ = ["ManualRun", "reset_breaker", "start_manual_run"]
 
 _NOT_FOUND = {"target_not_found"}
 _FORBIDDEN = {"target_not_allowed"}
-_BAD = {"invalid_target"}
+_BAD = {"invalid_target", "target_ambiguous"}
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,13 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     if target is None:
         raise BadRequest(f"cannot resolve the target from labels: {error}")
     now = utcnow()
-    state = check_target(target, services.executor, services.settings, now, services.own_ids)
-    if isinstance(state, GuardStop):
-        _raise_for(state)
+    view = IncidentView(0, labels.get("alertname", ""), labels, {}, now)
+    subject = check_run_target(services, playbook, target, None, view)
+    if subject is None:  # as ever: by hand, even a notify-only playbook names an allowed target
+        subject = check_target(target, services.executor, services.settings, now)
+    if isinstance(subject, GuardStop):
+        _raise_for(subject)
+    target = subject.key  # canonical: the run, its lock and the audit name the target
     with services.database.scratch_session("manual_peek") as session:
         decision = admit(session, playbook, target, now, exclude_run=None)
         if isinstance(decision, GuardStop):
@@ -63,7 +69,7 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     return created
 
 
-def _raise_for(stop: GuardStop) -> None:
+def _raise_for(stop: GuardStop) -> NoReturn:
     details = {"reason": stop.reason}
     if stop.reason in _NOT_FOUND:
         raise NotFound(stop.message, **details)
