@@ -97,8 +97,8 @@ class DockerExecutor:
         except docker.errors.NotFound as exc:
             raise TargetNotFound(f"no container named {target!r}") from exc
         except (docker.errors.APIError, requests.RequestException) as exc:
-            # dockerd refuses a prefix shared by several IDs with a generic error (HTTP 500
-            # on some versions, 400 on others); the id filter (prefix match) tells it apart.
+            # dockerd refuses a prefix shared by several IDs with a generic error (HTTP 500,
+            # "Multiple IDs found"); listing the IDs tells it apart without parsing text.
             matches = self._prefix_matches(target) if _HEX.match(target) else []
             if len(matches) > 1:
                 raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} container "
@@ -108,10 +108,11 @@ class DockerExecutor:
 
     def _prefix_matches(self, prefix: str) -> list[str]:
         try:
-            found = self._docker().containers.list(all=True, filters={"id": prefix})
+            found = self._docker().api.containers(all=True)
         except (docker.errors.APIError, requests.RequestException):
             return []
-        return [c.name for c in found if str(c.id).startswith(prefix)]
+        return [(row.get("Names") or ["?"])[0].lstrip("/") for row in found
+                if str(row.get("Id", "")).startswith(prefix)]
 
     def refers_to(self, reference: str, identity: TargetIdentity) -> bool:
         """A name, a full ID, or an ID prefix, as Docker would resolve it (a name wins over a
