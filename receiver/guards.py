@@ -34,7 +34,6 @@ from .executor import (
     TargetAmbiguous,
     TargetIdentity,
     TargetNotFound,
-    TargetState,
 )
 from .ingest import resolve_target, template_context
 from .playbooks.config import Playbook
@@ -74,7 +73,6 @@ class Subject:
     key: str
     name: str
     identity: TargetIdentity | None = None
-    state: TargetState | None = None
 
 
 def check_run_target(services: Services, playbook: Playbook, target: str,
@@ -117,7 +115,8 @@ def endpoint_key(url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not host:
         return None
     host = f"[{host}]" if ":" in host else host
-    key = f"http:{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+    default = 443 if parts.scheme == "https" else 80
+    key = f"http:{host}:{default if port is None else port}"
     return key if len(key) <= _KEY_MAX else None
 
 
@@ -159,7 +158,7 @@ def check_target(target: str, executor: Executor, settings: Settings,
                                       timedelta(seconds=settings.recovery_lookback_s))
     if why is not None:
         return GuardStop("already_recovered", why, target=name)
-    return Subject(name, name, identity, state)
+    return Subject(name, name, identity)
 
 
 @contextlib.contextmanager
