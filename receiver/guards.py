@@ -8,7 +8,7 @@ protected, never autofix itself) · 2 target exists · 3 not already recovering 
 and 7 again once the run's target is canonical (take_target).
 
 What a name, an ID or "already recovering" mean is the backend's business (executor/):
-nothing here is specific to Docker.
+nothing here belongs to one backend.
 """
 
 from __future__ import annotations
