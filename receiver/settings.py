@@ -47,7 +47,8 @@ class Settings(BaseSettings):
         "autofix.enable", description="Container label that must be 'true' before autofix acts.")
     protected_containers: list[str] = Field(
         default_factory=list,
-        description="Container names never acted on (the receiver's own and the database's).")
+        description="Containers never acted on (the receiver's own and the database's): "
+                    "names, IDs or ID prefixes, matched however an alert names the container.")
     recovery_lookback_s: float = Field(
         60.0, ge=0, description="A container Docker's restart policy restarted this long "
         "before the alert began counts as already recovered.")
