@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Select, func, select
 
 from ..auth import require_token
 from ..db.models import Action, Incident, Run
 from ..errors import NotFound
-from .common import parse_model, services
+from .common import MAX_ID, parse_id, parse_model, services, to_utc
 
 __all__ = ["blueprint", "serialize_action", "serialize_incident"]
 
@@ -26,6 +26,8 @@ class Page(BaseModel):
     since: datetime | None = None
     target: str | None = Field(None, max_length=255)
 
+    _since = field_validator("since")(to_utc)
+
 
 class IncidentFilter(Page):
     status: Literal["open", "remediating", "resolved", "escalated"] | None = None
@@ -36,7 +38,7 @@ class ActionFilter(Page):
     outcome: Literal["succeeded", "failed", "skipped", "dry_run"] | None = None
     playbook: str | None = Field(None, max_length=255)
     action: str | None = Field(None, max_length=64)
-    incident_id: int | None = Field(None, ge=1)
+    incident_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -103,19 +105,21 @@ def list_incidents() -> Response:
     return jsonify({"items": items, "total": count, "limit": page.limit, "offset": page.offset})
 
 
-@blueprint.get("/incidents/<int:incident_id>")
-def show_incident(incident_id: int) -> Response:
+@blueprint.get("/incidents/<incident_id>")
+def show_incident(incident_id: str) -> Response:
+    # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
     svc = services()
     require_token(request, svc.settings.secret("api_token"), "the API")
+    wanted = parse_id(incident_id, "incident id")
     with svc.database.session("api") as session:
-        row = session.get(Incident, incident_id)
+        row = session.get(Incident, wanted)
         if row is None:
-            raise NotFound(f"no incident {incident_id}")
+            raise NotFound(f"no incident {wanted}")
         body = serialize_incident(row)
         body["runs"] = [serialize_run(r) for r in session.scalars(
-            select(Run).where(Run.incident_id == incident_id).order_by(Run.id))]
+            select(Run).where(Run.incident_id == wanted).order_by(Run.id))]
         body["actions"] = [serialize_action(a) for a in session.scalars(
-            select(Action).where(Action.incident_id == incident_id).order_by(Action.id))]
+            select(Action).where(Action.incident_id == wanted).order_by(Action.id))]
     return jsonify(body)
 
 

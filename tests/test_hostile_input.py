@@ -1,0 +1,162 @@
+"""Issue #14, hostile input: numbers and timestamps that overflow, values too long to store.
+
+Every case runs on SQLite and PostgreSQL. A refused request answers 400 with the project's
+error body ({"error", "message"}); a value that merely cannot be stored is stored
+truncated and marked, and never costs the notification its group-mates.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from receiver.db.models import Action, Incident, Run
+from receiver.execution import execute_run
+from tests.conftest import api_headers, webhook_headers
+from tests.payloads import alert, notification
+
+BIG = 2**63
+
+
+def assert_400(response: Any) -> dict[str, Any]:
+    text = response.get_data(as_text=True)
+    assert response.status_code == 400, (response.status_code, text[:300])
+    body = response.json
+    assert body["error"] == "bad_request" and body["message"], body
+    assert "Traceback" not in text
+    return dict(body)
+
+
+def post_raw(client: Any, raw: str) -> Any:
+    return client.post("/webhook/alertmanager", data=raw.encode(),
+                       headers={**webhook_headers(), "Content-Type": "application/json"})
+
+
+def one_alert(**changes: Any) -> dict[str, Any]:
+    body = notification([alert({"container": "web"},
+                               starts_at=datetime.now(UTC) - timedelta(minutes=1))])
+    body.update(changes)
+    return body
+
+
+# ---------------------------------------------------------------------------- 500 → 400
+
+@pytest.mark.parametrize("where", ["truncatedAlerts", "extra", "label"])
+def test_an_integer_of_thousands_of_digits_is_a_400(client, where) -> None:
+    huge = "9" * 5000  # over Python's 4300-digit int/str conversion limit
+    body = one_alert(truncatedAlerts="HUGE") if where == "truncatedAlerts" else one_alert(
+        extra="HUGE") if where == "extra" else one_alert()
+    if where == "label":
+        body["alerts"][0]["labels"]["x"] = "HUGE"
+    raw = json.dumps(body).replace('"HUGE"', huge)
+    assert "too many digits" in assert_400(post_raw(client, raw))["message"]
+
+
+@pytest.mark.parametrize("value", [BIG, BIG * 4, 2**31, -1])
+def test_truncated_alerts_out_of_range_is_a_400(client, value) -> None:
+    assert_400(post_raw(client, json.dumps(one_alert(truncatedAlerts=value))))
+
+
+def test_a_float_that_overflows_to_infinity_is_a_400(client) -> None:
+    raw = json.dumps(one_alert(extra="X")).replace('"X"', "1e999")
+    assert_400(post_raw(client, raw))
+
+
+@pytest.mark.parametrize("url", [
+    "/api/v1/incidents?since=0001-01-01T00:00:00%2B01:00",
+    "/api/v1/incidents?since=9999-12-31T23:59:59-01:00",
+    "/api/v1/actions?since=0001-01-01T00:00:00%2B01:00",
+    f"/api/v1/actions?incident_id={BIG}",
+    f"/api/v1/actions?incident_id={'9' * 5000}",
+    f"/api/v1/incidents?limit={'9' * 5000}",
+    f"/api/v1/incidents?offset={BIG}",
+    f"/api/v1/incidents/{BIG}",
+    f"/api/v1/incidents/{'9' * 5000}",
+])
+def test_overflowing_query_numbers_and_timestamps_are_a_400(client, url) -> None:
+    assert_400(client.get(url, headers=api_headers()))
+
+
+def test_largest_id_is_a_404_not_a_400(client) -> None:
+    response = client.get(f"/api/v1/incidents/{BIG - 1}", headers=api_headers())
+    assert response.status_code == 404, response.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------------------- too long
+
+class _OptedIn:
+    """Every name is a running, opted-in container (never asked in the invalid cases)."""
+
+    backend = "fake"
+
+    def __init__(self) -> None:
+        self.inspected: list[str] = []
+
+    def inspect(self, target: str) -> Any:
+        from receiver.executor import TargetState
+
+        self.inspected.append(target)
+        return TargetState(name=target, id="f" * 64, status="running",
+                           labels={"autofix.enable": "true"},
+                           started_at=datetime(2020, 1, 1, tzinfo=UTC))
+
+
+def test_a_too_long_container_is_stored_marked_and_its_run_skips(db_url, app_factory) -> None:
+    """A 300-character container (and, through the shipped catch-all playbook, a
+    300-character alertname): 200, every alert of the group stored, the long values cut
+    and marked, and the run for the long target skips with invalid_target."""
+    executor = _OptedIn()
+    app = app_factory(db_url, executor=executor)
+    client = app.test_client()
+    long_container, long_name = "c" * 300, "A" * 300
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    alerts = [alert({"container": long_container}, starts_at=now),
+              alert({"container": "web-ok"}, starts_at=now),
+              alert({"alertname": long_name, "container": ""}, starts_at=now),
+              alert({"container": "gen"}, starts_at=now)]
+    alerts[3]["generatorURL"] = "http://prometheus:9090/graph?g0.expr=" + "x" * 9000
+    body = notification(alerts)
+    body["groupKey"] = "{}:{container=\"" + "g" * 9000 + "\"}"
+    response = client.post("/webhook/alertmanager", json=body, headers=webhook_headers())
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["new"] == 4 and response.json["runs_queued"] == 4
+    services = app.extensions["autofix"]
+    with services.database.session() as session:
+        incidents = {i.fingerprint: i for i in session.scalars(select(Incident))}
+        runs = {r.incident_id: r for r in session.scalars(select(Run))}
+    by_alert = [incidents[a["fingerprint"]] for a in alerts]
+    long_c, ok, long_a, gen = by_alert
+    assert len(long_c.container) == 255 and long_c.container.endswith("\u2026")
+    assert long_c.labels["container"] == long_container  # the full value is kept
+    assert long_c.annotations["autofix_truncated"] == "container"
+    assert long_c.target is None and runs[long_c.id].target == ""
+    assert ok.container == "web-ok" and "autofix_truncated" not in ok.annotations
+    assert runs[ok.id].target == "web-ok"
+    assert len(long_a.alertname) == 255 and long_a.annotations["autofix_truncated"] == "alertname"
+    assert runs[long_a.id].playbook == "notify-unmatched"
+    assert len(gen.generator_url) == 8192 and gen.annotations["autofix_truncated"] == \
+        "generator_url"
+    execute_run(services, runs[long_c.id].id)
+    with services.database.session() as session:
+        run = session.get(Run, runs[long_c.id].id)
+        guard = session.scalars(select(Action).where(Action.run_id == run.id)).one()
+    assert run.status == "skipped" and guard.reason == "invalid_target", run.error
+    assert "300 characters" in guard.error
+    assert executor.inspected == []  # never looked up, let alone acted on, a cut name
+
+
+def test_a_long_requested_by_is_stored_cut_not_refused(db_url, app_factory) -> None:
+    app = app_factory(db_url, executor=_OptedIn())
+    client = app.test_client()
+    response = client.post("/api/v1/playbooks/restart-on-target-down/run", headers=api_headers(),
+                           json={"labels": {"container": "web-1"}, "reason": "test",
+                                 "requested_by": "r" * 255})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    with app.extensions["autofix"].database.session() as session:
+        run = session.get(Run, response.json["run_id"])
+    assert run.requested_by is not None and len(run.requested_by) == 255
+    assert run.requested_by.endswith("\u2026 (127.0.0.1)")
