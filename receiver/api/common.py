@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 from flask import Request, current_app
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
-from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from ..services import Services
 
 __all__ = ["MAX_ID", "json_body", "parse_id", "parse_model", "services", "to_utc",
@@ -37,7 +38,12 @@ def json_body(request: Request, max_bytes: int) -> Any:
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type must be application/json, got "
                                    f"{mimetype or 'none'!r}")
-    raw = request.stream.read(max_bytes + 1)
+    try:
+        raw = request.stream.read(max_bytes + 1)
+    except (TimeoutError, ClientDisconnected) as exc:
+        # The serve worker's body deadline (serve_worker.py) cut a slow body short; werkzeug
+        # reports the short read as a disconnect. Nobody hears a real disconnect's answer.
+        raise RequestTimeout("the request body was not received in time") from exc
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
     try:
