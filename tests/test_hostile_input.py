@@ -160,3 +160,79 @@ def test_a_long_requested_by_is_stored_cut_not_refused(db_url, app_factory) -> N
         run = session.get(Run, response.json["run_id"])
     assert run.requested_by is not None and len(run.requested_by) == 255
     assert run.requested_by.endswith("\u2026 (127.0.0.1)")
+
+
+# ---------------------------------------------------------------------------- memory
+
+ANNOTATION_MB = 4
+CORPUS = 16  # 64 MB of annotations: the unbounded list loaded and returned all of it
+
+
+def _seed_large(app: Any) -> list[int]:
+    from receiver.db.models import utcnow
+
+    now = utcnow()
+    ids = []
+    with app.extensions["autofix"].database.session() as session:
+        for index in range(CORPUS):
+            incident = Incident(
+                fingerprint=f"big{index:04d}", starts_at=now - timedelta(seconds=index),
+                alertname="Big", container=f"big-{index}", labels={"alertname": "Big"},
+                annotations={"description": chr(65 + index % 26) * (ANNOTATION_MB << 20),
+                             "summary": "short"},
+                status="open", first_seen=now, last_seen=now)
+            session.add(incident)
+            session.flush()
+            ids.append(incident.id)
+            session.expunge(incident)
+    return ids
+
+
+def test_list_pages_are_bounded_in_bytes_not_only_rows(db_url, app_factory,
+                                                       monkeypatch) -> None:
+    """Issue #14: ?limit=500 over incidents with megabyte annotations took a worker to
+    1.1 GB. The list cuts long values (marked in `truncated`), stops at a byte budget
+    with a `next_offset`, and never holds the corpus in memory; the detail endpoint still
+    has the full record."""
+    import tracemalloc
+
+    from receiver.api import queries
+
+    app = app_factory(db_url)
+    client = app.test_client()
+    ids = _seed_large(app)
+    corpus_bytes = CORPUS * (ANNOTATION_MB << 20)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        response = client.get("/api/v1/incidents?limit=500", headers=api_headers())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 200
+    page = response.json
+    size = len(response.get_data())
+    print(f"\nFIGURES: backend={app.extensions['autofix'].database.engine.dialect.name} "
+          f"corpus_mb={corpus_bytes >> 20} list_peak_traced_mb={peak / 2**20:.1f} "
+          f"response_bytes={size} items={len(page['items'])}")
+    assert peak < corpus_bytes / 3, peak  # a few rows at a time, never the corpus
+    assert size <= queries.LIST_BYTE_BUDGET + 64 * 1024
+    assert len(page["items"]) == CORPUS and page["next_offset"] is None
+    first = page["items"][0]
+    assert first["truncated"] == ["annotations.description"]
+    assert len(first["annotations"]["description"]) == queries.LIST_VALUE_CHARS + 1
+    assert first["annotations"]["summary"] == "short"
+    detail = client.get(f"/api/v1/incidents/{ids[-1]}", headers=api_headers()).json
+    assert len(detail["annotations"]["description"]) == ANNOTATION_MB << 20
+
+    # The byte budget: a small one pages through the same corpus, each page within it.
+    monkeypatch.setattr(queries, "LIST_BYTE_BUDGET", 5000)
+    seen: list[int] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = client.get(f"/api/v1/incidents?limit=500&offset={offset}",
+                          headers=api_headers()).json
+        assert 1 <= len(page["items"]) < CORPUS
+        seen += [item["id"] for item in page["items"]]
+        offset = page["next_offset"]
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
