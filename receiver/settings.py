@@ -97,7 +97,8 @@ class Settings(BaseSettings):
         "http://127.0.0.1:9093", description="Alertmanager, for silence links in messages.")
 
     retention_days: int = Field(
-        0, ge=0, description="Prune rows older than this many days, hourly; 0 turns it off.")
+        0, ge=0, le=36500,
+        description="Prune rows older than this many days, hourly; 0 turns it off.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the JSON logs.")
 

@@ -236,3 +236,16 @@ def test_list_pages_are_bounded_in_bytes_not_only_rows(db_url, app_factory,
         seen += [item["id"] for item in page["items"]]
         offset = page["next_offset"]
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+
+
+@pytest.mark.parametrize("duration", ["1.0e+300", "99999999999d", "3651d"])
+def test_a_duration_that_would_overflow_is_a_config_error(duration) -> None:
+    from receiver.actions.builtin import build_registry
+    from receiver.errors import ConfigError
+    from receiver.playbooks.config import parse_playbooks
+
+    text = ("playbooks:\n  - name: a\n    matchers: ['alertname=\"A\"']\n"
+            f"    cooldown: {duration}\n    actions: [notify: {{}}]\n")
+    with pytest.raises(ConfigError) as refused:
+        parse_playbooks(text, build_registry().params_models())
+    assert "at most 3650d" in str(refused.value.details), refused.value.details
