@@ -7,11 +7,12 @@ made `/healthz` and the webhook unreachable.
 
 Here the worker's event loop reads the headers itself, without blocking, from every new
 or kept-alive connection, and passes a connection to the pool only once its header block
-is complete (or larger than any header gunicorn accepts, for its parser to refuse). A
-connection that has not sent its headers within AUTOFIX_HEADER_TIMEOUT_S gets a 408 and is
-closed. Once in a thread, reading the rest of the request (the body) must finish within
-AUTOFIX_BODY_TIMEOUT_S: every recv() is bounded by what is left of that deadline, so a
-trickled body cannot hold a thread either. Sends are bounded by the same timeout.
+is complete. A connection that has not sent its headers within AUTOFIX_HEADER_TIMEOUT_S
+gets a 408, one whose headers pass 64 KiB a 431, and either is closed. Once in a thread,
+reading the rest of the request (the body) must finish within AUTOFIX_BODY_TIMEOUT_S:
+every recv() is bounded by what is left of that deadline. Sends are bounded by the same
+timeout. A body the application does not read (a 401 answered before it) is drained by
+gunicorn for at most 5 s, then the connection closes.
 
 Why not gevent/eventlet: the receiver runs its own threads (runners, the outbox sender)
 with blocking psycopg2 and Docker SDK calls; monkey-patching all of that for one worker is
@@ -36,14 +37,22 @@ __all__ = ["HeaderDeadlineWorker"]
 
 _END_OF_HEADERS = b"\r\n\r\n"
 # Far more than any real client sends (Alertmanager: well under 1 KiB), and small enough
-# that 1000 connections per worker buffer at most 64 MiB. Past it, the connection goes to
-# a thread anyway and gunicorn's parser reads on (within the body deadline) or refuses.
+# that 1000 connections per worker buffer at most 64 MiB. Past it: 431, closed.
 _MAX_HEADER_BYTES = 64 * 1024
-_TIMEOUT_BODY = (b'{"error": "request_timeout", '
-                 b'"message": "request headers not received in time"}')
-_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: "
-                     + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY)
+
+
+def _response(status: bytes, code: str, message: str) -> bytes:
+    body = f'{{"error": "{code}", "message": "{message}"}}'.encode()
+    return (b"HTTP/1.1 " + status + b"\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+_TIMEOUT_RESPONSE = _response(b"408 Request Timeout", "request_timeout",
+                              "request headers not received in time")
+_TOO_LARGE_RESPONSE = _response(b"431 Request Header Fields Too Large",
+                                "request_header_fields_too_large",
+                                "request headers over 64 KiB")
 
 
 class _DeadlineSocket(socket.socket):
@@ -159,9 +168,12 @@ class HeaderDeadlineWorker(ThreadWorker):  # type: ignore[misc]
             return
         buffer = self._buffers[conn]
         buffer += data
-        if _END_OF_HEADERS in buffer or len(buffer) > _MAX_HEADER_BYTES:
+        if _END_OF_HEADERS in buffer:
             self._forget(conn)
             self._hand_over(conn, bytes(buffer))
+        elif len(buffer) > _MAX_HEADER_BYTES:
+            self._forget(conn)
+            self._refuse(conn, _TOO_LARGE_RESPONSE)
 
     def _hand_over(self, conn: TConn, held: bytes) -> None:
         conn.init()  # plain HTTP/1.1 parser (no TLS, no h2c), created on this thread
@@ -186,6 +198,9 @@ class HeaderDeadlineWorker(ThreadWorker):  # type: ignore[misc]
         now = time.monotonic()
         for conn in [c for c, deadline in self._reading.items() if deadline <= now]:
             self._forget(conn)
-            with contextlib.suppress(OSError):
-                conn.sock.send(_TIMEOUT_RESPONSE)
-            self._close(conn)
+            self._refuse(conn, _TIMEOUT_RESPONSE)
+
+    def _refuse(self, conn: TConn, response: bytes) -> None:
+        with contextlib.suppress(OSError):
+            conn.sock.send(response)  # non-blocking, best effort: the client may not read
+        self._close(conn)

@@ -5,6 +5,7 @@ trickling sockets are closed with a 408 once AUTOFIX_HEADER_TIMEOUT_S has passed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -176,3 +177,20 @@ def test_a_trickled_body_or_kept_alive_trickle_is_cut_off(sqlite_url, tmp_path) 
     assert b"HTTP/1.1 408 Request Timeout" in second, second[:300]
     assert healthy[0] == 200
     assert "unhandled error" not in receiver.log()
+
+
+def test_oversized_headers_are_refused_by_the_event_loop(sqlite_url, tmp_path) -> None:
+    receiver = start_receiver(sqlite_url, root=tmp_path / "r", env={
+        "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+        "AUTOFIX_DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    try:
+        sock = socket.create_connection(("127.0.0.1", receiver.port), timeout=5)
+        with contextlib.suppress(OSError):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * (80 * 1024))
+        answer = _read_all(sock, 3)
+        sock.close()
+        healthy = timed(urllib.request.Request(f"{receiver.url}/healthz"))
+    finally:
+        receiver.stop()
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert healthy[0] == 200
