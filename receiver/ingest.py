@@ -13,7 +13,7 @@ from .playbooks.templating import TemplateRenderer, TemplateRenderError
 __all__ = ["MAX_TARGET", "Occurrence", "plan_occurrences", "resolve_target",
            "template_context"]
 
-# Container names fit in runs.target (String(255)); Docker's own limit is lower still.
+# A target must fit runs.target (String(255)) whole; is_valid_container_name says 255 too.
 MAX_TARGET = 255
 
 
