@@ -54,9 +54,11 @@ def test_receiver_proxy_is_the_projects_haproxy(config: dict) -> None:
     for name, cfg in (("docker-proxy", "receiver.cfg"), ("docker-proxy-ro", "prometheus.cfg")):
         proxy = config["services"][name]
         assert proxy["image"].startswith("haproxy:")
-        targets = {v["target"]: v for v in proxy["volumes"]}
-        assert targets["/usr/local/etc/haproxy/haproxy.cfg"]["source"] == \
-            str(REPO / "socket-proxy" / cfg)
+        # docker-compose 1.29 renders volumes as "source:target[:mode]" strings
+        mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}"
+                  for v in proxy["volumes"]]
+        assert any(m.startswith(f"{REPO / 'socket-proxy' / cfg}:"
+                                "/usr/local/etc/haproxy/haproxy.cfg") for m in mounts), mounts
         assert proxy["cap_drop"] == ["ALL"] and proxy["read_only"] is True
 
 
