@@ -1,6 +1,8 @@
 """`make compose-test`: docker-compose.yml deployed for real, checked, and torn down.
 
-    python -m tests.harness.compose_stack [--keep-workdir]
+    python -m tests.harness.compose_stack [--keep-workdir] [--compose-file FILE]
+
+(--compose-file: a variant of docker-compose.yml, to see that the checks catch a defect.)
 
 1. Enters a private network and mount namespace (`unshare --net --mount`): the private
    dockerd's bridges, container addresses and published ports exist only there, so
@@ -100,7 +102,7 @@ def outer(args: argparse.Namespace) -> int:
     try:
         cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--fork",
                "--kill-child=SIGTERM", sys.executable, "-m", "tests.harness.compose_stack",
-               "--inside", "--workdir", str(workdir)]
+               "--inside", "--workdir", str(workdir), "--compose-file", str(args.compose_file)]
         proc = subprocess.Popen(cmd, cwd=REPO)
         signal.signal(signal.SIGTERM, _interrupted)
         try:
@@ -125,7 +127,8 @@ def outer(args: argparse.Namespace) -> int:
 # --- inside: dockerd, compose, checks ----------------------------------------------------
 
 class Stack:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, compose_file: Path = COMPOSE) -> None:
+        self.compose_file = compose_file
         from tests.harness.dockerd import Dockerd
 
         class PrivateDockerd(Dockerd):
@@ -153,7 +156,7 @@ class Stack:
         return result
 
     def compose(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        cmd = ["docker-compose", "-p", self.project, "-f", str(COMPOSE), "-f", str(LOCAL),
+        cmd = ["docker-compose", "-p", self.project, "-f", str(self.compose_file), "-f", str(LOCAL),
                "--project-directory", str(self.project_dir), *argv]
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
                               timeout=timeout, check=False)
@@ -565,9 +568,9 @@ def _interrupted(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")   # so that teardown still runs
 
 
-def inside(workdir: Path) -> int:
+def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
     signal.signal(signal.SIGTERM, _interrupted)
-    stack = Stack(workdir)
+    stack = Stack(workdir, compose_file)
     report = Report()
     timings: dict[str, float] = {}
     try:
@@ -626,9 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--keep-workdir", action="store_true")
+    parser.add_argument("--compose-file", type=Path, default=COMPOSE)
     args = parser.parse_args(argv)
     if args.inside:
-        return inside(args.workdir)
+        return inside(args.workdir, args.compose_file.resolve())
     return outer(args)
 
 
