@@ -205,8 +205,16 @@ class Stack:
                        check=True, capture_output=True)
 
         t = time.monotonic()
-        up = self.compose("up", "-d", "--no-build", *SERVICES)
-        if up.returncode != 0:
+        # docker-compose 1.29 gives up on `up` as soon as a dependency's check reports
+        # unhealthy (a slow first start on a busy host); `up` again once it has recovered.
+        for attempt in range(3):
+            up = self.compose("up", "-d", "--no-build", *SERVICES)
+            if up.returncode == 0:
+                break
+            log(f"docker-compose up failed (attempt {attempt + 1}): "
+                f"{up.stderr.strip().splitlines()[-2:]}")
+            time.sleep(10)
+        else:
             raise RuntimeError(f"docker-compose up failed:\n{up.stdout}\n{up.stderr}")
         self.wait_healthy()
         timings["compose up (healthy)"] = time.monotonic() - t
