@@ -101,3 +101,26 @@ def test_as_the_owner_role_nothing_changes_and_db_upgrade_prints_the_sql(
         _run(admin, f"DROP ROLE IF EXISTS {reader}")
         _run(admin, f'ALTER DATABASE "{database}" OWNER TO CURRENT_USER')
         _run(admin, f"DROP OWNED BY {app}", f"DROP ROLE IF EXISTS {app}")
+
+
+def test_docs_sql_file_does_what_the_migration_prints(postgres: Postgres) -> None:
+    url = postgres.create_database()
+    admin = _dsn(url)
+    app = f"app_{uuid.uuid4().hex[:8]}"
+    reader = f"reader_{uuid.uuid4().hex[:8]}"
+    database = make_url(url).database
+    _run(admin, f"CREATE ROLE {app} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB",
+         f'ALTER DATABASE "{database}" OWNER TO {app}')
+    _reader(admin, reader)
+    try:
+        psql = subprocess.run(
+            ["psql", admin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"owner={app}",
+             "-f", str(Path(__file__).resolve().parents[1] / "docs" / "postgres-roles.sql")],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert psql.returncode == 0, psql.stderr
+        assert _run(_dsn(url, reader), "BEGIN READ WRITE", LO, "ROLLBACK") == "42501"
+        assert _run(_dsn(url, app), "SELECT pg_advisory_xact_lock(1)") == "ok"
+    finally:
+        _run(admin, f"DROP ROLE IF EXISTS {reader}")
+        _run(admin, f'ALTER DATABASE "{database}" OWNER TO CURRENT_USER')
+        _run(admin, f"DROP OWNED BY {app}", f"DROP ROLE IF EXISTS {app}")
