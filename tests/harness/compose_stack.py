@@ -211,8 +211,9 @@ class Stack:
             up = self.compose("up", "-d", "--no-build", *SERVICES)
             if up.returncode == 0:
                 break
+            states = self.docker("ps", "-a", "--format", "{{.Names}}: {{.Status}}").stdout
             log(f"docker-compose up failed (attempt {attempt + 1}): "
-                f"{up.stderr.strip().splitlines()[-2:]}")
+                f"{up.stderr.strip().splitlines()[-2:]}; {states.splitlines()}")
             time.sleep(10)
         else:
             raise RuntimeError(f"docker-compose up failed:\n{up.stdout}\n{up.stderr}")
