@@ -59,7 +59,9 @@ PROJECT_LINKS = ("prometheus", "rules", "alertmanager", "grafana", "socket-proxy
                  "target_app", "receiver", "pyproject.toml", "README.md")
 HEALTHY_TIMEOUT_S = 180
 LOOP_TIMEOUT_S = 240
-PROBE_CONTAINER = "afc-probe"
+PROBE_CONTAINER = "afc-probe"     # allowed calls act on it
+VICTIM_CONTAINER = "afc-victim"   # refused destructive calls aim at it (so a proxy that
+                                  # wrongly allows them does not spoil the other checks)
 
 
 def log(msg: str) -> None:
@@ -249,7 +251,7 @@ class Stack:
         if self.env:
             down = self.compose("down", "-v", "--remove-orphans", "-t", "5")
             log(f"docker-compose down: rc={down.returncode}")
-            self.docker("rm", "-f", PROBE_CONTAINER, check=False)
+            self.docker("rm", "-f", PROBE_CONTAINER, VICTIM_CONTAINER, check=False)
         self.dockerd.stop()
 
 
@@ -330,7 +332,7 @@ def check_prometheus_url(stack: Stack, config: dict[str, Any]) -> tuple[bool, st
 # (method, path, body, expected): 403 means refused by the proxy; anything else must be
 # the daemon's own answer.
 def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
-    c = PROBE_CONTAINER
+    c, v = PROBE_CONTAINER, VICTIM_CONTAINER
     return [
         ("GET", "/_ping", None, {200}),
         ("HEAD", "/_ping", None, {200}),
@@ -348,24 +350,26 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
          {"Image": "autofix/python-base:local", "Cmd": ["true"],
           "HostConfig": {"Binds": ["/etc:/host-etc"], "Privileged": True}}, {403}),
         ("POST", "/containers/create", {"Image": "autofix/python-base:local"}, {403}),
-        ("PUT", f"/v1.41/containers/{c}/archive?path=/tmp", None, {403}),
+        ("PUT", f"/v1.41/containers/{v}/archive?path=/tmp", None, {403}),
         ("GET", f"/v1.41/containers/{c}/archive?path=/etc", None, {403}),
         ("HEAD", f"/v1.41/containers/{c}/archive?path=/etc", None, {403}),
-        ("POST", f"/v1.41/containers/{c}/update", {"Memory": 0}, {403}),
-        ("DELETE", f"/v1.41/containers/{c}?force=1", None, {403}),
-        ("DELETE", f"/containers/{c}", None, {403}),
-        ("POST", f"/v1.41/containers/{c}/rename?name=afc-renamed", None, {403}),
-        ("POST", f"/v1.41/containers/{c}/pause", None, {403}),
+        ("POST", f"/v1.41/containers/{v}/update", {"Memory": 0}, {403}),
+        ("DELETE", f"/v1.41/containers/{v}?force=1", None, {403}),
+        ("DELETE", f"/containers/{v}", None, {403}),
+        ("POST", f"/v1.41/containers/{v}/rename?name=afc-renamed", None, {403}),
+        ("POST", f"/v1.41/containers/{v}/pause", None, {403}),
         ("POST", f"/v1.41/containers/{c}/attach?stream=1&stdout=1", None, {403}),
         ("GET", f"/v1.41/containers/{c}/logs?stdout=1", None, {403}),
         ("GET", f"/v1.41/containers/{c}/export", None, {403}),
         ("GET", f"/v1.41/containers/{c}/top", None, {403}),
         ("GET", "/v1.41/containers/json", None, {403}),
-        ("POST", "/v1.41/containers/prune", None, {403}),
+        # prune only what carries a label nothing has, should the proxy let it through
+        ("POST", "/v1.41/containers/prune?filters=%7B%22label%22%3A%5B%22afc-none%22%5D%7D",
+         None, {403}),
         ("POST", "/v1.41/exec/" + "0" * 64 + "/resize?h=1&w=1", None, {403}),
         ("GET", "/v1.41/images/json", None, {403}),
         ("POST", "/v1.41/images/create?fromImage=alpine&tag=latest", None, {403}),
-        ("DELETE", "/v1.41/images/autofix/python-base:local", None, {403}),
+        ("DELETE", "/v1.41/images/afc-no-such-image:latest", None, {403}),
         ("GET", "/v1.41/volumes", None, {403}),
         ("POST", "/v1.41/volumes/create", {"Name": "afc-evil"}, {403}),
         ("POST", "/v1.41/build", None, {403}),
@@ -396,14 +400,18 @@ def check_receiver_proxy(stack: Stack) -> tuple[bool, str]:
     bad = [f"{m} {p} -> {g} (want {sorted(w)})" for (m, p, _, w), g in zip(table, got)
            if g not in w]
     # the exec action's calls: create, start (upgraded stream), inspect
-    code, output = stack.probe(stack.container("receiver"), "exec", "tcp://docker-proxy:2375",
-                               PROBE_CONTAINER)
+    try:
+        code, output = stack.probe(stack.container("receiver"), "exec",
+                                   "tcp://docker-proxy:2375", PROBE_CONTAINER)
+    except RuntimeError as exc:
+        code, output = -1, str(exc)[-200:]
     if (code, output) != (0, "exec-ok"):
         bad.append(f"exec through the proxy: {code} {output!r}")
     # nothing refused happened anyway
     names = stack.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     vols = stack.docker("volume", "ls", "-q").stdout.split()
-    if PROBE_CONTAINER not in names or "afc-evil" in names or "afc-renamed" in names:
+    if not {PROBE_CONTAINER, VICTIM_CONTAINER} <= set(names) or "afc-evil" in names \
+            or "afc-renamed" in names:
         bad.append(f"containers now: {names}")
     if "afc-evil" in vols:
         bad.append("volume afc-evil exists")
@@ -605,9 +613,10 @@ def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
             report.run(f"{service}: refused nothing the stack itself asked for",
                        lambda s=service: (not proxy_denials(stack, s),  # type: ignore[misc]
                                           "; ".join(proxy_denials(stack, s))[:300]))
-        stack.docker("run", "-d", "--name", PROBE_CONTAINER, "--network", "none",
-                     "autofix/python-base:local", "python3", "-c",
-                     "import time; time.sleep(3600)")
+        for name in (PROBE_CONTAINER, VICTIM_CONTAINER):
+            stack.docker("run", "-d", "--name", name, "--network", "none",
+                         "autofix/python-base:local", "python3", "-c",
+                         "import time; time.sleep(3600)")
         report.run("docker-proxy (receiver): allow/deny table",
                    lambda: check_receiver_proxy(stack))
         report.run("docker-proxy-ro (prometheus): allow/deny table",
