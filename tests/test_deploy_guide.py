@@ -453,7 +453,8 @@ def test_unit_verifies_and_db_upgrade_uses_the_state_directory(
     assert service["WorkingDirectory"] == [str(host.path("/var/lib/autofix"))]
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith(str(host.path("/run/autofix")))
     assert service["RuntimeDirectory"] == ["autofix"] and service["StateDirectory"] == ["autofix"]
-    # The upgrade block as the first schema creation, on SQLite.
+    # The upgrade block as the first schema creation, on SQLite. The state directory is
+    # made by the guide's (unrun) `install -d -o autofix ... /var/lib/autofix`.
     host.path("/var/lib/autofix").mkdir(parents=True, exist_ok=True)
     done = host.sh(blocks["upgrade"])
     assert "database at head" in done.stdout
