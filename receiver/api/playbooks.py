@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from ..auth import require_token
-from ..breaker import BreakerSnapshot, current_state, gauge_value
+from ..breaker import current_state, gauge_value
 from ..db.ingest_store import fit
 from ..db.models import AuditEntry, Breaker, utcnow
 from ..errors import NotFound
@@ -101,7 +101,7 @@ def list_breakers() -> Response:
 def reset(target: str) -> Response:
     _authorized()
     body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
-    snapshot: BreakerSnapshot = reset_breaker(services(), target, body.actor, body.reason)
+    target, snapshot = reset_breaker(services(), target, body.actor, body.reason)
     return jsonify({"target": target, "state": snapshot.state, "reset_by": body.actor,
                     "reason": body.reason})
 
