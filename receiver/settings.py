@@ -6,13 +6,14 @@ secrets and Alertmanager's credentials_file work.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SECRET_FIELDS", "Settings"]
+__all__ = ["SECRET_FIELDS", "Settings", "normalize_database_url"]
 
 DEFAULT_PLAYBOOKS = Path(__file__).with_name("playbooks.yml")
 # The database URL can carry a password, so it is file-readable and redacted like a token.
@@ -45,9 +46,10 @@ class Settings(BaseSettings):
     docker_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Docker API call.")
     opt_in_label: str = Field(
         "autofix.enable", description="Container label that must be 'true' before autofix acts.")
-    protected_containers: list[str] = Field(
+    protected_containers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Container names never acted on (the receiver's own and the database's).")
+        description="Container names never acted on (the receiver's own and the database's). "
+        "Comma-separated (a,b) or a JSON list.")
     recovery_lookback_s: float = Field(
         60.0, ge=0, description="A container Docker's restart policy restarted this long "
         "before the alert began counts as already recovered.")
@@ -63,9 +65,9 @@ class Settings(BaseSettings):
         "database is unavailable (backoff up to 5 s) before it logs the outcome and gives up.")
     prometheus_url: str = Field(
         "http://127.0.0.1:9090", description="Prometheus for promql_check steps.")
-    http_allowed_hosts: list[str] = Field(
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost"],
-        description="Hosts the http action may call.")
+        description="Hosts the http action may call. Comma-separated (a,b) or a JSON list.")
 
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")
@@ -107,6 +109,26 @@ class Settings(BaseSettings):
                         f"AUTOFIX_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
         return data
 
+    @field_validator("protected_containers", "http_allowed_hosts", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """Lists come as `a,b` or as JSON `["a", "b"]`; blanks around items are ignored."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list ({exc}); write a,b or [\"a\", \"b\"]"
+                                 ) from exc
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
     @model_validator(mode="after")
     def _slack_bot_needs_channel(self) -> Settings:
         if self.slack_bot_token is not None and not self.slack_channel:
@@ -130,3 +152,22 @@ class Settings(BaseSettings):
         return [f"AUTOFIX_{n.upper()} (or AUTOFIX_{n.upper()}_FILE) is required; set "
                 "AUTOFIX_ALLOW_UNAUTHENTICATED=true to run without it"
                 for n in ("webhook_token", "api_token") if not self.secret(n)]
+
+
+_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2",
+            "postgresql+psycopg2": "postgresql+psycopg2", "sqlite": "sqlite",
+            "sqlite+pysqlite": "sqlite+pysqlite"}
+
+
+def normalize_database_url(url: str) -> str:
+    """postgres:// and postgresql:// mean psycopg2 (the driver autofix ships); any other
+    scheme is refused here, with the fix, rather than failing deep inside SQLAlchemy."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        raise ValueError("not a database URL; use postgresql://user:password@host:5432/db "
+                         "or sqlite:///path/to/autofix.db")
+    driver = _DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ValueError(f"unsupported scheme {scheme!r}; use postgresql://user:password@"
+                         "host:5432/db or sqlite:///path/to/autofix.db")
+    return f"{driver}://{rest}"

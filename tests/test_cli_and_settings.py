@@ -76,8 +76,8 @@ def test_check_config_prints_each_error_with_its_line(tmp_path) -> None:
                    "      - teleport: {}\n")
     done = autofix("check-config", str(bad))
     assert done.returncode == 1
-    assert f"{bad}:5: playbooks.0.actions.0.restart.timeout_s" in done.stderr
-    assert f"{bad}:6: playbooks.0.actions.1: unknown action 'teleport'" in done.stderr
+    assert f"{bad}:5:19: playbooks.0.actions.0.restart.timeout_s" in done.stderr
+    assert f"{bad}:6:9: playbooks.0.actions.1: unknown action 'teleport'" in done.stderr
     shipped = autofix("check-config", "receiver/playbooks.yml")
     assert shipped.returncode == 0 and "OK" in shipped.stdout
 
