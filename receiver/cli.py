@@ -30,13 +30,10 @@ class CliError(Exception):
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
+    # Not from .metrics: prometheus_client must not be imported before prepare_metrics_dir.
+    from .version import build_version
 
-    try:
-        return package_version("autofix")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return build_version()
 
 
 def _settings() -> Settings:

@@ -115,6 +115,10 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
     if stop.breaker is not None and stop.breaker.opened_now:
         services.metrics.breaker_state.labels(info.target).set(2)
+        log.warning("breaker opened", extra={
+            "target": info.target, "incident_id": info.incident_id, "run_id": info.run_id,
+            "playbook": info.playbook, "reopen_count": stop.breaker.snapshot.reopen_count,
+            "retry_after_s": stop.retry_after_s})
         services.notifier.emit(session, Event("breaker_opened", info.incident_id, {
             "target": info.target, "retry_after_s": stop.retry_after_s}))
     if stop.escalate:
@@ -124,9 +128,12 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
                        now + timedelta(seconds=stop.retry_after_s))
     if closes_incident:
         _close_after_run(session, services, info, f"skipped ({stop.reason})", info.dry_run)
-    log.info("run skipped", extra={"run_id": info.run_id, "incident_id": info.incident_id,
-                                   "fingerprint": info.fingerprint, "target": info.target,
-                                   "reason": stop.reason, "detail": stop.message})
+    # A stop that needs a human is a warning; cooldowns and recoveries are routine.
+    log.log(logging.WARNING if stop.escalate else logging.INFO, "run skipped by a guard",
+            extra={"run_id": info.run_id, "incident_id": info.incident_id,
+                   "fingerprint": info.fingerprint, "target": info.target,
+                   "playbook": info.playbook, "reason": stop.reason, "detail": stop.message,
+                   "escalated": stop.escalate})
 
 
 def _precondition(services: Services, run: Run, incident: Incident,
@@ -180,7 +187,11 @@ def execute_run(services: Services, run_id: int) -> None:
         state = check_target(info.target, services.executor, services.settings,
                              recovered_since, services.own_ids)
         if not info.target and info.reason:
-            state = GuardStop("invalid_target", info.reason)
+            # The target template could not be rendered for this alert (a missing label, a
+            # template error): nobody can act, so a human is told rather than the
+            # incident staying open in silence.
+            state = GuardStop("invalid_target", f"no target for this alert: {info.reason}",
+                              escalate=True)
     with services.database.session("run_admit") as session:
         if isinstance(state, GuardStop):
             record_skip(session, services, info, state, closes)

@@ -38,7 +38,9 @@ def check_target(target: str, executor: Executor, settings: Settings,
                  incident_starts_at: datetime, own_ids: frozenset[str]) -> GuardStop | TargetState:
     """Guards 1-3, which need the backend. Returns the target's state when they all pass."""
     if not target or not is_valid_container_name(target):
-        return GuardStop("invalid_target", f"target {target!r} is not a valid container name")
+        # Nothing can be done for this alert as it is: a human must look.
+        return GuardStop("invalid_target", f"target {target!r} is not a valid container name",
+                         escalate=True)
     if target in settings.protected_containers:
         return GuardStop("target_not_allowed", f"{target} is protected from autofix")
     try:

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
         0, ge=0, description="Prune rows older than this many days, hourly; 0 turns it off.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the JSON logs.")
+    access_log: bool = Field(
+        False, description="Log every HTTP request (gunicorn's access log) as a JSON line.")
 
     @model_validator(mode="before")
     @classmethod
