@@ -78,6 +78,10 @@ class ActionStep(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+_STEP_SHAPE = ("each action is written {action_name: {params}} (one action per list item) "
+               "or as a bare action name")
+
+
 def _matcher(value: Any) -> Any:
     if isinstance(value, Matcher):
         return value
@@ -117,7 +121,7 @@ class Playbook(_Strict):
         for item in value:
             step = _split_step(item)
             if step is None:
-                raise ValueError("each action is written {action_name: {params}}")
+                raise ValueError(_STEP_SHAPE)
             steps.append({"action": step[0], "params": step[1]})
         return steps
 
@@ -176,10 +180,11 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
     errors = list(where.duplicate_keys)
     raw_playbooks = data.get("playbooks") if isinstance(data, dict) else None
     if not isinstance(raw_playbooks, list):
-        try:
-            PlaybookFile.model_validate(data)
-        except ValidationError as exc:
-            errors += [where(err["loc"], err["msg"]) for err in exc.errors()]
+        if isinstance(data, dict):
+            try:
+                PlaybookFile.model_validate(data)
+            except ValidationError as exc:
+                errors += [where(err["loc"], err["msg"]) for err in exc.errors()]
         raise ConfigError(f"{source}: {len(errors)} error(s)", errors=errors or [
             where((), "the file must be a mapping with a `playbooks:` list")])
     for key in data:
@@ -193,7 +198,9 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
         try:
             valid.append((index, Playbook.model_validate(item)))
         except ValidationError as exc:
-            errors += [where((*loc, *err["loc"]), err["msg"]) for err in exc.errors()]
+            # A malformed step is reported at its own line by _check_steps.
+            errors += [where((*loc, *err["loc"]), err["msg"]) for err in exc.errors()
+                       if not str(err["msg"]).endswith(_STEP_SHAPE)]
         if not isinstance(item, dict):
             continue
         name = item.get("name")
@@ -245,7 +252,8 @@ def _check_steps(steps: Any, loc: tuple[Any, ...], action_params: Mapping[str, t
     for j, item in enumerate(steps if isinstance(steps, list) else []):
         step = _split_step(item)
         if step is None:
-            continue  # the structural error is reported by the model
+            errors.append(where((*loc, "actions", j), _STEP_SHAPE))
+            continue
         action, params = step
         step_loc = (*loc, "actions", j)
         model = action_params.get(action)
@@ -347,7 +355,12 @@ def load_yaml(text: str, source: str) -> tuple[Any, Marks]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        context = f" ({exc.context})" if exc.context else ""
+        context = ""
+        if exc.context:
+            started = exc.context_mark
+            context = (f" ({exc.context} at line {started.line + 1}, column "
+                       f"{started.column + 1})" if started and started != mark
+                       else f" ({exc.context})")
         message = f"{where}: invalid YAML: {exc.problem}{context}"
         raise ConfigError(message, errors=[message]) from exc
     except yaml.YAMLError as exc:
