@@ -26,8 +26,8 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         "sqlite:///autofix.db",
-        description="SQLAlchemy URL. SQLite is the embedded default; use postgresql+psycopg2://"
-        " for more than one worker.",
+        description="SQLAlchemy URL. SQLite is the embedded default; use postgresql://user:"
+        "password@host:5432/db (psycopg2; postgres:// works too) for more than one worker.",
     )
     webhook_token: SecretStr | None = Field(
         None, description="Bearer token (or basic-auth password) Alertmanager must present.")
