@@ -101,7 +101,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from .playbooks.rules_check import find_prometheus_config, find_rules, load_alert_rules
 
     settings = _settings()  # the http allowlist is part of what a playbook must respect
-    path = Path(args.file)
+    path = Path(args.file) if args.file else settings.playbooks
     rules_paths = [Path(p) for p in args.rules or []]
     if not rules_paths and not args.no_rules:
         found = find_rules(path)
@@ -125,7 +125,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(f"{path}: {len(errors)} errors", file=sys.stderr)
         return 1
     against = f", checked against {', '.join(rules.sources)}" if rules else ""
-    print(f"{args.file}: OK, {len(loaded.playbooks)} playbook(s){against}")
+    print(f"{path}: OK, {len(loaded.playbooks)} playbook(s){against}")
     return 0
 
 
@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2)
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser("check-config", help="validate a playbooks file")
-    check.add_argument("file")
+    check.add_argument("file", nargs="?",
+                       help="playbooks file (default: AUTOFIX_PLAYBOOKS, the one serve loads)")
     check.add_argument("--rules", action="append", metavar="RULES_YML",
                        help="Prometheus rule file(s) to cross-check matchers and template "
                        "labels against (default: rules/alert_rules.yml beside the file or "

@@ -74,6 +74,10 @@ def _control_socket() -> dict[str, Any]:
     """gunicorn's control socket defaults to one fixed path per user, shared by every
     `autofix serve` on the host: give each instance its own, in its metrics directory (which
     it owns), or none at all."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if "control_socket" not in {setting.name for setting in KNOWN_SETTINGS}:
+        return {}  # an older gunicorn, without a control socket
     path = multiprocess_dir()
     if path is None:
         return {"control_socket_disable": True}
