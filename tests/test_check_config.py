@@ -115,3 +115,21 @@ def test_template_refs_tolerate_get_default_and_defined() -> None:
                          "{{ labels.z }}{% endif %}") == [("labels", "z")]
     assert template_refs("{{ labels['a'] }} {{ annotations.summary }}") == [
         ("labels", "a"), ("annotations", "summary")]
+
+
+@pytest.mark.parametrize(("expr", "labels"), [
+    ("sum by (container, service) (rate(x[1m])) > 0.2", {"container", "service"}),
+    ("(\n  sum by (a) (x)\n  / sum by (a) (y)\n) > 0.2 and sum by (a) (y) > 1", {"a"}),
+    ("sum(rate(x[1m])) by (a, b) > 1", {"a", "b"}),
+    ("histogram_quantile(0.95, sum by (a, le) (rate(x_bucket[1m]))) > 0.5", {"a"}),
+    ("count(up) == 0", set()),
+    ("vector(1)", set()),
+    ("up == 0", None),  # the metric's own labels: unknown without scraping
+    ("topk(3, x)", None),
+    ("sum without (a) (x)", None),
+    ("x or sum by (a) (y)", None),
+])
+def test_labels_an_aggregated_alert_keeps(expr: str, labels: set[str] | None) -> None:
+    from receiver.playbooks.rules_check import result_labels
+
+    assert result_labels(expr) == labels

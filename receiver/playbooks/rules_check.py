@@ -4,17 +4,21 @@
 playbooks file) reports a playbook whose matchers no rule's alert can satisfy, and a
 template that names a label or annotation the alerts it matches do not carry.
 
-What an alert is assumed to carry (an honest over-approximation; documented in README):
+What an alert is taken to carry (documented in README):
   * `alertname`, and the rule's own `labels:`;
-  * every label named in the rule's expression: selectors (`up{job="x"}`) and grouping
-    clauses (`by (...)`, `without (...)`, `on (...)`, `ignoring (...)`, `group_left (...)`);
-  * the target labels every scrape attaches: `instance` and `job`, plus, when a
-    prometheus.yml is found, each scrape config's `relabel_configs` target labels, its
-    `static_configs` labels, and `global.external_labels`.
-A label a metric itself carries (say `route`) cannot be known without scraping: name it
-in a grouping clause or in the rule's labels, or read it with `labels.get('route')`, which
-is never an error. An aggregation that drops a label is not modelled, so such a template
-passes here and fails at run time, where the incident is escalated with the reason.
+  * when the expression's leftmost operand aggregates (`sum by (a, b) (…)`, also inside
+    parentheses, `… > 0.2 and …`, or `histogram_quantile(φ, sum by (…, le) (…))`): exactly
+    the `by` labels (and labels a `group_left/right (…)` join copies in); `vector(…)`
+    carries none;
+  * otherwise (a selector, `rate(…)`, `without`, `topk`, `or`, …) an over-approximation:
+    every label the expression names (selectors and grouping clauses) and the target
+    labels every scrape attaches: `instance` and `job`, plus, when a prometheus.yml is
+    found, each scrape config's `relabel_configs` target labels, its `static_configs`
+    labels and `global.external_labels`.
+A label only the metric itself carries (say `route`) cannot be known without scraping:
+name it in a grouping clause or in the rule's labels, or read it with `labels.get('route')`,
+which is never an error. What the over-approximation lets through fails at run time, where
+the incident is escalated with the reason.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from ..errors import ConfigError
 from .matchers import Matcher
 
 __all__ = ["DEFAULT_TARGET_LABELS", "AlertRule", "AlertRules", "check_against_rules",
-           "find_prometheus_config", "find_rules", "load_alert_rules", "template_refs"]
+           "find_prometheus_config", "find_rules", "load_alert_rules", "result_labels",
+           "template_refs"]
 
 DEFAULT_TARGET_LABELS = frozenset({"instance", "job"})
 _UNKNOWN = None  # a label the alert carries with a value not known in advance
@@ -88,14 +93,88 @@ def _target_labels(prometheus_config: Path | None) -> set[str]:
     return labels
 
 
+def _plain(expr: str) -> str:
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # values never name labels
+    return re.sub(r"#[^\n]*", "", text).strip()
+
+
+def _closing(text: str, start: int) -> int | None:
+    """Index of the parenthesis closing the one at `start`."""
+    depth = 0
+    for index in range(start, len(text)):
+        if text[index] in "([{":
+            depth += 1
+        elif text[index] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
+
+
+def _names(group: str) -> set[str]:
+    return {part.strip() for part in group.split(",") if part.strip()}
+
+
+_AGGREGATION = re.compile(r"^(?:sum|min|max|avg|group|stddev|stdvar|count|quantile)\b\s*")
+_CLAUSE = re.compile(r"^(by|without)\s*\(([^)]*)\)\s*")
+
+
+def result_labels(expr: str) -> set[str] | None:
+    """The labels an expression's result keeps when its leftmost operand aggregates them
+    away (`sum by (a, b) (…)`, also inside parentheses or histogram_quantile); None when
+    that cannot be told without the metric's own labels."""
+    text = _plain(expr)
+    if re.search(r"\bor\b", text):
+        return None  # a union: either side's labels
+    if text.startswith("("):
+        end = _closing(text, 0)
+        return None if end is None else result_labels(text[1:end])
+    if re.match(r"^vector\s*\(", text):
+        return set()
+    found = re.match(r"^histogram_quantile\s*\(", text)
+    if found:
+        end = _closing(text, found.end() - 1)
+        inner = text[found.end():end] if end is not None else ""
+        depth, comma = 0, None
+        for index, char in enumerate(inner):
+            depth += char in "([{"
+            depth -= char in ")]}"
+            if char == "," and depth == 0:
+                comma = index
+                break
+        labels = result_labels(inner[comma + 1:]) if comma is not None else None
+        return None if labels is None else labels - {"le"}
+    found = _AGGREGATION.match(text)
+    if not found:
+        return None  # a selector or a function of one: the metric's labels, unknown here
+    rest = text[found.end():]
+    clause = _CLAUSE.match(rest)
+    if clause:  # sum by (a) (…)
+        return _names(clause.group(2)) if clause.group(1) == "by" else None
+    if not rest.startswith("("):
+        return None
+    end = _closing(rest, 0)
+    after = _CLAUSE.match(rest[end + 1:].lstrip()) if end is not None else None
+    if after:  # sum (…) by (a)
+        return _names(after.group(2)) if after.group(1) == "by" else None
+    return set()  # sum (…): no labels left
+
+
 def _expression_labels(expr: str) -> set[str]:
-    text = re.sub(r"#[^\n]*", "", expr)
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)  # values never name labels
+    text = _plain(expr)
     found: set[str] = set()
     for group in _GROUPING.findall(text):
         found |= {part.strip() for part in group.split(",") if part.strip()}
     for selector in _SELECTOR.findall(text):
         found |= set(_SELECTOR_LABEL.findall(selector))
+    return found
+
+
+def _joined_labels(expr: str) -> set[str]:
+    """Labels a group_left/group_right join copies in from the other side."""
+    found: set[str] = set()
+    for group in re.findall(r"\bgroup_(?:left|right)\s*\(([^)]*)\)", _plain(expr)):
+        found |= _names(group)
     return found
 
 
@@ -114,8 +193,11 @@ def load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> Alert
             for r, rule in enumerate(group.get("rules") or []):
                 if "alert" not in rule:
                     continue  # a recording rule
-                labels: dict[str, str | None] = dict.fromkeys(
-                    target | _expression_labels(str(rule.get("expr", ""))), _UNKNOWN)
+                expr = str(rule.get("expr", ""))
+                kept = result_labels(expr)
+                carried = (target | _expression_labels(expr) if kept is None
+                           else kept | _joined_labels(expr))
+                labels: dict[str, str | None] = dict.fromkeys(carried, _UNKNOWN)
                 for key, value in (rule.get("labels") or {}).items():
                     text = str(value)
                     labels[str(key)] = _UNKNOWN if "{{" in text else text
