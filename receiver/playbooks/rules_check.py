@@ -179,7 +179,18 @@ def _joined_labels(expr: str) -> set[str]:
 
 
 def load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> AlertRules:
-    """Alerting rules of Prometheus rule files, with the labels their alerts may carry."""
+    """Alerting rules of Prometheus rule files, with the labels their alerts may carry.
+    ConfigError (one line) when a file cannot be read or is not shaped like one."""
+    try:
+        return _load_alert_rules(paths, prometheus_config)
+    except (AttributeError, TypeError, KeyError) as exc:
+        shown = ", ".join(str(p) for p in [*paths, prometheus_config] if p)
+        raise ConfigError(f"{shown}: not shaped like Prometheus rules (groups: [{{name, "
+                          f"rules: [{{alert, expr, labels}}]}}]) or prometheus.yml: {exc}"
+                          ) from exc
+
+
+def _load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> AlertRules:
     target = _target_labels(prometheus_config)
     rules: list[AlertRule] = []
     for path in paths:
