@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 __all__ = ["GunicornJsonLogger", "JsonFormatter", "configure_logging"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -47,31 +49,22 @@ def configure_logging(level: str, secrets: list[str]) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def _gunicorn_logger_class() -> type:
+class GunicornJsonLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger, with its error and access logs sent through the root logger, so
     every line on stderr is the same JSON. Access lines carry fields, not a format string."""
-    from gunicorn.glogging import Logger
 
-    class GunicornJsonLogger(Logger):  # type: ignore[misc]
-        def setup(self, cfg: Any) -> None:
-            super().setup(cfg)
-            for log in (self.error_log, self.access_log):
-                for handler in list(log.handlers):
-                    log.removeHandler(handler)
-                log.propagate = True  # to the root's JSON handler (configure_logging)
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True  # to the root's JSON handler (configure_logging)
 
-        def access(self, resp: Any, req: Any, environ: dict[str, Any],
-                   request_time: Any) -> None:
-            if not self.cfg.accesslog:
-                return
-            atoms = self.atoms(resp, req, environ, request_time)
-            self.access_log.info("request", extra={
-                "remote": atoms["h"], "method": atoms["m"], "path": atoms["U"],
-                "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
-                "bytes": atoms["B"], "duration_s": float(atoms["L"]),
-                "user_agent": atoms["a"]})
-
-    return GunicornJsonLogger
-
-
-GunicornJsonLogger = _gunicorn_logger_class()
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.cfg.accesslog:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        self.access_log.info("request", extra={
+            "remote": atoms["h"], "method": atoms["m"], "path": atoms["U"],
+            "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
+            "bytes": atoms["B"], "duration_s": float(atoms["L"]), "user_agent": atoms["a"]})
