@@ -75,6 +75,9 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
                                reason=f"{playbook.name}: {reason}"))
         session.flush()
         created = ManualRun(incident.id, run.id, target)
+    log.info("manual run requested", extra={
+        "incident_id": created.incident_id, "run_id": created.run_id, "target": target,
+        "playbook": playbook.name, "actor": actor, "reason": reason, "dry_run": dry_run})
     services.wakeup.set()
     return created
 
