@@ -28,6 +28,11 @@ def stack(e2e_stack: Stack) -> Stack:
 def run_scenario(stack: Stack, target: TargetContainer, alertname: str, fault: str,
                  params: dict[str, Any] | None = None, timeout: float = 240,
                  acts: bool = True) -> Timeline:
+    # A slow boot on a loaded machine can alert, and autofix restarts it (documented): let
+    # that run end first, or the fault's own run would queue behind it (one per target).
+    wait_for(lambda: stack.sql("select count(*) from runs where target = :t and status in "
+                               "('queued', 'running')", t=target.name)[0][0] == 0, 120,
+             f"{target.name}: no run under way before the fault")
     timeline = Timeline(stack, target, alertname).start()
     awaited = ["incident resolved", *(["action finished", "target up"] if acts else [])]
     try:
