@@ -30,7 +30,7 @@ def profile(database_url: str, alerts: int, requests: int, workdir: Path) -> Pat
     playbooks = workdir / "playbooks.yml"
     playbooks.write_text(NO_ACTION_PLAYBOOKS)
     app = create_app(Settings(database_url=database_url, webhook_token=WEBHOOK_TOKEN,
-                              api_token="bench-api", playbooks=playbooks,
+                              api_token="bench-api-token-profile", playbooks=playbooks,
                               docker_host="unix:///nonexistent-bench.sock"))
     client = app.test_client()
     body_template = template(alerts, "BenchLoad")

@@ -20,15 +20,20 @@ __all__ = ["main"]
 
 
 def _settings() -> Settings:
-
+    """The settings, or one clear line per problem on stderr and exit 2 (no traceback;
+    never the offending value, which may be a secret)."""
     try:
         return Settings()
     except ValidationError as exc:
         print("invalid settings:", file=sys.stderr)
         for error in exc.errors():
-            name = "AUTOFIX_" + "_".join(str(p) for p in error["loc"]).upper()
-            print(f"  {name}: {error['msg']}", file=sys.stderr)
-        raise SystemExit(2) from exc
+            message = str(error["msg"]).removeprefix("Value error, ").splitlines()[0]
+            if error["loc"]:
+                name = "AUTOFIX_" + str(error["loc"][0]).upper()
+                print(f"  {name}: {message}", file=sys.stderr)
+            else:
+                print(f"  {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _parse_age(text: str) -> timedelta:
@@ -42,14 +47,24 @@ def _parse_age(text: str) -> timedelta:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .actions.builtin import build_registry
+    from .actions.check_actions import static_http_problems
     from .playbooks.config import load_playbooks
 
+    settings = _settings()
+    for warning in settings.secret_file_warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         loaded = load_playbooks(Path(args.file), build_registry().params_models())
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         errors = exc.details.get("errors", [])
         for line in errors if isinstance(errors, list) else []:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    problems = static_http_problems(loaded, settings.allowed_http_hosts())
+    if problems:
+        print(f"{args.file}: {len(problems)} error(s)", file=sys.stderr)
+        for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 1
     print(f"{args.file}: OK, {len(loaded.playbooks)} playbook(s)")
@@ -91,6 +106,7 @@ def prepare_metrics_dir() -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     prepare_metrics_dir()
     from .actions.builtin import build_registry
+    from .actions.check_actions import static_http_problems
     from .app import create_app
     from .db.migrate import upgrade
     from .logs import configure_logging
@@ -106,14 +122,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for problem in problems:
             log.error("refusing to start: %s", problem)
         return 2
+    for warning in settings.secret_file_warnings():
+        log.warning("secret file readable by every user: %s", warning)
     if settings.allow_unauthenticated and not (settings.secret("webhook_token")
                                                and settings.secret("api_token")):
         log.warning("AUTOFIX_ALLOW_UNAUTHENTICATED=true: anyone who can reach this port can "
                     "trigger remediation")
     try:
-        load_playbooks(settings.playbooks, build_registry().params_models())
+        loaded = load_playbooks(settings.playbooks, build_registry().params_models())
     except ConfigError as exc:
         log.error("refusing to start: %s", exc.message, extra={"errors": exc.details})
+        return 2
+    for problem in static_http_problems(loaded, settings.allowed_http_hosts()):
+        log.error("refusing to start: %s", problem)
         return 2
     upgrade(settings.database_url)
     app = create_app(settings)

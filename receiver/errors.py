@@ -4,7 +4,8 @@ from __future__ import annotations
 
 __all__ = [
     "AutofixError", "BadRequest", "ConfigError", "Conflict", "DatabaseUnavailable",
-    "Forbidden", "NotFound", "PayloadTooLarge", "Unauthorized", "UnsupportedMediaType",
+    "Forbidden", "NotFound", "PayloadTooLarge", "RequestTimeout", "Unauthorized",
+    "UnsupportedMediaType",
 ]
 
 
@@ -61,6 +62,12 @@ class PayloadTooLarge(AutofixError):
     """The body is over AUTOFIX_MAX_BODY_BYTES."""
 
     status, code = 413, "payload_too_large"
+
+
+class RequestTimeout(AutofixError):
+    """The client did not send its body within AUTOFIX_BODY_TIMEOUT_S."""
+
+    status, code = 408, "request_timeout"
 
 
 class UnsupportedMediaType(AutofixError):

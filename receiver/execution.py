@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,8 +22,8 @@ from .actions.registry import ActionContext, ActionFailed, IncidentView
 from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
-from .executor import ExecutorError, TargetState
-from .guards import GuardStop, admit, check_target
+from .executor import ExecutorError
+from .guards import GuardStop, admit, check_run_target, take_target, target_lock
 from .ingest import template_context
 from .lifecycle import IncidentStatus, RunStatus, transition_incident, transition_run
 from .lifecycle import update_incident_if as update_incident_while
@@ -104,8 +104,12 @@ def _close_after_run(session: Session, services: Services, info: RunInfo,
 def record_skip(session: Session, services: Services, info: RunInfo, stop: GuardStop,
                 closes_incident: bool = False) -> None:
     now = services.clock()
+    values: dict[str, Any] = {}
+    if stop.target and stop.target != info.target:
+        values["target"] = stop.target  # canonical, when resolution got that far
+        info = replace(info, target=stop.target)
     if not transition_run(session, info.run_id, "skip", finished_at=now,
-                          error=f"{stop.reason}: {stop.message}"[:4000]):
+                          error=f"{stop.reason}: {stop.message}"[:4000], **values):
         return  # already ended elsewhere (reconciled): nothing more to record
     insert_action(session, dict(
         run_id=info.run_id, incident_id=info.incident_id, playbook=info.playbook,
@@ -172,33 +176,42 @@ def execute_run(services: Services, run_id: int) -> None:
                         closes_incident=info.trigger == "manual" or info.dry_run)
             return
     dry_run = services.settings.dry_run or playbook.dry_run or info.dry_run
-    # Guards protect targets: a playbook that only notifies or checks needs none of them.
-    guarded = is_mutating(services, playbook)
-    closes = _closes_incident(info, dry_run, guarded)
-    state: GuardStop | TargetState | None = None
-    if guarded:
-        state = check_target(info.target, services.executor, services.settings,
-                             recovered_since, services.own_ids)
-        if not info.target and info.reason:
-            state = GuardStop("invalid_target", info.reason)
-    with services.database.session("run_admit") as session:
-        if isinstance(state, GuardStop):
-            record_skip(session, services, info, state, closes)
+    closes = _closes_incident(info, dry_run, is_mutating(services, playbook))
+    # Guards protect targets, resolved first to one canonical identity (guards.py); a
+    # playbook that only notifies or checks needs none of them (subject None).
+    subject = check_run_target(services, playbook, info.target, info.reason,
+                               replace(view, starts_at=recovered_since))
+    target = info.target
+    with target_lock(services.database), services.database.session("run_admit") as session:
+        if isinstance(subject, GuardStop):
+            record_skip(session, services, info, subject, closes)
             return
-        if guarded and not dry_run:
+        if subject is not None:
+            run = session.get(Run, run_id)
+            assert run is not None
+            if not take_target(session, run, subject.key):
+                # An alias of this target is running: wait for it. The canonical target
+                # now stored makes claim_next hold this run until that one ends.
+                transition_run(session, run_id, "requeue", started_at=None, worker=None,
+                               heartbeat_at=None)
+                return
+            target = subject.key
+            info = replace(info, target=target)
+        if subject is not None and not dry_run:
             now = services.clock()
-            decision = admit(session, playbook, info.target, now, exclude_run=run_id)
+            decision = admit(session, playbook, target, now, exclude_run=run_id)
             if isinstance(decision, GuardStop):
                 record_skip(session, services, info, decision, closes)
                 return
             session.execute(update(Run).where(Run.id == run_id).values(admitted_at=now))
-            _publish_breaker(services, info.target, decision)
+            _publish_breaker(services, target, decision)
         transition_incident(session, info.incident_id, "start")
         services.notifier.emit(session, Event("playbook_started", info.incident_id, {
-            "playbook": playbook.name, "target": info.target, "trigger": info.trigger,
+            "playbook": playbook.name, "target": target, "trigger": info.trigger,
             "dry_run": dry_run}))
-    status, error = _run_steps(services, info, playbook, view, dry_run)
-    _finish(services, info, playbook, status, error, dry_run, closes, guarded)
+    status, error = _run_steps(services, info, playbook, view, dry_run,
+                               subject.name if subject else target)
+    _finish(services, info, playbook, status, error, dry_run, closes, subject is not None)
 
 
 def is_mutating(services: Services, playbook: Playbook) -> bool:
@@ -211,16 +224,16 @@ def _publish_breaker(services: Services, target: str, decision: BreakerDecision)
 
 
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
-               dry_run: bool) -> tuple[str, str | None]:
-    """Run the steps in order; (final run status, error of the failed step)."""
+               dry_run: bool, acts_on: str) -> tuple[str, str | None]:
+    """Run the steps in order on `acts_on`; (final run status, error of the failed step)."""
     escalations: list[str] = []
     notes: list[tuple[str, str]] = []
     context = ActionContext(
-        target=info.target, playbook=playbook.name, run_id=info.run_id, incident=view,
+        target=acts_on, playbook=playbook.name, run_id=info.run_id, incident=view,
         executor=services.executor, settings=services.settings,
         escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)))
     template_vars = template_context(view.labels, view.annotations, view.status)
-    template_vars["target"] = info.target
+    template_vars["target"] = acts_on
     budget = services.settings.record_retry_s
     ids = {"run_id": info.run_id, "incident_id": info.incident_id}
     for index, step in enumerate(playbook.actions):

@@ -1,26 +1,53 @@
 """The guards every run passes before it may touch a target, in the documented order.
 
-1 target allowed (opt-in label, never protected containers) · 2 target exists ·
-3 not already recovering · 4 cooldown per (playbook, target) · 5 circuit breaker per target.
-6 (global concurrency) and 7 (one run per target) are enforced when a worker claims a run.
+0 resolve the target (name, ID, ID prefix...) to one canonical identity: every guard below
+keys on its canonical name and checks its ID · 1 target allowed (opt-in label, never
+protected, never autofix itself) · 2 target exists · 3 not already recovering ·
+4 cooldown per (playbook, target) · 5 circuit breaker per target.
+6 (global concurrency) and 7 (one run per target) are enforced when a worker claims a run,
+and 7 again once the run's target is canonical (take_target).
+
+What a name, an ID or "already recovering" mean is the backend's business (executor/):
+nothing here belongs to one backend.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from .actions.registry import IncidentView
 from .breaker import BreakerDecision, BreakerSnapshot, count_window_start, decide
+from .db.engine import Database
 from .db.models import Breaker, Run
-from .executor import Executor, ExecutorError, TargetNotFound, TargetState
+from .executor import (
+    Executor,
+    ExecutorError,
+    TargetAmbiguous,
+    TargetIdentity,
+    TargetNotFound,
+)
+from .ingest import resolve_target, template_context
 from .playbooks.config import Playbook
-from .playbooks.templating import is_valid_container_name
+from .playbooks.templating import TemplateRenderError
 from .settings import Settings
 
-__all__ = ["GuardStop", "admit", "check_target", "load_breaker"]
+if TYPE_CHECKING:
+    from .services import Services
+
+__all__ = ["GuardStop", "Subject", "admit", "check_run_target", "check_target", "endpoint_key",
+           "load_breaker", "take_target", "target_lock"]
+
+_KEY_MAX = 255  # runs.target and breakers.target
+_sqlite_target_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -32,41 +59,129 @@ class GuardStop:
     retry_after_s: float | None = None
     escalate: bool = False
     breaker: BreakerDecision | None = None
+    target: str | None = None  # the canonical target, when resolution got that far
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a run is guarded as. `key` is the run's target for every guard (breaker,
+    cooldown, the per-target lock, metrics); `name` is what the steps act on and what
+    `{{ target }}` renders. For a container both are its canonical name; for an http-only
+    playbook the key is `http:<host>:<port>` (its first http step's URL) and the name the
+    playbook's target rendered from the labels."""
+
+    key: str
+    name: str
+    identity: TargetIdentity | None = None
+
+
+def check_run_target(services: Services, playbook: Playbook, target: str,
+                     target_error: str | None, view: IncidentView) -> GuardStop | Subject | None:
+    """Guards 0-3 for a run. A playbook that changes a container is guarded as that container;
+    one that only calls URLs, per URL host; one that only checks or notifies needs no guard
+    (None)."""
+    specs = [services.registry.get(step.action) for step in playbook.actions]
+    if any(spec is None or spec.mutating for spec in specs):
+        if not target and target_error:
+            return GuardStop("invalid_target", target_error)
+        return check_target(target, services.executor, services.settings, view.starts_at)
+    for step, spec in zip(playbook.actions, specs, strict=True):
+        if spec is not None and spec.endpoint is not None:
+            # `{{ target }}` is the playbook's target from the labels, never the stored key.
+            name = resolve_target(playbook.target, view.labels, view.annotations,
+                                  services.renderer)[0] or ""
+            variables = template_context(view.labels, view.annotations, view.status)
+            variables["target"] = name
+            try:
+                url = services.renderer.render(str(step.params.get(spec.endpoint, "")),
+                                               variables)
+            except TemplateRenderError as exc:
+                return GuardStop("invalid_target", str(exc)[:2000])
+            key = endpoint_key(url)
+            if key is None:
+                return GuardStop("invalid_target", f"{step.action}: no host:port in {url!r}")
+            return Subject(key, name)
+    return None
+
+
+def endpoint_key(url: str) -> str | None:
+    """`http:<host>:<port>` for an http(s) URL (the default port made explicit), else None."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    default = 443 if parts.scheme == "https" else 80
+    key = f"http:{host}:{default if port is None else port}"
+    return key if len(key) <= _KEY_MAX else None
 
 
 def check_target(target: str, executor: Executor, settings: Settings,
-                 incident_starts_at: datetime, own_ids: frozenset[str]) -> GuardStop | TargetState:
-    """Guards 1-3, which need the backend. Returns the target's state when they all pass."""
-    if not target or not is_valid_container_name(target):
-        return GuardStop("invalid_target", f"target {target!r} is not a valid container name")
-    if target in settings.protected_containers:
+                 incident_starts_at: datetime) -> GuardStop | Subject:
+    """Guards 0-3, which need the backend. Returns the resolved target when they all pass."""
+    if not target or not executor.validate_target_syntax(target):
+        return GuardStop("invalid_target",
+                         f"target {target!r} is not a valid {executor.backend} target name")
+    protected = settings.protected_containers
+    if target in protected:  # refused even while absent, before asking the backend
         return GuardStop("target_not_allowed", f"{target} is protected from autofix")
     try:
-        state = executor.inspect(target)
+        identity = executor.resolve(target)
     except TargetNotFound:
-        return GuardStop("target_not_found", f"no container named {target!r}")
+        return GuardStop("target_not_found", f"no {executor.backend} target named {target!r}")
+    except TargetAmbiguous as exc:
+        return GuardStop("target_ambiguous", f"{target!r} names several targets: {exc}")
     except ExecutorError as exc:
         return GuardStop("executor_unavailable", str(exc), escalate=True)
-    if any(state.id.startswith(own) for own in own_ids if own):
-        return GuardStop("target_not_allowed", f"{target} is autofix itself")
+    name = identity.name
+    seen = name if target == name else f"{name} (named {target!r})"
+    try:
+        if any(executor.refers_to(entry, identity) for entry in protected):
+            return GuardStop("target_not_allowed", f"{seen} is protected from autofix",
+                             target=name)
+        if executor.is_self(identity):
+            return GuardStop("target_not_allowed", f"{seen} is autofix itself", target=name)
+        state = executor.inspect(identity.id)  # checked by ID: the one just resolved
+    except TargetNotFound:
+        return GuardStop("target_not_found", f"{seen} disappeared while being checked",
+                         target=name)
+    except ExecutorError as exc:
+        return GuardStop("executor_unavailable", str(exc), escalate=True, target=name)
     if state.labels.get(settings.opt_in_label, "").lower() != "true":
         return GuardStop("target_not_allowed",
-                         f"{target} lacks the label {settings.opt_in_label}=true")
-    if state.status == "restarting":
-        return GuardStop("already_recovered", f"{target} is being restarted by Docker")
-    if state.running and state.started_at is not None:
-        if state.started_at > incident_starts_at:
-            return GuardStop("already_recovered",
-                             f"{target} (re)started at {state.started_at.isoformat()}, after "
-                             f"the alert began at {incident_starts_at.isoformat()}")
-        # Docker's restart policy acts within ~100 ms of a crash, before Prometheus can
-        # even notice, so its restart predates the alert; RestartCount tells it apart.
-        lookback = timedelta(seconds=settings.recovery_lookback_s)
-        if state.restart_count > 0 and state.started_at >= incident_starts_at - lookback:
-            return GuardStop("already_recovered",
-                             f"Docker's restart policy restarted {target} at "
-                             f"{state.started_at.isoformat()} (restart #{state.restart_count})")
-    return state
+                         f"{seen} lacks the label {settings.opt_in_label}=true", target=name)
+    why = executor.already_recovering(state, incident_starts_at,
+                                      timedelta(seconds=settings.recovery_lookback_s))
+    if why is not None:
+        return GuardStop("already_recovered", why, target=name)
+    return Subject(name, name, identity)
+
+
+@contextlib.contextmanager
+def target_lock(database: Database) -> Iterator[None]:
+    """Around the transaction that calls take_target: on SQLite (one process) a process lock;
+    PostgreSQL takes an advisory lock per key inside the transaction instead."""
+    with _sqlite_target_lock if database.is_sqlite else contextlib.nullcontext():
+        yield
+
+
+def take_target(session: Session, run: Run, key: str) -> bool:
+    """Store the run's canonical target. False when another run is already running on it:
+    two aliases of one container (name, ID prefix) can both be claimed before either is
+    resolved, since a webhook never asks the backend. The caller then re-queues the run;
+    with its canonical target stored, claim_next makes it wait like any run on a busy target."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                        {"key": f"autofix-target:{key}"})
+    run.target = key
+    session.flush()
+    other = session.scalar(select(Run.id).where(
+        Run.status == "running", Run.target == key, Run.id != run.id).limit(1))
+    return other is None
 
 
 def load_breaker(session: Session, target: str) -> BreakerSnapshot:

@@ -10,7 +10,11 @@ from .payload import ZERO_TIME, AlertPayload, WebhookPayload
 from .playbooks.config import PlaybookFile
 from .playbooks.templating import TemplateRenderer, TemplateRenderError
 
-__all__ = ["Occurrence", "plan_occurrences", "resolve_target", "template_context"]
+__all__ = ["MAX_TARGET", "Occurrence", "plan_occurrences", "resolve_target",
+           "template_context"]
+
+# A target must fit runs.target (String(255)) whole; is_valid_container_name says 255 too.
+MAX_TARGET = 255
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,11 @@ def resolve_target(template: str, labels: dict[str, str], annotations: dict[str,
         return None, str(exc)
     if not target:
         return None, f"target template {template!r} rendered empty"
+    if len(target) > MAX_TARGET:
+        # Never cut it down to something that might name another container: the run
+        # skips with invalid_target instead.
+        return None, (f"target {target[:60]!r}... is {len(target)} characters; a container "
+                      f"name has at most {MAX_TARGET}")
     return target, None
 
 

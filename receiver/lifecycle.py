@@ -17,6 +17,7 @@ Runs::
 
     queued ──claim──▶ running ──finish──▶ succeeded | failed | skipped
     queued ──skip──▶ skipped                 running ──interrupt──▶ interrupted
+    running ──requeue──▶ queued              (an alias of its target is running)
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ RUN_TRANSITIONS: dict[str, Transition] = {
     "fail": Transition(frozenset({_R.RUNNING}), _R.FAILED),
     "skip": Transition(frozenset({_R.QUEUED, _R.RUNNING}), _R.SKIPPED),
     "interrupt": Transition(frozenset({_R.RUNNING}), _R.INTERRUPTED),
+    # An alias of its target turned out to be running: back in the queue, behind it.
+    "requeue": Transition(frozenset({_R.RUNNING}), _R.QUEUED),
 }
 
 # Counted by autofix_open_incidents and the dashboards' "open" panels.

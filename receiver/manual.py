@@ -6,15 +6,17 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .actions.registry import IncidentView
 from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .execution import is_mutating
-from .guards import GuardStop, admit, check_target
+from .guards import GuardStop, admit, check_run_target, check_target
 from .ingest import resolve_target
 from .lifecycle import IncidentStatus, RunStatus, transition_incident
 from .playbooks.config import Playbook
@@ -26,7 +28,7 @@ __all__ = ["ManualRun", "acknowledge_incident", "close_incident", "reset_breaker
 log = logging.getLogger("autofix.manual")
 _NOT_FOUND = {"target_not_found"}
 _FORBIDDEN = {"target_not_allowed"}
-_BAD = {"invalid_target"}
+_BAD = {"invalid_target", "target_ambiguous"}
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,13 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     if target is None:
         raise BadRequest(f"cannot resolve the target from labels: {error}")
     now = services.clock()
-    state = check_target(target, services.executor, services.settings, now, services.own_ids)
-    if isinstance(state, GuardStop):
-        _raise_for(state)
+    view = IncidentView(0, labels.get("alertname", ""), labels, {}, now)
+    subject = check_run_target(services, playbook, target, None, view)
+    if subject is None:  # as ever: by hand, even a notify-only playbook names an allowed target
+        subject = check_target(target, services.executor, services.settings, now)
+    if isinstance(subject, GuardStop):
+        _raise_for(subject)
+    target = subject.key  # canonical: the run, its lock and the audit name the target
     with services.database.scratch_session("manual_peek") as session:
         decision = admit(session, playbook, target, now, exclude_run=None)
         if isinstance(decision, GuardStop):
@@ -75,7 +81,7 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     return created
 
 
-def _raise_for(stop: GuardStop) -> None:
+def _raise_for(stop: GuardStop) -> NoReturn:
     details = {"reason": stop.reason}
     if stop.reason in _NOT_FOUND:
         raise NotFound(stop.message, **details)

@@ -31,7 +31,9 @@ class AlertPayload(_Lenient):
     annotations: dict[str, str] = Field(default_factory=dict)
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(None, alias="endsAt")
-    generator_url: str = Field("", alias="generatorURL", max_length=8192)
+    # Stored cut to 8192 characters and marked (db.ingest_store), not refused: a long
+    # PromQL expression must not cost the notification its group-mates.
+    generator_url: str = Field("", alias="generatorURL")
     fingerprint: str = Field(min_length=1, max_length=64)
 
     _labels = field_validator("labels", "annotations")(_check_label_map)
@@ -54,12 +56,15 @@ class AlertPayload(_Lenient):
 
 class WebhookPayload(_Lenient):
     version: Literal["4"]
-    group_key: str = Field(alias="groupKey", max_length=8192)
-    truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0)
+    # Group key, receiver and external URL grow with label values (group_by): they are
+    # stored (receiver cut to its column), never a reason to refuse the notification.
+    group_key: str = Field(alias="groupKey")
+    # The column is a 32-bit integer; Alertmanager's max_alerts is far below it.
+    truncated_alerts: int = Field(0, alias="truncatedAlerts", ge=0, le=2**31 - 1)
     status: Literal["firing", "resolved"]
-    receiver: str = Field(max_length=1024)
+    receiver: str
     group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
     common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
-    external_url: str = Field("", alias="externalURL", max_length=8192)
+    external_url: str = Field("", alias="externalURL")
     alerts: list[AlertPayload]

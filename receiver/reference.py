@@ -64,8 +64,13 @@ def _params_table(model: type[BaseModel]) -> list[str]:
 def render_actions() -> str:
     out: list[str] = []
     for spec in build_registry().specs():
-        kind = "changes the container (guarded, counted by the breaker)" if spec.mutating \
-            else "does not change the container"
+        if spec.mutating:
+            kind = "changes the container (guarded, counted by the breaker)"
+        elif spec.endpoint:
+            kind = ("does not change the container; a playbook of only such steps is guarded "
+                    "per URL host (cooldown, breaker)")
+        else:
+            kind = "does not change the container"
         out += [f"#### `{spec.name}`", "", f"{spec.summary} *({kind})*", "",
                 *_params_table(spec.params), ""]
     return "\n".join(out).rstrip()

@@ -10,6 +10,7 @@ from gunicorn.app.base import BaseApplication
 
 from .app import create_app
 from .runner import Runner, reconcile_interrupted
+from .serve_worker import HeaderDeadlineWorker
 from .services import Services
 from .settings import Settings
 
@@ -77,7 +78,7 @@ def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: S
                     extra={"run_ids": interrupted})
     services_for_reconcile.database.dispose()
     options = {
-        "bind": bind, "workers": workers, "worker_class": "gthread", "threads": 8,
+        "bind": bind, "workers": workers, "worker_class": HeaderDeadlineWorker, "threads": 8,
         "timeout": 60, "graceful_timeout": 30, "keepalive": 5,
         "accesslog": None, "errorlog": "-", "loglevel": settings.log_level.lower(),
         "post_worker_init": _post_worker_init, "worker_exit": _worker_exit,

@@ -19,16 +19,11 @@ from .notify import Notifier
 from .playbooks.templating import TemplateRenderer
 from .settings import Settings
 
-__all__ = ["Services", "own_container_ids", "worker_id"]
+__all__ = ["Services", "worker_id"]
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def own_container_ids() -> frozenset[str]:
-    """Inside Docker the hostname is our container id: never act on ourselves."""
-    return frozenset({socket.gethostname()}) if os.path.exists("/.dockerenv") else frozenset()
 
 
 @dataclass
@@ -41,7 +36,6 @@ class Services:
     notifier: Notifier
     metrics: Metrics
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)
-    own_ids: frozenset[str] = field(default_factory=own_container_ids)
     wakeup: threading.Event = field(default_factory=threading.Event)
     # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
     clock: Callable[[], datetime] = utcnow

@@ -1,18 +1,26 @@
 """One settings class: every knob, validated at startup, read from AUTOFIX_* variables.
 
 Each secret may instead be read from a file named by AUTOFIX_<NAME>_FILE, the way Docker
-secrets and Alertmanager's credentials_file work.
+secrets and Alertmanager's credentials_file work. Tokens must be at least 16 characters, not
+blank, and the webhook and API tokens must differ; a secret file others can read is a
+warning at start (`secret_file_warnings`).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["SECRET_FIELDS", "Settings"]
+from .actions.safe_url import AllowedHost, UnsafeUrl, parse_allowed_host
+
+__all__ = ["MIN_TOKEN_LENGTH", "SECRET_FIELDS", "Settings"]
+
+MIN_TOKEN_LENGTH = 16
 
 DEFAULT_PLAYBOOKS = Path(__file__).with_name("playbooks.yml")
 # The database URL can carry a password, so it is file-readable and redacted like a token.
@@ -47,7 +55,8 @@ class Settings(BaseSettings):
         "autofix.enable", description="Container label that must be 'true' before autofix acts.")
     protected_containers: list[str] = Field(
         default_factory=list,
-        description="Container names never acted on (the receiver's own and the database's).")
+        description="Containers never acted on (the receiver's own and the database's): "
+                    "names, IDs or ID prefixes, matched however an alert names the container.")
     recovery_lookback_s: float = Field(
         60.0, ge=0, description="A container Docker's restart policy restarted this long "
         "before the alert began counts as already recovered.")
@@ -65,7 +74,14 @@ class Settings(BaseSettings):
         "http://127.0.0.1:9090", description="Prometheus for promql_check steps.")
     http_allowed_hosts: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost"],
-        description="Hosts the http action may call.")
+        description="Hosts the http action may call: `host` (any port) or `host:port`, "
+        "lower case, IPv4 as a.b.c.d, IPv6 as [::1]:port.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="A client must send its request headers within this "
+        "time (slow clients are closed without holding a worker thread).")
+    body_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="A client must send its request body within this "
+        "time once its headers arrived.")
 
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")
@@ -86,15 +102,14 @@ class Settings(BaseSettings):
         "http://127.0.0.1:9093", description="Alertmanager, for silence links in messages.")
 
     retention_days: int = Field(
-        0, ge=0, description="Prune rows older than this many days, hourly; 0 turns it off.")
+        0, ge=0, le=36500,
+        description="Prune rows older than this many days, hourly; 0 turns it off.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the JSON logs.")
 
     @model_validator(mode="before")
     @classmethod
     def _read_secret_files(cls, data: Any) -> Any:
-        import os
-
         if not isinstance(data, dict):
             return data
         for name in SECRET_FIELDS:
@@ -107,6 +122,38 @@ class Settings(BaseSettings):
                         f"AUTOFIX_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
         return data
 
+    @field_validator("webhook_token", "api_token", mode="before")
+    @classmethod
+    def _strong_token(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or text == "":
+            return None  # unset: `autofix serve` refuses to start without it
+        if isinstance(text, str):
+            if not text.strip():
+                raise ValueError("must not be blank (whitespace only)")
+            if len(text) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters, got "
+                                 f"{len(text)}")
+        return value
+
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _canonical_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                parse_allowed_host(entry)
+            except UnsafeUrl as exc:
+                raise ValueError(str(exc)) from None
+        return [entry.strip() for entry in value]
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> Settings:
+        webhook, api = self.secret("webhook_token"), self.secret("api_token")
+        if webhook and webhook == api:
+            raise ValueError("AUTOFIX_WEBHOOK_TOKEN and AUTOFIX_API_TOKEN must differ (the "
+                             "webhook token must not open the API)")
+        return self
+
     @model_validator(mode="after")
     def _slack_bot_needs_channel(self) -> Settings:
         if self.slack_bot_token is not None and not self.slack_channel:
@@ -116,6 +163,26 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def allowed_http_hosts(self) -> list[AllowedHost]:
+        return [parse_allowed_host(entry) for entry in self.http_allowed_hosts]
+
+    def secret_file_warnings(self) -> list[str]:
+        """One line per AUTOFIX_*_FILE secret that users other than its owner may read."""
+        warnings = []
+        for name in SECRET_FIELDS:
+            variable = f"AUTOFIX_{name.upper()}_FILE"
+            path = os.environ.get(variable)
+            if not path:
+                continue
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                continue
+            if mode & (stat.S_IROTH | stat.S_IWOTH):
+                warnings.append(f"{variable}: {path} is readable by every user (mode "
+                                f"{stat.S_IMODE(mode):04o}); chmod 600 or 640 it")
+        return warnings
 
     def secret(self, name: str) -> str | None:
         value = getattr(self, name)

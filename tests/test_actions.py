@@ -78,7 +78,9 @@ def test_http_calls_only_allowed_hosts_and_never_follows_redirects() -> None:
                             ("http://10.0.0.1/ok", "host_not_allowed"),
                             ("file:///etc/passwd", "invalid_url")):
             with pytest.raises(ActionFailed) as refused:
-                call_http(ctx, HttpParams(method="POST", url=url))
+                call_http(ctx, HttpParams.model_construct(method="POST", url=url, headers={},
+                                                          body=None, expect_status=200,
+                                                          timeout_s=10))
             assert refused.value.reason == reason
         assert _Handler.hits == ["/ok", "/moved"]
     finally:
@@ -129,3 +131,112 @@ def test_registry_rejects_wrong_signatures() -> None:
     registry.register("exec", exec_command, mutating=True)
     with pytest.raises(ValueError):
         registry.register("exec", exec_command, mutating=True)
+
+
+class _Listener:
+    """A raw TCP listener on 127.0.0.1 that records every connection it accepts."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                self.accepted.append(data)
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _unchecked(url: str) -> HttpParams:
+    """Params as a templated URL would arrive after rendering, before any validation."""
+    return HttpParams.model_construct(method="GET", url=url, headers={}, body=None,
+                                      expect_status=204, timeout_s=5)
+
+
+def test_http_ssrf_variants_are_refused_and_reach_nothing() -> None:
+    """Issue #14: `http://127.0.0.1:P\\@allowed.invalid/` passed an allowlist of
+    allowed.invalid (urlsplit's host) and reached 127.0.0.1:P (urllib3's host). Every
+    spelling of "somewhere else" is refused, and a real listener on P receives nothing."""
+    victim, control = _Listener(), _Listener()
+    p, q = victim.port, control.port
+    allowed = ["allowed.invalid", f"localhost:{q}", f"127.0.0.1:{q}"]
+    ctx = context(http_allowed_hosts=allowed)
+    variants = {
+        "backslash": f"http://127.0.0.1:{p}\\@allowed.invalid/hook",
+        "backslash-path": f"http://allowed.invalid\\@127.0.0.1:{p}/hook",
+        "userinfo": f"http://allowed.invalid@127.0.0.1:{p}/hook",
+        "userinfo-password": f"http://allowed.invalid:x@127.0.0.1:{p}/hook",
+        "userinfo-reverse": f"http://127.0.0.1:{p}@allowed.invalid/hook",
+        "decimal": f"http://2130706433:{p}/hook",
+        "octal": f"http://0177.0.0.1:{p}/hook",
+        "hex": f"http://0x7f.0.0.1:{p}/hook",
+        "hex-whole": f"http://0x7f000001:{p}/hook",
+        "short": f"http://127.1:{p}/hook",
+        "leading-zero": f"http://127.000.000.001:{p}/hook",
+        "ipv6-mapped": f"http://[::ffff:127.0.0.1]:{p}/hook",
+        "ipv6-mapped-hex": f"http://[::ffff:7f00:1]:{p}/hook",
+        "ipv6-long": f"http://[0:0:0:0:0:ffff:127.0.0.1]:{p}/hook",
+        "ipv6-zone": f"http://[fe80::1%25lo]:{p}/hook",
+        "mixed-case": f"http://LocalHost:{p}/hook",
+        "mixed-case-allowed-port": f"http://LocalHost:{q}/hook",
+        "trailing-dot": f"http://localhost.:{q}/hook",
+        "percent-host": f"http://127.0.0.%31:{p}/hook",
+        "tab": f"http://127.0.0.1:{q}\t@127.0.0.1:{p}/hook",
+        "newline": f"http://127.0.0.1:{q}/\r\nHost: x",
+        "port-leading-zero": f"http://127.0.0.1:0{q}/hook",
+        "scheme-case": f"HTTP://127.0.0.1:{q}/hook",
+    }
+    try:
+        for name, url in variants.items():
+            with pytest.raises(ActionFailed) as refused:
+                call_http(ctx, _unchecked(url))
+            assert refused.value.reason == "invalid_url", (name, refused.value)
+            with pytest.raises(ValidationError):  # and a static URL fails check-config
+                HttpParams(url=url)
+        # The allowlist matches host AND port: the right host on another port is refused.
+        for url in (f"http://127.0.0.1:{p}/hook", f"http://localhost:{p}/hook"):
+            with pytest.raises(ActionFailed) as refused:
+                call_http(ctx, _unchecked(url))
+            assert refused.value.reason == "host_not_allowed", url
+        # Control: the allowed host and port is reached, so the path was live.
+        assert call_http(ctx, _unchecked(f"http://127.0.0.1:{q}/ok")) == "204"
+        time.sleep(0.3)
+        assert victim.accepted == []
+        assert len(control.accepted) == 1 and control.accepted[0].startswith(b"GET /ok ")
+    finally:
+        victim.close()
+        control.close()
+
+
+def test_allowed_hosts_setting_is_canonical() -> None:
+    settings = Settings(http_allowed_hosts=["localhost", "127.0.0.1:8080", "[::1]:9000",
+                                            "hooks.example.org"])
+    assert [str(h) for h in settings.allowed_http_hosts()] == [
+        "localhost", "127.0.0.1:8080", "[::1]:9000", "hooks.example.org"]
+    for bad in ("LOCALHOST", "localhost.", "2130706433", "127.1", "[::ffff:127.0.0.1]",
+                "user@host", "host:0", "host:65536", "http://host", "host/path", " "):
+        with pytest.raises(ValidationError, match="http_allowed_hosts"):
+            Settings(http_allowed_hosts=[bad])

@@ -74,7 +74,7 @@ def test_show_incident_with_runs_and_actions(client: FlaskClient) -> None:
     missing = get(client, "/api/v1/incidents/999999")
     assert missing.status_code == 404 and "999999" in missing.json["message"]
     assert get(client, "/api/v1/actions").json == {"items": [], "total": 0, "limit": 50,
-                                                   "offset": 0}
+                                                   "offset": 0, "next_offset": None}
 
 
 def test_every_route_but_the_probes_requires_a_token(app: Flask) -> None:

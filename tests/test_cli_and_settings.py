@@ -28,12 +28,12 @@ def autofix(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
 
 
 def test_secrets_can_come_from_files(tmp_path, monkeypatch) -> None:
-    (tmp_path / "wh").write_text("from-file\n")
+    (tmp_path / "wh").write_text("from-file-0123456789\n")
     monkeypatch.setenv("AUTOFIX_WEBHOOK_TOKEN_FILE", str(tmp_path / "wh"))
-    monkeypatch.setenv("AUTOFIX_API_TOKEN", "from-env")
+    monkeypatch.setenv("AUTOFIX_API_TOKEN", "from-env-0123456789")
     settings = Settings()
-    assert settings.secret("webhook_token") == "from-file"
-    assert settings.secret("api_token") == "from-env"
+    assert settings.secret("webhook_token") == "from-file-0123456789"
+    assert settings.secret("api_token") == "from-env-0123456789"
     assert "from-file" not in repr(settings)
 
 
@@ -80,6 +80,72 @@ def test_check_config_prints_each_error_with_its_line(tmp_path) -> None:
     assert f"{bad}:6: playbooks.0.actions.1: unknown action 'teleport'" in done.stderr
     shipped = autofix("check-config", "receiver/playbooks.yml")
     assert shipped.returncode == 0 and "OK" in shipped.stdout
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"AUTOFIX_WEBHOOK_TOKEN": "short-token", "AUTOFIX_API_TOKEN": API_TOKEN},
+     "AUTOFIX_WEBHOOK_TOKEN: must be at least 16 characters, got 11"),
+    ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": " " * 20},
+     "AUTOFIX_API_TOKEN: must not be blank (whitespace only)"),
+    ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": WEBHOOK_TOKEN},
+     "AUTOFIX_WEBHOOK_TOKEN and AUTOFIX_API_TOKEN must differ"),
+    ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+      "AUTOFIX_HTTP_ALLOWED_HOSTS": '["LocalHost"]'},
+     "AUTOFIX_HTTP_ALLOWED_HOSTS: the host must be lower case"),
+])
+def test_weak_secrets_stop_serve_and_check_config_with_one_line(sqlite_url, env,
+                                                                 expected) -> None:
+    env = {"AUTOFIX_DATABASE_URL": sqlite_url, **env}
+    for args in (("serve", "--bind", "127.0.0.1:1"), ("check-config", "receiver/playbooks.yml")):
+        done = autofix(*args, env=env)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr and "input_value" not in done.stderr
+        for secret in (WEBHOOK_TOKEN, API_TOKEN, "short-token"):
+            assert secret not in done.stderr
+
+
+def test_world_readable_secret_file_is_a_warning(tmp_path) -> None:
+    token_file = tmp_path / "api"
+    token_file.write_text(API_TOKEN)
+    token_file.chmod(0o644)
+    env = {"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN_FILE": str(token_file)}
+    done = autofix("check-config", "receiver/playbooks.yml", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "AUTOFIX_API_TOKEN_FILE" in done.stderr and "readable by every user" in done.stderr
+    token_file.chmod(0o600)
+    quiet = autofix("check-config", "receiver/playbooks.yml", env=env)
+    assert quiet.returncode == 0 and "readable" not in quiet.stderr
+
+
+def test_serve_logs_a_world_readable_secret_file(sqlite_url, tmp_path) -> None:
+    token_file = tmp_path / "wh"
+    token_file.write_text(WEBHOOK_TOKEN)
+    token_file.chmod(0o604)
+    receiver = start_receiver(sqlite_url, root=tmp_path / "r", env={
+        "AUTOFIX_WEBHOOK_TOKEN_FILE": str(token_file), "AUTOFIX_API_TOKEN": API_TOKEN})
+    receiver.stop()
+    lines = [json.loads(line) for line in receiver.log().splitlines()
+             if "readable by every user" in line]
+    assert lines and lines[0]["level"] == "warning", receiver.log()[-2000:]
+    assert WEBHOOK_TOKEN not in receiver.log()
+
+
+def test_check_config_refuses_a_static_url_off_the_allowlist(tmp_path) -> None:
+    env = {"AUTOFIX_HTTP_ALLOWED_HOSTS": '["allowed.invalid", "127.0.0.1:8080"]'}
+    head = "playbooks:\n  - name: hook\n    matchers: ['alertname=\"A\"']\n    actions:\n"
+    path = tmp_path / "http.yml"
+    path.write_text(head + "      - http: {url: 'http://127.0.0.1:9\\@allowed.invalid/'}\n")
+    done = autofix("check-config", str(path), env=env)
+    assert done.returncode == 1
+    assert f"{path}:5: playbooks.0.actions.0.http.url" in done.stderr
+    assert "backslash" in done.stderr
+    path.write_text(head + "      - http: {url: 'http://127.0.0.1:9/'}\n")
+    done = autofix("check-config", str(path), env=env)
+    assert done.returncode == 1
+    assert "hook, action 0: 127.0.0.1:9 (port 9) is not in" in done.stderr
+    path.write_text(head + "      - http: {url: 'http://127.0.0.1:8080/hook'}\n")
+    assert autofix("check-config", str(path), env=env).returncode == 0
 
 
 def test_db_upgrade_and_prune(tmp_path) -> None:

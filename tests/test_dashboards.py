@@ -800,9 +800,8 @@ def test_grafana_role_is_created_once_per_server_and_granted_per_database(
 
 def test_migration_is_a_no_op_on_sqlite(sqlite_url: str) -> None:
     from alembic import command
-    from sqlalchemy import create_engine, text
-
     from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine, text
 
     from receiver.db.migrate import alembic_config
 

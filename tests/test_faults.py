@@ -184,7 +184,7 @@ def _fire(client, container: str, starts: datetime) -> int:
 def test_docker_daemon_outage_fails_cleanly_and_recovers(pg_url, app_factory, tmp_path) -> None:
     """What guards.py does while dockerd is down, step by step:
 
-    check_target() calls executor.inspect() first; the SDK's connection error becomes
+    check_target() calls executor.resolve() first; the SDK's connection error becomes
     ExecutorError, so the run stops at guard 2 with GuardStop("executor_unavailable",
     escalate=True). admit() (guards 4-5) is never reached: run.admitted_at stays NULL and
     the breaker neither counts the run nor changes state. record_skip() writes one
@@ -257,8 +257,10 @@ def test_docker_daemon_outage_fails_cleanly_and_recovers(pg_url, app_factory, tm
         assert _fire(web, slow.name, datetime.now(UTC) + timedelta(seconds=20)) == 200
         worker = threading.Thread(target=drain, args=(app,), daemon=True)
         worker.start()
+        # current_step is written just before the step's Docker call: the restart is under way.
         wait_for(lambda: query(pg_url, f"select count(*) from runs where target='{slow.name}' "
-                                       "and status='running'")[0][0] == 1, 10, "restart begun")
+                                       "and status='running' and current_step = 0")[0][0] == 1,
+                 10, "restart begun")
         time.sleep(0.3)
         daemon.stop()
         worker.join(30)

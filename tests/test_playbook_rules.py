@@ -6,10 +6,11 @@ import pytest
 
 from receiver.actions.builtin import build_registry
 from receiver.errors import ConfigError
+from receiver.executor.docker_executor import is_valid_container_name
 from receiver.ingest import resolve_target
 from receiver.playbooks.config import load_playbooks, parse_duration, parse_playbooks
 from receiver.playbooks.matchers import parse_matcher
-from receiver.playbooks.templating import TemplateRenderer, is_valid_container_name
+from receiver.playbooks.templating import TemplateRenderer
 from receiver.settings import DEFAULT_PLAYBOOKS
 
 PARAMS = build_registry().params_models()

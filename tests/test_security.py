@@ -26,8 +26,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from receiver import services as services_module
 from receiver.db.models import Action, Run
+from receiver.executor import docker_executor as docker_module
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers, webhook_headers
 from tests.harness.busybox import ensure_busybox_image
 from tests.payloads import alert, notification
@@ -236,7 +236,7 @@ def test_the_receiver_never_acts_on_its_own_container(
     app = app_factory(sqlite_url, docker_host=private_dockerd.url, playbooks=playbooks)
     # As inside Docker: the receiver's hostname is its container's short id. Even an
     # opted-in container is refused when it is the receiver itself.
-    app.extensions["autofix"].own_ids = frozenset({labelled.id[:12]})
+    app.extensions["autofix"].executor.own_ids = frozenset({labelled.id[:12]})
     before = started_at(labelled)
     client = app.test_client()
     _fire(client, {"container": labelled.name})
@@ -261,11 +261,11 @@ def test_the_receiver_never_acts_on_its_own_container(
 
 
 def test_own_container_ids_come_from_the_hostname_inside_docker(monkeypatch) -> None:
-    monkeypatch.setattr(services_module.socket, "gethostname", lambda: "0123456789ab")
-    monkeypatch.setattr(services_module.os.path, "exists", lambda path: path == "/.dockerenv")
-    assert services_module.own_container_ids() == frozenset({"0123456789ab"})
-    monkeypatch.setattr(services_module.os.path, "exists", lambda path: False)
-    assert services_module.own_container_ids() == frozenset()
+    monkeypatch.setattr(docker_module.socket, "gethostname", lambda: "0123456789ab")
+    monkeypatch.setattr(docker_module.os.path, "exists", lambda path: path == "/.dockerenv")
+    assert docker_module.own_container_ids() == frozenset({"0123456789ab"})
+    monkeypatch.setattr(docker_module.os.path, "exists", lambda path: False)
+    assert docker_module.own_container_ids() == frozenset()
 
 
 # ---------------------------------------------------------------------------- socket proxy

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from urllib3.util import parse_url
 
 from ..executor import ExecutorError, TargetNotFound
+from ..playbooks.config import PlaybookFile
 from .registry import ActionContext, ActionFailed
+from .safe_url import AllowedHost, UnsafeUrl, is_allowed, parse_safe_url
 
 __all__ = ["EscalateParams", "HttpParams", "NotifyParams", "PromqlCheckParams",
            "WaitHealthyParams", "call_http", "check_promql", "escalate_incident",
-           "send_notification", "wait_healthy"]
+           "send_notification", "static_http_problems", "wait_healthy"]
 
 _POLL_S = 0.5
 
@@ -40,11 +42,22 @@ class PromqlCheckParams(_Params):
 class HttpParams(_Params):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = Field(
         "GET", description="HTTP method.")
-    url: str = Field(description="http(s) URL on a host in AUTOFIX_HTTP_ALLOWED_HOSTS.")
+    url: str = Field(description="http(s) URL in canonical form (lower-case host, no "
+                     "userinfo) on a host and port in AUTOFIX_HTTP_ALLOWED_HOSTS.")
     body: Any = Field(None, description="JSON (object or list) or text body.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers.")
     expect_status: int = Field(200, ge=100, le=599, description="Status that means success.")
     timeout_s: float = Field(10, gt=0, le=300, description="Request timeout.")
+
+    @field_validator("url")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        # Syntax only (the allowlist is a setting): a static URL fails `check-config` with
+        # its line; a templated one fails the step with invalid_params once rendered.
+        if "{{" in value or "{%" in value:
+            return value
+        parse_safe_url(value)
+        return value
 
 
 class NotifyParams(_Params):
@@ -110,12 +123,17 @@ def check_promql(ctx: ActionContext, params: PromqlCheckParams) -> str | None:
 
 def call_http(ctx: ActionContext, params: HttpParams) -> str | None:
     """Call an HTTP endpoint on an allowed host and check the status."""
-    parts = urlsplit(params.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ActionFailed("invalid_url", f"not an http(s) URL: {params.url!r}")
-    if parts.hostname not in ctx.settings.http_allowed_hosts:
-        raise ActionFailed("host_not_allowed",
-                           f"{parts.hostname} is not in AUTOFIX_HTTP_ALLOWED_HOSTS")
+    try:
+        url = parse_safe_url(params.url)
+    except UnsafeUrl as exc:
+        raise ActionFailed("invalid_url", f"{exc}") from None
+    if not is_allowed(url, ctx.settings.allowed_http_hosts()):
+        raise ActionFailed("host_not_allowed", f"{url.netloc} (port {url.port}) is not in "
+                           "AUTOFIX_HTTP_ALLOWED_HOSTS")
+    # Belt and braces: the client's own parser must read the rebuilt URL the same way.
+    sent = parse_url(url.url)
+    if (sent.host or "").strip("[]") != url.host or (sent.port or url.port) != url.port:
+        raise ActionFailed("invalid_url", f"the HTTP client reads {url.url!r} differently")
     body: dict[str, Any] = {}
     if isinstance(params.body, dict | list):
         body["json"] = params.body
@@ -123,14 +141,33 @@ def call_http(ctx: ActionContext, params: HttpParams) -> str | None:
         body["data"] = str(params.body)
     try:
         # No redirects: a redirect could lead off the allowlist.
-        response = requests.request(params.method, params.url, headers=params.headers,
+        response = requests.request(params.method, url.url, headers=params.headers,
                                     timeout=params.timeout_s, allow_redirects=False, **body)
     except requests.RequestException as exc:
-        raise ActionFailed("http_error", f"{params.method} {params.url}: {exc}") from exc
+        raise ActionFailed("http_error", f"{params.method} {url.url}: {exc}") from exc
     if response.status_code != params.expect_status:
-        raise ActionFailed("unexpected_status", f"{params.method} {params.url}: "
+        raise ActionFailed("unexpected_status", f"{params.method} {url.url}: "
                            f"{response.status_code}, expected {params.expect_status}")
     return f"{response.status_code}"
+
+
+def static_http_problems(playbooks: PlaybookFile, allowed: list[AllowedHost]) -> list[str]:
+    """`http` steps whose URL is static and outside the allowlist (host and port)."""
+    problems = []
+    for playbook in playbooks.playbooks:
+        for index, step in enumerate(playbook.actions):
+            url = step.params.get("url") if step.action == "http" else None
+            if not isinstance(url, str) or "{{" in url or "{%" in url:
+                continue
+            try:
+                parsed = parse_safe_url(url)
+            except UnsafeUrl as exc:
+                problems.append(f"playbook {playbook.name}, action {index}: {exc}")
+                continue
+            if not is_allowed(parsed, allowed):
+                problems.append(f"playbook {playbook.name}, action {index}: {parsed.netloc} "
+                                f"(port {parsed.port}) is not in AUTOFIX_HTTP_ALLOWED_HOSTS")
+    return problems
 
 
 def send_notification(ctx: ActionContext, params: NotifyParams) -> str | None:

@@ -60,13 +60,17 @@ class ActionSpec:
     run: ActionFn
     mutating: bool  # changes the target; guarded by dry_run and counted by the breaker
     summary: str
+    # The param holding a URL this action calls: an http-only playbook is guarded (cooldown,
+    # breaker, one run at a time) per URL host, like a container.
+    endpoint: str | None = None
 
 
 class ActionRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, ActionSpec] = {}
 
-    def register(self, name: str, fn: ActionFn, *, mutating: bool) -> None:
+    def register(self, name: str, fn: ActionFn, *, mutating: bool,
+                 endpoint: str | None = None) -> None:
         """Register `fn(ctx: ActionContext, params: SomeParams) -> str | None`.
 
         The signature is checked here, so a wrong action fails at startup, not at 3 a.m.
@@ -79,8 +83,10 @@ class ActionRegistry:
         params_type = get_type_hints(fn).get(parameters[1])
         if not (isinstance(params_type, type) and issubclass(params_type, BaseModel)):
             raise TypeError(f"action {name!r}: params must be annotated with a pydantic model")
+        if endpoint is not None and endpoint not in params_type.model_fields:
+            raise TypeError(f"action {name!r}: endpoint {endpoint!r} is not a parameter")
         summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
-        self._specs[name] = ActionSpec(name, params_type, fn, mutating, summary)
+        self._specs[name] = ActionSpec(name, params_type, fn, mutating, summary, endpoint)
 
     def get(self, name: str) -> ActionSpec | None:
         return self._specs.get(name)

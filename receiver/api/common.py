@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Request, current_app
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
-from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from ..services import Services
 
-__all__ = ["json_body", "parse_model", "services", "validation_message"]
+__all__ = ["MAX_ID", "json_body", "parse_id", "parse_model", "services", "to_utc",
+           "validation_message"]
 
 M = TypeVar("M", bound=BaseModel)
+# Ids are 64-bit signed in every backend (SQLite refuses larger ints with OverflowError).
+MAX_ID = 2**63 - 1
+_ID = re.compile(r"^[0-9]{1,19}$")
 
 
 def services() -> Services:
@@ -31,12 +38,17 @@ def json_body(request: Request, max_bytes: int) -> Any:
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type must be application/json, got "
                                    f"{mimetype or 'none'!r}")
-    raw = request.stream.read(max_bytes + 1)
+    try:
+        raw = request.stream.read(max_bytes + 1)
+    except (TimeoutError, ClientDisconnected) as exc:
+        # The serve worker's body deadline (serve_worker.py) cut a slow body short; werkzeug
+        # reports the short read as a disconnect. Nobody hears a real disconnect's answer.
+        raise RequestTimeout("the request body was not received in time") from exc
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"body is over the limit of {max_bytes} bytes")
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise UnsupportedMediaType(f"body is not UTF-8 JSON: {exc.reason} at byte "
                                    f"{exc.start}") from exc
@@ -45,8 +57,41 @@ def json_body(request: Request, max_bytes: int) -> Any:
                                    f"column {exc.colno}") from exc
     except RecursionError as exc:
         raise UnsupportedMediaType("body is not acceptable JSON: nested too deeply") from exc
+    except _NonFinite as exc:
+        raise BadRequest(f"a number in the body overflows: {exc}") from None
+    except ValueError as exc:  # Python's int/str limit: an integer of more than 4300 digits
+        raise BadRequest("a number in the body has too many digits") from exc
     _reject_unstorable_strings(text, data)
     return data
+
+
+class _NonFinite(ValueError):
+    """A JSON number too large for a float (1e999 would become inf)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NonFinite(f"{text[:40]} is out of range")
+    return value
+
+
+def to_utc(value: datetime | None) -> datetime | None:
+    """Aware UTC; a naive value is taken as UTC. ValueError when UTC cannot represent it
+    (year 1 with a +01:00 offset is before datetime.min once converted)."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range once converted to UTC") from None
+
+
+def parse_id(text: str, what: str = "id") -> int:
+    """A path id: decimal, 1..2^63-1, or 400."""
+    if not _ID.match(text) or not 1 <= int(text) <= MAX_ID:
+        raise BadRequest(f"{what} must be an integer from 1 to {MAX_ID}")
+    return int(text)
 
 
 def _reject_constant(name: str) -> Any:

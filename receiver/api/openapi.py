@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ..auth import require_token
 from ..payload import WebhookPayload
-from .common import services
+from .common import MAX_ID, services
 from .incidents import IncidentDecisionBody
 from .playbooks import BreakerResetBody, ManualRunBody
 from .queries import ActionFilter, IncidentFilter
@@ -60,9 +60,21 @@ ROUTES: list[tuple[str, str, str, str | None, type[BaseModel] | None, type[BaseM
 ]
 
 
+_REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """The model's JSON schema with its nested models moved to components.schemas, so
+    that every $ref resolves from the document's root (a `$defs` left inside a request
+    body dangles: `#/$defs/...` points at the document, not at the body)."""
+    schema = model.model_json_schema(by_alias=True, ref_template=_REF_TEMPLATE)
+    components.update(schema.pop("$defs", {}))
+    return schema
+
+
 def _operation(summary: str, auth: str | None, query: type[BaseModel] | None,
                body: type[BaseModel] | None, responses: dict[str, str],
-               path: str) -> dict[str, Any]:
+               path: str, components: dict[str, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": summary, "responses": {}}
     all_responses = {**(_ERRORS if auth else {}), **responses}
     for code, text in sorted(all_responses.items()):
@@ -72,29 +84,32 @@ def _operation(summary: str, auth: str | None, query: type[BaseModel] | None,
     else:
         operation["security"] = []
     parameters = [{"name": part.strip("{}"), "in": "path", "required": True,
-                   "schema": {"type": "integer" if part == "{incident_id}" else "string"}}
+                   "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+                   if part == "{incident_id}" else {"type": "string"}}
                   for part in path.split("/") if part.startswith("{")]
     if query is not None:
+        properties = _schema(query, components)["properties"]
         for name in query.model_fields:
             parameters.append({"name": name, "in": "query", "required": False,
-                               "schema": query.model_json_schema()["properties"][name]})
+                               "schema": properties[name]})
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": body.model_json_schema(by_alias=True)}}}
+            "schema": _schema(body, components)}}}
     return operation
 
 
 def build_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    components: dict[str, Any] = {}
     for path, method, summary, auth, query, body, responses in ROUTES:
         paths.setdefault(path, {})[method] = _operation(summary, auth, query, body, responses,
-                                                        path)
+                                                        path, components)
     return {
         "openapi": "3.1.0",
         "info": {"title": "autofix receiver", "version": "1"},
-        "components": {"securitySchemes": {
+        "components": {"schemas": components, "securitySchemes": {
             "webhook_token": {"type": "http", "scheme": "bearer"},
             "api_token": {"type": "http", "scheme": "bearer"}}},
         "paths": paths,

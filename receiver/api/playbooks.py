@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ..auth import require_token
 from ..breaker import BreakerSnapshot, current_state, gauge_value
+from ..db.ingest_store import fit
 from ..db.models import AuditEntry, Breaker, utcnow
 from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
@@ -64,10 +65,17 @@ def run_playbook(name: str) -> tuple[Response, int]:
     if playbook is None:
         raise NotFound(f"no playbook named {name!r}")
     body = parse_model(ManualRunBody, json_body(request, 1024 * 1024))
-    actor = f"{body.requested_by} ({request.remote_addr})"
+    actor = _actor(body.requested_by, request.remote_addr)
     created = start_manual_run(svc, playbook, body.labels, body.reason, actor, body.dry_run)
     return jsonify({"status": "queued", "incident_id": created.incident_id,
                     "run_id": created.run_id, "target": created.target}), 202
+
+
+def _actor(who: str, address: str | None) -> str:
+    """"who (address)" in the 255 characters the audit columns hold; `who` is cut (and
+    ends with an ellipsis) rather than the request refused."""
+    suffix = f" ({address})"
+    return fit(who, max(1, 255 - len(suffix))) + suffix
 
 
 @blueprint.get("/api/v1/breakers")

@@ -1,22 +1,41 @@
-"""GET /api/v1/incidents, /incidents/<id>, /actions: filtered, paginated, read-only."""
+"""GET /api/v1/incidents, /incidents/<id>, /actions: filtered, paginated, read-only.
+
+List pages are bounded in bytes as well as rows, so that a corpus of alerts with
+megabyte annotations cannot make one request load hundreds of megabytes:
+
+- each row's JSON size is asked from the database first; rows are then loaded in groups
+  of at most LOAD_GROUP_BYTES (a bigger row alone), serialised and let go;
+- in a list, a label or annotation key or value longer than LIST_VALUE_CHARS is cut (it
+  ends with an ellipsis) and named in the item's `truncated` list; `/incidents/{id}` and
+  the database keep the full values;
+- a page stops adding items once LIST_BYTE_BUDGET bytes of items are reached (always at
+  least one item); `next_offset` is where the next page starts (null on the last page).
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, func, select
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import ColumnElement, Text, cast, func, select
+from sqlalchemy.orm import Session
 
 from ..auth import require_token
 from ..db.models import Action, Incident, Run
 from ..errors import NotFound
-from .common import parse_model, services
+from .common import MAX_ID, parse_id, parse_model, services, to_utc
 
-__all__ = ["blueprint", "serialize_action", "serialize_incident"]
+__all__ = ["LIST_BYTE_BUDGET", "LIST_VALUE_CHARS", "LOAD_GROUP_BYTES", "blueprint",
+           "serialize_action", "serialize_incident"]
 
 blueprint = Blueprint("queries", __name__, url_prefix="/api/v1")
+
+LIST_BYTE_BUDGET = 2 * 1024 * 1024
+LIST_VALUE_CHARS = 1024
+LOAD_GROUP_BYTES = 8 * 1024 * 1024
 
 
 class Page(BaseModel):
@@ -25,6 +44,8 @@ class Page(BaseModel):
     offset: int = Field(0, ge=0, le=10_000_000)
     since: datetime | None = None
     target: str | None = Field(None, max_length=255)
+
+    _since = field_validator("since")(to_utc)
 
 
 class IncidentFilter(Page):
@@ -38,7 +59,7 @@ class ActionFilter(Page):
     outcome: Literal["succeeded", "failed", "skipped", "dry_run", "interrupted"] | None = None
     playbook: str | None = Field(None, max_length=255)
     action: str | None = Field(None, max_length=64)
-    incident_id: int | None = Field(None, ge=1)
+    incident_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -83,9 +104,82 @@ def serialize_run(row: Run) -> dict[str, Any]:
     }
 
 
-def _page(query: Select[Any], order: Any, page: Page) -> tuple[Select[Any], Select[Any]]:
-    total = select(func.count()).select_from(query.subquery())
-    return query.order_by(order).limit(page.limit).offset(page.offset), total
+def _clip(mapping: Any, prefix: str, cut: list[str]) -> Any:
+    """A list view of a label/annotation map: long keys and values cut and named in `cut`."""
+    if not isinstance(mapping, dict):
+        return mapping
+    clipped: dict[str, Any] = {}
+    for key, value in mapping.items():
+        short_key = key
+        if isinstance(key, str) and len(key) > LIST_VALUE_CHARS:
+            short_key = key[:LIST_VALUE_CHARS] + "\u2026"
+        if isinstance(value, str) and len(value) > LIST_VALUE_CHARS:
+            value = value[:LIST_VALUE_CHARS] + "\u2026"
+            cut.append(f"{prefix}.{short_key}")
+        elif short_key != key:
+            cut.append(f"{prefix}.{short_key}")
+        clipped[short_key] = value
+    return clipped
+
+
+def _incident_item(row: Incident) -> dict[str, Any]:
+    item = serialize_incident(row)
+    cut: list[str] = []
+    item["labels"] = _clip(item["labels"], "labels", cut)
+    item["annotations"] = _clip(item["annotations"], "annotations", cut)
+    item["truncated"] = cut
+    return item
+
+
+def _action_item(row: Action) -> dict[str, Any]:
+    item = serialize_action(row)
+    cut: list[str] = []
+    item["params"] = _clip(item["params"], "params", cut)
+    item["truncated"] = cut
+    return item
+
+
+def _bounded_page(session: Session, model: Any, filters: list[ColumnElement[bool]],
+                  size: ColumnElement[Any], serialize: Any, page: Page) -> dict[str, Any]:
+    """One page of `model` rows, newest first, bounded in rows and in bytes."""
+    sized = session.execute(
+        select(model.id, size).where(*filters).order_by(model.id.desc())
+        .limit(page.limit).offset(page.offset)).all()
+    total = session.scalar(select(func.count()).select_from(model).where(*filters)) or 0
+    items: list[dict[str, Any]] = []
+    used = 0
+    index = 0
+    full = False
+    while index < len(sized) and not full:
+        group: list[int] = []
+        group_bytes = 0
+        while index < len(sized) and (not group or group_bytes + (sized[index][1] or 0)
+                                      <= LOAD_GROUP_BYTES):
+            group.append(sized[index][0])
+            group_bytes += sized[index][1] or 0
+            index += 1
+        rows = {row.id: row for row in session.scalars(
+            select(model).where(model.id.in_(group)))}
+        for row_id in group:
+            item = serialize(rows[row_id])
+            item_bytes = len(json.dumps(item, default=str))
+            if items and used + item_bytes > LIST_BYTE_BUDGET:
+                full = True
+                break
+            items.append(item)
+            used += item_bytes
+        session.expunge_all()  # let this group's rows go before loading the next
+        del rows
+    end = page.offset + len(items)
+    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset,
+            "next_offset": end if end < total else None}
+
+
+def _json_size(*columns: Any) -> ColumnElement[Any]:
+    total: ColumnElement[Any] = func.coalesce(func.length(cast(columns[0], Text)), 0)
+    for column in columns[1:]:
+        total = total + func.coalesce(func.length(cast(column, Text)), 0)
+    return total
 
 
 @blueprint.get("/incidents")
@@ -93,35 +187,37 @@ def list_incidents() -> Response:
     svc = services()
     require_token(request, svc.settings.secret("api_token"), "the API")
     page = parse_model(IncidentFilter, request.args.to_dict())
-    query = select(Incident)
+    filters: list[ColumnElement[bool]] = []
     if page.status:
-        query = query.where(Incident.status == page.status)
+        filters.append(Incident.status == page.status)
     if page.alertname:
-        query = query.where(Incident.alertname == page.alertname)
+        filters.append(Incident.alertname == page.alertname)
     if page.target:
-        query = query.where(Incident.target == page.target)
+        filters.append(Incident.target == page.target)
     if page.since:
-        query = query.where(Incident.first_seen >= page.since)
-    rows, total = _page(query, Incident.id.desc(), page)
+        filters.append(Incident.first_seen >= page.since)
     with svc.database.session("api") as session:
-        items = [serialize_incident(row) for row in session.scalars(rows)]
-        count = session.scalar(total) or 0
-    return jsonify({"items": items, "total": count, "limit": page.limit, "offset": page.offset})
+        body = _bounded_page(session, Incident, filters,
+                             _json_size(Incident.labels, Incident.annotations),
+                             _incident_item, page)
+    return jsonify(body)
 
 
-@blueprint.get("/incidents/<int:incident_id>")
-def show_incident(incident_id: int) -> Response:
+@blueprint.get("/incidents/<incident_id>")
+def show_incident(incident_id: str) -> Response:
+    # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
     svc = services()
     require_token(request, svc.settings.secret("api_token"), "the API")
+    wanted = parse_id(incident_id, "incident id")
     with svc.database.session("api") as session:
-        row = session.get(Incident, incident_id)
+        row = session.get(Incident, wanted)
         if row is None:
-            raise NotFound(f"no incident {incident_id}")
+            raise NotFound(f"no incident {wanted}")
         body = serialize_incident(row)
         body["runs"] = [serialize_run(r) for r in session.scalars(
-            select(Run).where(Run.incident_id == incident_id).order_by(Run.id))]
+            select(Run).where(Run.incident_id == wanted).order_by(Run.id))]
         body["actions"] = [serialize_action(a) for a in session.scalars(
-            select(Action).where(Action.incident_id == incident_id).order_by(Action.id))]
+            select(Action).where(Action.incident_id == wanted).order_by(Action.id))]
     return jsonify(body)
 
 
@@ -130,16 +226,15 @@ def list_actions() -> Response:
     svc = services()
     require_token(request, svc.settings.secret("api_token"), "the API")
     page = parse_model(ActionFilter, request.args.to_dict())
-    query = select(Action)
+    filters: list[ColumnElement[bool]] = []
     for column, value in ((Action.outcome, page.outcome), (Action.playbook, page.playbook),
                           (Action.action, page.action), (Action.target, page.target),
                           (Action.incident_id, page.incident_id)):
         if value is not None:
-            query = query.where(column == value)
+            filters.append(column == value)
     if page.since:
-        query = query.where(Action.started_at >= page.since)
-    rows, total = _page(query, Action.id.desc(), page)
+        filters.append(Action.started_at >= page.since)
     with svc.database.session("api") as session:
-        items = [serialize_action(row) for row in session.scalars(rows)]
-        count = session.scalar(total) or 0
-    return jsonify({"items": items, "total": count, "limit": page.limit, "offset": page.offset})
+        body = _bounded_page(session, Action, filters,
+                             _json_size(Action.params, Action.error), _action_item, page)
+    return jsonify(body)

@@ -21,7 +21,11 @@ from ..lifecycle import IncidentStatus, RunStatus, transition_incidents
 from ..payload import WebhookPayload
 from .models import Incident, Notification, Run
 
-__all__ = ["IngestResult", "record_notification"]
+__all__ = ["TRUNCATED_MARK", "IngestResult", "fit", "record_notification"]
+
+# Annotation added to an incident whose column values had to be cut to fit: it lists the
+# columns (e.g. "alertname,container"). The full values stay in `labels`.
+TRUNCATED_MARK = "autofix_truncated"
 
 T = TypeVar("T")
 # Bound parameters per statement stay under PostgreSQL's 65535 and SQLite's 32766.
@@ -51,7 +55,7 @@ def record_notification(session: Session, payload: WebhookPayload, raw: dict[str
     """`config_version` is the playbooks version the occurrences were planned with: the
     runs it queues execute that version, whatever is loaded when they run."""
     notification = Notification(
-        received_at=now, group_key=payload.group_key, receiver=payload.receiver,
+        received_at=now, group_key=payload.group_key, receiver=fit(payload.receiver, 1024),
         status=payload.status, alert_count=len(payload.alerts),
         truncated_alerts=payload.truncated_alerts, external_url=payload.external_url,
         payload=raw,
@@ -103,21 +107,34 @@ def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
+def fit(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, the last one an ellipsis when it was cut."""
+    return value if len(value) <= limit else value[:limit - 1] + "\u2026"
+
+
 def _values(occurrence: Occurrence, now: datetime) -> dict[str, Any]:
     is_resolved = occurrence.status == "resolved"
+    columns = {"alertname": (occurrence.labels.get("alertname", ""), 255),
+               "severity": (occurrence.labels.get("severity", ""), 64),
+               "container": (occurrence.labels.get("container", ""), 255),
+               "generator_url": (occurrence.generator_url, 8192)}
+    fitted = {name: fit(value, limit) for name, (value, limit) in columns.items()}
+    cut = [name for name, (value, _) in columns.items() if fitted[name] != value]
+    annotations = occurrence.annotations
+    if cut:
+        annotations = {**annotations, TRUNCATED_MARK: ",".join(cut)}
     time_to_resolve = None
     if is_resolved:
         time_to_resolve = max(0.0, ((occurrence.ends_at or now) - occurrence.starts_at)
                               .total_seconds())
     return {
         "fingerprint": occurrence.fingerprint, "starts_at": occurrence.starts_at,
-        "ends_at": occurrence.ends_at, "alertname": occurrence.labels.get("alertname", "")[:255],
-        "severity": occurrence.labels.get("severity", "")[:64],
-        "container": occurrence.labels.get("container", "")[:255],
-        "target": (occurrence.target or None) and occurrence.target[:255],
+        "ends_at": occurrence.ends_at, "alertname": fitted["alertname"],
+        "severity": fitted["severity"], "container": fitted["container"],
+        "target": occurrence.target or None,  # at most MAX_TARGET (ingest.resolve_target)
         "playbook": occurrence.playbook if not is_resolved else None,
-        "labels": occurrence.labels, "annotations": occurrence.annotations,
-        "generator_url": occurrence.generator_url,
+        "labels": occurrence.labels, "annotations": annotations,
+        "generator_url": fitted["generator_url"],
         "status": IncidentStatus.RESOLVED if is_resolved else IncidentStatus.OPEN,
         "notification_count": 1,
         "first_seen": now, "last_seen": now, "resolved_at": now if is_resolved else None,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
-__all__ = ["ExecResult", "Executor", "ExecutorError", "TargetNotFound", "TargetState"]
+__all__ = ["ExecResult", "Executor", "ExecutorError", "TargetAmbiguous", "TargetIdentity",
+           "TargetNotFound", "TargetState"]
 
 
 class ExecutorError(Exception):
@@ -15,6 +16,23 @@ class ExecutorError(Exception):
 
 class TargetNotFound(ExecutorError):
     """No such target on this backend."""
+
+
+class TargetAmbiguous(ExecutorError):
+    """The reference names more than one target (e.g. a short ID prefix); the message lists them."""
+
+
+@dataclass(frozen=True)
+class TargetIdentity:
+    """What a reference (name, ID, ID prefix...) resolved to on the backend, right now.
+
+    `name` is the canonical key: breakers, cooldowns, the one-run-per-target lock, metrics
+    and audit rows use it, so they survive the target being recreated under the same name.
+    `id` is what the guards check (protection, the receiver itself, the state).
+    """
+
+    name: str
+    id: str
 
 
 @dataclass(frozen=True)
@@ -42,7 +60,32 @@ class ExecResult:
 
 
 class Executor(Protocol):
+    """Every backend-specific rule lives behind this interface; guards.py holds none."""
+
     backend: str
+
+    def validate_target_syntax(self, target: str) -> bool:
+        """Whether `target` can name a target at all (checked before any backend call)."""
+        ...
+
+    def resolve(self, target: str) -> TargetIdentity:
+        """The one target `target` names, as the backend itself would resolve it.
+
+        Raises TargetNotFound, TargetAmbiguous, or ExecutorError when the backend fails."""
+        ...
+
+    def refers_to(self, reference: str, identity: TargetIdentity) -> bool:
+        """Whether a configured reference (e.g. a protected entry) names this target."""
+        ...
+
+    def is_self(self, identity: TargetIdentity) -> bool:
+        """Whether the target is the receiver itself."""
+        ...
+
+    def already_recovering(self, state: TargetState, incident_starts_at: datetime,
+                           lookback: timedelta) -> str | None:
+        """Why the backend is already recovering the target by itself, or None."""
+        ...
 
     def inspect(self, target: str) -> TargetState: ...
 

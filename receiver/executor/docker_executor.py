@@ -2,31 +2,60 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import docker
 import docker.errors
 import requests
 
-from .base import ExecResult, ExecutorError, TargetNotFound, TargetState
+from .base import (
+    ExecResult,
+    ExecutorError,
+    TargetAmbiguous,
+    TargetIdentity,
+    TargetNotFound,
+    TargetState,
+)
 
-__all__ = ["DockerExecutor"]
+__all__ = ["DockerExecutor", "is_valid_container_name", "own_container_ids"]
 
 _ZERO = "0001-01-01T00:00:00Z"
+# Docker's own rule for container names; anything else cannot name a container.
+_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+_HEX = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+def is_valid_container_name(name: str) -> bool:
+    """Docker's name syntax; every ID and ID prefix (lowercase hex) passes it too."""
+    return bool(_CONTAINER_NAME.match(name))
+
+
+def own_container_ids() -> frozenset[str]:
+    """Inside Docker the hostname is our container id: never act on ourselves."""
+    return frozenset({socket.gethostname()}) if os.path.exists("/.dockerenv") else frozenset()
 
 
 class DockerExecutor:
+    """Targets are containers. Docker resolves a reference as: full ID, then exact name,
+    then any unique ID prefix; `resolve` asks Docker itself, so guards see what an action
+    would hit."""
+
     backend = "docker"
 
-    def __init__(self, base_url: str | None, timeout_s: float) -> None:
+    def __init__(self, base_url: str | None, timeout_s: float,
+                 own_ids: frozenset[str] | None = None) -> None:
         self._base_url = base_url
         self._timeout_s = timeout_s
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        self.own_ids = own_container_ids() if own_ids is None else own_ids
 
     def _docker(self) -> docker.DockerClient:
         # Created lazily: the receiver must start (and ingest alerts) while dockerd is down.
@@ -58,6 +87,70 @@ class DockerExecutor:
         except (docker.errors.APIError, docker.errors.DockerException,
                 requests.RequestException) as exc:
             raise ExecutorError(f"{what}: {exc}") from exc
+
+    def validate_target_syntax(self, target: str) -> bool:
+        return is_valid_container_name(target)
+
+    def resolve(self, target: str) -> TargetIdentity:
+        try:
+            attrs = self._docker().containers.get(target).attrs
+        except docker.errors.NotFound as exc:
+            raise TargetNotFound(f"no container named {target!r}") from exc
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            # dockerd refuses a prefix shared by several IDs with a generic error (HTTP 500,
+            # "Multiple IDs found"); listing the IDs tells it apart without parsing text.
+            matches = self._prefix_matches(target) if _HEX.match(target) else []
+            if len(matches) > 1:
+                raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} container "
+                                      f"IDs ({', '.join(sorted(matches)[:5])})") from exc
+            raise ExecutorError(f"docker inspect {target}: {exc}") from exc
+        return TargetIdentity(name=attrs.get("Name", "").lstrip("/"), id=attrs.get("Id", ""))
+
+    def _prefix_matches(self, prefix: str) -> list[str]:
+        try:
+            found = self._docker().api.containers(all=True)
+        except (docker.errors.APIError, requests.RequestException):
+            return []
+        return [(row.get("Names") or ["?"])[0].lstrip("/") for row in found
+                if str(row.get("Id", "")).startswith(prefix)]
+
+    def refers_to(self, reference: str, identity: TargetIdentity) -> bool:
+        """A name, a full ID, or an ID prefix, as Docker would resolve it (a name wins over a
+        prefix). A prefix shared by several containers names each of them: protection errs
+        on the safe side."""
+        reference = reference.strip().lstrip("/")
+        if not reference:
+            return False
+        if reference in (identity.name, identity.id):
+            return True
+        if not _HEX.match(reference) or not identity.id.startswith(reference):
+            return False
+        try:
+            return self.resolve(reference).id == identity.id
+        except TargetAmbiguous:
+            return True
+        except TargetNotFound:
+            return False
+
+    def is_self(self, identity: TargetIdentity) -> bool:
+        # The hostname is the 12-character ID prefix of the container we run in.
+        return any(identity.id.startswith(own) for own in self.own_ids if own)
+
+    def already_recovering(self, state: TargetState, incident_starts_at: datetime,
+                           lookback: timedelta) -> str | None:
+        if state.status == "restarting":
+            return f"{state.name} is being restarted by Docker"
+        if not state.running or state.started_at is None:
+            return None
+        if state.started_at > incident_starts_at:
+            return (f"{state.name} (re)started at {state.started_at.isoformat()}, after "
+                    f"the alert began at {incident_starts_at.isoformat()}")
+        # Docker's restart policy acts within ~100 ms of a crash, before Prometheus can
+        # even notice, so its restart predates the alert; RestartCount tells it apart.
+        if state.restart_count > 0 and state.started_at >= incident_starts_at - lookback:
+            return (f"Docker's restart policy restarted {state.name} at "
+                    f"{state.started_at.isoformat()} (restart #{state.restart_count})")
+        return None
 
     def inspect(self, target: str) -> TargetState:
         attrs = self._container(target).attrs

@@ -22,6 +22,7 @@ __all__ = [
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION_S = 3650 * 86400.0  # ten years
 
 
 def parse_duration(value: Any) -> float:
@@ -31,10 +32,17 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _bounded(float(value))
     if isinstance(value, str) and _DURATION.match(value.strip()):
-        return sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(value))
+        return _bounded(sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(value)))
     raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
+
+
+def _bounded(seconds: float) -> float:
+    # A cooldown of 1e300 s would overflow timedelta/datetime at run time, in every run.
+    if not seconds <= MAX_DURATION_S:
+        raise ValueError(f"a duration must be at most {MAX_DURATION_S // 86400:.0f}d")
+    return seconds
 
 
 class _Strict(BaseModel):

@@ -6,24 +6,16 @@ literally, because only the playbook's own strings are compiled.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-__all__ = ["TemplateRenderError", "TemplateRenderer", "is_valid_container_name"]
-
-# Docker's own rule for container names; anything else cannot name a container.
-_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+__all__ = ["TemplateRenderError", "TemplateRenderer"]
 
 
 class TemplateRenderError(ValueError):
     """A template failed to compile or render (e.g. it names a missing label)."""
-
-
-def is_valid_container_name(name: str) -> bool:
-    return bool(_CONTAINER_NAME.match(name))
 
 
 class TemplateRenderer:

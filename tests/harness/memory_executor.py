@@ -12,9 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from receiver.executor import ExecResult, TargetNotFound, TargetState
+from receiver.executor import (
+    ExecResult,
+    TargetAmbiguous,
+    TargetIdentity,
+    TargetNotFound,
+    TargetState,
+)
 
 
 @dataclass
@@ -48,10 +54,36 @@ class MemoryExecutor:
         return container
 
     def _get(self, target: str) -> MemoryContainer:
-        for container in self.containers.values():
-            if target in (container.name, container.id):
-                return container
-        raise TargetNotFound(f"container {target!r} not found")
+        return self.containers[self.resolve(target).name]
+
+    # -- identity: names and ID prefixes, the way Docker resolves them -------------------
+
+    def validate_target_syntax(self, target: str) -> bool:
+        return bool(target) and len(target) <= 255 and "/" not in target
+
+    def resolve(self, target: str) -> TargetIdentity:
+        if target in self.containers:
+            found = self.containers[target]
+            return TargetIdentity(found.name, found.id)
+        matches = [c for c in self.containers.values() if c.id.startswith(target)]
+        if len(matches) > 1:
+            raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} IDs")
+        if not matches:
+            raise TargetNotFound(f"container {target!r} not found")
+        return TargetIdentity(matches[0].name, matches[0].id)
+
+    def refers_to(self, reference: str, identity: TargetIdentity) -> bool:
+        return reference == identity.name or (bool(reference)
+                                              and identity.id.startswith(reference))
+
+    def is_self(self, identity: TargetIdentity) -> bool:
+        return False
+
+    def already_recovering(self, state: TargetState, incident_starts_at: datetime,
+                           lookback: timedelta) -> str | None:
+        if state.started_at is not None and state.started_at > incident_starts_at:
+            return f"{state.name} (re)started after the alert began"
+        return None
 
     def inspect(self, target: str) -> TargetState:
         container = self._get(target)
