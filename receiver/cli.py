@@ -75,6 +75,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from .db.migrate import upgrade
 
     settings = _settings()
+    # A migration's warnings (e.g. SQL only a superuser can run) must reach the terminal.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     upgrade(settings.database_url)
     print("database at head")
     return 0

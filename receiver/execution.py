@@ -88,7 +88,8 @@ def insert_action(session: Session, values: dict[str, Any]) -> bool:
 
 
 def _closes_incident(info: RunInfo, dry_run: bool, guarded: bool) -> bool:
-    """No alert will ever resolve these incidents: the end of their run closes them."""
+    """No alert will ever resolve these incidents, or there is nothing left to remediate:
+    the end of their run closes them (a failed notify/check-only run of an alert excepted)."""
     return info.trigger == "manual" or dry_run or not guarded
 
 
@@ -292,9 +293,11 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
         if not transition_run(session, info.run_id, event, finished_at=now, error=error,
                               current_step=None):
             return False
-        if closes:
+        # A failed notify/check-only run of an alert stays escalated for a human (its alert
+        # still resolves it); a manual or dry run closes whatever happened.
+        if closes and (status != RunStatus.FAILED or info.trigger == "manual" or dry_run):
             _close_after_run(session, services, info, status, dry_run)
-        elif status == RunStatus.FAILED:
+        elif status == RunStatus.FAILED and not closes:
             # Still firing after a failed attempt: try again after the cooldown; the
             # breaker bounds how often (its open period doubles, like CrashLoopBackOff).
             schedule_retry(session, info.trigger, info.incident_id,

@@ -21,7 +21,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -76,13 +76,33 @@ def _ds_uid(ref: Any) -> str | None:
     return str(ref) if ref is not None else None
 
 
+DATASOURCE_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def datasource_variables(board: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in board.get("templating", {}).get("list", [])
+            if v.get("type") == "datasource"}
+
+
+def resolve_datasource(board: Mapping[str, Any], uid: str | None) -> str:
+    """The uid a reference means with the dashboard as shipped: a datasource variable
+    (`${prometheus_ds}`) resolves to its default, which is the provisioned uid."""
+    if uid is None:
+        return ""
+    match = DATASOURCE_VARIABLE.fullmatch(uid)
+    if match is None:
+        return uid
+    variable = datasource_variables(board).get(match.group(1) or match.group(2) or "")
+    return str(variable["current"]["value"]) if variable else uid
+
+
 @dataclass(frozen=True)
 class Query:
     """One query Grafana would send: a panel target, a template variable or an annotation."""
 
     dashboard: str  # uid
     where: str  # human-readable location, also the id for the may-be-empty lists
-    datasource: str  # uid
+    datasource: str  # uid, datasource variables resolved to their (provisioned) default
     text: str  # PromQL, SQL, or a Grafana variable function like label_values(...)
     kind: str  # "panel", "variable" or "annotation"
     instant: bool = False
@@ -94,25 +114,29 @@ class Query:
 
 def iter_queries(board: Mapping[str, Any]) -> Iterator[Query]:
     uid = board["uid"]
+
+    def ds(*refs: Any) -> str:
+        return resolve_datasource(board, next((u for u in map(_ds_uid, refs) if u), None))
+
     for panel in all_panels(board):
         for target in panel.get("targets", []):
-            ds = _ds_uid(target.get("datasource")) or _ds_uid(panel.get("datasource"))
             text = target.get("rawSql") or target.get("expr") or ""
-            yield Query(uid, f"{uid} / {panel.get('title')} / {target.get('refId')}", ds or "",
-                        text, "panel", bool(target.get("instant")) and not target.get("range"))
+            yield Query(uid, f"{uid} / {panel.get('title')} / {target.get('refId')}",
+                        ds(target.get("datasource"), panel.get("datasource")), text, "panel",
+                        bool(target.get("instant")) and not target.get("range"))
     for var in board.get("templating", {}).get("list", []):
         if var.get("type") == "query":
             query = var.get("query")
             text = query.get("query", "") if isinstance(query, dict) else str(query or "")
-            yield Query(uid, f"{uid} / variable {var['name']}",
-                        _ds_uid(var.get("datasource")) or "", text, "variable")
+            yield Query(uid, f"{uid} / variable {var['name']}", ds(var.get("datasource")),
+                        text, "variable")
     for ann in board.get("annotations", {}).get("list", []):
         if ann.get("builtIn"):
             continue
         target = ann.get("target") or {}
         text = target.get("rawSql") or target.get("expr") or ann.get("rawQuery") or ""
-        ds = _ds_uid(target.get("datasource")) or _ds_uid(ann.get("datasource"))
-        yield Query(uid, f"{uid} / annotation {ann.get('name')}", ds or "", text, "annotation")
+        yield Query(uid, f"{uid} / annotation {ann.get('name')}",
+                    ds(target.get("datasource"), ann.get("datasource")), text, "annotation")
 
 
 def all_queries() -> list[Query]:
@@ -411,26 +435,91 @@ def test_dashboard_uids_are_unique_and_stable() -> None:
     assert len(titles) == len(set(titles)) and all(titles)
 
 
-def test_every_panel_names_a_provisioned_datasource() -> None:
-    provisioned = set(provisioned_datasources())
+def _datasource_refs(board: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(where, reference) of every datasource a panel, target, variable or annotation names."""
+    for panel in all_panels(board):
+        if panel["type"] in NO_QUERY_PANELS:
+            continue
+        yield panel.get("title", "?"), panel.get("datasource")
+        for target in panel["targets"]:
+            yield f"{panel.get('title')} / {target.get('refId')}", target.get("datasource")
+    for var in board.get("templating", {}).get("list", []):
+        if var["type"] == "query":
+            yield f"variable {var['name']}", var.get("datasource")
+    for ann in board.get("annotations", {}).get("list", []):
+        if not ann.get("builtIn"):
+            yield f"annotation {ann.get('name')}", ann.get("datasource")
+            yield f"annotation {ann.get('name')} / target", (ann.get("target") or {}).get(
+                "datasource")
+
+
+def test_every_datasource_is_a_variable_defaulting_to_the_provisioned_one() -> None:
+    """Importable into an existing Grafana: no panel names a uid; each names a datasource
+    variable whose default is the provisioned uid (so provisioning works unchanged), and
+    __inputs/__requires declare the datasource types for the import dialog."""
+    provisioned = provisioned_datasources()
     problems = []
     for board in load_dashboards().values():
-        for panel in all_panels(board):
-            if panel["type"] in NO_QUERY_PANELS:
-                continue
-            refs = [panel.get("datasource"), *(t.get("datasource") for t in panel["targets"])]
-            for ref in refs:
-                if _ds_uid(ref) not in provisioned:
-                    problems.append((board["uid"], panel.get("title"), ref))
-        for var in board.get("templating", {}).get("list", []):
-            if var["type"] == "query" and _ds_uid(var.get("datasource")) not in provisioned:
-                problems.append((board["uid"], f"variable {var['name']}", var.get("datasource")))
-        for ann in board.get("annotations", {}).get("list", []):
-            uid = _ds_uid(ann.get("datasource"))
-            if not (ann.get("builtIn") and uid == BUILTIN_GRAFANA_DS) and uid not in provisioned:
-                problems.append((board["uid"], f"annotation {ann.get('name')}", uid))
+        variables = datasource_variables(board)
+        for name, var in variables.items():
+            default = var["current"]["value"]
+            if default not in provisioned or provisioned[default]["type"] != var["query"]:
+                problems.append((board["uid"], f"variable {name} defaults to {default}"))
+        used_types = set()
+        for where, ref in _datasource_refs(board):
+            uid = _ds_uid(ref)
+            match = DATASOURCE_VARIABLE.fullmatch(uid or "")
+            var = variables.get((match.group(1) or match.group(2)) if match else "")
+            if var is None or not isinstance(ref, dict) or ref.get("type") != var["query"]:
+                problems.append((board["uid"], where, ref))
+            else:
+                used_types.add(var["query"])
+        # Nothing anywhere (links, descriptions aside) names a provisioned uid directly.
+        for ref in _all_datasource_dicts(board):
+            if ref.get("uid") in provisioned:
+                problems.append((board["uid"], "hard-coded uid", ref))
+        inputs = {i["name"]: i for i in board.get("__inputs", [])}
+        expected = {"prometheus": "DS_PROMETHEUS", "postgres": "DS_POSTGRES"}
+        assert set(inputs) == {expected[t] for t in used_types}, board["uid"]
+        for kind in used_types:
+            item = inputs[expected[kind]]
+            assert item["type"] == "datasource" and item["pluginId"] == kind
+        required = {r["id"] for r in board.get("__requires", []) if r["type"] == "datasource"}
+        assert required == used_types, board["uid"]
+        assert set(variables) == {f"{t}_ds" for t in used_types}, board["uid"]
     assert problems == []
     assert all(q.datasource in provisioned for q in all_queries())
+
+
+def _all_datasource_dicts(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        ref = value.get("datasource")
+        if isinstance(ref, dict):
+            yield ref
+        for item in value.values():
+            yield from _all_datasource_dicts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _all_datasource_dicts(item)
+
+
+PROMQL_JOB = re.compile(r"\bjob\s*(=~|!=|!~|=)\s*\"([^\"]*)\"")
+
+
+def test_no_promql_hard_codes_a_job() -> None:
+    """Scrape job names differ between deployments: every job matcher uses the job variable,
+    whose default is a job of the shipped prometheus/prometheus.yml."""
+    shipped = {job["job_name"] for job in yaml.safe_load(
+        (REPO / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+    for board in load_dashboards().values():
+        texts = [q.text for q in iter_queries(board) if not q.is_sql]
+        matchers = [m.group(2) for text in texts for m in PROMQL_JOB.finditer(text)]
+        assert all(value == "$job" for value in matchers), (board["uid"], matchers)
+        if matchers:
+            job = {v["name"]: v for v in board["templating"]["list"]}["job"]
+            assert job["type"] == "query" and not job.get("includeAll")
+            assert job["current"]["value"] in shipped, board["uid"]
+            assert "job" in job["query"]["query"]
 
 
 def test_every_template_variable_is_used() -> None:
@@ -530,11 +619,39 @@ def test_slack_links_open_the_incident_drill_down() -> None:
                                                  "?var-incident=7")
     incident = {v["name"]: v for v in board["templating"]["list"]}["incident"]
     assert incident["type"] == "textbox"
-    drill_down = [q for q in iter_queries(board) if "'$incident'" in q.text]
+    drill_down = [q for q in iter_queries(board) if "${incident:sqlstring}" in q.text]
     assert {"incidents i", "actions a"} <= {
         table for q in drill_down for table in ("incidents i", "actions a") if table in q.text}
     # The drill-down must not depend on the time range: a Slack link carries none.
     assert all("$__timeFilter" not in q.text for q in drill_down)
+
+
+def test_free_text_variables_reach_sql_only_quoted() -> None:
+    """A textbox (or a ?var- URL parameter) is free text: in SQL it may appear only as
+    ${name:sqlstring}, which Grafana quotes and escapes. Raw $incident inside quotes was an
+    injection (?var-incident=0' OR '1'='1)."""
+    for board in load_dashboards().values():
+        free = {v["name"] for v in board.get("templating", {}).get("list", [])
+                if v["type"] in ("textbox", "constant")}
+        for query in iter_queries(board):
+            if not query.is_sql:
+                continue
+            for match in VARIABLE.finditer(query.text):
+                name = match.group(1) or match.group(2) or match.group(4)
+                fmt = match.group(3) or match.group(6)
+                if name in free:
+                    assert fmt == "sqlstring", (query.where, match.group(0))
+
+
+def test_runbooks_panel_is_docs_runbooks() -> None:
+    board = dashboards_by_uid()["autofix-incidents"]
+    [panel] = [p for p in all_panels(board) if p.get("title") == "Runbooks (docs/runbooks.md)"]
+    assert panel["options"]["content"] == (REPO / "docs" / "runbooks.md").read_text(), \
+        "the Runbooks panel drifted from docs/runbooks.md: copy the file into it"
+    [details] = [q for q in iter_queries(board) if q.where.endswith("Incident $incident / A")]
+    assert f"?viewPanel={panel['id']}'" in details.text
+    runbook_base = {v["name"]: v for v in board["templating"]["list"]}["runbook_base"]
+    assert runbook_base["current"]["value"] == ""  # no placeholder URL
 
 
 def test_target_app_annotates_every_remediation_action() -> None:
@@ -774,6 +891,113 @@ def test_grafana_role_reads_incidents_and_actions_only(pg_url: str) -> None:
         assert results == dict.fromkeys(denied, INSUFFICIENT_PRIVILEGE)
     finally:
         drop_login(admin, user)
+
+
+def _seed(admin_dsn: str, actions: Sequence[tuple[str, str]]) -> None:
+    """Incident 1 (TargetDown on web, with a runbook path) and run 1 with these
+    (action, outcome) rows, started now."""
+    import psycopg2
+
+    conn = psycopg2.connect(admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("""
+            INSERT INTO incidents (id, fingerprint, starts_at, alertname, severity, container,
+                labels, annotations, generator_url, status, notification_count, first_seen,
+                last_seen, resolved_unseen, trigger)
+            VALUES (1, 'f', now(), 'TargetDown', 'critical', 'web',
+                '{"alertname": "TargetDown", "container": "web"}',
+                '{"runbook_url": "docs/runbooks.md#targetdown"}', '', 'open', 1,
+                now(), now(), false, 'alert');
+            INSERT INTO runs (id, incident_id, playbook, target, trigger, alert_status, status,
+                queued_at, dry_run) VALUES (1, 1, 'p', 'web', 'alert', 'firing', 'succeeded',
+                now(), false);
+        """)
+        for action, outcome in actions:
+            cur.execute("""
+                INSERT INTO actions (run_id, incident_id, playbook, action, target, params,
+                    outcome, started_at, trigger)
+                VALUES (1, 1, 'p', %s, 'web', '{}', %s, now(), 'alert')""", (action, outcome))
+    conn.close()
+
+
+def _rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.set_session(readonly=True)
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _as_grafana_would(board: Mapping[str, Any], query: Query,
+                      values: Mapping[str, list[str] | None]) -> str:
+    now = datetime.now(UTC)
+    window = TimeRange(now - timedelta(hours=1), now + timedelta(minutes=1))
+    variables = Variables.for_dashboard(board, values, window.builtins())
+    text = variables.interpolate(query.text, query.datasource)
+    return expand_sql_macros(text, window.start, window.end, window.interval_s)
+
+
+HOSTILE = ["'; DROP TABLE incidents; --", "1' OR '1'='1", "1 OR 1=1", "1; SELECT 1",
+           "$$; DROP TABLE actions; $$", "1)::text; --", "\\'", "99999999999999999999999",
+           "-1", "", "abc"]
+
+
+def test_incident_variable_cannot_inject_sql(pg_url: str) -> None:
+    """Whatever arrives as ?var-incident= (or ?var-runbook_base=) runs without error and
+    shows no incident, as the read-only Grafana login; a real id still shows its rows."""
+    admin, _ = _dsn_of(pg_url)
+    _seed(admin, [("restart", "succeeded"), ("wait_healthy", "succeeded")])
+    board = dashboards_by_uid()["autofix-incidents"]
+    drill_down = [q for q in iter_queries(board) if "$incident" in q.where]
+    assert len(drill_down) == 2
+    user = create_grafana_login(admin)
+    try:
+        dsn = _dsn_of(pg_url, user)[1]
+        for query in drill_down:
+            assert len(_rows(dsn, _as_grafana_would(board, query, {"incident": ["1"]}))) >= 1
+            for hostile in HOSTILE:
+                sql = _as_grafana_would(board, query, {"incident": [hostile],
+                                                       "runbook_base": [hostile]})
+                assert _rows(dsn, sql) == [], (query.where, hostile, sql)
+        [details] = [q for q in drill_down if q.where.endswith("Incident $incident / A")]
+        base = "https://git.example/o'brien/autofix/blob/main/"
+        [row] = _rows(dsn, _as_grafana_would(board, details, {"incident": ["1"],
+                                                              "runbook_base": [base]}))
+        assert base + "docs/runbooks.md#targetdown" in row
+    finally:
+        drop_login(admin, user)
+    assert _attempt(admin, "SELECT count(*) FROM incidents") == "ok"  # still there
+
+
+def test_success_rate_counts_only_steps_that_change_a_container(pg_url: str) -> None:
+    from receiver.actions.builtin import build_registry
+
+    mutating = {spec.name for spec in build_registry().specs() if spec.mutating}
+    assert mutating == {"restart", "start", "stop", "kill", "exec"}
+    admin, _ = _dsn_of(pg_url)
+    seeded = ([("restart", "succeeded")] * 3 + [("exec", "succeeded")]
+              + [("restart", "failed"), ("kill", "interrupted")]
+              # not fixes: a successful notify or escalate, checks either way, skips, dry runs
+              + [("notify", "succeeded")] * 6 + [("escalate", "succeeded")] * 2
+              + [("wait_healthy", "failed"), ("promql_check", "succeeded"),
+                 ("http", "failed"), ("restart", "skipped"), ("stop", "dry_run")])
+    _seed(admin, seeded)
+    board = dashboards_by_uid()["autofix-overview"]
+    [query] = [q for q in iter_queries(board) if "Remediation success rate" in q.where]
+    user = create_grafana_login(admin)
+    try:
+        [(rate,)] = _rows(_dsn_of(pg_url, user)[1], _as_grafana_would(board, query, {}))
+    finally:
+        drop_login(admin, user)
+    assert rate == pytest.approx(4 / 6)
+    for action in mutating:
+        assert f"'{action}'" in query.text
 
 
 def test_grafana_role_is_created_once_per_server_and_granted_per_database(
