@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["TemplateRenderError", "TemplateRenderer"]
@@ -18,9 +18,23 @@ class TemplateRenderError(ValueError):
     """A template failed to compile or render (e.g. it names a missing label)."""
 
 
+_COMPILED_KEPT = 1024  # templates come from playbooks: a few dozen in practice
+
+
 class TemplateRenderer:
     def __init__(self) -> None:
         self._env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        # Compiling costs ~1 ms; a storm renders the same target template thousands of times.
+        self._compiled: dict[str, Template] = {}
+
+    def _template(self, template: str) -> Template:
+        compiled = self._compiled.get(template)
+        if compiled is None:
+            compiled = self._env.from_string(template)
+            if len(self._compiled) >= _COMPILED_KEPT:
+                self._compiled.clear()
+            self._compiled[template] = compiled
+        return compiled
 
     def check(self, template: str) -> None:
         """Raise TemplateRenderError when the template does not compile."""
@@ -33,7 +47,7 @@ class TemplateRenderer:
         if "{" not in template:
             return template
         try:
-            return self._env.from_string(template).render(**context)
+            return self._template(template).render(**context)
         except TemplateError as exc:
             raise TemplateRenderError(f"cannot render {template!r}: {exc}") from exc
         except (TypeError, ValueError, AttributeError) as exc:

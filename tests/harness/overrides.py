@@ -81,7 +81,8 @@ def rules(fast: bool = True) -> dict[str, Any]:
             group["interval"] = SCRAPE_INTERVAL
         for rule in group["rules"]:
             if "for" in rule:
-                rule["for"] = scaled(rule["for"], fast)
+                # At least 2 test evaluations: `for: 4s` x 0.1 would fire on one slow scrape.
+                rule["for"] = scaled(rule["for"], fast, floor_s=2 * seconds(SCRAPE_INTERVAL))
     return config
 
 
