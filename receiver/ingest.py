@@ -31,6 +31,9 @@ class Occurrence:
     playbook: str | None  # the playbook this status triggers, if any
     target: str | None  # rendered target, or None when the template failed
     target_error: str | None
+    lane: str = "act"  # "light" when every step only notifies or checks
+    priority: int = 0
+    notify_only: bool = False  # no run: the group's message reports it
 
 
 def template_context(labels: dict[str, str], annotations: dict[str, str],
@@ -56,8 +59,12 @@ def resolve_target(template: str, labels: dict[str, str], annotations: dict[str,
 
 
 def plan_occurrences(payload: WebhookPayload, playbooks: PlaybookFile,
-                     renderer: TemplateRenderer) -> list[Occurrence]:
-    """One Occurrence per distinct (fingerprint, startsAt, status) in the payload."""
+                     renderer: TemplateRenderer,
+                     light_actions: frozenset[str] = frozenset()) -> list[Occurrence]:
+    """One Occurrence per distinct (fingerprint, startsAt, status) in the payload.
+
+    `light_actions` are the actions that change no target: a playbook made only of them
+    runs in the light lane."""
     seen: set[tuple[str, datetime, str]] = set()
     planned: list[Occurrence] = []
     for alert in payload.alerts:
@@ -65,21 +72,26 @@ def plan_occurrences(payload: WebhookPayload, playbooks: PlaybookFile,
         if key in seen:
             continue
         seen.add(key)
-        planned.append(_plan_one(alert, playbooks, renderer))
+        planned.append(_plan_one(alert, playbooks, renderer, light_actions))
     return planned
 
 
-def _plan_one(alert: AlertPayload, playbooks: PlaybookFile,
-              renderer: TemplateRenderer) -> Occurrence:
+def _plan_one(alert: AlertPayload, playbooks: PlaybookFile, renderer: TemplateRenderer,
+              light_actions: frozenset[str]) -> Occurrence:
     playbook = playbooks.first_match(alert.labels, alert.status)
     target = target_error = None
+    lane, priority, notify_only = "act", 0, False
     if playbook is not None:
         target, target_error = resolve_target(playbook.target, alert.labels, alert.annotations,
                                               renderer)
+        if all(step.action in light_actions for step in playbook.actions):
+            lane = "light"
+        priority, notify_only = playbook.priority, playbook.notify_only
     ends_at = alert.ends_at if alert.ends_at and alert.ends_at > ZERO_TIME else None
     return Occurrence(
         fingerprint=alert.fingerprint, starts_at=alert.starts_at, ends_at=ends_at,
         status=alert.status, labels=alert.labels, annotations=alert.annotations,
         generator_url=alert.generator_url, playbook=playbook.name if playbook else None,
-        target=target, target_error=target_error,
+        target=target, target_error=target_error, lane=lane, priority=priority,
+        notify_only=notify_only,
     )

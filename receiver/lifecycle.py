@@ -34,7 +34,7 @@ from .db.models import Incident, Run
 __all__ = [
     "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES", "RETRYABLE_INCIDENT_STATUSES",
     "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "transition_incident",
-    "transition_run",
+    "transition_incidents", "transition_run",
 ]
 
 
@@ -108,6 +108,19 @@ def transition_incident(session: Session, incident_id: int, event: str,
                         **values: Any) -> bool:
     """Apply `event` to the incident if its current status allows it; True if it did."""
     return _apply(session, Incident, incident_id, INCIDENT_TRANSITIONS[event], values)
+
+
+def transition_incidents(session: Session, incident_ids: list[int], event: str,
+                         **values: Any) -> int:
+    """Apply `event` to many incidents at once; how many it applied to."""
+    transition = INCIDENT_TRANSITIONS[event]
+    statement = (update(Incident)
+                 .where(Incident.id.in_(incident_ids),
+                        Incident.status.in_(sorted(transition.allowed_from)))
+                 .values(status=transition.to, **values)
+                 .execution_options(synchronize_session=False))
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    return int(result.rowcount)
 
 
 def transition_run(session: Session, run_id: int, event: str, **values: Any) -> bool:

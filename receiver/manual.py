@@ -15,6 +15,7 @@ from .actions.registry import IncidentView
 from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
+from .execution import is_mutating
 from .executor import ExecutorError
 from .guards import GuardStop, admit, check_run_target, check_target
 from .ingest import resolve_target
@@ -69,7 +70,9 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
         run = Run(incident_id=incident.id, playbook=playbook.name, target=target,
                   trigger="manual", alert_status="firing", reason=reason, requested_by=actor,
                   status=RunStatus.QUEUED, queued_at=now, dry_run=dry_run,
-                  config_version=services.config.current.version_id)
+                  config_version=services.config.current.version_id,
+                  lane="act" if is_mutating(services, playbook) else "light",
+                  priority=playbook.priority)
         session.add(run)
         session.add(AuditEntry(actor=actor, verb="manual_run", subject=target,
                                reason=f"{playbook.name}: {reason}"))

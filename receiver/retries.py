@@ -52,12 +52,14 @@ def queue_due_retries(services: Services, limit: int = 100) -> list[int]:
                 .values(next_attempt_at=None).execution_options(synchronize_session=False))
             if claimed.rowcount != 1 or not playbook:  # type: ignore[attr-defined]
                 continue
+            found = services.config.current.playbooks.by_name(playbook)
             run_id = session.execute(insert(Run).values(
                 incident_id=incident_id, playbook=playbook, target=target or "",
                 trigger="retry", alert_status="firing", status=RunStatus.QUEUED,
                 reason=f"retry: the alert is still firing (due {seen})",
                 queued_at=now, dry_run=False,
-                config_version=services.config.current.version_id,
+                config_version=services.config.current.version_id, lane="act",
+                priority=found.priority if found else 0,
             ).returning(Run.id)).scalar_one()
             queued.append(run_id)
     if queued:

@@ -34,22 +34,25 @@ _sqlite_claim_lock = threading.Lock()
 PRUNE_EVERY_S = 3600.0
 
 
-def claim_next(services: Services, worker: str) -> int | None:
-    """Mark the oldest runnable run as running and return its id, or None."""
+def claim_next(services: Services, worker: str, light: bool = True) -> int | None:
+    """Mark the next runnable run as running and return its id, or None.
+
+    Two lanes. "act" runs (they may change a target) go first, highest priority then
+    oldest, under the global cap and one run per target. "light" runs (notify or check
+    only) are claimed only when no act run can be, oldest first, outside the cap: a storm
+    of them never delays a restart. `light=False` claims act runs only (the thread each
+    process keeps for them)."""
     database = services.database
     guard = _sqlite_claim_lock if database.is_sqlite else contextlib.nullcontext()
     with guard, database.session("claim") as session:
         if not database.is_sqlite:
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                             {"key": _CLAIM_LOCK_KEY})
-        running = session.scalar(select(func.count()).select_from(Run)
-                                 .where(Run.status == RunStatus.RUNNING)) or 0
-        if running >= services.settings.max_concurrent_runs:
-            return None
-        busy = select(Run.target).where(Run.status == RunStatus.RUNNING, Run.target != "")
-        run_id = session.scalars(
-            select(Run.id).where(Run.status == RunStatus.QUEUED, Run.target.not_in(busy))
-            .order_by(Run.id).limit(1)).first()
+        run_id = _next_act_run(session, services.settings.max_concurrent_runs)
+        if run_id is None and light:
+            run_id = session.scalars(
+                select(Run.id).where(Run.status == RunStatus.QUEUED, Run.lane == "light")
+                .order_by(Run.id).limit(1)).first()
         if run_id is None:
             return None
         now = services.clock()
@@ -57,6 +60,18 @@ def claim_next(services: Services, worker: str) -> int | None:
                               worker=worker):
             return None
         return run_id
+
+
+def _next_act_run(session: Session, cap: int) -> int | None:
+    running = session.scalar(select(func.count()).select_from(Run).where(
+        Run.status == RunStatus.RUNNING, Run.lane == "act")) or 0
+    if running >= cap:
+        return None
+    busy = select(Run.target).where(Run.status == RunStatus.RUNNING, Run.target != "")
+    return session.scalars(
+        select(Run.id).where(Run.status == RunStatus.QUEUED, Run.lane == "act",
+                             Run.target.not_in(busy))
+        .order_by(Run.priority.desc(), Run.id).limit(1)).first()
 
 
 def reconcile_interrupted(services: Services, stale_before: datetime | None = None,
@@ -127,9 +142,11 @@ class Runner:
         svc = self.services
         self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
                                     self.worker)
-        for index in range(self.services.settings.runner_threads):
-            thread = threading.Thread(target=self._loop, name=f"autofix-runner-{index}",
-                                      daemon=True)
+        threads = self.services.settings.runner_threads
+        for index in range(threads):
+            # Thread 0 takes act runs only: light work never occupies every thread.
+            thread = threading.Thread(target=self._loop, args=(index > 0 or threads == 1,),
+                                      name=f"autofix-runner-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
         heartbeat = threading.Thread(target=self._heartbeat, name="autofix-heartbeat",
@@ -145,9 +162,9 @@ class Runner:
         if self._sender is not None:
             self._sender.stop(timeout)
 
-    def run_once(self) -> int | None:
+    def run_once(self, light: bool = True) -> int | None:
         """Claim and execute one run in this thread (tests and the SQLite single worker)."""
-        run_id = claim_next(self.services, self.worker)
+        run_id = claim_next(self.services, self.worker, light)
         if run_id is None:
             return None
         with self._active_lock:
@@ -159,11 +176,11 @@ class Runner:
                 self._active.discard(run_id)
         return run_id
 
-    def _loop(self) -> None:
+    def _loop(self, light: bool = True) -> None:
         poll = self.services.settings.runner_poll_s
         while not self._stop.is_set():
             try:
-                if self.run_once() is not None:
+                if self.run_once(light) is not None:
                     continue
             except DatabaseUnavailable:
                 pass

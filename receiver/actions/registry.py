@@ -94,5 +94,9 @@ class ActionRegistry:
     def specs(self) -> list[ActionSpec]:
         return [self._specs[name] for name in sorted(self._specs)]
 
+    def light_actions(self) -> frozenset[str]:
+        """Actions that change no target: a playbook of only these runs in the light lane."""
+        return frozenset(name for name, spec in self._specs.items() if not spec.mutating)
+
     def params_models(self) -> dict[str, type[BaseModel]]:
         return {name: spec.params for name, spec in self._specs.items()}

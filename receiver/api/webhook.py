@@ -13,6 +13,7 @@ from ..db.ingest_store import record_notification
 from ..db.models import utcnow
 from ..ingest import plan_occurrences
 from ..notify import Event
+from ..notify.groups import record_group
 from ..payload import WebhookPayload
 from .common import json_body, parse_model, services
 
@@ -29,14 +30,24 @@ def receive_alertmanager() -> tuple[Response, int]:
     raw: Any = json_body(request, svc.settings.max_body_bytes)
     payload = parse_model(WebhookPayload, raw)
     config = svc.config.refreshed()
-    occurrences = plan_occurrences(payload, config.playbooks, svc.renderer)
+    occurrences = plan_occurrences(payload, config.playbooks, svc.renderer,
+                                   svc.registry.light_actions())
     now = utcnow()
     started = time.monotonic()
     with svc.database.session("ingest") as session:
         result = record_notification(session, payload, raw, occurrences, now,
                                      config_version=config.version_id)
         for incident_id in result.resolved_ids:
-            svc.notifier.emit(session, Event("resolved", incident_id))
+            # Only an incident with a thread of its own gets its own "resolved" message;
+            # the others are reported in their group's message.
+            playbook = config.playbooks.by_name(result.resolved_playbooks.get(incident_id)
+                                                or "")
+            if playbook is not None and not playbook.notify_only:
+                svc.notifier.emit(session, Event("resolved", incident_id))
+        group_id = record_group(session, payload, occurrences, config.playbooks,
+                                svc.renderer, now)
+        if group_id is not None:
+            svc.notifier.emit_group(session, group_id)
     svc.metrics.notifications.labels(payload.status).inc()
     for status in ("firing", "resolved"):
         count = sum(1 for alert in payload.alerts if alert.status == status)

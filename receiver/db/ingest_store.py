@@ -10,14 +10,14 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..ingest import Occurrence
-from ..lifecycle import IncidentStatus, RunStatus
+from ..lifecycle import IncidentStatus, RunStatus, transition_incidents
 from ..payload import WebhookPayload
 from .models import Incident, Notification, Run
 
@@ -27,6 +27,7 @@ __all__ = ["TRUNCATED_MARK", "IngestResult", "fit", "record_notification"]
 # columns (e.g. "alertname,container"). The full values stay in `labels`.
 TRUNCATED_MARK = "autofix_truncated"
 
+T = TypeVar("T")
 # Bound parameters per statement stay under PostgreSQL's 65535 and SQLite's 32766.
 _CHUNK = 1000
 
@@ -42,6 +43,10 @@ class IngestResult:
     run_ids: list[int] = field(default_factory=list)
     incident_ids: list[int] = field(default_factory=list)
     resolved_ids: list[int] = field(default_factory=list)
+    # The playbook each resolved incident fired with: only incidents with a thread of
+    # their own (a run that could act) get a "resolved" message of their own.
+    resolved_playbooks: dict[int, str | None] = field(default_factory=dict)
+    notify_only_closed: int = 0
 
 
 def record_notification(session: Session, payload: WebhookPayload, raw: dict[str, Any],
@@ -60,13 +65,17 @@ def record_notification(session: Session, payload: WebhookPayload, raw: dict[str
     result = IngestResult(notification_id=notification.id, alerts=len(payload.alerts))
     firing = [o for o in occurrences if o.status == "firing"]
     resolved = [o for o in occurrences if o.status == "resolved"]
+    runs: list[dict[str, Any]] = []
+    notify_only: list[int] = []
     for chunk in _chunks(firing):
         for row, occurrence in zip(_upsert(session, chunk, now), chunk, strict=True):
             result.incident_ids.append(row.id)
             if row.notification_count == 1:
                 result.new += 1
-                if occurrence.playbook is not None:
-                    _queue_run(session, row.id, occurrence, now, result, config_version)
+                if occurrence.notify_only:
+                    notify_only.append(row.id)
+                elif occurrence.playbook is not None:
+                    runs.append(_run_values(row.id, occurrence, now, config_version))
             else:
                 result.duplicates += 1
     for chunk in _chunks(resolved):
@@ -75,14 +84,26 @@ def record_notification(session: Session, payload: WebhookPayload, raw: dict[str
             if row.resolved_at == now:  # this notification is the one that resolved it
                 result.resolved += 1
                 result.resolved_ids.append(row.id)
-                if occurrence.playbook is not None:
-                    _queue_run(session, row.id, occurrence, now, result, config_version)
+                result.resolved_playbooks[row.id] = row.playbook
+                if occurrence.playbook is not None and not occurrence.notify_only:
+                    runs.append(_run_values(row.id, occurrence, now, config_version))
             else:
                 result.duplicates += 1
+    for run_chunk in _chunks(runs):
+        # One statement per chunk (insertmanyvalues), ids back in parameter order.
+        statement = insert(Run).returning(Run.id, sort_by_parameter_order=True)
+        result.run_ids.extend(session.scalars(statement, list(run_chunk)).all())
+    result.runs_queued = len(result.run_ids)
+    for id_chunk in _chunks(notify_only):
+        # Nothing to run: the notification group's message reports these alerts, and no
+        # resolution needs waiting for (lifecycle's "close"; resolve still wins later).
+        result.notify_only_closed += transition_incidents(
+            session, list(id_chunk), "close", closed_at=now, closed_by="autofix",
+            close_reason="notify-only playbook: reported in the notification group's message")
     return result
 
 
-def _chunks(items: Sequence[Occurrence]) -> list[Sequence[Occurrence]]:
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
@@ -148,7 +169,7 @@ def _upsert_statement(dialect: str, resolved: bool) -> Any:
     return statement.on_conflict_do_update(
         index_elements=["fingerprint", "starts_at"], set_=updates,
     ).returning(table.id, table.fingerprint, table.starts_at, table.notification_count,
-                table.resolved_at)
+                table.resolved_at, table.playbook)
 
 
 def _upsert(session: Session, chunk: Sequence[Occurrence], now: datetime) -> list[Any]:
@@ -160,15 +181,13 @@ def _upsert(session: Session, chunk: Sequence[Occurrence], now: datetime) -> lis
     return [rows[(o.fingerprint, o.starts_at)] for o in chunk]
 
 
-def _queue_run(session: Session, incident_id: int, occurrence: Occurrence, now: datetime,
-               result: IngestResult, config_version: int | None) -> None:
-    run_id = session.execute(
-        insert(Run).values(
-            incident_id=incident_id, playbook=occurrence.playbook,
-            target=occurrence.target or "", trigger="alert", alert_status=occurrence.status,
-            reason=occurrence.target_error, status=RunStatus.QUEUED, queued_at=now,
-            dry_run=False, config_version=config_version,
-        ).returning(Run.id)
-    ).scalar_one()
-    result.runs_queued += 1
-    result.run_ids.append(run_id)
+def _run_values(incident_id: int, occurrence: Occurrence, now: datetime,
+                config_version: int | None) -> dict[str, Any]:
+    return {
+        "incident_id": incident_id, "playbook": occurrence.playbook,
+        "target": occurrence.target or "", "trigger": "alert",
+        "alert_status": occurrence.status, "reason": occurrence.target_error,
+        "status": RunStatus.QUEUED, "queued_at": now, "dry_run": False,
+        "config_version": config_version, "lane": occurrence.lane,
+        "priority": occurrence.priority,
+    }

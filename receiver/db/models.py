@@ -22,8 +22,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "Action", "AuditEntry", "Base", "Breaker", "ConfigVersion", "Incident", "Notification", "Run",
-    "utcnow",
+    "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "Incident",
+    "Notification", "Run", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -115,7 +115,8 @@ class Run(Base):
     """One playbook execution for one incident; the unit the workers claim."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_target", "status", "target"),)
+    __table_args__ = (Index("ix_runs_status_target", "status", "target"),
+                      Index("ix_runs_status_lane", "status", "lane"))
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"),
                                              index=True)
@@ -135,6 +136,10 @@ class Run(Base):
     dry_run: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
     config_version: Mapped[int | None] = mapped_column(Integer)  # the playbooks it was planned with
+    # "act": may change a target (global cap, one per target, priority); "light": only
+    # notifies or checks, and never waits behind or delays an "act" run.
+    lane: Mapped[str] = mapped_column(String(8), default="act")
+    priority: Mapped[int] = mapped_column(Integer, default=0)
     current_step: Mapped[int | None] = mapped_column(Integer)  # the step under way, for reconcile
 
 
@@ -202,6 +207,24 @@ class ConfigVersion(Base):
     content: Mapped[str] = mapped_column(Text)
 
 
+class AlertGroup(Base):
+    """One Alertmanager notification group (receiver + groupKey), as its latest notification
+    described it: the group's one message per channel is rendered from this row."""
+
+    __tablename__ = "alert_groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256(receiver, key)
+    group_key: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(String(1024))
+    group_labels: Mapped[dict[str, Any]] = mapped_column()
+    external_url: Mapped[str] = mapped_column(Text, default="")
+    firing: Mapped[int] = mapped_column(Integer, default=0)
+    resolved: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column()  # top alertnames, a sample of alerts
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Outbox(Base):
     """One notification for one channel: written with the event, sent by a background thread.
 
@@ -215,7 +238,11 @@ class Outbox(Base):
         Index("ix_outbox_incident_channel", "incident_id", "channel", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    # An incident's own message, or (group_id set, incident_id NULL) a group's message.
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"))
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alert_groups.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(32))  # slack, slack_webhook, webhook
     kind: Mapped[str] = mapped_column(String(32))  # the event kind
     details: Mapped[dict[str, Any]] = mapped_column()

@@ -7,6 +7,7 @@ with backoff and Retry-After, so a slow or down Slack never holds a thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,6 +21,7 @@ from slack_sdk.webhook import WebhookClient
 
 from ..settings import SECRET_FIELDS, Settings
 from .events import Event
+from .groups import GroupInfo, build_group_slack, build_group_webhook
 from .messages import IncidentInfo, LinkSettings, build_slack_message, build_webhook_payload
 
 __all__ = [
@@ -61,6 +63,9 @@ class Channel(Protocol):
 
     def send(self, event: Event, incident: IncidentInfo, *, thread_ts: str | None,
              delivery_id: int) -> Delivery: ...
+
+    def send_group(self, group: GroupInfo, *, update_ts: str | None,
+                   delivery_id: int) -> Delivery: ...
 
 
 def retry_after(headers: Any) -> float | None:
@@ -113,24 +118,42 @@ class SlackBotChannel:
     def send(self, event: Event, incident: IncidentInfo, *, thread_ts: str | None,
              delivery_id: int) -> Delivery:
         message = build_slack_message(event, incident, links=self._links)
+        return self._api("chat.postMessage", lambda: self._client.chat_postMessage(
+            channel=self._channel, text=message["text"], blocks=message["blocks"],
+            thread_ts=thread_ts, unfurl_links=False, unfurl_media=False))
+
+    def send_group(self, group: GroupInfo, *, update_ts: str | None,
+                   delivery_id: int) -> Delivery:
+        """The group's one message: posted once, then updated in place."""
+        message = build_group_slack(group, self._links)
+        if update_ts is not None:
+            try:
+                return self._api("chat.update", lambda: self._client.chat_update(
+                    channel=self._channel, ts=update_ts, text=message["text"],
+                    blocks=message["blocks"]))
+            except SendFailed as exc:
+                if "message_not_found" not in str(exc):
+                    raise  # otherwise it was deleted by hand: post a new one
+        return self._api("chat.postMessage", lambda: self._client.chat_postMessage(
+            channel=self._channel, text=message["text"], blocks=message["blocks"],
+            unfurl_links=False, unfurl_media=False))
+
+    def _api(self, what: str, call: Callable[[], Any]) -> Delivery:
         try:
-            response = self._client.chat_postMessage(
-                channel=self._channel, text=message["text"], blocks=message["blocks"],
-                thread_ts=thread_ts, unfurl_links=False, unfurl_media=False)
+            response = call()
         except SlackApiError as exc:
             status = int(exc.response.status_code)
             error = str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) \
                 else ""
             if status != 200:
-                failure = _http_failure(status, "chat.postMessage", exc.response.headers)
+                failure = _http_failure(status, what, exc.response.headers)
                 raise SendFailed(f"{failure} {error}".strip(), retryable=failure.retryable,
                                  retry_after_s=failure.retry_after_s) from exc
-            raise SendFailed(f"chat.postMessage: {error or 'not ok'}",
+            raise SendFailed(f"{what}: {error or 'not ok'}",
                              retryable=error in _SLACK_TRANSIENT,
                              retry_after_s=retry_after(exc.response.headers)) from exc
         except OSError as exc:  # URLError, timeouts, refused connections
-            raise SendFailed(f"chat.postMessage: {type(exc).__name__}: {exc}",
-                             retryable=True) from exc
+            raise SendFailed(f"{what}: {type(exc).__name__}: {exc}", retryable=True) from exc
         ts = response.get("ts")
         return Delivery(ts=str(ts) if ts else None)
 
@@ -148,7 +171,13 @@ class SlackWebhookChannel:
 
     def send(self, event: Event, incident: IncidentInfo, *, thread_ts: str | None,
              delivery_id: int) -> Delivery:
-        message = build_slack_message(event, incident, links=self._links)
+        return self._post(build_slack_message(event, incident, links=self._links))
+
+    def send_group(self, group: GroupInfo, *, update_ts: str | None,
+                   delivery_id: int) -> Delivery:
+        return self._post(build_group_slack(group, self._links))  # no update: a new post
+
+    def _post(self, message: dict[str, Any]) -> Delivery:
         try:
             response = self._client.send_dict(message)
         except OSError as exc:
@@ -173,7 +202,14 @@ class OutboundWebhookChannel:
 
     def send(self, event: Event, incident: IncidentInfo, *, thread_ts: str | None,
              delivery_id: int) -> Delivery:
-        body = build_webhook_payload(event, incident, links=self._links)
+        return self._post(build_webhook_payload(event, incident, links=self._links),
+                          delivery_id)
+
+    def send_group(self, group: GroupInfo, *, update_ts: str | None,
+                   delivery_id: int) -> Delivery:
+        return self._post(build_group_webhook(group, self._links), delivery_id)
+
+    def _post(self, body: dict[str, Any], delivery_id: int) -> Delivery:
         headers = {"User-Agent": _USER_AGENT, "Idempotency-Key": f"autofix-{delivery_id}"}
         try:
             response = self._session.post(self._url, json=body, headers=headers,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 __all__ = ["Event", "EventKind", "Notifier", "NullNotifier"]
 
 EventKind = Literal["playbook_started", "action_result", "escalated", "breaker_opened",
-                    "resolved", "note"]
+                    "resolved", "note", "group"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,13 @@ class Notifier(Protocol):
     def emit(self, session: Session, event: Event) -> None:
         """Record the event for sending; must not do network I/O."""
 
+    def emit_group(self, session: Session, group_id: int) -> None:
+        """Record that a notification group's message needs (re)sending."""
+
 
 class NullNotifier:
     def emit(self, session: Session, event: Event) -> None:
+        return None
+
+    def emit_group(self, session: Session, group_id: int) -> None:
         return None

@@ -21,11 +21,11 @@ from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ..db.engine import Database
-from ..db.models import Incident, Outbox, utcnow
+from ..db.models import AlertGroup, Incident, Outbox, utcnow
 from ..errors import DatabaseUnavailable
 from ..metrics import Metrics
 from ..settings import Settings
@@ -38,6 +38,7 @@ from .channels import (
     secret_fragments,
 )
 from .events import Event, EventKind
+from .groups import GroupInfo
 from .messages import IncidentInfo
 
 __all__ = ["OutboxNotifier", "OutboxSender", "build_notifier", "start_sender"]
@@ -68,6 +69,16 @@ class OutboxNotifier:
             session.info["autofix_outbox_wake"] = True
             sa_event.listen(session, "after_commit", self._wake)
 
+    def emit_group(self, session: Session, group_id: int) -> None:
+        if not self.channels:
+            return
+        from .groups import emit_group
+
+        if emit_group(session, group_id, self.channels, utcnow()) and \
+                not session.info.get("autofix_outbox_wake"):
+            session.info["autofix_outbox_wake"] = True
+            sa_event.listen(session, "after_commit", self._wake)
+
     def _wake(self, session: Session) -> None:
         session.info.pop("autofix_outbox_wake", None)
         self.wakeup.set()
@@ -86,6 +97,7 @@ class _Claim:
     attempts: int
     thread_ts: str | None
     done: bool = False  # settled during the claim: nothing to send
+    group: GroupInfo | None = None  # a notification group's message (no incident)
 
 
 class OutboxSender:
@@ -153,7 +165,9 @@ class OutboxSender:
         with guard, self.database.session("notify_claim") as session:
             now = utcnow()
             earlier = aliased(Outbox)
-            blocked = exists().where(earlier.incident_id == Outbox.incident_id,
+            # An incident's rows, and a group's rows, go out in order (NULLs never match).
+            blocked = exists().where(or_(earlier.incident_id == Outbox.incident_id,
+                                         earlier.group_id == Outbox.group_id),
                                      earlier.channel == Outbox.channel,
                                      earlier.id < Outbox.id, earlier.status == "pending")
             row = session.scalars(
@@ -168,17 +182,22 @@ class OutboxSender:
                 row.last_error = "; ".join(filter(None, [row.last_error,
                                                           "last attempt interrupted"]))
                 self.metrics.notification_sends.labels(row.channel, "failed").inc()
-                return _Claim(row.id, row.channel, Event(_kind(row.kind), row.incident_id),
+                return _Claim(row.id, row.channel, Event(_kind(row.kind), row.incident_id or 0),
                               None, row.attempts, None, done=True)
             row.attempts += 1
             row.next_attempt_at = now + self._lease()
             row.claimed_by = self.worker
+            if row.group_id is not None:
+                group = session.get(AlertGroup, row.group_id)
+                return _Claim(row.id, row.channel, Event("group", 0, {"group_id": row.group_id}),
+                              None, row.attempts, _group_root(session, row),
+                              group=GroupInfo.from_row(group) if group else None)
             incident = session.get(Incident, row.incident_id)
             channel = self.channels.get(row.channel)
             thread_ts = None
             if channel is not None and channel.threaded:
                 thread_ts = _thread_root(session, row)
-            return _Claim(row.id, row.channel, Event(_kind(row.kind), row.incident_id,
+            return _Claim(row.id, row.channel, Event(_kind(row.kind), row.incident_id or 0,
                                                      dict(row.details)),
                           IncidentInfo.from_row(incident) if incident else None,
                           row.attempts, thread_ts)
@@ -189,12 +208,20 @@ class OutboxSender:
             self._record_failure(claim, f"channel {claim.channel!r} is not configured here",
                                  retryable=False)
             return
-        if claim.incident is None:
+        if claim.event.kind == "group" and claim.group is None:
+            self._record_failure(claim, "group no longer exists", retryable=False)
+            return
+        if claim.event.kind != "group" and claim.incident is None:
             self._record_failure(claim, "incident no longer exists", retryable=False)
             return
         try:
-            delivery = channel.send(claim.event, claim.incident, thread_ts=claim.thread_ts,
-                                    delivery_id=claim.row_id)
+            if claim.group is not None:
+                delivery = channel.send_group(claim.group, update_ts=claim.thread_ts,
+                                              delivery_id=claim.row_id)
+            else:
+                assert claim.incident is not None
+                delivery = channel.send(claim.event, claim.incident,
+                                        thread_ts=claim.thread_ts, delivery_id=claim.row_id)
         except SendFailed as exc:
             self._record_failure(claim, str(exc), retryable=exc.retryable,
                                  retry_after_s=exc.retry_after_s)
@@ -209,7 +236,8 @@ class OutboxSender:
                                      Outbox.claimed_by == self.worker,
                                      Outbox.attempts == claim.attempts)
                 .values(status="sent", sent_at=utcnow(), last_error=None,
-                        slack_ts=delivery.ts, thread_ts=claim.thread_ts))
+                        slack_ts=delivery.ts,
+                        thread_ts=None if claim.group is not None else claim.thread_ts))
         self.metrics.notification_sends.labels(claim.channel, "sent").inc()
         log.info("notification sent", extra={**self._context(claim), "outcome": "sent",
                                               "recorded": _rowcount(done) == 1})
@@ -262,6 +290,16 @@ def _thread_root(session: Session, row: Outbox) -> str | None:
         select(Outbox.slack_ts).where(
             Outbox.incident_id == row.incident_id, Outbox.channel == row.channel,
             Outbox.status == "sent", Outbox.slack_ts.is_not(None), Outbox.thread_ts.is_(None))
+        .order_by(Outbox.id).limit(1))
+
+
+def _group_root(session: Session, row: Outbox) -> str | None:
+    """The ts of the group's message on this channel, once one was posted: updated in
+    place from then on."""
+    return session.scalar(
+        select(Outbox.slack_ts).where(
+            Outbox.group_id == row.group_id, Outbox.channel == row.channel,
+            Outbox.status == "sent", Outbox.slack_ts.is_not(None))
         .order_by(Outbox.id).limit(1))
 
 

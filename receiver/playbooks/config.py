@@ -108,6 +108,8 @@ class Playbook(_Strict):
     on: Literal["firing", "resolved"] = "firing"
     dry_run: bool = False
     description: str = ""
+    # Within the lane of runs that change targets: higher first, then oldest.
+    priority: int = Field(0, ge=-1000, le=1000)
 
     _cooldown = field_validator("cooldown_s", mode="before")(parse_duration)
 
@@ -134,6 +136,12 @@ class Playbook(_Strict):
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
+
+    @property
+    def notify_only(self) -> bool:
+        """Every step only notifies: no run is needed, the notification group's message
+        reports the alert."""
+        return all(step.action == "notify" for step in self.actions)
 
 
 class PlaybookFile(_Strict):

@@ -61,6 +61,8 @@ def prometheus_config(docker_url: str, receiver: str, alertmanager: str,
                                 evaluation_interval=SCRAPE_INTERVAL)
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
     for job in config["scrape_configs"]:
+        if fast and "scrape_interval" in job:  # a job's own (faster) interval: 1 s too
+            job.update(scrape_interval=SCRAPE_INTERVAL, scrape_timeout=SCRAPE_TIMEOUT)
         for sd in job.get("docker_sd_configs", []):
             sd["host"] = docker_url
             if fast:
@@ -72,12 +74,15 @@ def prometheus_config(docker_url: str, receiver: str, alertmanager: str,
 
 
 def rules(fast: bool = True) -> dict[str, Any]:
-    """Shipped alert rules with every `for:` scaled."""
+    """Shipped alert rules with every `for:` scaled (and a group's own interval 1 s)."""
     config = copy.deepcopy(load(SHIPPED_RULES))
     for group in config["groups"]:
+        if fast and "interval" in group:
+            group["interval"] = SCRAPE_INTERVAL
         for rule in group["rules"]:
             if "for" in rule:
-                rule["for"] = scaled(rule["for"], fast)
+                # At least 2 test evaluations: `for: 4s` x 0.1 would fire on one slow scrape.
+                rule["for"] = scaled(rule["for"], fast, floor_s=2 * seconds(SCRAPE_INTERVAL))
     return config
 
 

@@ -16,7 +16,8 @@ SUPERUSER = "autofix_test"
 
 
 class Postgres:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, durable: bool = False) -> None:
+        self.durable = durable  # fsync and full-page writes on, as a production server runs
         self.initdb = require_binary("initdb")
         self.pg_ctl = require_binary("pg_ctl")
         self.root = root
@@ -48,7 +49,8 @@ class Postgres:
                    f"-c unix_socket_directories={self.sock_dir} -c max_connections=200 "
                    # fsync only guards against an OS crash; commits stay synchronous, so a
                    # killed server (the outage tests) loses nothing that was acknowledged.
-                   "-c fsync=off -c full_page_writes=off")
+                   + ("-c fsync=on -c full_page_writes=on -c synchronous_commit=on"
+                      if self.durable else "-c fsync=off -c full_page_writes=off"))
         self._run([self.pg_ctl, "-D", str(self.data), "-o", options, "-l",
                    str(self.root / "postgres.log"), "-w", "-t", "60", "start"])
         wait_for(self._accepts, 30, "postgres")
@@ -94,7 +96,7 @@ def _unprivileged_user() -> str | None:
     raise RuntimeError("running as root needs a 'postgres' user: apt-get install postgresql")
 
 
-def start_postgres() -> Postgres:
+def start_postgres(durable: bool = False) -> Postgres:
     # Not under pytest's tmp_path: that is private to root, and postgres runs as its own user.
     root = Path(tempfile.mkdtemp(prefix="autofix-pg-"))
-    return Postgres(root).init().start()
+    return Postgres(root, durable).init().start()

@@ -1,6 +1,7 @@
 """A local stand-in for Slack's Web API and for webhook URLs, recording every request.
 
-`POST /api/chat.postMessage` answers {"ok": true, "ts": ...} with a fresh ts; any other
+`POST /api/chat.postMessage` answers {"ok": true, "ts": ...} with a fresh ts, and
+`chat.update` with the ts it was given; any other
 path answers 200 "ok" (what Slack incoming webhooks answer). `script(path, ...)` queues
 replies for a path (429 with Retry-After, 500, a hang) that are used before the default.
 """
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs
 from .procs import LOOPBACK
 
 POST_MESSAGE = "/api/chat.postMessage"
+UPDATE = "/api/chat.update"
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,11 @@ class SlackStub:
                         recorded.ts = f"1700000000.{next(stub._ts):06d}"
                         channel = body.get("channel") if isinstance(body, dict) else None
                         payload = {"ok": True, "channel": channel, "ts": recorded.ts}
+                    elif self.path == UPDATE:
+                        given = body if isinstance(body, dict) else {}
+                        recorded.ts = str(given.get("ts"))
+                        payload = {"ok": True, "channel": given.get("channel"),
+                                   "ts": recorded.ts}
                     else:
                         payload = "ok"
                 elif payload is None:

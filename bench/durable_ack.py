@@ -1,0 +1,82 @@
+"""Webhook throughput with what ships: the shipped playbooks, on a durable PostgreSQL.
+
+Beside bench/webhook_ack.py (alerts that match no playbook, fsync off), this runs the
+shipped receiver/playbooks.yml (the catch-all `notify-unmatched` matches every load
+alert) on a PostgreSQL with fsync, full-page writes and synchronous commit on, against
+alerta-server on the same server, 4 gthread workers each, every request a new alert, 8
+senders. Repeats alternate the order; ratios are taken per repeat, then their median.
+
+Goal (issue #17): at least 3x alerta's notifications/s, p99 under 100 ms.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import aggregate, strip
+from bench.loadgen import LoadSpec, run_load
+from bench.servers import Stack, alerta_venv
+from bench.webhook_ack import ratios
+
+SHIPPED = Path(__file__).resolve().parents[1] / "receiver" / "playbooks.yml"
+CASE = {"alerts": 1, "concurrency": 8, "max_requests": 20000, "max_seconds": 5.0,
+        "repeats": 3}
+GOALS = {"throughput_ratio": 3.0, "p99_ms": 100.0}
+
+
+def run() -> dict[str, Any]:
+    from tests.harness.postgres import start_postgres
+
+    stack = Stack()
+    try:
+        stack.postgres = start_postgres(durable=True)
+        pg = stack.postgres
+        ours = stack.start_autofix("autofix-shipped-durable",
+                                   pg.create_database("autofix_durable"), 4,
+                                   playbooks=SHIPPED.read_text())
+        python, version = alerta_venv()
+        if python is None:
+            raise RuntimeError(f"alerta-server unavailable: {version}")
+        pg.create_database("alerta_durable")
+        theirs = stack.start_alerta(
+            python, pg.url("alerta_durable").replace("postgresql+psycopg2://", "postgresql://"),
+            4)
+        per: dict[str, list[dict[str, Any]]] = {ours.name: [], theirs.name: []}
+        tag = 10_000
+        for repeat in range(CASE["repeats"]):
+            for target in ([ours, theirs] if repeat % 2 == 0 else [theirs, ours]):
+                tag += 1
+                result = run_load(LoadSpec(target.url, target.webhook, target.headers,
+                                           CASE["alerts"], CASE["concurrency"],
+                                           CASE["max_requests"], CASE["max_seconds"], tag))
+                per[target.name].append(result)
+                print(f"  durable: {target.name:<24} rep {repeat}: "
+                      f"{result['throughput_rps']:8.1f} req/s p99 {result['p99_ms']:7.1f} ms "
+                      f"errors {result['errors']}", flush=True)
+        vs = ratios(per[ours.name], per[theirs.name])
+        summary = {name: aggregate(runs) for name, runs in per.items()}
+        p99 = max(r["p99_ms"] for r in per[ours.name])
+        return {
+            "name": "durable_ack", "case": CASE, "goals": GOALS, "alerta_version": version,
+            "postgres": "fsync=on, full_page_writes=on, synchronous_commit=on",
+            "postgres_version": stack.postgres_version(),
+            "summary": summary, "vs_alerta": vs, "worst_p99_ms": p99,
+            "runs": {name: [strip(r) for r in runs] for name, runs in per.items()},
+            "goals_met": {
+                "throughput_ratio": (vs["throughput_ratio_median"] or 0)
+                >= GOALS["throughput_ratio"],
+                "p99_ms": p99 < GOALS["p99_ms"]},
+        }
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    outcome = run()
+    print(json.dumps({k: v for k, v in outcome.items() if k != "runs"}, indent=2,
+                     default=str))
+    (Path(__file__).with_name("results") / "durable_ack.json").write_text(
+        json.dumps(outcome, indent=2, default=str) + "\n")
+    raise SystemExit(0 if all(outcome["goals_met"].values()) else 1)
