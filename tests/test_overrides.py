@@ -26,9 +26,9 @@ def test_prometheus_differs_only_in_addresses_and_intervals() -> None:
         INTERVAL_KEYS | ADDRESS_KEYS)
 
 
-def test_rules_differ_only_in_for() -> None:
+def test_rules_differ_only_in_for_and_group_intervals() -> None:
     shipped = overrides.load(overrides.SHIPPED_RULES)
-    assert changed_keys(shipped, overrides.rules()) == {"for"}
+    assert changed_keys(shipped, overrides.rules()) == {"for", "interval"}
     assert overrides.rules(fast=False) == shipped
 
 
