@@ -9,10 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from receiver.api.openapi import build_document
+from receiver.auth import OPEN_ROUTES
 from tests.conftest import api_headers, webhook_headers
 from tests.payloads import alert, notification
-
-PUBLIC = {"/healthz", "/readyz", "/metrics"}
 
 
 def seed(client: FlaskClient) -> None:
@@ -78,14 +77,21 @@ def test_show_incident_with_runs_and_actions(client: FlaskClient) -> None:
 
 
 def test_every_route_but_the_probes_requires_a_token(app: Flask) -> None:
+    """Auth is the default (one before_request hook): every registered route, including
+    any added later, answers 401 without a token unless it is in the open list."""
+    assert {"/healthz", "/readyz", "/metrics"} == OPEN_ROUTES
     client = app.test_client()
+    checked = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.rule in PUBLIC:
+        if rule.endpoint == "static" or rule.rule in OPEN_ROUTES:
             continue
         url = re.sub(r"<(?:\w+:)?(\w+)>", "1", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             response = client.open(url, method=method, json={})
             assert response.status_code == 401, (method, rule.rule)
+            assert response.json["error"] == "unauthorized"
+            checked += 1
+    assert checked >= 11
 
 
 def test_openapi_document_matches_the_real_routes(app: Flask) -> None:
