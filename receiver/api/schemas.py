@@ -34,6 +34,8 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
     error: str = Field(description="Stable machine-readable code, e.g. bad_request.")
     message: str = Field(description="What went wrong, for a human.")
+    retry_after_s: float | None = Field(None, description="409 only: seconds until a retry "
+                                        "may pass the guard (also the Retry-After header).")
 
 
 class IncidentOut(_Out):
