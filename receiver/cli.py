@@ -5,35 +5,83 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import ConfigError
-from .settings import Settings
+from .settings import SECRET_FIELDS, Settings
 
 __all__ = ["main"]
 
 
+class CliError(Exception):
+    """A problem the operator must fix: printed as one line per problem, exit code 2."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(lines[0] if lines else "")
+        self.lines = [line for line in lines if line]
+
+
+def version() -> str:
+    # Not from .metrics: prometheus_client must not be imported before prepare_metrics_dir.
+    from .version import build_version
+
+    return build_version()
+
+
 def _settings() -> Settings:
-    """The settings, or one clear line per problem on stderr and exit 2 (no traceback;
-    never the offending value, which may be a secret)."""
+    from pydantic_settings import SettingsError
+
     try:
         return Settings()
     except ValidationError as exc:
-        print("invalid settings:", file=sys.stderr)
-        for error in exc.errors():
-            message = str(error["msg"]).removeprefix("Value error, ").splitlines()[0]
-            if error["loc"]:
-                name = "AUTOFIX_" + str(error["loc"][0]).upper()
-                print(f"  {name}: {message}", file=sys.stderr)
-            else:
-                print(f"  {message}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise CliError(*(_describe_setting_error(error) for error in exc.errors())) from exc
+    except SettingsError as exc:  # a value pydantic-settings could not even decode
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"AUTOFIX_{found.group(1).upper()}" if found else "AUTOFIX_*"
+        raise CliError(f"{name}: cannot parse the value: {exc}") from exc
+
+
+def _describe_setting_error(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # a cross-field check; its message names the variables itself
+        return message
+    name = "AUTOFIX_" + "_".join(str(p) for p in error["loc"][:1]).upper()
+    shown = ""
+    field = str(error["loc"][0])
+    if field not in SECRET_FIELDS and isinstance(error.get("input"), str | int | float):
+        shown = f" (got {error['input']!r})"
+    return f"{name}: {message}{shown}"
+
+
+def _database_ready(url: str) -> None:
+    """Connect once, so that a wrong host, port, password or name is one clear line."""
+    from .db.engine import check_connection
+
+    problem = check_connection(url)
+    if problem is not None:
+        raise CliError(problem)
+
+
+def _upgrade(url: str) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .db.engine import describe_connection_error
+    from .db.migrate import upgrade
+
+    _database_ready(url)
+    try:
+        upgrade(url)
+    except SQLAlchemyError as exc:  # connected, then refused (e.g. no CREATE permission)
+        raise CliError(describe_connection_error(url, exc).replace(
+            "cannot connect to", "cannot migrate")) from exc
 
 
 def _parse_age(text: str) -> timedelta:
@@ -46,38 +94,48 @@ def _parse_age(text: str) -> timedelta:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Every problem of the file in one run, each as file:line:column: path: message.
+    Exit 1 for problems in the file, 2 for bad settings or an unreadable rules file."""
     from .actions.builtin import build_registry
-    from .actions.check_actions import static_http_problems
     from .playbooks.config import load_playbooks
+    from .playbooks.rules_check import find_prometheus_config, find_rules, load_alert_rules
 
-    settings = _settings()
+    settings = _settings()  # the http allowlist is part of what a playbook must respect
     for warning in settings.secret_file_warnings():
         print(f"warning: {warning}", file=sys.stderr)
+    path = Path(args.file) if args.file else settings.playbooks
+    rules_paths = [Path(p) for p in args.rules or []]
+    if not rules_paths and not args.no_rules:
+        found = find_rules(path)
+        rules_paths = [found] if found else []
+    rules = None
+    if rules_paths:
+        prometheus = (Path(args.prometheus_config) if args.prometheus_config
+                      else find_prometheus_config(rules_paths[0]))
+        try:
+            rules = load_alert_rules(rules_paths, prometheus)
+        except ConfigError as exc:
+            raise CliError(exc.message) from exc
     try:
-        loaded = load_playbooks(Path(args.file), build_registry().params_models())
+        loaded = load_playbooks(path, build_registry().params_models(),
+                                allowed_hosts=settings.http_allowed_hosts, rules=rules)
     except ConfigError as exc:
-        print(exc.message, file=sys.stderr)
-        errors = exc.details.get("errors", [])
-        for line in errors if isinstance(errors, list) else []:
-            print(f"  {line}", file=sys.stderr)
+        errors = exc.details.get("errors")
+        for line in errors if isinstance(errors, list) and errors else [exc.message]:
+            print(line, file=sys.stderr)
+        if isinstance(errors, list) and len(errors) > 1:
+            print(f"{path}: {len(errors)} errors", file=sys.stderr)
         return 1
-    problems = static_http_problems(loaded, settings.allowed_http_hosts())
-    if problems:
-        print(f"{args.file}: {len(problems)} error(s)", file=sys.stderr)
-        for line in problems:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    print(f"{args.file}: OK, {len(loaded.playbooks)} playbook(s)")
+    against = f", checked against {', '.join(rules.sources)}" if rules else ""
+    print(f"{path}: OK, {len(loaded.playbooks)} playbook(s){against}")
     return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .db.migrate import upgrade
-
     settings = _settings()
     # A migration's warnings (e.g. SQL only a superuser can run) must reach the terminal.
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    upgrade(settings.database_url)
+    _upgrade(settings.database_url)
     print("database at head")
     return 0
 
@@ -87,30 +145,40 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     from .db.migrate import prune
 
     settings = _settings()
+    _database_ready(settings.database_url)
     counts = prune(Database(settings.database_url), args.older_than)
     print(" ".join(f"{table}={count}" for table, count in counts.items()))
     return 0
 
 
-def prepare_metrics_dir() -> str:
+def prepare_metrics_dir() -> tuple[str, bool]:
     """PROMETHEUS_MULTIPROC_DIR must exist, be empty, and be set before prometheus_client is
-    imported (it picks its value store at import time), as client_python's docs say."""
+    imported (it picks its value store at import time), as client_python's docs say.
+    Returns the path and whether autofix created it (then `serve` removes it at exit)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         path = tempfile.mkdtemp(prefix="autofix-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path, exist_ok=True)
-    return path
+        return path, True
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    return path, False
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    prepare_metrics_dir()
+    path, created = prepare_metrics_dir()
+    master = os.getpid()
+    try:
+        return _serve(args)
+    finally:
+        # gunicorn's forked workers unwind through here too: only the master cleans up.
+        if created and os.getpid() == master:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from .actions.builtin import build_registry
-    from .actions.check_actions import static_http_problems
     from .app import create_app
-    from .db.migrate import upgrade
     from .logs import configure_logging
     from .notify.channels import secret_fragments
     from .playbooks.config import load_playbooks
@@ -131,14 +199,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("AUTOFIX_ALLOW_UNAUTHENTICATED=true: anyone who can reach this port can "
                     "trigger remediation")
     try:
-        loaded = load_playbooks(settings.playbooks, build_registry().params_models())
+        load_playbooks(settings.playbooks, build_registry().params_models(),
+                       allowed_hosts=settings.http_allowed_hosts)
     except ConfigError as exc:
         log.error("refusing to start: %s", exc.message, extra={"errors": exc.details})
         return 2
-    for problem in static_http_problems(loaded, settings.allowed_http_hosts()):
-        log.error("refusing to start: %s", problem)
+    try:
+        _upgrade(settings.database_url)
+    except CliError as exc:
+        for line in exc.lines:
+            log.error("refusing to start: %s", line)
         return 2
-    upgrade(settings.database_url)
     app = create_app(settings)
     services = app.extensions["autofix"]
     serve(settings, args.bind, args.workers, services)
@@ -149,10 +220,17 @@ def cmd_docs(args: argparse.Namespace) -> int:
     from .reference import refresh, write
 
     path = Path(args.file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {path} ({exc.strerror}): run `autofix docs` in the "
+                       "repository's root, or pass --file path/to/README.md") from exc
+    if "<!-- reference:" not in text:
+        raise CliError(f"{path} has no <!-- reference:... --> sections to check or write")
     if args.write:
         print(f"{path}: {'updated' if write(path) else 'already current'}")
         return 0
-    if refresh(path.read_text()) != path.read_text():
+    if refresh(text) != text:
         print(f"{path} is out of date: run `autofix docs --write`", file=sys.stderr)
         return 1
     print(f"{path}: reference sections match the code")
@@ -161,13 +239,23 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autofix", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"autofix {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the receiver under gunicorn")
     serve.add_argument("--bind", default="0.0.0.0:8080")
     serve.add_argument("--workers", type=int, default=2)
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser("check-config", help="validate a playbooks file")
-    check.add_argument("file")
+    check.add_argument("file", nargs="?",
+                       help="playbooks file (default: AUTOFIX_PLAYBOOKS, the one serve loads)")
+    check.add_argument("--rules", action="append", metavar="RULES_YML",
+                       help="Prometheus rule file(s) to cross-check matchers and template "
+                       "labels against (default: rules/alert_rules.yml beside the file or "
+                       "one directory up)")
+    check.add_argument("--no-rules", action="store_true", help="skip the rules cross-check")
+    check.add_argument("--prometheus-config", metavar="PROMETHEUS_YML",
+                       help="prometheus.yml whose scrape configs attach target labels "
+                       "(default: prometheus/prometheus.yml beside the rules directory)")
     check.set_defaults(func=cmd_check_config)
     docs = sub.add_parser("docs", help="check or refresh the generated README reference")
     docs.add_argument("--file", default="README.md")
@@ -185,7 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        for line in exc.lines:
+            print(f"autofix: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ class ConfigStore:
             if fallback is None:
                 raise
             log.error("playbooks file invalid, keeping version %s: %s", fallback.version_id,
-                      exc.details.get("errors", exc.message))
+                      exc.details.get("errors", exc.message),
+                      extra={"config_version": fallback.version_id, "path": str(path)})
             self._current = fallback
             return
         # A good file read at (re)start is the newest config: publish it to every worker.
@@ -65,6 +66,9 @@ class ConfigStore:
         with contextlib.suppress(DatabaseUnavailable):
             version_id = self._store(text, "startup")
         self._current = LoadedConfig(loaded.playbooks, loaded.sha256, loaded.source, version_id)
+        log.info("playbooks loaded", extra={
+            "config_version": version_id, "sha256": loaded.sha256,
+            "playbooks": len(loaded.playbooks.playbooks), "path": str(path)})
 
     def _read(self) -> str:
         try:
@@ -147,7 +151,8 @@ class ConfigStore:
                 return
         with self._lock:
             self._current = loaded
-        log.info("playbooks switched to version %s (%s)", loaded.version_id, loaded.sha256[:12])
+        log.info("playbooks switched to version %s (%s)", loaded.version_id, loaded.sha256[:12],
+                 extra={"config_version": loaded.version_id, "sha256": loaded.sha256})
 
     def reload(self, actor: str) -> LoadedConfig:
         """Validate the file; on success make it current everywhere. ConfigError otherwise."""
@@ -157,6 +162,9 @@ class ConfigStore:
         loaded = LoadedConfig(loaded.playbooks, loaded.sha256, loaded.source, version_id)
         with self._lock:
             self._current = loaded
+        log.info("playbooks reloaded", extra={
+            "config_version": version_id, "sha256": loaded.sha256, "actor": actor,
+            "playbooks": len(loaded.playbooks.playbooks), "path": str(self.path)})
         return loaded
 
     def _store(self, text: str, actor: str) -> int:

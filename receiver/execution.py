@@ -120,6 +120,10 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
     if stop.breaker is not None and stop.breaker.opened_now:
         services.metrics.breaker_state.labels(info.target).set(2)
+        log.warning("breaker opened", extra={
+            "target": info.target, "incident_id": info.incident_id, "run_id": info.run_id,
+            "playbook": info.playbook, "reopen_count": stop.breaker.snapshot.reopen_count,
+            "retry_after_s": stop.retry_after_s})
         services.notifier.emit(session, Event("breaker_opened", info.incident_id, {
             "target": info.target, "retry_after_s": stop.retry_after_s}))
     if stop.escalate:
@@ -129,9 +133,12 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
                        now + timedelta(seconds=stop.retry_after_s))
     if closes_incident:
         _close_after_run(session, services, info, f"skipped ({stop.reason})", info.dry_run)
-    log.info("run skipped", extra={"run_id": info.run_id, "incident_id": info.incident_id,
-                                   "fingerprint": info.fingerprint, "target": info.target,
-                                   "reason": stop.reason, "detail": stop.message})
+    # A stop that needs a human is a warning; cooldowns and recoveries are routine.
+    log.log(logging.WARNING if stop.escalate else logging.INFO, "run skipped by a guard",
+            extra={"run_id": info.run_id, "incident_id": info.incident_id,
+                   "fingerprint": info.fingerprint, "target": info.target,
+                   "playbook": info.playbook, "reason": stop.reason, "detail": stop.message,
+                   "escalated": stop.escalate})
 
 
 def _precondition(services: Services, run: Run, incident: Incident,

@@ -83,7 +83,11 @@ def check_run_target(services: Services, playbook: Playbook, target: str,
     specs = [services.registry.get(step.action) for step in playbook.actions]
     if any(spec is None or spec.mutating for spec in specs):
         if not target and target_error:
-            return GuardStop("invalid_target", target_error)
+            # The target template could not be rendered for this alert (a missing label, a
+            # template error): nobody can act, so a human is told rather than the
+            # incident staying open in silence.
+            return GuardStop("invalid_target", f"no target for this alert: {target_error}",
+                             escalate=True)
         return check_target(target, services.executor, services.settings, view.starts_at)
     for step, spec in zip(playbook.actions, specs, strict=True):
         if spec is not None and spec.endpoint is not None:
@@ -124,8 +128,10 @@ def check_target(target: str, executor: Executor, settings: Settings,
                  incident_starts_at: datetime) -> GuardStop | Subject:
     """Guards 0-3, which need the backend. Returns the resolved target when they all pass."""
     if not target or not executor.validate_target_syntax(target):
+        # Nothing can be done for this alert as it is: a human must look.
         return GuardStop("invalid_target",
-                         f"target {target!r} is not a valid {executor.backend} target name")
+                         f"target {target!r} is not a valid {executor.backend} target name",
+                         escalate=True)
     protected = settings.protected_containers
     if target in protected:  # refused even while absent, before asking the backend
         return GuardStop("target_not_allowed", f"{target} is protected from autofix")

@@ -8,7 +8,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["configure_logging"]
+from gunicorn.glogging import Logger
+
+__all__ = ["GunicornJsonLogger", "JsonFormatter", "configure_logging"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -45,3 +47,24 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     root.setLevel(level)
     for noisy in ("urllib3", "docker", "werkzeug"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+class GunicornJsonLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, with its error and access logs sent through the root logger, so
+    every line on stderr is the same JSON. Access lines carry fields, not a format string."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True  # to the root's JSON handler (configure_logging)
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.cfg.accesslog:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        self.access_log.info("request", extra={
+            "remote": atoms["h"], "method": atoms["m"], "path": atoms["U"],
+            "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
+            "bytes": atoms["B"], "duration_s": float(atoms["L"]), "user_agent": atoms["a"]})

@@ -15,6 +15,7 @@ from .actions.registry import IncidentView
 from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
+from .executor import ExecutorError
 from .guards import GuardStop, admit, check_run_target, check_target
 from .ingest import resolve_target
 from .lifecycle import IncidentStatus, RunStatus, transition_incident
@@ -74,6 +75,9 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
                                reason=f"{playbook.name}: {reason}"))
         session.flush()
         created = ManualRun(incident.id, run.id, target)
+    log.info("manual run requested", extra={
+        "incident_id": created.incident_id, "run_id": created.run_id, "target": target,
+        "playbook": playbook.name, "actor": actor, "reason": reason, "dry_run": dry_run})
     services.wakeup.set()
     return created
 
@@ -89,9 +93,14 @@ def _raise_for(stop: GuardStop) -> NoReturn:
     raise Conflict(stop.message, retry_after_s=stop.retry_after_s, **details)
 
 
-def reset_breaker(services: Services, target: str, actor: str, reason: str) -> BreakerSnapshot:
-    """Close the breaker; only admissions after this moment count toward it again."""
+def reset_breaker(services: Services, target: str, actor: str,
+                  reason: str) -> tuple[str, BreakerSnapshot]:
+    """Close the breaker; only admissions after this moment count toward it again.
+
+    Breakers are keyed by canonical name: an alias (ID, ID prefix) is resolved first; the
+    name is returned with the new state."""
     now = services.clock()
+    target = _canonical(services, target)
     with services.database.session("breaker_reset") as session:
         row = session.scalars(select(Breaker).where(Breaker.target == target)
                               .with_for_update()).first()
@@ -104,7 +113,18 @@ def reset_breaker(services: Services, target: str, actor: str, reason: str) -> B
         snapshot = BreakerSnapshot(row.state, None, None, 0, row.last_admitted_at, now)
     services.metrics.breaker_state.labels(target).set(0)
     log.info("breaker reset", extra={"target": target, "actor": actor, "reason": reason})
-    return snapshot
+    return target, snapshot
+
+
+def _canonical(services: Services, target: str) -> str:
+    """The canonical name of a container reference; the reference itself when the backend
+    cannot say (gone, ambiguous, down, or not a container name at all, e.g. http:host:port)."""
+    if not services.executor.validate_target_syntax(target):
+        return target
+    try:
+        return services.executor.resolve(target).name
+    except ExecutorError:
+        return target
 
 
 def acknowledge_incident(services: Services, incident_id: int, actor: str,

@@ -14,6 +14,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from .version import build_version
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -59,6 +61,10 @@ class Metrics:
         self.run_queue_depth = Gauge(
             "autofix_run_queue_depth", "Runs queued and not yet started.", registry=r,
             multiprocess_mode="mostrecent")
+        self.build_info = Gauge(
+            "autofix_build_info", "Always 1; the version label says which autofix runs.",
+            ["version"], registry=r, multiprocess_mode="max")
+        self.build_info.labels(build_version()).set(1)
         self.database_errors = Counter(
             "autofix_database_errors_total", "Database errors by operation.", ["operation"],
             registry=r)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from .app import create_app
+from .logs import GunicornJsonLogger
+from .metrics import multiprocess_dir
 from .runner import Runner, reconcile_interrupted
 from .serve_worker import HeaderDeadlineWorker
 from .services import Services
@@ -68,6 +71,20 @@ def _child_exit_hook(services: Services) -> Any:
     return child_exit
 
 
+def _control_socket() -> dict[str, Any]:
+    """gunicorn's control socket defaults to one fixed path per user, shared by every
+    `autofix serve` on the host: give each instance its own, in its metrics directory (which
+    it owns), or none at all."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if "control_socket" not in {setting.name for setting in KNOWN_SETTINGS}:
+        return {}  # an older gunicorn, without a control socket
+    path = multiprocess_dir()
+    if path is None:
+        return {"control_socket_disable": True}
+    return {"control_socket": os.path.join(path, "gunicorn.ctl")}
+
+
 def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: Services) -> None:
     if settings.is_sqlite and workers > 1:
         log.warning("SQLite allows one writer: running 1 worker instead of %d", workers)
@@ -80,7 +97,9 @@ def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: S
     options = {
         "bind": bind, "workers": workers, "worker_class": HeaderDeadlineWorker, "threads": 8,
         "timeout": 60, "graceful_timeout": 30, "keepalive": 5,
-        "accesslog": None, "errorlog": "-", "loglevel": settings.log_level.lower(),
+        "accesslog": "-" if settings.access_log else None, "errorlog": "-",
+        "loglevel": settings.log_level.lower(), "logger_class": GunicornJsonLogger,
+        **_control_socket(),
         "post_worker_init": _post_worker_init, "worker_exit": _worker_exit,
         "child_exit": _child_exit_hook(services_for_reconcile), "proc_name": "autofix",
     }

@@ -8,17 +8,18 @@ warning at start (`secret_file_warnings`).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .actions.safe_url import AllowedHost, UnsafeUrl, parse_allowed_host
 
-__all__ = ["MIN_TOKEN_LENGTH", "SECRET_FIELDS", "Settings"]
+__all__ = ["MIN_TOKEN_LENGTH", "SECRET_FIELDS", "Settings", "normalize_database_url"]
 
 MIN_TOKEN_LENGTH = 16
 
@@ -33,8 +34,8 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         "sqlite:///autofix.db",
-        description="SQLAlchemy URL. SQLite is the embedded default; use postgresql+psycopg2://"
-        " for more than one worker.",
+        description="SQLAlchemy URL. SQLite is the embedded default; use postgresql://user:"
+        "password@host:5432/db (psycopg2; postgres:// works too) for more than one worker.",
     )
     webhook_token: SecretStr | None = Field(
         None, description="Bearer token (or basic-auth password) Alertmanager must present.")
@@ -53,10 +54,11 @@ class Settings(BaseSettings):
     docker_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Docker API call.")
     opt_in_label: str = Field(
         "autofix.enable", description="Container label that must be 'true' before autofix acts.")
-    protected_containers: list[str] = Field(
+    protected_containers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Containers never acted on (the receiver's own and the database's): "
-                    "names, IDs or ID prefixes, matched however an alert names the container.")
+                    "names, IDs or ID prefixes, matched however an alert names the container. "
+                    "Comma-separated (a,b) or a JSON list.")
     recovery_lookback_s: float = Field(
         60.0, ge=0, description="A container Docker's restart policy restarted this long "
         "before the alert began counts as already recovered.")
@@ -72,10 +74,11 @@ class Settings(BaseSettings):
         "database is unavailable (backoff up to 5 s) before it logs the outcome and gives up.")
     prometheus_url: str = Field(
         "http://127.0.0.1:9090", description="Prometheus for promql_check steps.")
-    http_allowed_hosts: list[str] = Field(
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost"],
         description="Hosts the http action may call: `host` (any port) or `host:port`, "
-        "lower case, IPv4 as a.b.c.d, IPv6 as [::1]:port.")
+        "lower case, IPv4 as a.b.c.d, IPv6 as [::1]:port. Comma-separated (a,b) or a JSON "
+        "list.")
     header_timeout_s: float = Field(
         10.0, gt=0, le=300, description="A client must send its request headers within this "
         "time (slow clients are closed without holding a worker thread).")
@@ -106,6 +109,8 @@ class Settings(BaseSettings):
         description="Prune rows older than this many days, hourly; 0 turns it off.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the JSON logs.")
+    access_log: bool = Field(
+        False, description="Log every HTTP request (gunicorn's access log) as a JSON line.")
 
     @model_validator(mode="before")
     @classmethod
@@ -121,6 +126,26 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"AUTOFIX_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
         return data
+
+    @field_validator("protected_containers", "http_allowed_hosts", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """Lists come as `a,b` or as JSON `["a", "b"]`; blanks around items are ignored."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list ({exc}); write a,b or [\"a\", \"b\"]"
+                                 ) from exc
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
 
     @field_validator("webhook_token", "api_token", mode="before")
     @classmethod
@@ -197,3 +222,22 @@ class Settings(BaseSettings):
         return [f"AUTOFIX_{n.upper()} (or AUTOFIX_{n.upper()}_FILE) is required; set "
                 "AUTOFIX_ALLOW_UNAUTHENTICATED=true to run without it"
                 for n in ("webhook_token", "api_token") if not self.secret(n)]
+
+
+_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2",
+            "postgresql+psycopg2": "postgresql+psycopg2", "sqlite": "sqlite",
+            "sqlite+pysqlite": "sqlite+pysqlite"}
+
+
+def normalize_database_url(url: str) -> str:
+    """postgres:// and postgresql:// mean psycopg2 (the driver autofix ships); any other
+    scheme is refused here, with the fix, rather than failing deep inside SQLAlchemy."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        raise ValueError("not a database URL; use postgresql://user:password@host:5432/db "
+                         "or sqlite:///path/to/autofix.db")
+    driver = _DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ValueError(f"unsupported scheme {scheme!r}; use postgresql://user:password@"
+                         "host:5432/db or sqlite:///path/to/autofix.db")
+    return f"{driver}://{rest}"

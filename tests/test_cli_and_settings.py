@@ -76,8 +76,8 @@ def test_check_config_prints_each_error_with_its_line(tmp_path) -> None:
                    "      - teleport: {}\n")
     done = autofix("check-config", str(bad))
     assert done.returncode == 1
-    assert f"{bad}:5: playbooks.0.actions.0.restart.timeout_s" in done.stderr
-    assert f"{bad}:6: playbooks.0.actions.1: unknown action 'teleport'" in done.stderr
+    assert f"{bad}:5:19: playbooks.0.actions.0.restart.timeout_s" in done.stderr
+    assert f"{bad}:6:9: playbooks.0.actions.1: unknown action 'teleport'" in done.stderr
     shipped = autofix("check-config", "receiver/playbooks.yml")
     assert shipped.returncode == 0 and "OK" in shipped.stdout
 
@@ -138,12 +138,12 @@ def test_check_config_refuses_a_static_url_off_the_allowlist(tmp_path) -> None:
     path.write_text(head + "      - http: {url: 'http://127.0.0.1:9\\@allowed.invalid/'}\n")
     done = autofix("check-config", str(path), env=env)
     assert done.returncode == 1
-    assert f"{path}:5: playbooks.0.actions.0.http.url" in done.stderr
+    assert f"{path}:5:16: playbooks.0.actions.0.http.url" in done.stderr
     assert "backslash" in done.stderr
     path.write_text(head + "      - http: {url: 'http://127.0.0.1:9/'}\n")
     done = autofix("check-config", str(path), env=env)
     assert done.returncode == 1
-    assert "hook, action 0: 127.0.0.1:9 (port 9) is not in" in done.stderr
+    assert "playbooks.0.actions.0.http.url: 127.0.0.1:9 (port 9) is not in" in done.stderr
     path.write_text(head + "      - http: {url: 'http://127.0.0.1:8080/hook'}\n")
     assert autofix("check-config", str(path), env=env).returncode == 0
 

@@ -383,3 +383,29 @@ def test_status_filter_accepts_every_status(status, db_url, app_factory, tmp_pat
     response = app.test_client().get(f"/api/v1/incidents?status={status}",
                                      headers=api_headers())
     assert response.status_code == 200
+
+
+def test_a_breaker_is_reset_by_any_alias_of_its_container(db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path)
+    web = executor.add("web")
+    executor.stays_unhealthy.add("web")
+    client = app.test_client()
+    fire(client, {"container": "web"})
+    drain(app)
+    reset = client.post(f"/api/v1/breakers/{web.id[:12]}/reset", headers=api_headers(),
+                        json={"actor": "bob", "reason": "by id"})
+    assert reset.status_code == 200 and reset.json["target"] == "web", reset.json
+    missing = client.post("/api/v1/breakers/nosuch/reset", headers=api_headers(),
+                          json={"actor": "bob", "reason": "x"})
+    assert missing.status_code == 404
+
+
+def test_already_recovering_survives_an_alert_from_year_one() -> None:
+    from receiver.executor import TargetState
+    from receiver.executor.docker_executor import DockerExecutor
+
+    state = TargetState(name="web", id="f" * 64, status="running", restart_count=2,
+                        started_at=datetime(2026, 1, 1, tzinfo=UTC))
+    year_one = datetime(1, 1, 1, 0, 0, 30, tzinfo=UTC)
+    why = DockerExecutor(None, 1.0).already_recovering(state, year_one, timedelta(minutes=1))
+    assert why is not None and "started at" in why

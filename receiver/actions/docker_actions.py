@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal as signal_module
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -11,6 +12,11 @@ from .registry import ActionContext, ActionFailed
 __all__ = ["ExecParams", "KillParams", "RestartParams", "StartParams", "StopParams",
            "exec_command", "kill_container", "restart_container", "start_container",
            "stop_container"]
+
+
+# Real signal names (SIGRTMIN and friends are not names Docker accepts).
+_SIGNAL_NAMES = frozenset(name for name in signal_module.Signals.__members__
+                          if not name.startswith(("SIGRT", "SIG_")))
 
 
 class _Params(BaseModel):
@@ -35,8 +41,10 @@ class KillParams(_Params):
     @field_validator("signal")
     @classmethod
     def _signal_name(cls, value: str) -> str:
-        if not re.fullmatch(r"SIG[A-Z0-9]{2,8}", value):
-            raise ValueError("signal must be a name such as SIGTERM")
+        # Docker would only refuse an unknown name at run time, mid-incident.
+        if not re.fullmatch(r"SIG[A-Z0-9]{2,8}", value) or value not in _SIGNAL_NAMES:
+            raise ValueError(f"unknown signal {value!r}; use a name such as SIGTERM, SIGKILL "
+                             "or SIGHUP")
         return value
 
 

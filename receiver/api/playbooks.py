@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from ..breaker import BreakerSnapshot, current_state, gauge_value
+from ..breaker import current_state, gauge_value
 from ..db.ingest_store import fit
 from ..db.models import AuditEntry, Breaker, utcnow
 from ..errors import NotFound
@@ -115,7 +115,7 @@ def list_breakers() -> Response:
 @blueprint.post("/api/v1/breakers/<target>/reset")
 def reset(target: str) -> Response:
     body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
-    snapshot: BreakerSnapshot = reset_breaker(services(), target, body.actor, body.reason)
+    target, snapshot = reset_breaker(services(), target, body.actor, body.reason)
     return jsonify({"target": target, "state": snapshot.state, "actor": body.actor,
                     "reset_by": body.actor,  # deprecated: the same as actor
                     "reason": body.reason})

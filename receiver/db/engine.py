@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import BadRequest, DatabaseUnavailable
 
-__all__ = ["Database"]
+__all__ = ["Database", "check_connection", "describe_connection_error"]
 
 
 class Database:
@@ -88,3 +89,49 @@ def _make_engine(url: str) -> Engine:
     # connect_timeout keeps the webhook's 503 fast while PostgreSQL is down.
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10,
                          pool_timeout=5, connect_args={"connect_timeout": 2})
+
+
+def check_connection(url: str) -> str | None:
+    """None when the database answers; otherwise one line naming the setting and the fix."""
+    try:
+        engine = _make_engine(url)
+    except (exc.ArgumentError, ImportError) as error:
+        return f"AUTOFIX_DATABASE_URL: cannot use this URL: {error}".splitlines()[0]
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return None
+    except exc.SQLAlchemyError as error:
+        return describe_connection_error(url, error)
+    finally:
+        engine.dispose()
+
+
+_HINTS = (
+    ("password authentication failed", "check the user name and password"),
+    ("does not exist", "create it or fix the name"),
+    ("connection refused", "check the host and port, and that PostgreSQL is running"),
+    ("could not translate host name", "check the host name"),
+    ("timeout expired", "check the host and port, and that PostgreSQL is reachable"),
+    ("no such host", "check the host name"),
+    ("unable to open database file", "the file's directory must exist and be writable"),
+)
+
+
+def describe_connection_error(url: str, error: BaseException) -> str:
+    """One line: where autofix tried to connect (password hidden), why it failed, the fix."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        where = "the configured URL"
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(original).__name__
+    reason = re.sub(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ', "",
+                    reason)
+    reason = re.sub(r"^FATAL:\s+", "", reason)
+    hint = next((h for key, h in _HINTS if key in reason.lower()),
+                "check AUTOFIX_DATABASE_URL")
+    return f"AUTOFIX_DATABASE_URL: cannot connect to {where}: {reason}; {hint}"

@@ -147,7 +147,7 @@ class DockerExecutor:
                     f"the alert began at {incident_starts_at.isoformat()}")
         # Docker's restart policy acts within ~100 ms of a crash, before Prometheus can
         # even notice, so its restart predates the alert; RestartCount tells it apart.
-        if state.restart_count > 0 and state.started_at >= incident_starts_at - lookback:
+        if state.restart_count > 0 and state.started_at >= _minus(incident_starts_at, lookback):
             return (f"Docker's restart policy restarted {state.name} at "
                     f"{state.started_at.isoformat()} (restart #{state.restart_count})")
         return None
@@ -194,6 +194,14 @@ class DockerExecutor:
             pool.shutdown(wait=False)
         output = (result.output or b"").decode(errors="replace")
         return ExecResult(exit_code=int(result.exit_code), output=output[-4000:])
+
+
+def _minus(moment: datetime, delta: timedelta) -> datetime:
+    """moment - delta, floored at the earliest datetime (an alert may claim year 1)."""
+    try:
+        return moment - delta
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import ConfigError
 from .matchers import Matcher, parse_matcher
 from .templating import TemplateRenderer
 
+if TYPE_CHECKING:
+    from .rules_check import AlertRules
+
 __all__ = [
-    "ActionStep", "BreakerPolicy", "Playbook", "PlaybookFile", "load_playbooks",
-    "parse_duration",
+    "ActionStep", "BreakerPolicy", "Playbook", "PlaybookFile", "load_playbooks", "load_yaml",
+    "parse_duration", "parse_playbooks",
 ]
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
@@ -74,9 +85,22 @@ class ActionStep(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+_STEP_SHAPE = ("each action is written {action_name: {params}} (one action per list item) "
+               "or as a bare action name")
+
+
+def _matcher(value: Any) -> Any:
+    if isinstance(value, Matcher):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('a matcher is a string like alertname="TargetDown"')
+    return parse_matcher(value)
+
+
 class Playbook(_Strict):
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
-    matchers: list[Matcher]
+    # Each item is parsed on its own, so every bad matcher of a list is reported.
+    matchers: list[Annotated[Matcher, BeforeValidator(_matcher)]]
     target: str = "{{ labels.container }}"
     actions: list[ActionStep] = Field(min_length=1)
     cooldown_s: float = Field(300, alias="cooldown", ge=0)
@@ -89,11 +113,11 @@ class Playbook(_Strict):
 
     @field_validator("matchers", mode="before")
     @classmethod
-    def _parse_matchers(cls, value: Any) -> Any:
+    def _non_empty_matchers(cls, value: Any) -> Any:
         if not isinstance(value, list) or not value:
             raise ValueError("matchers must be a non-empty list of strings like "
                              'alertname="TargetDown"')
-        return [parse_matcher(m) if isinstance(m, str) else m for m in value]
+        return value
 
     @field_validator("actions", mode="before")
     @classmethod
@@ -102,13 +126,10 @@ class Playbook(_Strict):
             raise ValueError("actions must be a list of {action_name: {params}}")
         steps = []
         for item in value:
-            if isinstance(item, str):
-                steps.append({"action": item, "params": {}})
-            elif isinstance(item, dict) and len(item) == 1:
-                name, params = next(iter(item.items()))
-                steps.append({"action": name, "params": params or {}})
-            else:
-                raise ValueError("each action is written {action_name: {params}}")
+            step = _split_step(item)
+            if step is None:
+                raise ValueError(_STEP_SHAPE)
+            steps.append({"action": step[0], "params": step[1]})
         return steps
 
     def matches(self, labels: dict[str, str]) -> bool:
@@ -141,59 +162,172 @@ Playbook.model_config["arbitrary_types_allowed"] = True
 Playbook.model_rebuild(force=True)
 
 
-def load_playbooks(path: Path, action_params: Mapping[str, type[BaseModel]]) -> PlaybookFile:
+def load_playbooks(path: Path, action_params: Mapping[str, type[BaseModel]],
+                   allowed_hosts: Sequence[str] | None = None,
+                   rules: AlertRules | None = None) -> PlaybookFile:
     """Parse and validate a playbooks file; ConfigError lists every problem with its line."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read playbooks file {path}: {exc}") from exc
-    return parse_playbooks(text, action_params, source=str(path))
+    return parse_playbooks(text, action_params, source=str(path), allowed_hosts=allowed_hosts,
+                           rules=rules)
 
 
 def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
-                    source: str = "<playbooks>") -> PlaybookFile:
-    try:
-        data = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}", errors=[str(exc)]) from exc
-    try:
-        parsed = PlaybookFile.model_validate(data)
-    except ValidationError as exc:
-        errors = [_describe(source, err["loc"], err["msg"], lines) for err in exc.errors()]
-        raise ConfigError(f"{source}: {len(errors)} error(s)", errors=errors) from exc
-    errors = _check_actions(parsed, action_params, lines, source)
-    if errors:
-        raise ConfigError(f"{source}: {len(errors)} error(s)", errors=errors)
-    return parsed
-
-
-def _check_actions(parsed: PlaybookFile, action_params: Mapping[str, type[BaseModel]],
-                   lines: dict[tuple[Any, ...], int], source: str) -> list[str]:
-    renderer = TemplateRenderer()
-    errors: list[str] = []
-    for i, playbook in enumerate(parsed.playbooks):
-        try:
-            renderer.check(playbook.target)
-        except ValueError as exc:
-            errors.append(_describe(source, ("playbooks", i, "target"), str(exc), lines))
-        for j, step in enumerate(playbook.actions):
-            loc = ("playbooks", i, "actions", j)
-            model = action_params.get(step.action)
-            if model is None:
-                known = ", ".join(sorted(action_params))
-                errors.append(_describe(source, loc, f"unknown action {step.action!r} "
-                                        f"(known: {known})", lines))
-                continue
-            if _has_template(step.params):
-                continue  # typed validation happens after rendering, at run time
+                    source: str = "<playbooks>", allowed_hosts: Sequence[str] | None = None,
+                    rules: AlertRules | None = None) -> PlaybookFile:
+    """Validate everything at once: structure, every matcher, every action's params (as the
+    runner validates them), templates, unique names, and (given `rules`) that each playbook
+    can match an alert and names only labels its alerts carry. `allowed_hosts` checks static
+    http URLs. ConfigError.details["errors"] holds one "file:line:column: path: message" each.
+    """
+    data, marks = load_yaml(text, source)
+    where = _Locator(source, marks)
+    errors = list(where.duplicate_keys)
+    raw_playbooks = data.get("playbooks") if isinstance(data, dict) else None
+    if not isinstance(raw_playbooks, list):
+        if isinstance(data, dict):
             try:
-                model.model_validate(step.params)
+                PlaybookFile.model_validate(data)
             except ValidationError as exc:
-                for err in exc.errors():
-                    errors.append(_describe(source, (*loc, step.action, *err["loc"]),
-                                            err["msg"], lines))
+                errors += [where(err["loc"], err["msg"]) for err in exc.errors()]
+        raise ConfigError(f"{source}: {len(errors)} error(s)", errors=errors or [
+            where((), "the file must be a mapping with a `playbooks:` list")])
+    for key in data:
+        if key != "playbooks":
+            errors.append(where((key,), "unknown key (only `playbooks` is allowed here)"))
+    valid: list[tuple[int, Playbook]] = []
+    first_line: dict[str, int] = {}
+    renderer = TemplateRenderer()
+    for index, item in enumerate(raw_playbooks):
+        loc: tuple[Any, ...] = ("playbooks", index)
+        try:
+            valid.append((index, Playbook.model_validate(item)))
+        except ValidationError as exc:
+            # A malformed step is reported at its own line by _check_steps.
+            errors += [where((*loc, *err["loc"]), err["msg"]) for err in exc.errors()
+                       if not str(err["msg"]).endswith(_STEP_SHAPE)]
+        if not isinstance(item, dict):
+            continue
+        name = item.get("name")
+        if isinstance(name, str):
+            line = where.line((*loc, "name"))
+            if name in first_line:
+                errors.append(where((*loc, "name"), f"playbook name {name!r} is already used "
+                                                    f"at line {first_line[name]}"))
+            else:
+                first_line[name] = line
+        if isinstance(item.get("target"), str):
+            try:
+                renderer.check(item["target"])
+            except ValueError as exc:
+                errors.append(where((*loc, "target"), str(exc)))
+        errors += _check_steps(item.get("actions"), loc, action_params, allowed_hosts,
+                               renderer, where)
+        if rules is not None:
+            from .rules_check import check_against_rules
+
+            errors += [where((*loc, *path), message)
+                       for path, message in check_against_rules(item, rules)]
+    if errors:
+        errors.sort(key=_position)
+        raise ConfigError(f"{source}: {len(errors)} error(s)", errors=errors)
+    return PlaybookFile(playbooks=[playbook for _, playbook in valid])
+
+
+def _position(error: str) -> tuple[int, int]:
+    found = re.match(r"^.*?:(\d+):(\d+): ", error)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+
+def _split_step(item: Any) -> tuple[str, Any] | None:
+    """`name` or `{name: params}` → (name, params); None when it is neither."""
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, dict) and len(item) == 1:
+        name, params = next(iter(item.items()))
+        return str(name), {} if params is None else params
+    return None
+
+
+def _check_steps(steps: Any, loc: tuple[Any, ...], action_params: Mapping[str, type[BaseModel]],
+                 allowed_hosts: Sequence[str] | None, renderer: TemplateRenderer,
+                 where: _Locator) -> list[str]:
+    """Every step's action and params, checked the way the runner checks them."""
+    errors: list[str] = []
+    for j, item in enumerate(steps if isinstance(steps, list) else []):
+        step = _split_step(item)
+        if step is None:
+            errors.append(where((*loc, "actions", j), _STEP_SHAPE))
+            continue
+        action, params = step
+        step_loc = (*loc, "actions", j)
+        model = action_params.get(action)
+        if model is None:
+            known = ", ".join(sorted(action_params))
+            errors.append(where(step_loc, f"unknown action {action!r} (known: {known})"))
+            continue
+        if not isinstance(params, dict):
+            continue  # "params must be a mapping" comes from the model
+        for path, template in _templates(params):
+            try:
+                renderer.check(template)
+            except ValueError as exc:
+                errors.append(where((*step_loc, action, *path), str(exc)))
+        try:
+            validated = model.model_validate(params)
+        except ValidationError as exc:
+            # A templated value is only typed after rendering, at run time.
+            errors += [where((*step_loc, action, *err["loc"]), err["msg"])
+                       for err in exc.errors() if not _has_template(_at(params, err["loc"]))]
+            continue
+        url = getattr(validated, "url", None)
+        if action == "http" and isinstance(url, str) and not _has_template(url):
+            problem = _http_url_problem(url, allowed_hosts)
+            if problem:
+                errors.append(where((*step_loc, action, "url"), problem))
     return errors
+
+
+def _http_url_problem(url: str, allowed_hosts: Sequence[str] | None) -> str | None:
+    """What the http action would refuse at run time: the same strict parser decides."""
+    from ..actions.safe_url import UnsafeUrl, is_allowed, parse_allowed_host, parse_safe_url
+
+    try:
+        parsed = parse_safe_url(url)
+    except UnsafeUrl as exc:
+        return str(exc)
+    if allowed_hosts is None:
+        return None
+    try:
+        allowed = [parse_allowed_host(entry) for entry in allowed_hosts]
+    except UnsafeUrl as exc:
+        return str(exc)
+    if not is_allowed(parsed, allowed):
+        return (f"{parsed.netloc} (port {parsed.port}) is not in AUTOFIX_HTTP_ALLOWED_HOSTS "
+                f"({', '.join(allowed_hosts) or 'empty'}); add it there or call another host")
+    return None
+
+
+def _templates(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    if isinstance(value, str):
+        return [(path, value)] if _has_template(value) else []
+    if isinstance(value, list):
+        return [t for i, v in enumerate(value) for t in _templates(v, (*path, i))]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in _templates(v, (*path, k))]
+    return []
+
+
+def _at(value: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        found = ((isinstance(value, dict) and part in value)
+                 or (isinstance(value, list) and isinstance(part, int) and part < len(value)))
+        if not found:
+            return None
+        value = value[part]
+    return value
 
 
 def _has_template(value: Any) -> bool:
@@ -206,31 +340,93 @@ def _has_template(value: Any) -> bool:
     return False
 
 
-def _describe(source: str, loc: tuple[Any, ...], message: str,
-              lines: dict[tuple[Any, ...], int]) -> str:
-    line = None
-    for end in range(len(loc), -1, -1):  # the deepest located ancestor
-        line = lines.get(tuple(loc[:end]))
-        if line is not None:
-            break
-    path = ".".join(str(part) for part in loc)
-    where = f"{source}:{line}" if line is not None else source
-    return f"{where}: {path}: {message}"
+# ---- YAML: one parse, positions for every node, `on:` as a string key -------------------
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. In YAML 1.1 (PyYAML's default) `on`, `off`, `yes`
+    and `no` are booleans, which turns a playbook's `on: firing` key into True."""
 
 
-def _line_map(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Path (as pydantic reports it) → 1-based line, for every node of the document."""
-    lines: dict[tuple[Any, ...], int] = {}
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+Marks = dict[tuple[Any, ...], tuple[int, int]]
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, Marks]:
+    """The document and a map path → (line, column), both 1-based. A YAML error is one
+    ConfigError line naming the file and the position."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        context = ""
+        if exc.context:
+            started = exc.context_mark
+            context = (f" ({exc.context} at line {started.line + 1}, column "
+                       f"{started.column + 1})" if started and started != mark
+                       else f" ({exc.context})")
+        message = f"{where}: invalid YAML: {exc.problem}{context}"
+        raise ConfigError(message, errors=[message]) from exc
+    except yaml.YAMLError as exc:
+        message = f"{source}: invalid YAML: {exc}"
+        raise ConfigError(message, errors=[message]) from exc
+    finally:
+        loader.dispose()
+    marks: Marks = {}
+    _collect_marks(node, (), marks)
+    return data, marks
+
+
+def _collect_marks(node: yaml.Node | None, path: tuple[Any, ...], marks: Marks) -> None:
     if node is None:
-        return lines
-    lines[path] = node.start_mark.line + 1
+        return
+    marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            name = key.value
-            lines[(*path, name)] = key.start_mark.line + 1
-            lines.update({k: v for k, v in _line_map(value, (*path, name)).items()
-                          if k != (*path, name)})
+            child = (*path, key.value)
+            if child in marks:
+                marks.setdefault(("__duplicate__", *child),
+                                 (key.start_mark.line + 1, key.start_mark.column + 1))
+                continue
+            marks[child] = (key.start_mark.line + 1, key.start_mark.column + 1)
+            _collect_marks(value, child, marks)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            lines.update(_line_map(item, (*path, index)))
-    return lines
+            _collect_marks(item, (*path, index), marks)
+
+
+class _Locator:
+    """Formats "file:line:column: path: message" for a pydantic-style location."""
+
+    def __init__(self, source: str, marks: Marks) -> None:
+        self.source = source
+        self.marks = marks
+        self.duplicate_keys = [
+            f"{source}:{line}:{column}: {'.'.join(str(p) for p in path[1:])}: "
+            "this key appears twice in its mapping (YAML keeps only the last)"
+            for path, (line, column) in marks.items() if path[:1] == ("__duplicate__",)]
+
+    def position(self, loc: tuple[Any, ...]) -> tuple[int, int] | None:
+        for end in range(len(loc), -1, -1):  # the deepest located ancestor
+            found = self.marks.get(tuple(loc[:end]))
+            if found is not None:
+                return found
+        return None
+
+    def line(self, loc: tuple[Any, ...]) -> int:
+        found = self.position(loc)
+        return found[0] if found else 0
+
+    def __call__(self, loc: tuple[Any, ...], message: str) -> str:
+        found = self.position(tuple(loc))
+        where = f"{self.source}:{found[0]}:{found[1]}" if found else self.source
+        path = ".".join(str(part) for part in loc) or "(file)"
+        return f"{where}: {path}: {message.removeprefix('Value error, ')}"

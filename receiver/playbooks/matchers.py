@@ -14,7 +14,9 @@ __all__ = ["Matcher", "parse_matcher"]
 Op = Literal["=", "!=", "=~", "!~"]
 _MATCHER = re.compile(
     r"""^\s*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"""
-    r"""(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^"\s,{}]*))\s*$"""
+    # A bare value may not contain = ! ~ either: `severity==critical` is a typo for `=`, not
+    # a match on the value "=critical".
+    r"""(?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<bare>[^"\s,{}=!~]*))\s*$"""
 )
 
 
@@ -44,6 +46,9 @@ def parse_matcher(text: str) -> Matcher:
     """Parse one matcher; ValueError says what is wrong with it."""
     found = _MATCHER.match(text)
     if found is None:
+        if re.match(r"^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*==", text):
+            raise ValueError(f"not a matcher: {text!r}: equality is a single = "
+                             "(alertname=\"TargetDown\")")
         raise ValueError(f"not a matcher: {text!r} (expected e.g. alertname=\"TargetDown\" "
                          "with one of = != =~ !~)")
     quoted = found.group("quoted")
