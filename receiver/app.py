@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from .actions.builtin import build_registry
 from .api import health, incidents, playbooks, queries, webhook
 from .api.openapi import blueprint as openapi_blueprint
+from .auth import install_auth
 from .config_store import ConfigStore
 from .db.engine import Database
 from .errors import AutofixError, BadRequest, Conflict
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)
+    install_auth(app, settings)
     _initialise_failure_series(services)
     return app
 

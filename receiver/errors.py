@@ -57,6 +57,13 @@ class Conflict(AutofixError):
         super().__init__(message, **details)
         self.retry_after_s = retry_after_s
 
+    def to_dict(self) -> dict[str, object]:
+        """With `retry_after_s` (a float, like every duration) when a retry can pass."""
+        body = super().to_dict()
+        if self.retry_after_s is not None:
+            body["retry_after_s"] = float(self.retry_after_s)
+        return body
+
 
 class PayloadTooLarge(AutofixError):
     """The body is over AUTOFIX_MAX_BODY_BYTES."""

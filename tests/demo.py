@@ -167,7 +167,7 @@ class Story:
     def manual_run(self, target: Any) -> None:
         say(f"\n== 5. a manual playbook run through the API ({target.name}) ==")
         body = {"labels": {"container": target.name}, "reason": "demo: restart by hand",
-                "requested_by": "demo"}
+                "actor": "demo"}
         say("   POST /api/v1/playbooks/restart-on-target-down/run "
             f"{json.dumps(body)}")
         status, answer = self.stack.api("POST",

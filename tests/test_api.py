@@ -9,10 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from receiver.api.openapi import build_document
+from receiver.auth import OPEN_ROUTES
 from tests.conftest import api_headers, webhook_headers
 from tests.payloads import alert, notification
-
-PUBLIC = {"/healthz", "/readyz", "/metrics"}
 
 
 def seed(client: FlaskClient) -> None:
@@ -78,14 +77,21 @@ def test_show_incident_with_runs_and_actions(client: FlaskClient) -> None:
 
 
 def test_every_route_but_the_probes_requires_a_token(app: Flask) -> None:
+    """Auth is the default (one before_request hook): every registered route, including
+    any added later, answers 401 without a token unless it is in the open list."""
+    assert {"/healthz", "/readyz", "/metrics"} == OPEN_ROUTES
     client = app.test_client()
+    checked = 0
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.rule in PUBLIC:
+        if rule.endpoint == "static" or rule.rule in OPEN_ROUTES:
             continue
         url = re.sub(r"<(?:\w+:)?(\w+)>", "1", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             response = client.open(url, method=method, json={})
             assert response.status_code == 401, (method, rule.rule)
+            assert response.json["error"] == "unauthorized"
+            checked += 1
+    assert checked >= 11
 
 
 def test_openapi_document_matches_the_real_routes(app: Flask) -> None:
@@ -156,6 +162,7 @@ def test_breakers_list_and_reset_is_audited(client: FlaskClient) -> None:
                         json={"actor": "ana", "reason": "fixed the config"},
                         headers=api_headers())
     assert reset.status_code == 200 and reset.json["state"] == "closed"
+    assert reset.json["actor"] == "ana"
     assert get(client, "/api/v1/breakers").json["items"][0]["state"] == "closed"
     with database.session() as session:
         [entry] = session.query(AuditEntry).all()
@@ -173,3 +180,86 @@ def test_nul_in_the_url_is_a_400_not_a_500(client: FlaskClient) -> None:
                                headers=api_headers(), json={"actor": "a", "reason": "r"})
         assert response.status_code == 400, (url, response.json)
         assert "NUL" in response.json["message"]
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def test_openapi_document_is_valid_and_describes_every_response() -> None:
+    from openapi_spec_validator import validate
+
+    document = build_document()
+    validate(document)  # OpenAPI 3.1
+    schemas = document["components"]["schemas"]
+    refs = _refs(document)
+    assert refs and all(ref.startswith("#/components/schemas/") for ref in refs)
+    assert all(ref.rsplit("/", 1)[1] in schemas for ref in refs)
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            for status, response in responses.items():
+                assert response["content"], (method, path, status)
+                if status >= "400" and path != "/readyz":
+                    assert response["content"]["application/json"]["schema"] == error_ref
+            if path not in OPEN_ROUTES:
+                assert "401" in responses, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "415"} <= set(responses), (method, path)
+
+
+def test_actions_show_detail_as_its_own_field(client: FlaskClient) -> None:
+    from receiver.db.models import Action
+
+    seed(client)
+    incident = get(client, "/api/v1/incidents?target=web-1").json["items"][0]
+    detail = get(client, f"/api/v1/incidents/{incident['id']}").json
+    database = client.application.extensions["autofix"].database
+    with database.session() as session:
+        session.add(Action(run_id=detail["runs"][0]["id"], incident_id=incident["id"],
+                           playbook="p", action="restart", target="web-1",
+                           params={"timeout_s": 5.0, "detail": {"restarted": True}},
+                           outcome="succeeded", duration_s=1.5, trigger="alert", step=0))
+    [listed] = get(client, "/api/v1/actions").json["items"]
+    assert listed["params"] == {"timeout_s": 5.0} and listed["detail"] == {"restarted": True}
+    [shown] = get(client, f"/api/v1/incidents/{incident['id']}").json["actions"]
+    assert shown["params"] == {"timeout_s": 5.0} and shown["detail"] == {"restarted": True}
+    assert detail["runs"][0]["actor"] == detail["runs"][0]["requested_by"]
+
+
+def test_playbook_durations_are_floats(client: FlaskClient) -> None:
+    [playbook, *_] = get(client, "/api/v1/playbooks").json["items"]
+    assert isinstance(playbook["cooldown_s"], float)
+    breaker = playbook["circuit_breaker"]
+    assert {key for key in breaker if key.endswith("_s")} >= {"open_s", "window_s"}
+    assert all(isinstance(value, float) for key, value in breaker.items()
+               if key.endswith("_s")), breaker
+
+
+def test_audit_log_filters_and_paginates(client: FlaskClient) -> None:
+    from receiver.db.models import AuditEntry
+
+    database = client.application.extensions["autofix"].database
+    t0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    with database.session() as session:
+        for i in range(5):
+            session.add(AuditEntry(at=t0 + timedelta(minutes=i), actor=f"ana_{i % 2} (1.2.3.4)",
+                                   verb="breaker_reset" if i < 3 else "reload",
+                                   subject=f"web-{i}", reason="r"))
+    everything = get(client, "/api/v1/audit").json
+    assert everything["total"] == 5 and everything["items"][0]["subject"] == "web-4"
+    assert get(client, "/api/v1/audit?verb=reload").json["total"] == 2
+    assert get(client, "/api/v1/audit?actor=ana_1").json["total"] == 2
+    assert get(client, "/api/v1/audit?actor=ana%25").json["total"] == 0  # no wildcards
+    assert get(client, "/api/v1/audit?since=2026-11-29T09:03:00Z").json["total"] == 2
+    page = get(client, "/api/v1/audit?limit=2&offset=2").json
+    assert [i["subject"] for i in page["items"]] == ["web-2", "web-1"]
+    assert page["next_offset"] == 4
+    for query in ("limit=0", "limit=501", "offset=-1", "bogus=1", "since=x"):
+        assert get(client, f"/api/v1/audit?{query}").status_code == 400, query

@@ -150,12 +150,13 @@ def test_a_too_long_container_is_stored_marked_and_its_run_skips(db_url, app_fac
     assert executor.inspected == []  # never looked up, let alone acted on, a cut name
 
 
-def test_a_long_requested_by_is_stored_cut_not_refused(db_url, app_factory) -> None:
+@pytest.mark.parametrize("field", ["actor", "requested_by"])  # requested_by: deprecated
+def test_a_long_actor_is_stored_cut_not_refused(db_url, app_factory, field) -> None:
     app = app_factory(db_url, executor=_OptedIn())
     client = app.test_client()
     response = client.post("/api/v1/playbooks/restart-on-target-down/run", headers=api_headers(),
                            json={"labels": {"container": "web-1"}, "reason": "test",
-                                 "requested_by": "r" * 255})
+                                 field: "r" * 255})
     assert response.status_code == 202, response.get_data(as_text=True)
     with app.extensions["autofix"].database.session() as session:
         run = session.get(Run, response.json["run_id"])

@@ -232,6 +232,8 @@ def test_breaker_reset_really_resets(db_url, app_factory, tmp_path) -> None:
     refused = client.post("/api/v1/playbooks/restart-on-down/run", json=manual,
                           headers=api_headers())
     assert refused.status_code == 409 and refused.json["reason"] == "breaker_open"
+    assert isinstance(refused.json["retry_after_s"], float)
+    assert int(refused.headers["Retry-After"]) >= refused.json["retry_after_s"]
     reset = client.post("/api/v1/breakers/web/reset", headers=api_headers(),
                         json={"actor": "bob", "reason": "fixed the config"})
     assert reset.status_code == 200 and reset.json["state"] == "closed"

@@ -30,7 +30,9 @@ def services() -> Services:
 
 
 def json_body(request: Request, max_bytes: int) -> Any:
-    """The request's JSON, or 413/415 with a clear message. Never a stack trace."""
+    """The request's JSON, or a clear error, never a stack trace: 415 for a Content-Type
+    that is not JSON, 413 for a body over the limit, 400 for a body that is not valid
+    UTF-8 JSON (syntax, encoding, nesting, NaN/Infinity, numbers out of range)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"body of {request.content_length} bytes is over the limit "
                               f"of {max_bytes}")
@@ -50,13 +52,13 @@ def json_body(request: Request, max_bytes: int) -> Any:
         text = raw.decode("utf-8")
         data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
-        raise UnsupportedMediaType(f"body is not UTF-8 JSON: {exc.reason} at byte "
+        raise BadRequest(f"body is not UTF-8 JSON: {exc.reason} at byte "
                                    f"{exc.start}") from exc
     except json.JSONDecodeError as exc:
-        raise UnsupportedMediaType(f"body is not JSON: {exc.msg} at line {exc.lineno} "
+        raise BadRequest(f"body is not JSON: {exc.msg} at line {exc.lineno} "
                                    f"column {exc.colno}") from exc
     except RecursionError as exc:
-        raise UnsupportedMediaType("body is not acceptable JSON: nested too deeply") from exc
+        raise BadRequest("body is not acceptable JSON: nested too deeply") from exc
     except _NonFinite as exc:
         raise BadRequest(f"a number in the body overflows: {exc}") from None
     except ValueError as exc:  # Python's int/str limit: an integer of more than 4300 digits

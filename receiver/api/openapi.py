@@ -1,115 +1,185 @@
-"""GET /api/v1/openapi.json, built from the same pydantic models the views parse with."""
+"""GET /api/v1/openapi.json, built from the same pydantic models the views parse with and
+the response models of schemas.py: every route, every status, one error body shape."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
-from ..auth import require_token
+from ..auth import OPEN_ROUTES
 from ..payload import WebhookPayload
-from .common import MAX_ID, services
+from . import schemas as s
+from .common import MAX_ID
 from .incidents import IncidentDecisionBody
 from .playbooks import BreakerResetBody, ManualRunBody
-from .queries import ActionFilter, IncidentFilter
+from .queries import ActionFilter, AuditFilter, IncidentFilter
 
-__all__ = ["ROUTES", "blueprint", "build_document"]
+__all__ = ["ROUTES", "Route", "blueprint", "build_document"]
 
 blueprint = Blueprint("openapi", __name__)
 
-_ERRORS = {"400": "invalid request", "401": "missing or invalid token"}
-# (path, method, summary, auth, query model, body model, extra responses)
-ROUTES: list[tuple[str, str, str, str | None, type[BaseModel] | None, type[BaseModel] | None,
-                   dict[str, str]]] = [
-    ("/webhook/alertmanager", "post", "Receive an Alertmanager notification", "webhook",
-     None, WebhookPayload, {"200": "recorded", "413": "body too large",
-                            "415": "not JSON", "503": "database unavailable; retry"}),
-    ("/api/v1/incidents", "get", "List incidents", "api", IncidentFilter, None,
-     {"200": "a page of incidents"}),
-    ("/api/v1/incidents/{incident_id}", "get", "One incident with its runs and actions", "api",
-     None, None, {"200": "the incident", "404": "no such incident"}),
-    ("/api/v1/incidents/{incident_id}/acknowledge", "post",
-     "Acknowledge an incident (idempotent), recording who and why", "api", None,
-     IncidentDecisionBody, {"200": "the incident", "404": "no such incident",
-                            "409": "resolved or closed already"}),
-    ("/api/v1/incidents/{incident_id}/close", "post",
-     "Close an incident by hand: no more automatic attempts", "api", None,
-     IncidentDecisionBody, {"200": "the incident", "404": "no such incident",
-                            "409": "resolved or closed already"}),
-    ("/api/v1/actions", "get", "List actions", "api", ActionFilter, None,
-     {"200": "a page of actions"}),
-    ("/api/v1/playbooks", "get", "The loaded playbooks", "api", None, None,
-     {"200": "playbooks"}),
-    ("/api/v1/playbooks/{name}/run", "post", "Run a playbook by hand (same guards)", "api",
-     None, ManualRunBody, {"202": "queued", "403": "target not allowed",
-                           "404": "unknown playbook or target",
-                           "409": "cooldown or breaker; see Retry-After"}),
-    ("/api/v1/breakers", "get", "Circuit breakers per target", "api", None, None,
-     {"200": "breakers"}),
-    ("/api/v1/breakers/{target}/reset", "post", "Close a breaker, recording who and why", "api",
-     None, BreakerResetBody, {"200": "reset", "404": "no breaker for the target"}),
-    ("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)", "api",
-     None, None, {"200": "reloaded"}),
-    ("/healthz", "get", "The process is up", None, None, None, {"200": "ok"}),
-    ("/readyz", "get", "The database is reachable", None, None, None,
-     {"200": "ready", "503": "database unreachable"}),
-    ("/metrics", "get", "Prometheus metrics", None, None, None, {"200": "exposition"}),
-    ("/api/v1/openapi.json", "get", "This document", "api", None, None,
-     {"200": "OpenAPI 3.1"}),
+_REF_TEMPLATE = "#/components/schemas/{model}"
+_ERROR_TEXT = {
+    "400": "invalid request: malformed JSON, a field that fails validation, a bad id",
+    "401": "missing or invalid token",
+    "403": "target not allowed",
+    "404": "not found",
+    "408": "the body was not received in time",
+    "409": "conflict",
+    "413": "body too large",
+    "415": "Content-Type is not JSON",
+    "503": "database unavailable; retry",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    method: str
+    summary: str
+    ok: dict[str, tuple[str, type[BaseModel] | None]]
+    errors: dict[str, str] = field(default_factory=dict)  # status -> text (ErrorBody)
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    database: bool = True  # may answer 503 while the database is down
+    content_type: str = "application/json"
+    description: str = ""
+
+
+ROUTES: list[Route] = [
+    Route("/webhook/alertmanager", "post", "Receive an Alertmanager notification",
+          {"200": ("recorded", s.WebhookRecorded)}, body=WebhookPayload,
+          description="Needs the webhook token. Alertmanager retries a 5xx; a 4xx is final."),
+    Route("/api/v1/incidents", "get", "List incidents", {"200": ("a page", s.IncidentPage)},
+          query=IncidentFilter),
+    Route("/api/v1/incidents/{incident_id}", "get", "One incident with its runs and actions",
+          {"200": ("the incident", s.IncidentDetail)}, {"404": "no such incident"}),
+    Route("/api/v1/incidents/{incident_id}/acknowledge", "post",
+          "Acknowledge an incident (idempotent), recording who and why",
+          {"200": ("the incident", s.IncidentOut)},
+          {"404": "no such incident", "409": "resolved or closed already"},
+          body=IncidentDecisionBody),
+    Route("/api/v1/incidents/{incident_id}/close", "post",
+          "Close an incident by hand: no more automatic attempts",
+          {"200": ("the incident", s.IncidentOut)},
+          {"404": "no such incident", "409": "resolved or closed already"},
+          body=IncidentDecisionBody),
+    Route("/api/v1/actions", "get", "List actions", {"200": ("a page", s.ActionPage)},
+          query=ActionFilter),
+    Route("/api/v1/audit", "get", "The audit log: who did what by hand, newest first",
+          {"200": ("a page", s.AuditPage)}, query=AuditFilter),
+    Route("/api/v1/playbooks", "get", "The loaded playbooks",
+          {"200": ("playbooks", s.PlaybookList)}),
+    Route("/api/v1/playbooks/{name}/run", "post", "Run a playbook by hand (same guards)",
+          {"202": ("queued", s.RunQueued)},
+          {"403": "target not allowed", "404": "unknown playbook or target",
+           "409": "cooldown or breaker; see Retry-After"}, body=ManualRunBody,
+          description="`requested_by` is a deprecated alias of `actor`."),
+    Route("/api/v1/breakers", "get", "Circuit breakers per target",
+          {"200": ("breakers", s.BreakerList)}),
+    Route("/api/v1/breakers/{target}/reset", "post", "Close a breaker, recording who and why",
+          {"200": ("reset", s.BreakerResetOut)}, {"404": "no breaker for the target"},
+          body=BreakerResetBody),
+    Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
+          {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"}),
+    Route("/healthz", "get", "The process is up", {"200": ("ok", s.Health)}, database=False),
+    Route("/readyz", "get", "The database is reachable",
+          {"200": ("ready", s.Ready), "503": ("database unreachable", s.Ready)},
+          database=False),
+    Route("/metrics", "get", "Prometheus metrics", {"200": ("exposition", None)},
+          database=False, content_type="text/plain"),
+    Route("/api/v1/openapi.json", "get", "This document", {"200": ("OpenAPI 3.1", None)},
+          database=False),
 ]
 
 
-_REF_TEMPLATE = "#/components/schemas/{model}"
+def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
+    """A $ref to the model, whose schema (and its nested models', which pydantic puts in
+    `$defs`) goes to components.schemas, so that every $ref resolves from the root."""
+    if model.__name__ not in components:
+        schema = model.model_json_schema(by_alias=True, ref_template=_REF_TEMPLATE)
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    return {"$ref": _REF_TEMPLATE.format(model=model.__name__)}
 
 
-def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    """The model's JSON schema with its nested models moved to components.schemas, so
-    that every $ref resolves from the document's root (a `$defs` left inside a request
-    body dangles: `#/$defs/...` points at the document, not at the body)."""
-    schema = model.model_json_schema(by_alias=True, ref_template=_REF_TEMPLATE)
-    components.update(schema.pop("$defs", {}))
-    return schema
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [{"name": part.strip("{}"), "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+             if part == "{incident_id}" else {"type": "string", "minLength": 1}}
+            for part in path.split("/") if part.startswith("{")]
 
 
-def _operation(summary: str, auth: str | None, query: type[BaseModel] | None,
-               body: type[BaseModel] | None, responses: dict[str, str],
-               path: str, components: dict[str, Any]) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": {}}
-    all_responses = {**(_ERRORS if auth else {}), **responses}
-    for code, text in sorted(all_responses.items()):
-        operation["responses"][code] = {"description": text}
-    if auth:
-        operation["security"] = [{f"{auth}_token": []}]
-    else:
+def _error_statuses(route: Route) -> dict[str, str]:
+    statuses: dict[str, str] = {}
+    if route.path not in OPEN_ROUTES:
+        statuses["401"] = _ERROR_TEXT["401"]
+    if route.query is not None or "{" in route.path or route.body is not None:
+        statuses["400"] = _ERROR_TEXT["400"]
+    if route.body is not None:
+        for status in ("408", "413", "415"):
+            statuses[status] = _ERROR_TEXT[status]
+    if route.database:
+        statuses["503"] = _ERROR_TEXT["503"]
+    statuses.update(route.errors)
+    return statuses
+
+
+def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": route.summary, "operationId":
+                                 f"{route.method}_{route.path}".replace("/", "_")
+                                 .replace("{", "").replace("}", "").replace("-", "")}
+    if route.description:
+        operation["description"] = route.description
+    responses: dict[str, Any] = {}
+    for status, (text, model) in route.ok.items():
+        schema = _ref(model, components) if model is not None else (
+            {"type": "string"} if route.content_type.startswith("text/") else {"type": "object"})
+        responses[status] = {"description": text,
+                             "content": {route.content_type: {"schema": schema}}}
+    error = _ref(s.ErrorBody, components)
+    for status, text in _error_statuses(route).items():
+        responses.setdefault(status, {"description": text,
+                                      "content": {"application/json": {"schema": error}}})
+    if "409" in responses:
+        responses["409"]["headers"] = {"Retry-After": {
+            "description": "Seconds until a retry may pass the guard.",
+            "schema": {"type": "integer", "minimum": 1}}}
+    operation["responses"] = dict(sorted(responses.items()))
+    if route.path in OPEN_ROUTES:
         operation["security"] = []
-    parameters = [{"name": part.strip("{}"), "in": "path", "required": True,
-                   "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-                   if part == "{incident_id}" else {"type": "string"}}
-                  for part in path.split("/") if part.startswith("{")]
-    if query is not None:
-        properties = _schema(query, components)["properties"]
-        for name in query.model_fields:
+    else:
+        scheme = "webhook_token" if route.path.startswith("/webhook/") else "api_token"
+        operation["security"] = [{scheme: []}]
+    parameters = _path_parameters(route.path)
+    if route.query is not None:
+        properties = route.query.model_json_schema(
+            by_alias=True, ref_template=_REF_TEMPLATE)["properties"]
+        for name in route.query.model_fields:
             parameters.append({"name": name, "in": "query", "required": False,
                                "schema": properties[name]})
     if parameters:
         operation["parameters"] = parameters
-    if body is not None:
+    if route.body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": _schema(body, components)}}}
+            "schema": _ref(route.body, components)}}}
     return operation
 
 
 def build_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     components: dict[str, Any] = {}
-    for path, method, summary, auth, query, body, responses in ROUTES:
-        paths.setdefault(path, {})[method] = _operation(summary, auth, query, body, responses,
-                                                        path, components)
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method] = _operation(route, components)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "autofix receiver", "version": "1"},
-        "components": {"schemas": components, "securitySchemes": {
+        "info": {"title": "autofix receiver", "version": "1", "description":
+                 "Every route but /healthz, /readyz and /metrics needs a bearer token. "
+                 "Every error answers {\"error\": code, \"message\": text, ...details}."},
+        "components": {"schemas": dict(sorted(components.items())), "securitySchemes": {
             "webhook_token": {"type": "http", "scheme": "bearer"},
             "api_token": {"type": "http", "scheme": "bearer"}}},
         "paths": paths,
@@ -118,5 +188,4 @@ def build_document() -> dict[str, Any]:
 
 @blueprint.get("/api/v1/openapi.json")
 def openapi_document() -> Response:
-    require_token(request, services().settings.secret("api_token"), "the API")
     return jsonify(build_document())

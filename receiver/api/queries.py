@@ -1,4 +1,4 @@
-"""GET /api/v1/incidents, /incidents/<id>, /actions: filtered, paginated, read-only.
+"""GET /api/v1/incidents, /incidents/<id>, /actions, /audit: filtered, paginated, read-only.
 
 List pages are bounded in bytes as well as rows, so that a corpus of alerts with
 megabyte annotations cannot make one request load hundreds of megabytes:
@@ -23,13 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from ..auth import require_token
-from ..db.models import Action, Incident, Run
+from ..db.models import Action, AuditEntry, Incident, Run
 from ..errors import NotFound
 from .common import MAX_ID, parse_id, parse_model, services, to_utc
 
-__all__ = ["LIST_BYTE_BUDGET", "LIST_VALUE_CHARS", "LOAD_GROUP_BYTES", "blueprint",
-           "serialize_action", "serialize_incident"]
+__all__ = ["LIST_BYTE_BUDGET", "LIST_VALUE_CHARS", "LOAD_GROUP_BYTES", "ActionFilter",
+           "AuditFilter", "IncidentFilter", "blueprint", "serialize_action",
+           "serialize_audit", "serialize_incident"]
 
 blueprint = Blueprint("queries", __name__, url_prefix="/api/v1")
 
@@ -38,14 +38,17 @@ LIST_VALUE_CHARS = 1024
 LOAD_GROUP_BYTES = 8 * 1024 * 1024
 
 
-class Page(BaseModel):
+class Window(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=10_000_000)
     since: datetime | None = None
-    target: str | None = Field(None, max_length=255)
 
     _since = field_validator("since")(to_utc)
+
+
+class Page(Window):
+    target: str | None = Field(None, max_length=255)
 
 
 class IncidentFilter(Page):
@@ -60,6 +63,12 @@ class ActionFilter(Page):
     playbook: str | None = Field(None, max_length=255)
     action: str | None = Field(None, max_length=64)
     incident_id: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class AuditFilter(Window):
+    verb: str | None = Field(None, max_length=64, description="e.g. breaker_reset, reload.")
+    actor: str | None = Field(None, max_length=255,
+                              description="Entries whose actor starts with this text.")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -85,10 +94,18 @@ def serialize_incident(row: Incident) -> dict[str, Any]:
 
 
 def serialize_action(row: Action) -> dict[str, Any]:
+    # execution._run_steps stores what the action reported as params["detail"]; the API
+    # shows it as its own field, beside the parameters the action ran with.
+    params = row.params
+    detail = None
+    if isinstance(params, dict) and "detail" in params:
+        params = dict(params)
+        detail = params.pop("detail")
     return {
         "id": row.id, "run_id": row.run_id, "incident_id": row.incident_id,
         "playbook": row.playbook, "action": row.action, "target": row.target,
-        "params": row.params, "outcome": row.outcome, "reason": row.reason, "error": row.error,
+        "params": params, "detail": detail, "outcome": row.outcome, "reason": row.reason,
+        "error": row.error,
         "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
         "duration_s": row.duration_s, "trigger": row.trigger,
     }
@@ -97,7 +114,8 @@ def serialize_action(row: Action) -> dict[str, Any]:
 def serialize_run(row: Run) -> dict[str, Any]:
     return {
         "id": row.id, "playbook": row.playbook, "target": row.target, "trigger": row.trigger,
-        "status": row.status, "reason": row.reason, "requested_by": row.requested_by,
+        "status": row.status, "reason": row.reason, "actor": row.requested_by,
+        "requested_by": row.requested_by,  # deprecated: the same as actor
         "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at), "dry_run": row.dry_run, "error": row.error,
         "config_version": row.config_version,
@@ -139,8 +157,13 @@ def _action_item(row: Action) -> dict[str, Any]:
     return item
 
 
+def serialize_audit(row: AuditEntry) -> dict[str, Any]:
+    return {"id": row.id, "at": row.at.isoformat(), "actor": row.actor, "verb": row.verb,
+            "subject": row.subject, "reason": row.reason}
+
+
 def _bounded_page(session: Session, model: Any, filters: list[ColumnElement[bool]],
-                  size: ColumnElement[Any], serialize: Any, page: Page) -> dict[str, Any]:
+                  size: ColumnElement[Any], serialize: Any, page: Window) -> dict[str, Any]:
     """One page of `model` rows, newest first, bounded in rows and in bytes."""
     sized = session.execute(
         select(model.id, size).where(*filters).order_by(model.id.desc())
@@ -185,7 +208,6 @@ def _json_size(*columns: Any) -> ColumnElement[Any]:
 @blueprint.get("/incidents")
 def list_incidents() -> Response:
     svc = services()
-    require_token(request, svc.settings.secret("api_token"), "the API")
     page = parse_model(IncidentFilter, request.args.to_dict())
     filters: list[ColumnElement[bool]] = []
     if page.status:
@@ -207,7 +229,6 @@ def list_incidents() -> Response:
 def show_incident(incident_id: str) -> Response:
     # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
     svc = services()
-    require_token(request, svc.settings.secret("api_token"), "the API")
     wanted = parse_id(incident_id, "incident id")
     with svc.database.session("api") as session:
         row = session.get(Incident, wanted)
@@ -224,7 +245,6 @@ def show_incident(incident_id: str) -> Response:
 @blueprint.get("/actions")
 def list_actions() -> Response:
     svc = services()
-    require_token(request, svc.settings.secret("api_token"), "the API")
     page = parse_model(ActionFilter, request.args.to_dict())
     filters: list[ColumnElement[bool]] = []
     for column, value in ((Action.outcome, page.outcome), (Action.playbook, page.playbook),
@@ -237,4 +257,22 @@ def list_actions() -> Response:
     with svc.database.session("api") as session:
         body = _bounded_page(session, Action, filters,
                              _json_size(Action.params, Action.error), _action_item, page)
+    return jsonify(body)
+
+
+@blueprint.get("/audit")
+def list_audit() -> Response:
+    """Who did what by hand (breaker resets, manual runs, acknowledgements, reloads)."""
+    page = parse_model(AuditFilter, request.args.to_dict())
+    filters: list[ColumnElement[bool]] = []
+    if page.verb is not None:
+        filters.append(AuditEntry.verb == page.verb)
+    if page.actor is not None:
+        filters.append(AuditEntry.actor.startswith(page.actor, autoescape=True))
+    if page.since:
+        filters.append(AuditEntry.at >= page.since)
+    with services().database.session("api") as session:
+        body = _bounded_page(session, AuditEntry, filters,
+                             _json_size(AuditEntry.reason, AuditEntry.subject),
+                             serialize_audit, page)
     return jsonify(body)

@@ -1,0 +1,220 @@
+"""Response bodies of every route, as pydantic models: the OpenAPI document (openapi.py)
+is generated from them, and schemathesis checks real responses against it.
+
+Timestamps are ISO 8601 strings (aware UTC on PostgreSQL; SQLite returns them without an
+offset), so they are typed `str`, not `date-time`. Durations are floats in seconds and
+their names end in `_s`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BreakerList", "BreakerOut",
+    "BreakerResetOut", "ErrorBody", "Health", "IncidentDetail", "IncidentOut",
+    "IncidentPage", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
+    "RunQueued", "WebhookRecorded",
+]
+
+Stamp = str | None
+
+
+class _Out(BaseModel):
+    # Documented fields only; a new field must be added here first (schemathesis fails
+    # on an undocumented one).
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable code, a sentence, and details that depend on the error
+    (`fields` for validation errors, `errors` for an invalid config, `hint`...)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+    error: str = Field(description="Stable machine-readable code, e.g. bad_request.")
+    message: str = Field(description="What went wrong, for a human.")
+    retry_after_s: float | None = Field(None, description="409 only: seconds until a retry "
+                                        "may pass the guard (also the Retry-After header).")
+
+
+class IncidentOut(_Out):
+    id: int
+    fingerprint: str
+    alertname: str | None
+    status: str
+    severity: str | None
+    container: str | None
+    target: str | None
+    playbook: str | None
+    trigger: str | None
+    labels: Any
+    annotations: Any
+    generator_url: str | None
+    starts_at: Stamp
+    ends_at: Stamp
+    first_seen: Stamp
+    last_seen: Stamp
+    resolved_at: Stamp
+    time_to_resolve_s: float | None
+    resolved_unseen: bool | None
+    notification_count: int | None
+    escalated_at: Stamp
+    escalation_reason: str | None
+    acknowledged_at: Stamp
+    acknowledged_by: str | None
+    closed_at: Stamp
+    closed_by: str | None
+    close_reason: str | None
+    next_attempt_at: Stamp
+
+
+class IncidentListItem(IncidentOut):
+    truncated: list[str] = Field(description="Label/annotation keys cut in this list.")
+
+
+class RunOut(_Out):
+    id: int
+    playbook: str
+    target: str | None
+    trigger: str | None
+    status: str
+    reason: str | None
+    actor: str | None = Field(description="Who asked for the run (null for alert runs).")
+    requested_by: str | None = Field(deprecated=True, description="Same as `actor`.")
+    queued_at: Stamp
+    started_at: Stamp
+    finished_at: Stamp
+    dry_run: bool
+    error: str | None
+    config_version: int | None
+
+
+class ActionOut(_Out):
+    id: int
+    run_id: int | None
+    incident_id: int | None
+    playbook: str
+    action: str
+    target: str | None
+    params: Any = Field(description="The rendered parameters the action ran with.")
+    detail: Any = Field(description="What the action reported (null when it failed).")
+    outcome: str
+    reason: str | None
+    error: str | None
+    started_at: Stamp
+    finished_at: Stamp
+    duration_s: float | None
+    trigger: str | None
+
+
+class ActionListItem(ActionOut):
+    truncated: list[str]
+
+
+class IncidentDetail(IncidentOut):
+    runs: list[RunOut]
+    actions: list[ActionOut]
+
+
+class _PageOut(_Out):
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Where the next page starts; null at the end.")
+
+
+class IncidentPage(_PageOut):
+    items: list[IncidentListItem]
+
+
+class ActionPage(_PageOut):
+    items: list[ActionListItem]
+
+
+class AuditEntryOut(_Out):
+    id: int
+    at: str
+    actor: str
+    verb: str
+    subject: str
+    reason: str
+
+
+class AuditPage(_PageOut):
+    items: list[AuditEntryOut]
+
+
+class PlaybookOut(_Out):
+    name: str
+    description: str
+    matchers: list[str]
+    target: str
+    on: str
+    dry_run: bool
+    cooldown_s: float
+    circuit_breaker: dict[str, float]
+    actions: list[dict[str, Any]]
+
+
+class PlaybookList(_Out):
+    items: list[PlaybookOut]
+    version: int | None
+    sha256: str | None
+    source: str | None
+
+
+class RunQueued(_Out):
+    status: str
+    incident_id: int
+    run_id: int
+    target: str
+
+
+class BreakerOut(_Out):
+    target: str
+    state: str
+    gauge: float
+    opened_at: Stamp
+    open_until: Stamp
+    reopen_count: int
+    last_admitted_at: Stamp
+
+
+class BreakerList(_Out):
+    items: list[BreakerOut]
+
+
+class BreakerResetOut(_Out):
+    target: str
+    state: str
+    actor: str
+    reset_by: str = Field(deprecated=True, description="Same as `actor`.")
+    reason: str
+
+
+class ReloadOut(_Out):
+    status: str
+    version: int | None
+    sha256: str
+    playbooks: int
+
+
+class WebhookRecorded(_Out):
+    status: str
+    notification_id: int
+    alerts: int
+    new: int
+    duplicates: int
+    resolved: int
+    runs_queued: int
+    truncated_alerts: int
+
+
+class Health(_Out):
+    status: str
+
+
+class Ready(_Out):
+    status: str
+    database: str
