@@ -125,7 +125,9 @@ def test_unlabelled_container_is_never_touched(docker_app, docker_client) -> Non
 
 
 def test_crash_loop_opens_the_breaker_then_allows_one_trial(docker_app, docker_client) -> None:
-    app = docker_app(cooldown="0s", open_for="3s")
+    # 10s: the seven refused alerts below must all land inside the open period, however
+    # slow the three restarts before them were on a loaded machine.
+    app = docker_app(cooldown="0s", open_for="10s")
     client = app.test_client()
     container = run_container(docker_client)
     for _ in range(10):
@@ -139,7 +141,10 @@ def test_crash_loop_opens_the_breaker_then_allows_one_trial(docker_app, docker_c
     assert incident_status(app, container.name)[3:] == ["escalated"] * 7
     with app.extensions["autofix"].database.session() as session:
         assert session.get(Breaker, container.name).state == "open"
-    time.sleep(3.2)  # the open period passes: exactly one trial
+    with app.extensions["autofix"].database.session() as session:
+        open_until = session.get(Breaker, container.name).open_until
+    time.sleep(max(0.0, (open_until - datetime.now(UTC)).total_seconds()) + 0.2)
+    # the open period has passed: exactly one trial
     fire(client, container.name, starts=datetime.now(UTC))
     drain(app)
     fire(client, container.name, starts=datetime.now(UTC))
