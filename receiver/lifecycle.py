@@ -90,8 +90,6 @@ RUN_TRANSITIONS: dict[str, Transition] = {
 OPEN_INCIDENT_STATUSES: tuple[str, ...] = tuple(sorted(_NOT_TERMINAL))
 # A still-firing incident autofix keeps trying (CrashLoopBackOff): not resolved, not closed.
 RETRYABLE_INCIDENT_STATUSES: tuple[str, ...] = OPEN_INCIDENT_STATUSES
-TERMINAL_RUN_STATUSES: tuple[str, ...] = (_R.SUCCEEDED, _R.FAILED, _R.SKIPPED,
-                                          _R.INTERRUPTED)
 
 
 def _apply(session: Session, model: Any, row_id: int, transition: Transition,
@@ -137,7 +135,4 @@ def update_incident_if(session: Session, incident_id: int, statuses: tuple[str, 
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     return result.rowcount == 1
 
-
-def is_terminal_run(status: str) -> bool:
-    return status in TERMINAL_RUN_STATUSES
 
