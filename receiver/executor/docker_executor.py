@@ -101,8 +101,10 @@ class DockerExecutor:
             # "Multiple IDs found"); listing the IDs tells it apart without parsing text.
             matches = self._prefix_matches(target) if _HEX.match(target) else []
             if len(matches) > 1:
+                shown = sorted(matches)[:5]
+                more = f" and {len(matches) - len(shown)} more" if len(matches) > len(shown) else ""
                 raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} container "
-                                      f"IDs ({', '.join(sorted(matches)[:5])})") from exc
+                                      f"IDs ({', '.join(shown)}{more})") from exc
             raise ExecutorError(f"docker inspect {target}: {exc}") from exc
         return TargetIdentity(name=attrs.get("Name", "").lstrip("/"), id=attrs.get("Id", ""))
 
