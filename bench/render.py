@@ -125,6 +125,127 @@ def _ttr_tables(ttr: dict[str, Any], goals: list[tuple[str, str, bool | None]]) 
     return lines
 
 
+def _durable_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | None]]
+                    ) -> list[str]:
+    case, summary, vs = data["case"], data["summary"], data["vs_alerta"]
+    lines = ["## 5. What ships: the shipped playbooks on a durable PostgreSQL, beside alerta",
+             "", f"From `bench/durable_ack.py`: `receiver/playbooks.yml` as shipped (its "
+             "catch-all `notify-unmatched` matches every load alert), PostgreSQL with "
+             f"{data['postgres']}, alerta-server {data.get('alerta_version', '?')} on the same "
+             f"cluster, 4 gthread workers each, every request a new alert, "
+             f"{case['concurrency']} senders, {case['repeats']} repeats alternating the order. "
+             "Ratios are medians of per-repeat ratios.", "",
+             "| target | req/s (median, min-max) | p50 ms | p99 ms | max ms | requests | "
+             "errors |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {_f(s['throughput_rps_median'])} "
+                     f"({_f(s['throughput_rps_min'])}-{_f(s['throughput_rps_max'])}) | "
+                     f"{_f(s['p50_ms'])} | {_f(s['p99_ms'])} | {_f(s['max_ms'])} | "
+                     f"{s['requests']} | {s['errors']} |")
+    ratio = vs.get("throughput_ratio_median")
+    lines += ["", f"Throughput ratio autofix/alerta (median of repeats): {_f(ratio, 2)}; "
+              f"p99 ratio: {_f(vs.get('p99_ratio_median'), 2)}.", ""]
+    goals.append((f">= {data['goals']['throughput_ratio']:g}x alerta's new-alert notifications/s"
+                  " (shipped playbooks, durable PostgreSQL, 4 workers each)",
+                  f"{_f(ratio, 2)}x", data["goals_met"]["throughput_ratio"]))
+    goals.append((f"p99 < {data['goals']['p99_ms']:g} ms at {case['concurrency']} senders "
+                  "(shipped playbooks, durable PostgreSQL, worst repeat)",
+                  f"{_f(data['worst_p99_ms'])} ms", data["goals_met"]["p99_ms"]))
+    return lines
+
+
+def _storm_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | None]]
+                  ) -> list[str]:
+    g, met = data["goals"], data["goals_met"]
+    lines = ["## 6. Alert storms with the shipped playbooks", "",
+             "From `bench/storm.py`: `autofix serve --workers 4`, shipped playbooks, PostgreSQL "
+             f"with {data['postgres']}, a real private dockerd and a Slack stand-in. One "
+             "notification of 5,000 unrelated alerts (one Alertmanager group), then a "
+             "TargetDown for a labelled container; then one notification of 10,000 alerts.", "",
+             "| measured | value |", "|---|---:|",
+             f"| 5,000-alert notification acknowledged | {_f(data['storm_5000_ack_s'], 3)} s |",
+             f"| TargetDown acknowledged -> its restart started | "
+             f"{_f(data['restart_after_ack_s'], 3)} s |",
+             f"| Slack messages about the storm's group | {data['storm_slack_messages']} |",
+             f"| 10,000-alert notification acknowledged | {_f(data['ack_10000_s'], 3)} s |",
+             f"| 10,000 alerts: every run and notification settled | "
+             f"{_f(data['settled_10000_s'], 2)} s |", ""]
+    goals += [
+        (f"storm: TargetDown restart starts < {g['restart_after_ack_s']:g} s after its "
+         "acknowledgement", f"{_f(data['restart_after_ack_s'], 2)} s",
+         met["restart_after_ack_s"]),
+        (f"storm: <= {g['storm_slack_messages']} Slack messages for a 5,000-alert group",
+         str(data["storm_slack_messages"]), met["storm_slack_messages"]),
+        (f"storm: 10,000-alert notification acknowledged < {g['ack_10000_s']:g} s (shipped "
+         "playbooks)", f"{_f(data['ack_10000_s'], 2)} s", met["ack_10000_s"]),
+        (f"storm: 10,000 alerts settled < {g['settled_10000_s']:g} s",
+         f"{_f(data['settled_10000_s'], 1)} s", met["settled_10000_s"])]
+    return lines
+
+
+def _hang_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | None]]
+                 ) -> list[str]:
+    ours, ref = data["autofix_answering_s"], data["docker_unhealthy_s"]
+    runs = lambda values: ", ".join("-" if v is None else _f(v, 1) for v in values)  # noqa: E731
+    lines = ["## 7. A hang with the shipped intervals, against Docker's health check", "",
+             "From `bench/hang_ttr.py`: the end-to-end stack with the files as shipped (2 s "
+             "scrape of the containers job, TargetDown `for: 4s`, the autofix route's "
+             f"`group_wait: 1s`), {data['repeats']} rounds alternated in one run. autofix: "
+             "from the hang's injection to `/healthz` answering again from the restarted "
+             "process. Reference: the same hang in a container autofix may not touch, until "
+             "Docker's HEALTHCHECK (target_app's image: 5 s interval, 3 retries) marks it "
+             "`unhealthy`, the earliest moment a health-check restarter such as "
+             f"docker-autoheal can act (it then polls every {data['autoheal_poll_s']:g} s and "
+             "restarts in about 3 s).", "",
+             "| measured | median s | runs (s) |", "|---|---:|---|",
+             f"| autofix: application answering again | {_f(ours['median_s'], 2)} | "
+             f"{runs(ours['runs'])} |",
+             f"| Docker health check: marked unhealthy | {_f(ref['median_s'], 2)} | "
+             f"{runs(ref['runs'])} |", ""]
+    limit = None if ref["median_s"] is None else ref["median_s"] + data["autoheal_poll_s"]
+    goals.append((f"hang, shipped intervals: autofix recovers (answering) < "
+                  f"{data['goal_s']:g} s, and before Docker marks it unhealthy + one "
+                  f"{data['autoheal_poll_s']:g} s poll",
+                  f"{_f(ours['median_s'], 2)} s (reference {_f(limit, 2)} s)",
+                  data["goal_met"]))
+    return lines
+
+
+README = ROOT / "README.md"
+_TTR_BEGIN, _TTR_END = "<!-- figures:ttr -->", "<!-- /figures:ttr -->"
+
+
+def readme_ttr_block(ttr: dict[str, Any]) -> str:
+    """The README's time-to-recover table, rendered from the same results file."""
+    test, shipped = ttr.get("test_intervals", {}), ttr.get("shipped_intervals", {})
+    repeats = ttr.get("repeats", "?")
+    lines = [f"| scenario | test intervals (median of {repeats}) | shipped intervals "
+             f"(median of {repeats}) |", "|---|---:|---:|"]
+    for name in dict.fromkeys([*test, *shipped]):
+        cells = []
+        for mode in (test, shipped):
+            data = mode.get(name)
+            rec = (data.get("container_running") or data["recover"]) if data else None
+            cells.append(f"{_f(rec['median_s'], 2)} s" if rec else "-")
+        label = name
+        if "reference" in name:
+            label = ("reference: the same crash under Docker's restart policy (container "
+                     "running again)")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def update_readme(ttr: dict[str, Any] | None) -> None:
+    if not ttr or "test_intervals" not in ttr or not README.exists():
+        return
+    text = README.read_text()
+    if _TTR_BEGIN not in text or _TTR_END not in text:
+        return
+    head, rest = text.split(_TTR_BEGIN, 1)
+    _, tail = rest.split(_TTR_END, 1)
+    README.write_text(f"{head}{_TTR_BEGIN}\n{readme_ttr_block(ttr)}\n{_TTR_END}{tail}")
+
+
 def render() -> Path:
     ack = _load("webhook_ack")
     rst = _load("restart_latency")
@@ -197,12 +318,20 @@ def render() -> Path:
         body += _ttr_tables(ttr, goals)
     elif ttr:
         body += ["## 4. Time to recover", "", f"Failed: {ttr.get('error')}", ""]
+    for name, section in (("durable_ack", _durable_tables), ("storm", _storm_tables),
+                          ("hang_ttr", _hang_tables)):
+        data = _load(name)
+        if data and ("goals_met" in data or "goal_met" in data):
+            body += section(data, goals)
+        elif data:
+            body += [f"## {name}", "", f"Failed: {data.get('error')}", ""]
     lines += ["## Goals", "", "| goal | measured | result |", "|---|---|---|"]
     lines += [f"| {g} | {v} | {_ok(p)} |" for g, v, p in goals] + [""]
     lines += body
     if NOTES.exists():
         lines += [NOTES.read_text().rstrip(), ""]
     OUT.write_text("\n".join(lines))
+    update_readme(ttr)
     return OUT
 
 

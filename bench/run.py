@@ -23,7 +23,9 @@ from bench import render
 from bench.common import QUICK_RESULTS, RESULTS, results_dir, set_results_dir
 from bench.servers import ROOT, Stack
 
-BENCHMARKS = ("webhook_ack", "restart_latency", "ttr")
+BENCHMARKS = ("webhook_ack", "restart_latency", "ttr", "durable_ack", "storm", "hang_ttr")
+# What ships (issue #17): minutes each, and nothing to shrink into a smoke run.
+FULL_ONLY = ("durable_ack", "storm", "hang_ttr")
 
 
 def machine() -> dict[str, Any]:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so every server started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    selected = args.only or list(BENCHMARKS)
+    selected = args.only or [b for b in BENCHMARKS if not (args.quick and b in FULL_ONLY)]
     meta = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python -m bench.run",
@@ -88,6 +90,18 @@ def main(argv: list[str] | None = None) -> int:
 
                     data = ttr.run(quick=args.quick, repeats=args.repeats,
                                    shipped=not args.no_shipped)
+                elif name == "durable_ack":
+                    from bench import durable_ack
+
+                    data = durable_ack.run()
+                elif name == "storm":
+                    from bench import storm
+
+                    data = storm.run()
+                elif name == "hang_ttr":
+                    from bench import hang_ttr
+
+                    data = hang_ttr.run(repeats=args.repeats)
                 else:
                     from bench import restarts
 

@@ -104,7 +104,9 @@ class FaultState:
                 while not stop.is_set() and time.monotonic() < deadline:
                     with self.lock:
                         held = sum(len(b) for b in self.leaked)
-                        if held >= cap:
+                        # Checked under the lock: a stop-all that cleared the list while we
+                        # waited for it must not be followed by one more chunk.
+                        if held >= cap or stop.is_set():
                             return
                         # b"x" * n writes every page, so RSS really grows (calloc'd
                         # zero pages would not count until touched).

@@ -85,7 +85,7 @@ def test_counters_and_gauges_add_up_across_four_workers(
         # Group messages are coalesced while one waits, so a group that fired and resolved
         # quickly may be told once: 60 to 100 sends, and each group's last one is its state.
         wait_for(lambda: last_group_states(stub) == {
-            f"i{i}": ("resolved" if i < 40 else "firing") for i in range(60)}, 30,
+            f"i{i}": ("resolved" if i < 40 else "firing") for i in range(60)}, 60,
             "every group's message tells its final state")
         wait_for(lambda: query(pg_url, "select count(*) from notification_outbox "
                                        "where status = 'pending'")[0][0] == 0, 30, "outbox sent")

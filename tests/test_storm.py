@@ -185,3 +185,26 @@ def test_a_remediated_alert_keeps_its_own_thread_and_makes_no_group_message(
     body = hook.json()
     assert body["event"] == "group" and body["group"]["firing"] == 3
     assert body["group"]["top_alertnames"] == [["DiskFilling", 3]]
+
+
+def test_a_group_update_racing_a_sender_is_never_lost(pg_url, app_factory, tmp_path,
+                                                        stub) -> None:
+    """A notification that finds the group's message still waiting adds no row, so that row
+    must not go out with the state from before this notification commits."""
+    from receiver.notify.groups import emit_group
+
+    app = app_factory(pg_url, playbooks=write(tmp_path, NOTIFY_ONLY),
+                      slack_bot_token="xoxb-test-1234-abcdefghijkl", slack_channel="#ops",
+                      slack_api_url=f"{stub.url}/api/")
+    post(app, storm(3))
+    services = app.extensions["autofix"]
+    sender = OutboxSender(services.database, services.settings, services.metrics,
+                          build_channels(services.settings), "test")
+    with services.database.session() as session:
+        [row] = session.scalars(select(Outbox)).all()
+        group_id = row.group_id
+    assert group_id is not None
+    with services.database.session() as ingest:  # a newer notification, not yet committed
+        assert emit_group(ingest, group_id, ["slack"], datetime.now(UTC)) == 0
+        assert sender.run_once() == 0  # the waiting row is held until the new state commits
+    assert sender.run_once() == 1

@@ -131,9 +131,14 @@ def record_group(session: Session, payload: WebhookPayload,
 
 def emit_group(session: Session, group_id: int, channels: Sequence[str],
                now: datetime) -> int:
-    """Queue the group's message on each channel, unless one is already waiting."""
+    """Queue the group's message on each channel, unless one is already waiting.
+
+    A waiting row is locked until this transaction commits the group's new state: a sender
+    cannot claim it in between and render the old state. A row a sender is claiming right now
+    is skipped (SKIP LOCKED), so a new row follows it with the new state."""
     waiting = set(session.scalars(select(Outbox.channel).where(
-        Outbox.group_id == group_id, Outbox.status == "pending", Outbox.attempts == 0)))
+        Outbox.group_id == group_id, Outbox.status == "pending", Outbox.attempts == 0)
+        .with_for_update(skip_locked=True)))
     added = 0
     for channel in channels:
         if channel in waiting:
