@@ -1,6 +1,6 @@
 """In-process pyinstrument profile of POST /webhook/alertmanager (same code path as serve).
 
-    python -m bench.profile_ingest --alerts 10000 --requests 2 [--database-url URL]
+    python -m bench.profile_ingest --alerts 10000 --requests 2 [--database-url URL] [--shipped]
 
 Writes bench/results/profile_<alerts>.txt (text tree) and .html. Without a URL it starts a
 throwaway PostgreSQL and stops it afterwards.
@@ -19,7 +19,11 @@ from bench.servers import NO_ACTION_PLAYBOOKS, WEBHOOK_TOKEN
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def profile(database_url: str, alerts: int, requests: int, workdir: Path) -> Path:
+SHIPPED = Path(__file__).resolve().parents[1] / "receiver" / "playbooks.yml"
+
+
+def profile(database_url: str, alerts: int, requests: int, workdir: Path,
+            shipped: bool = False) -> Path:
     from pyinstrument import Profiler
 
     from receiver.app import create_app
@@ -28,7 +32,7 @@ def profile(database_url: str, alerts: int, requests: int, workdir: Path) -> Pat
 
     upgrade(database_url)
     playbooks = workdir / "playbooks.yml"
-    playbooks.write_text(NO_ACTION_PLAYBOOKS)
+    playbooks.write_text(SHIPPED.read_text() if shipped else NO_ACTION_PLAYBOOKS)
     app = create_app(Settings(database_url=database_url, webhook_token=WEBHOOK_TOKEN,
                               api_token="bench-api-token-profile", playbooks=playbooks,
                               docker_host="unix:///nonexistent-bench.sock"))
@@ -65,18 +69,21 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=10000)
     parser.add_argument("--requests", type=int, default=2)
     parser.add_argument("--database-url")
+    parser.add_argument("--shipped", action="store_true",
+                        help="the shipped playbooks (notify-unmatched matches every alert)")
     args = parser.parse_args()
     import tempfile
 
     workdir = Path(tempfile.mkdtemp(prefix="autofix-profile-"))
     if args.database_url:
-        print(profile(args.database_url, args.alerts, args.requests, workdir))
+        print(profile(args.database_url, args.alerts, args.requests, workdir, args.shipped))
         return
     from tests.harness.postgres import start_postgres
 
-    server = start_postgres()
+    server = start_postgres(durable=True)
     try:
-        print(profile(server.create_database(), args.alerts, args.requests, workdir))
+        print(profile(server.create_database(), args.alerts, args.requests, workdir,
+                      args.shipped))
     finally:
         server.stop()
 

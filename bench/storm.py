@@ -83,12 +83,21 @@ def run() -> dict[str, Any]:
             status, storm_ack_s = _post(webhook, _storm(5000, "DiskFilling"))
             assert status == 200
             down = notification([alert({"container": container.name},
-                                       starts_at=datetime.now(UTC) - timedelta(seconds=20))])
+                                       starts_at=datetime.now(UTC))])
             status, _ = _post(webhook, down)
             acked_at = datetime.now(UTC)
             assert status == 200
-            wait_for(lambda: query(url, "select count(*) from actions where action='restart' "
-                                        "and outcome='succeeded'")[0][0] == 1, 60, "restart")
+            try:
+                wait_for(lambda: query(url, "select count(*) from actions where "
+                                            "action='restart' and outcome='succeeded'")[0][0]
+                         == 1, 60, "restart")
+            except TimeoutError as exc:
+                runs = query(url, "select id, playbook, target, status, lane, current_step "
+                                  "from runs where lane = 'act' or target like 'storm%'")
+                actions = query(url, "select run_id, step, action, outcome, reason, error "
+                                     "from actions where run_id in (select id from runs "
+                                     "where lane = 'act')")
+                raise TimeoutError(f"{exc}; runs {runs[:5]}; actions {actions[:10]}") from None
             [(restart_started,)] = query(url, "select started_at from actions "
                                               "where action='restart'")
             restart_after_ack = (restart_started - acked_at).total_seconds()
