@@ -21,7 +21,7 @@ from .db.migrate import prune
 from .db.models import Breaker, Incident, Run
 from .errors import DatabaseUnavailable
 from .execution import execute_run
-from .lifecycle import OPEN_INCIDENT_STATUSES, RunStatus, transition_run
+from .lifecycle import OPEN_INCIDENT_STATUSES, RunStatus, active_pause, transition_run
 from .notify import OutboxSender, start_sender
 from .retries import queue_due_retries
 from .services import Services, worker_id
@@ -240,6 +240,7 @@ class Runner:
                                         .where(Incident.status.in_(OPEN_INCIDENT_STATUSES))) or 0
         self.services.metrics.open_incidents.set(open_incidents)
         now = self.services.clock()
+        self.services.metrics.paused.set(1 if active_pause(session, now) else 0)
         for breaker in session.scalars(select(Breaker)):
             state = current_state(breaker.state, breaker.open_until, now)
             self.services.metrics.breaker_state.labels(breaker.target).set(gauge_value(state))

@@ -13,6 +13,7 @@ from ..auth import OPEN_ROUTES
 from ..payload import WebhookPayload
 from . import schemas as s
 from .common import MAX_ID
+from .control import PauseBody, ResumeBody
 from .incidents import IncidentDecisionBody
 from .playbooks import BreakerResetBody, ManualRunBody
 from .queries import ActionFilter, AuditFilter, IncidentFilter
@@ -83,6 +84,14 @@ ROUTES: list[Route] = [
     Route("/api/v1/breakers/{target}/reset", "post", "Close a breaker, recording who and why",
           {"200": ("reset", s.BreakerResetOut)}, {"404": "no breaker for the target"},
           body=BreakerResetBody),
+    Route("/api/v1/pause", "get", "Whether automation is paused (the kill switch)",
+          {"200": ("the switch", s.PauseOut)}),
+    Route("/api/v1/pause", "post", "Pause automation: no mutating step starts anywhere",
+          {"200": ("paused", s.PauseOut)}, {"409": "paused already"}, body=PauseBody,
+          description="Runs skip with reason `paused`; alerts are still recorded and "
+          "notifications sent. Audited; told to the notification channels."),
+    Route("/api/v1/resume", "post", "Resume automation after a pause",
+          {"200": ("resumed", s.PauseOut)}, {"409": "not paused"}, body=ResumeBody),
     Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
           {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"}),
     Route("/healthz", "get", "The process is up", {"200": ("ok", s.Health)}, database=False),

@@ -15,7 +15,8 @@ from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
 from .common import json_body, parse_model, services
 
-__all__ = ["BreakerResetBody", "ManualRunBody", "blueprint", "durations_as_floats"]
+__all__ = ["BreakerResetBody", "ManualRunBody", "actor_with_address", "blueprint",
+           "durations_as_floats"]
 
 blueprint = Blueprint("playbooks", __name__)
 
@@ -69,7 +70,7 @@ def run_playbook(name: str) -> tuple[Response, int]:
     if playbook is None:
         raise NotFound(f"no playbook named {name!r}")
     body = parse_model(ManualRunBody, json_body(request, 1024 * 1024))
-    actor = _actor(body.who, request.remote_addr)
+    actor = actor_with_address(body.who, request.remote_addr)
     created = start_manual_run(svc, playbook, body.labels, body.reason, actor, body.dry_run)
     return jsonify({"status": "queued", "incident_id": created.incident_id,
                     "run_id": created.run_id, "target": created.target}), 202
@@ -87,7 +88,7 @@ def durations_as_floats(values: Any) -> Any:
     return values
 
 
-def _actor(who: str, address: str | None) -> str:
+def actor_with_address(who: str, address: str | None) -> str:
     """"who (address)" in the 255 characters the audit columns hold; `who` is cut (and
     ends with an ellipsis) rather than the request refused."""
     suffix = f" ({address})"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BreakerList", "BreakerOut",
     "BreakerResetOut", "ErrorBody", "Health", "IncidentDetail", "IncidentOut",
-    "IncidentPage", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
+    "IncidentPage", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
     "RunQueued", "WebhookRecorded",
 ]
 
@@ -130,6 +130,14 @@ class IncidentPage(_PageOut):
 
 class ActionPage(_PageOut):
     items: list[ActionListItem]
+
+
+class PauseOut(_Out):
+    paused: bool = Field(description="True while no mutating step may start.")
+    since: Stamp
+    until: Stamp = Field(description="When the pause ends by itself (null: on resume).")
+    actor: str | None
+    reason: str | None
 
 
 class AuditEntryOut(_Out):

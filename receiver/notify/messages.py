@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
-    "IncidentInfo", "LinkSettings", "build_slack_message", "build_webhook_payload",
-    "dashboard_url", "describe", "incident_links", "silence_url", "slack_escape",
+    "IncidentInfo", "LinkSettings", "build_notice_slack", "build_notice_webhook",
+    "build_slack_message", "build_webhook_payload", "dashboard_url", "describe",
+    "describe_notice", "incident_links", "silence_url", "slack_escape",
 ]
 
 DASHBOARD_UID = "autofix-incidents"
@@ -223,3 +224,30 @@ def build_webhook_payload(event: Event, incident: IncidentInfo, *,
         },
         "links": {label.lower(): url for label, url in incident_links(incident, links)},
     }
+
+
+def describe_notice(event: Event) -> str:
+    """A notice about autofix itself (the kill switch), in one line."""
+    d = event.details
+    who = f" by {d.get('actor')}" if d.get("actor") else ""
+    why = f": {str(d.get('reason'))[:_ERROR_MAX]}" if d.get("reason") else ""
+    if event.kind == "paused":
+        until = f" until {d['until']}" if d.get("until") else " until resumed"
+        return f"automation paused{who}{until}{why}; no mutating step starts"
+    if event.kind == "resumed":
+        return f"automation resumed{who}{why}"
+    return str(d.get("text", ""))[:_SECTION_MAX]
+
+
+def build_notice_slack(event: Event) -> dict[str, Any]:
+    icon = ":double_vertical_bar:" if event.kind == "paused" else ":arrow_forward:"
+    line = describe_notice(event)
+    return {"text": f"[autofix] {line}"[:_SECTION_MAX], "blocks": [
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": f"{icon} *autofix*: {slack_escape(line)}"
+                                     [:_SECTION_MAX]}}]}
+
+
+def build_notice_webhook(event: Event) -> dict[str, Any]:
+    return {"version": "1", "event": event.kind, "summary": describe_notice(event),
+            "details": dict(event.details), "incident": None, "links": {}}

@@ -1,0 +1,51 @@
+"""Human in the loop: the kill switch (pause periods) and approvals of runs.
+
+Revision ID: 0007
+Revises: 0006
+
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+_TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "pauses",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("paused_at", _TS, nullable=False),
+        sa.Column("paused_by", sa.String(length=255), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("until", _TS, nullable=True),
+        sa.Column("resumed_at", _TS, nullable=True),
+        sa.Column("resumed_by", sa.String(length=255), nullable=True),
+        # 1 while the pause is in force, NULL after: the unique constraint allows one.
+        sa.Column("active", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("active", name="uq_pauses_active"),
+    )
+    op.create_index("ix_pauses_paused_at", "pauses", ["paused_at"])
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("approval_due_at", _TS, nullable=True))
+        batch.add_column(sa.Column("decided_at", _TS, nullable=True))
+        batch.add_column(sa.Column("decided_by", sa.String(length=255), nullable=True))
+        batch.add_column(sa.Column("decision", sa.String(length=16), nullable=True))
+        batch.add_column(sa.Column("decision_comment", sa.Text(), nullable=True))
+        batch.create_index("ix_runs_approval_due_at", ["approval_due_at"])
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_index("ix_runs_approval_due_at")
+        for column in ("decision_comment", "decision", "decided_by", "decided_at",
+                       "approval_due_at"):
+            batch.drop_column(column)
+    op.drop_index("ix_pauses_paused_at", table_name="pauses")
+    op.drop_table("pauses")
