@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from ..auth import requires
 from ..pause import PauseState, current_pause, pause_automation, resume_automation
 from .common import json_body, parse_model, services
 from .playbooks import actor_with_address
@@ -41,11 +42,13 @@ def serialize_pause(state: PauseState) -> dict[str, Any]:
 
 
 @blueprint.get("/pause")
+@requires("read")
 def show_pause() -> Response:
     return jsonify(serialize_pause(current_pause(services())))
 
 
 @blueprint.post("/pause")
+@requires("operator")
 def pause() -> Response:
     body = parse_model(PauseBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
@@ -54,6 +57,7 @@ def pause() -> Response:
 
 
 @blueprint.post("/resume")
+@requires("operator")
 def resume() -> Response:
     body = parse_model(ResumeBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)

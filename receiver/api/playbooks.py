@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from ..auth import requires
 from ..breaker import current_state, gauge_value
 from ..db.ingest_store import fit
 from ..db.models import AuditEntry, Breaker, utcnow
@@ -45,6 +46,7 @@ class BreakerResetBody(BaseModel):
 
 
 @blueprint.get("/api/v1/playbooks")
+@requires("read")
 def list_playbooks() -> Response:
     config = services().config
     items: list[dict[str, Any]] = []
@@ -64,6 +66,7 @@ def list_playbooks() -> Response:
 
 
 @blueprint.post("/api/v1/playbooks/<name>/run")
+@requires("operator")
 def run_playbook(name: str) -> tuple[Response, int]:
     svc = services()
     playbook = svc.config.playbooks().by_name(name)
@@ -96,6 +99,7 @@ def actor_with_address(who: str, address: str | None) -> str:
 
 
 @blueprint.get("/api/v1/breakers")
+@requires("read")
 def list_breakers() -> Response:
     now = utcnow()
     with services().database.session("api") as session:
@@ -114,6 +118,7 @@ def list_breakers() -> Response:
 
 
 @blueprint.post("/api/v1/breakers/<target>/reset")
+@requires("operator")
 def reset(target: str) -> Response:
     body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
     target, snapshot = reset_breaker(services(), target, body.actor, body.reason)
@@ -123,6 +128,7 @@ def reset(target: str) -> Response:
 
 
 @blueprint.post("/-/reload")
+@requires("operator")
 def reload_config() -> Response:
     svc = services()
     loaded = svc.config.reload(actor=f"api ({request.remote_addr})")
