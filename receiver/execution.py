@@ -23,7 +23,7 @@ from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
 from .executor import ExecutorError
-from .guards import GuardStop, admit, check_run_target, take_target, target_lock
+from .guards import GuardStop, Subject, admit, check_run_target, take_target, target_lock
 from .ingest import template_context
 from .lifecycle import IncidentStatus, RunStatus, transition_incident, transition_run
 from .lifecycle import update_incident_if as update_incident_while
@@ -33,7 +33,8 @@ from .playbooks.templating import TemplateRenderError
 from .retries import RETRY_ON_SKIP, schedule_retry
 from .services import Services
 
-__all__ = ["RunInfo", "escalate_incident", "execute_run", "insert_action", "record_skip"]
+__all__ = ["RunInfo", "await_approval", "escalate_incident", "execute_run", "insert_action",
+           "record_skip"]
 
 log = logging.getLogger("autofix.execution")
 GUARD_STEP = -1  # the Action row of the guard that stopped a run
@@ -51,11 +52,13 @@ class RunInfo:
     dry_run: bool
     reason: str | None
     fingerprint: str
+    approved: bool = False  # a human approved it (mode approve), or asked for it by hand
 
     @classmethod
     def of(cls, run: Run, incident: Incident) -> RunInfo:
         return cls(run.id, run.incident_id, run.playbook, run.target, run.trigger,
-                   run.dry_run, run.reason, incident.fingerprint)
+                   run.dry_run, run.reason, incident.fingerprint,
+                   run.decision == "approved" or run.trigger == "manual")
 
 
 def escalate_incident(session: Session, services: Services, incident_id: int,
@@ -183,13 +186,23 @@ def execute_run(services: Services, run_id: int) -> None:
             record_skip(session, services, info, stop or GuardStop("playbook_missing", ""),
                         closes_incident=info.trigger == "manual" or info.dry_run)
             return
-    dry_run = services.settings.dry_run or playbook.dry_run or info.dry_run
+    dry_run = (services.settings.dry_run or playbook.dry_run or info.dry_run
+               or playbook.mode == "observe")
     closes = _closes_incident(info, dry_run, is_mutating(services, playbook))
     # Guards protect targets, resolved first to one canonical identity (guards.py); a
     # playbook that only notifies or checks needs none of them (subject None).
     subject = check_run_target(services, playbook, info.target, info.reason,
                                replace(view, starts_at=recovered_since))
     target = info.target
+    waits = (isinstance(subject, Subject) and not dry_run and playbook.mode == "approve"
+             and not info.approved)
+    if waits and isinstance(subject, Subject):
+        # Every guard now, so that a human is asked only about a run that could act; the
+        # peek is rolled back (the breaker counts the run when it is approved and admitted).
+        with services.database.scratch_session("approval_peek") as peek:
+            verdict = admit(peek, playbook, subject.key, services.clock(), exclude_run=run_id)
+        if isinstance(verdict, GuardStop):  # the rolled-back breaker did not open
+            subject = replace(verdict, target=subject.key, breaker=None)
     with target_lock(services.database), services.database.session("run_admit") as session:
         if isinstance(subject, GuardStop):
             record_skip(session, services, info, subject, closes)
@@ -205,6 +218,9 @@ def execute_run(services: Services, run_id: int) -> None:
                 return
             target = subject.key
             info = replace(info, target=target)
+        if waits:
+            await_approval(session, services, info, playbook)
+            return
         if subject is not None and not dry_run:
             now = services.clock()
             decision = admit(session, playbook, target, now, exclude_run=run_id)
@@ -220,6 +236,23 @@ def execute_run(services: Services, run_id: int) -> None:
     status, error = _run_steps(services, info, playbook, view, dry_run,
                                subject.name if subject else target)
     _finish(services, info, playbook, status, error, dry_run, closes, subject is not None)
+
+
+def await_approval(session: Session, services: Services, info: RunInfo,
+                   playbook: Playbook) -> None:
+    """Mode approve: the guards passed; nothing touches the target until a human approves
+    (approvals.py), denies, or `approval_timeout` passes."""
+    now = services.clock()
+    due = now + timedelta(seconds=playbook.approval_timeout_s)
+    if not transition_run(session, info.run_id, "await_approval", approval_due_at=due,
+                          worker=None, heartbeat_at=None):
+        return
+    services.notifier.emit(session, Event("approval_requested", info.incident_id, {
+        "playbook": playbook.name, "target": info.target, "run_id": info.run_id,
+        "due": due.isoformat()}))
+    log.info("run awaits approval", extra={
+        "run_id": info.run_id, "incident_id": info.incident_id, "target": info.target,
+        "playbook": playbook.name, "due": due.isoformat()})
 
 
 def is_mutating(services: Services, playbook: Playbook) -> bool:

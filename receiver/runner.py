@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from .approvals import expire_approvals
 from .breaker import current_state, gauge_value
 from .db.migrate import prune
 from .db.models import Breaker, Incident, Run
@@ -208,6 +209,7 @@ class Runner:
                     log.warning("database back", extra={"worker": self.worker})
                 svc.config.playbooks()  # every worker follows a reload, serving HTTP or not
                 queue_due_retries(svc)
+                expire_approvals(svc)
                 # After an outage every worker's heartbeat is stale: give the live ones
                 # two beats to renew theirs before judging any run abandoned.
                 if time.monotonic() - database_ok_since >= 2 * interval:

@@ -17,6 +17,7 @@ from .control import PauseBody, ResumeBody
 from .incidents import IncidentDecisionBody
 from .playbooks import BreakerResetBody, ManualRunBody
 from .queries import ActionFilter, AuditFilter, IncidentFilter
+from .runs import RunDecisionBody
 
 __all__ = ["ROUTES", "Route", "blueprint", "build_document"]
 
@@ -70,6 +71,16 @@ ROUTES: list[Route] = [
           {"200": ("the incident", s.IncidentOut)},
           {"404": "no such incident", "409": "resolved or closed already"},
           body=IncidentDecisionBody, scope="operator"),
+    Route("/api/v1/runs/{run_id}/approve", "post",
+          "Approve a run awaiting approval: it is queued and passes every guard again",
+          {"200": ("the run", s.RunOut)},
+          {"404": "no such run", "409": "not awaiting approval (decided, expired, ...)"},
+          body=RunDecisionBody, scope="operator"),
+    Route("/api/v1/runs/{run_id}/deny", "post",
+          "Deny a run awaiting approval: it never acts, and its incident escalates",
+          {"200": ("the run", s.RunOut)},
+          {"404": "no such run", "409": "not awaiting approval (decided, expired, ...)"},
+          body=RunDecisionBody, scope="operator"),
     Route("/api/v1/actions", "get", "List actions", {"200": ("a page", s.ActionPage)},
           query=ActionFilter),
     Route("/api/v1/audit", "get", "The audit log: who did what by hand, newest first",
@@ -133,7 +144,7 @@ def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
 def _path_parameters(path: str) -> list[dict[str, Any]]:
     return [{"name": part.strip("{}"), "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-             if part == "{incident_id}" else {"type": "string", "minLength": 1}}
+             if part in ("{incident_id}", "{run_id}") else {"type": "string", "minLength": 1}}
             for part in path.split("/") if part.startswith("{")]
 
 

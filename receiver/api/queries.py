@@ -119,7 +119,9 @@ def serialize_run(row: Run) -> dict[str, Any]:
         "requested_by": row.requested_by,  # deprecated: the same as actor
         "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at), "dry_run": row.dry_run, "error": row.error,
-        "config_version": row.config_version,
+        "config_version": row.config_version, "approval_due_at": _iso(row.approval_due_at),
+        "decision": row.decision, "decided_by": row.decided_by,
+        "decided_at": _iso(row.decided_at), "decision_comment": row.decision_comment,
     }
 
 

@@ -88,6 +88,11 @@ class RunOut(_Out):
     dry_run: bool
     error: str | None
     config_version: int | None
+    approval_due_at: Stamp = Field(description="Mode approve: when the wait expires.")
+    decision: str | None = Field(description="approved, denied or expired (null: none).")
+    decided_by: str | None
+    decided_at: Stamp
+    decision_comment: str | None
 
 
 class ActionOut(_Out):
@@ -160,6 +165,9 @@ class PlaybookOut(_Out):
     target: str
     on: str
     dry_run: bool
+    mode: str = Field(description="auto, approve (a human approves each run) or observe "
+                      "(recorded as a dry run).")
+    approval_timeout_s: float
     cooldown_s: float
     circuit_breaker: dict[str, float]
     actions: list[dict[str, Any]]

@@ -126,7 +126,7 @@ class Run(Base):
     alert_status: Mapped[str] = mapped_column(String(16), default="firing")
     reason: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # lifecycle.RunStatus
+    status: Mapped[str] = mapped_column(String(32), default="queued")  # lifecycle.RunStatus
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     admitted_at: Mapped[datetime | None] = mapped_column(index=True)  # passed every guard

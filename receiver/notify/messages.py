@@ -144,6 +144,13 @@ def describe(event: Event, incident: IncidentInfo) -> str:
         wait = d.get("retry_after_s")
         pause = f" for {format_duration(float(wait))}" if wait is not None else ""
         return f"circuit breaker opened{on}: no automatic action{pause}"
+    if event.kind == "approval_requested":
+        return (f"run {d.get('run_id')} of playbook {d.get('playbook')} awaits approval{on} "
+                f"(POST /api/v1/runs/{d.get('run_id')}/approve or /deny; expires "
+                f"{d.get('due')})")
+    if event.kind == "approval_decided":
+        comment = f": {str(d['comment'])[:_ERROR_MAX]}" if d.get("comment") else ""
+        return f"run {d.get('run_id')} {d.get('decision')} by {d.get('actor')}{comment}"
     if event.kind == "resolved":
         if incident.time_to_resolve_s is None:
             return "resolved"
@@ -154,6 +161,7 @@ def describe(event: Event, incident: IncidentInfo) -> str:
 _ICONS = {
     "playbook_started": ":arrow_forward:", "escalated": ":rotating_light:",
     "breaker_opened": ":no_entry:", "resolved": ":large_green_circle:", "note": ":memo:",
+    "approval_requested": ":raised_hand:", "approval_decided": ":ballot_box_with_check:",
 }
 _OUTCOME_ICONS = {"succeeded": ":white_check_mark:", "failed": ":x:", "dry_run": ":memo:",
                   "skipped": ":fast_forward:"}

@@ -33,6 +33,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_pauses_paused_at", "pauses", ["paused_at"])
     with op.batch_alter_table("runs") as batch:
+        # "awaiting_approval" is longer than the 16 characters statuses had.
+        batch.alter_column("status", existing_type=sa.String(length=16),
+                           type_=sa.String(length=32), existing_nullable=False)
         batch.add_column(sa.Column("approval_due_at", _TS, nullable=True))
         batch.add_column(sa.Column("decided_at", _TS, nullable=True))
         batch.add_column(sa.Column("decided_by", sa.String(length=255), nullable=True))
@@ -47,5 +50,11 @@ def downgrade() -> None:
         for column in ("decision_comment", "decision", "decided_by", "decided_at",
                        "approval_due_at"):
             batch.drop_column(column)
+    # Runs in the new states cannot be kept by the old code: they end as skipped.
+    op.execute("UPDATE runs SET status = 'skipped' WHERE status IN "
+               "('awaiting_approval', 'denied', 'expired')")
+    with op.batch_alter_table("runs") as batch:
+        batch.alter_column("status", existing_type=sa.String(length=32),
+                           type_=sa.String(length=16), existing_nullable=False)
     op.drop_index("ix_pauses_paused_at", table_name="pauses")
     op.drop_table("pauses")

@@ -1,0 +1,201 @@
+"""Approvals (#19): a playbook in mode `approve` touches nothing until a human approves,
+exactly one decision counts, and deny or expiry escalate. Real dockerd, real databases."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from receiver.approvals import expire_approvals
+from receiver.db.models import Action, AuditEntry, Incident, Run
+from tests.conftest import api_headers, webhook_headers
+from tests.harness.playbook_yaml import restart_playbook
+from tests.payloads import alert, notification
+from tests.test_playbooks_docker import drain, run_container, started_at
+
+COMMENT = {"actor": "carol", "comment": "looks right"}
+
+
+@pytest.fixture
+def docker_client(private_dockerd: Any) -> Any:
+    return private_dockerd.client()
+
+
+@pytest.fixture
+def approval_app(db_url: str, app_factory: Any, private_dockerd: Any, tmp_path: Path) -> Any:
+    def make(mode: str = "approve", approval_timeout: str | None = None) -> Any:
+        path = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}.yml"
+        path.write_text(restart_playbook(mode=mode, approval_timeout=approval_timeout,
+                                         running_for_s=0.3))
+        return app_factory(db_url, docker_host=private_dockerd.url, playbooks=path)
+    return make
+
+
+def post_alert(app: Any, container: str, starts: datetime, status: str = "firing") -> None:
+    body = notification([alert({"container": container}, status=status, starts_at=starts,
+                               ends_at=datetime.now(UTC) if status == "resolved" else None)])
+    response = app.test_client().post("/webhook/alertmanager", json=body,
+                                      headers=webhook_headers())
+    assert response.status_code == 200, response.json
+
+
+def only_run(app: Any) -> Run:
+    with app.extensions["autofix"].database.session() as session:
+        [run] = session.scalars(select(Run)).all()
+        return run
+
+
+def only_incident(app: Any) -> Incident:
+    with app.extensions["autofix"].database.session() as session:
+        [incident] = session.scalars(select(Incident)).all()
+        return incident
+
+
+def actions(app: Any) -> list[tuple[str, str, str | None]]:
+    with app.extensions["autofix"].database.session() as session:
+        return [(a.action, a.outcome, a.reason)
+                for a in session.scalars(select(Action).order_by(Action.id))]
+
+
+def decide(app: Any, run_id: int, verdict: str) -> Any:
+    return app.test_client().post(f"/api/v1/runs/{run_id}/{verdict}", json=COMMENT,
+                                  headers=api_headers())
+
+
+def awaiting(app: Any, container: Any) -> Run:
+    """Fire, let the runner take the run: it waits, and the container is untouched."""
+    before = started_at(container)
+    post_alert(app, container.name, datetime.now(UTC))
+    drain(app)
+    run = only_run(app)
+    assert run.status == "awaiting_approval", run.error
+    assert run.approval_due_at is not None and run.admitted_at is None
+    assert actions(app) == []
+    assert started_at(container) == before
+    assert only_incident(app).status == "open"
+    return run
+
+
+def test_approve_restarts_once_and_a_second_decision_is_409(approval_app,
+                                                            docker_client) -> None:
+    app = approval_app()
+    container = run_container(docker_client)
+    before = started_at(container)
+    run = awaiting(app, container)
+    time.sleep(0.5)
+    drain(app)  # nothing happens while it waits
+    assert started_at(container) == before
+
+    approved = decide(app, run.id, "approve")
+    assert approved.status_code == 200, approved.json
+    assert approved.json["decision"] == "approved"
+    assert approved.json["decided_by"].startswith("carol")
+    assert approved.json["decision_comment"] == "looks right"
+    drain(app)
+    assert started_at(container) != before
+    assert [a[:2] for a in actions(app)] == [("restart", "succeeded"),
+                                              ("wait_healthy", "succeeded")]
+    assert only_run(app).status == "succeeded"
+
+    for verdict in ("approve", "deny"):
+        again = decide(app, run.id, verdict)
+        assert again.status_code == 409, again.json
+        assert again.json["reason"] == "run_succeeded"
+    drain(app)
+    assert [a[0] for a in actions(app)].count("restart") == 1
+    with app.extensions["autofix"].database.session() as session:
+        assert [(e.verb, e.subject) for e in session.scalars(select(AuditEntry))] == [
+            ("run_approve", str(run.id))]
+
+
+def test_deny_leaves_it_untouched_and_escalates(approval_app, docker_client) -> None:
+    app = approval_app()
+    container = run_container(docker_client)
+    before = started_at(container)
+    run = awaiting(app, container)
+    denied = decide(app, run.id, "deny")
+    assert denied.status_code == 200 and denied.json["status"] == "denied"
+    assert decide(app, run.id, "approve").status_code == 409
+    drain(app)
+    assert started_at(container) == before and actions(app) == []
+    incident = only_incident(app)
+    assert incident.status == "escalated"
+    assert "denied by carol" in (incident.escalation_reason or "")
+
+
+def test_an_approval_not_given_in_time_expires_and_escalates(approval_app,
+                                                             docker_client) -> None:
+    app = approval_app(approval_timeout="1s")
+    container = run_container(docker_client)
+    before = started_at(container)
+    run = awaiting(app, container)
+    assert expire_approvals(app.extensions["autofix"]) == []  # not due yet
+    time.sleep(1.1)
+    assert expire_approvals(app.extensions["autofix"]) == [run.id]
+    assert (only_run(app).status, only_run(app).decision) == ("expired", "expired")
+    assert decide(app, run.id, "approve").status_code == 409
+    drain(app)
+    assert started_at(container) == before and actions(app) == []
+    assert only_incident(app).status == "escalated"
+    assert "expired" in (only_incident(app).escalation_reason or "")
+
+
+def test_an_alert_resolved_before_approval_makes_the_approval_skip(approval_app,
+                                                                   docker_client) -> None:
+    app = approval_app()
+    container = run_container(docker_client)
+    before = started_at(container)
+    run = awaiting(app, container)
+    post_alert(app, container.name, only_incident(app).starts_at, status="resolved")
+    assert decide(app, run.id, "approve").status_code == 200
+    drain(app)
+    assert started_at(container) == before
+    assert only_run(app).status == "skipped"
+    assert actions(app) == [("guard", "skipped", "alert_resolved")]
+
+
+def test_a_pause_at_approval_time_makes_the_approved_run_skip(approval_app,
+                                                              docker_client) -> None:
+    app = approval_app()
+    container = run_container(docker_client)
+    before = started_at(container)
+    run = awaiting(app, container)
+    client = app.test_client()
+    assert client.post("/api/v1/pause", json={"actor": "ops", "reason": "freeze"},
+                       headers=api_headers()).status_code == 200
+    assert decide(app, run.id, "approve").status_code == 200
+    drain(app)
+    assert started_at(container) == before
+    assert actions(app) == [("guard", "skipped", "paused")]
+
+
+def test_observe_mode_records_a_dry_run_and_touches_nothing(approval_app,
+                                                            docker_client) -> None:
+    app = approval_app(mode="observe")
+    container = run_container(docker_client)
+    before = started_at(container)
+    post_alert(app, container.name, datetime.now(UTC))
+    drain(app)
+    assert started_at(container) == before
+    assert [a[:2] for a in actions(app)] == [("restart", "dry_run"), ("wait_healthy", "dry_run")]
+    assert only_run(app).status == "succeeded"
+
+
+def test_unknown_and_undecidable_runs(approval_app, docker_client) -> None:
+    app = approval_app(mode="auto")
+    assert decide(app, 12345, "approve").status_code == 404
+    bad = app.test_client().post("/api/v1/runs/abc/approve", json=COMMENT,
+                                 headers=api_headers())
+    assert bad.status_code == 400
+    container = run_container(docker_client)
+    post_alert(app, container.name, datetime.now(UTC))
+    drain(app)
+    auto_run = only_run(app)
+    assert auto_run.status == "succeeded"  # mode auto acts without asking
+    assert decide(app, auto_run.id, "approve").status_code == 409
