@@ -6,7 +6,8 @@ Each view declares its scope with `@requires(...)`:
 - `open`: probes and the Prometheus scrape, no token;
 - `webhook`: the webhook token (AUTOFIX_WEBHOOK_TOKEN) and nothing else;
 - `read`: lists and reads; the read-only token (AUTOFIX_READ_TOKEN) or the operator token;
-- `operator`: everything that changes something; the operator token (AUTOFIX_API_TOKEN).
+- `operator`: everything that changes something; the operator token (AUTOFIX_API_TOKEN);
+- `slack`: Slack's request signature, verified by the view (slack_interactions.py).
 
 A view that declares nothing needs the operator token: a new route is closed by default.
 The read-only token on an operator route is 403 (known, not allowed); any other token 401.
@@ -28,8 +29,8 @@ from .settings import Settings
 __all__ = ["OPEN_ROUTES", "SCOPES", "Scope", "install_auth", "require_token", "requires",
            "scope_of"]
 
-Scope = Literal["open", "webhook", "read", "operator"]
-SCOPES: tuple[Scope, ...] = ("open", "webhook", "read", "operator")
+Scope = Literal["open", "webhook", "read", "operator", "slack"]
+SCOPES: tuple[Scope, ...] = ("open", "webhook", "read", "operator", "slack")
 # The only routes served without a token: probes and the Prometheus scrape.
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 _SCOPE_ATTRIBUTE = "autofix_scope"
@@ -106,7 +107,7 @@ def install_auth(app: Flask, settings: Settings) -> None:
         if rule is None or rule.endpoint == "static":
             return
         scope = scope_of(app.view_functions.get(rule.endpoint))
-        if scope == "open":
+        if scope in ("open", "slack"):
             return
         if scope == "webhook":
             require_token(request, settings.secret("webhook_token"), "the webhook")

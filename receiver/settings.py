@@ -26,7 +26,7 @@ MIN_TOKEN_LENGTH = 16
 DEFAULT_PLAYBOOKS = Path(__file__).with_name("playbooks.yml")
 # The database URL can carry a password, so it is file-readable and redacted like a token.
 SECRET_FIELDS = ("webhook_token", "api_token", "read_token", "slack_bot_token",
-                 "slack_webhook_url",
+                 "slack_signing_secret", "slack_webhook_url",
                  "outbound_webhook_url", "database_url")
 
 
@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")
     slack_channel: str | None = Field(None, description="Channel for chat.postMessage.")
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack app signing secret: turns on POST /slack/interactions "
+        "(Approve/Deny buttons); every request's signature and timestamp are verified.")
+    slack_approvers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Slack user IDs (U…) whose Approve/Deny clicks count; nobody else's do. "
+                    "Comma-separated (a,b) or a JSON list.")
     slack_api_url: str = Field(
         "https://slack.com/api/", description="Slack Web API base URL (tests use a local one).")
     outbound_webhook_url: SecretStr | None = Field(
@@ -132,7 +139,8 @@ class Settings(BaseSettings):
                         f"AUTOFIX_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
         return data
 
-    @field_validator("protected_containers", "http_allowed_hosts", mode="before")
+    @field_validator("protected_containers", "http_allowed_hosts", "slack_approvers",
+                     mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         """Lists come as `a,b` or as JSON `["a", "b"]`; blanks around items are ignored."""

@@ -111,6 +111,14 @@ ROUTES: list[Route] = [
     Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
           {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"},
           scope="operator"),
+    Route("/slack/interactions", "post", "Approve/Deny clicks from Slack",
+          {"200": ("decided", None)},
+          {"401": "bad or missing signature, old timestamp, a replay, or Slack off",
+           "403": "the Slack user is not in AUTOFIX_SLACK_APPROVERS",
+           "404": "no such run", "409": "the run does not await approval"},
+          scope="slack", content_type="application/json",
+          description="Form-encoded `payload=<json>` (Slack's block_actions), signed by "
+          "Slack; not a bearer token."),
     Route("/healthz", "get", "The process is up", {"200": ("ok", s.Health)}, database=False,
           scope="open"),
     Route("/readyz", "get", "The database is reachable",
@@ -127,6 +135,7 @@ ROUTES: list[Route] = [
 _SECURITY: dict[Scope, list[dict[str, list[str]]]] = {
     "open": [], "webhook": [{"webhook_token": []}],
     "read": [{"read_token": []}, {"operator_token": []}], "operator": [{"operator_token": []}],
+    "slack": [{"slack_signature": []}],
 }
 assert set(_SECURITY) == set(SCOPES)
 
@@ -220,6 +229,10 @@ def build_document() -> dict[str, Any]:
                               "description": "AUTOFIX_WEBHOOK_TOKEN: the webhook only."},
             "read_token": {"type": "http", "scheme": "bearer",
                            "description": "AUTOFIX_READ_TOKEN: lists and reads only."},
+            "slack_signature": {"type": "apiKey", "in": "header", "name": "X-Slack-Signature",
+                                "description": "Slack's v0 HMAC of the raw body with "
+                                "AUTOFIX_SLACK_SIGNING_SECRET, with X-Slack-Request-Timestamp "
+                                "(5 minutes)."},
             "operator_token": {"type": "http", "scheme": "bearer",
                                "description": "AUTOFIX_API_TOKEN: reads and every change "
                                "(runs, approvals, breaker resets, pause, reload)."}}},

@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "Incident",
-    "Notification", "Pause", "Run", "utcnow",
+    "Notification", "Pause", "Run", "SlackRequest", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -216,6 +216,15 @@ class Pause(Base):
     resumed_at: Mapped[datetime | None] = mapped_column()
     resumed_by: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[int | None] = mapped_column(Integer)  # 1 in force, NULL ended
+
+
+class SlackRequest(Base):
+    """A Slack interaction request already acted on, by its signature: a replay is refused."""
+
+    __tablename__ = "slack_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    signature: Mapped[str] = mapped_column(String(128), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class ConfigVersion(Base):

@@ -21,14 +21,15 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
-    "IncidentInfo", "LinkSettings", "build_notice_slack", "build_notice_webhook",
-    "build_slack_message", "build_webhook_payload", "dashboard_url", "describe",
-    "describe_notice", "incident_links", "silence_url", "slack_escape",
+    "APPROVE_ACTION", "DENY_ACTION", "IncidentInfo", "LinkSettings", "build_notice_slack",
+    "build_notice_webhook", "build_slack_message", "build_webhook_payload", "dashboard_url",
+    "describe", "describe_notice", "incident_links", "silence_url", "slack_escape",
 ]
 
 DASHBOARD_UID = "autofix-incidents"
 # Slack's documented limits: section text 3000, button text 75, button url 3000.
 _SECTION_MAX = 3000
+APPROVE_ACTION, DENY_ACTION = "autofix_run_approve", "autofix_run_deny"
 _URL_MAX = 3000
 _ERROR_MAX = 500
 # encodeURIComponent's unreserved set: what Alertmanager's UI (Elm's Url.percentEncode) keeps.
@@ -208,6 +209,15 @@ def build_slack_message(event: Event, incident: IncidentInfo, *,
          "url": url, "action_id": f"autofix_{label.lower()}"}
         for label, url in incident_links(incident, links)
     ]
+    if event.kind == "approval_requested" and event.details.get("run_id") is not None:
+        # Clicks come back to POST /slack/interactions (AUTOFIX_SLACK_SIGNING_SECRET).
+        run_id = str(event.details["run_id"])
+        buttons = [
+            {"type": "button", "text": {"type": "plain_text", "text": "Approve"},
+             "style": "primary", "action_id": APPROVE_ACTION, "value": run_id},
+            {"type": "button", "text": {"type": "plain_text", "text": "Deny"},
+             "style": "danger", "action_id": DENY_ACTION, "value": run_id},
+            *buttons]
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     return {"text": f"[{incident.alertname}] {title}: {line}"[:_SECTION_MAX], "blocks": blocks}

@@ -1,4 +1,5 @@
-"""Human in the loop: the kill switch (pause periods) and approvals of runs.
+"""Human in the loop: the kill switch (pause periods), approvals of runs, and the Slack
+interaction requests seen (so that a replayed one is refused).
 
 Revision ID: 0007
 Revises: 0006
@@ -32,6 +33,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("active", name="uq_pauses_active"),
     )
     op.create_index("ix_pauses_paused_at", "pauses", ["paused_at"])
+    op.create_table(
+        "slack_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("signature", sa.String(length=128), nullable=False),
+        sa.Column("received_at", _TS, nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("signature", name="uq_slack_requests_signature"),
+    )
+    op.create_index("ix_slack_requests_received_at", "slack_requests", ["received_at"])
     with op.batch_alter_table("runs") as batch:
         # "awaiting_approval" is longer than the 16 characters statuses had.
         batch.alter_column("status", existing_type=sa.String(length=16),
@@ -56,5 +66,7 @@ def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.alter_column("status", existing_type=sa.String(length=32),
                            type_=sa.String(length=16), existing_nullable=False)
+    op.drop_index("ix_slack_requests_received_at", table_name="slack_requests")
+    op.drop_table("slack_requests")
     op.drop_index("ix_pauses_paused_at", table_name="pauses")
     op.drop_table("pauses")
