@@ -202,3 +202,10 @@ def test_pause_holds_across_two_worker_processes(pg_url, private_dockerd,
         receiver.stop()
         stub.stop()
         container.remove(force=True)
+
+
+def test_an_until_utc_cannot_hold_is_a_400(db_url, app_factory, tmp_path) -> None:
+    app, _, _ = make_app(app_factory, db_url, tmp_path)
+    response = app.test_client().post("/api/v1/pause", headers=api_headers(), json={
+        **PAUSE, "until": "9999-12-31T23:59:59-23:59"})
+    assert response.status_code == 400, response.json

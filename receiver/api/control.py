@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from ..auth import requires
 from ..pause import PauseState, current_pause, pause_automation, resume_automation
-from .common import json_body, parse_model, services
+from .common import json_body, parse_model, services, to_utc
 from .playbooks import actor_with_address
 
 __all__ = ["PauseBody", "ResumeBody", "blueprint", "serialize_pause"]
@@ -25,6 +25,11 @@ class PauseBody(BaseModel):
     until: AwareDatetime | None = Field(
         None, description="When the pause ends by itself (RFC 3339 with an offset); "
         "unset: until POST /api/v1/resume.")
+
+    @field_validator("until", mode="after")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return to_utc(value)  # ValueError (a 400) when UTC cannot hold it
 
 
 class ResumeBody(BaseModel):

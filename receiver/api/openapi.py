@@ -114,7 +114,9 @@ ROUTES: list[Route] = [
     Route("/slack/interactions", "post", "Approve/Deny clicks from Slack",
           {"200": ("decided", None)},
           {"401": "bad or missing signature, old timestamp, a replay, or Slack off",
+           "400": "signed, but not an autofix approval click",
            "403": "the Slack user is not in AUTOFIX_SLACK_APPROVERS",
+           "413": "body too large",
            "404": "no such run", "409": "the run does not await approval"},
           scope="slack", content_type="application/json",
           description="Form-encoded `payload=<json>` (Slack's block_actions), signed by "
