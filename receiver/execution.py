@@ -22,10 +22,17 @@ from .actions.registry import ActionContext, ActionFailed, IncidentView
 from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
+from .errors import DatabaseUnavailable
 from .executor import ExecutorError
 from .guards import GuardStop, Subject, admit, check_run_target, take_target, target_lock
 from .ingest import template_context
-from .lifecycle import IncidentStatus, RunStatus, transition_incident, transition_run
+from .lifecycle import (
+    IncidentStatus,
+    RunStatus,
+    active_pause,
+    transition_incident,
+    transition_run,
+)
 from .lifecycle import update_incident_if as update_incident_while
 from .notify import Event
 from .playbooks.config import ActionStep, Playbook
@@ -38,6 +45,8 @@ __all__ = ["RunInfo", "await_approval", "escalate_incident", "execute_run", "ins
 
 log = logging.getLogger("autofix.execution")
 GUARD_STEP = -1  # the Action row of the guard that stopped a run
+# (outcome, reason, error, detail, rendered params, duration) of one step
+StepResult = tuple[str, str | None, str | None, str | None, dict[str, Any], float | None]
 
 
 @dataclass(frozen=True)
@@ -283,9 +292,14 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
                                               Run.status == RunStatus.RUNNING)
                             .values(current_step=step_index))
 
-        write_durably(services.database, "step_start", mark_step, budget, **ids)
-        outcome, reason, error, detail, params, duration = _run_step(
-            services, context, step, template_vars, dry_run)
+        # The first step was admitted a moment ago; a later mutating step checks the kill
+        # switch again, so that a pause stops a run between its steps too.
+        paused = None if dry_run or index == 0 else _pause_before(services, step)
+        result: StepResult = ("skipped", "paused", paused, None, dict(step.params), None)
+        if paused is None:
+            write_durably(services.database, "step_start", mark_step, budget, **ids)
+            result = _run_step(services, context, step, template_vars, dry_run)
+        outcome, reason, error, detail, params, duration = result
         now = services.clock()
         values = dict(
             run_id=info.run_id, incident_id=info.incident_id, playbook=playbook.name,
@@ -297,6 +311,9 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         pending_escalations = [*escalations]
         if outcome == "failed":
             pending_escalations.append(f"step {index + 1} ({step.action}) failed: {error}")
+        if paused is not None:  # stopped half-way: a human should look at the target
+            pending_escalations.append(f"step {index + 1} ({step.action}) not started: "
+                                       f"{paused}")
 
         def record(session: Session, values: dict[str, Any] = values, step_index: int = index,
                    to_escalate: list[str] = pending_escalations) -> bool:
@@ -322,14 +339,30 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         escalations.clear()
         if outcome == "failed":
             return RunStatus.FAILED, f"step {index + 1} ({step.action}): {error}"
+        if paused is not None:
+            return RunStatus.SKIPPED, f"step {index + 1} ({step.action}): {paused}"
     return RunStatus.SUCCEEDED, None
+
+
+def _pause_before(services: Services, step: ActionStep) -> str | None:
+    """Why a mutating step may not start now (the kill switch is on), or None."""
+    spec = services.registry.get(step.action)
+    if spec is not None and not spec.mutating:
+        return None
+    try:
+        with services.database.session("pause_check") as session:
+            pause = active_pause(session, services.clock())
+    except DatabaseUnavailable:
+        return None  # as for any step during a blip: the admitted run goes on
+    return None if pause is None else f"automation paused by {pause.paused_by}: {pause.reason}"
 
 
 def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
             error: str | None, dry_run: bool, closes: bool, guarded: bool) -> None:
     def finish(session: Session) -> bool:
         now = services.clock()
-        event = "succeed" if status == RunStatus.SUCCEEDED else "fail"
+        events: dict[str, str] = {RunStatus.SUCCEEDED: "succeed", RunStatus.SKIPPED: "skip"}
+        event = events.get(status, "fail")
         if not transition_run(session, info.run_id, event, finished_at=now, error=error,
                               current_step=None):
             return False
@@ -353,8 +386,7 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
 
 
 def _run_step(services: Services, context: ActionContext, step: ActionStep,
-              template_vars: dict[str, Any], dry_run: bool
-              ) -> tuple[str, str | None, str | None, str | None, dict[str, Any], float | None]:
+              template_vars: dict[str, Any], dry_run: bool) -> StepResult:
     """(outcome, reason, error, detail, rendered params, duration)."""
     spec = services.registry.get(step.action)
     if spec is None:

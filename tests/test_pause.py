@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Action, AuditEntry, Outbox
+from receiver.db.models import Action, AuditEntry, Incident, Outbox
 from receiver.notify import Event
 from receiver.notify.messages import build_notice_slack, build_notice_webhook
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
@@ -209,3 +209,38 @@ def test_an_until_utc_cannot_hold_is_a_400(db_url, app_factory, tmp_path) -> Non
     response = app.test_client().post("/api/v1/pause", headers=api_headers(), json={
         **PAUSE, "until": "9999-12-31T23:59:59-23:59"})
     assert response.status_code == 400, response.json
+
+
+RESTART_THEN_STOP = """
+playbooks:
+  - name: restart-then-stop
+    matchers: ['alertname="TargetDown"']
+    target: "{{ labels.container }}"
+    cooldown: 0s
+    actions:
+      - restart: {timeout_s: 5}
+      - notify: {}
+      - stop: {timeout_s: 5}
+"""
+
+
+def test_a_pause_during_a_run_stops_it_before_its_next_mutating_step(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, RESTART_THEN_STOP)
+    executor.add("web")
+    client = app.test_client()
+    executor.on_restart = lambda _name: client.post("/api/v1/pause", json=PAUSE,
+                                                    headers=api_headers())
+    fire(client, {"container": "web"})
+    drain(app)
+    assert executor.calls == [("restart", "web")]  # the stop never started
+    with app.extensions["autofix"].database.session() as session:
+        steps = [(a.action, a.outcome, a.reason) for a in session.scalars(
+            select(Action).order_by(Action.step))]
+    assert steps == [("restart", "succeeded", None), ("notify", "succeeded", None),
+                     ("stop", "skipped", "paused")]
+    [run] = runs(app)
+    assert run.status == "skipped" and "paused by alice" in (run.error or "")
+    with app.extensions["autofix"].database.session() as session:
+        [incident] = session.scalars(select(Incident)).all()
+    assert incident.status == "escalated"
