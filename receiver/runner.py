@@ -237,6 +237,9 @@ class Runner:
         depth = session.scalar(select(func.count()).select_from(Run)
                                .where(Run.status == "queued")) or 0
         self.services.metrics.run_queue_depth.set(depth)
+        awaiting = session.scalar(select(func.count()).select_from(Run).where(
+            Run.status == RunStatus.AWAITING_APPROVAL)) or 0
+        self.services.metrics.runs_awaiting_approval.set(awaiting)
         # Every worker publishes the same database truth; multiprocess "mostrecent" shows it.
         open_incidents = session.scalar(select(func.count()).select_from(Incident)
                                         .where(Incident.status.in_(OPEN_INCIDENT_STATUSES))) or 0

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from receiver.approvals import expire_approvals
 from receiver.db.models import Action, AuditEntry, Incident, Run
+from receiver.runner import Runner
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.playbook_yaml import restart_playbook
 from tests.payloads import alert, notification
@@ -68,6 +69,15 @@ def decide(app: Any, run_id: int, verdict: str) -> Any:
                                   headers=api_headers())
 
 
+def awaiting_gauge(app: Any) -> float:
+    """autofix_runs_awaiting_approval as the heartbeat publishes it from the database."""
+    services = app.extensions["autofix"]
+    with services.database.session() as session:
+        Runner(services)._publish_queue_depth(session)
+    value: float = services.metrics.registry.get_sample_value("autofix_runs_awaiting_approval")
+    return value
+
+
 def awaiting(app: Any, container: Any) -> Run:
     """Fire, let the runner take the run: it waits, and the container is untouched."""
     before = started_at(container)
@@ -119,6 +129,7 @@ def test_deny_leaves_it_untouched_and_escalates(approval_app, docker_client) -> 
     container = run_container(docker_client)
     before = started_at(container)
     run = awaiting(app, container)
+    assert awaiting_gauge(app) == 1
     denied = decide(app, run.id, "deny")
     assert denied.status_code == 200 and denied.json["status"] == "denied"
     assert decide(app, run.id, "approve").status_code == 409
@@ -127,6 +138,7 @@ def test_deny_leaves_it_untouched_and_escalates(approval_app, docker_client) -> 
     incident = only_incident(app)
     assert incident.status == "escalated"
     assert "denied by carol" in (incident.escalation_reason or "")
+    assert awaiting_gauge(app) == 0
 
 
 def test_an_approval_not_given_in_time_expires_and_escalates(approval_app,
