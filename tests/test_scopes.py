@@ -12,7 +12,7 @@ from flask import Flask
 from pydantic import ValidationError
 
 from receiver.api.openapi import ROUTES, build_document
-from receiver.auth import scope_of
+from receiver.auth import OPEN_ROUTES, scope_of
 from receiver.settings import Settings
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 
@@ -93,6 +93,7 @@ def test_every_view_declares_the_scope_its_openapi_operation_shows(scoped_app) -
             assert documented[(path, method.lower())] == declared, (method, path)
             checked += 1
     assert checked == len(ROUTES)
+    assert {r.path for r in ROUTES if r.scope == "open"} == OPEN_ROUTES
 
 
 def test_the_read_token_can_come_from_a_file(tmp_path: Path, monkeypatch) -> None:
