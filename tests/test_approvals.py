@@ -211,3 +211,52 @@ def test_unknown_and_undecidable_runs(approval_app, docker_client) -> None:
     auto_run = only_run(app)
     assert auto_run.status == "succeeded"  # mode auto acts without asking
     assert decide(app, auto_run.id, "approve").status_code == 409
+
+
+@pytest.mark.slow
+def test_expiry_and_approval_across_two_worker_processes(pg_url, private_dockerd, docker_client,
+                                                         tmp_path: Path) -> None:
+    """`autofix serve --workers 2`: a heartbeat expires the unanswered run and escalates;
+    the next alert's run, approved over HTTP, restarts the container once."""
+    from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+    from tests.harness.db import query
+    from tests.harness.procs import wait_for
+    from tests.harness.receiver import start_receiver
+    from tests.test_serve_concurrency import post_json
+
+    container = run_container(docker_client)
+    before = started_at(container)
+    playbooks = tmp_path / "playbooks.yml"
+    playbooks.write_text(restart_playbook(mode="approve", approval_timeout="2s",
+                                          running_for_s=0.3))
+    receiver = start_receiver(pg_url, workers=2, root=tmp_path / "r", env={
+        "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+        "AUTOFIX_READ_TOKEN": "read-test-token-4d7a",
+        "AUTOFIX_DOCKER_HOST": private_dockerd.url, "AUTOFIX_PLAYBOOKS": str(playbooks)})
+    webhook = f"{receiver.url}/webhook/alertmanager"
+    labels = {"container": container.name}
+    try:
+        assert post_json(webhook, notification([alert(labels, starts_at=datetime.now(UTC))])
+                         )[0] == 200
+        wait_for(lambda: query(pg_url, "select status from runs") == [("expired",)], 30,
+                 "the heartbeat expired the run")
+        assert query(pg_url, "select status from incidents") == [("escalated",)]
+        assert started_at(container) == before
+
+        assert post_json(webhook, notification([alert(labels, starts_at=datetime.now(UTC))])
+                         )[0] == 200
+        wait_for(lambda: ("awaiting_approval",) in query(pg_url, "select status from runs"),
+                 30, "the second run waits")
+        [(run_id,)] = query(pg_url, "select id from runs where status = 'awaiting_approval'")
+        approve = f"{receiver.url}/api/v1/runs/{run_id}/approve"
+        assert post_json(approve, COMMENT, "read-test-token-4d7a")[0] == 403
+        assert post_json(approve, COMMENT, API_TOKEN)[0] == 200
+        assert post_json(approve, COMMENT, API_TOKEN)[0] == 409
+        wait_for(lambda: ("succeeded",) in query(pg_url, "select status from runs"), 60,
+                 "the approved run acted")
+        assert started_at(container) != before
+        assert query(pg_url, "select count(*) from actions where action = 'restart'"
+                     ) == [(1,)]
+    finally:
+        receiver.stop()
+        container.remove(force=True)
