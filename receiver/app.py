@@ -9,7 +9,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .actions.builtin import build_registry
-from .api import health, incidents, playbooks, queries, webhook
+from .api import control, health, incidents, playbooks, queries, runs, slack, webhook
 from .api.openapi import blueprint as openapi_blueprint
 from .auth import install_auth
 from .config_store import ConfigStore
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["autofix"] = services
     for blueprint in (webhook.blueprint, queries.blueprint, incidents.blueprint,
-                      playbooks.blueprint,
+                      playbooks.blueprint, control.blueprint, runs.blueprint, slack.blueprint,
                       health.blueprint, openapi_blueprint):
         app.register_blueprint(blueprint)
     _register_error_handlers(app)

@@ -1,22 +1,53 @@
 """Credentials: bearer tokens or basic auth, compared in constant time, checked for every
-route in one before_request hook (`install_auth`) rather than by each view."""
+route in one before_request hook (`install_auth`) rather than by each view.
+
+Each view declares its scope with `@requires(...)`:
+
+- `open`: probes and the Prometheus scrape, no token;
+- `webhook`: the webhook token (AUTOFIX_WEBHOOK_TOKEN) and nothing else;
+- `read`: lists and reads; the read-only token (AUTOFIX_READ_TOKEN) or the operator token;
+- `operator`: everything that changes something; the operator token (AUTOFIX_API_TOKEN);
+- `slack`: Slack's request signature, verified by the view (slack_interactions.py).
+
+A view that declares nothing needs the operator token: a new route is closed by default.
+The read-only token on an operator route is 403 (known, not allowed); any other token 401.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from flask import Flask, Request, request
 
-from .errors import Unauthorized
+from .errors import Forbidden, Unauthorized
 from .settings import Settings
 
-__all__ = ["OPEN_ROUTES", "install_auth", "require_token"]
+__all__ = ["OPEN_ROUTES", "SCOPES", "Scope", "install_auth", "require_token", "requires",
+           "scope_of"]
 
+Scope = Literal["open", "webhook", "read", "operator", "slack"]
+SCOPES: tuple[Scope, ...] = ("open", "webhook", "read", "operator", "slack")
 # The only routes served without a token: probes and the Prometheus scrape.
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
-WEBHOOK_PREFIX = "/webhook/"
+_SCOPE_ATTRIBUTE = "autofix_scope"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(scope: Scope) -> Callable[[F], F]:
+    """Declare the scope a view needs; put it below the route decorator."""
+    def mark(view: F) -> F:
+        setattr(view, _SCOPE_ATTRIBUTE, scope)
+        return view
+    return mark
+
+
+def scope_of(view: Callable[..., Any] | None) -> Scope:
+    found: Scope = getattr(view, _SCOPE_ATTRIBUTE, "operator")
+    return found
 
 
 def _presented_secret(request: Request) -> str | None:
@@ -33,27 +64,52 @@ def _presented_secret(request: Request) -> str | None:
     return None
 
 
+def _matches(presented: str | None, expected: str | None) -> bool:
+    return (presented is not None and expected is not None
+            and hmac.compare_digest(presented.encode(), expected.encode()))
+
+
+def _unauthorized(realm: str) -> Unauthorized:
+    return Unauthorized(f"missing or invalid credentials for {realm}",
+                        hint="send 'Authorization: Bearer <token>'")
+
+
 def require_token(request: Request, expected: str | None, realm: str) -> None:
     """Raise Unauthorized unless the request carries `expected`. None means auth is off."""
     if expected is None:
         return
+    if not _matches(_presented_secret(request), expected):
+        raise _unauthorized(realm)
+
+
+def _require_api(request: Request, settings: Settings, scope: Scope) -> None:
+    operator = settings.secret("api_token")
+    if operator is None:
+        return  # AUTOFIX_ALLOW_UNAUTHENTICATED: the API is open
     presented = _presented_secret(request)
-    if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthorized(f"missing or invalid credentials for {realm}",
-                           hint="send 'Authorization: Bearer <token>'")
+    if _matches(presented, operator):
+        return
+    if _matches(presented, settings.secret("read_token")):
+        if scope == "read":
+            return
+        raise Forbidden("the read-only token cannot do this; it needs the operator token",
+                        reason="scope", scope=scope)
+    raise _unauthorized("the API")
 
 
 def install_auth(app: Flask, settings: Settings) -> None:
-    """Every route needs a token unless it is in OPEN_ROUTES: the webhook token under
-    /webhook/, the API token everywhere else. A request that matched no route is left to
-    routing, so that it gets its 404 or 405."""
+    """Check every request against its view's declared scope. A request that matched no
+    route is left to routing, so that it gets its 404 or 405."""
 
     @app.before_request
     def _authenticate() -> None:
         rule = request.url_rule
-        if rule is None or rule.rule in OPEN_ROUTES or rule.endpoint == "static":
+        if rule is None or rule.endpoint == "static":
             return
-        if rule.rule.startswith(WEBHOOK_PREFIX):
+        scope = scope_of(app.view_functions.get(rule.endpoint))
+        if scope in ("open", "slack"):
+            return
+        if scope == "webhook":
             require_token(request, settings.secret("webhook_token"), "the webhook")
         else:
-            require_token(request, settings.secret("api_token"), "the API")
+            _require_api(request, settings, scope)

@@ -22,10 +22,17 @@ from .actions.registry import ActionContext, ActionFailed, IncidentView
 from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
+from .errors import DatabaseUnavailable
 from .executor import ExecutorError
-from .guards import GuardStop, admit, check_run_target, take_target, target_lock
+from .guards import GuardStop, Subject, admit, check_run_target, take_target, target_lock
 from .ingest import template_context
-from .lifecycle import IncidentStatus, RunStatus, transition_incident, transition_run
+from .lifecycle import (
+    IncidentStatus,
+    RunStatus,
+    active_pause,
+    transition_incident,
+    transition_run,
+)
 from .lifecycle import update_incident_if as update_incident_while
 from .notify import Event
 from .playbooks.config import ActionStep, Playbook
@@ -33,10 +40,13 @@ from .playbooks.templating import TemplateRenderError
 from .retries import RETRY_ON_SKIP, schedule_retry
 from .services import Services
 
-__all__ = ["RunInfo", "escalate_incident", "execute_run", "insert_action", "record_skip"]
+__all__ = ["RunInfo", "await_approval", "escalate_incident", "execute_run", "insert_action",
+           "record_skip"]
 
 log = logging.getLogger("autofix.execution")
 GUARD_STEP = -1  # the Action row of the guard that stopped a run
+# (outcome, reason, error, detail, rendered params, duration) of one step
+StepResult = tuple[str, str | None, str | None, str | None, dict[str, Any], float | None]
 
 
 @dataclass(frozen=True)
@@ -51,11 +61,13 @@ class RunInfo:
     dry_run: bool
     reason: str | None
     fingerprint: str
+    approved: bool = False  # a human approved it (mode approve), or asked for it by hand
 
     @classmethod
     def of(cls, run: Run, incident: Incident) -> RunInfo:
         return cls(run.id, run.incident_id, run.playbook, run.target, run.trigger,
-                   run.dry_run, run.reason, incident.fingerprint)
+                   run.dry_run, run.reason, incident.fingerprint,
+                   run.decision == "approved" or run.trigger == "manual")
 
 
 def escalate_incident(session: Session, services: Services, incident_id: int,
@@ -183,13 +195,23 @@ def execute_run(services: Services, run_id: int) -> None:
             record_skip(session, services, info, stop or GuardStop("playbook_missing", ""),
                         closes_incident=info.trigger == "manual" or info.dry_run)
             return
-    dry_run = services.settings.dry_run or playbook.dry_run or info.dry_run
+    dry_run = (services.settings.dry_run or playbook.dry_run or info.dry_run
+               or playbook.mode == "observe")
     closes = _closes_incident(info, dry_run, is_mutating(services, playbook))
     # Guards protect targets, resolved first to one canonical identity (guards.py); a
     # playbook that only notifies or checks needs none of them (subject None).
     subject = check_run_target(services, playbook, info.target, info.reason,
                                replace(view, starts_at=recovered_since))
     target = info.target
+    waits = (isinstance(subject, Subject) and not dry_run and playbook.mode == "approve"
+             and not info.approved)
+    if waits and isinstance(subject, Subject):
+        # Every guard now, so that a human is asked only about a run that could act; the
+        # peek is rolled back (the breaker counts the run when it is approved and admitted).
+        with services.database.scratch_session("approval_peek") as peek:
+            verdict = admit(peek, playbook, subject.key, services.clock(), exclude_run=run_id)
+        if isinstance(verdict, GuardStop):  # the rolled-back breaker did not open
+            subject = replace(verdict, target=subject.key, breaker=None)
     with target_lock(services.database), services.database.session("run_admit") as session:
         if isinstance(subject, GuardStop):
             record_skip(session, services, info, subject, closes)
@@ -205,6 +227,9 @@ def execute_run(services: Services, run_id: int) -> None:
                 return
             target = subject.key
             info = replace(info, target=target)
+        if waits:
+            await_approval(session, services, info, playbook)
+            return
         if subject is not None and not dry_run:
             now = services.clock()
             decision = admit(session, playbook, target, now, exclude_run=run_id)
@@ -220,6 +245,23 @@ def execute_run(services: Services, run_id: int) -> None:
     status, error = _run_steps(services, info, playbook, view, dry_run,
                                subject.name if subject else target)
     _finish(services, info, playbook, status, error, dry_run, closes, subject is not None)
+
+
+def await_approval(session: Session, services: Services, info: RunInfo,
+                   playbook: Playbook) -> None:
+    """Mode approve: the guards passed; nothing touches the target until a human approves
+    (approvals.py), denies, or `approval_timeout` passes."""
+    now = services.clock()
+    due = now + timedelta(seconds=playbook.approval_timeout_s)
+    if not transition_run(session, info.run_id, "await_approval", approval_due_at=due,
+                          worker=None, heartbeat_at=None):
+        return
+    services.notifier.emit(session, Event("approval_requested", info.incident_id, {
+        "playbook": playbook.name, "target": info.target, "run_id": info.run_id,
+        "due": due.isoformat()}))
+    log.info("run awaits approval", extra={
+        "run_id": info.run_id, "incident_id": info.incident_id, "target": info.target,
+        "playbook": playbook.name, "due": due.isoformat()})
 
 
 def is_mutating(services: Services, playbook: Playbook) -> bool:
@@ -250,9 +292,14 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
                                               Run.status == RunStatus.RUNNING)
                             .values(current_step=step_index))
 
-        write_durably(services.database, "step_start", mark_step, budget, **ids)
-        outcome, reason, error, detail, params, duration = _run_step(
-            services, context, step, template_vars, dry_run)
+        # The first step was admitted a moment ago; a later mutating step checks the kill
+        # switch again, so that a pause stops a run between its steps too.
+        paused = None if dry_run or index == 0 else _pause_before(services, step)
+        result: StepResult = ("skipped", "paused", paused, None, dict(step.params), None)
+        if paused is None:
+            write_durably(services.database, "step_start", mark_step, budget, **ids)
+            result = _run_step(services, context, step, template_vars, dry_run)
+        outcome, reason, error, detail, params, duration = result
         now = services.clock()
         values = dict(
             run_id=info.run_id, incident_id=info.incident_id, playbook=playbook.name,
@@ -264,6 +311,9 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         pending_escalations = [*escalations]
         if outcome == "failed":
             pending_escalations.append(f"step {index + 1} ({step.action}) failed: {error}")
+        if paused is not None:  # stopped half-way: a human should look at the target
+            pending_escalations.append(f"step {index + 1} ({step.action}) not started: "
+                                       f"{paused}")
 
         def record(session: Session, values: dict[str, Any] = values, step_index: int = index,
                    to_escalate: list[str] = pending_escalations) -> bool:
@@ -289,14 +339,30 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         escalations.clear()
         if outcome == "failed":
             return RunStatus.FAILED, f"step {index + 1} ({step.action}): {error}"
+        if paused is not None:
+            return RunStatus.SKIPPED, f"step {index + 1} ({step.action}): {paused}"
     return RunStatus.SUCCEEDED, None
+
+
+def _pause_before(services: Services, step: ActionStep) -> str | None:
+    """Why a mutating step may not start now (the kill switch is on), or None."""
+    spec = services.registry.get(step.action)
+    if spec is not None and not spec.mutating:
+        return None
+    try:
+        with services.database.session("pause_check") as session:
+            pause = active_pause(session, services.clock())
+    except DatabaseUnavailable:
+        return None  # as for any step during a blip: the admitted run goes on
+    return None if pause is None else f"automation paused by {pause.paused_by}: {pause.reason}"
 
 
 def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
             error: str | None, dry_run: bool, closes: bool, guarded: bool) -> None:
     def finish(session: Session) -> bool:
         now = services.clock()
-        event = "succeed" if status == RunStatus.SUCCEEDED else "fail"
+        events: dict[str, str] = {RunStatus.SUCCEEDED: "succeed", RunStatus.SKIPPED: "skip"}
+        event = events.get(status, "fail")
         if not transition_run(session, info.run_id, event, finished_at=now, error=error,
                               current_step=None):
             return False
@@ -320,8 +386,7 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
 
 
 def _run_step(services: Services, context: ActionContext, step: ActionStep,
-              template_vars: dict[str, Any], dry_run: bool
-              ) -> tuple[str, str | None, str | None, str | None, dict[str, Any], float | None]:
+              template_vars: dict[str, Any], dry_run: bool) -> StepResult:
     """(outcome, reason, error, detail, rendered params, duration)."""
     spec = services.registry.get(step.action)
     if spec is None:

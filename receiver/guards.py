@@ -3,6 +3,7 @@
 0 resolve the target (name, ID, ID prefix...) to one canonical identity: every guard below
 keys on its canonical name and checks its ID · 1 target allowed (opt-in label, never
 protected, never autofix itself) · 2 target exists · 3 not already recovering ·
+(the kill switch: nothing mutating is admitted while automation is paused) ·
 4 cooldown per (playbook, target) · 5 circuit breaker per target.
 6 (global concurrency) and 7 (one run per target) are enforced when a worker claims a run,
 and 7 again once the run's target is canonical (take_target).
@@ -36,6 +37,7 @@ from .executor import (
     TargetNotFound,
 )
 from .ingest import resolve_target, template_context
+from .lifecycle import active_pause
 from .playbooks.config import Playbook
 from .playbooks.templating import TemplateRenderError
 from .settings import Settings
@@ -215,7 +217,14 @@ def save_breaker(session: Session, target: str, snapshot: BreakerSnapshot,
 
 def admit(session: Session, playbook: Playbook, target: str, now: datetime,
           exclude_run: int | None) -> GuardStop | BreakerDecision:
-    """Guards 4-5 inside the caller's transaction; on success the breaker is updated."""
+    """The kill switch, then guards 4-5, inside the caller's transaction; on success the
+    breaker is updated."""
+    pause = active_pause(session, now)
+    if pause is not None:
+        # Not escalated nor retried: a pause is a human's decision, already known.
+        ends = f" until {pause.until.isoformat()}" if pause.until else ""
+        return GuardStop("paused", f"automation paused by {pause.paused_by} since "
+                         f"{pause.paused_at.isoformat()}{ends}: {pause.reason}")
     last = session.scalar(
         select(func.max(Run.admitted_at)).where(
             Run.playbook == playbook.name, Run.target == target, Run.admitted_at.is_not(None),

@@ -18,23 +18,31 @@ Runs::
     queued ──claim──▶ running ──finish──▶ succeeded | failed | skipped
     queued ──skip──▶ skipped                 running ──interrupt──▶ interrupted
     running ──requeue──▶ queued              (an alias of its target is running)
+    running ──await_approval──▶ awaiting_approval ──approve──▶ queued  (guards again)
+                                  awaiting_approval ──deny──▶ denied
+                                  awaiting_approval ──expire──▶ expired
+
+The kill switch (a `pauses` row in force) is changed here too: `pause` inserts the one
+active row (a unique constraint refuses a second), `resume` ends it by compare-and-set.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
-from .db.models import Incident, Run
+from .db.models import Incident, Pause, Run
 
 __all__ = [
     "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES", "RETRYABLE_INCIDENT_STATUSES",
-    "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "transition_incident",
-    "transition_incidents", "transition_run",
+    "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "active_pause",
+    "end_pause", "start_pause", "transition_incident", "transition_incidents",
+    "transition_run",
 ]
 
 
@@ -54,6 +62,9 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
+    AWAITING_APPROVAL = "awaiting_approval"
+    DENIED = "denied"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,11 @@ RUN_TRANSITIONS: dict[str, Transition] = {
     "interrupt": Transition(frozenset({_R.RUNNING}), _R.INTERRUPTED),
     # An alias of its target turned out to be running: back in the queue, behind it.
     "requeue": Transition(frozenset({_R.RUNNING}), _R.QUEUED),
+    # Mode `approve`: the guards passed, nothing touched; a human decides exactly once.
+    "await_approval": Transition(frozenset({_R.RUNNING}), _R.AWAITING_APPROVAL),
+    "approve": Transition(frozenset({_R.AWAITING_APPROVAL}), _R.QUEUED),
+    "deny": Transition(frozenset({_R.AWAITING_APPROVAL}), _R.DENIED),
+    "expire": Transition(frozenset({_R.AWAITING_APPROVAL}), _R.EXPIRED),
 }
 
 # Counted by autofix_open_incidents and the dashboards' "open" panels.
@@ -136,3 +152,37 @@ def update_incident_if(session: Session, incident_id: int, statuses: tuple[str, 
     return result.rowcount == 1
 
 
+
+
+def _in_force(now: datetime) -> list[Any]:
+    return [Pause.active == 1, or_(Pause.until.is_(None), Pause.until > now)]
+
+
+def active_pause(session: Session, now: datetime) -> Pause | None:
+    """The pause in force at `now`, if any (a pause whose `until` passed is over)."""
+    return session.scalars(select(Pause).where(*_in_force(now)).limit(1)).first()
+
+
+def start_pause(session: Session, now: datetime, actor: str, reason: str,
+                until: datetime | None) -> Pause | None:
+    """Insert the one pause in force; None when one is in force already. A concurrent
+    insert loses on the unique constraint (IntegrityError at flush: the caller's 409).
+
+    A pause whose `until` passed is ended first (by compare-and-set), so its slot is free."""
+    session.execute(update(Pause).where(Pause.active == 1, Pause.until <= now)
+                    .values(active=None, resumed_at=Pause.until, resumed_by="until")
+                    .execution_options(synchronize_session=False))
+    if active_pause(session, now) is not None:
+        return None
+    pause = Pause(paused_at=now, paused_by=actor, reason=reason, until=until, active=1)
+    session.add(pause)
+    session.flush()
+    return pause
+
+
+def end_pause(session: Session, now: datetime, actor: str) -> int | None:
+    """End the pause in force; its id, or None when none was (a concurrent resume won)."""
+    statement = (update(Pause).where(*_in_force(now))
+                 .values(active=None, resumed_at=now, resumed_by=actor)
+                 .returning(Pause.id).execution_options(synchronize_session=False))
+    return session.execute(statement).scalars().first()

@@ -61,6 +61,12 @@ class Metrics:
         self.run_queue_depth = Gauge(
             "autofix_run_queue_depth", "Runs queued and not yet started.", registry=r,
             multiprocess_mode="mostrecent")
+        self.paused = Gauge(
+            "autofix_paused", "1 while the kill switch is on (no mutating step starts).",
+            registry=r, multiprocess_mode="mostrecent")
+        self.runs_awaiting_approval = Gauge(
+            "autofix_runs_awaiting_approval", "Runs waiting for a human's approval.",
+            registry=r, multiprocess_mode="mostrecent")
         self.build_info = Gauge(
             "autofix_build_info", "Always 1; the version label says which autofix runs.",
             ["version"], registry=r, multiprocess_mode="max")

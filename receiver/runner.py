@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from .approvals import expire_approvals
 from .breaker import current_state, gauge_value
 from .db.migrate import prune
 from .db.models import Breaker, Incident, Run
 from .errors import DatabaseUnavailable
 from .execution import execute_run
-from .lifecycle import OPEN_INCIDENT_STATUSES, RunStatus, transition_run
+from .lifecycle import OPEN_INCIDENT_STATUSES, RunStatus, active_pause, transition_run
 from .notify import OutboxSender, start_sender
 from .retries import queue_due_retries
 from .services import Services, worker_id
@@ -208,6 +209,7 @@ class Runner:
                     log.warning("database back", extra={"worker": self.worker})
                 svc.config.playbooks()  # every worker follows a reload, serving HTTP or not
                 queue_due_retries(svc)
+                expire_approvals(svc)
                 # After an outage every worker's heartbeat is stale: give the live ones
                 # two beats to renew theirs before judging any run abandoned.
                 if time.monotonic() - database_ok_since >= 2 * interval:
@@ -235,11 +237,15 @@ class Runner:
         depth = session.scalar(select(func.count()).select_from(Run)
                                .where(Run.status == "queued")) or 0
         self.services.metrics.run_queue_depth.set(depth)
+        awaiting = session.scalar(select(func.count()).select_from(Run).where(
+            Run.status == RunStatus.AWAITING_APPROVAL)) or 0
+        self.services.metrics.runs_awaiting_approval.set(awaiting)
         # Every worker publishes the same database truth; multiprocess "mostrecent" shows it.
         open_incidents = session.scalar(select(func.count()).select_from(Incident)
                                         .where(Incident.status.in_(OPEN_INCIDENT_STATUSES))) or 0
         self.services.metrics.open_incidents.set(open_incidents)
         now = self.services.clock()
+        self.services.metrics.paused.set(1 if active_pause(session, now) else 0)
         for breaker in session.scalars(select(Breaker)):
             state = current_state(breaker.state, breaker.open_until, now)
             self.services.metrics.breaker_state.labels(breaker.target).set(gauge_value(state))

@@ -2,8 +2,8 @@
 
 Each secret may instead be read from a file named by AUTOFIX_<NAME>_FILE, the way Docker
 secrets and Alertmanager's credentials_file work. Tokens must be at least 16 characters, not
-blank, and the webhook and API tokens must differ; a secret file others can read is a
-warning at start (`secret_file_warnings`).
+blank, and the webhook, API (operator) and read-only tokens must all differ; a secret file
+others can read is a warning at start (`secret_file_warnings`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ MIN_TOKEN_LENGTH = 16
 
 DEFAULT_PLAYBOOKS = Path(__file__).with_name("playbooks.yml")
 # The database URL can carry a password, so it is file-readable and redacted like a token.
-SECRET_FIELDS = ("webhook_token", "api_token", "slack_bot_token", "slack_webhook_url",
+SECRET_FIELDS = ("webhook_token", "api_token", "read_token", "slack_bot_token",
+                 "slack_signing_secret", "slack_webhook_url",
                  "outbound_webhook_url", "database_url")
 
 
@@ -40,7 +41,11 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = Field(
         None, description="Bearer token (or basic-auth password) Alertmanager must present.")
     api_token: SecretStr | None = Field(
-        None, description="Bearer token for /api/v1 and /-/reload.")
+        None, description="Operator token for /api/v1 and /-/reload: reads and every change "
+        "(runs, approvals, breaker resets, pause, acknowledge/close, reload).")
+    read_token: SecretStr | None = Field(
+        None, description="Optional read-only token: lists and reads under /api/v1 (and the "
+        "OpenAPI document); 403 on every route that changes something.")
     allow_unauthenticated: bool = Field(
         False, description="Start without tokens. Logs a warning at every start.")
     playbooks: Path = Field(DEFAULT_PLAYBOOKS, description="Path of the playbooks YAML file.")
@@ -89,6 +94,13 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")
     slack_channel: str | None = Field(None, description="Channel for chat.postMessage.")
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack app signing secret: turns on POST /slack/interactions "
+        "(Approve/Deny buttons); every request's signature and timestamp are verified.")
+    slack_approvers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Slack user IDs (U…) whose Approve/Deny clicks count; nobody else's do. "
+                    "Comma-separated (a,b) or a JSON list.")
     slack_api_url: str = Field(
         "https://slack.com/api/", description="Slack Web API base URL (tests use a local one).")
     outbound_webhook_url: SecretStr | None = Field(
@@ -127,7 +139,8 @@ class Settings(BaseSettings):
                         f"AUTOFIX_{name.upper()}_FILE: cannot read {path}: {exc}") from exc
         return data
 
-    @field_validator("protected_containers", "http_allowed_hosts", mode="before")
+    @field_validator("protected_containers", "http_allowed_hosts", "slack_approvers",
+                     mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         """Lists come as `a,b` or as JSON `["a", "b"]`; blanks around items are ignored."""
@@ -147,7 +160,7 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return normalize_database_url(value)
 
-    @field_validator("webhook_token", "api_token", mode="before")
+    @field_validator("webhook_token", "api_token", "read_token", mode="before")
     @classmethod
     def _strong_token(cls, value: Any) -> Any:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -173,10 +186,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct_tokens(self) -> Settings:
-        webhook, api = self.secret("webhook_token"), self.secret("api_token")
-        if webhook and webhook == api:
-            raise ValueError("AUTOFIX_WEBHOOK_TOKEN and AUTOFIX_API_TOKEN must differ (the "
-                             "webhook token must not open the API)")
+        tokens = [(name, self.secret(name)) for name in
+                  ("webhook_token", "api_token", "read_token")]
+        for index, (name, value) in enumerate(tokens):
+            for other, other_value in tokens[index + 1:]:
+                if value and value == other_value:
+                    raise ValueError(f"AUTOFIX_{name.upper()} and AUTOFIX_{other.upper()} "
+                                     "must differ (one token must not open another's scope)")
         return self
 
     @model_validator(mode="after")

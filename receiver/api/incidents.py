@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..auth import requires
 from ..manual import acknowledge_incident, close_incident
 from .common import json_body, parse_id, parse_model, services
 from .queries import serialize_incident
@@ -27,6 +28,7 @@ def _decision() -> tuple[str, str]:
 
 # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
 @blueprint.post("/incidents/<incident_id>/acknowledge")
+@requires("operator")
 def acknowledge(incident_id: str) -> Response:
     actor, reason = _decision()
     return jsonify(serialize_incident(acknowledge_incident(
@@ -34,6 +36,7 @@ def acknowledge(incident_id: str) -> Response:
 
 
 @blueprint.post("/incidents/<incident_id>/close")
+@requires("operator")
 def close(incident_id: str) -> Response:
     actor, reason = _decision()
     return jsonify(serialize_incident(close_incident(

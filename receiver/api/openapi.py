@@ -9,13 +9,15 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
-from ..auth import OPEN_ROUTES
+from ..auth import SCOPES, Scope, requires
 from ..payload import WebhookPayload
 from . import schemas as s
 from .common import MAX_ID
+from .control import PauseBody, ResumeBody
 from .incidents import IncidentDecisionBody
 from .playbooks import BreakerResetBody, ManualRunBody
 from .queries import ActionFilter, AuditFilter, IncidentFilter
+from .runs import RunDecisionBody
 
 __all__ = ["ROUTES", "Route", "blueprint", "build_document"]
 
@@ -26,6 +28,7 @@ _ERROR_TEXT = {
     "400": "invalid request: malformed JSON, a field that fails validation, a bad id",
     "401": "missing or invalid token",
     "403": "target not allowed",
+    "403_scope": "the read-only token cannot do this (operator scope)",
     "404": "not found",
     "408": "the body was not received in time",
     "409": "conflict",
@@ -47,11 +50,12 @@ class Route:
     database: bool = True  # may answer 503 while the database is down
     content_type: str = "application/json"
     description: str = ""
+    scope: Scope = "read"  # must equal the view's @requires (a test compares them)
 
 
 ROUTES: list[Route] = [
     Route("/webhook/alertmanager", "post", "Receive an Alertmanager notification",
-          {"200": ("recorded", s.WebhookRecorded)}, body=WebhookPayload,
+          {"200": ("recorded", s.WebhookRecorded)}, body=WebhookPayload, scope="webhook",
           description="Needs the webhook token. Alertmanager retries a 5xx; a 4xx is final."),
     Route("/api/v1/incidents", "get", "List incidents", {"200": ("a page", s.IncidentPage)},
           query=IncidentFilter),
@@ -61,12 +65,22 @@ ROUTES: list[Route] = [
           "Acknowledge an incident (idempotent), recording who and why",
           {"200": ("the incident", s.IncidentOut)},
           {"404": "no such incident", "409": "resolved or closed already"},
-          body=IncidentDecisionBody),
+          body=IncidentDecisionBody, scope="operator"),
     Route("/api/v1/incidents/{incident_id}/close", "post",
           "Close an incident by hand: no more automatic attempts",
           {"200": ("the incident", s.IncidentOut)},
           {"404": "no such incident", "409": "resolved or closed already"},
-          body=IncidentDecisionBody),
+          body=IncidentDecisionBody, scope="operator"),
+    Route("/api/v1/runs/{run_id}/approve", "post",
+          "Approve a run awaiting approval: it is queued and passes every guard again",
+          {"200": ("the run", s.RunOut)},
+          {"404": "no such run", "409": "not awaiting approval (decided, expired, ...)"},
+          body=RunDecisionBody, scope="operator"),
+    Route("/api/v1/runs/{run_id}/deny", "post",
+          "Deny a run awaiting approval: it never acts, and its incident escalates",
+          {"200": ("the run", s.RunOut)},
+          {"404": "no such run", "409": "not awaiting approval (decided, expired, ...)"},
+          body=RunDecisionBody, scope="operator"),
     Route("/api/v1/actions", "get", "List actions", {"200": ("a page", s.ActionPage)},
           query=ActionFilter),
     Route("/api/v1/audit", "get", "The audit log: who did what by hand, newest first",
@@ -76,24 +90,56 @@ ROUTES: list[Route] = [
     Route("/api/v1/playbooks/{name}/run", "post", "Run a playbook by hand (same guards)",
           {"202": ("queued", s.RunQueued)},
           {"403": "target not allowed", "404": "unknown playbook or target",
-           "409": "cooldown or breaker; see Retry-After"}, body=ManualRunBody,
+           "409": "cooldown, breaker or paused; see Retry-After"}, body=ManualRunBody,
+          scope="operator",
           description="`requested_by` is a deprecated alias of `actor`."),
     Route("/api/v1/breakers", "get", "Circuit breakers per target",
           {"200": ("breakers", s.BreakerList)}),
     Route("/api/v1/breakers/{target}/reset", "post", "Close a breaker, recording who and why",
           {"200": ("reset", s.BreakerResetOut)}, {"404": "no breaker for the target"},
-          body=BreakerResetBody),
+          body=BreakerResetBody, scope="operator"),
+    Route("/api/v1/pause", "get", "Whether automation is paused (the kill switch)",
+          {"200": ("the switch", s.PauseOut)}),
+    Route("/api/v1/pause", "post", "Pause automation: no mutating step starts anywhere",
+          {"200": ("paused", s.PauseOut)}, {"409": "paused already"}, body=PauseBody,
+          scope="operator",
+          description="Runs skip with reason `paused`; alerts are still recorded and "
+          "notifications sent. Audited; told to the notification channels."),
+    Route("/api/v1/resume", "post", "Resume automation after a pause",
+          {"200": ("resumed", s.PauseOut)}, {"409": "not paused"}, body=ResumeBody,
+          scope="operator"),
     Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
-          {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"}),
-    Route("/healthz", "get", "The process is up", {"200": ("ok", s.Health)}, database=False),
+          {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"},
+          scope="operator"),
+    Route("/slack/interactions", "post", "Approve/Deny clicks from Slack",
+          {"200": ("decided", None)},
+          {"401": "bad or missing signature, old timestamp, a replay, or Slack off",
+           "400": "signed, but not an autofix approval click",
+           "403": "the Slack user is not in AUTOFIX_SLACK_APPROVERS",
+           "413": "body too large",
+           "404": "no such run", "409": "the run does not await approval"},
+          scope="slack", content_type="application/json",
+          description="Form-encoded `payload=<json>` (Slack's block_actions), signed by "
+          "Slack; not a bearer token."),
+    Route("/healthz", "get", "The process is up", {"200": ("ok", s.Health)}, database=False,
+          scope="open"),
     Route("/readyz", "get", "The database is reachable",
           {"200": ("ready", s.Ready), "503": ("database unreachable", s.Ready)},
-          database=False),
+          database=False, scope="open"),
     Route("/metrics", "get", "Prometheus metrics", {"200": ("exposition", None)},
-          database=False, content_type="text/plain"),
+          database=False, content_type="text/plain", scope="open"),
     Route("/api/v1/openapi.json", "get", "This document", {"200": ("OpenAPI 3.1", None)},
           database=False),
 ]
+
+
+# Which tokens each scope accepts (any one of them).
+_SECURITY: dict[Scope, list[dict[str, list[str]]]] = {
+    "open": [], "webhook": [{"webhook_token": []}],
+    "read": [{"read_token": []}, {"operator_token": []}], "operator": [{"operator_token": []}],
+    "slack": [{"slack_signature": []}],
+}
+assert set(_SECURITY) == set(SCOPES)
 
 
 def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
@@ -109,14 +155,16 @@ def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
 def _path_parameters(path: str) -> list[dict[str, Any]]:
     return [{"name": part.strip("{}"), "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-             if part == "{incident_id}" else {"type": "string", "minLength": 1}}
+             if part in ("{incident_id}", "{run_id}") else {"type": "string", "minLength": 1}}
             for part in path.split("/") if part.startswith("{")]
 
 
 def _error_statuses(route: Route) -> dict[str, str]:
     statuses: dict[str, str] = {}
-    if route.path not in OPEN_ROUTES:
+    if route.scope != "open":
         statuses["401"] = _ERROR_TEXT["401"]
+    if route.scope == "operator":
+        statuses["403"] = _ERROR_TEXT["403_scope"]
     if route.query is not None or "{" in route.path or route.body is not None:
         statuses["400"] = _ERROR_TEXT["400"]
     if route.body is not None:
@@ -149,11 +197,8 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
             "description": "Seconds until a retry may pass the guard.",
             "schema": {"type": "integer", "minimum": 1}}}
     operation["responses"] = dict(sorted(responses.items()))
-    if route.path in OPEN_ROUTES:
-        operation["security"] = []
-    else:
-        scheme = "webhook_token" if route.path.startswith("/webhook/") else "api_token"
-        operation["security"] = [{scheme: []}]
+    operation["security"] = _SECURITY[route.scope]
+    operation["x-autofix-scope"] = route.scope
     parameters = _path_parameters(route.path)
     if route.query is not None:
         properties = route.query.model_json_schema(
@@ -177,15 +222,27 @@ def build_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "autofix receiver", "version": "1", "description":
-                 "Every route but /healthz, /readyz and /metrics needs a bearer token. "
-                 "Every error answers {\"error\": code, \"message\": text, ...details}."},
+                 "Every route but /healthz, /readyz and /metrics needs a bearer token; "
+                 "`x-autofix-scope` names the scope each operation needs (read, operator, "
+                 "webhook). Every error answers {\"error\": code, \"message\": text, "
+                 "...details}."},
         "components": {"schemas": dict(sorted(components.items())), "securitySchemes": {
-            "webhook_token": {"type": "http", "scheme": "bearer"},
-            "api_token": {"type": "http", "scheme": "bearer"}}},
+            "webhook_token": {"type": "http", "scheme": "bearer",
+                              "description": "AUTOFIX_WEBHOOK_TOKEN: the webhook only."},
+            "read_token": {"type": "http", "scheme": "bearer",
+                           "description": "AUTOFIX_READ_TOKEN: lists and reads only."},
+            "slack_signature": {"type": "apiKey", "in": "header", "name": "X-Slack-Signature",
+                                "description": "Slack's v0 HMAC of the raw body with "
+                                "AUTOFIX_SLACK_SIGNING_SECRET, with X-Slack-Request-Timestamp "
+                                "(5 minutes)."},
+            "operator_token": {"type": "http", "scheme": "bearer",
+                               "description": "AUTOFIX_API_TOKEN: reads and every change "
+                               "(runs, approvals, breaker resets, pause, reload)."}}},
         "paths": paths,
     }
 
 
 @blueprint.get("/api/v1/openapi.json")
+@requires("read")
 def openapi_document() -> Response:
     return jsonify(build_document())

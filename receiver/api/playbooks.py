@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from ..auth import requires
 from ..breaker import current_state, gauge_value
 from ..db.ingest_store import fit
 from ..db.models import AuditEntry, Breaker, utcnow
@@ -15,7 +16,8 @@ from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
 from .common import json_body, parse_model, services
 
-__all__ = ["BreakerResetBody", "ManualRunBody", "blueprint", "durations_as_floats"]
+__all__ = ["BreakerResetBody", "ManualRunBody", "actor_with_address", "blueprint",
+           "durations_as_floats"]
 
 blueprint = Blueprint("playbooks", __name__)
 
@@ -44,6 +46,7 @@ class BreakerResetBody(BaseModel):
 
 
 @blueprint.get("/api/v1/playbooks")
+@requires("read")
 def list_playbooks() -> Response:
     config = services().config
     items: list[dict[str, Any]] = []
@@ -51,7 +54,8 @@ def list_playbooks() -> Response:
         items.append({
             "name": playbook.name, "description": playbook.description,
             "matchers": [str(m) for m in playbook.matchers], "target": playbook.target,
-            "on": playbook.on, "dry_run": playbook.dry_run,
+            "on": playbook.on, "dry_run": playbook.dry_run, "mode": playbook.mode,
+            "approval_timeout_s": float(playbook.approval_timeout_s),
             "cooldown_s": float(playbook.cooldown_s),
             "circuit_breaker": durations_as_floats(playbook.circuit_breaker.model_dump()),
             "actions": [{step.action: durations_as_floats(step.params)}
@@ -63,13 +67,14 @@ def list_playbooks() -> Response:
 
 
 @blueprint.post("/api/v1/playbooks/<name>/run")
+@requires("operator")
 def run_playbook(name: str) -> tuple[Response, int]:
     svc = services()
     playbook = svc.config.playbooks().by_name(name)
     if playbook is None:
         raise NotFound(f"no playbook named {name!r}")
     body = parse_model(ManualRunBody, json_body(request, 1024 * 1024))
-    actor = _actor(body.who, request.remote_addr)
+    actor = actor_with_address(body.who, request.remote_addr)
     created = start_manual_run(svc, playbook, body.labels, body.reason, actor, body.dry_run)
     return jsonify({"status": "queued", "incident_id": created.incident_id,
                     "run_id": created.run_id, "target": created.target}), 202
@@ -87,7 +92,7 @@ def durations_as_floats(values: Any) -> Any:
     return values
 
 
-def _actor(who: str, address: str | None) -> str:
+def actor_with_address(who: str, address: str | None) -> str:
     """"who (address)" in the 255 characters the audit columns hold; `who` is cut (and
     ends with an ellipsis) rather than the request refused."""
     suffix = f" ({address})"
@@ -95,6 +100,7 @@ def _actor(who: str, address: str | None) -> str:
 
 
 @blueprint.get("/api/v1/breakers")
+@requires("read")
 def list_breakers() -> Response:
     now = utcnow()
     with services().database.session("api") as session:
@@ -113,6 +119,7 @@ def list_breakers() -> Response:
 
 
 @blueprint.post("/api/v1/breakers/<target>/reset")
+@requires("operator")
 def reset(target: str) -> Response:
     body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
     target, snapshot = reset_breaker(services(), target, body.actor, body.reason)
@@ -122,6 +129,7 @@ def reset(target: str) -> Response:
 
 
 @blueprint.post("/-/reload")
+@requires("operator")
 def reload_config() -> Response:
     svc = services()
     loaded = svc.config.reload(actor=f"api ({request.remote_addr})")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, Text, cast, func, select
 from sqlalchemy.orm import Session
 
+from ..auth import requires
 from ..db.models import Action, AuditEntry, Incident, Run
 from ..errors import NotFound
 from .common import MAX_ID, parse_id, parse_model, services, to_utc
@@ -118,7 +119,9 @@ def serialize_run(row: Run) -> dict[str, Any]:
         "requested_by": row.requested_by,  # deprecated: the same as actor
         "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at), "dry_run": row.dry_run, "error": row.error,
-        "config_version": row.config_version,
+        "config_version": row.config_version, "approval_due_at": _iso(row.approval_due_at),
+        "decision": row.decision, "decided_by": row.decided_by,
+        "decided_at": _iso(row.decided_at), "decision_comment": row.decision_comment,
     }
 
 
@@ -206,6 +209,7 @@ def _json_size(*columns: Any) -> ColumnElement[Any]:
 
 
 @blueprint.get("/incidents")
+@requires("read")
 def list_incidents() -> Response:
     svc = services()
     page = parse_model(IncidentFilter, request.args.to_dict())
@@ -226,6 +230,7 @@ def list_incidents() -> Response:
 
 
 @blueprint.get("/incidents/<incident_id>")
+@requires("read")
 def show_incident(incident_id: str) -> Response:
     # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
     svc = services()
@@ -243,6 +248,7 @@ def show_incident(incident_id: str) -> Response:
 
 
 @blueprint.get("/actions")
+@requires("read")
 def list_actions() -> Response:
     svc = services()
     page = parse_model(ActionFilter, request.args.to_dict())
@@ -261,6 +267,7 @@ def list_actions() -> Response:
 
 
 @blueprint.get("/audit")
+@requires("read")
 def list_audit() -> Response:
     """Who did what by hand (breaker resets, manual runs, acknowledgements, reloads)."""
     page = parse_model(AuditFilter, request.args.to_dict())

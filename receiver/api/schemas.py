@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BreakerList", "BreakerOut",
     "BreakerResetOut", "ErrorBody", "Health", "IncidentDetail", "IncidentOut",
-    "IncidentPage", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
+    "IncidentPage", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
     "RunQueued", "WebhookRecorded",
 ]
 
@@ -88,6 +88,11 @@ class RunOut(_Out):
     dry_run: bool
     error: str | None
     config_version: int | None
+    approval_due_at: Stamp = Field(description="Mode approve: when the wait expires.")
+    decision: str | None = Field(description="approved, denied or expired (null: none).")
+    decided_by: str | None
+    decided_at: Stamp
+    decision_comment: str | None
 
 
 class ActionOut(_Out):
@@ -132,6 +137,14 @@ class ActionPage(_PageOut):
     items: list[ActionListItem]
 
 
+class PauseOut(_Out):
+    paused: bool = Field(description="True while no mutating step may start.")
+    since: Stamp
+    until: Stamp = Field(description="When the pause ends by itself (null: on resume).")
+    actor: str | None
+    reason: str | None
+
+
 class AuditEntryOut(_Out):
     id: int
     at: str
@@ -152,6 +165,9 @@ class PlaybookOut(_Out):
     target: str
     on: str
     dry_run: bool
+    mode: str = Field(description="auto, approve (a human approves each run) or observe "
+                      "(recorded as a dry run).")
+    approval_timeout_s: float
     cooldown_s: float
     circuit_breaker: dict[str, float]
     actions: list[dict[str, Any]]

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from ..auth import requires
 from ..db.ingest_store import record_notification
 from ..db.models import utcnow
 from ..ingest import plan_occurrences
@@ -23,6 +24,7 @@ blueprint = Blueprint("webhook", __name__)
 
 
 @blueprint.post("/webhook/alertmanager")
+@requires("webhook")
 def receive_alertmanager() -> tuple[Response, int]:
     svc = services()
     raw: Any = json_body(request, svc.settings.max_body_bytes)

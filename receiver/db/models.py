@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "Incident",
-    "Notification", "Run", "utcnow",
+    "Notification", "Pause", "Run", "SlackRequest", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -126,7 +126,7 @@ class Run(Base):
     alert_status: Mapped[str] = mapped_column(String(16), default="firing")
     reason: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # lifecycle.RunStatus
+    status: Mapped[str] = mapped_column(String(32), default="queued")  # lifecycle.RunStatus
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     admitted_at: Mapped[datetime | None] = mapped_column(index=True)  # passed every guard
@@ -141,6 +141,12 @@ class Run(Base):
     lane: Mapped[str] = mapped_column(String(8), default="act")
     priority: Mapped[int] = mapped_column(Integer, default=0)
     current_step: Mapped[int | None] = mapped_column(Integer)  # the step under way, for reconcile
+    # Approvals (playbook mode `approve`): the deadline, and the one decision a human made.
+    approval_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decision: Mapped[str | None] = mapped_column(String(16))  # approved, denied, expired
+    decision_comment: Mapped[str | None] = mapped_column(Text)
 
 
 class Action(Base):
@@ -194,6 +200,31 @@ class AuditEntry(Base):
     verb: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class Pause(Base):
+    """One period of the kill switch: no mutating step starts while a pause is in force
+    (`active` is 1, and `until`, when set, is still ahead)."""
+
+    __tablename__ = "pauses"
+    __table_args__ = (UniqueConstraint("active", name="uq_pauses_active"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    paused_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[datetime | None] = mapped_column()
+    resumed_at: Mapped[datetime | None] = mapped_column()
+    resumed_by: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[int | None] = mapped_column(Integer)  # 1 in force, NULL ended
+
+
+class SlackRequest(Base):
+    """A Slack interaction request already acted on, by its signature: a replay is refused."""
+
+    __tablename__ = "slack_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    signature: Mapped[str] = mapped_column(String(128), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class ConfigVersion(Base):

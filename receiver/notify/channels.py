@@ -22,7 +22,14 @@ from slack_sdk.webhook import WebhookClient
 from ..settings import SECRET_FIELDS, Settings
 from .events import Event
 from .groups import GroupInfo, build_group_slack, build_group_webhook
-from .messages import IncidentInfo, LinkSettings, build_slack_message, build_webhook_payload
+from .messages import (
+    IncidentInfo,
+    LinkSettings,
+    build_notice_slack,
+    build_notice_webhook,
+    build_slack_message,
+    build_webhook_payload,
+)
 
 __all__ = [
     "Channel", "Delivery", "OutboundWebhookChannel", "SendFailed", "SlackBotChannel",
@@ -66,6 +73,8 @@ class Channel(Protocol):
 
     def send_group(self, group: GroupInfo, *, update_ts: str | None,
                    delivery_id: int) -> Delivery: ...
+
+    def send_notice(self, event: Event, *, delivery_id: int) -> Delivery: ...
 
 
 def retry_after(headers: Any) -> float | None:
@@ -138,6 +147,12 @@ class SlackBotChannel:
             channel=self._channel, text=message["text"], blocks=message["blocks"],
             unfurl_links=False, unfurl_media=False))
 
+    def send_notice(self, event: Event, *, delivery_id: int) -> Delivery:
+        message = build_notice_slack(event)
+        return self._api("chat.postMessage", lambda: self._client.chat_postMessage(
+            channel=self._channel, text=message["text"], blocks=message["blocks"],
+            unfurl_links=False, unfurl_media=False))
+
     def _api(self, what: str, call: Callable[[], Any]) -> Delivery:
         try:
             response = call()
@@ -177,6 +192,9 @@ class SlackWebhookChannel:
                    delivery_id: int) -> Delivery:
         return self._post(build_group_slack(group, self._links))  # no update: a new post
 
+    def send_notice(self, event: Event, *, delivery_id: int) -> Delivery:
+        return self._post(build_notice_slack(event))
+
     def _post(self, message: dict[str, Any]) -> Delivery:
         try:
             response = self._client.send_dict(message)
@@ -208,6 +226,9 @@ class OutboundWebhookChannel:
     def send_group(self, group: GroupInfo, *, update_ts: str | None,
                    delivery_id: int) -> Delivery:
         return self._post(build_group_webhook(group, self._links), delivery_id)
+
+    def send_notice(self, event: Event, *, delivery_id: int) -> Delivery:
+        return self._post(build_notice_webhook(event), delivery_id)
 
     def _post(self, body: dict[str, Any], delivery_id: int) -> Delivery:
         headers = {"User-Agent": _USER_AGENT, "Idempotency-Key": f"autofix-{delivery_id}"}

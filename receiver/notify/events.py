@@ -7,10 +7,13 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy.orm import Session
 
-__all__ = ["Event", "EventKind", "Notifier", "NullNotifier"]
+__all__ = ["NOTICE_KINDS", "Event", "EventKind", "Notifier", "NullNotifier"]
 
 EventKind = Literal["playbook_started", "action_result", "escalated", "breaker_opened",
-                    "resolved", "note", "group"]
+                    "resolved", "note", "group", "paused", "resumed", "approval_requested",
+                    "approval_decided"]
+# Events about autofix itself, not one incident: emitted with incident_id 0.
+NOTICE_KINDS: frozenset[str] = frozenset({"paused", "resumed"})
 
 
 @dataclass(frozen=True)

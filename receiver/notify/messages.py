@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
-    "IncidentInfo", "LinkSettings", "build_slack_message", "build_webhook_payload",
-    "dashboard_url", "describe", "incident_links", "silence_url", "slack_escape",
+    "APPROVE_ACTION", "DENY_ACTION", "IncidentInfo", "LinkSettings", "build_notice_slack",
+    "build_notice_webhook", "build_slack_message", "build_webhook_payload", "dashboard_url",
+    "describe", "describe_notice", "incident_links", "silence_url", "slack_escape",
 ]
 
 DASHBOARD_UID = "autofix-incidents"
 # Slack's documented limits: section text 3000, button text 75, button url 3000.
 _SECTION_MAX = 3000
+APPROVE_ACTION, DENY_ACTION = "autofix_run_approve", "autofix_run_deny"
 _URL_MAX = 3000
 _ERROR_MAX = 500
 # encodeURIComponent's unreserved set: what Alertmanager's UI (Elm's Url.percentEncode) keeps.
@@ -143,6 +145,13 @@ def describe(event: Event, incident: IncidentInfo) -> str:
         wait = d.get("retry_after_s")
         pause = f" for {format_duration(float(wait))}" if wait is not None else ""
         return f"circuit breaker opened{on}: no automatic action{pause}"
+    if event.kind == "approval_requested":
+        return (f"run {d.get('run_id')} of playbook {d.get('playbook')} awaits approval{on} "
+                f"(POST /api/v1/runs/{d.get('run_id')}/approve or /deny; expires "
+                f"{d.get('due')})")
+    if event.kind == "approval_decided":
+        comment = f": {str(d['comment'])[:_ERROR_MAX]}" if d.get("comment") else ""
+        return f"run {d.get('run_id')} {d.get('decision')} by {d.get('actor')}{comment}"
     if event.kind == "resolved":
         if incident.time_to_resolve_s is None:
             return "resolved"
@@ -153,6 +162,7 @@ def describe(event: Event, incident: IncidentInfo) -> str:
 _ICONS = {
     "playbook_started": ":arrow_forward:", "escalated": ":rotating_light:",
     "breaker_opened": ":no_entry:", "resolved": ":large_green_circle:", "note": ":memo:",
+    "approval_requested": ":raised_hand:", "approval_decided": ":ballot_box_with_check:",
 }
 _OUTCOME_ICONS = {"succeeded": ":white_check_mark:", "failed": ":x:", "dry_run": ":memo:",
                   "skipped": ":fast_forward:"}
@@ -199,6 +209,15 @@ def build_slack_message(event: Event, incident: IncidentInfo, *,
          "url": url, "action_id": f"autofix_{label.lower()}"}
         for label, url in incident_links(incident, links)
     ]
+    if event.kind == "approval_requested" and event.details.get("run_id") is not None:
+        # Clicks come back to POST /slack/interactions (AUTOFIX_SLACK_SIGNING_SECRET).
+        run_id = str(event.details["run_id"])
+        buttons = [
+            {"type": "button", "text": {"type": "plain_text", "text": "Approve"},
+             "style": "primary", "action_id": APPROVE_ACTION, "value": run_id},
+            {"type": "button", "text": {"type": "plain_text", "text": "Deny"},
+             "style": "danger", "action_id": DENY_ACTION, "value": run_id},
+            *buttons]
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     return {"text": f"[{incident.alertname}] {title}: {line}"[:_SECTION_MAX], "blocks": blocks}
@@ -223,3 +242,30 @@ def build_webhook_payload(event: Event, incident: IncidentInfo, *,
         },
         "links": {label.lower(): url for label, url in incident_links(incident, links)},
     }
+
+
+def describe_notice(event: Event) -> str:
+    """A notice about autofix itself (the kill switch), in one line."""
+    d = event.details
+    who = f" by {d.get('actor')}" if d.get("actor") else ""
+    why = f": {str(d.get('reason'))[:_ERROR_MAX]}" if d.get("reason") else ""
+    if event.kind == "paused":
+        until = f" until {d['until']}" if d.get("until") else " until resumed"
+        return f"automation paused{who}{until}{why}; no mutating step starts"
+    if event.kind == "resumed":
+        return f"automation resumed{who}{why}"
+    return str(d.get("text", ""))[:_SECTION_MAX]
+
+
+def build_notice_slack(event: Event) -> dict[str, Any]:
+    icon = ":double_vertical_bar:" if event.kind == "paused" else ":arrow_forward:"
+    line = describe_notice(event)
+    return {"text": f"[autofix] {line}"[:_SECTION_MAX], "blocks": [
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": f"{icon} *autofix*: {slack_escape(line)}"
+                                     [:_SECTION_MAX]}}]}
+
+
+def build_notice_webhook(event: Event) -> dict[str, Any]:
+    return {"version": "1", "event": event.kind, "summary": describe_notice(event),
+            "details": dict(event.details), "incident": None, "links": {}}

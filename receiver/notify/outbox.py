@@ -37,7 +37,7 @@ from .channels import (
     redact,
     secret_fragments,
 )
-from .events import Event, EventKind
+from .events import NOTICE_KINDS, Event, EventKind
 from .groups import GroupInfo
 from .messages import IncidentInfo
 
@@ -62,7 +62,8 @@ class OutboxNotifier:
         details = json.loads(json.dumps(event.details, default=str))
         now = utcnow()
         for channel in self.channels:
-            session.add(Outbox(incident_id=event.incident_id, channel=channel, kind=event.kind,
+            session.add(Outbox(incident_id=event.incident_id or None, channel=channel,
+                               kind=event.kind,
                                details=details, status="pending", attempts=0, created_at=now,
                                next_attempt_at=now))
         if not session.info.get("autofix_outbox_wake"):
@@ -192,6 +193,9 @@ class OutboxSender:
                 return _Claim(row.id, row.channel, Event("group", 0, {"group_id": row.group_id}),
                               None, row.attempts, _group_root(session, row),
                               group=GroupInfo.from_row(group) if group else None)
+            if row.incident_id is None:  # a notice about autofix itself (kill switch)
+                return _Claim(row.id, row.channel, Event(_kind(row.kind), 0, dict(row.details)),
+                              None, row.attempts, None)
             incident = session.get(Incident, row.incident_id)
             channel = self.channels.get(row.channel)
             thread_ts = None
@@ -211,11 +215,14 @@ class OutboxSender:
         if claim.event.kind == "group" and claim.group is None:
             self._record_failure(claim, "group no longer exists", retryable=False)
             return
-        if claim.event.kind != "group" and claim.incident is None:
+        notice = claim.event.kind in NOTICE_KINDS
+        if claim.event.kind != "group" and claim.incident is None and not notice:
             self._record_failure(claim, "incident no longer exists", retryable=False)
             return
         try:
-            if claim.group is not None:
+            if notice:
+                delivery = channel.send_notice(claim.event, delivery_id=claim.row_id)
+            elif claim.group is not None:
                 delivery = channel.send_group(claim.group, update_ts=claim.thread_ts,
                                               delivery_id=claim.row_id)
             else:

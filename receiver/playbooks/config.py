@@ -110,8 +110,13 @@ class Playbook(_Strict):
     description: str = ""
     # Within the lane of runs that change targets: higher first, then oldest.
     priority: int = Field(0, ge=-1000, le=1000)
+    # The autonomy ladder: `observe` records what it would do (a dry run), `approve` waits
+    # for a human after the guards pass, `auto` acts.
+    mode: Literal["auto", "approve", "observe"] = "auto"
+    approval_timeout_s: float = Field(3600, alias="approval_timeout", gt=0)
 
     _cooldown = field_validator("cooldown_s", mode="before")(parse_duration)
+    _approval_timeout = field_validator("approval_timeout_s", mode="before")(parse_duration)
 
     @field_validator("matchers", mode="before")
     @classmethod
@@ -231,6 +236,9 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                 renderer.check(item["target"])
             except ValueError as exc:
                 errors.append(where((*loc, "target"), str(exc)))
+        if "approval_timeout" in item and item.get("mode", "auto") in ("auto", "observe"):
+            errors.append(where((*loc, "approval_timeout"),
+                                "approval_timeout applies only to `mode: approve`"))
         errors += _check_steps(item.get("actions"), loc, action_params, allowed_hosts,
                                renderer, where)
         if rules is not None:

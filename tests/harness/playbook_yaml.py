@@ -6,7 +6,8 @@ from __future__ import annotations
 def restart_playbook(name: str = "restart-on-down", *, cooldown: str = "0s",
                      max_actions: int = 3, open_for: str = "1m", restart_timeout_s: float = 5,
                      wait_timeout_s: float = 20, running_for_s: float = 0.5,
-                     extra_steps: tuple[str, ...] = ()) -> str:
+                     extra_steps: tuple[str, ...] = (), mode: str | None = None,
+                     approval_timeout: str | None = None) -> str:
     steps = [f"      - restart: {{timeout_s: {restart_timeout_s:g}}}",
              f"      - wait_healthy: {{timeout_s: {wait_timeout_s:g}, "
              f"running_for_s: {running_for_s:g}}}",
@@ -17,6 +18,8 @@ def restart_playbook(name: str = "restart-on-down", *, cooldown: str = "0s",
         "    matchers: ['alertname=\"TargetDown\"']",
         '    target: "{{ labels.container }}"',
         f"    cooldown: {cooldown}",
+        *([f"    mode: {mode}"] if mode else []),
+        *([f"    approval_timeout: {approval_timeout}"] if approval_timeout else []),
         f"    circuit_breaker: {{max_actions: {max_actions}, window: 10m, open_for: {open_for},",
         "                      open_for_max: 1h, reset_after: 30m}",
         "    actions:",

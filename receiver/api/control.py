@@ -1,0 +1,69 @@
+"""The kill switch over HTTP: GET /api/v1/pause, POST /api/v1/pause and /api/v1/resume."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from ..auth import requires
+from ..pause import PauseState, current_pause, pause_automation, resume_automation
+from .common import json_body, parse_model, services, to_utc
+from .playbooks import actor_with_address
+
+__all__ = ["PauseBody", "ResumeBody", "blueprint", "serialize_pause"]
+
+blueprint = Blueprint("control", __name__, url_prefix="/api/v1")
+
+
+class PauseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str = Field(min_length=1, max_length=200, description="Who pauses.")
+    reason: str = Field(min_length=1, max_length=2000)
+    until: AwareDatetime | None = Field(
+        None, description="When the pause ends by itself (RFC 3339 with an offset); "
+        "unset: until POST /api/v1/resume.")
+
+    @field_validator("until", mode="after")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return to_utc(value)  # ValueError (a 400) when UTC cannot hold it
+
+
+class ResumeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str = Field(min_length=1, max_length=200, description="Who resumes.")
+    reason: str = Field("", max_length=2000)
+
+
+def serialize_pause(state: PauseState) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {"paused": state.paused, "since": iso(state.since), "until": iso(state.until),
+            "actor": state.actor, "reason": state.reason}
+
+
+@blueprint.get("/pause")
+@requires("read")
+def show_pause() -> Response:
+    return jsonify(serialize_pause(current_pause(services())))
+
+
+@blueprint.post("/pause")
+@requires("operator")
+def pause() -> Response:
+    body = parse_model(PauseBody, json_body(request, 64 * 1024))
+    actor = actor_with_address(body.actor, request.remote_addr)
+    return jsonify(serialize_pause(pause_automation(services(), actor, body.reason,
+                                                    body.until)))
+
+
+@blueprint.post("/resume")
+@requires("operator")
+def resume() -> Response:
+    body = parse_model(ResumeBody, json_body(request, 64 * 1024))
+    actor = actor_with_address(body.actor, request.remote_addr)
+    return jsonify(serialize_pause(resume_automation(services(), actor, body.reason)))

@@ -1,0 +1,41 @@
+"""POST /api/v1/runs/{id}/approve and /deny (operator scope; actor and comment recorded)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..approvals import Verdict, decide_run
+from ..auth import requires
+from .common import json_body, parse_id, parse_model, services
+from .playbooks import actor_with_address
+from .queries import serialize_run
+
+__all__ = ["RunDecisionBody", "blueprint"]
+
+blueprint = Blueprint("runs", __name__, url_prefix="/api/v1")
+
+
+class RunDecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: str = Field(min_length=1, max_length=200, description="Who decides.")
+    comment: str = Field("", max_length=2000)
+
+
+def _decide(run_id: str, verdict: Verdict) -> Response:
+    body = parse_model(RunDecisionBody, json_body(request, 64 * 1024))
+    actor = actor_with_address(body.actor, request.remote_addr)
+    run = decide_run(services(), parse_id(run_id, "run id"), verdict, actor, body.comment)
+    return jsonify(serialize_run(run))
+
+
+@blueprint.post("/runs/<run_id>/approve")
+@requires("operator")
+def approve(run_id: str) -> Response:
+    return _decide(run_id, "approve")
+
+
+@blueprint.post("/runs/<run_id>/deny")
+@requires("operator")
+def deny(run_id: str) -> Response:
+    return _decide(run_id, "deny")

@@ -1,0 +1,246 @@
+"""The kill switch (#19): while paused no mutating step starts; recording and notifying go on.
+
+In-process tests use the in-memory executor and an injectable clock; the last test runs
+`autofix serve` with two worker processes against a real dockerd and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from receiver.db.models import Action, AuditEntry, Incident, Outbox
+from receiver.notify import Event
+from receiver.notify.messages import build_notice_slack, build_notice_webhook
+from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
+from tests.harness.db import query
+from tests.harness.playbook_yaml import restart_playbook
+from tests.harness.procs import wait_for
+from tests.harness.receiver import start_receiver
+from tests.harness.slack_stub import start_slack_stub
+from tests.payloads import alert, notification
+from tests.test_lifecycle import T0, drain, fire, make_app, runs
+from tests.test_metrics_workers import scrape, value
+from tests.test_playbooks_docker import run_container, started_at
+from tests.test_serve_concurrency import post_json
+
+PAUSE = {"actor": "alice", "reason": "maintenance window"}
+
+
+def guard_reasons(app: Any) -> list[str | None]:
+    with app.extensions["autofix"].database.session() as session:
+        return [a.reason for a in session.scalars(
+            select(Action).where(Action.action == "guard").order_by(Action.id))]
+
+
+def audit(app: Any) -> list[tuple[str, str]]:
+    with app.extensions["autofix"].database.session() as session:
+        return [(e.verb, e.reason) for e in session.scalars(
+            select(AuditEntry).order_by(AuditEntry.id))]
+
+
+def test_an_alert_during_a_pause_is_recorded_and_skipped_then_resume_acts(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, clock = make_app(app_factory, db_url, tmp_path,
+                                    outbound_webhook_url="http://127.0.0.1:9/hook")
+    executor.add("web")
+    client = app.test_client()
+    assert client.get("/api/v1/pause", headers=api_headers()).json["paused"] is False
+    paused = client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    assert paused.status_code == 200, paused.json
+    assert paused.json["paused"] is True and paused.json["actor"].startswith("alice")
+    assert client.get("/api/v1/pause", headers=api_headers()).json["paused"] is True
+
+    fire(client, {"container": "web"})
+    drain(app)
+    assert executor.restarts("web") == 0
+    assert [r.status for r in runs(app)] == ["skipped"]
+    assert guard_reasons(app) == ["paused"]
+    assert b"autofix_paused 1.0" in client.get("/metrics").data
+
+    resumed = client.post("/api/v1/resume", json={"actor": "alice", "reason": "done"},
+                          headers=api_headers())
+    assert resumed.status_code == 200 and resumed.json["paused"] is False
+    assert b"autofix_paused 0.0" in client.get("/metrics").data
+    clock.advance(60)
+    fire(client, {"container": "web"}, starts=T0 + timedelta(seconds=30))  # a new occurrence
+    drain(app)
+    assert executor.restarts("web") == 1
+    assert [r.status for r in runs(app)] == ["skipped", "succeeded"]
+    assert audit(app) == [("pause", "maintenance window"), ("resume", "done")]
+    listed = client.get("/api/v1/audit?verb=pause", headers=api_headers()).json["items"]
+    assert [item["verb"] for item in listed] == ["pause"]
+    with app.extensions["autofix"].database.session() as session:
+        notices = [(o.kind, o.incident_id) for o in session.scalars(
+            select(Outbox).where(Outbox.kind.in_(["paused", "resumed"])).order_by(Outbox.id))]
+    assert notices == [("paused", None), ("resumed", None)]
+
+
+def test_a_second_pause_is_409_and_resume_without_pause_is_409(
+        db_url, app_factory, tmp_path) -> None:
+    app, _, _ = make_app(app_factory, db_url, tmp_path)
+    client = app.test_client()
+    assert client.post("/api/v1/resume", json={"actor": "bob"},
+                       headers=api_headers()).status_code == 409
+    assert client.post("/api/v1/pause", json=PAUSE, headers=api_headers()).status_code == 200
+    again = client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    assert again.status_code == 409
+    assert again.json["reason"] == "paused" and again.json["paused_by"].startswith("alice")
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"actor": "a"}, "reason"),
+    ({"actor": "a", "reason": "r", "until": "2026-11-30T05:00:00"}, "until"),  # no offset
+    ({"actor": "a", "reason": "r", "until": "soon"}, "until"),
+    ({"reason": "r"}, "actor"),
+])
+def test_bad_pause_bodies_are_400(db_url, app_factory, tmp_path, body, field) -> None:
+    app, _, _ = make_app(app_factory, db_url, tmp_path)
+    response = app.test_client().post("/api/v1/pause", json=body, headers=api_headers())
+    assert response.status_code == 400, response.json
+    assert field in response.json["message"]
+
+
+def test_a_pause_until_a_time_ends_by_itself(db_url, app_factory, tmp_path) -> None:
+    app, executor, clock = make_app(app_factory, db_url, tmp_path)
+    executor.add("web")
+    client = app.test_client()
+    past = {**PAUSE, "until": (clock.now - timedelta(seconds=1)).isoformat()}
+    assert client.post("/api/v1/pause", json=past, headers=api_headers()).status_code == 400
+    until = clock.now + timedelta(minutes=5)
+    response = client.post("/api/v1/pause", json={**PAUSE, "until": until.isoformat()},
+                           headers=api_headers())
+    assert response.status_code == 200
+    assert datetime.fromisoformat(response.json["until"]) == until
+    clock.advance(301)
+    assert client.get("/api/v1/pause", headers=api_headers()).json["paused"] is False
+    fire(client, {"container": "web"})
+    drain(app)
+    assert executor.restarts("web") == 1
+    # The lapsed pause frees its slot: a new pause is accepted.
+    assert client.post("/api/v1/pause", json=PAUSE, headers=api_headers()).status_code == 200
+
+
+def test_a_manual_run_during_a_pause_is_409_paused(db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path)
+    executor.add("web")
+    client = app.test_client()
+    client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    response = client.post("/api/v1/playbooks/restart-on-down/run", headers=api_headers(),
+                           json={"labels": {"container": "web"}, "reason": "try"})
+    assert response.status_code == 409 and response.json["reason"] == "paused"
+    assert executor.restarts("web") == 0
+
+
+def test_notify_only_runs_go_on_during_a_pause(db_url, app_factory, tmp_path) -> None:
+    app, _, _ = make_app(app_factory, db_url, tmp_path,
+                         outbound_webhook_url="http://127.0.0.1:9/hook")
+    client = app.test_client()
+    client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    fire(client, {"alertname": "Other"})  # matches notify-unmatched only
+    drain(app)
+    assert guard_reasons(app) == []
+
+
+def test_notices_name_who_paused_until_when_and_why() -> None:
+    event = Event("paused", 0, {"actor": "alice", "reason": "<maintenance>",
+                                "until": "2026-11-30T05:00:00+00:00"})
+    slack = build_notice_slack(event)
+    assert "automation paused by alice until 2026-11-30T05:00:00+00:00" in slack["text"]
+    assert "&lt;maintenance&gt;" in slack["blocks"][0]["text"]["text"]
+    hook = build_notice_webhook(Event("resumed", 0, {"actor": "bob", "reason": ""}))
+    assert (hook["event"], hook["summary"], hook["incident"]) == (
+        "resumed", "automation resumed by bob", None)
+
+
+
+@pytest.mark.slow
+def test_pause_holds_across_two_worker_processes(pg_url, private_dockerd,
+                                                 tmp_path: Path) -> None:
+    """Paused through one worker, the alert lands on whichever: recorded, skipped `paused`,
+    the container untouched, Slack told; after resume the next alert restarts it."""
+    client = private_dockerd.client()
+    container = run_container(client)
+    before = started_at(container)
+    stub = start_slack_stub()
+    playbooks = tmp_path / "playbooks.yml"
+    playbooks.write_text(restart_playbook(wait_timeout_s=20, running_for_s=0.3))
+    receiver = start_receiver(pg_url, workers=2, root=tmp_path / "r", env={
+        "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+        "AUTOFIX_DOCKER_HOST": private_dockerd.url, "AUTOFIX_PLAYBOOKS": str(playbooks),
+        "AUTOFIX_SLACK_BOT_TOKEN": "xoxb-test", "AUTOFIX_SLACK_CHANNEL": "C0OPS",
+        "AUTOFIX_SLACK_API_URL": stub.api_url, "AUTOFIX_NOTIFY_POLL_S": "0.2"})
+    webhook = f"{receiver.url}/webhook/alertmanager"
+    try:
+        status, body = post_json(f"{receiver.url}/api/v1/pause", PAUSE, API_TOKEN)
+        assert (status, body["paused"]) == (200, True)
+        labels = {"container": container.name}
+        assert post_json(webhook, notification([alert(labels, starts_at=datetime.now(UTC))])
+                         )[0] == 200
+        wait_for(lambda: query(pg_url, "select status from runs") == [("skipped",)], 30,
+                 "the run skipped")
+        assert query(pg_url, "select reason from actions") == [("paused",)]
+        assert query(pg_url, "select count(*) from incidents")[0][0] == 1
+        assert started_at(container) == before
+        wait_for(lambda: any("automation paused by alice" in m.json()["text"]
+                             for m in stub.messages()), 20, "Slack told of the pause")
+        wait_for(lambda: value(scrape(receiver.url), "autofix_paused") == 1, 20, "gauge 1")
+
+        status, _ = post_json(f"{receiver.url}/api/v1/resume", {"actor": "alice"}, API_TOKEN)
+        assert status == 200
+        assert post_json(webhook, notification([alert(labels, starts_at=datetime.now(UTC))])
+                         )[0] == 200
+        wait_for(lambda: ("succeeded",) in query(pg_url, "select status from runs"), 60,
+                 "the next alert acted")
+        assert started_at(container) != before
+        wait_for(lambda: value(scrape(receiver.url), "autofix_paused") == 0, 20, "gauge 0")
+    finally:
+        receiver.stop()
+        stub.stop()
+        container.remove(force=True)
+
+
+def test_an_until_utc_cannot_hold_is_a_400(db_url, app_factory, tmp_path) -> None:
+    app, _, _ = make_app(app_factory, db_url, tmp_path)
+    response = app.test_client().post("/api/v1/pause", headers=api_headers(), json={
+        **PAUSE, "until": "9999-12-31T23:59:59-23:59"})
+    assert response.status_code == 400, response.json
+
+
+RESTART_THEN_STOP = """
+playbooks:
+  - name: restart-then-stop
+    matchers: ['alertname="TargetDown"']
+    target: "{{ labels.container }}"
+    cooldown: 0s
+    actions:
+      - restart: {timeout_s: 5}
+      - notify: {}
+      - stop: {timeout_s: 5}
+"""
+
+
+def test_a_pause_during_a_run_stops_it_before_its_next_mutating_step(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, RESTART_THEN_STOP)
+    executor.add("web")
+    client = app.test_client()
+    executor.on_restart = lambda _name: client.post("/api/v1/pause", json=PAUSE,
+                                                    headers=api_headers())
+    fire(client, {"container": "web"})
+    drain(app)
+    assert executor.calls == [("restart", "web")]  # the stop never started
+    with app.extensions["autofix"].database.session() as session:
+        steps = [(a.action, a.outcome, a.reason) for a in session.scalars(
+            select(Action).order_by(Action.step))]
+    assert steps == [("restart", "succeeded", None), ("notify", "succeeded", None),
+                     ("stop", "skipped", "paused")]
+    [run] = runs(app)
+    assert run.status == "skipped" and "paused by alice" in (run.error or "")
+    with app.extensions["autofix"].database.session() as session:
+        [incident] = session.scalars(select(Incident)).all()
+    assert incident.status == "escalated"

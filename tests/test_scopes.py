@@ -1,0 +1,114 @@
+"""Scoped tokens (#19): read-only, operator (AUTOFIX_API_TOKEN) and webhook; each route
+declares its scope, and the OpenAPI document shows it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from pydantic import ValidationError
+
+from receiver.api.openapi import ROUTES, build_document
+from receiver.auth import OPEN_ROUTES, scope_of
+from receiver.settings import Settings
+from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
+
+READ_TOKEN = "read-test-token-4d7a"
+PATH_VALUES = {"incident_id": "1", "name": "restart-on-down", "target": "web", "run_id": "1"}
+
+
+@pytest.fixture
+def scoped_app(sqlite_url: str, app_factory: Any) -> Flask:
+    app: Flask = app_factory(sqlite_url, read_token=READ_TOKEN)
+    return app
+
+
+def read_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {READ_TOKEN}"}
+
+
+def operations() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, operation) for path, item in build_document()["paths"].items()
+            for method, operation in item.items()]
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
+
+
+def test_every_mutating_route_refuses_the_read_only_token_with_403(scoped_app) -> None:
+    """Enumerated from the OpenAPI document: every operation but GET changes something, and
+    the read-only token gets 403 on each (the webhook and Slack, which take no API token,
+    aside: 401 there)."""
+    client = scoped_app.test_client()
+    mutating = [(p, m, o) for p, m, o in operations() if m != "get"]
+    assert len(mutating) >= 8
+    for path, method, operation in mutating:
+        response = client.open(concrete(path), method=method.upper(), json={},
+                               headers=read_headers())
+        if operation["x-autofix-scope"] in ("webhook", "slack"):
+            assert response.status_code == 401, path
+            continue
+        assert operation["x-autofix-scope"] == "operator", (method, path)
+        assert operation["security"] == [{"operator_token": []}]
+        assert "403" in operation["responses"], path
+        assert response.status_code == 403, (method, path, response.json)
+        assert response.json["error"] == "forbidden"
+        assert response.json["scope"] == "operator"
+
+
+def test_the_read_only_token_reads_every_read_route(scoped_app) -> None:
+    client = scoped_app.test_client()
+    reads = [(p, o) for p, m, o in operations() if m == "get" and o["x-autofix-scope"] == "read"]
+    assert len(reads) >= 7
+    for path, operation in reads:
+        assert operation["security"] == [{"read_token": []}, {"operator_token": []}]
+        response = client.get(concrete(path), headers=read_headers())
+        assert response.status_code in (200, 404), (path, response.json)
+        assert client.get(concrete(path), headers=api_headers()).status_code in (200, 404)
+
+
+def test_the_operator_token_is_still_AUTOFIX_API_TOKEN(scoped_app) -> None:
+    client = scoped_app.test_client()
+    body = {"actor": "ops", "reason": "drill"}
+    assert client.post("/api/v1/pause", json=body, headers=api_headers()).status_code == 200
+    assert client.post("/api/v1/resume", json=body, headers=api_headers()).status_code == 200
+    wrong = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    assert client.post("/api/v1/pause", json=body, headers=wrong).status_code == 401
+    assert client.get("/api/v1/incidents", headers=wrong).status_code == 401
+
+
+def test_every_view_declares_the_scope_its_openapi_operation_shows(scoped_app) -> None:
+    documented = {(route.path, route.method): route.scope for route in ROUTES}
+    checked = 0
+    for rule in scoped_app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        declared = scope_of(scoped_app.view_functions[rule.endpoint])
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert documented[(path, method.lower())] == declared, (method, path)
+            checked += 1
+    assert checked == len(ROUTES)
+    assert {r.path for r in ROUTES if r.scope == "open"} == OPEN_ROUTES
+
+
+def test_the_read_token_can_come_from_a_file(tmp_path: Path, monkeypatch) -> None:
+    secret = tmp_path / "read_token"
+    secret.write_text(READ_TOKEN + "\n")
+    monkeypatch.setenv("AUTOFIX_READ_TOKEN_FILE", str(secret))
+    settings = Settings(webhook_token=WEBHOOK_TOKEN, api_token=API_TOKEN)
+    assert settings.secret("read_token") == READ_TOKEN
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"read_token": API_TOKEN}, "AUTOFIX_API_TOKEN and AUTOFIX_READ_TOKEN must differ"),
+    ({"read_token": WEBHOOK_TOKEN}, "AUTOFIX_WEBHOOK_TOKEN and AUTOFIX_READ_TOKEN must differ"),
+    ({"read_token": "short"}, "at least 16 characters"),
+])
+def test_the_read_token_is_a_distinct_strong_secret(values, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(webhook_token=WEBHOOK_TOKEN, api_token=API_TOKEN, **values)
