@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 __all__ = ["Event", "EventKind", "Notifier", "NullNotifier"]
 
 EventKind = Literal["playbook_started", "action_result", "escalated", "breaker_opened",
-                    "resolved", "note", "group"]
+                    "resolved", "note", "group", "evidence"]
 
 
 @dataclass(frozen=True)
