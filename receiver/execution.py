@@ -204,8 +204,7 @@ def execute_run(services: Services, run_id: int) -> None:
     with target_lock(services.database), services.database.session("run_admit") as session:
         if isinstance(subject, GuardStop):
             record_skip(session, services, info, subject, closes)
-            if subject.escalate and evidence is not None:
-                evidence.release_event(session)  # a human is called: show what we saw
+            _evidence_for_a_human(session, subject, evidence)
             return
         if subject is not None:
             run = session.get(Run, run_id)
@@ -223,6 +222,7 @@ def execute_run(services: Services, run_id: int) -> None:
             decision = admit(session, playbook, target, now, exclude_run=run_id)
             if isinstance(decision, GuardStop):
                 record_skip(session, services, info, decision, closes)
+                _evidence_for_a_human(session, decision, evidence)
                 return
             session.execute(update(Run).where(Run.id == run_id).values(admitted_at=now))
             _publish_breaker(services, target, decision)
@@ -235,6 +235,14 @@ def execute_run(services: Services, run_id: int) -> None:
     status, error = _run_steps(services, info, playbook, view, dry_run,
                                subject.name if subject else target, evidence)
     _finish(services, info, playbook, status, error, dry_run, closes, subject is not None)
+
+
+def _evidence_for_a_human(session: Session, stop: GuardStop,
+                          evidence: RunEvidence | None) -> None:
+    """A stop that calls a human (escalate_when, an open breaker) shows what was seen; a
+    quiet skip (an operator's stop, a cooldown) posts nothing."""
+    if stop.escalate and evidence is not None:
+        evidence.release_event(session)
 
 
 def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidence,
