@@ -41,6 +41,11 @@ def upgrade() -> None:
     op.create_index("ix_evidence_run_id", "evidence", ["run_id"])
     with op.batch_alter_table("incidents") as batch:
         batch.add_column(sa.Column("classification", sa.String(length=32), nullable=True))
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql" and bind.execute(sa.text(
+            "SELECT 1 FROM pg_roles WHERE rolname = 'autofix_grafana'")).scalar():
+        # The incident drill-down dashboard shows evidence (redacted before it is stored).
+        op.execute("GRANT SELECT ON evidence TO autofix_grafana")
 
 
 def downgrade() -> None:
