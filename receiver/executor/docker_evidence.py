@@ -81,7 +81,9 @@ def container_events(api: Any, container_id: str, since: datetime | None) -> lis
     now, oldest first. dockerd keeps only its newest events in memory, so older ones may be
     gone."""
     start = int(since.timestamp()) - 60 if since else int(time.time()) - 3600
-    stream = api.events(since=start, until=int(time.time()) + 1, decode=True,
+    # `until` now, to the nanosecond: dockerd answers with past events at once,
+    # whereas an `until` in the future holds the stream open until then.
+    stream = api.events(since=start, until=f"{time.time():.9f}", decode=True,
                         filters={"type": "container", "container": container_id})
     found = []
     for event in stream:
