@@ -125,6 +125,27 @@ def _ttr_tables(ttr: dict[str, Any], goals: list[tuple[str, str, bool | None]]) 
     return lines
 
 
+def _evidence_table(data: dict[str, Any]) -> list[str]:
+    rows = [("run with capture (the default)", data["run_with_capture_s"]),
+            ("run with `capture: false`", data["run_without_capture_s"]),
+            ("the capture itself (`took_s`)", data["capture_took_s"])]
+    return [
+        "## 5. Evidence before action: added time to recover (hang)", "",
+        f"From `bench/evidence_capture.py` (`.venv/bin/python -m bench.evidence_capture`, "
+        f"{data.get('date', '?')}): a busybox container that printed 150 lines and hangs, "
+        "a TargetDown alert whose expression Prometheus answers, one run of `restart` + "
+        "`wait_healthy` timed from its claim to its end, on a private dockerd and "
+        f"PostgreSQL; {data['rounds']} rounds alternating capture on and off, fresh "
+        "containers.", "",
+        "| | median s | runs |", "|---|---:|---|",
+        *[f"| {label} | {_f(item['median_s'], 3)} | "
+          f"{', '.join(_f(v, 2) for v in item['runs'])} |" for label, item in rows],
+        "",
+        f"The capture adds a median **{_f(data['added_median_s'], 3)} s** to the time to "
+        "recover a hung container (its sources run in parallel; the budget, "
+        "`AUTOFIX_EVIDENCE_BUDGET_S`, caps it at 3 s).", ""]
+
+
 def render() -> Path:
     ack = _load("webhook_ack")
     rst = _load("restart_latency")
@@ -197,6 +218,9 @@ def render() -> Path:
         body += _ttr_tables(ttr, goals)
     elif ttr:
         body += ["## 4. Time to recover", "", f"Failed: {ttr.get('error')}", ""]
+    evidence = _load("evidence_capture")
+    if evidence:
+        body += _evidence_table(evidence)
     lines += ["## Goals", "", "| goal | measured | result |", "|---|---|---|"]
     lines += [f"| {g} | {v} | {_ok(p)} |" for g, v, p in goals] + [""]
     lines += body
