@@ -196,3 +196,24 @@ def test_evidence_is_pruned_with_its_incident(db_url: str, app_factory: Any,
     time.sleep(0.01)
     prune(app.extensions["autofix"].database, timedelta(seconds=0))
     assert rows(app, Incident) == [] and rows(app, EvidenceRecord) == []
+
+
+def test_the_slack_message_shows_state_as_fields_and_the_log_tail_as_code() -> None:
+    from receiver.notify import Event, IncidentInfo, build_slack_message
+
+    details = {"classification": "oom_killed", "target": "web",
+               "state": {"status": "exited", "exit_code": 137, "oom_killed": True,
+                         "restart_count": 2},
+               "health": "unhealthy", "memory_usage_bytes": 10, "memory_limit_bytes": 16,
+               "expression": "up == 0", "series": [{"metric": {}, "value": "0"}],
+               "log_tail": "line <one>\n```break out```\n" + "x" * 5000, "cut": []}
+    incident = IncidentInfo(1, "TargetDown", "f", "web", "remediating")
+    message = build_slack_message(Event("evidence", 1, details), incident)
+    assert "evidence captured on web before acting: oom_killed" in message["text"]
+    fields = next(b["fields"] for b in message["blocks"] if "fields" in b)
+    shown = " ".join(f["text"] for f in fields)
+    assert "*Exit code*\n137" in shown and "*OOM killed*\nyes" in shown
+    assert "up == 0 = ['0']" in shown
+    code = next(b["text"]["text"] for b in message["blocks"]
+                if b.get("text", {}).get("text", "").startswith("```"))
+    assert len(code) <= 3000 and code.endswith("x```") and code.count("```") == 2
