@@ -6,7 +6,7 @@ some lines and then hangs (with a HEALTHCHECK) gets a TargetDown alert, and one 
 `restart` + `wait_healthy` is timed from its claim to its end. Rounds alternate a playbook
 with `capture: true` (the default) and one with `capture: false` on fresh containers; the
 capture's added time is the difference of the medians, and the captures' own `took_s`
-is reported beside it.
+is reported beside it, with the median of the paired (same-round) differences.
 
     .venv/bin/python -m bench.evidence_capture [ROUNDS]
     # writes bench/results/evidence_capture.json
@@ -15,6 +15,7 @@ is reported beside it.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -124,6 +125,11 @@ def run(rounds: int = 7) -> dict[str, Any]:
             "run_without_capture_s": {"runs": without, "median_s": median_without},
             "capture_took_s": {"runs": captures, "median_s": statistics.median(captures)},
             "added_median_s": round(median_with - median_without, 3),
+            # Each round pairs two neighbouring runs: less exposed to the load drifting.
+            "added_paired_median_s": round(statistics.median(
+                a - b for a, b in zip(with_capture, without, strict=True)), 3),
+            # The machine is shared: say how busy it was (1-minute load average, at the end).
+            "load_average_1m": round(os.getloadavg()[0], 1), "nproc": os.cpu_count(),
         }
     finally:
         prom.stop()

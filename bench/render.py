@@ -141,9 +141,14 @@ def _evidence_table(data: dict[str, Any]) -> list[str]:
         *[f"| {label} | {_f(item['median_s'], 3)} | "
           f"{', '.join(_f(v, 2) for v in item['runs'])} |" for label, item in rows],
         "",
-        f"The capture adds a median **{_f(data['added_median_s'], 3)} s** to the time to "
-        "recover a hung container (its sources run in parallel; the budget, "
-        "`AUTOFIX_EVIDENCE_BUDGET_S`, caps it at 3 s).", ""]
+        f"The capture itself took a median **{_f(data['capture_took_s']['median_s'], 3)} s** "
+        "(its sources run in parallel; `AUTOFIX_EVIDENCE_BUDGET_S` caps it at 3 s). Added "
+        "time to recover: median of the same-round differences "
+        f"**{_f(data.get('added_paired_median_s'), 3)} s**; the difference of the run "
+        f"medians, {_f(data['added_median_s'], 3)} s, also carries the "
+        "noise of a shared machine (1-minute load average "
+        f"{data.get('load_average_1m', '?')} on {data.get('nproc', '?')} CPUs at the end of "
+        "the run).", ""]
 
 
 def render() -> Path:
