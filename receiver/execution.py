@@ -250,7 +250,11 @@ def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidenc
     assert subject.identity is not None
     if not playbook.capture:
         return operator_stop_only(services, playbook, subject.identity.id, subject.name)
-    captured, _ = evidence.capture(None, step=0, source="implicit", hold_event=True)
+    first_change = next((index for index, step in enumerate(playbook.actions)
+                         if (spec := services.registry.get(step.action)) is None
+                         or spec.mutating), 0)
+    captured, _ = evidence.capture(None, step=first_change, source="implicit",
+                                   hold_event=True)
     return classification_stop(playbook, captured)
 
 

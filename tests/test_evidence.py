@@ -144,11 +144,20 @@ def test_a_capture_step_and_an_implicit_capture_before_each_later_change(
     assert executor.restarts("web") == 2
     evidence = rows(app, EvidenceRecord)
     # Before admission (stands for the first restart), the step, before the second restart.
-    assert [(e.source, e.step) for e in evidence] == [("implicit", 0), ("step", 0),
+    assert [(e.source, e.step) for e in evidence] == [("implicit", 1), ("step", 0),
                                                       ("implicit", 2)]
     capture = rows(app, Action)[0]
     assert (capture.action, capture.outcome) == ("capture", "succeeded")
     assert capture.params["detail"].startswith(f"evidence #{evidence[1].id}")
+
+
+def test_the_first_capture_names_the_step_it_stands_before(
+        db_url: str, app_factory: Any, tmp_path: Path) -> None:
+    app, executor = make_app(app_factory, db_url, tmp_path,
+                             "      - notify: {message: hi}\n      - restart: {}\n")
+    executor.add("web")
+    fire_and_drain(app, "web")
+    assert [(e.source, e.step) for e in rows(app, EvidenceRecord)] == [("implicit", 1)]
 
 
 def test_capture_false_records_no_evidence(db_url: str, app_factory: Any,
