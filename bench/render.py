@@ -244,6 +244,30 @@ def update_readme(ttr: dict[str, Any] | None) -> None:
     head, rest = text.split(_TTR_BEGIN, 1)
     _, tail = rest.split(_TTR_END, 1)
     README.write_text(f"{head}{_TTR_BEGIN}\n{readme_ttr_block(ttr)}\n{_TTR_END}{tail}")
+def _evidence_table(data: dict[str, Any]) -> list[str]:
+    rows = [("run with capture (the default)", data["run_with_capture_s"]),
+            ("run with `capture: false`", data["run_without_capture_s"]),
+            ("the capture itself (`took_s`)", data["capture_took_s"])]
+    return [
+        "## 8. Evidence before action: added time to recover (hang)", "",
+        f"From `bench/evidence_capture.py` (`.venv/bin/python -m bench.evidence_capture`, "
+        f"{data.get('date', '?')}): a busybox container that printed 150 lines and hangs, "
+        "a TargetDown alert whose expression Prometheus answers, one run of `restart` + "
+        "`wait_healthy` timed from its claim to its end, on a private dockerd and "
+        f"PostgreSQL; {data['rounds']} rounds alternating capture on and off, fresh "
+        "containers.", "",
+        "| | median s | runs |", "|---|---:|---|",
+        *[f"| {label} | {_f(item['median_s'], 3)} | "
+          f"{', '.join(_f(v, 2) for v in item['runs'])} |" for label, item in rows],
+        "",
+        f"The capture itself took a median **{_f(data['capture_took_s']['median_s'], 3)} s** "
+        "(its sources run in parallel; `AUTOFIX_EVIDENCE_BUDGET_S` caps it at 3 s). Added "
+        "time to recover: median of the same-round differences "
+        f"**{_f(data.get('added_paired_median_s'), 3)} s**; the difference of the run "
+        f"medians, {_f(data['added_median_s'], 3)} s, also carries the "
+        "noise of a shared machine (1-minute load average "
+        f"{data.get('load_average_1m', '?')} on {data.get('nproc', '?')} CPUs at the end of "
+        "the run).", ""]
 
 
 def render() -> Path:
@@ -325,6 +349,9 @@ def render() -> Path:
             body += section(data, goals)
         elif data:
             body += [f"## {name}", "", f"Failed: {data.get('error')}", ""]
+    evidence = _load("evidence_capture")
+    if evidence:
+        body += _evidence_table(evidence)
     lines += ["## Goals", "", "| goal | measured | result |", "|---|---|---|"]
     lines += [f"| {g} | {v} | {_ok(p)} |" for g, v, p in goals] + [""]
     lines += body

@@ -23,9 +23,10 @@ from bench import render
 from bench.common import QUICK_RESULTS, RESULTS, results_dir, set_results_dir
 from bench.servers import ROOT, Stack
 
-BENCHMARKS = ("webhook_ack", "restart_latency", "ttr", "durable_ack", "storm", "hang_ttr")
-# What ships (issue #17): minutes each, and nothing to shrink into a smoke run.
-FULL_ONLY = ("durable_ack", "storm", "hang_ttr")
+BENCHMARKS = ("webhook_ack", "restart_latency", "ttr", "durable_ack", "storm", "hang_ttr",
+              "evidence_capture")
+# What ships (issue #17) and evidence (#20): minutes each, nothing to shrink into a smoke run.
+FULL_ONLY = ("durable_ack", "storm", "hang_ttr", "evidence_capture")
 
 
 def machine() -> dict[str, Any]:
@@ -102,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                     from bench import hang_ttr
 
                     data = hang_ttr.run(repeats=args.repeats)
+                elif name == "evidence_capture":
+                    from bench import evidence_capture
+
+                    data = evidence_capture.run()
                 else:
                     from bench import restarts
 

@@ -15,6 +15,7 @@ from .auth import install_auth
 from .config_store import ConfigStore
 from .db.engine import Database
 from .errors import AutofixError, BadRequest, Conflict
+from .evidence.redaction import Redactor
 from .executor import Executor
 from .executor.docker_executor import DockerExecutor
 from .metrics import Metrics
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         config=ConfigStore(settings.playbooks, database, registry.params_models()),
         executor=executor or DockerExecutor(settings.docker_host, settings.docker_timeout_s),
         notifier=notifier or build_notifier(settings), metrics=metrics,
+        redactor=Redactor(settings.redact_patterns),
     )
     app = Flask("autofix")
     # One byte more than the limit: a chunked body without Content-Length is cut at this

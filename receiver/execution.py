@@ -23,6 +23,8 @@ from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
 from .errors import DatabaseUnavailable
+from .evidence.capture import Evidence
+from .evidence.runtime import RunEvidence, classification_stop, operator_stop_only
 from .executor import ExecutorError
 from .guards import GuardStop, Subject, admit, check_run_target, take_target, target_lock
 from .ingest import template_context
@@ -187,7 +189,7 @@ def execute_run(services: Services, run_id: int) -> None:
         info = RunInfo.of(run, incident)
         view = IncidentView(incident.id, incident.alertname, dict(incident.labels),
                             dict(incident.annotations), incident.starts_at, run.alert_status,
-                            incident.fingerprint)
+                            incident.fingerprint, incident.generator_url)
         recovered_since = _recovered_since(session, run, incident)
         playbook = services.config.playbook_for(run.config_version, run.playbook)
         stop = _precondition(services, run, incident, playbook)
@@ -202,6 +204,15 @@ def execute_run(services: Services, run_id: int) -> None:
     # playbook that only notifies or checks needs none of them (subject None).
     subject = check_run_target(services, playbook, info.target, info.reason,
                                replace(view, starts_at=recovered_since))
+    evidence = None
+    if isinstance(subject, Subject) and subject.identity is not None:
+        # Before any guard that counts an action: what the target looks like now, and
+        # whether the playbook wants to act on that at all (skip_when / escalate_when).
+        evidence = RunEvidence(services, info.incident_id, info.run_id, subject.name,
+                               view.generator_url)
+        stop = _evidence_guard(services, playbook, evidence, subject)
+        if stop is not None:
+            subject = stop
     target = info.target
     waits = (isinstance(subject, Subject) and not dry_run and playbook.mode == "approve"
              and not info.approved)
@@ -215,6 +226,7 @@ def execute_run(services: Services, run_id: int) -> None:
     with target_lock(services.database), services.database.session("run_admit") as session:
         if isinstance(subject, GuardStop):
             record_skip(session, services, info, subject, closes)
+            _evidence_for_a_human(session, subject, evidence)
             return
         if subject is not None:
             run = session.get(Run, run_id)
@@ -229,12 +241,15 @@ def execute_run(services: Services, run_id: int) -> None:
             info = replace(info, target=target)
         if waits:
             await_approval(session, services, info, playbook)
+            if evidence is not None:  # what the approver should see before deciding
+                evidence.release_event(session)
             return
         if subject is not None and not dry_run:
             now = services.clock()
             decision = admit(session, playbook, target, now, exclude_run=run_id)
             if isinstance(decision, GuardStop):
                 record_skip(session, services, info, decision, closes)
+                _evidence_for_a_human(session, decision, evidence)
                 return
             session.execute(update(Run).where(Run.id == run_id).values(admitted_at=now))
             _publish_breaker(services, target, decision)
@@ -242,8 +257,10 @@ def execute_run(services: Services, run_id: int) -> None:
         services.notifier.emit(session, Event("playbook_started", info.incident_id, {
             "playbook": playbook.name, "target": target, "trigger": info.trigger,
             "dry_run": dry_run}))
+        if evidence is not None:
+            evidence.release_event(session)
     status, error = _run_steps(services, info, playbook, view, dry_run,
-                               subject.name if subject else target)
+                               subject.name if subject else target, evidence)
     _finish(services, info, playbook, status, error, dry_run, closes, subject is not None)
 
 
@@ -262,6 +279,25 @@ def await_approval(session: Session, services: Services, info: RunInfo,
     log.info("run awaits approval", extra={
         "run_id": info.run_id, "incident_id": info.incident_id, "target": info.target,
         "playbook": playbook.name, "due": due.isoformat()})
+def _evidence_for_a_human(session: Session, stop: GuardStop,
+                          evidence: RunEvidence | None) -> None:
+    """A stop that calls a human (escalate_when, an open breaker) shows what was seen; a
+    quiet skip (an operator's stop, a cooldown) posts nothing."""
+    if stop.escalate and evidence is not None:
+        evidence.release_event(session)
+
+
+def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidence,
+                    subject: Subject) -> GuardStop | None:
+    assert subject.identity is not None
+    if not playbook.capture:
+        return operator_stop_only(services, playbook, subject.identity.id, subject.name)
+    first_change = next((index for index, step in enumerate(playbook.actions)
+                         if (spec := services.registry.get(step.action)) is None
+                         or spec.mutating), 0)
+    captured, _ = evidence.capture(None, step=first_change, source="implicit",
+                                   hold_event=True)
+    return classification_stop(playbook, captured)
 
 
 def is_mutating(services: Services, playbook: Playbook) -> bool:
@@ -274,19 +310,38 @@ def _publish_breaker(services: Services, target: str, decision: BreakerDecision)
 
 
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
-               dry_run: bool, acts_on: str) -> tuple[str, str | None]:
-    """Run the steps in order on `acts_on`; (final run status, error of the failed step)."""
+               dry_run: bool, acts_on: str, evidence: RunEvidence | None
+               ) -> tuple[str, str | None]:
+    """Run the steps in order on `acts_on`; (final run status, error of the failed step).
+    With `evidence` (a container target), every step that changes the target after the
+    first is preceded by a capture too, unless a `capture` step ran since the last one."""
     escalations: list[str] = []
     notes: list[tuple[str, str]] = []
+    current = {"step": 0}
+    evidence = evidence or RunEvidence(services, info.incident_id, info.run_id, acts_on,
+                                       view.generator_url)
+
+    def capture(budget_s: float | None) -> tuple[Evidence, int | None]:
+        return evidence.capture(budget_s, step=current["step"], source="step")
+
     context = ActionContext(
         target=acts_on, playbook=playbook.name, run_id=info.run_id, incident=view,
         executor=services.executor, settings=services.settings,
-        escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)))
+        escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)),
+        capture=capture)
+    captured = True  # the capture before admission stands for the first mutating step
     template_vars = template_context(view.labels, view.annotations, view.status)
     template_vars["target"] = acts_on
     budget = services.settings.record_retry_s
     ids = {"run_id": info.run_id, "incident_id": info.incident_id}
     for index, step in enumerate(playbook.actions):
+        current["step"] = index
+        spec = services.registry.get(step.action)
+        mutating = spec is not None and spec.mutating
+        if mutating and not captured and playbook.capture and not dry_run:
+            evidence.capture(None, step=index, source="implicit")
+        captured = (captured and not mutating) or step.action == "capture"
+
         def mark_step(session: Session, step_index: int = index) -> None:
             session.execute(update(Run).where(Run.id == info.run_id,
                                               Run.status == RunStatus.RUNNING)

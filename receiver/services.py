@@ -13,6 +13,7 @@ from .actions.registry import ActionRegistry
 from .config_store import ConfigStore
 from .db.engine import Database
 from .db.models import utcnow
+from .evidence.redaction import Redactor
 from .executor import Executor
 from .metrics import Metrics
 from .notify import Notifier
@@ -36,6 +37,7 @@ class Services:
     notifier: Notifier
     metrics: Metrics
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)
+    redactor: Redactor = field(default_factory=Redactor)  # evidence, before it is stored
     wakeup: threading.Event = field(default_factory=threading.Event)
     # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
     clock: Callable[[], datetime] = utcnow

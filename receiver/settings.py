@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .actions.safe_url import AllowedHost, UnsafeUrl, parse_allowed_host
+from .evidence.redaction import compile_patterns
 
 __all__ = ["MIN_TOKEN_LENGTH", "SECRET_FIELDS", "Settings", "normalize_database_url"]
 
@@ -78,7 +79,8 @@ class Settings(BaseSettings):
         120.0, gt=0, description="How long a run retries writing an outcome while the "
         "database is unavailable (backoff up to 5 s) before it logs the outcome and gives up.")
     prometheus_url: str = Field(
-        "http://127.0.0.1:9090", description="Prometheus for promql_check steps.")
+        "http://127.0.0.1:9090", description="Prometheus for promql_check steps and the "
+        "alert expression's value in the evidence.")
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost"],
         description="Hosts the http action may call: `host` (any port) or `host:port`, "
@@ -115,6 +117,21 @@ class Settings(BaseSettings):
     grafana_url: str = Field("http://127.0.0.1:3000", description="Grafana, for message links.")
     alertmanager_url: str = Field(
         "http://127.0.0.1:9093", description="Alertmanager, for silence links in messages.")
+
+    evidence_budget_s: float = Field(
+        3.0, gt=0, le=60, description="Longest one evidence capture may take; it then goes on "
+        "with what it has and records what was cut.")
+    evidence_log_lines: int = Field(
+        200, ge=0, le=10_000, description="Log lines (stdout and stderr, with timestamps) "
+        "an evidence capture keeps.")
+    evidence_log_bytes: int = Field(
+        64 * 1024, ge=0, le=1024 * 1024, description="Most bytes of log an evidence capture "
+        "keeps (the newest).")
+    redact_patterns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Regular expressions masked in evidence before it is stored or sent, "
+        "besides the defaults (bearer tokens, password=, AWS keys, private keys, URLs with "
+        "userinfo). A JSON list, or one pattern per line; a bad pattern stops the start.")
 
     retention_days: int = Field(
         0, ge=0, le=36500,
@@ -154,6 +171,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a JSON list ({exc}); write a,b or [\"a\", \"b\"]"
                                  ) from exc
         return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("redact_patterns", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: Any) -> Any:
+        """Regexes contain commas: a JSON list, or one pattern per line."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list ({exc})") from exc
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    @field_validator("redact_patterns", mode="after")
+    @classmethod
+    def _valid_patterns(cls, value: list[str]) -> list[str]:
+        compile_patterns(value)  # ValueError names the bad pattern
+        return value
 
     @field_validator("database_url", mode="after")
     @classmethod

@@ -664,7 +664,7 @@ def test_target_app_annotates_every_remediation_action() -> None:
 
 
 def test_sql_reads_only_the_tables_the_grafana_role_may_read() -> None:
-    readable = {"incidents", "actions"}
+    readable = {"incidents", "actions", "evidence"}
     for query in all_queries():
         if query.is_sql:
             tables = set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", query.text, re.I))
@@ -865,6 +865,7 @@ def test_grafana_role_reads_incidents_and_actions_only(pg_url: str) -> None:
         assert _attempt(dsn, "SELECT id, status FROM incidents") == "ok"
         assert _attempt(dsn, "SELECT a.outcome FROM actions a JOIN incidents i "
                              "ON i.id = a.incident_id") == "ok"
+        assert _attempt(dsn, "SELECT id, logs FROM evidence") == "ok"
         denied = {
             "insert incidents": "INSERT INTO incidents (fingerprint, starts_at, alertname, "
                                 "labels, annotations, status) VALUES ('x', now(), 'a', '{}', "
@@ -883,6 +884,8 @@ def test_grafana_role_reads_incidents_and_actions_only(pg_url: str) -> None:
             "create view": "CREATE VIEW grafana_view AS SELECT 1 AS one",
             "create temp table": "CREATE TEMP TABLE grafana_tmp (id int)",
             "use sequence": "SELECT nextval('incidents_id_seq')",
+            "update evidence": "UPDATE evidence SET logs = ''",
+            "delete evidence": "DELETE FROM evidence",
         }
         for table in ("notifications", "breakers", "notification_outbox", "config_versions",
                       "audit_log", "runs", "alembic_version"):
@@ -912,6 +915,14 @@ def _seed(admin_dsn: str, actions: Sequence[tuple[str, str]]) -> None:
             INSERT INTO runs (id, incident_id, playbook, target, trigger, alert_status, status,
                 queued_at, dry_run) VALUES (1, 1, 'p', 'web', 'alert', 'firing', 'succeeded',
                 now(), false);
+            INSERT INTO evidence (incident_id, run_id, step, source, target, captured_at,
+                took_s, classification, details, logs, size_bytes)
+            VALUES (1, 1, 0, 'implicit', 'web', now(), 0.2, 'hung',
+                '{"state": {"status": "running", "exit_code": 0, "oom_killed": false,
+                  "health": {"status": "healthy"}},
+                  "expression": {"expr": "up == 0", "series": [{"metric": {}, "value": "0"}]},
+                  "cut": [], "errors": {}}',
+                '2026-11-30T09:00:00Z hello', 30);
         """)
         for action, outcome in actions:
             cur.execute("""
@@ -955,7 +966,7 @@ def test_incident_variable_cannot_inject_sql(pg_url: str) -> None:
     _seed(admin, [("restart", "succeeded"), ("wait_healthy", "succeeded")])
     board = dashboards_by_uid()["autofix-incidents"]
     drill_down = [q for q in iter_queries(board) if "$incident" in q.where]
-    assert len(drill_down) == 2
+    assert len(drill_down) == 3
     user = create_grafana_login(admin)
     try:
         dsn = _dsn_of(pg_url, user)[1]

@@ -86,9 +86,9 @@ def test_a_full_scenario_never_logs_a_token_and_names_the_incident(
             ends_at=starts + timedelta(minutes=2))]))[0] == 200
         assert get(f"{receiver.url}/api/v1/incidents", API_TOKEN) == 200
         assert get(f"{receiver.url}/api/v1/incidents", "nope") == 401
-        # started, 3 results, a note, resolved: 6 events on each of 3 channels.
+        # started, the evidence, 3 results, a note, resolved: 7 events on each of 3 channels.
         wait_for(lambda: query(pg_url, "select status, count(*) from notification_outbox "
-                                       "group by status") == [("sent", 18)], 30, "all sent")
+                                       "group by status") == [("sent", 21)], 30, "all sent")
     finally:
         receiver.stop()
         stub.stop()

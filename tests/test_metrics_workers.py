@@ -128,10 +128,11 @@ def test_counters_and_gauges_add_up_across_four_workers(
         # 60 noise alerts (40 resolved) + the remediated one + the escalated one.
         wait_for(lambda: value(scrape(receiver.url), "autofix_open_incidents") == 22, 20,
                  "open incidents")
-        # resolutions, then started + 2 results for the first, breaker_opened + escalated.
+        # resolutions, then started + evidence + 2 results for the first, breaker_opened +
+        # escalated + the evidence seen before the breaker stopped it.
         wait_for(lambda: value(scrape(receiver.url), "autofix_notification_sends_total",
-                               channel="webhook", outcome="sent") == noise_sends + 5, 30,
-                 "5 more sends")
+                               channel="webhook", outcome="sent") == noise_sends + 7, 30,
+                 "7 more sends")
         samples = scrape(receiver.url)
         assert value(samples, "autofix_actions_total", playbook="restart-once",
                      action="restart", outcome="succeeded") == 1
@@ -140,10 +141,11 @@ def test_counters_and_gauges_add_up_across_four_workers(
         assert value(samples, "autofix_alerts_received_total", status="firing") == 62
         kinds = [json.loads(json.dumps(r.body))["event"]
                  for r in stub.for_path(HOOK)[noise_sends:]]
-        assert sorted(kinds) == sorted(["playbook_started", "action_result", "action_result",
-                                        "breaker_opened", "escalated"])
+        assert sorted(kinds) == sorted(["playbook_started", "evidence", "action_result",
+                                        "action_result", "breaker_opened", "escalated",
+                                        "evidence"])
     finally:
         receiver.stop()
         stub.stop()
     assert query(pg_url, "select status, count(*) from notification_outbox group by status") \
-        == [("sent", noise_sends + 5)]
+        == [("sent", noise_sends + 7)]

@@ -414,7 +414,9 @@ def test_rate_limited_slack_is_retried_after_retry_after_while_remediation_finis
         runner.stop(timeout=10)
     assert started_at(container) != before  # the restart happened
     run, rows = run_row(app), outbox(app)
-    assert [r.kind for r in rows] == ["playbook_started", "action_result", "action_result"]
+    # The evidence taken before the restart is a reply in the same thread.
+    assert [r.kind for r in rows] == ["playbook_started", "evidence", "action_result",
+                                      "action_result"]
     first = rows[0]
     assert run.finished_at is not None and first.sent_at is not None
     assert run.finished_at < first.sent_at  # remediation did not wait for Slack
@@ -428,9 +430,9 @@ def test_rate_limited_slack_is_retried_after_retry_after_while_remediation_finis
     gaps = [b.at - a.at for a, b in itertools.pairwise(attempts[:len(limited_calls) + 1])]
     assert min(gaps) >= 0.95, gaps
     root, *replies = stub.messages()
-    assert [m.json().get("thread_ts") for m in replies] == [root.ts, root.ts]
+    assert [m.json().get("thread_ts") for m in replies] == [root.ts] * 3
     assert sends(app, "slack", "retried") == len(limited_calls)
-    assert sends(app, "slack", "sent") == 3
+    assert sends(app, "slack", "sent") == 4
 
 
 @pytest.mark.parametrize("mode", ["answers 500", "hangs"])
@@ -453,7 +455,7 @@ def test_slack_and_webhook_down_or_slow_leave_remediation_alone(
         runner.stop(timeout=10)
     assert started_at(container) != before
     rows = outbox(app)
-    assert len(rows) == 6 and {r.attempts for r in rows} == {2}
+    assert len(rows) == 8 and {r.attempts for r in rows} == {2}  # 4 events (evidence too)
     errors = {r.channel: r.last_error for r in rows}
     if mode == "answers 500":
         assert errors == {"slack": "chat.postMessage: HTTP 500 stub_error",
@@ -461,7 +463,7 @@ def test_slack_and_webhook_down_or_slow_leave_remediation_alone(
     else:
         assert "timed out" in errors["slack"].lower() and "timeout" in errors["webhook"].lower()
     for channel in ("slack", "webhook"):
-        assert (sends(app, channel, "retried"), sends(app, channel, "failed")) == (3, 3)
+        assert (sends(app, channel, "retried"), sends(app, channel, "failed")) == (4, 4)
     assert OUT_HOOK not in "".join(r.last_error or "" for r in rows)
 
 

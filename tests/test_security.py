@@ -297,6 +297,8 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         "http-request allow if METH_POST exec_create",
         "http-request allow if METH_POST exec_start",
         "http-request allow if read exec_inspect",
+        "http-request allow if read c_evidence",  # logs and stats, read-only
+        "http-request allow if read events",
         "http-request deny deny_status 403",
     ]
     assert _allow_rules(REPO / "socket-proxy" / "prometheus.cfg") == [

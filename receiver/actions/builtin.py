@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import check_actions as checks
 from . import docker_actions as docker
+from . import evidence_actions as evidence
 from .registry import ActionRegistry
 
 __all__ = ["build_registry"]
@@ -16,6 +17,7 @@ def build_registry() -> ActionRegistry:
     registry.register("stop", docker.stop_container, mutating=True)
     registry.register("kill", docker.kill_container, mutating=True)
     registry.register("exec", docker.exec_command, mutating=True)
+    registry.register("capture", evidence.capture_evidence, mutating=False)
     registry.register("wait_healthy", checks.wait_healthy, mutating=False)
     registry.register("promql_check", checks.check_promql, mutating=False)
     registry.register("http", checks.call_http, mutating=False, endpoint="url")

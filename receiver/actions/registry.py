@@ -10,6 +10,7 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel
 
+from ..evidence.capture import Evidence
 from ..executor import Executor
 from ..settings import Settings
 
@@ -33,6 +34,7 @@ class IncidentView:
     starts_at: datetime
     status: str = "firing"
     fingerprint: str = ""
+    generator_url: str = ""  # Prometheus' link to the rule's expression (g0.expr)
 
 
 @dataclass
@@ -48,6 +50,9 @@ class ActionContext:
     escalate: Callable[[str], None]
     notify: Callable[[str, str], None]
     details: dict[str, Any] = field(default_factory=dict)
+    # Captures evidence now (time budget in seconds, None: the setting) and stores it;
+    # returns it with its row id (None when it could not be stored).
+    capture: Callable[[float | None], tuple[Evidence, int | None]] | None = None
 
 
 ActionFn = Callable[[ActionContext, Any], str | None]

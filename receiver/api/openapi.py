@@ -81,6 +81,9 @@ ROUTES: list[Route] = [
           {"200": ("the run", s.RunOut)},
           {"404": "no such run", "409": "not awaiting approval (decided, expired, ...)"},
           body=RunDecisionBody, scope="operator"),
+    Route("/api/v1/evidence/{evidence_id}/logs", "get",
+          "The redacted log tail of one evidence capture", {"200": ("log text", None)},
+          {"404": "no such evidence"}, content_type="text/plain"),
     Route("/api/v1/actions", "get", "List actions", {"200": ("a page", s.ActionPage)},
           query=ActionFilter),
     Route("/api/v1/audit", "get", "The audit log: who did what by hand, newest first",
@@ -155,7 +158,8 @@ def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
 def _path_parameters(path: str) -> list[dict[str, Any]]:
     return [{"name": part.strip("{}"), "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-             if part in ("{incident_id}", "{run_id}") else {"type": "string", "minLength": 1}}
+             if part in ("{incident_id}", "{run_id}", "{evidence_id}")
+             else {"type": "string", "minLength": 1}}
             for part in path.split("/") if part.startswith("{")]
 
 

@@ -21,16 +21,16 @@ from typing import Any, Literal
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, Text, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ..auth import requires
-from ..db.models import Action, AuditEntry, Incident, Run
+from ..db.models import Action, AuditEntry, EvidenceRecord, Incident, Run
 from ..errors import NotFound
 from .common import MAX_ID, parse_id, parse_model, services, to_utc
 
 __all__ = ["LIST_BYTE_BUDGET", "LIST_VALUE_CHARS", "LOAD_GROUP_BYTES", "ActionFilter",
            "AuditFilter", "IncidentFilter", "blueprint", "serialize_action",
-           "serialize_audit", "serialize_incident"]
+           "serialize_audit", "serialize_evidence", "serialize_incident"]
 
 blueprint = Blueprint("queries", __name__, url_prefix="/api/v1")
 
@@ -91,6 +91,7 @@ def serialize_incident(row: Incident) -> dict[str, Any]:
         "acknowledged_at": _iso(row.acknowledged_at), "acknowledged_by": row.acknowledged_by,
         "closed_at": _iso(row.closed_at), "closed_by": row.closed_by,
         "close_reason": row.close_reason, "next_attempt_at": _iso(row.next_attempt_at),
+        "classification": row.classification,
     }
 
 
@@ -122,6 +123,20 @@ def serialize_run(row: Run) -> dict[str, Any]:
         "config_version": row.config_version, "approval_due_at": _iso(row.approval_due_at),
         "decision": row.decision, "decided_by": row.decided_by,
         "decided_at": _iso(row.decided_at), "decision_comment": row.decision_comment,
+    }
+
+
+def serialize_evidence(row: EvidenceRecord) -> dict[str, Any]:
+    details = row.details if isinstance(row.details, dict) else {}
+    return {
+        "id": row.id, "run_id": row.run_id, "step": row.step, "source": row.source,
+        "target": row.target, "captured_at": _iso(row.captured_at), "took_s": row.took_s,
+        "classification": row.classification, "state": details.get("state"),
+        "stats": details.get("stats"), "expression": details.get("expression"),
+        "events": details.get("events"), "operator_stop": details.get("operator_stop"),
+        "logs": details.get("logs"), "logs_url": f"/api/v1/evidence/{row.id}/logs",
+        "cut": list(details.get("cut") or []), "errors": dict(details.get("errors") or {}),
+        "size_bytes": row.size_bytes,
     }
 
 
@@ -244,7 +259,23 @@ def show_incident(incident_id: str) -> Response:
             select(Run).where(Run.incident_id == wanted).order_by(Run.id))]
         body["actions"] = [serialize_action(a) for a in session.scalars(
             select(Action).where(Action.incident_id == wanted).order_by(Action.id))]
+        # Everything but the log text, which has its own route.
+        body["evidence"] = [serialize_evidence(e) for e in session.scalars(
+            select(EvidenceRecord).options(defer(EvidenceRecord.logs))
+            .where(EvidenceRecord.incident_id == wanted).order_by(EvidenceRecord.id))]
     return jsonify(body)
+
+
+@blueprint.get("/evidence/<evidence_id>/logs")
+@requires("read")
+def evidence_logs(evidence_id: str) -> Response:
+    """The redacted log tail of one evidence capture, as plain text."""
+    wanted = parse_id(evidence_id, "evidence id")
+    with services().database.session("api") as session:
+        logs = session.scalar(select(EvidenceRecord.logs).where(EvidenceRecord.id == wanted))
+    if logs is None:
+        raise NotFound(f"no evidence {wanted}")
+    return Response(logs, mimetype="text/plain")
 
 
 @blueprint.get("/actions")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BreakerList", "BreakerOut",
-    "BreakerResetOut", "ErrorBody", "Health", "IncidentDetail", "IncidentOut",
+    "BreakerResetOut", "ErrorBody", "EvidenceOut", "Health", "IncidentDetail", "IncidentOut",
     "IncidentPage", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
     "RunQueued", "WebhookRecorded",
 ]
@@ -67,6 +67,9 @@ class IncidentOut(_Out):
     closed_by: str | None
     close_reason: str | None
     next_attempt_at: Stamp
+    classification: str | None = Field(description="What the newest evidence says happened: "
+                                       "oom_killed, crashed, hung, unhealthy, "
+                                       "stopped_by_operator (null: unknown).")
 
 
 class IncidentListItem(IncidentOut):
@@ -117,9 +120,36 @@ class ActionListItem(ActionOut):
     truncated: list[str]
 
 
+class EvidenceOut(_Out):
+    """What the target looked like before an action changed it (redacted)."""
+
+    id: int
+    run_id: int | None
+    step: int | None = Field(description="The step it preceded (implicit) or was (step).")
+    source: str = Field(description="implicit (before a step that changes the target) "
+                        "or step (a `capture` step).")
+    target: str
+    captured_at: Stamp
+    took_s: float
+    classification: str | None
+    state: Any = Field(description="Inspect: status, exit_code, oom_killed, restart_count, "
+                       "started_at, finished_at, health with its last outputs.")
+    stats: Any = Field(description="One sample: memory usage and limit, CPU seconds.")
+    expression: Any = Field(description="The alert's expression and its value then.")
+    events: Any = Field(description="Recent lifecycle events of the target.")
+    operator_stop: str | None = Field(description="Why it counts as stopped by an operator.")
+    logs: Any = Field(description="lines and cut_bytes of the log tail; the text is at "
+                      "logs_url.")
+    logs_url: str
+    cut: list[str] = Field(description="Sources the time budget cut off.")
+    errors: dict[str, str] = Field(description="Sources that failed, with why.")
+    size_bytes: int
+
+
 class IncidentDetail(IncidentOut):
     runs: list[RunOut]
     actions: list[ActionOut]
+    evidence: list[EvidenceOut]
 
 
 class _PageOut(_Out):

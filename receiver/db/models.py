@@ -22,8 +22,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "Incident",
-    "Notification", "Pause", "Run", "SlackRequest", "utcnow",
+    "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "EvidenceRecord",
+    "Incident", "Notification", "Pause", "Run", "SlackRequest", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -109,6 +109,8 @@ class Incident(Base):
     close_reason: Mapped[str | None] = mapped_column(Text)
     # When autofix tries again on its own while the alert keeps firing (CrashLoopBackOff).
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    # What the newest evidence says happened (evidence/classify.py), e.g. oom_killed.
+    classification: Mapped[str | None] = mapped_column(String(32))
 
 
 class Run(Base):
@@ -288,3 +290,23 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     slack_ts: Mapped[str | None] = mapped_column(String(64))  # ts Slack gave this message
     thread_ts: Mapped[str | None] = mapped_column(String(64))  # the thread it was posted in
+
+
+class EvidenceRecord(Base):
+    """What a target looked like before an action changed it (redacted, size-capped)."""
+
+    __tablename__ = "evidence"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"),
+                                             index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                               index=True)
+    step: Mapped[int | None] = mapped_column(Integer)  # the step it preceded or was
+    source: Mapped[str] = mapped_column(String(16))  # implicit, step, guard
+    target: Mapped[str] = mapped_column(String(255))
+    captured_at: Mapped[datetime] = mapped_column(default=utcnow)
+    took_s: Mapped[float] = mapped_column(Float)
+    classification: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]] = mapped_column()  # state, stats, expression, errors, cut
+    logs: Mapped[str] = mapped_column(Text, default="")
+    size_bytes: Mapped[int] = mapped_column(Integer)

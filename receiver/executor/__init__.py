@@ -1,6 +1,8 @@
 """Where actions land: a small interface, with Docker as the first backend."""
 
 from .base import (
+                   EvidenceLimits,
+                   EvidenceSource,
                    ExecResult,
                    Executor,
                    ExecutorError,
@@ -10,5 +12,5 @@ from .base import (
                    TargetState,
 )
 
-__all__ = ["ExecResult", "Executor", "ExecutorError", "TargetAmbiguous", "TargetIdentity",
-           "TargetNotFound", "TargetState"]
+__all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
+           "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]

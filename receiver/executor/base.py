@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["ExecResult", "Executor", "ExecutorError", "TargetAmbiguous", "TargetIdentity",
-           "TargetNotFound", "TargetState"]
+__all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
+           "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
 
 
 class ExecutorError(Exception):
@@ -59,6 +60,19 @@ class ExecResult:
     output: str
 
 
+@dataclass(frozen=True)
+class EvidenceLimits:
+    """How much of a target's logs an evidence capture keeps (the newest)."""
+
+    log_lines: int = 200
+    log_bytes: int = 64 * 1024
+
+
+# One independent read about a target, returning JSON-able data; the capture runs every
+# source in parallel under its time budget and records the ones that did not finish.
+EvidenceSource = Callable[[], Any]
+
+
 class Executor(Protocol):
     """Every backend-specific rule lives behind this interface; guards.py holds none."""
 
@@ -85,6 +99,20 @@ class Executor(Protocol):
     def already_recovering(self, state: TargetState, incident_starts_at: datetime,
                            lookback: timedelta) -> str | None:
         """Why the backend is already recovering the target by itself, or None."""
+        ...
+
+    def stopped_by_operator(self, state: TargetState) -> str | None:
+        """Why the target is down because someone asked for it (maintenance, not a
+        failure), or None when it is up or went down on its own (or nobody can tell)."""
+        ...
+
+    def evidence_sources(self, target: str, limits: EvidenceLimits
+                         ) -> dict[str, EvidenceSource]:
+        """Named reads for an evidence capture. Known names: `state` (status, exit code,
+        oom_killed, restart count, times, health with its last outputs), `logs` (text,
+        timestamps kept), `stats` (memory, CPU), `events` (recent lifecycle events) and
+        `operator_stop` (stopped_by_operator's answer); a backend may add its own (a Swarm
+        backend: `tasks`, the task history)."""
         ...
 
     def inspect(self, target: str) -> TargetState: ...

@@ -15,7 +15,10 @@ import docker
 import docker.errors
 import requests
 
+from . import docker_evidence
 from .base import (
+    EvidenceLimits,
+    EvidenceSource,
     ExecResult,
     ExecutorError,
     TargetAmbiguous,
@@ -153,6 +156,33 @@ class DockerExecutor:
             return (f"Docker's restart policy restarted {state.name} at "
                     f"{state.started_at.isoformat()} (restart #{state.restart_count})")
         return None
+
+    def stopped_by_operator(self, state: TargetState) -> str | None:
+        if state.running or state.status == "restarting":
+            return None
+        events = self._call(f"docker events {state.name}", docker_evidence.container_events,
+                            self._docker().api, state.id, state.started_at)
+        return docker_evidence.operator_stop_reason(events)
+
+    def evidence_sources(self, target: str, limits: EvidenceLimits
+                         ) -> dict[str, EvidenceSource]:
+        def container() -> Any:
+            return self._container(target)
+
+        def operator_stop() -> str | None:
+            return self.stopped_by_operator(self.inspect(target))
+
+        return {
+            "state": lambda: docker_evidence.state_evidence(container().attrs),
+            "logs": lambda: self._call(f"docker logs {target}", docker_evidence.log_tail,
+                                       container(), limits),
+            "stats": lambda: self._call(f"docker stats {target}",
+                                        docker_evidence.stats_sample, container()),
+            "events": lambda: self._call(
+                f"docker events {target}", docker_evidence.container_events,
+                self._docker().api, container().id, None),
+            "operator_stop": operator_stop,
+        }
 
     def inspect(self, target: str) -> TargetState:
         attrs = self._container(target).attrs

@@ -11,7 +11,7 @@ __all__ = ["NOTICE_KINDS", "Event", "EventKind", "Notifier", "NullNotifier"]
 
 EventKind = Literal["playbook_started", "action_result", "escalated", "breaker_opened",
                     "resolved", "note", "group", "paused", "resumed", "approval_requested",
-                    "approval_decided"]
+                    "approval_decided", "evidence"]
 # Events about autofix itself, not one incident: emitted with incident_id 0.
 NOTICE_KINDS: frozenset[str] = frozenset({"paused", "resumed"})
 

@@ -152,6 +152,10 @@ def describe(event: Event, incident: IncidentInfo) -> str:
     if event.kind == "approval_decided":
         comment = f": {str(d['comment'])[:_ERROR_MAX]}" if d.get("comment") else ""
         return f"run {d.get('run_id')} {d.get('decision')} by {d.get('actor')}{comment}"
+    if event.kind == "evidence":
+        found = d.get("classification") or "no classification"
+        missing = f"; cut by the time budget: {', '.join(d['cut'])}" if d.get("cut") else ""
+        return f"evidence captured{on} before acting: {found}{missing}"
     if event.kind == "resolved":
         if incident.time_to_resolve_s is None:
             return "resolved"
@@ -163,6 +167,7 @@ _ICONS = {
     "playbook_started": ":arrow_forward:", "escalated": ":rotating_light:",
     "breaker_opened": ":no_entry:", "resolved": ":large_green_circle:", "note": ":memo:",
     "approval_requested": ":raised_hand:", "approval_decided": ":ballot_box_with_check:",
+    "evidence": ":mag:",
 }
 _OUTCOME_ICONS = {"succeeded": ":white_check_mark:", "failed": ":x:", "dry_run": ":memo:",
                   "skipped": ":fast_forward:"}
@@ -220,7 +225,41 @@ def build_slack_message(event: Event, incident: IncidentInfo, *,
             *buttons]
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
+    if event.kind == "evidence":
+        blocks[1:1] = evidence_blocks(event.details)
     return {"text": f"[{incident.alertname}] {title}: {line}"[:_SECTION_MAX], "blocks": blocks}
+
+
+def _field(label: str, value: object) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": slack_escape(f"*{label}*\n{value}")[:2000]}
+
+
+def evidence_blocks(details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The target's state as fields and its log tail as a code block (already redacted)."""
+    state = details.get("state") or {}
+    fields = [_field("Classification", details.get("classification") or "none"),
+              _field("Status", state.get("status") or "?")]
+    if state.get("exit_code") is not None:
+        fields.append(_field("Exit code", state["exit_code"]))
+    fields.append(_field("OOM killed", "yes" if state.get("oom_killed") else "no"))
+    fields.append(_field("Restarts", state.get("restart_count", "?")))
+    if details.get("health"):
+        fields.append(_field("Health", details["health"]))
+    if details.get("memory_usage_bytes") is not None:
+        limit = details.get("memory_limit_bytes")
+        fields.append(_field("Memory", f"{details['memory_usage_bytes']} of {limit} bytes"))
+    if details.get("expression"):
+        values = [item.get("value") for item in details.get("series") or []]
+        fields.append(_field("Alert expression now",
+                             f"{details['expression']} = {values or 'no series'}"))
+    blocks: list[dict[str, Any]] = [{"type": "section", "fields": fields[:10]}]
+    tail = str(details.get("log_tail") or "").replace("```", "'''")
+    if tail:
+        # Slack's section limit is 3000 characters: the newest lines fit.
+        text = slack_escape(tail)[-(_SECTION_MAX - 20):]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                   "text": f"```{text}```"}})
+    return blocks
 
 
 def build_webhook_payload(event: Event, incident: IncidentInfo, *,

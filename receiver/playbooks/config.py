@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigError
+from ..evidence.classify import Classification
 from .matchers import Matcher, parse_matcher
 from .templating import TemplateRenderer
 
@@ -97,6 +98,10 @@ def _matcher(value: Any) -> Any:
     return parse_matcher(value)
 
 
+def _never_fight_an_operator() -> list[Classification]:
+    return ["stopped_by_operator"]
+
+
 class Playbook(_Strict):
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
     # Each item is parsed on its own, so every bad matcher of a list is reported.
@@ -114,6 +119,12 @@ class Playbook(_Strict):
     # for a human after the guards pass, `auto` acts.
     mode: Literal["auto", "approve", "observe"] = "auto"
     approval_timeout_s: float = Field(3600, alias="approval_timeout", gt=0)
+    # Evidence before every step that changes the target (evidence/capture.py).
+    capture: bool = True
+    # What the evidence's classification does to the run: skip it (never fight an
+    # operator who stopped the container) or escalate it to a human instead of acting.
+    skip_when: list[Classification] = Field(default_factory=_never_fight_an_operator)
+    escalate_when: list[Classification] = Field(default_factory=list)
 
     _cooldown = field_validator("cooldown_s", mode="before")(parse_duration)
     _approval_timeout = field_validator("approval_timeout_s", mode="before")(parse_duration)

@@ -345,6 +345,11 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
         ("POST", f"/v1.41/containers/{c}/restart?t=1", None, {204}),
         ("POST", f"/v1.41/containers/{c}/kill?signal=SIGKILL", None, {204}),
         ("POST", f"/v1.41/containers/{c}/start", None, {204}),
+        # evidence before action: the log tail, one stats sample, lifecycle events
+        ("GET", f"/v1.41/containers/{c}/logs?stdout=1&stderr=1&tail=5", None, {200}),
+        ("GET", f"/v1.41/containers/{c}/stats?stream=0&one-shot=1", None, {200}),
+        ("GET", "/v1.41/events?since=1&until=2", None, {200}),
+        ("POST", f"/v1.41/containers/{c}/logs", None, {403}),
         # refused
         ("POST", "/v1.41/containers/create?name=afc-evil",
          {"Image": "autofix/python-base:local", "Cmd": ["true"],
@@ -359,7 +364,6 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
         ("POST", f"/v1.41/containers/{v}/rename?name=afc-renamed", None, {403}),
         ("POST", f"/v1.41/containers/{v}/pause", None, {403}),
         ("POST", f"/v1.41/containers/{c}/attach?stream=1&stdout=1", None, {403}),
-        ("GET", f"/v1.41/containers/{c}/logs?stdout=1", None, {403}),
         ("GET", f"/v1.41/containers/{c}/export", None, {403}),
         ("GET", f"/v1.41/containers/{c}/top", None, {403}),
         ("GET", "/v1.41/containers/json", None, {403}),
@@ -376,7 +380,6 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
         ("GET", "/v1.41/networks", None, {403}),
         ("POST", "/v1.41/networks/create", {"Name": "afc-evil"}, {403}),
         ("GET", "/v1.41/info", None, {403}),
-        ("GET", "/v1.41/events?until=1", None, {403}),
         ("GET", "/v1.41/system/df", None, {403}),
         ("POST", "/v1.41/swarm/init", {}, {403}),
         ("GET", "/v1.41/secrets", None, {403}),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from receiver.executor import (
+    EvidenceLimits,
     ExecResult,
     TargetAmbiguous,
     TargetIdentity,
@@ -44,6 +45,7 @@ class MemoryExecutor:
         self.restart_delay_s = restart_delay_s
         self.on_restart: Callable[[str], None] | None = None
         self.stays_unhealthy: set[str] = set()
+        self.stopped_by_hand: set[str] = set()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
 
@@ -84,6 +86,20 @@ class MemoryExecutor:
         if state.started_at is not None and state.started_at > incident_starts_at:
             return f"{state.name} (re)started after the alert began"
         return None
+
+    def stopped_by_operator(self, state: TargetState) -> str | None:
+        return "stopped by hand" if state.name in self.stopped_by_hand else None
+
+    def evidence_sources(self, target: str, limits: EvidenceLimits
+                         ) -> dict[str, Callable[[], object]]:
+        def state() -> dict[str, object]:
+            found = self.inspect(target)
+            return {"status": found.status, "running": found.running,
+                    "restart_count": found.restart_count, "oom_killed": False,
+                    "health": {"status": found.health} if found.health else None}
+
+        return {"state": state,
+                "operator_stop": lambda: self.stopped_by_operator(self.inspect(target))}
 
     def inspect(self, target: str) -> TargetState:
         container = self._get(target)

@@ -1,0 +1,120 @@
+"""One evidence capture: every source in parallel, a hard time budget, redaction before
+anything leaves this module.
+
+A source that fails is recorded under `errors`; one still running when the budget ends is
+named in `cut` and abandoned (its thread ends with the backend's own timeout): the run
+goes on with what arrived.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from ..executor import EvidenceLimits, EvidenceSource, Executor
+from .classify import Classification, classify
+from .redaction import Redactor
+
+__all__ = ["CaptureRequest", "Evidence", "alert_expression", "capture_evidence"]
+
+_SERIES_KEPT = 10
+_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    target: str
+    generator_url: str
+    budget_s: float
+    limits: EvidenceLimits
+    prometheus_url: str
+
+
+@dataclass
+class Evidence:
+    target: str
+    captured_at: datetime
+    took_s: float = 0.0
+    results: dict[str, Any] = field(default_factory=dict)  # source name → redacted data
+    errors: dict[str, str] = field(default_factory=dict)
+    cut: list[str] = field(default_factory=list)  # sources the budget cut off
+    classification: Classification | None = None
+
+    @property
+    def log_text(self) -> str:
+        logs = self.results.get("logs")
+        return str(logs.get("text", "")) if isinstance(logs, dict) else ""
+
+    def details(self) -> dict[str, Any]:
+        """Everything but the log text (stored and served on its own)."""
+        results = dict(self.results)
+        if isinstance(results.get("logs"), dict):
+            results["logs"] = {k: v for k, v in results["logs"].items() if k != "text"}
+        return {**results, "errors": self.errors, "cut": self.cut}
+
+
+def alert_expression(generator_url: str) -> str | None:
+    """The rule's expression from a Prometheus generatorURL (`/graph?g0.expr=...`)."""
+    try:
+        values = parse_qs(urlsplit(generator_url).query).get("g0.expr")
+    except ValueError:
+        return None
+    return values[0] if values and values[0].strip() else None
+
+
+def _query(prometheus_url: str, expr: str, timeout_s: float) -> dict[str, Any]:
+    response = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
+                            params={"query": expr}, timeout=timeout_s)
+    body = response.json()
+    if body.get("status") != "success":
+        raise RuntimeError(f"HTTP {response.status_code}: {body.get('error') or body}")
+    result = body["data"].get("result")
+    series = result if isinstance(result, list) else [{"metric": {}, "value": result}]
+    return {"expr": expr, "series": [{"metric": item.get("metric", {}),
+                                      "value": (item.get("value") or [None, None])[1]}
+                                     for item in series[:_SERIES_KEPT]],
+            "series_total": len(series)}
+
+
+def capture_evidence(executor: Executor, request: CaptureRequest, redactor: Redactor,
+                     now: datetime) -> Evidence:
+    """Never raises: whatever fails is in `errors`, whatever is late in `cut`."""
+    started = time.monotonic()
+    evidence = Evidence(request.target, now)
+    sources: dict[str, EvidenceSource] = {}
+    try:
+        sources.update(executor.evidence_sources(request.target, request.limits))
+    except Exception as exc:  # a backend without evidence is recorded, not fatal
+        evidence.errors["executor"] = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+    expr = alert_expression(request.generator_url)
+    if expr:
+        sources["expression"] = lambda: _query(request.prometheus_url, expr, request.budget_s)
+    if sources:
+        pool = ThreadPoolExecutor(max_workers=len(sources),
+                                  thread_name_prefix="autofix-evidence")
+        futures: dict[Future[Any], str] = {pool.submit(fn): name
+                                            for name, fn in sources.items()}
+        done, late = wait(futures, timeout=request.budget_s)
+        pool.shutdown(wait=False, cancel_futures=True)  # never wait for a late source
+        for future in done:
+            name = futures[future]
+            error = future.exception()
+            if error is None:
+                evidence.results[name] = redactor.tree(future.result())
+            else:
+                evidence.errors[name] = redactor.text(
+                    f"{type(error).__name__}: {error}")[:_ERROR_CHARS]
+        evidence.cut = sorted(futures[future] for future in late)
+        if expr and "expression" not in evidence.results:
+            evidence.results["expression"] = {"expr": redactor.text(expr), "series": None}
+    evidence.classification = classify(
+        evidence.results.get("state"), evidence.results.get("operator_stop"),
+        evidence.results.get("expression"))
+    evidence.took_s = time.monotonic() - started
+    return evidence

@@ -1,0 +1,36 @@
+"""What the evidence says happened to the target: one word, recorded with the incident and
+matched by playbooks (`skip_when`, `escalate_when`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, get_args
+
+__all__ = ["CLASSIFICATIONS", "Classification", "classify"]
+
+Classification = Literal["oom_killed", "crashed", "hung", "unhealthy", "stopped_by_operator"]
+CLASSIFICATIONS: tuple[str, ...] = get_args(Classification)
+
+# The alert is about the scrape itself: `up` (TargetDown and friends).
+_SCRAPE_METRIC = re.compile(r"(?<![\w:])up(?![\w:])")
+
+
+def classify(state: dict[str, Any] | None, operator_stop: str | None,
+             expression: dict[str, Any] | None) -> Classification | None:
+    """In order: the kernel's OOM kill, an operator's stop, a crash (not running), a failing
+    health check, a hang (running, and the alert's `up` expression still holds). None when
+    the evidence does not say (e.g. it was cut by the time budget)."""
+    if state is None:
+        return None
+    if state.get("oom_killed"):
+        return "oom_killed"
+    if operator_stop:
+        return "stopped_by_operator"
+    if not state.get("running"):
+        return "crashed" if state.get("status") in ("exited", "dead") else None
+    if (state.get("health") or {}).get("status") == "unhealthy":
+        return "unhealthy"
+    if expression and expression.get("series") and _SCRAPE_METRIC.search(
+            str(expression.get("expr", ""))):
+        return "hung"
+    return None

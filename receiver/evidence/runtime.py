@@ -1,0 +1,129 @@
+"""Evidence inside a run: capture, store, tell the incident's thread, and what the
+classification does to the run (the playbook's `skip_when` / `escalate_when`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from ..executor import EvidenceLimits, ExecutorError
+from ..guards import GuardStop
+from ..notify import Event
+from ..playbooks.config import Playbook
+from .capture import CaptureRequest, Evidence, capture_evidence
+from .store import store_evidence
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+__all__ = ["RunEvidence", "classification_stop", "operator_stop_only"]
+
+log = logging.getLogger("autofix.evidence")
+_SLACK_LOG_CHARS = 2500  # the tail shown in the thread; the API serves all of it
+
+
+class RunEvidence:
+    """Captures for one run on one target; `capture` never raises."""
+
+    def __init__(self, services: Services, incident_id: int, run_id: int, target: str,
+                 generator_url: str) -> None:
+        self.services = services
+        self.incident_id = incident_id
+        self.run_id = run_id
+        self.target = target
+        self.generator_url = generator_url
+        self._held: Event | None = None
+
+    def capture(self, budget_s: float | None, *, step: int | None, source: str,
+                hold_event: bool = False) -> tuple[Evidence, int | None]:
+        """`hold_event`: the incident's thread hears of it at `release_event`, once the
+        run is known to go ahead (the thread starts with "playbook started")."""
+        settings = self.services.settings
+        request = CaptureRequest(
+            self.target, self.generator_url, budget_s or settings.evidence_budget_s,
+            EvidenceLimits(settings.evidence_log_lines, settings.evidence_log_bytes),
+            settings.prometheus_url)
+        evidence = capture_evidence(self.services.executor, request, self.services.redactor,
+                                    self.services.clock())
+        row_id = self._store(evidence, step, source, hold_event)
+        log.info("evidence captured", extra={
+            "incident_id": self.incident_id, "run_id": self.run_id, "target": self.target,
+            "evidence_id": row_id, "classification": evidence.classification,
+            "took_s": round(evidence.took_s, 3), "cut": evidence.cut,
+            "errors": sorted(evidence.errors)})
+        return evidence, row_id
+
+    def release_event(self, session: Session) -> None:
+        if self._held is not None:
+            self.services.notifier.emit(session, self._held)
+            self._held = None
+
+    def _store(self, evidence: Evidence, step: int | None, source: str,
+               hold_event: bool) -> int | None:
+        try:
+            with self.services.database.session("evidence") as session:
+                row_id = store_evidence(session, evidence, incident_id=self.incident_id,
+                                        run_id=self.run_id, step=step, source=source)
+                event = Event("evidence", self.incident_id, _event_details(evidence, row_id))
+                if hold_event:
+                    self._held = event
+                else:
+                    self.services.notifier.emit(session, event)
+                return row_id
+        except Exception:  # the database is down, a value refused: never stops a run
+            log.exception("evidence could not be stored", extra={
+                "incident_id": self.incident_id, "run_id": self.run_id})
+            return None
+
+
+def _event_details(evidence: Evidence, row_id: int) -> dict[str, object]:
+    state = evidence.results.get("state") or {}
+    stats = evidence.results.get("stats") or {}
+    expression = evidence.results.get("expression") or {}
+    return {
+        "evidence_id": row_id, "target": evidence.target,
+        "classification": evidence.classification,
+        "state": {key: state.get(key) for key in ("status", "exit_code", "oom_killed",
+                                                  "restart_count", "started_at",
+                                                  "finished_at")},
+        "health": (state.get("health") or {}).get("status") if state else None,
+        "memory_usage_bytes": stats.get("memory_usage_bytes"),
+        "memory_limit_bytes": stats.get("memory_limit_bytes"),
+        "expression": expression.get("expr"), "series": expression.get("series"),
+        "log_tail": evidence.log_text[-_SLACK_LOG_CHARS:],
+        "cut": evidence.cut, "errors": sorted(evidence.errors),
+        "took_s": round(evidence.took_s, 3),
+    }
+
+
+def classification_stop(playbook: Playbook, evidence: Evidence) -> GuardStop | None:
+    """The playbook's answer to what the evidence says, before it acts."""
+    found = evidence.classification
+    if found is None:
+        return None
+    why = str(evidence.results.get("operator_stop") or f"the evidence says {found}")
+    if found in playbook.skip_when:
+        return GuardStop(found, f"{why}; {playbook.name} skips {found} targets "
+                         f"(skip_when)", target=evidence.target)
+    if found in playbook.escalate_when:
+        return GuardStop(found, f"{why}; {playbook.name} escalates {found} targets to a "
+                         f"human (escalate_when)", escalate=True, target=evidence.target)
+    return None
+
+
+def operator_stop_only(services: Services, playbook: Playbook, target_id: str,
+                       target: str) -> GuardStop | None:
+    """With `capture: false`, the operator check alone (never fight an operator)."""
+    if "stopped_by_operator" not in playbook.skip_when:
+        return None
+    try:
+        why = services.executor.stopped_by_operator(services.executor.inspect(target_id))
+    except ExecutorError as exc:
+        log.warning("operator check failed", extra={"target": target, "error": str(exc)})
+        return None
+    if why is None:
+        return None
+    return GuardStop("stopped_by_operator", f"{why}; {playbook.name} skips "
+                     "stopped_by_operator targets (skip_when)", target=target)
