@@ -17,7 +17,8 @@ from receiver.settings import Settings
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 
 READ_TOKEN = "read-test-token-4d7a"
-PATH_VALUES = {"incident_id": "1", "name": "restart-on-down", "target": "web", "run_id": "1"}
+PATH_VALUES = {"incident_id": "1", "name": "restart-on-down", "target": "web", "run_id": "1",
+               "evidence_id": "1"}
 
 
 @pytest.fixture
