@@ -100,8 +100,11 @@ def test_sigkill_mid_restart_leaves_no_run_running(pg_url, private_dockerd, tmp_
                               env=env(private_dockerd, playbooks))
     body = notification([alert({"container": container.name}, starts_at=datetime.now(UTC))])
     assert post_json(f"{receiver.url}/webhook/alertmanager", body)[0] == 200
-    wait_for(lambda: query(pg_url, "select count(*) from runs where status='running'")[0][0]
-             == 1, 20, "run started")
+    # Admitted and at step 0: the evidence capture before admission is over, and
+    # current_step is written just before the step's Docker call.
+    wait_for(lambda: query(pg_url, "select count(*) from runs where status='running' and "
+                                   "admitted_at is not null and current_step = 0")[0][0]
+             == 1, 20, "restart started")
     time.sleep(1.0)  # inside docker restart's stop timeout
     receiver.kill()
     assert query(pg_url, "select status from runs") == [("running",)]
