@@ -183,10 +183,13 @@ def _storm_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | None]
     return lines
 
 
+def _runs(values: list[float | None]) -> str:
+    return ", ".join("-" if v is None else _f(v, 1) for v in values)
+
+
 def _hang_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | None]]
                  ) -> list[str]:
     ours, ref = data["autofix_answering_s"], data["docker_unhealthy_s"]
-    runs = lambda values: ", ".join("-" if v is None else _f(v, 1) for v in values)  # noqa: E731
     lines = ["## 7. A hang with the shipped intervals, against Docker's health check", "",
              "From `bench/hang_ttr.py`: the end-to-end stack with the files as shipped (2 s "
              "scrape of the containers job, TargetDown `for: 4s`, the autofix route's "
@@ -199,9 +202,9 @@ def _hang_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | None]]
              "restarts in about 3 s).", "",
              "| measured | median s | runs (s) |", "|---|---:|---|",
              f"| autofix: application answering again | {_f(ours['median_s'], 2)} | "
-             f"{runs(ours['runs'])} |",
+             f"{_runs(ours['runs'])} |",
              f"| Docker health check: marked unhealthy | {_f(ref['median_s'], 2)} | "
-             f"{runs(ref['runs'])} |", ""]
+             f"{_runs(ref['runs'])} |", ""]
     limit = None if ref["median_s"] is None else ref["median_s"] + data["autoheal_poll_s"]
     goals.append((f"hang, shipped intervals: autofix recovers (answering) < "
                   f"{data['goal_s']:g} s, and before Docker marks it unhealthy + one "

@@ -17,9 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .db.models import AuditEntry, Run
-from .errors import Conflict, NotFound
+from .errors import Conflict
 from .execution import escalate_incident
 from .lifecycle import RunStatus, transition_run
+from .manual import fresh_or_404
 from .notify import Event
 from .services import Services
 
@@ -86,8 +87,4 @@ def expire_approvals(services: Services, limit: int = 100) -> list[int]:
 
 
 def _run_or_404(session: Session, run_id: int) -> Run:
-    session.expire_all()  # the compare-and-set just changed the row under the ORM
-    run = session.get(Run, run_id)
-    if run is None:
-        raise NotFound(f"no run {run_id}")
-    return run
+    return fresh_or_404(session, Run, run_id, "run")

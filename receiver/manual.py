@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,7 +23,9 @@ from .lifecycle import IncidentStatus, RunStatus, transition_incident
 from .playbooks.config import Playbook
 from .services import Services
 
-__all__ = ["ManualRun", "acknowledge_incident", "close_incident", "reset_breaker",
+RowT = TypeVar("RowT", Incident, Run)
+
+__all__ = ["ManualRun", "acknowledge_incident", "close_incident", "fresh_or_404", "reset_breaker",
            "start_manual_run"]
 
 log = logging.getLogger("autofix.manual")
@@ -165,8 +167,13 @@ def close_incident(services: Services, incident_id: int, actor: str, reason: str
 
 
 def _incident_or_404(session: Session, incident_id: int) -> Incident:
-    session.expire_all()  # the compare-and-set just changed the row under the ORM
-    incident = session.get(Incident, incident_id)
-    if incident is None:
-        raise NotFound(f"no incident {incident_id}")
-    return incident
+    return fresh_or_404(session, Incident, incident_id, "incident")
+
+
+def fresh_or_404(session: Session, model: type[RowT], row_id: int, noun: str) -> RowT:
+    """The row as the database has it now (a compare-and-set may just have changed it)."""
+    session.expire_all()
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"no {noun} {row_id}")
+    return row

@@ -163,14 +163,7 @@ class Settings(BaseSettings):
         """Lists come as `a,b` or as JSON `["a", "b"]`; blanks around items are ignored."""
         if not isinstance(value, str):
             return value
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return json.loads(text)
-            except ValueError as exc:
-                raise ValueError(f"not a JSON list ({exc}); write a,b or [\"a\", \"b\"]"
-                                 ) from exc
-        return [item.strip() for item in text.split(",") if item.strip()]
+        return _json_list_or(value, value.split(","), 'write a,b or ["a", "b"]')
 
     @field_validator("redact_patterns", mode="before")
     @classmethod
@@ -178,13 +171,7 @@ class Settings(BaseSettings):
         """Regexes contain commas: a JSON list, or one pattern per line."""
         if not isinstance(value, str):
             return value
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return json.loads(text)
-            except ValueError as exc:
-                raise ValueError(f"not a JSON list ({exc})") from exc
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        return _json_list_or(value, value.splitlines(), "or one pattern per line")
 
     @field_validator("redact_patterns", mode="after")
     @classmethod
@@ -294,3 +281,13 @@ def normalize_database_url(url: str) -> str:
         raise ValueError(f"unsupported scheme {scheme!r}; use postgresql://user:password@"
                          "host:5432/db or sqlite:///path/to/autofix.db")
     return f"{driver}://{rest}"
+
+
+def _json_list_or(text: str, items: list[str], hint: str) -> Any:
+    """A JSON list when `text` starts with `[`, else `items` stripped, blanks dropped."""
+    if text.strip().startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON list ({exc}); {hint}") from exc
+    return [item.strip() for item in items if item.strip()]
