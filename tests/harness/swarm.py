@@ -1,0 +1,93 @@
+"""A real single-node Swarm for tests, inside its own private dockerd.
+
+    swarm = start_swarm(workdir)      # swarm.dockerd, swarm.client, swarm.url
+    swarm.remove_services()           # between tests
+    swarm.stop()                      # leave, drop Swarm's networks, stop the daemon
+
+The Swarm listens and advertises on 127.0.0.1 only (a free port), and services run on the
+`host` network: no overlay traffic, nothing sent beyond loopback. Its own daemon, not the
+session's shared one, so Swarm mode (and its `ingress`/`docker_gwbridge` networks) never
+changes what other tests see.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from tests.harness.dockerd import Dockerd, start_dockerd
+from tests.harness.procs import free_port
+
+__all__ = ["SWARM_NETWORKS", "Swarm", "start_swarm"]
+
+# Created by `swarm init` (ingress) and by the first task (docker_gwbridge).
+SWARM_NETWORKS = ("ingress", "docker_gwbridge")
+
+
+@dataclass
+class Swarm:
+    dockerd: Dockerd
+    client: docker.DockerClient
+    listen_port: int
+
+    @property
+    def url(self) -> str:
+        return self.dockerd.url
+
+    def tasks(self, service: str, desired_state: str | None = None) -> list[dict[str, Any]]:
+        filters: dict[str, Any] = {"service": service}
+        if desired_state:
+            filters["desired-state"] = desired_state
+        return list(self.client.api.tasks(filters=filters))
+
+    def wait_running(self, service: str, replicas: int = 1, timeout_s: float = 90.0
+                     ) -> list[dict[str, Any]]:
+        """The service's tasks once `replicas` of them run and are meant to."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            running = [t for t in self.tasks(service, "running")
+                       if t["Status"]["State"] == "running"]
+            if len(running) >= replicas:
+                return running
+            if time.monotonic() > deadline:
+                states = [(t["ID"][:12], t["DesiredState"], t["Status"]["State"],
+                           t["Status"].get("Err", "")) for t in self.tasks(service)]
+                raise TimeoutError(f"service {service}: {len(running)}/{replicas} running "
+                                   f"after {timeout_s:.0f}s; tasks {states}")
+            time.sleep(0.25)
+
+    def remove_services(self) -> None:
+        for service in self.client.services.list():
+            service.remove()
+        # Tasks' containers go away asynchronously; wait so the next test starts clean.
+        deadline = time.monotonic() + 60
+        while self.client.containers.list(all=True) and time.monotonic() < deadline:
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        if self.dockerd.proc is None:
+            return
+        try:
+            self.remove_services()
+            self.client.swarm.leave(force=True)
+            for network in self.client.networks.list(names=list(SWARM_NETWORKS)):
+                network.remove()
+        finally:
+            self.dockerd.remove_all_containers()
+            self.dockerd.stop()
+
+
+def start_swarm(workdir: Path) -> Swarm:
+    daemon = start_dockerd(workdir)
+    try:
+        client = daemon.client()
+        port = free_port()
+        client.swarm.init(advertise_addr="127.0.0.1", listen_addr=f"127.0.0.1:{port}")
+        return Swarm(dockerd=daemon, client=client, listen_port=port)
+    except BaseException:
+        daemon.stop()
+        raise
