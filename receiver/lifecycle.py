@@ -28,12 +28,13 @@ active row (a unique constraint refuses a second), `resume` ends it by compare-a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from .db.models import Incident, Pause, Run
@@ -42,7 +43,7 @@ __all__ = [
     "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES", "RETRYABLE_INCIDENT_STATUSES",
     "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "active_pause",
     "end_pause", "start_pause", "transition_incident", "transition_incidents",
-    "transition_run",
+    "transition_run", "transition_run_if",
 ]
 
 
@@ -109,9 +110,10 @@ RETRYABLE_INCIDENT_STATUSES: tuple[str, ...] = OPEN_INCIDENT_STATUSES
 
 
 def _apply(session: Session, model: Any, row_id: int, transition: Transition,
-           values: dict[str, Any]) -> bool:
+           values: dict[str, Any], where: Sequence[ColumnElement[bool]] = ()) -> bool:
     statement = (update(model)
-                 .where(model.id == row_id, model.status.in_(sorted(transition.allowed_from)))
+                 .where(model.id == row_id, model.status.in_(sorted(transition.allowed_from)),
+                        *where)
                  .values(status=transition.to, **values)
                  .execution_options(synchronize_session=False))
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
@@ -140,6 +142,13 @@ def transition_incidents(session: Session, incident_ids: list[int], event: str,
 def transition_run(session: Session, run_id: int, event: str, **values: Any) -> bool:
     """Apply `event` to the run if its current status allows it; True if it did."""
     return _apply(session, Run, run_id, RUN_TRANSITIONS[event], values)
+
+
+def transition_run_if(session: Session, run_id: int, event: str,
+                      where: Sequence[ColumnElement[bool]], /, **values: Any) -> bool:
+    """`transition_run`, only while every `where` still holds: checked in the same UPDATE,
+    so what the caller read (a worker, a stale heartbeat) cannot have changed since."""
+    return _apply(session, Run, run_id, RUN_TRANSITIONS[event], values, where)
 
 
 def update_incident_if(session: Session, incident_id: int, statuses: tuple[str, ...],

@@ -22,7 +22,13 @@ from .db.migrate import prune
 from .db.models import Breaker, Incident, Run
 from .errors import DatabaseUnavailable
 from .execution import execute_run
-from .lifecycle import OPEN_INCIDENT_STATUSES, RunStatus, active_pause, transition_run
+from .lifecycle import (
+    OPEN_INCIDENT_STATUSES,
+    RunStatus,
+    active_pause,
+    transition_run,
+    transition_run_if,
+)
 from .notify import OutboxSender, start_sender
 from .retries import queue_due_retries
 from .services import Services, worker_id
@@ -82,6 +88,10 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
     The step that was under way gets an `interrupted` Action row (unless its outcome was
     recorded). Resuming is not safe in general (a restart may have half-happened), so a
     human decides. `worker` is one exact worker id; `host` every worker of one host name.
+
+    Any live replica reconciles any host's runs once their heartbeat is older than the lease
+    (`stale_before`). The interrupt re-checks the worker and the lease in its own UPDATE, so
+    of two replicas only one does it, and a heartbeat renewed since the SELECT wins.
     """
     from .execution import escalate_incident, insert_action
 
@@ -100,9 +110,12 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
         for run_id, incident_id, run_worker, playbook, target, trigger, step in candidates:
             now = services.clock()
             why = f"worker {run_worker} stopped during the run; not resumed"
-            if not transition_run(session, run_id, "interrupt", finished_at=now, error=why,
-                                  current_step=None):
-                continue  # it finished meanwhile
+            still_abandoned = [Run.worker == run_worker]
+            if stale_before is not None:
+                still_abandoned.append(Run.heartbeat_at < stale_before)
+            if not transition_run_if(session, run_id, "interrupt", still_abandoned,
+                                     finished_at=now, error=why, current_step=None):
+                continue  # it finished, heartbeated or was reconciled by another replica
             if step is not None:
                 insert_action(session, dict(
                     run_id=run_id, incident_id=incident_id, playbook=playbook,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from receiver.db.models import Action, AuditEntry, Incident, Run
 from receiver.lifecycle import (
@@ -355,6 +357,73 @@ def test_a_run_executes_the_version_it_was_planned_with_on_another_app(
             runner._stop.wait(0.2)
     finally:
         runner.stop(5)
+
+
+# ---- replicas: a stale run of another host is reconciled once -------------------------
+
+def _running_on(app: Any, executor: MemoryExecutor, worker: str) -> int:
+    """A run claimed by `worker` (another host) and under way at step 0, heartbeat now."""
+    from receiver.runner import claim_next
+
+    executor.add("web")
+    fire(app.test_client(), {"container": "web"})
+    services = app.extensions["autofix"]
+    run_id = claim_next(services, worker)
+    assert run_id is not None
+    with services.database.session() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(current_step=0))
+    return run_id
+
+
+def test_two_replicas_reconcile_a_stale_run_of_another_host_once(
+        pg_url, app_factory, tmp_path) -> None:
+    from receiver.runner import reconcile_interrupted
+
+    app, executor, clock = make_app(app_factory, pg_url, tmp_path)
+    run_id = _running_on(app, executor, "replica-a:4242")
+    services = app.extensions["autofix"]
+    lease = timedelta(seconds=services.settings.run_lease_s)
+    assert reconcile_interrupted(services, stale_before=clock() - lease) == []  # in lease
+    clock.advance(lease.total_seconds() + 1)
+    start = threading.Barrier(2)
+
+    def replica(_: int) -> list[int]:
+        start.wait(10)
+        return reconcile_interrupted(services, stale_before=clock() - lease)
+
+    with ThreadPoolExecutor(2) as pool:
+        done = [run for result in pool.map(replica, range(2)) for run in result]
+    assert done == [run_id]
+    [run] = runs(app)
+    assert run.status == "interrupted" and "replica-a:4242" in (run.error or "")
+    with services.database.session() as session:
+        actions = [(a.step, a.outcome) for a in session.scalars(select(Action))]
+    assert actions == [(0, "interrupted")]
+    assert [i.status for i in incidents(app)] == ["escalated"]
+
+
+def test_a_heartbeat_renewed_after_the_lookup_keeps_the_run(
+        pg_url, app_factory, tmp_path, monkeypatch) -> None:
+    """The lease is re-checked in the interrupt itself: a replica that read the run as
+    stale, then lost the race to the owner's heartbeat, leaves it running."""
+    import receiver.runner as runner_module
+
+    app, executor, clock = make_app(app_factory, pg_url, tmp_path)
+    run_id = _running_on(app, executor, "replica-a:4242")
+    services = app.extensions["autofix"]
+    clock.advance(services.settings.run_lease_s + 1)
+    original = runner_module.transition_run_if
+
+    def heartbeat_first(session: Any, *args: Any, **kwargs: Any) -> bool:
+        with services.database.session() as owner:  # the owner's heartbeat commits first
+            owner.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=clock()))
+        return original(session, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "transition_run_if", heartbeat_first)
+    stale_before = clock() - timedelta(seconds=services.settings.run_lease_s)
+    assert runner_module.reconcile_interrupted(services, stale_before=stale_before) == []
+    assert [r.status for r in runs(app)] == ["running"]
+    assert [i.status for i in incidents(app)] != ["escalated"]
 
 
 # ---- runs are recorded once ------------------------------------------------------------
