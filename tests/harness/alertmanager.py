@@ -15,7 +15,7 @@ from .procs import LOOPBACK, ManagedProcess, free_port, http_ok, require_binary,
 
 class Alertmanager:
     def __init__(self, root: Path, config: dict[str, Any], peers: list[str] | None = None,
-                 cluster_port: int | None = None) -> None:
+                 cluster_port: int | None = None, peer_timeout: str = "2s") -> None:
         self.binary = require_binary("prometheus-alertmanager")
         self.root = root
         self.port = free_port()
@@ -32,7 +32,7 @@ class Alertmanager:
         else:
             argv += [f"--cluster.listen-address={LOOPBACK}:{cluster_port}",
                      f"--cluster.advertise-address={LOOPBACK}:{cluster_port}",
-                     "--cluster.peer-timeout=2s", "--cluster.gossip-interval=50ms",
+                     f"--cluster.peer-timeout={peer_timeout}", "--cluster.gossip-interval=50ms",
                      "--cluster.pushpull-interval=1s"]
             argv += [f"--cluster.peer={peer}" for peer in peers or []]
         self.process = ManagedProcess(argv, root / "alertmanager.log")
@@ -103,6 +103,10 @@ def webhook_config(url: str, token: str | None, group_wait: str = "1s",
 
 
 def start_alertmanager(config: dict[str, Any], root: Path | None = None,
-                       peers: list[str] | None = None, cluster: bool = False) -> Alertmanager:
+                       peers: list[str] | None = None, cluster: bool = False,
+                       peer_timeout: str = "2s") -> Alertmanager:
+    """`peer_timeout` "0s": every member of a cluster sends at once, none waits for the
+    other's notification log (the duplicate delivery an HA pair makes under load)."""
     root = root or Path(tempfile.mkdtemp(prefix="autofix-am-"))
-    return Alertmanager(root, config, peers, free_port() if cluster else None).start()
+    return Alertmanager(root, config, peers, free_port() if cluster else None,
+                        peer_timeout).start()

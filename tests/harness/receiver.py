@@ -8,13 +8,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .procs import LOOPBACK, ManagedProcess, free_port, http_ok, wait_for
+from .procs import LOOPBACK, ManagedProcess, free_port, http_ok, require_binary, wait_for
 
 
 class Receiver:
     def __init__(self, database_url: str, root: Path, workers: int = 1,
-                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+                 env: dict[str, str] | None = None, port: int | None = None,
+                 hostname: str | None = None) -> None:
         self.root = root
+        self.hostname = hostname
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.workers = workers
@@ -32,6 +34,11 @@ class Receiver:
     def start(self, timeout: float = 60) -> Receiver:
         argv = [sys.executable, "-m", "receiver.cli", "serve", "--bind",
                 f"{LOOPBACK}:{self.port}", "--workers", str(self.workers)]
+        if self.hostname is not None:
+            # A host of its own: a private UTS namespace (the network stays shared, so it
+            # still listens on loopback). unshare execs in place: the pid stays the master's.
+            argv = [require_binary("unshare"), "--uts", "sh", "-c",
+                    'hostname "$0" && exec "$@"', self.hostname, *argv]
         self.process = ManagedProcess(argv, self.log_path, env=self.env).start()
         try:
             wait_for(lambda: self._alive() and http_ok(f"{self.url}/readyz"), timeout,
@@ -62,6 +69,7 @@ class Receiver:
 
 
 def start_receiver(database_url: str, workers: int = 1, env: dict[str, str] | None = None,
-                   root: Path | None = None) -> Receiver:
+                   root: Path | None = None, hostname: str | None = None) -> Receiver:
+    """`hostname`: run it as another host (its own UTS namespace, `unshare` needs root)."""
     root = root or Path(tempfile.mkdtemp(prefix="autofix-receiver-"))
-    return Receiver(database_url, root, workers, env).start()
+    return Receiver(database_url, root, workers, env, hostname=hostname).start()
