@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .payload import ZERO_TIME, AlertPayload, WebhookPayload
-from .playbooks.config import PlaybookFile
+from .playbooks.config import Playbook, PlaybookFile
 from .playbooks.templating import TemplateRenderer, TemplateRenderError
 
 __all__ = ["MAX_TARGET", "Occurrence", "plan_occurrences", "resolve_target",
@@ -67,18 +68,19 @@ def plan_occurrences(payload: WebhookPayload, playbooks: PlaybookFile,
     runs in the light lane."""
     seen: set[tuple[str, datetime, str]] = set()
     planned: list[Occurrence] = []
+    match = playbooks.matcher()
     for alert in payload.alerts:
         key = (alert.fingerprint, alert.starts_at, alert.status)
         if key in seen:
             continue
         seen.add(key)
-        planned.append(_plan_one(alert, playbooks, renderer, light_actions))
+        planned.append(_plan_one(alert, match, renderer, light_actions))
     return planned
 
 
-def _plan_one(alert: AlertPayload, playbooks: PlaybookFile, renderer: TemplateRenderer,
-              light_actions: frozenset[str]) -> Occurrence:
-    playbook = playbooks.first_match(alert.labels, alert.status)
+def _plan_one(alert: AlertPayload, match: Callable[[dict[str, str], str], Playbook | None],
+              renderer: TemplateRenderer, light_actions: frozenset[str]) -> Occurrence:
+    playbook = match(alert.labels, alert.status)
     target = target_error = None
     lane, priority, notify_only = "act", 0, False
     if playbook is not None:

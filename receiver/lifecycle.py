@@ -139,6 +139,13 @@ def transition_incidents(session: Session, incident_ids: list[int], event: str,
     return int(result.rowcount)
 
 
+def closed_on_arrival(now: datetime, reason: str) -> dict[str, Any]:
+    """Columns of an incident created already closed: what "close" would set, written by
+    the insert itself (nothing will act on it), so a storm costs no second write per alert."""
+    return {"status": INCIDENT_TRANSITIONS["close"].to, "closed_at": now,
+            "closed_by": "autofix", "close_reason": reason}
+
+
 def transition_run(session: Session, run_id: int, event: str, **values: Any) -> bool:
     """Apply `event` to the run if its current status allows it; True if it did."""
     return _apply(session, Run, run_id, RUN_TRANSITIONS[event], values)

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..ingest import Occurrence
-from ..lifecycle import IncidentStatus, RunStatus, transition_incidents
+from ..lifecycle import IncidentStatus, RunStatus, closed_on_arrival
 from ..payload import WebhookPayload
 from .models import Incident, Notification, Run
 
@@ -28,6 +28,7 @@ __all__ = ["TRUNCATED_MARK", "IngestResult", "fit", "record_notification"]
 TRUNCATED_MARK = "autofix_truncated"
 
 T = TypeVar("T")
+NOTIFY_ONLY_REASON = "notify-only playbook: reported in the notification group's message"
 # Bound parameters per statement stay under PostgreSQL's 65535 and SQLite's 32766.
 _CHUNK = 1000
 
@@ -66,14 +67,15 @@ def record_notification(session: Session, payload: WebhookPayload, raw: dict[str
     firing = [o for o in occurrences if o.status == "firing"]
     resolved = [o for o in occurrences if o.status == "resolved"]
     runs: list[dict[str, Any]] = []
-    notify_only: list[int] = []
     for chunk in _chunks(firing):
         for row, occurrence in zip(_upsert(session, chunk, now), chunk, strict=True):
             result.incident_ids.append(row.id)
             if row.notification_count == 1:
                 result.new += 1
                 if occurrence.notify_only:
-                    notify_only.append(row.id)
+                    # Inserted closed (_values): nothing to run, the group's message reports
+                    # it, and no resolution needs waiting for (resolve still wins later).
+                    result.notify_only_closed += 1
                 elif occurrence.playbook is not None:
                     runs.append(_run_values(row.id, occurrence, now, config_version))
             else:
@@ -94,12 +96,6 @@ def record_notification(session: Session, payload: WebhookPayload, raw: dict[str
         statement = insert(Run).returning(Run.id, sort_by_parameter_order=True)
         result.run_ids.extend(session.scalars(statement, list(run_chunk)).all())
     result.runs_queued = len(result.run_ids)
-    for id_chunk in _chunks(notify_only):
-        # Nothing to run: the notification group's message reports these alerts, and no
-        # resolution needs waiting for (lifecycle's "close"; resolve still wins later).
-        result.notify_only_closed += transition_incidents(
-            session, list(id_chunk), "close", closed_at=now, closed_by="autofix",
-            close_reason="notify-only playbook: reported in the notification group's message")
     return result
 
 
@@ -127,6 +123,13 @@ def _values(occurrence: Occurrence, now: datetime) -> dict[str, Any]:
     if is_resolved:
         time_to_resolve = max(0.0, ((occurrence.ends_at or now) - occurrence.starts_at)
                               .total_seconds())
+    # Every row of a statement names the same columns; only a new notify-only incident
+    # fills the closing ones (an existing row keeps its own: the upsert never sets them).
+    status: dict[str, Any] = {
+        "status": IncidentStatus.RESOLVED if is_resolved else IncidentStatus.OPEN,
+        "closed_at": None, "closed_by": None, "close_reason": None}
+    if occurrence.notify_only and not is_resolved:
+        status = closed_on_arrival(now, NOTIFY_ONLY_REASON)
     return {
         "fingerprint": occurrence.fingerprint, "starts_at": occurrence.starts_at,
         "ends_at": occurrence.ends_at, "alertname": fitted["alertname"],
@@ -134,9 +137,7 @@ def _values(occurrence: Occurrence, now: datetime) -> dict[str, Any]:
         "target": occurrence.target or None,  # at most MAX_TARGET (ingest.resolve_target)
         "playbook": occurrence.playbook if not is_resolved else None,
         "labels": occurrence.labels, "annotations": annotations,
-        "generator_url": fitted["generator_url"],
-        "status": IncidentStatus.RESOLVED if is_resolved else IncidentStatus.OPEN,
-        "notification_count": 1,
+        "generator_url": fitted["generator_url"], **status, "notification_count": 1,
         "first_seen": now, "last_seen": now, "resolved_at": now if is_resolved else None,
         "time_to_resolve_s": time_to_resolve, "resolved_unseen": is_resolved,
         "trigger": "alert",

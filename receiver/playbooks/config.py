@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -179,6 +179,20 @@ class PlaybookFile(_Strict):
     def first_match(self, labels: dict[str, str], on: str) -> Playbook | None:
         """First playbook, in file order, whose matchers hold and whose `on` fits."""
         return next((p for p in self.playbooks if p.on == on and p.matches(labels)), None)
+
+    def matcher(self) -> Callable[[dict[str, str], str], Playbook | None]:
+        """first_match, remembering its answer per value of the labels any matcher reads:
+        a storm's 10,000 alerts usually share a handful of those."""
+        names = sorted({m.name for p in self.playbooks for m in p.matchers})
+        known: dict[tuple[str, ...], Playbook | None] = {}
+
+        def match(labels: dict[str, str], on: str) -> Playbook | None:
+            key = (on, *(labels.get(name, "") for name in names))
+            if key not in known:
+                known[key] = self.first_match(labels, on)
+            return known[key]
+
+        return match
 
 
 # Pydantic cannot build a schema for the frozen dataclass; tell it to take Matcher as is.

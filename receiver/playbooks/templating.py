@@ -11,6 +11,8 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .fast_templates import FastTemplate, MissingValue, compile_fast
+
 __all__ = ["TemplateRenderError", "TemplateRenderer"]
 
 
@@ -26,6 +28,8 @@ class TemplateRenderer:
         self._env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
         # Compiling costs ~1 ms; a storm renders the same target template thousands of times.
         self._compiled: dict[str, Template] = {}
+        # The simple forms (a label, `.get`, `or`) skip Jinja: same output, a tenth the cost.
+        self._fast: dict[str, FastTemplate | None] = {}
 
     def _template(self, template: str) -> Template:
         compiled = self._compiled.get(template)
@@ -43,9 +47,22 @@ class TemplateRenderer:
         except TemplateError as exc:
             raise TemplateRenderError(f"invalid template {template!r}: {exc}") from exc
 
+    def _fast_template(self, template: str) -> FastTemplate | None:
+        if template not in self._fast:
+            if len(self._fast) >= _COMPILED_KEPT:
+                self._fast.clear()
+            self._fast[template] = compile_fast(self._env, template)
+        return self._fast[template]
+
     def render(self, template: str, context: dict[str, Any]) -> str:
         if "{" not in template:
             return template
+        fast = self._fast_template(template)
+        if fast is not None:
+            try:
+                return fast(context)
+            except MissingValue as exc:
+                raise TemplateRenderError(f"cannot render {template!r}: {exc}") from exc
         try:
             return self._template(template).render(**context)
         except TemplateError as exc:
