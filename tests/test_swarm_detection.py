@@ -9,6 +9,7 @@ Swarm's daemon here, so the split between them is tested on the same containers.
 
 from __future__ import annotations
 
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,37 @@ def test_swarm_task_is_discovered_and_its_hang_fires_swarm_task_down_only(
                                     'alertname!="SwarmTaskDown"}')
     finally:
         plain.remove(force=True)
+
+
+def _sd_metric(prom: Prometheus, line_start: str) -> float:
+    with urllib.request.urlopen(f"{prom.url}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(line_start))
+
+
+def test_dockerswarm_sd_makes_no_target_of_a_host_network_task(tmp_path: Path,
+                                                               swarm: Swarm) -> None:
+    """Why `swarm-tasks` uses docker_sd: role `tasks` builds targets from a task's network
+    addresses and host-mode ports, and a `host`-network task has neither. If a Prometheus
+    upgrade makes this fail, dockerswarm_sd can replace docker_sd there."""
+    service, _ = _run_service(swarm)
+    sd = {"host": swarm.url, "refresh_interval": "1s"}
+    prom = start_prometheus(tmp_path, {"scrape_configs": [
+        {"job_name": "probe-tasks", "dockerswarm_sd_configs": [{**sd, "role": "tasks"}]},
+        # The control: same daemon, same mechanism, one target (the node, 127.0.0.1).
+        {"job_name": "probe-nodes", "dockerswarm_sd_configs": [{**sd, "role": "nodes"}]},
+    ]}, [])
+    refreshes = 'prometheus_sd_refresh_duration_seconds_count{mechanism="dockerswarm"}'
+    try:
+        _wait(prom, lambda: any(t["labels"]["job"] == "probe-nodes" for t in prom.targets()),
+              "the node discovered")
+        # Target groups reach the scrape manager on a 5s tick: let both roles refresh
+        # well past one more tick (counted in refreshes, not slept).
+        seen = _sd_metric(prom, refreshes)
+        _wait(prom, lambda: _sd_metric(prom, refreshes) >= seen + 16, "more refreshes")
+        assert _sd_metric(prom, "prometheus_sd_refresh_failures_total") == 0
+        assert swarm.wait_running(service)
+        assert _sd_metric(prom, 'prometheus_sd_discovered_targets{config="probe-tasks"') == 0
+        assert not [t for t in prom.targets() if t["labels"]["job"] == "probe-tasks"]
+    finally:
+        prom.stop()
