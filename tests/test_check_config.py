@@ -133,3 +133,38 @@ def test_labels_an_aggregated_alert_keeps(expr: str, labels: set[str] | None) ->
     from receiver.playbooks.rules_check import result_labels
 
     assert result_labels(expr) == labels
+
+
+@pytest.mark.parametrize(("expr", "jobs"), [
+    ('up{job="swarm-tasks"} == 0', {"swarm-tasks"}),
+    ('rate(x{job="a", route!~"/m"}[1m]) > 1 and y{job = "b"} > 2', {"a", "b"}),
+    ('up{job=~"swarm-.*"} == 0', None),  # a regex may match any job
+    ('up{job="a"} == 0 or up', None),
+    ('up{job="a"} * on (instance) group_right node_info', None),
+    ("up == 0", None),
+])
+def test_jobs_an_expression_pins(expr: str, jobs: set[str] | None) -> None:
+    from receiver.playbooks.rules_check import selected_jobs
+
+    assert selected_jobs(expr) == jobs
+
+
+SWARM_PLAYBOOK = """playbooks:
+  - name: swarm
+    matchers: ['alertname="{alert}"']
+    target: "{{{{ labels.service }}}} {{{{ labels.{label} }}}}"
+    actions: [notify]
+"""
+
+
+@pytest.mark.parametrize("label", ["task", "node", "container"])
+def test_swarm_task_down_carries_the_swarm_tasks_job_labels(
+        label: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "playbooks.yml"
+    path.write_text(SWARM_PLAYBOOK.format(alert="SwarmTaskDown", label=label))
+    assert check(path, capsys, *RULES) == (0, [])
+    # TargetDown pins job="containers", whose targets have no task or node.
+    path.write_text(SWARM_PLAYBOOK.format(alert="TargetDown", label=label))
+    code, errors = check(path, capsys, *RULES)
+    assert (code != 0) == bool(errors) == (label != "container"), errors
+    assert all(f"labels.{label} is not carried by alert(s) TargetDown" in e for e in errors)

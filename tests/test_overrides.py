@@ -21,9 +21,12 @@ def changed_keys(shipped, test) -> set[str]:
 
 def test_prometheus_differs_only_in_addresses_and_intervals() -> None:
     test = overrides.prometheus_config("unix:///d.sock", "127.0.0.1:1", "127.0.0.1:2",
-                                       "127.0.0.1:3")
+                                       "127.0.0.1:3", swarm_url="unix:///swarm.sock")
     assert changed_keys(overrides.load(overrides.SHIPPED_PROMETHEUS), test) <= (
         INTERVAL_KEYS | ADDRESS_KEYS)
+    hosts = {job["job_name"]: sd["host"] for job in test["scrape_configs"]
+             for sd in job.get("docker_sd_configs", [])}
+    assert hosts == {"containers": "unix:///d.sock", "swarm-tasks": "unix:///swarm.sock"}
 
 
 def test_rules_differ_only_in_for_and_group_intervals() -> None:

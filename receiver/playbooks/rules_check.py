@@ -12,9 +12,11 @@ What an alert is taken to carry (documented in README):
     carries none;
   * otherwise (a selector, `rate(…)`, `without`, `topk`, `or`, …) an over-approximation:
     every label the expression names (selectors and grouping clauses) and the target
-    labels every scrape attaches: `instance` and `job`, plus, when a prometheus.yml is
-    found, each scrape config's `relabel_configs` target labels, its `static_configs`
-    labels and `global.external_labels`.
+    labels scrapes attach: `instance` and `job`, plus, when a prometheus.yml is found,
+    `global.external_labels` and each scrape config's `relabel_configs` target labels and
+    `static_configs` labels - only those of the jobs the expression pins when every
+    selector says `job="…"` (`up{job="swarm-tasks"}` carries `task`, `up{job="containers"}`
+    does not), else those of every job.
 A label only the metric itself carries (say `route`) cannot be known without scraping:
 name it in a grouping clause or in the rule's labels, or read it with `labels.get('route')`,
 which is never an error. What the over-approximation lets through fails at run time, where
@@ -37,9 +39,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ..errors import ConfigError
 from .matchers import Matcher
 
-__all__ = ["DEFAULT_TARGET_LABELS", "AlertRule", "AlertRules", "check_against_rules",
-           "find_prometheus_config", "find_rules", "load_alert_rules", "result_labels",
-           "template_refs"]
+__all__ = ["DEFAULT_TARGET_LABELS", "AlertRule", "AlertRules", "ScrapeLabels",
+           "check_against_rules", "find_prometheus_config", "find_rules", "load_alert_rules",
+           "result_labels", "selected_jobs", "template_refs"]
 
 DEFAULT_TARGET_LABELS = frozenset({"instance", "job"})
 _UNKNOWN = None  # a label the alert carries with a value not known in advance
@@ -73,24 +75,61 @@ class AlertRules:
     sources: list[str] = field(default_factory=list)
 
 
-def _target_labels(prometheus_config: Path | None) -> set[str]:
-    labels = set(DEFAULT_TARGET_LABELS)
+@dataclass(frozen=True)
+class ScrapeLabels:
+    """Target labels a scrape attaches: to every series, and per job."""
+    common: frozenset[str]
+    by_job: dict[str, frozenset[str]]
+
+    def for_jobs(self, jobs: set[str] | None) -> set[str]:
+        """The labels series of these jobs may carry; every job's when None or when a job
+        is not in this prometheus.yml (the rules may be scraped by another one)."""
+        if jobs is None or not jobs <= set(self.by_job):
+            return set(self.common).union(*self.by_job.values())
+        return set(self.common).union(*(self.by_job[job] for job in jobs))
+
+
+def _target_labels(prometheus_config: Path | None) -> ScrapeLabels:
     if prometheus_config is None:
-        return labels
+        return ScrapeLabels(DEFAULT_TARGET_LABELS, {})
     try:
         config = yaml.safe_load(prometheus_config.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{prometheus_config}: cannot read: {exc}".splitlines()[0]) from exc
     external = (config.get("global") or {}).get("external_labels") or {}
-    labels |= {str(k) for k in external}
+    by_job: dict[str, frozenset[str]] = {}
     for scrape in config.get("scrape_configs") or []:
+        labels: set[str] = set()
         for relabel in scrape.get("relabel_configs") or []:
             target = relabel.get("target_label")
             if target and not str(target).startswith("__"):
                 labels.add(str(target))
         for static in scrape.get("static_configs") or []:
             labels |= {str(k) for k in (static.get("labels") or {})}
-    return labels
+        job = str(scrape.get("job_name", ""))
+        by_job[job] = by_job.get(job, frozenset()) | labels
+    return ScrapeLabels(DEFAULT_TARGET_LABELS | {str(k) for k in external}, by_job)
+
+
+_JOB_PINNED = re.compile(r'\bjob\s*=(?!~)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def selected_jobs(expr: str) -> set[str] | None:
+    """The jobs every selector of the expression pins with `job="…"`, so its series carry
+    only those jobs' target labels (`up{job="swarm-tasks"} == 0`: task and node, never
+    another job's); None when a selector may read any job or the result may come from
+    a side that is not pinned (`or`, `group_right`)."""
+    text = re.sub(r"#[^\n]*", "", expr)
+    if re.search(r"\b(?:or|group_right)\b", _plain(expr)):
+        return None
+    jobs: set[str] = set()
+    selectors = _SELECTOR.findall(text)
+    for selector in selectors:
+        pinned = _JOB_PINNED.findall(selector)
+        if not pinned:
+            return None
+        jobs |= set(pinned)
+    return jobs or None
 
 
 def _plain(expr: str) -> str:
@@ -206,8 +245,8 @@ def _load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> Aler
                     continue  # a recording rule
                 expr = str(rule.get("expr", ""))
                 kept = result_labels(expr)
-                carried = (target | _expression_labels(expr) if kept is None
-                           else kept | _joined_labels(expr))
+                carried = (target.for_jobs(selected_jobs(expr)) | _expression_labels(expr)
+                           if kept is None else kept | _joined_labels(expr))
                 labels: dict[str, str | None] = dict.fromkeys(carried, _UNKNOWN)
                 for key, value in (rule.get("labels") or {}).items():
                     text = str(value)

@@ -53,8 +53,12 @@ def load(path: Path) -> Any:
 
 
 def prometheus_config(docker_url: str, receiver: str, alertmanager: str,
-                      prometheus: str, fast: bool = True) -> dict[str, Any]:
-    """Shipped prometheus.yml with addresses replaced and (fast) 1 s intervals."""
+                      prometheus: str, fast: bool = True, swarm_url: str | None = None
+                      ) -> dict[str, Any]:
+    """Shipped prometheus.yml with addresses replaced and (fast) 1 s intervals.
+
+    The `swarm-tasks` job asks `swarm_url` (a Swarm node's daemon) when given, else
+    `docker_url` like every other docker_sd job."""
     config = copy.deepcopy(load(SHIPPED_PROMETHEUS))
     if fast:
         config["global"].update(scrape_interval=SCRAPE_INTERVAL, scrape_timeout=SCRAPE_TIMEOUT,
@@ -64,7 +68,8 @@ def prometheus_config(docker_url: str, receiver: str, alertmanager: str,
         if fast and "scrape_interval" in job:  # a job's own (faster) interval: 1 s too
             job.update(scrape_interval=SCRAPE_INTERVAL, scrape_timeout=SCRAPE_TIMEOUT)
         for sd in job.get("docker_sd_configs", []):
-            sd["host"] = docker_url
+            sd["host"] = swarm_url if swarm_url and job["job_name"] == "swarm-tasks" \
+                else docker_url
             if fast:
                 sd["refresh_interval"] = SCRAPE_INTERVAL
         for static in job.get("static_configs", []):
