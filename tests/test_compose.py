@@ -17,6 +17,9 @@ from tests.harness.procs import require_binary
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
+# What `docker stack deploy` rejects (group_add, depends_on conditions); `docker compose`
+# reads it by itself.
+COMPOSE_ONLY = REPO / "docker-compose.override.yml"
 SERVICES = {"target_app", "receiver", "postgres", "prometheus", "alertmanager", "grafana",
             "docker-proxy", "docker-proxy-ro"}
 SOCKET = "/var/run/docker.sock"
@@ -25,7 +28,8 @@ SOCKET = "/var/run/docker.sock"
 @pytest.fixture(scope="module")
 def config() -> dict:
     """The config as docker-compose itself resolves it (anchors, merges, defaults)."""
-    result = subprocess.run([require_binary("docker-compose"), "-f", str(COMPOSE), "config"],
+    result = subprocess.run([require_binary("docker-compose"), "-f", str(COMPOSE),
+                             "-f", str(COMPOSE_ONLY), "config"],
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)

@@ -12,8 +12,9 @@
    the namespace never routes between networks, so two containers talk only if compose
    put them on a common network) and builds every image locally
    (tests/harness/local_images.py); Grafana has none and is not started.
-3. `docker-compose -f docker-compose.yml -f tests/harness/docker-compose.local.yml up`
-   with secrets made by docs/compose-secrets.sh in a scratch project directory.
+3. `docker-compose -f docker-compose.yml -f docker-compose.override.yml -f
+   tests/harness/docker-compose.local.yml up` with secrets made by docs/compose-secrets.sh
+   in a scratch project directory.
 4. Checks (each one named; any failure means exit 1): secret files and who can read them,
    the Docker API proxies endpoint by endpoint, network isolation seen from inside
    target_app, PostgreSQL roles, AUTOFIX_PROMETHEUS_URL, and the loop itself: a hang of
@@ -44,6 +45,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
+# group_add and depends_on: what docker-compose reads and `docker stack deploy` rejects.
+COMPOSE_ONLY = REPO / "docker-compose.override.yml"
 LOCAL = REPO / "tests/harness/docker-compose.local.yml"
 PROBES = REPO / "tests/harness/compose_probes.py"
 SERVICES = ["target_app", "receiver", "postgres", "prometheus", "alertmanager",
@@ -91,11 +94,13 @@ class Report:
 
 # --- outside: the namespace --------------------------------------------------------------
 
-def outer(args: argparse.Namespace) -> int:
+def outer(args: argparse.Namespace, module: str = "tests.harness.compose_stack",
+          tools: tuple[str, ...] = ("docker-compose",)) -> int:
+    """Runs `python -m module --inside` in a private network and mount namespace."""
     if os.geteuid() != 0:
-        print("compose-test needs root (a private dockerd in its own namespace)", file=sys.stderr)
+        print(f"{module} needs root (a private dockerd in its own namespace)", file=sys.stderr)
         return 2
-    for tool in ("unshare", "ip", "dockerd", "docker-compose"):
+    for tool in ("unshare", "ip", "dockerd", *tools):
         if shutil.which(tool) is None:
             print(f"compose-test needs {tool}: bash .ci/install-os-packages", file=sys.stderr)
             return 2
@@ -103,7 +108,7 @@ def outer(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--fork",
-               "--kill-child=SIGTERM", sys.executable, "-m", "tests.harness.compose_stack",
+               "--kill-child=SIGTERM", sys.executable, "-m", module,
                "--inside", "--workdir", str(workdir), "--compose-file", str(args.compose_file)]
         proc = subprocess.Popen(cmd, cwd=REPO)
         signal.signal(signal.SIGTERM, _interrupted)
@@ -158,7 +163,8 @@ class Stack:
         return result
 
     def compose(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        cmd = ["docker-compose", "-p", self.project, "-f", str(self.compose_file), "-f", str(LOCAL),
+        cmd = ["docker-compose", "-p", self.project, "-f", str(self.compose_file),
+               "-f", str(COMPOSE_ONLY), "-f", str(LOCAL),
                "--project-directory", str(self.project_dir), *argv]
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
                               timeout=timeout, check=False)
@@ -180,6 +186,14 @@ class Stack:
 
     # lifecycle
     def start(self) -> dict[str, float]:
+        timings = self.prepare()
+        t = time.monotonic()
+        self.up()
+        timings["compose up (healthy)"] = time.monotonic() - t
+        return timings
+
+    def prepare(self) -> dict[str, float]:
+        """dockerd started, every local image built, the project directory with secrets."""
         timings = {}
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         # A new network namespace inherits IPv4 forwarding from the host's; turn it off
@@ -205,8 +219,9 @@ class Stack:
             (self.project_dir / name).symlink_to(REPO / name)
         subprocess.run(["sh", str(REPO / "docs/compose-secrets.sh"), str(self.project_dir)],
                        check=True, capture_output=True)
+        return timings
 
-        t = time.monotonic()
+    def up(self) -> None:
         # docker-compose 1.29 gives up on `up` as soon as a dependency's check reports
         # unhealthy (a slow first start on a busy host); `up` again once it has recovered.
         for attempt in range(3):
@@ -220,8 +235,6 @@ class Stack:
         else:
             raise RuntimeError(f"docker-compose up failed:\n{up.stdout}\n{up.stderr}")
         self.wait_healthy()
-        timings["compose up (healthy)"] = time.monotonic() - t
-        return timings
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + HEALTHY_TIMEOUT_S
