@@ -119,15 +119,22 @@ def test_local_override_only_swaps_images() -> None:
 def test_make_compose_test_deploys_the_stack_and_proves_the_loop() -> None:
     """`make compose-test` (tests/harness/compose_stack.py): root, a private dockerd in its
     own network namespace, every image built locally, one hang remediated end to end."""
+    run_root_harness("tests.harness.compose_stack", "make compose-test",
+                     ("dockerd", "docker-compose", "haproxy", "unshare"), timeout_s=840)
+
+
+def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float
+                     ) -> None:
+    """`python -m module` (it needs root), failing with its PASS/FAIL summary."""
     if os.geteuid() != 0:
         if os.environ.get("AUTOFIX_REQUIRE_COMPONENTS") == "1":
-            pytest.fail("make compose-test needs root")
-        pytest.skip("make compose-test needs root")
-    for tool in ("dockerd", "docker-compose", "haproxy", "unshare"):
+            pytest.fail(f"{title} needs root")
+        pytest.skip(f"{title} needs root")
+    for tool in tools:
         require_binary(tool)
-    result = subprocess.run([sys.executable, "-m", "tests.harness.compose_stack"], cwd=REPO,
-                            capture_output=True, text=True, timeout=840, check=False)
-    report = result.stdout[result.stdout.find("== make compose-test =="):]
+    result = subprocess.run([sys.executable, "-m", module], cwd=REPO, capture_output=True,
+                            text=True, timeout=timeout_s, check=False)
+    report = result.stdout[result.stdout.find(f"== {title} =="):]
     assert result.returncode == 0, (report or result.stdout[-6000:]) + result.stderr[-3000:]
 
 

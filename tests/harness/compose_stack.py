@@ -640,34 +640,48 @@ def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
     except Exception as exc:
         report.check("stack setup", False, f"{type(exc).__name__}: {exc}")
     finally:
-        hold = float(os.environ.get("AUTOFIX_COMPOSE_HOLD_S", "0"))
-        if hold and not report.ok:
-            log(f"holding the stack {hold:.0f}s for inspection: DOCKER_HOST={stack.dockerd.url}")
-            with contextlib.suppress(KeyboardInterrupt):
-                time.sleep(hold)
+        hold_for_inspection(stack, report)
         t = time.monotonic()
         try:
             stack.stop()
         finally:
             timings["teardown"] = time.monotonic() - t
-    print("\n== make compose-test ==")
+    return print_report("make compose-test", report, timings,
+                        "grafana (no image can be assembled from Debian packages here)")
+
+
+def hold_for_inspection(stack: Stack, report: Report) -> None:
+    hold = float(os.environ.get("AUTOFIX_COMPOSE_HOLD_S", "0"))
+    if hold and not report.ok:
+        log(f"holding the stack {hold:.0f}s for inspection: DOCKER_HOST={stack.dockerd.url}")
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(hold)
+
+
+def print_report(title: str, report: Report, timings: dict[str, float], not_started: str
+                 ) -> int:
+    """The summary the pytest wrappers show on failure; the exit status."""
+    print(f"\n== {title} ==")
     for name, ok, detail in report.results:
         print(f"{'PASS' if ok else 'FAIL'}  {name}\n      {detail}")
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    print("not started: grafana (no image can be assembled from Debian packages here)")
+    print(f"not started: {not_started}")
     return 0 if report.ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, doc: str = __doc__ or "",
+         module: str = "tests.harness.compose_stack", tools: tuple[str, ...] = ("docker-compose",),
+         run_inside: Callable[[Path, Path], int] = inside) -> int:
+    """The command line of this harness, and of others built on it (swarm_stack)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--compose-file", type=Path, default=COMPOSE)
     args = parser.parse_args(argv)
     if args.inside:
-        return inside(args.workdir, args.compose_file.resolve())
-    return outer(args)
+        return run_inside(args.workdir, args.compose_file.resolve())
+    return outer(args, module, tools)
 
 
 if __name__ == "__main__":
