@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps lint rules-check test test-unit compose-test bench fuzz demo demo-down secrets image up down clean
+.PHONY: help venv deps lint rules-check test test-unit compose-test stack-test bench fuzz demo demo-down secrets image up down clean
 
 help:
 	@echo "make deps       install OS packages (as root) and the virtualenv"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo-down  stop everything make demo started"
 	@echo "make bench      benchmarks (minutes); writes bench/results and BENCHMARKS.md"
 	@echo "make compose-test  docker-compose.yml deployed on a private dockerd, checked, torn down"
+	@echo "make stack-test    the same file as a Swarm stack (docker stack deploy), converged, torn down"
 	@echo "make up         the same stack with docker compose (needs image pulls)"
 
 $(VENV)/.installed: pyproject.toml
@@ -48,6 +49,13 @@ test-unit: venv
 # test` runs it too (tests/test_compose.py, marked e2e).
 compose-test: deps
 	$(PY) -m tests.harness.compose_stack
+
+# docker-compose.yml as a Swarm stack: the same private namespace, dockerd and local images,
+# a single-node swarm on 127.0.0.1, `docker stack deploy` until every service (but Grafana)
+# runs its replicas healthy, the receiver as 2 sharing PostgreSQL; everything torn down.
+# As root. tests/test_swarm_stack.py runs it (marked e2e).
+stack-test: deps
+	$(PY) -m tests.harness.swarm_stack
 
 bench: venv
 	$(PY) -m bench.run

@@ -22,9 +22,10 @@
 #   61008 target_app_fault_token  target_app
 #
 # The group ids need no /etc/group entry on the host or in the images. Pick other ids by
-# editing both this table and the group_add lines. Under Swarm the same files work as
-# `docker secret create NAME FILE`; Swarm mounts them itself (mode 0444 by default, set
-# uid/gid/mode in the long secrets syntax to narrow that). The directory stays 0700:
+# editing both this table and the group_add lines (docker-compose.override.yml) and the
+# gid of each secret mount in docker-compose.yml. Under Swarm, `docker stack deploy` makes
+# Swarm secrets of the same files and mounts each with the uid/gid/mode docker-compose.yml
+# gives it (the reader's uid, this gid, 0440). The directory stays 0700:
 # dockerd (root) resolves the bind mounts, nobody else needs to list it.
 set -eu
 cd "${1:-$(dirname "$0")/..}"

@@ -17,6 +17,9 @@ from tests.harness.procs import require_binary
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
+# What `docker stack deploy` rejects (group_add, depends_on conditions); `docker compose`
+# reads it by itself.
+COMPOSE_ONLY = REPO / "docker-compose.override.yml"
 SERVICES = {"target_app", "receiver", "postgres", "prometheus", "alertmanager", "grafana",
             "docker-proxy", "docker-proxy-ro"}
 SOCKET = "/var/run/docker.sock"
@@ -25,7 +28,8 @@ SOCKET = "/var/run/docker.sock"
 @pytest.fixture(scope="module")
 def config() -> dict:
     """The config as docker-compose itself resolves it (anchors, merges, defaults)."""
-    result = subprocess.run([require_binary("docker-compose"), "-f", str(COMPOSE), "config"],
+    result = subprocess.run([require_binary("docker-compose"), "-f", str(COMPOSE),
+                             "-f", str(COMPOSE_ONLY), "config"],
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
@@ -115,15 +119,22 @@ def test_local_override_only_swaps_images() -> None:
 def test_make_compose_test_deploys_the_stack_and_proves_the_loop() -> None:
     """`make compose-test` (tests/harness/compose_stack.py): root, a private dockerd in its
     own network namespace, every image built locally, one hang remediated end to end."""
+    run_root_harness("tests.harness.compose_stack", "make compose-test",
+                     ("dockerd", "docker-compose", "haproxy", "unshare"), timeout_s=840)
+
+
+def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float
+                     ) -> None:
+    """`python -m module` (it needs root), failing with its PASS/FAIL summary."""
     if os.geteuid() != 0:
         if os.environ.get("AUTOFIX_REQUIRE_COMPONENTS") == "1":
-            pytest.fail("make compose-test needs root")
-        pytest.skip("make compose-test needs root")
-    for tool in ("dockerd", "docker-compose", "haproxy", "unshare"):
+            pytest.fail(f"{title} needs root")
+        pytest.skip(f"{title} needs root")
+    for tool in tools:
         require_binary(tool)
-    result = subprocess.run([sys.executable, "-m", "tests.harness.compose_stack"], cwd=REPO,
-                            capture_output=True, text=True, timeout=840, check=False)
-    report = result.stdout[result.stdout.find("== make compose-test =="):]
+    result = subprocess.run([sys.executable, "-m", module], cwd=REPO, capture_output=True,
+                            text=True, timeout=timeout_s, check=False)
+    report = result.stdout[result.stdout.find(f"== {title} =="):]
     assert result.returncode == 0, (report or result.stdout[-6000:]) + result.stderr[-3000:]
 
 

@@ -708,7 +708,8 @@ def test_datasource_provisioning() -> None:
     match = re.fullmatch(r"\$__file\{(/run/secrets/(\w+))\}", password)
     assert match, password
     compose = _compose_grafana()
-    assert match.group(2) in compose.get("secrets", []), "grafana needs the secret mounted"
+    assert match.group(2) in [s["source"] for s in compose.get("secrets", [])], \
+        "grafana needs the secret mounted"
 
 
 def test_dashboard_provider_points_at_the_dashboards() -> None:
@@ -731,7 +732,7 @@ def test_postgres_runs_the_grafana_login_init_script() -> None:
     mounts = {v.split(":")[1]: (REPO / v.split(":")[0]).resolve()
               for v in postgres.get("volumes", []) if v.startswith(".")}
     assert mounts.get("/docker-entrypoint-initdb.d") == INIT_SCRIPT.parent.resolve()
-    assert "grafana_db_password" in postgres.get("secrets", [])
+    assert "grafana_db_password" in [s["source"] for s in postgres.get("secrets", [])]
 
 
 # --- the helpers themselves, against Grafana's documented expansions ----------------------

@@ -12,8 +12,9 @@
    the namespace never routes between networks, so two containers talk only if compose
    put them on a common network) and builds every image locally
    (tests/harness/local_images.py); Grafana has none and is not started.
-3. `docker-compose -f docker-compose.yml -f tests/harness/docker-compose.local.yml up`
-   with secrets made by docs/compose-secrets.sh in a scratch project directory.
+3. `docker-compose -f docker-compose.yml -f docker-compose.override.yml -f
+   tests/harness/docker-compose.local.yml up` with secrets made by docs/compose-secrets.sh
+   in a scratch project directory.
 4. Checks (each one named; any failure means exit 1): secret files and who can read them,
    the Docker API proxies endpoint by endpoint, network isolation seen from inside
    target_app, PostgreSQL roles, AUTOFIX_PROMETHEUS_URL, and the loop itself: a hang of
@@ -44,6 +45,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
+# group_add and depends_on: what docker-compose reads and `docker stack deploy` rejects.
+COMPOSE_ONLY = REPO / "docker-compose.override.yml"
 LOCAL = REPO / "tests/harness/docker-compose.local.yml"
 PROBES = REPO / "tests/harness/compose_probes.py"
 SERVICES = ["target_app", "receiver", "postgres", "prometheus", "alertmanager",
@@ -91,11 +94,13 @@ class Report:
 
 # --- outside: the namespace --------------------------------------------------------------
 
-def outer(args: argparse.Namespace) -> int:
+def outer(args: argparse.Namespace, module: str = "tests.harness.compose_stack",
+          tools: tuple[str, ...] = ("docker-compose",)) -> int:
+    """Runs `python -m module --inside` in a private network and mount namespace."""
     if os.geteuid() != 0:
-        print("compose-test needs root (a private dockerd in its own namespace)", file=sys.stderr)
+        print(f"{module} needs root (a private dockerd in its own namespace)", file=sys.stderr)
         return 2
-    for tool in ("unshare", "ip", "dockerd", "docker-compose"):
+    for tool in ("unshare", "ip", "dockerd", *tools):
         if shutil.which(tool) is None:
             print(f"compose-test needs {tool}: bash .ci/install-os-packages", file=sys.stderr)
             return 2
@@ -103,7 +108,7 @@ def outer(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--fork",
-               "--kill-child=SIGTERM", sys.executable, "-m", "tests.harness.compose_stack",
+               "--kill-child=SIGTERM", sys.executable, "-m", module,
                "--inside", "--workdir", str(workdir), "--compose-file", str(args.compose_file)]
         proc = subprocess.Popen(cmd, cwd=REPO)
         signal.signal(signal.SIGTERM, _interrupted)
@@ -158,7 +163,8 @@ class Stack:
         return result
 
     def compose(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        cmd = ["docker-compose", "-p", self.project, "-f", str(self.compose_file), "-f", str(LOCAL),
+        cmd = ["docker-compose", "-p", self.project, "-f", str(self.compose_file),
+               "-f", str(COMPOSE_ONLY), "-f", str(LOCAL),
                "--project-directory", str(self.project_dir), *argv]
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
                               timeout=timeout, check=False)
@@ -180,6 +186,14 @@ class Stack:
 
     # lifecycle
     def start(self) -> dict[str, float]:
+        timings = self.prepare()
+        t = time.monotonic()
+        self.up()
+        timings["compose up (healthy)"] = time.monotonic() - t
+        return timings
+
+    def prepare(self) -> dict[str, float]:
+        """dockerd started, every local image built, the project directory with secrets."""
         timings = {}
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         # A new network namespace inherits IPv4 forwarding from the host's; turn it off
@@ -205,8 +219,9 @@ class Stack:
             (self.project_dir / name).symlink_to(REPO / name)
         subprocess.run(["sh", str(REPO / "docs/compose-secrets.sh"), str(self.project_dir)],
                        check=True, capture_output=True)
+        return timings
 
-        t = time.monotonic()
+    def up(self) -> None:
         # docker-compose 1.29 gives up on `up` as soon as a dependency's check reports
         # unhealthy (a slow first start on a busy host); `up` again once it has recovered.
         for attempt in range(3):
@@ -220,8 +235,6 @@ class Stack:
         else:
             raise RuntimeError(f"docker-compose up failed:\n{up.stdout}\n{up.stderr}")
         self.wait_healthy()
-        timings["compose up (healthy)"] = time.monotonic() - t
-        return timings
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + HEALTHY_TIMEOUT_S
@@ -627,34 +640,48 @@ def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
     except Exception as exc:
         report.check("stack setup", False, f"{type(exc).__name__}: {exc}")
     finally:
-        hold = float(os.environ.get("AUTOFIX_COMPOSE_HOLD_S", "0"))
-        if hold and not report.ok:
-            log(f"holding the stack {hold:.0f}s for inspection: DOCKER_HOST={stack.dockerd.url}")
-            with contextlib.suppress(KeyboardInterrupt):
-                time.sleep(hold)
+        hold_for_inspection(stack, report)
         t = time.monotonic()
         try:
             stack.stop()
         finally:
             timings["teardown"] = time.monotonic() - t
-    print("\n== make compose-test ==")
+    return print_report("make compose-test", report, timings,
+                        "grafana (no image can be assembled from Debian packages here)")
+
+
+def hold_for_inspection(stack: Stack, report: Report) -> None:
+    hold = float(os.environ.get("AUTOFIX_COMPOSE_HOLD_S", "0"))
+    if hold and not report.ok:
+        log(f"holding the stack {hold:.0f}s for inspection: DOCKER_HOST={stack.dockerd.url}")
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(hold)
+
+
+def print_report(title: str, report: Report, timings: dict[str, float], not_started: str
+                 ) -> int:
+    """The summary the pytest wrappers show on failure; the exit status."""
+    print(f"\n== {title} ==")
     for name, ok, detail in report.results:
         print(f"{'PASS' if ok else 'FAIL'}  {name}\n      {detail}")
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    print("not started: grafana (no image can be assembled from Debian packages here)")
+    print(f"not started: {not_started}")
     return 0 if report.ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, doc: str = __doc__ or "",
+         module: str = "tests.harness.compose_stack", tools: tuple[str, ...] = ("docker-compose",),
+         run_inside: Callable[[Path, Path], int] = inside) -> int:
+    """The command line of this harness, and of others built on it (swarm_stack)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--compose-file", type=Path, default=COMPOSE)
     args = parser.parse_args(argv)
     if args.inside:
-        return inside(args.workdir, args.compose_file.resolve())
-    return outer(args)
+        return run_inside(args.workdir, args.compose_file.resolve())
+    return outer(args, module, tools)
 
 
 if __name__ == "__main__":
