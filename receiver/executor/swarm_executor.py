@@ -184,7 +184,7 @@ class SwarmExecutor:
                              self._docker().services.get, target)
         self._call(f"docker service update --force {target}", service.force_update)
         after = self._wait_converged(target, before)
-        return self._record("force update", target, before, after)
+        return self._record("force update", target, service.id, before, after)
 
     def scale(self, target: str, replicas: int) -> str:
         service = self._call(f"docker service inspect {target}",
@@ -194,7 +194,7 @@ class SwarmExecutor:
         before = self._running_ids(target)
         self._call(f"docker service scale {target}={replicas}", service.scale, replicas)
         after = self._wait_converged(target, None)
-        return self._record(f"scale to {replicas}", target, before, after)
+        return self._record(f"scale to {replicas}", target, service.id, before, after)
 
     def rollback(self, target: str) -> str:
         service = self._service(target)
@@ -208,7 +208,7 @@ class SwarmExecutor:
             api._url("/services/{0}/update", service["ID"]), data=service["Spec"],
             params={"version": service["Version"]["Index"], "rollback": "previous"})))
         after = self._wait_converged(target, before)
-        return self._record("rollback", target, before, after)
+        return self._record("rollback", target, service["ID"], before, after)
 
     def _running_ids(self, target: str) -> list[str]:
         return sorted(t["ID"] for t in swarm_tasks.running_tasks(self._tasks(target)))
@@ -228,8 +228,10 @@ class SwarmExecutor:
                 return running
             time.sleep(_POLL_S)
 
-    def _record(self, what: str, target: str, before: list[str], after: list[str]) -> str:
-        return f"service {target}: {what}; tasks before {before} after {after}"
+    def _record(self, what: str, target: str, service_id: str, before: list[str],
+                after: list[str]) -> str:
+        return (f"service {target} (ID {service_id}): {what}; tasks before {before} "
+                f"after {after}")
 
     def start(self, target: str) -> None:
         raise ExecutorError("start is not a Swarm service operation (scale it instead)")

@@ -64,8 +64,10 @@ class Swarm:
         for service in self.client.services.list():
             service.remove()
         # Tasks' containers go away asynchronously; wait so the next test starts clean.
+        # The low-level list: containers.list() inspects each one, and one removed
+        # meanwhile makes it raise NotFound.
         deadline = time.monotonic() + 60
-        while self.client.containers.list(all=True) and time.monotonic() < deadline:
+        while self.client.api.containers(all=True) and time.monotonic() < deadline:
             time.sleep(0.25)
 
     def stop(self) -> None:
