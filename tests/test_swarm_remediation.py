@@ -15,6 +15,7 @@ from sqlalchemy import select
 from receiver.db.models import Action, Breaker, Incident
 from receiver.runner import Runner
 from tests.conftest import webhook_headers
+from tests.harness.procs import wait_for
 from tests.payloads import alert, notification
 from tests.test_swarm_executor import create_service, force_updates, running_ids
 
@@ -151,9 +152,11 @@ def test_a_crash_looping_service_opens_the_breaker(swarm_app: Any, swarm: Any) -
         assert session.get(Breaker, service.name).state == "open"
 
 
-def _wait_failed_tasks(swarm: Any, name: str, count: int) -> None:
-    from tests.harness.procs import wait_for
+def update_state(swarm: Any, name: str) -> str:
+    return str((swarm.client.api.inspect_service(name).get("UpdateStatus") or {}).get("State"))
 
+
+def _wait_failed_tasks(swarm: Any, name: str, count: int) -> None:
     wait_for(lambda: sum(t["Status"]["State"] == "failed" for t in swarm.tasks(name)) >= count,
              120, f"{count} failed tasks of {name}")
 
@@ -183,7 +186,9 @@ def test_rollback_returns_the_previous_spec_and_is_refused_without_one(
     assert "no previous spec" in (refused.error or "")
     service.reload()
     service.update(env=["VERSION=2"])
-    swarm.wait_running(service.name)
+    # Until Swarm has finished the update, the guards see it recovering by itself.
+    wait_for(lambda: update_state(swarm, service.name) == "completed", 120,
+             f"update of {service.name}")
     fire(app, service.name, alertname="SwarmBadDeploy")
     drain(app)
     rollback = [a for a in actions(app, service.name) if a.action == "rollback"][-1]
