@@ -44,11 +44,6 @@ class Services:
     # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
     clock: Callable[[], datetime] = utcnow
 
-    @property
-    def executor(self) -> Executor:
-        """The Docker backend (the default one)."""
-        return self.executors.default
-
     def executor_for(self, playbook: Playbook) -> Executor:
         """The backend a playbook (and so each of its runs) acts through."""
         return self.executors.get(playbook.executor)

@@ -10,13 +10,12 @@ from typing import Any
 
 import docker.types
 import pytest
-from sqlalchemy import select
 
-from receiver.db.models import Action, Breaker, Incident
-from receiver.runner import Runner
+from receiver.db.models import Breaker
 from tests.conftest import webhook_headers
 from tests.harness.procs import wait_for
 from tests.payloads import alert, notification
+from tests.test_playbooks_docker import actions, drain, incident_status
 from tests.test_swarm_executor import create_service, force_updates, running_ids
 
 PLAYBOOKS = """
@@ -69,24 +68,6 @@ def fire(app: Any, service: str, alertname: str = "SwarmTaskDown",
     assert response.status_code == 200, response.json
 
 
-def drain(app: Any) -> None:
-    runner = Runner(app.extensions["autofix"])
-    while runner.run_once() is not None:
-        pass
-
-
-def actions(app: Any, target: str) -> list[Action]:
-    with app.extensions["autofix"].database.session() as session:
-        return list(session.scalars(select(Action).where(Action.target == target)
-                                    .order_by(Action.id)))
-
-
-def incidents(app: Any, target: str) -> list[str]:
-    with app.extensions["autofix"].database.session() as session:
-        return [i.status for i in session.scalars(
-            select(Incident).where(Incident.target == target).order_by(Incident.id))]
-
-
 def test_a_labelled_service_with_a_hung_task_is_force_updated_until_resolved(
         swarm_app: Any, swarm: Any) -> None:
     app = swarm_app()
@@ -104,7 +85,7 @@ def test_a_labelled_service_with_a_hung_task_is_force_updated_until_resolved(
     detail = restart.params["detail"]
     assert service.id in detail and all(task in detail for task in before | after)
     fire(app, service.name, starts=starts, status="resolved")
-    assert incidents(app, service.name) == ["resolved"]
+    assert incident_status(app, service.name) == ["resolved"]
 
 
 def test_an_unlabelled_service_is_never_touched(swarm_app: Any, swarm: Any) -> None:

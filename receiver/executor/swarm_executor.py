@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -30,6 +29,7 @@ from .base import (
     TargetNotFound,
     TargetState,
 )
+from .docker_api import LazyDockerClient, docker_call
 from .docker_executor import is_valid_container_name
 
 __all__ = ["SwarmExecutor"]
@@ -43,34 +43,16 @@ class SwarmExecutor:
 
     def __init__(self, base_url: str | None, timeout_s: float, converge_timeout_s: float,
                  own_service: str | None = None) -> None:
-        self._base_url = base_url
-        self._timeout_s = timeout_s
+        self._client = LazyDockerClient(base_url, timeout_s, "the Swarm manager")
         self._converge_timeout_s = converge_timeout_s
         self._own_service = own_service
         self._own_ids: frozenset[str] | None = None
-        self._client: docker.DockerClient | None = None
-        self._lock = threading.Lock()
 
     def _docker(self) -> docker.DockerClient:
-        with self._lock:  # lazily: the receiver starts while the manager is down
-            if self._client is None:
-                try:
-                    self._client = (docker.DockerClient(base_url=self._base_url,
-                                                        timeout=int(self._timeout_s))
-                                    if self._base_url else
-                                    docker.from_env(timeout=int(self._timeout_s)))
-                except docker.errors.DockerException as exc:
-                    raise ExecutorError(f"cannot connect to the Swarm manager: {exc}") from exc
-            return self._client
+        return self._client.get()
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except docker.errors.NotFound as exc:
-            raise TargetNotFound(f"{what}: {exc}") from exc
-        except (docker.errors.APIError, docker.errors.DockerException,
-                requests.RequestException) as exc:
-            raise ExecutorError(f"{what}: {exc}") from exc
+        return docker_call(what, fn, *args, **kwargs)
 
     def _service(self, service_id: str) -> dict[str, Any]:
         found: dict[str, Any] = self._call(f"docker service inspect {service_id}",
