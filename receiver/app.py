@@ -17,7 +17,7 @@ from .db.engine import Database
 from .errors import AutofixError, BadRequest, Conflict
 from .evidence.redaction import Redactor
 from .executor import Executor
-from .executor.docker_executor import DockerExecutor
+from .executor.registry import build_executors, playbook_backends
 from .metrics import Metrics
 from .notify import Notifier, build_notifier
 from .services import Services
@@ -29,7 +29,10 @@ log = logging.getLogger("autofix.app")
 
 
 def create_app(settings: Settings | None = None, *, executor: Executor | None = None,
-               notifier: Notifier | None = None, metrics: Metrics | None = None) -> Flask:
+               notifier: Notifier | None = None, metrics: Metrics | None = None,
+               swarm_executor: Executor | None = None) -> Flask:
+    """`executor` replaces the Docker backend, `swarm_executor` the Swarm one (when
+    AUTOFIX_SWARM_ENABLED); by default both are built from the settings."""
     settings = settings or Settings()
     metrics = metrics or Metrics()
     database = Database(settings.database_url,
@@ -37,8 +40,9 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     registry = build_registry()
     services = Services(
         settings=settings, database=database, registry=registry,
-        config=ConfigStore(settings.playbooks, database, registry.params_models()),
-        executor=executor or DockerExecutor(settings.docker_host, settings.docker_timeout_s),
+        config=ConfigStore(settings.playbooks, database, registry.params_models(),
+                           backends=playbook_backends(settings, registry.backend_limits())),
+        executors=build_executors(settings, docker=executor, swarm=swarm_executor),
         notifier=notifier or build_notifier(settings), metrics=metrics,
         redactor=Redactor(settings.redact_patterns),
     )

@@ -97,6 +97,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Every problem of the file in one run, each as file:line:column: path: message.
     Exit 1 for problems in the file, 2 for bad settings or an unreadable rules file."""
     from .actions.builtin import build_registry
+    from .executor.registry import playbook_backends
     from .playbooks.config import load_playbooks
     from .playbooks.rules_check import find_prometheus_config, find_rules, load_alert_rules
 
@@ -117,8 +118,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise CliError(exc.message) from exc
     try:
-        loaded = load_playbooks(path, build_registry().params_models(),
-                                allowed_hosts=settings.http_allowed_hosts, rules=rules)
+        registry = build_registry()
+        loaded = load_playbooks(path, registry.params_models(),
+                                allowed_hosts=settings.http_allowed_hosts, rules=rules,
+                                backends=playbook_backends(settings, registry.backend_limits()))
     except ConfigError as exc:
         errors = exc.details.get("errors")
         for line in errors if isinstance(errors, list) and errors else [exc.message]:
@@ -126,6 +129,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if isinstance(errors, list) and len(errors) > 1:
             print(f"{path}: {len(errors)} errors", file=sys.stderr)
         return 1
+    for warning in loaded.skipped:
+        print(f"warning: {warning}", file=sys.stderr)
     against = f", checked against {', '.join(rules.sources)}" if rules else ""
     print(f"{path}: OK, {len(loaded.playbooks)} playbook(s){against}")
     return 0
@@ -179,6 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .actions.builtin import build_registry
     from .app import create_app
+    from .executor.registry import playbook_backends
     from .logs import configure_logging
     from .notify.channels import secret_fragments
     from .playbooks.config import load_playbooks
@@ -199,8 +205,10 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("AUTOFIX_ALLOW_UNAUTHENTICATED=true: anyone who can reach this port can "
                     "trigger remediation")
     try:
-        load_playbooks(settings.playbooks, build_registry().params_models(),
-                       allowed_hosts=settings.http_allowed_hosts)
+        registry = build_registry()
+        load_playbooks(settings.playbooks, registry.params_models(),
+                       allowed_hosts=settings.http_allowed_hosts,
+                       backends=playbook_backends(settings, registry.backend_limits()))
     except ConfigError as exc:
         log.error("refusing to start: %s", exc.message, extra={"errors": exc.details})
         return 2

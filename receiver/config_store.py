@@ -22,7 +22,7 @@ from sqlalchemy import select
 from .db.engine import Database
 from .db.models import ConfigVersion
 from .errors import ConfigError, DatabaseUnavailable
-from .playbooks.config import Playbook, PlaybookFile, parse_playbooks
+from .playbooks.config import Backends, Playbook, PlaybookFile, parse_playbooks
 
 __all__ = ["ConfigStore", "LoadedConfig"]
 
@@ -40,8 +40,10 @@ class LoadedConfig:
 
 class ConfigStore:
     def __init__(self, path: Path, database: Database,
-                 action_params: Mapping[str, type[BaseModel]], refresh_s: float = 2.0) -> None:
+                 action_params: Mapping[str, type[BaseModel]], refresh_s: float = 2.0,
+                 backends: Backends | None = None) -> None:
         self.path = path
+        self._backends = backends
         self._database = database
         self._action_params = action_params
         self._refresh_s = refresh_s
@@ -66,6 +68,8 @@ class ConfigStore:
         with contextlib.suppress(DatabaseUnavailable):
             version_id = self._store(text, "startup")
         self._current = LoadedConfig(loaded.playbooks, loaded.sha256, loaded.source, version_id)
+        for warning in loaded.playbooks.skipped:
+            log.warning(warning, extra={"path": str(path)})
         log.info("playbooks loaded", extra={
             "config_version": version_id, "sha256": loaded.sha256,
             "playbooks": len(loaded.playbooks.playbooks), "path": str(path)})
@@ -77,7 +81,8 @@ class ConfigStore:
             raise ConfigError(f"cannot read playbooks file {self.path}: {exc}") from exc
 
     def _parse(self, text: str, source: str, version_id: int | None) -> LoadedConfig:
-        playbooks = parse_playbooks(text, self._action_params, source=source)
+        playbooks = parse_playbooks(text, self._action_params, source=source,
+                                    backends=self._backends)
         return LoadedConfig(playbooks, hashlib.sha256(text.encode()).hexdigest(), source,
                             version_id)
 

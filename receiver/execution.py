@@ -208,8 +208,8 @@ def execute_run(services: Services, run_id: int) -> None:
     if isinstance(subject, Subject) and subject.identity is not None:
         # Before any guard that counts an action: what the target looks like now, and
         # whether the playbook wants to act on that at all (skip_when / escalate_when).
-        evidence = RunEvidence(services, info.incident_id, info.run_id, subject.name,
-                               view.generator_url)
+        evidence = RunEvidence(services, services.executor_for(playbook), info.incident_id,
+                               info.run_id, subject.name, view.generator_url)
         stop = _evidence_guard(services, playbook, evidence, subject)
         if stop is not None:
             subject = stop
@@ -318,15 +318,16 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
     escalations: list[str] = []
     notes: list[tuple[str, str]] = []
     current = {"step": 0}
-    evidence = evidence or RunEvidence(services, info.incident_id, info.run_id, acts_on,
-                                       view.generator_url)
+    executor = services.executor_for(playbook)
+    evidence = evidence or RunEvidence(services, executor, info.incident_id, info.run_id,
+                                       acts_on, view.generator_url)
 
     def capture(budget_s: float | None) -> tuple[Evidence, int | None]:
         return evidence.capture(budget_s, step=current["step"], source="step")
 
     context = ActionContext(
         target=acts_on, playbook=playbook.name, run_id=info.run_id, incident=view,
-        executor=services.executor, settings=services.settings,
+        executor=executor, settings=services.settings,
         escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)),
         capture=capture)
     captured = True  # the capture before admission stands for the first mutating step

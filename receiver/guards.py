@@ -90,7 +90,11 @@ def check_run_target(services: Services, playbook: Playbook, target: str,
             # incident staying open in silence.
             return GuardStop("invalid_target", f"no target for this alert: {target_error}",
                              escalate=True)
-        return check_target(target, services.executor, services.settings, view.starts_at)
+        try:
+            executor = services.executor_for(playbook)
+        except ExecutorError as exc:  # a run planned when its backend was still enabled
+            return GuardStop("executor_unavailable", str(exc), escalate=True)
+        return check_target(target, executor, services.settings, view.starts_at)
     for step, spec in zip(playbook.actions, specs, strict=True):
         if spec is not None and spec.endpoint is not None:
             # `{{ target }}` is the playbook's target from the labels, never the stored key.

@@ -16,7 +16,6 @@ from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .execution import is_mutating
-from .executor import ExecutorError
 from .guards import GuardStop, admit, check_run_target, check_target
 from .ingest import resolve_target
 from .lifecycle import IncidentStatus, RunStatus, transition_incident
@@ -50,7 +49,8 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     view = IncidentView(0, labels.get("alertname", ""), labels, {}, now)
     subject = check_run_target(services, playbook, target, None, view)
     if subject is None:  # as ever: by hand, even a notify-only playbook names an allowed target
-        subject = check_target(target, services.executor, services.settings, now)
+        subject = check_target(target, services.executor_for(playbook), services.settings,
+                               now)
     if isinstance(subject, GuardStop):
         _raise_for(subject)
     target = subject.key  # canonical: the run, its lock and the audit name the target
@@ -122,14 +122,11 @@ def reset_breaker(services: Services, target: str, actor: str,
 
 
 def _canonical(services: Services, target: str) -> str:
-    """The canonical name of a container reference; the reference itself when the backend
-    cannot say (gone, ambiguous, down, or not a container name at all, e.g. http:host:port)."""
-    if not services.executor.validate_target_syntax(target):
-        return target
-    try:
-        return services.executor.resolve(target).name
-    except ExecutorError:
-        return target
+    """The canonical name of a target reference on the first backend that knows it; the
+    reference itself when none can say (gone, ambiguous, down, or not a target name at
+    all, e.g. http:host:port)."""
+    identity = services.executors.canonical(target)
+    return identity.name if identity is not None else target
 
 
 def acknowledge_incident(services: Services, incident_id: int, actor: str,

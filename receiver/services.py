@@ -15,8 +15,10 @@ from .db.engine import Database
 from .db.models import utcnow
 from .evidence.redaction import Redactor
 from .executor import Executor
+from .executor.registry import Executors
 from .metrics import Metrics
 from .notify import Notifier
+from .playbooks.config import Playbook
 from .playbooks.templating import TemplateRenderer
 from .settings import Settings
 
@@ -33,7 +35,7 @@ class Services:
     database: Database
     registry: ActionRegistry
     config: ConfigStore
-    executor: Executor
+    executors: Executors
     notifier: Notifier
     metrics: Metrics
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)
@@ -41,3 +43,7 @@ class Services:
     wakeup: threading.Event = field(default_factory=threading.Event)
     # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
     clock: Callable[[], datetime] = utcnow
+
+    def executor_for(self, playbook: Playbook) -> Executor:
+        """The backend a playbook (and so each of its runs) acts through."""
+        return self.executors.get(playbook.executor)

@@ -58,8 +58,20 @@ class Settings(BaseSettings):
     docker_host: str | None = Field(
         None, description="Docker endpoint; unset means the SDK's DOCKER_HOST default.")
     docker_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Docker API call.")
+    swarm_enabled: bool = Field(
+        False, description="Enable the Swarm backend: playbooks with `executor: swarm` act "
+        "on Swarm services through a Swarm manager.")
+    swarm_host: str | None = Field(
+        None, description="The Swarm manager's Docker endpoint; unset means docker_host.")
+    swarm_converge_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="How long a Swarm restart, scale or rollback waits "
+        "for the service to converge before the next step judges it.")
+    swarm_self_service: str | None = Field(
+        None, description="The receiver's own Swarm service (name or ID), never acted on; "
+        "detected from its container's labels when it runs on the manager's node.")
     opt_in_label: str = Field(
-        "autofix.enable", description="Container label that must be 'true' before autofix acts.")
+        "autofix.enable", description="Label that must be 'true' before autofix acts: the "
+        "container's (docker backend), the service's (swarm backend).")
     protected_containers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Containers never acted on (the receiver's own and the database's): "

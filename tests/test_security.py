@@ -236,7 +236,7 @@ def test_the_receiver_never_acts_on_its_own_container(
     app = app_factory(sqlite_url, docker_host=private_dockerd.url, playbooks=playbooks)
     # As inside Docker: the receiver's hostname is its container's short id. Even an
     # opted-in container is refused when it is the receiver itself.
-    app.extensions["autofix"].executor.own_ids = frozenset({labelled.id[:12]})
+    app.extensions["autofix"].executors.default.own_ids = frozenset({labelled.id[:12]})
     before = started_at(labelled)
     client = app.test_client()
     _fire(client, {"container": labelled.name})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import check_actions as checks
 from . import docker_actions as docker
 from . import evidence_actions as evidence
+from . import swarm_actions as swarm
 from .registry import ActionRegistry
 
 __all__ = ["build_registry"]
@@ -12,11 +13,15 @@ __all__ = ["build_registry"]
 
 def build_registry() -> ActionRegistry:
     registry = ActionRegistry()
+    containers = frozenset({"docker"})
     registry.register("restart", docker.restart_container, mutating=True)
-    registry.register("start", docker.start_container, mutating=True)
-    registry.register("stop", docker.stop_container, mutating=True)
-    registry.register("kill", docker.kill_container, mutating=True)
-    registry.register("exec", docker.exec_command, mutating=True)
+    registry.register("start", docker.start_container, mutating=True, backends=containers)
+    registry.register("stop", docker.stop_container, mutating=True, backends=containers)
+    registry.register("kill", docker.kill_container, mutating=True, backends=containers)
+    registry.register("exec", docker.exec_command, mutating=True, backends=containers)
+    services = frozenset({"swarm"})
+    registry.register("scale", swarm.scale_service, mutating=True, backends=services)
+    registry.register("rollback", swarm.rollback_service, mutating=True, backends=services)
     registry.register("capture", evidence.capture_evidence, mutating=False)
     registry.register("wait_healthy", checks.wait_healthy, mutating=False)
     registry.register("promql_check", checks.check_promql, mutating=False)

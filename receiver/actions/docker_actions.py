@@ -55,12 +55,15 @@ class ExecParams(_Params):
 
 
 def restart_container(ctx: ActionContext, params: RestartParams) -> str | None:
-    """Restart the container (SIGTERM, then SIGKILL after timeout_s) and wait for running."""
-    ctx.executor.restart(ctx.target, params.timeout_s)
+    """Restart the target: a container (SIGTERM, then SIGKILL after timeout_s), or a Swarm
+    service by a forced update (its tasks replaced under its own update policy)."""
+    recorded = ctx.executor.restart(ctx.target, params.timeout_s)
     state = ctx.executor.inspect(ctx.target)
     if not state.running:
-        raise ActionFailed("not_running", f"{ctx.target} is {state.status} after restart")
-    return f"restarted; started_at={state.started_at.isoformat() if state.started_at else '?'}"
+        raise ActionFailed("not_running", f"{ctx.target} is {state.status} after restart"
+                           + (f" ({recorded})" if recorded else ""))
+    started = state.started_at.isoformat() if state.started_at else "?"
+    return recorded or f"restarted; started_at={started}"
 
 
 def start_container(ctx: ActionContext, params: StartParams) -> str | None:

@@ -68,6 +68,9 @@ class ActionSpec:
     # The param holding a URL this action calls: an http-only playbook is guarded (cooldown,
     # breaker, one run at a time) per URL host, like a container.
     endpoint: str | None = None
+    # The backends (executor names) it works on; None: every backend. A playbook using it
+    # on another backend fails to load.
+    backends: frozenset[str] | None = None
 
 
 class ActionRegistry:
@@ -75,7 +78,7 @@ class ActionRegistry:
         self._specs: dict[str, ActionSpec] = {}
 
     def register(self, name: str, fn: ActionFn, *, mutating: bool,
-                 endpoint: str | None = None) -> None:
+                 endpoint: str | None = None, backends: frozenset[str] | None = None) -> None:
         """Register `fn(ctx: ActionContext, params: SomeParams) -> str | None`.
 
         The signature is checked here, so a wrong action fails at startup, not at 3 a.m.
@@ -91,7 +94,8 @@ class ActionRegistry:
         if endpoint is not None and endpoint not in params_type.model_fields:
             raise TypeError(f"action {name!r}: endpoint {endpoint!r} is not a parameter")
         summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
-        self._specs[name] = ActionSpec(name, params_type, fn, mutating, summary, endpoint)
+        self._specs[name] = ActionSpec(name, params_type, fn, mutating, summary, endpoint,
+                                       backends)
 
     def get(self, name: str) -> ActionSpec | None:
         return self._specs.get(name)
@@ -102,6 +106,11 @@ class ActionRegistry:
     def light_actions(self) -> frozenset[str]:
         """Actions that change no target: a playbook of only these runs in the light lane."""
         return frozenset(name for name, spec in self._specs.items() if not spec.mutating)
+
+    def backend_limits(self) -> dict[str, frozenset[str]]:
+        """Actions limited to some backends, with those backends (checked at load)."""
+        return {name: spec.backends for name, spec in self._specs.items()
+                if spec.backends is not None}
 
     def params_models(self) -> dict[str, type[BaseModel]]:
         return {name: spec.params for name, spec in self._specs.items()}

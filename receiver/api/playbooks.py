@@ -56,6 +56,7 @@ def list_playbooks() -> Response:
             "matchers": [str(m) for m in playbook.matchers], "target": playbook.target,
             "on": playbook.on, "dry_run": playbook.dry_run, "mode": playbook.mode,
             "approval_timeout_s": float(playbook.approval_timeout_s),
+            "executor": playbook.executor,
             "cooldown_s": float(playbook.cooldown_s),
             "circuit_breaker": durations_as_floats(playbook.circuit_breaker.model_dump()),
             "actions": [{step.action: durations_as_floats(step.params)}

@@ -198,6 +198,7 @@ class PlaybookOut(_Out):
     mode: str = Field(description="auto, approve (a human approves each run) or observe "
                       "(recorded as a dry run).")
     approval_timeout_s: float
+    executor: str = Field(description="The backend its runs act through: docker or swarm.")
     cooldown_s: float
     circuit_breaker: dict[str, float]
     actions: list[dict[str, Any]]

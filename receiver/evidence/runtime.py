@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from ..executor import EvidenceLimits, ExecutorError
+from ..executor import EvidenceLimits, Executor, ExecutorError
 from ..guards import GuardStop
 from ..notify import Event
 from ..playbooks.config import Playbook
@@ -27,9 +27,10 @@ _SLACK_LOG_CHARS = 2500  # the tail shown in the thread; the API serves all of i
 class RunEvidence:
     """Captures for one run on one target; `capture` never raises."""
 
-    def __init__(self, services: Services, incident_id: int, run_id: int, target: str,
-                 generator_url: str) -> None:
+    def __init__(self, services: Services, executor: Executor, incident_id: int, run_id: int,
+                 target: str, generator_url: str) -> None:
         self.services = services
+        self.executor = executor
         self.incident_id = incident_id
         self.run_id = run_id
         self.target = target
@@ -45,7 +46,7 @@ class RunEvidence:
             self.target, self.generator_url, budget_s or settings.evidence_budget_s,
             EvidenceLimits(settings.evidence_log_lines, settings.evidence_log_bytes),
             settings.prometheus_url)
-        evidence = capture_evidence(self.services.executor, request, self.services.redactor,
+        evidence = capture_evidence(self.executor, request, self.services.redactor,
                                     self.services.clock())
         row_id = self._store(evidence, step, source, hold_event)
         log.info("evidence captured", extra={
@@ -119,7 +120,8 @@ def operator_stop_only(services: Services, playbook: Playbook, target_id: str,
     if "stopped_by_operator" not in playbook.skip_when:
         return None
     try:
-        why = services.executor.stopped_by_operator(services.executor.inspect(target_id))
+        executor = services.executor_for(playbook)
+        why = executor.stopped_by_operator(executor.inspect(target_id))
     except ExecutorError as exc:
         log.warning("operator check failed", extra={"target": target, "error": str(exc)})
         return None

@@ -6,6 +6,7 @@ from .base import (
                    ExecResult,
                    Executor,
                    ExecutorError,
+                   ServiceExecutor,
                    TargetAmbiguous,
                    TargetIdentity,
                    TargetNotFound,
@@ -13,4 +14,4 @@ from .base import (
 )
 
 __all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+           "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+           "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
 
 
 class ExecutorError(Exception):
@@ -117,7 +117,9 @@ class Executor(Protocol):
 
     def inspect(self, target: str) -> TargetState: ...
 
-    def restart(self, target: str, timeout_s: float) -> None: ...
+    def restart(self, target: str, timeout_s: float) -> str | None:
+        """Restart the target the backend's way; what to record (e.g. task IDs), or None."""
+        ...
 
     def start(self, target: str) -> None: ...
 
@@ -126,3 +128,16 @@ class Executor(Protocol):
     def kill(self, target: str, signal: str) -> None: ...
 
     def exec(self, target: str, argv: list[str], timeout_s: float) -> ExecResult: ...
+
+
+@runtime_checkable
+class ServiceExecutor(Protocol):
+    """A backend whose targets are replicated services (Swarm; Kubernetes deployments)."""
+
+    def scale(self, target: str, replicas: int) -> str:
+        """Set the replica count and wait for it; returns what to record."""
+        ...
+
+    def rollback(self, target: str) -> str:
+        """Return to the previous spec (ExecutorError when there is none)."""
+        ...

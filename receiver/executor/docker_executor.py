@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from .base import (
     TargetNotFound,
     TargetState,
 )
+from .docker_api import LazyDockerClient, docker_call
 
 __all__ = ["DockerExecutor", "is_valid_container_name", "own_container_ids"]
 
@@ -54,25 +54,11 @@ class DockerExecutor:
 
     def __init__(self, base_url: str | None, timeout_s: float,
                  own_ids: frozenset[str] | None = None) -> None:
-        self._base_url = base_url
-        self._timeout_s = timeout_s
-        self._client: docker.DockerClient | None = None
-        self._lock = threading.Lock()
+        self._client = LazyDockerClient(base_url, timeout_s, "Docker")
         self.own_ids = own_container_ids() if own_ids is None else own_ids
 
     def _docker(self) -> docker.DockerClient:
-        # Created lazily: the receiver must start (and ingest alerts) while dockerd is down.
-        with self._lock:
-            if self._client is None:
-                try:
-                    if self._base_url:
-                        self._client = docker.DockerClient(base_url=self._base_url,
-                                                           timeout=int(self._timeout_s))
-                    else:
-                        self._client = docker.from_env(timeout=int(self._timeout_s))
-                except docker.errors.DockerException as exc:
-                    raise ExecutorError(f"cannot connect to Docker: {exc}") from exc
-            return self._client
+        return self._client.get()
 
     def _container(self, target: str) -> Any:
         try:
@@ -83,13 +69,7 @@ class DockerExecutor:
             raise ExecutorError(f"docker inspect {target}: {exc}") from exc
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except docker.errors.NotFound as exc:
-            raise TargetNotFound(f"{what}: {exc}") from exc
-        except (docker.errors.APIError, docker.errors.DockerException,
-                requests.RequestException) as exc:
-            raise ExecutorError(f"{what}: {exc}") from exc
+        return docker_call(what, fn, *args, **kwargs)
 
     def validate_target_syntax(self, target: str) -> bool:
         return is_valid_container_name(target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from .rules_check import AlertRules
 
 __all__ = [
-    "ActionStep", "BreakerPolicy", "Playbook", "PlaybookFile", "load_playbooks", "load_yaml",
-    "parse_duration", "parse_playbooks",
+    "ActionStep", "Backends", "BreakerPolicy", "Playbook", "PlaybookFile", "load_playbooks",
+    "load_yaml", "parse_duration", "parse_playbooks",
 ]
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
@@ -102,8 +103,20 @@ def _never_fight_an_operator() -> list[Classification]:
     return ["stopped_by_operator"]
 
 
+@dataclass(frozen=True)
+class Backends:
+    """What `executor:` may name: the known backends, the enabled ones, and the actions
+    limited to some backends (action -> backends)."""
+
+    known: frozenset[str]
+    enabled: frozenset[str]
+    action_limits: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
 class Playbook(_Strict):
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+    # The backend its target lives on; the run uses that backend's executor.
+    executor: str = Field("docker", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     # Each item is parsed on its own, so every bad matcher of a list is reported.
     matchers: list[Annotated[Matcher, BeforeValidator(_matcher)]]
     target: str = "{{ labels.container }}"
@@ -163,6 +176,8 @@ class Playbook(_Strict):
 class PlaybookFile(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
     playbooks: list[Playbook]
+    # Playbooks left out because their backend is not enabled, one warning each.
+    skipped: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> PlaybookFile:
@@ -202,23 +217,28 @@ Playbook.model_rebuild(force=True)
 
 def load_playbooks(path: Path, action_params: Mapping[str, type[BaseModel]],
                    allowed_hosts: Sequence[str] | None = None,
-                   rules: AlertRules | None = None) -> PlaybookFile:
+                   rules: AlertRules | None = None,
+                   backends: Backends | None = None) -> PlaybookFile:
     """Parse and validate a playbooks file; ConfigError lists every problem with its line."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read playbooks file {path}: {exc}") from exc
     return parse_playbooks(text, action_params, source=str(path), allowed_hosts=allowed_hosts,
-                           rules=rules)
+                           rules=rules, backends=backends)
 
 
 def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                     source: str = "<playbooks>", allowed_hosts: Sequence[str] | None = None,
-                    rules: AlertRules | None = None) -> PlaybookFile:
+                    rules: AlertRules | None = None,
+                    backends: Backends | None = None) -> PlaybookFile:
     """Validate everything at once: structure, every matcher, every action's params (as the
     runner validates them), templates, unique names, and (given `rules`) that each playbook
     can match an alert and names only labels its alerts carry. `allowed_hosts` checks static
-    http URLs. ConfigError.details["errors"] holds one "file:line:column: path: message" each.
+    http URLs. `backends` checks `executor:` and the actions each backend supports; a
+    playbook for a known backend that is not enabled is left out with a warning (in
+    `skipped`), so the shipped file starts a Docker-only receiver. ConfigError.details
+    ["errors"] holds one "file:line:column: path: message" each.
     """
     data, marks = load_yaml(text, source)
     where = _Locator(source, marks)
@@ -236,6 +256,7 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
         if key != "playbooks":
             errors.append(where((key,), "unknown key (only `playbooks` is allowed here)"))
     valid: list[tuple[int, Playbook]] = []
+    skipped: list[str] = []
     first_line: dict[str, int] = {}
     renderer = TemplateRenderer()
     for index, item in enumerate(raw_playbooks):
@@ -266,6 +287,12 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                                 "approval_timeout applies only to `mode: approve`"))
         errors += _check_steps(item.get("actions"), loc, action_params, allowed_hosts,
                                renderer, where)
+        if backends is not None:
+            problems, skip = _check_backend(item, loc, backends, where)
+            errors += problems
+            if skip:
+                skipped.append(skip)
+                valid = [(i, p) for i, p in valid if i != index]
         if rules is not None:
             from .rules_check import check_against_rules
 
@@ -274,7 +301,31 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
     if errors:
         errors.sort(key=_position)
         raise ConfigError(f"{source}: {len(errors)} error(s)", errors=errors)
-    return PlaybookFile(playbooks=[playbook for _, playbook in valid])
+    return PlaybookFile(playbooks=[playbook for _, playbook in valid], skipped=skipped)
+
+
+def _check_backend(item: dict[str, Any], loc: tuple[Any, ...], backends: Backends,
+                   where: _Locator) -> tuple[list[str], str | None]:
+    """(errors, skip warning): an unknown backend or an action it cannot take is an error;
+    a known backend that is not enabled leaves the playbook out, with a warning."""
+    executor = item.get("executor", "docker")
+    if not isinstance(executor, str):
+        return [], None  # the model reports the type
+    if executor not in backends.known:
+        return [where((*loc, "executor"), f"unknown executor {executor!r} (known: "
+                      f"{', '.join(sorted(backends.known))})")], None
+    errors = []
+    for j, step in enumerate(item.get("actions") or []):
+        split = _split_step(step)
+        limit = backends.action_limits.get(split[0]) if split else None
+        if split and limit is not None and executor not in limit:
+            errors.append(where((*loc, "actions", j), f"action {split[0]!r} is not supported "
+                                f"by executor {executor!r} (only {', '.join(sorted(limit))})"))
+    if executor not in backends.enabled and not errors:
+        name = item.get("name", "?")
+        return [], where((*loc, "executor"), f"playbook {name!r} skipped: the {executor} "
+                         f"backend is not enabled (AUTOFIX_{executor.upper()}_ENABLED=true)")
+    return errors, None
 
 
 def _position(error: str) -> tuple[int, int]:

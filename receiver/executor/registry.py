@@ -1,0 +1,72 @@
+"""The enabled backends, by name, built once from settings in create_app.
+
+A playbook names its backend (`executor: docker|swarm`); a run uses that backend's
+executor. Guards, API views and ingest ask this registry and never branch on a name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from ..playbooks.config import Backends
+from ..settings import Settings
+from .base import Executor, ExecutorError, TargetIdentity
+from .docker_executor import DockerExecutor
+from .swarm_executor import SwarmExecutor
+
+__all__ = ["DEFAULT_BACKEND", "KNOWN_BACKENDS", "Executors", "build_executors", "playbook_backends"]
+
+DEFAULT_BACKEND = "docker"
+KNOWN_BACKENDS = ("docker", "swarm")
+
+
+class Executors:
+    def __init__(self, executors: dict[str, Executor]) -> None:
+        self._by_name = dict(executors)
+
+    def get(self, backend: str) -> Executor:
+        """The executor of an enabled backend; playbooks naming another never load."""
+        try:
+            return self._by_name[backend]
+        except KeyError:
+            raise ExecutorError(f"the {backend} backend is not enabled") from None
+
+    @property
+    def default(self) -> Executor:
+        return self._by_name[DEFAULT_BACKEND]
+
+    def enabled(self) -> frozenset[str]:
+        return frozenset(self._by_name)
+
+    def __iter__(self) -> Iterator[Executor]:
+        return iter(self._by_name.values())
+
+    def canonical(self, reference: str) -> TargetIdentity | None:
+        """What `reference` names on the first backend that knows it (breaker resets)."""
+        for executor in self:
+            if not executor.validate_target_syntax(reference):
+                continue
+            try:
+                return executor.resolve(reference)
+            except ExecutorError:
+                continue
+        return None
+
+
+def build_executors(settings: Settings, docker: Executor | None = None,
+                    swarm: Executor | None = None) -> Executors:
+    """Docker always; Swarm when AUTOFIX_SWARM_ENABLED (the manager at AUTOFIX_SWARM_HOST,
+    else at the Docker host)."""
+    found: dict[str, Executor] = {
+        "docker": docker or DockerExecutor(settings.docker_host, settings.docker_timeout_s)}
+    if settings.swarm_enabled:
+        found["swarm"] = swarm or SwarmExecutor(
+            settings.swarm_host or settings.docker_host, settings.docker_timeout_s,
+            settings.swarm_converge_timeout_s, settings.swarm_self_service)
+    return Executors(found)
+
+
+def playbook_backends(settings: Settings, action_limits: Mapping[str, frozenset[str]]
+                      ) -> Backends:
+    """What playbooks may name under these settings (without connecting to anything)."""
+    enabled = {"docker", "swarm"} if settings.swarm_enabled else {"docker"}
+    return Backends(frozenset(KNOWN_BACKENDS), frozenset(enabled), dict(action_limits))
