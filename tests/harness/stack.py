@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.types
 import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -43,18 +44,51 @@ class TargetContainer:
         return f"http://{LOOPBACK}:{self.port}"
 
     def fault(self, kind: str, params: dict[str, Any] | None = None) -> int:
-        request = urllib.request.Request(
-            f"{self.url}/fault/{kind}", data=json.dumps(params or {}).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return int(response.status)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return 0  # crash answers by closing the connection
+        return post_fault(self.url, kind, params)
 
     def state(self) -> dict[str, Any]:
         self.container.reload()
         return dict(self.container.attrs["State"])
+
+
+@dataclass
+class SwarmTarget:
+    """A target_app Swarm service: one task on the host network, on a fixed port."""
+
+    service: str
+    port: int
+    client: Any  # docker.DockerClient on the Swarm manager
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def fault(self, kind: str, params: dict[str, Any] | None = None) -> int:
+        return post_fault(self.url, kind, params)
+
+    def running_task_ids(self) -> set[str]:
+        return {t["ID"] for t in self.client.api.tasks(
+            filters={"service": self.service, "desired-state": "running"})
+            if t["Status"]["State"] == "running"}
+
+    def force_updates(self) -> int:
+        spec = self.client.api.inspect_service(self.service)["Spec"]
+        return int(spec["TaskTemplate"].get("ForceUpdate", 0))
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_service(self.service)
+
+
+def post_fault(url: str, kind: str, params: dict[str, Any] | None = None) -> int:
+    request = urllib.request.Request(
+        f"{url}/fault/{kind}", data=json.dumps(params or {}).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0  # crash answers by closing the connection
 
 
 @dataclass
@@ -72,6 +106,8 @@ class Stack:
     slack_token: str = field(default_factory=lambda: "xoxb-" + secrets.token_hex(12))
     targets: list[TargetContainer] = field(default_factory=list)
     fast: bool = True  # test intervals (overrides.TIME_SCALE); False: the shipped ones
+    swarm: bool = False  # dockerd is a Swarm manager: the Swarm backend on, swarm targets
+    swarm_targets: list[SwarmTarget] = field(default_factory=list)
     _engine: Engine | None = None
     _steps: dict[str, list[str]] = field(default_factory=dict)
 
@@ -93,6 +129,7 @@ class Stack:
             "AUTOFIX_PROMETHEUS_URL": prometheus_url,
             "AUTOFIX_SLACK_BOT_TOKEN": self.slack_token, "AUTOFIX_SLACK_CHANNEL": "#autofix",
             "AUTOFIX_SLACK_API_URL": slack_api_url,
+            **({"AUTOFIX_SWARM_ENABLED": "true"} if self.swarm else {}),
         })
         self.alertmanager = Alertmanager(self.root / "alertmanager", overrides.alertmanager_config(
             f"{self.receiver.url}/webhook/alertmanager", token_file, self.fast))
@@ -108,6 +145,8 @@ class Stack:
         return self
 
     def stop(self) -> None:
+        for swarm_target in self.swarm_targets:
+            swarm_target.remove()
         for target in self.targets:
             with contextlib.suppress(docker.errors.DockerException):
                 target.container.remove(force=True)
@@ -139,6 +178,28 @@ class Stack:
         self.targets.append(target)
         wait_for(lambda: self.up(name) == 1.0, 60, f"{name} scraped")
         return target
+
+    def run_swarm_target(self, *, opt_in: bool = True) -> SwarmTarget:
+        """A target_app service scraped by the `swarm-tasks` job; `opt_in` is the service
+        label the Swarm backend requires. No health check: Swarm would replace a hung task
+        by itself ~15 s later, and these runs measure autofix, not that race."""
+        client = self.dockerd.client()
+        port = free_port()
+        service = f"svc-{uuid.uuid4().hex[:6]}"
+        client.services.create(
+            self.image, name=service, networks=["host"],
+            labels={"autofix.enable": "true"} if opt_in else {},
+            container_labels={"autofix.scrape": "true", "autofix.scrape.port": str(port)},
+            env=[f"TARGET_APP_BIND={LOOPBACK}:{port}", "TARGET_APP_SELF_TRAFFIC_RPS=10"],
+            healthcheck=docker.types.Healthcheck(test=["NONE"]))
+        target = SwarmTarget(service, port, client)
+        self.swarm_targets.append(target)
+        wait_for(lambda: self.swarm_up(service) == 1.0, 90, f"{service} scraped")
+        return target
+
+    def swarm_up(self, service: str) -> float | None:
+        result = self.prometheus.query(f'up{{job="swarm-tasks", service="{service}"}}')
+        return float(result[0]["value"][1]) if result else None
 
     # --- observations ------------------------------------------------------------------
     def up(self, container: str) -> float | None:
@@ -187,9 +248,10 @@ class Stack:
 
 
 def start_stack(root: Path, dockerd: Dockerd, image: str, database_url: str,
-                fast: bool = True) -> Stack:
+                fast: bool = True, swarm: bool = False) -> Stack:
+    """`swarm`: `dockerd` is a Swarm manager (tests/harness/swarm.py)."""
     stack = Stack(root=root, dockerd=dockerd, image=image, database_url=database_url,
-                  fast=fast)
+                  fast=fast, swarm=swarm)
     try:
         return stack.start()
     except BaseException:
