@@ -273,6 +273,30 @@ def _evidence_table(data: dict[str, Any]) -> list[str]:
         "the run).", ""]
 
 
+def _swarm_hang_table(data: dict[str, Any], goals: list[tuple[str, str, bool | None]]
+                      ) -> list[str]:
+    ours, single = data["swarm_answering_s"], data["single_host_answering_s"]
+    goals.append(("hang on a Swarm service: time to recover, median of "
+                  f"{data['repeats']} (issue #18: reported beside the single host)",
+                  f"{_f(ours['median_s'], 2)} s (single host {_f(single['median_s'], 2)} s)",
+                  None))
+    return [
+        "## 9. A hang on a Swarm service, beside a single host", "",
+        "From `bench/swarm_hang_ttr.py`: one stack with the files as shipped (2 s scrapes, "
+        "`for: 4s`) on a single-node Swarm's manager (`tests/harness/swarm.py`), "
+        f"{data['repeats']} rounds alternated in one run, fresh targets each round. Single "
+        "host: a target_app container hangs, TargetDown, autofix restarts it. Swarm: the one "
+        "task of a target_app service hangs, SwarmTaskDown (`swarm-tasks` job), autofix "
+        "force-updates the service and Swarm replaces the task. Both timed from the hang's "
+        "injection to `/healthz` answering again from the new process.", "",
+        "| target | median s | runs (s) |", "|---|---:|---|",
+        f"| Swarm service (forced update) | {_f(ours['median_s'], 2)} | "
+        f"{_runs(ours['runs'])} |",
+        f"| single host container (restart) | {_f(single['median_s'], 2)} | "
+        f"{_runs(single['runs'])} |", "",
+        f"Ratio Swarm / single host (medians): {_f(data.get('ratio'), 2)}.", ""]
+
+
 def render() -> Path:
     ack = _load("webhook_ack")
     rst = _load("restart_latency")
@@ -355,6 +379,12 @@ def render() -> Path:
     evidence = _load("evidence_capture")
     if evidence:
         body += _evidence_table(evidence)
+    swarm_hang = _load("swarm_hang_ttr")
+    if swarm_hang and "swarm_answering_s" in swarm_hang:
+        body += _swarm_hang_table(swarm_hang, goals)
+    elif swarm_hang:
+        body += ["## 9. A hang on a Swarm service", "", f"Failed: {swarm_hang.get('error')}",
+                 ""]
     lines += ["## Goals", "", "| goal | measured | result |", "|---|---|---|"]
     lines += [f"| {g} | {v} | {_ok(p)} |" for g, v, p in goals] + [""]
     lines += body

@@ -24,9 +24,9 @@ from bench.common import QUICK_RESULTS, RESULTS, results_dir, set_results_dir
 from bench.servers import ROOT, Stack
 
 BENCHMARKS = ("webhook_ack", "restart_latency", "ttr", "durable_ack", "storm", "hang_ttr",
-              "evidence_capture")
+              "evidence_capture", "swarm_hang_ttr")
 # What ships (issue #17) and evidence (#20): minutes each, nothing to shrink into a smoke run.
-FULL_ONLY = ("durable_ack", "storm", "hang_ttr", "evidence_capture")
+FULL_ONLY = ("durable_ack", "storm", "hang_ttr", "evidence_capture", "swarm_hang_ttr")
 
 
 def machine() -> dict[str, Any]:
@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                     from bench import hang_ttr
 
                     data = hang_ttr.run(repeats=args.repeats)
+                elif name == "swarm_hang_ttr":
+                    from bench import swarm_hang_ttr
+
+                    data = swarm_hang_ttr.run(repeats=args.repeats)
                 elif name == "evidence_capture":
                     from bench import evidence_capture
 
