@@ -13,13 +13,12 @@ Issue #18: the median of 5 for Swarm, beside the single-host figure.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.hang_ttr import _answers
+from bench.hang_ttr import _answers, _median
 from bench.hang_ttr import _autofix as _single_host
 
 TIMEOUT_S = 120.0
@@ -40,11 +39,6 @@ def _swarm(stack: Any) -> float | None:
     finally:
         target.remove()
         stack.swarm_targets.remove(target)
-
-
-def _median(values: list[float | None]) -> float | None:
-    measured = [v for v in values if v is not None]
-    return statistics.median(measured) if measured else None
 
 
 def run(repeats: int = 5) -> dict[str, Any]:
