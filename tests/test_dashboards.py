@@ -987,11 +987,11 @@ def test_incident_variable_cannot_inject_sql(pg_url: str) -> None:
     assert _attempt(admin, "SELECT count(*) FROM incidents") == "ok"  # still there
 
 
-def test_success_rate_counts_only_steps_that_change_a_container(pg_url: str) -> None:
+def test_success_rate_counts_only_steps_that_change_a_target(pg_url: str) -> None:
     from receiver.actions.builtin import build_registry
 
     mutating = {spec.name for spec in build_registry().specs() if spec.mutating}
-    assert mutating == {"restart", "start", "stop", "kill", "exec"}
+    assert mutating == {"restart", "start", "stop", "kill", "exec", "scale", "rollback"}
     admin, _ = _dsn_of(pg_url)
     seeded = ([("restart", "succeeded")] * 3 + [("exec", "succeeded")]
               + [("restart", "failed"), ("kill", "interrupted")]

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.harness.procs import require_binary
+from tests.harness.swarm_stack import stack_config as load_stack_config
 from tests.test_compose import SECRET_GIDS, run_root_harness
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,11 +24,13 @@ SERVICE_UIDS = {"target_app": "0", "receiver": "10001", "postgres": "999",
 @pytest.fixture(scope="module")
 def stack_config() -> dict:
     """The file as `docker stack deploy` loads it (the docker CLI's own schema; no daemon)."""
-    result = subprocess.run([require_binary("docker"), "stack", "config", "-c",
-                             "docker-compose.yml"], capture_output=True, text=True, cwd=REPO,
-                            timeout=60, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
-    assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    docker = require_binary("docker")
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([docker, *argv], capture_output=True, text=True, cwd=REPO,
+                              timeout=60, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
+
+    return load_stack_config(cli, REPO / "docker-compose.yml")
 
 
 def test_stack_deploy_accepts_the_compose_file(stack_config: dict) -> None:

@@ -48,6 +48,31 @@ MIGRATION_RACE = ("cannot migrate", "already exists", "UniqueViolation", "Duplic
 log = cs.log
 
 
+def stack_config(cli: Any, *files: Path) -> dict[str, Any]:
+    """The files merged as `docker stack deploy` loads them: `docker stack config` where the
+    CLI has it (23.0 and later); Debian's docker.io (20.10) has not, so there the files are
+    merged here, a later file's keys over an earlier's, as the CLI does."""
+    argv = [arg for file in files for arg in ("-c", str(file))]
+    out = cli("stack", "config", *argv)
+    if out.returncode == 0:
+        config: dict[str, Any] = yaml.safe_load(out.stdout)
+        return config
+    if "unknown" not in out.stderr and "Usage" not in out.stdout + out.stderr:
+        raise RuntimeError(out.stderr)
+    merged: dict[str, Any] = {}
+    for file in files:
+        _merge(merged, yaml.safe_load(file.read_text()))
+    return merged
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
 class SwarmStack(cs.Stack):
     def __init__(self, workdir: Path, compose_file: Path = cs.COMPOSE) -> None:
         super().__init__(workdir, compose_file)
@@ -115,11 +140,8 @@ class SwarmStack(cs.Stack):
                            f"{tasks.stdout[-6000:]}")
 
     def stack_config(self) -> dict[str, Any]:
-        out = self.stack_cli("stack", "config", "-c", "docker-compose.yml", "-c", str(STACK_LOCAL))
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr)
-        config: dict[str, Any] = yaml.safe_load(out.stdout)
-        return config
+        return stack_config(self.stack_cli, self.project_dir / "docker-compose.yml",
+                            STACK_LOCAL)
 
     def remove_stack(self) -> tuple[bool, str]:
         """`docker stack rm`; then no service, container, network or secret of the stack."""
