@@ -5,7 +5,8 @@ Every status change is `UPDATE … WHERE id = :id AND status IN (:allowed)`; the
 says whether it happened. Nothing else assigns a status, so a resolve racing a runner can
 never be overwritten (the README draws the same tables).
 
-Incidents::
+Incidents are created `open`, `resolved` (first seen resolved) or `closed` (a notify-only
+playbook's: nothing will act on it, see closed_on_arrival)::
 
     open ──start──▶ remediating ──escalate──▶ escalated
       │  (any of open, remediating, escalated) ──acknowledge──▶ acknowledged
@@ -42,6 +43,7 @@ from .db.models import Incident, Pause, Run
 __all__ = [
     "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES", "RETRYABLE_INCIDENT_STATUSES",
     "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "active_pause",
+    "closed_on_arrival",
     "end_pause", "start_pause", "transition_incident", "transition_incidents",
     "transition_run", "transition_run_if",
 ]

@@ -33,7 +33,9 @@ pytestmark = pytest.mark.slow
 ALLOWED = {("incidents", src, t.to) for t in INCIDENT_TRANSITIONS.values()
            for src in t.allowed_from}
 ALLOWED |= {("runs", src, t.to) for t in RUN_TRANSITIONS.values() for src in t.allowed_from}
-INITIAL = {("incidents", "open"), ("incidents", "resolved"), ("runs", "queued")}
+# A notify-only playbook's incident is inserted closed (lifecycle.closed_on_arrival).
+INITIAL = {("incidents", "open"), ("incidents", "resolved"), ("incidents", "closed"),
+           ("runs", "queued")}
 
 PLAYBOOKS = """
 playbooks:
