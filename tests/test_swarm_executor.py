@@ -19,6 +19,7 @@ from receiver.executor.swarm_tasks import desired_replicas, match_services, reco
 from receiver.playbooks.config import parse_playbooks
 from receiver.settings import Settings
 from tests.harness.busybox import FAST_STOP, ensure_busybox_image
+from tests.harness.swarm import force_update_count
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -144,8 +145,7 @@ def running_ids(swarm: Any, name: str, replicas: int = 1) -> set[str]:
 
 
 def force_updates(swarm: Any, name: str) -> int:
-    spec = swarm.client.api.inspect_service(name)["Spec"]["TaskTemplate"]
-    return int(spec.get("ForceUpdate", 0))
+    return force_update_count(swarm.client, name)
 
 
 @pytest.fixture

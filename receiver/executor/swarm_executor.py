@@ -7,8 +7,6 @@ registered for this backend only, so a Docker playbook using them fails at load.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -30,7 +28,7 @@ from .base import (
     TargetState,
 )
 from .docker_api import LazyDockerClient, docker_call
-from .docker_executor import is_valid_container_name
+from .docker_executor import is_valid_container_name, own_container_ids
 
 __all__ = ["SwarmExecutor"]
 
@@ -101,9 +99,9 @@ class SwarmExecutor:
         """The service of the container we run in (its Swarm label), once known."""
         if self._own_ids is None:
             ids: set[str] = set()
-            if os.path.exists("/.dockerenv"):
+            for container_id in own_container_ids():
                 try:
-                    labels = self._docker().containers.get(socket.gethostname()).labels
+                    labels = self._docker().containers.get(container_id).labels
                     ids.add(labels.get(_SERVICE_ID_LABEL, ""))
                 except (docker.errors.DockerException, requests.RequestException):
                     pass  # not on this manager's node: the AUTOFIX_SWARM_SELF_SERVICE setting

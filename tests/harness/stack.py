@@ -31,6 +31,7 @@ from .procs import LOOPBACK, free_port, wait_for
 from .prometheus import Prometheus, start_prometheus
 from .receiver import Receiver
 from .slack_stub import SlackStub
+from .swarm import force_update_count, running_tasks
 
 
 @dataclass
@@ -67,13 +68,10 @@ class SwarmTarget:
         return post_fault(self.url, kind, params)
 
     def running_task_ids(self) -> set[str]:
-        return {t["ID"] for t in self.client.api.tasks(
-            filters={"service": self.service, "desired-state": "running"})
-            if t["Status"]["State"] == "running"}
+        return {t["ID"] for t in running_tasks(self.client, self.service)}
 
     def force_updates(self) -> int:
-        spec = self.client.api.inspect_service(self.service)["Spec"]
-        return int(spec["TaskTemplate"].get("ForceUpdate", 0))
+        return force_update_count(self.client, self.service)
 
     def remove(self) -> None:
         with contextlib.suppress(docker.errors.NotFound):

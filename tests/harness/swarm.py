@@ -22,10 +22,23 @@ import docker
 from tests.harness.dockerd import Dockerd, start_dockerd
 from tests.harness.procs import free_port
 
-__all__ = ["SWARM_NETWORKS", "Swarm", "start_swarm"]
+__all__ = ["SWARM_NETWORKS", "Swarm", "force_update_count", "running_tasks", "start_swarm"]
 
 # Created by `swarm init` (ingress) and by the first task (docker_gwbridge).
 SWARM_NETWORKS = ("ingress", "docker_gwbridge")
+
+
+def running_tasks(client: docker.DockerClient, service: str) -> list[dict[str, Any]]:
+    """The service's tasks that run and are meant to."""
+    return [t for t in client.api.tasks(filters={"service": service,
+                                                 "desired-state": "running"})
+            if t["Status"]["State"] == "running"]
+
+
+def force_update_count(client: docker.DockerClient, service: str) -> int:
+    """How many forced updates the service has had (`docker service update --force`)."""
+    spec = client.api.inspect_service(service)["Spec"]["TaskTemplate"]
+    return int(spec.get("ForceUpdate", 0))
 
 
 @dataclass
@@ -49,8 +62,7 @@ class Swarm:
         """The service's tasks once `replicas` of them run and are meant to."""
         deadline = time.monotonic() + timeout_s
         while True:
-            running = [t for t in self.tasks(service, "running")
-                       if t["Status"]["State"] == "running"]
+            running = running_tasks(self.client, service)
             if len(running) >= replicas:
                 return running
             if time.monotonic() > deadline:
