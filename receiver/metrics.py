@@ -39,6 +39,14 @@ class Metrics:
         self.duplicates = Counter(
             "autofix_alert_duplicates_total",
             "Alerts that repeated an occurrence already recorded.", registry=r)
+        self.deferred = Counter(
+            "autofix_deferred_notifications_total",
+            "Large notifications acknowledged before their alerts were filed, by outcome: "
+            "received, filed, failed.", ["outcome"], registry=r)
+        self.deferred_pending = Gauge(
+            "autofix_deferred_notifications_pending",
+            "Notifications acknowledged whose alerts are not filed yet.", registry=r,
+            multiprocess_mode="mostrecent")
         self.open_incidents = Gauge(
             "autofix_open_incidents", "Incidents not yet resolved.", registry=r,
             multiprocess_mode="mostrecent")

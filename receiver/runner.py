@@ -22,6 +22,7 @@ from .db.migrate import prune
 from .db.models import Breaker, Incident, Run
 from .errors import DatabaseUnavailable
 from .execution import execute_run
+from .filing import drain_one, pending_count
 from .lifecycle import (
     OPEN_INCIDENT_STATUSES,
     RunStatus,
@@ -39,6 +40,7 @@ log = logging.getLogger("autofix.runner")
 _CLAIM_LOCK_KEY = 0x6175746F666978  # "autofix"
 _sqlite_claim_lock = threading.Lock()
 PRUNE_EVERY_S = 3600.0
+DRAIN_POLL_S = 2.0
 
 
 def claim_next(services: Services, worker: str, light: bool = True) -> int | None:
@@ -52,6 +54,10 @@ def claim_next(services: Services, worker: str, light: bool = True) -> int | Non
     database = services.database
     guard = _sqlite_claim_lock if database.is_sqlite else contextlib.nullcontext()
     with guard, database.session("claim") as session:
+        # Most polls find nothing queued: answer those without the cluster-wide lock.
+        if session.scalars(select(Run.id).where(Run.status == RunStatus.QUEUED)
+                           .limit(1)).first() is None:
+            return None
         if not database.is_sqlite:
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                             {"key": _CLAIM_LOCK_KEY})
@@ -163,14 +169,16 @@ class Runner:
                                       name=f"autofix-runner-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        heartbeat = threading.Thread(target=self._heartbeat, name="autofix-heartbeat",
-                                     daemon=True)
-        heartbeat.start()
-        self._threads.append(heartbeat)
+        for target, name in ((self._heartbeat, "autofix-heartbeat"),
+                             (self._drain, "autofix-filing")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self.services.wakeup.set()
+        self.services.ingest_wakeup.set()
         for thread in self._threads:
             thread.join(timeout)
         if self._sender is not None:
@@ -202,6 +210,23 @@ class Runner:
                 log.exception("runner loop error")
             self.services.wakeup.wait(poll)
             self.services.wakeup.clear()
+
+    def _drain(self) -> None:
+        """File deferred notifications (filing.py): this worker's own at once (woken by
+        the webhook), any other worker's within a poll."""
+        svc = self.services
+        while not self._stop.is_set():
+            try:
+                while not self._stop.is_set() and drain_one(svc) is not None:
+                    pass
+            except DatabaseUnavailable:
+                pass
+            except Exception:  # the drainer thread must never die
+                log.exception("filing loop error")
+            # The receiving worker's drainer is woken at once; polling only finds the
+            # notifications of a worker that died or was busy, so it need not be eager.
+            svc.ingest_wakeup.wait(max(svc.settings.runner_poll_s, DRAIN_POLL_S))
+            svc.ingest_wakeup.clear()
 
     def _heartbeat(self) -> None:
         svc = self.services
@@ -250,6 +275,7 @@ class Runner:
         depth = session.scalar(select(func.count()).select_from(Run)
                                .where(Run.status == "queued")) or 0
         self.services.metrics.run_queue_depth.set(depth)
+        self.services.metrics.deferred_pending.set(pending_count(session))
         awaiting = session.scalar(select(func.count()).select_from(Run).where(
             Run.status == RunStatus.AWAITING_APPROVAL)) or 0
         self.services.metrics.runs_awaiting_approval.set(awaiting)

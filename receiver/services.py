@@ -41,6 +41,7 @@ class Services:
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)
     redactor: Redactor = field(default_factory=Redactor)  # evidence, before it is stored
     wakeup: threading.Event = field(default_factory=threading.Event)
+    ingest_wakeup: threading.Event = field(default_factory=threading.Event)  # deferred filing
     # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
     clock: Callable[[], datetime] = utcnow
 

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         False, description="Record what would be done for every playbook; touch nothing.")
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Largest webhook body accepted (413 above).")
+    ingest_defer_alerts: int = Field(
+        1000, ge=0, description="A notification of more alerts than this is acknowledged "
+        "(202) once stored, and a worker files its alerts right after; 0 files every "
+        "notification before answering.")
 
     docker_host: str | None = Field(
         None, description="Docker endpoint; unset means the SDK's DOCKER_HOST default.")

@@ -125,9 +125,12 @@ def test_act_runs_go_first_by_priority_and_light_runs_skip_the_cap(db_url, app_f
 
 def test_a_notify_only_storm_is_one_group_message_updated_in_place(
         db_url, app_factory, tmp_path, stub) -> None:
+    # Filed before answering (no deferral, test_deferred_ingest.py covers it): this test
+    # reads the webhook's counts.
     app = app_factory(db_url, playbooks=write(tmp_path, NOTIFY_ONLY),
                       slack_bot_token="xoxb-test-1234-abcdefghijkl", slack_channel="#ops",
-                      slack_api_url=f"{stub.url}/api/", notify_backoff_s=0.05)
+                      slack_api_url=f"{stub.url}/api/", notify_backoff_s=0.05,
+                      ingest_defer_alerts=0)
     first = post(app, storm(2000))
     assert first["new"] == 2000 and first["runs_queued"] == 0
     services = app.extensions["autofix"]

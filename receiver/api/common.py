@@ -33,6 +33,11 @@ def json_body(request: Request, max_bytes: int) -> Any:
     """The request's JSON, or a clear error, never a stack trace: 415 for a Content-Type
     that is not JSON, 413 for a body over the limit, 400 for a body that is not valid
     UTF-8 JSON (syntax, encoding, nesting, NaN/Infinity, numbers out of range)."""
+    return json_body_and_text(request, max_bytes)[0]
+
+
+def json_body_and_text(request: Request, max_bytes: int) -> tuple[Any, str]:
+    """json_body's value, and the text it was parsed from."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"body of {request.content_length} bytes is over the limit "
                               f"of {max_bytes}")
@@ -64,7 +69,7 @@ def json_body(request: Request, max_bytes: int) -> Any:
     except ValueError as exc:  # Python's int/str limit: an integer of more than 4300 digits
         raise BadRequest("a number in the body has too many digits") from exc
     _reject_unstorable_strings(text, data)
-    return data
+    return data, text
 
 
 class _NonFinite(ValueError):

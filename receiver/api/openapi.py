@@ -55,7 +55,10 @@ class Route:
 
 ROUTES: list[Route] = [
     Route("/webhook/alertmanager", "post", "Receive an Alertmanager notification",
-          {"200": ("recorded", s.WebhookRecorded)}, body=WebhookPayload, scope="webhook",
+          {"200": ("recorded", s.WebhookRecorded),
+           "202": ("stored; its alerts are filed right after (more than "
+                   "AUTOFIX_INGEST_DEFER_ALERTS)", s.WebhookAccepted)},
+          body=WebhookPayload, scope="webhook",
           description="Needs the webhook token. Alertmanager retries a 5xx; a 4xx is final."),
     Route("/api/v1/incidents", "get", "List incidents", {"200": ("a page", s.IncidentPage)},
           query=IncidentFilter),

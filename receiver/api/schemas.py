@@ -15,7 +15,7 @@ __all__ = [
     "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BreakerList", "BreakerOut",
     "BreakerResetOut", "ErrorBody", "EvidenceOut", "Health", "IncidentDetail", "IncidentOut",
     "IncidentPage", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
-    "RunQueued", "WebhookRecorded",
+    "RunQueued", "WebhookAccepted", "WebhookRecorded",
 ]
 
 Stamp = str | None
@@ -255,6 +255,15 @@ class WebhookRecorded(_Out):
     duplicates: int
     resolved: int
     runs_queued: int
+    truncated_alerts: int
+
+
+class WebhookAccepted(_Out):
+    """A notification over AUTOFIX_INGEST_DEFER_ALERTS alerts: stored, filed right after."""
+
+    status: str
+    notification_id: int
+    alerts: int
     truncated_alerts: int
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session
 
 from ..auth import requires
-from ..db.ingest_store import record_notification
+from ..db.ingest_store import IngestResult, store_notification
 from ..db.models import utcnow
+from ..filing import PENDING, file_alerts
 from ..ingest import plan_occurrences
-from ..notify import Event
-from ..notify.groups import record_group
 from ..payload import WebhookPayload
-from .common import json_body, parse_model, services
+from .common import json_body_and_text, parse_model, services
 
 __all__ = ["blueprint"]
 
@@ -27,32 +28,23 @@ blueprint = Blueprint("webhook", __name__)
 @requires("webhook")
 def receive_alertmanager() -> tuple[Response, int]:
     svc = services()
-    raw: Any = json_body(request, svc.settings.max_body_bytes)
+    raw, raw_text = json_body_and_text(request, svc.settings.max_body_bytes)
     payload = parse_model(WebhookPayload, raw)
+    now = utcnow()
+    started = time.monotonic()
+    limit = svc.settings.ingest_defer_alerts
+    if limit and len(payload.alerts) > limit:
+        return _defer(payload, raw, raw_text, now, started)
     config = svc.config.refreshed()
     occurrences = plan_occurrences(payload, config.playbooks, svc.renderer,
                                    svc.registry.light_actions())
-    now = utcnow()
-    started = time.monotonic()
-    with svc.database.session("ingest") as session:
-        result = record_notification(session, payload, raw, occurrences, now,
-                                     config_version=config.version_id)
-        for incident_id in result.resolved_ids:
-            # Only an incident with a thread of its own gets its own "resolved" message;
-            # the others are reported in their group's message.
-            playbook = config.playbooks.by_name(result.resolved_playbooks.get(incident_id)
-                                                or "")
-            if playbook is not None and not playbook.notify_only:
-                svc.notifier.emit(session, Event("resolved", incident_id))
-        group_id = record_group(session, payload, occurrences, config.playbooks,
-                                svc.renderer, now)
-        if group_id is not None:
-            svc.notifier.emit_group(session, group_id)
-    svc.metrics.notifications.labels(payload.status).inc()
-    for status in ("firing", "resolved"):
-        count = sum(1 for alert in payload.alerts if alert.status == status)
-        if count:
-            svc.metrics.alerts.labels(status).inc(count)
+
+    def record(session: Session) -> IngestResult:
+        notification_id = store_notification(session, payload, raw, now, raw_text)
+        return file_alerts(svc, session, payload, occurrences, notification_id, now, config)
+
+    result = svc.database.transact("ingest", record)
+    _count_received(payload)
     if result.duplicates:
         svc.metrics.duplicates.inc(result.duplicates)
     if result.runs_queued:
@@ -68,3 +60,30 @@ def receive_alertmanager() -> tuple[Response, int]:
         "resolved": result.resolved, "runs_queued": result.runs_queued,
         "truncated_alerts": payload.truncated_alerts,
     }), 200
+
+
+def _count_received(payload: WebhookPayload) -> None:
+    metrics = services().metrics
+    metrics.notifications.labels(payload.status).inc()
+    for status in ("firing", "resolved"):
+        count = sum(1 for alert in payload.alerts if alert.status == status)
+        if count:
+            metrics.alerts.labels(status).inc(count)
+
+
+def _defer(payload: WebhookPayload, raw: Any, raw_text: str, now: datetime,
+           started: float) -> tuple[Response, int]:
+    """Stored as received, answered 202; a worker's drainer files its alerts (filing.py)."""
+    svc = services()
+    notification_id = svc.database.transact("ingest", lambda session: store_notification(
+        session, payload, raw, now, raw_text, ingest_state=PENDING))
+    _count_received(payload)
+    svc.metrics.deferred.labels("received").inc()
+    svc.ingest_wakeup.set()
+    log.info("notification stored, alerts to be filed", extra={
+        "notification_id": notification_id, "group_key": payload.group_key[:200],
+        "alerts": len(payload.alerts), "db_ms": round((time.monotonic() - started) * 1000, 1)})
+    return jsonify({
+        "status": "accepted", "notification_id": notification_id,
+        "alerts": len(payload.alerts), "truncated_alerts": payload.truncated_alerts,
+    }), 202

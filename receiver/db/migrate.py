@@ -30,10 +30,14 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def prune(database: Database, older_than: timedelta) -> dict[str, int]:
-    """Delete notifications, closed incidents (their runs and actions cascade) and audit rows."""
+    """Delete notifications (not those still to be filed), closed incidents (their runs and
+    actions cascade) and audit rows."""
     cutoff = utcnow() - older_than
     statements = {
-        "notifications": delete(Notification).where(Notification.received_at < cutoff),
+        # A pending notification is acknowledged work: it waits to be filed, whatever age.
+        "notifications": delete(Notification).where(
+            Notification.received_at < cutoff,
+            Notification.ingest_state.is_distinct_from("pending")),
         "incidents": delete(Incident).where(
             Incident.last_seen < cutoff,
             Incident.status.in_(("resolved", "escalated", "closed"))),

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -58,9 +59,15 @@ class Base(DeclarativeBase):
 
 
 class Notification(Base):
-    """One webhook POST as received, for audit."""
+    """One webhook POST as received, for audit; for a deferred one, the work still to do."""
 
     __tablename__ = "notifications"
+    __table_args__ = (
+        # Only the few pending rows: the drainer's lookup, never a cost at ingest.
+        Index("ix_notifications_pending", "id",
+              postgresql_where=text("ingest_state = 'pending'"),
+              sqlite_where=text("ingest_state = 'pending'")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     group_key: Mapped[str] = mapped_column(Text)
@@ -70,6 +77,10 @@ class Notification(Base):
     truncated_alerts: Mapped[int] = mapped_column(Integer, default=0)
     external_url: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[dict[str, Any]] = mapped_column()
+    # None: its alerts were filed as it was received. A large notification is acknowledged
+    # once stored and filed by a worker later (receiver/filing.py): pending, filed, failed.
+    ingest_state: Mapped[str | None] = mapped_column(String(16))
+    ingest_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Incident(Base):

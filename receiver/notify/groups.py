@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ..db.engine import execute_compiled
 from ..db.models import AlertGroup, Outbox
 from ..ingest import Occurrence, template_context
 from ..payload import WebhookPayload
@@ -119,7 +121,12 @@ def record_group(session: Session, payload: WebhookPayload,
         "summary": summarize(occurrences, playbooks, renderer, payload.truncated_alerts),
         "first_seen": now, "last_seen": now,
     }
-    statement = _group_upsert(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    statement = _group_upsert(dialect)
+    if dialect == "postgresql":
+        values |= {"group_labels": json.dumps(values["group_labels"]),
+                   "summary": json.dumps(values["summary"])}
+        return int(execute_compiled(session, statement, values).scalar_one())
     return int(session.execute(statement, values).scalar_one())
 
 
