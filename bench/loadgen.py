@@ -45,15 +45,23 @@ class LoadSpec:
     repeat_every: int = 2  # every 2nd request re-sends the previous body (50% repeats)
     pace_hz: float = 0.0  # >0: open loop, each sender sends at this rate (latency probes)
     alertname: str = "BenchLoad"
+    # Every request's alert in one Alertmanager group (one container), instead of a group
+    # of its own: a pattern Alertmanager itself never sends (it flushes a group at most
+    # once per group_interval), kept as the worst case for the group's row.
+    one_group: bool = False
 
 
-def template(alerts: int, alertname: str) -> str:
+def template(alerts: int, alertname: str, one_group: bool = False) -> str:
+    """A notification of `alerts` new alerts (PLACEHOLDER makes them new per request).
+    As the shipped route groups by [alertname, container], each request is its own group
+    unless `one_group`."""
     from tests.payloads import alert, notification
 
     starts = datetime.now(UTC).replace(microsecond=0)
+    prefix = "bench" if one_group else f"bench-{PLACEHOLDER}"
     items = []
     for i in range(alerts):
-        item = alert({"alertname": alertname, "container": f"bench-{i % 50}",
+        item = alert({"alertname": alertname, "container": f"{prefix}-{i % 50}",
                       "instance": f"{PLACEHOLDER}-{i}", "job": "bench"}, starts_at=starts,
                      annotations={"summary": f"bench-{i % 50} load test alert",
                                   "description": "synthetic alert from bench/loadgen.py"})
@@ -122,7 +130,7 @@ def _sender(spec: LoadSpec, sender: int, body_template: str, counter: Any, go_at
 
 def _process(spec: LoadSpec, senders: list[int], counter: Any, ready: Any, go: Any,
              results: Any) -> None:
-    body_template = template(spec.alerts, spec.alertname)
+    body_template = template(spec.alerts, spec.alertname, spec.one_group)
     ready.put(len(senders))
     go_at = go.get()
     outs: list[list[tuple[float, float, int]]] = [[] for _ in senders]

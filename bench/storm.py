@@ -4,8 +4,9 @@
     group), then a TargetDown for a labelled container on a real (private) dockerd. Timed:
     from the TargetDown webhook's acknowledgement to the restart starting. Counted: the
     Slack stand-in's messages about the storm's group.
-  * 10,000 alerts in one notification: time to acknowledge, then until every resulting
-    run and notification has settled.
+  * 10,000 alerts in one notification, three times (a new group each): time to
+    acknowledge, then until it is filed and every resulting run and message has settled;
+    medians reported.
 
 Goals (issue #17): restart within 2s of its acknowledgement, at most 10 Slack messages
 for the storm's group; 10,000 acknowledged in under 2s and settled within 60s.
@@ -14,6 +15,7 @@ for the storm's group; 10,000 acknowledged in under 2s and settled within 60s.
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 import time
 import urllib.request
@@ -23,6 +25,12 @@ from typing import Any
 
 WEBHOOK_TOKEN = "bench-webhook-token-0123"
 API_TOKEN = "bench-api-token-456789ab"
+# The 10,000-alert case is repeated (a new group each time) and its median reported.
+STORMS_10000 = 3
+# Nothing left to do: no notification waiting to be filed, no run, no message pending.
+SETTLED = ("select (select count(*) from notifications where ingest_state = 'pending')"
+           " + (select count(*) from runs where status in ('queued', 'running'))"
+           " + (select count(*) from notification_outbox where status = 'pending')")
 GOALS = {"restart_after_ack_s": 2.0, "storm_slack_messages": 10, "ack_10000_s": 2.0,
          "settled_10000_s": 60.0}
 
@@ -81,7 +89,7 @@ def run() -> dict[str, Any]:
         webhook = f"{receiver.url}/webhook/alertmanager"
         try:
             status, storm_ack_s = _post(webhook, _storm(5000, "DiskFilling"))
-            assert status == 200
+            assert status in (200, 202)
             down = notification([alert({"container": container.name},
                                        starts_at=datetime.now(UTC))])
             status, _ = _post(webhook, down)
@@ -105,14 +113,15 @@ def run() -> dict[str, Any]:
             storm_messages = [r for r in slack.requests if r.path.startswith("/api/chat.")
                               and "DiskFilling" in json.dumps(r.body)]
 
-            started = time.monotonic()
-            status, ack_10000 = _post(webhook, _storm(10000, "NodeFilling"))
-            assert status == 200
-            wait_for(lambda: query(
-                url, "select (select count(*) from runs where status in ('queued','running'))"
-                     " + (select count(*) from notification_outbox where status='pending')"
-            )[0][0] == 0, 120, "everything settled", interval=0.25)
-            settled = time.monotonic() - started
+            acks, settles = [], []
+            for storm in range(STORMS_10000):
+                started = time.monotonic()
+                status, ack = _post(webhook, _storm(10000, f"NodeFilling{storm}"))
+                assert status in (200, 202)  # 202: stored, its alerts filed right after
+                wait_for(lambda: query(url, SETTLED)[0][0] == 0, 120, "everything settled",
+                         interval=0.25)
+                acks.append(ack)
+                settles.append(time.monotonic() - started)
             counts = dict(query(url, "select status, count(*) from incidents group by status"))
         finally:
             receiver.stop()
@@ -126,7 +135,10 @@ def run() -> dict[str, Any]:
         "storm_5000_ack_s": round(storm_ack_s, 3),
         "restart_after_ack_s": round(restart_after_ack, 3),
         "storm_slack_messages": len(storm_messages),
-        "ack_10000_s": round(ack_10000, 3), "settled_10000_s": round(settled, 2),
+        "ack_10000_s": round(statistics.median(acks), 3),
+        "settled_10000_s": round(statistics.median(settles), 2),
+        "ack_10000_runs_s": [round(a, 3) for a in acks],
+        "settled_10000_runs_s": [round(t, 2) for t in settles],
         "incidents": counts,
     }
     result["goals_met"] = {
