@@ -2,19 +2,23 @@
 
 A notification of more than AUTOFIX_INGEST_DEFER_ALERTS alerts is acknowledged once it is
 stored as received (pending); a worker's drainer then files its alerts exactly as the
-webhook would have. The claim is a compare-and-set from `pending` inside the filing
-transaction: a worker that dies mid-way rolls back, and the notification is still pending
-for the next drainer. On PostgreSQL one drainer files at a time (an advisory lock), so two
-storms of the same group never upsert the same incidents against each other.
+webhook files a small one. A drainer first claims the oldest unclaimed one (a short
+transaction: attempts + 1 and a lease), then files it in a second transaction that starts
+with a compare-and-set from `pending`. A drainer that dies mid-way rolls that back; after
+the lease another drainer tries again, and after MAX_ATTEMPTS attempts that never ended it
+is failed with the reason instead of killing workers forever. On PostgreSQL drainers file
+one at a time (an advisory lock), so two storms of the same group never upsert the same
+incidents against each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .config_store import LoadedConfig
@@ -32,7 +36,11 @@ __all__ = ["FAILED", "FILED", "PENDING", "drain_one", "file_alerts", "pending_co
 log = logging.getLogger("autofix.filing")
 
 PENDING, FILED, FAILED = "pending", "filed", "failed"
-# pg_try_advisory_xact_lock key: "autofix ingest drain".
+# A claim older than this is taken to be a dead drainer's (filing 10,000 alerts takes
+# seconds, waiting for the drain lock behind others a few times that).
+LEASE_S = 120.0
+MAX_ATTEMPTS = 3
+# pg_advisory_xact_lock key ("autofix ingest drain"): drainers file one at a time.
 _DRAIN_LOCK = 0x6175746F66697801
 
 
@@ -56,26 +64,37 @@ def file_alerts(svc: Services, session: Session, payload: WebhookPayload,
 
 
 def drain_one(svc: Services) -> int | None:
-    """File the oldest pending notification; its id, or None when there is none to take.
+    """File the oldest pending notification no other drainer holds; its id, or None when
+    there is none to take.
 
-    Raises DatabaseUnavailable (it stays pending). Any other failure marks it failed with
-    the reason, so one bad notification never blocks the ones behind it."""
+    Raises DatabaseUnavailable (it stays pending, and is tried again after its lease). Any
+    other failure marks it failed with the reason, so one bad notification never blocks
+    the ones behind it."""
+    now = svc.clock()
+    with svc.database.session("ingest_claim") as session:
+        claimed = _claim_oldest(session, now)
+    if claimed is None:
+        return None
+    notification_id, attempts = claimed
+    if attempts > MAX_ATTEMPTS:
+        reason = (f"not filed after {MAX_ATTEMPTS} attempts that never ended (the worker "
+                  "stopped, or the database failed each time)")
+        log.error("deferred notification not filed", extra={
+            "notification_id": notification_id, "reason": reason})
+        _mark_failed(svc, notification_id, reason)
+        return notification_id
     config = svc.config.refreshed()
-    notification_id: int | None = None
     try:
         with svc.database.session("ingest_drain") as session:
-            claimed = _claim_oldest(session)
-            if claimed is None:
-                return None
-            notification_id, raw, received_at = claimed
-            result = _file_stored(svc, session, raw, notification_id, received_at, config)
+            result = _file_claimed(svc, session, notification_id, config)
     except DatabaseUnavailable:
+        _release(svc, notification_id)
         raise
     except Exception as exc:
-        if notification_id is None:
-            raise
         _give_up(svc, notification_id, exc)
         return notification_id
+    if result is None:
+        return None  # filed by another drainer whose lease this one outlived
     svc.metrics.deferred.labels(FILED).inc()
     if result.duplicates:
         svc.metrics.duplicates.inc(result.duplicates)
@@ -84,7 +103,7 @@ def drain_one(svc: Services) -> int | None:
     log.info("deferred notification filed", extra={
         "notification_id": notification_id, "alerts": result.alerts, "new": result.new,
         "duplicates": result.duplicates, "resolved": result.resolved,
-        "runs_queued": result.runs_queued})
+        "runs_queued": result.runs_queued, "attempt": attempts})
     return notification_id
 
 
@@ -93,34 +112,45 @@ def pending_count(session: Session) -> int:
                           .where(Notification.ingest_state == PENDING)) or 0
 
 
-def _claim_oldest(session: Session) -> tuple[int, object, datetime] | None:
-    if session.scalars(select(Notification.id).where(Notification.ingest_state == PENDING)
-                       .limit(1)).first() is None:
-        return None  # the idle poll: one indexed read, no lock
-    if session.get_bind().dialect.name == "postgresql" and not session.execute(
-            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _DRAIN_LOCK}).scalar():
-        return None  # another drainer is filing; it takes the next one too
-    oldest = (select(Notification.id).where(Notification.ingest_state == PENDING)
-              .order_by(Notification.id).limit(1).with_for_update(skip_locked=True))
-    # The compare-and-set is the transaction's first statement: on SQLite it takes the
-    # write lock at once, so a second process waits, then finds nothing pending to take.
+def _claim_oldest(session: Session, now: datetime) -> tuple[int, int] | None:
+    """(id, attempts so far, this one included) of the oldest pending notification that no
+    live drainer holds, now leased to this one."""
+    pending = Notification.ingest_state == PENDING
+    if session.scalars(select(Notification.id).where(pending).limit(1)).first() is None:
+        return None  # the idle poll: one indexed read
+    free = or_(Notification.ingest_claimed_at.is_(None),
+               Notification.ingest_claimed_at < now - timedelta(seconds=LEASE_S))
+    oldest = (select(Notification.id).where(pending, free).order_by(Notification.id)
+              .limit(1).with_for_update(skip_locked=True))
+    # A compare-and-set, and the transaction's first write: on SQLite it takes the write
+    # lock, so a second process waits, then finds the row leased.
     row = session.execute(
-        update(Notification).where(Notification.id == oldest.scalar_subquery(),
+        update(Notification).where(Notification.id == oldest.scalar_subquery(), pending,
+                                   free)
+        .values(ingest_attempts=Notification.ingest_attempts + 1, ingest_claimed_at=now)
+        .returning(Notification.id, Notification.ingest_attempts)
+        .execution_options(synchronize_session=False)).first()
+    return None if row is None else (row.id, row.ingest_attempts)
+
+
+def _file_claimed(svc: Services, session: Session, notification_id: int,
+                  config: LoadedConfig) -> IngestResult | None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DRAIN_LOCK})
+    row = session.execute(
+        update(Notification).where(Notification.id == notification_id,
                                    Notification.ingest_state == PENDING)
         .values(ingest_state=FILED)
-        .returning(Notification.id, Notification.payload, Notification.received_at)
+        .returning(Notification.payload, Notification.received_at)
         .execution_options(synchronize_session=False)).first()
-    return None if row is None else (row.id, row.payload, row.received_at)
-
-
-def _file_stored(svc: Services, session: Session, raw: object, notification_id: int,
-                 received_at: datetime, config: LoadedConfig) -> IngestResult:
-    payload = WebhookPayload.model_validate(raw)
+    if row is None:
+        return None
+    payload = WebhookPayload.model_validate(row.payload)
     occurrences = plan_occurrences(payload, config.playbooks, svc.renderer,
                                    svc.registry.light_actions())
     # Filed as of its receipt: first_seen is when Alertmanager told us.
-    return file_alerts(svc, session, payload, occurrences, notification_id, received_at,
-                       config)
+    return file_alerts(svc, session, payload, occurrences, notification_id,
+                       row.received_at, config)
 
 
 def _give_up(svc: Services, notification_id: int, error: Exception) -> None:
@@ -140,6 +170,16 @@ def _give_up(svc: Services, notification_id: int, error: Exception) -> None:
         log.exception("deferred notification not filed", extra={
             "notification_id": notification_id})
     _mark_failed(svc, notification_id, reason[:2000])
+
+
+def _release(svc: Services, notification_id: int) -> None:
+    """Best effort after a database failure: let the next poll retry it without waiting
+    out the lease (if the database is still away, the lease ends it anyway)."""
+    with contextlib.suppress(DatabaseUnavailable), \
+            svc.database.session("ingest_claim") as session:
+        session.execute(update(Notification).where(
+            Notification.id == notification_id, Notification.ingest_state == PENDING)
+            .values(ingest_claimed_at=None))
 
 
 def _mark_failed(svc: Services, notification_id: int, reason: str) -> None:

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from receiver.db.migrate import prune
 from receiver.db.models import AlertGroup, Incident, Notification, Run
-from receiver.filing import drain_one, pending_count
+from receiver.filing import LEASE_S, MAX_ATTEMPTS, drain_one, pending_count
 from tests.conftest import webhook_headers
 from tests.harness.db import query
 from tests.harness.procs import wait_for
@@ -104,6 +104,11 @@ def test_a_large_notification_is_acknowledged_then_filed_as_the_webhook_would(
     assert post(app, storm(25, "resolved", down=2))[0] == 202
     assert drain_one(services) is not None
     assert {s for (s,) in rows(app, Incident.status)} == {"resolved"}
+    # Resolved by this notification, as of its receipt; no playbook acts on `resolved`.
+    resolving = max(r for (r,) in rows(app, Notification.received_at))
+    assert {r for (r,) in rows(app, Incident.resolved_at)} == {resolving}
+    assert len(rows(app, Run.id)) == 2
+    assert rows(app, AlertGroup.firing, AlertGroup.resolved) == [(0, 25)]
     registry = services.metrics.registry
     assert registry.get_sample_value("autofix_deferred_notifications_total",
                                      {"outcome": "received"}) == 3
@@ -140,6 +145,42 @@ def test_a_notification_that_cannot_be_filed_is_failed_with_its_reason_and_kept(
     assert post(app, storm(15))[0] == 202
     prune(services.database, timedelta(0))
     assert rows(app, Notification.ingest_state) == [("pending",)]
+
+
+def test_a_filing_that_never_ends_is_retried_after_its_lease_then_failed(
+        db_url, app_factory, tmp_path) -> None:
+    """A drainer killed mid-filing (out of memory on a huge body, say) leaves its claim:
+    another drainer takes the notification after the lease, and after MAX_ATTEMPTS
+    attempts it is failed instead of killing workers forever. The one behind it is filed
+    meanwhile."""
+    app = deferred_app(app_factory, db_url, tmp_path)
+    services = app.extensions["autofix"]
+    assert post(app, storm(20))[0] == 202
+    assert post(app, storm(30))[0] == 202
+    first, second = (i for (i,) in sorted(rows(app, Notification.id)))
+
+    def claim(notification_id: int, attempts: int, age_s: float) -> None:
+        with services.database.session() as session:
+            session.execute(update(Notification).where(Notification.id == notification_id)
+                            .values(ingest_attempts=attempts, ingest_claimed_at=datetime.now(
+                                UTC) - timedelta(seconds=age_s)))
+
+    claim(first, 1, 5)  # a live drainer holds it: the next one is taken instead
+    assert drain_one(services) == second
+    assert drain_one(services) is None
+    claim(first, 1, LEASE_S + 5)  # that drainer died: tried again, and filed
+    assert drain_one(services) == first
+    assert rows(app, func.count(Incident.id)) == [(30,)]
+
+    assert post(app, storm(12))[0] == 202
+    [third] = [i for (i, s) in rows(app, Notification.id, Notification.ingest_state)
+               if s == "pending"]
+    claim(third, MAX_ATTEMPTS, LEASE_S + 5)  # every attempt died
+    assert drain_one(services) == third
+    [(state, error)] = [(s, e) for (i, s, e) in rows(
+        app, Notification.id, Notification.ingest_state, Notification.ingest_error)
+        if i == third]
+    assert state == "failed" and f"after {MAX_ATTEMPTS} attempts" in error
 
 
 def test_two_drainers_file_every_notification_once(db_url, app_factory, tmp_path) -> None:

@@ -54,21 +54,27 @@ class Database:
             session.close()
 
     def transact(self, operation: str, work: Callable[[Session], T]) -> T:
-        """`work` in one transaction, run again once if it failed on a connection the
-        database had dropped (a restart or failover while the connection was in use, or
-        since its last use within PING_AFTER_IDLE_S). The pool then replaces every
-        connection older than that failure. `work` must be safe to run twice: a
-        transaction that failed rolled back, unless the connection died inside COMMIT,
-        when it is as safe as the sender's own retry."""
-        try:
-            with self.session(operation) as session:
-                return work(session)
-        except DatabaseUnavailable as error:
-            cause = error.__cause__
-            if not (isinstance(cause, exc.DBAPIError) and cause.connection_invalidated):
-                raise
-        with self.session(operation) as session:
-            return work(session)
+        """`work` in one transaction, run again once if a statement of it failed on a
+        connection the database had dropped (a restart or failover while the connection
+        was in use, or since its last use within PING_AFTER_IDLE_S). The pool then
+        replaces every connection older than that failure.
+
+        Only a failure inside `work` is retried: nothing of it was committed. A connection
+        lost during COMMIT leaves the outcome unknown, so that one is the sender's to
+        retry (Alertmanager's retry is then counted as a duplicate)."""
+        for attempt in (1, 2):
+            worked = False
+            try:
+                with self.session(operation) as session:
+                    result = work(session)
+                    worked = True
+                return result
+            except DatabaseUnavailable as error:
+                cause = error.__cause__
+                dropped = isinstance(cause, exc.DBAPIError) and cause.connection_invalidated
+                if worked or attempt == 2 or not dropped:
+                    raise
+        raise AssertionError("unreachable")
 
     @contextmanager
     def scratch_session(self, operation: str = "peek") -> Iterator[Session]:
@@ -118,6 +124,14 @@ def _driver_sql(statement: Any, dialect: Dialect,
     # The statement's own values (an UPDATE's `+ 1`, a status): plain str/int/None here.
     defaults = {k: v for k, v in compiled.construct_params(_check=False).items()
                 if k not in keys}
+    # Columns whose default SQLAlchemy computes in Python at execution: a constant one is
+    # filled in here; any other would silently be NULL, so it must be passed.
+    for col in (*compiled.insert_prefetch, *compiled.update_prefetch):
+        if col.key in keys:
+            continue
+        if col.default is None or not col.default.is_scalar:
+            raise TypeError(f"execute_compiled: pass a value for {col.key!r}")
+        defaults[col.key] = col.default.arg
     return str(compiled), defaults
 
 

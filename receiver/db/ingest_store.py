@@ -193,9 +193,11 @@ def _upsert_statement(dialect: str, resolved: bool) -> Any:
         if dialect == "postgresql" else sqlite.insert(incidents))
     table = incidents.c
     excluded = statement.excluded
+    latest = func.greatest if dialect == "postgresql" else func.max
     updates: dict[str, Any] = {
         "notification_count": table.notification_count + 1,
-        "last_seen": excluded.last_seen,
+        # Never backwards: a deferred notification may be filed after a newer one.
+        "last_seen": latest(table.last_seen, excluded.last_seen),
     }
     if resolved:
         # lifecycle's "resolve": final, recorded once, whatever state the incident was in.

@@ -81,6 +81,10 @@ class Notification(Base):
     # once stored and filed by a worker later (receiver/filing.py): pending, filed, failed.
     ingest_state: Mapped[str | None] = mapped_column(String(16))
     ingest_error: Mapped[str | None] = mapped_column(Text)
+    # Filing attempts begun, and when the latest began (its lease): a notification whose
+    # filing never ends (the worker killed each time) is failed, not retried forever.
+    ingest_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ingest_claimed_at: Mapped[datetime | None] = mapped_column()
 
 
 class Incident(Base):

@@ -109,7 +109,7 @@ def record_group(session: Session, payload: WebhookPayload,
                  occurrences: Sequence[Occurrence], playbooks: PlaybookFile,
                  renderer: TemplateRenderer, now: datetime) -> int | None:
     """Store the group's latest state; its id when the group needs a message (some alert
-    has no thread of its own), else None."""
+    has no thread of its own), else None. A state older than the stored one is dropped."""
     if all(has_own_thread(o, playbooks) for o in occurrences):
         return None
     key_hash = hashlib.sha256(f"{payload.receiver}\n{payload.group_key}".encode()).hexdigest()
@@ -126,8 +126,12 @@ def record_group(session: Session, payload: WebhookPayload,
     if dialect == "postgresql":
         values |= {"group_labels": json.dumps(values["group_labels"]),
                    "summary": json.dumps(values["summary"])}
-        return int(execute_compiled(session, statement, values).scalar_one())
-    return int(session.execute(statement, values).scalar_one())
+        group_id = execute_compiled(session, statement, values).scalar()
+    else:
+        group_id = session.execute(statement, values).scalar()
+    # None: the group already holds a newer state (a deferred notification filed after a
+    # later one); this older one neither overwrites it nor sends a message.
+    return None if group_id is None else int(group_id)
 
 
 @functools.lru_cache(maxsize=4)
@@ -140,6 +144,7 @@ def _group_upsert(dialect: str) -> Any:
         index_elements=["key_hash"],
         set_={k: insert.excluded[k] for k in ("group_labels", "external_url", "firing",
                                               "resolved", "summary", "last_seen")},
+        where=table.c.last_seen <= insert.excluded.last_seen,
     ).returning(table.c.id)
 
 
