@@ -25,7 +25,7 @@ from bench.webhook_ack import ratios
 
 SHIPPED = Path(__file__).resolve().parents[1] / "receiver" / "playbooks.yml"
 CASE = {"alerts": 1, "concurrency": 8, "max_requests": 20000, "max_seconds": 5.0,
-        "repeats": 3}
+        "repeats": 5}  # 5: one noisy repeat on this shared machine moves a median of 3
 GOALS = {"throughput_ratio": 3.0, "p99_ms": 100.0}
 WARMUP_S = 2.0
 
