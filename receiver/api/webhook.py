@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
@@ -34,13 +33,13 @@ def receive_alertmanager() -> tuple[Response, int]:
     started = time.monotonic()
     limit = svc.settings.ingest_defer_alerts
     if limit and len(payload.alerts) > limit:
-        return _defer(payload, raw, raw_text, now, started)
+        return _defer(payload, raw_text, now, started)
     config = svc.config.refreshed()
     occurrences = plan_occurrences(payload, config.playbooks, svc.renderer,
                                    svc.registry.light_actions())
 
     def record(session: Session) -> IngestResult:
-        notification_id = store_notification(session, payload, raw, now, raw_text)
+        notification_id = store_notification(session, payload, raw_text, now)
         return file_alerts(svc, session, payload, occurrences, notification_id, now, config)
 
     result = svc.database.transact("ingest", record)
@@ -71,12 +70,12 @@ def _count_received(payload: WebhookPayload) -> None:
             metrics.alerts.labels(status).inc(count)
 
 
-def _defer(payload: WebhookPayload, raw: Any, raw_text: str, now: datetime,
+def _defer(payload: WebhookPayload, raw_text: str, now: datetime,
            started: float) -> tuple[Response, int]:
     """Stored as received, answered 202; a worker's drainer files its alerts (filing.py)."""
     svc = services()
     notification_id = svc.database.transact("ingest", lambda session: store_notification(
-        session, payload, raw, now, raw_text, ingest_state=PENDING))
+        session, payload, raw_text, now, ingest_state=PENDING))
     _count_received(payload)
     svc.metrics.deferred.labels("received").inc()
     svc.ingest_wakeup.set()

@@ -62,19 +62,19 @@ class Database:
         Only a failure inside `work` is retried: nothing of it was committed. A connection
         lost during COMMIT leaves the outcome unknown, so that one is the sender's to
         retry (Alertmanager's retry is then counted as a duplicate)."""
-        for attempt in (1, 2):
-            worked = False
-            try:
-                with self.session(operation) as session:
-                    result = work(session)
-                    worked = True
-                return result
-            except DatabaseUnavailable as error:
-                cause = error.__cause__
-                dropped = isinstance(cause, exc.DBAPIError) and cause.connection_invalidated
-                if worked or attempt == 2 or not dropped:
-                    raise
-        raise AssertionError("unreachable")
+        worked = False
+        try:
+            with self.session(operation) as session:
+                result = work(session)
+                worked = True
+            return result
+        except DatabaseUnavailable as error:
+            cause = error.__cause__
+            dropped = isinstance(cause, exc.DBAPIError) and cause.connection_invalidated
+            if worked or not dropped:
+                raise
+        with self.session(operation) as session:
+            return work(session)
 
     @contextmanager
     def scratch_session(self, operation: str = "peek") -> Iterator[Session]:
@@ -104,15 +104,19 @@ class Database:
 
 def execute_compiled(session: Session, statement: Any,
                      params: dict[str, Any]) -> CursorResult[Any]:
-    """`statement` (built once and kept, e.g. lru_cached) run with `params` through the
-    driver, in the session's transaction, on PostgreSQL.
+    """`statement` (built once and kept, e.g. lru_cached) run with `params` in the
+    session's transaction.
 
-    Compiled to the driver's SQL once per set of parameter names; each call then skips
-    SQLAlchemy's per-statement work (cache key, bind processing, the ORM's execute path),
-    which was most of a one-alert webhook's CPU. So `params` must be what psycopg2 takes:
-    JSON already serialized, aware datetimes. Errors are still SQLAlchemy's (a dropped
-    connection is still invalidated)."""
+    On PostgreSQL it is compiled to the driver's SQL once per set of parameter names; each
+    call then skips SQLAlchemy's per-statement work (cache key, bind processing, the ORM's
+    execute path), which was most of a one-alert webhook's CPU. So `params` must be what
+    psycopg2 takes: JSON already serialized, aware datetimes. Errors are still
+    SQLAlchemy's (a dropped connection is still invalidated). Elsewhere (SQLite) it is a
+    plain `session.execute`."""
     dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        result: CursorResult[Any] = session.execute(statement, params)  # type: ignore[assignment]
+        return result
     sql, defaults = _driver_sql(statement, dialect, tuple(params))
     return session.connection().exec_driver_sql(sql, {**defaults, **params})
 

@@ -55,24 +55,18 @@ class IngestResult:
     notify_only_closed: int = 0
 
 
-def store_notification(session: Session, payload: WebhookPayload, raw: dict[str, Any],
-                       now: datetime, raw_text: str | None = None,
-                       ingest_state: str | None = None) -> int:
-    """The audit row; its id. `raw_text`, the text `raw` was parsed from, is stored as it is
-    instead of serializing `raw` again. `ingest_state` "pending" leaves its alerts to be
-    filed later (receiver/filing.py)."""
-    dialect = _dialect(session)
-    statement = _notification_insert(dialect, raw_text is not None)
-    values = {
+def store_notification(session: Session, payload: WebhookPayload, raw_text: str,
+                       now: datetime, ingest_state: str | None = None) -> int:
+    """The audit row, its payload the JSON text as received (serializing a 10,000-alert
+    payload again cost more than storing it); its id. `ingest_state` "pending" leaves its
+    alerts to be filed later (receiver/filing.py)."""
+    return int(execute_compiled(session, _notification_insert(_dialect(session)), {
         "received_at": now, "group_key": payload.group_key,
         "receiver": fit(payload.receiver, 1024), "status": payload.status,
         "alert_count": len(payload.alerts), "truncated_alerts": payload.truncated_alerts,
         "external_url": payload.external_url, "ingest_state": ingest_state,
-        **({"payload": raw} if raw_text is None else {"payload_text": raw_text}),
-    }
-    if dialect == "postgresql" and raw_text is not None:
-        return int(execute_compiled(session, statement, values).scalar_one())
-    return int(session.execute(statement, values).scalar_one())
+        "payload_text": raw_text,
+    }).scalar_one())
 
 
 def file_occurrences(session: Session, notification_id: int, alert_count: int,
@@ -118,18 +112,15 @@ def file_occurrences(session: Session, notification_id: int, alert_count: int,
     return result
 
 
-@functools.lru_cache(maxsize=8)
-def _notification_insert(dialect: str, payload_is_text: bool) -> Any:
+@functools.lru_cache(maxsize=4)
+def _notification_insert(dialect: str) -> Any:
     """A Core INSERT on the table, not the ORM's (add + flush, or its bulk insert): their
-    bookkeeping cost more than the row. With `payload_is_text` the payload is bound as the
-    received JSON text: serializing a 10,000-alert payload again cost more than storing it."""
+    bookkeeping cost more than the row. The payload is bound as text: SQLite keeps JSON as
+    text, PostgreSQL parses it into JSONB."""
     notifications: Table = Notification.__table__  # type: ignore[assignment]
-    statement = insert(notifications).returning(notifications.c.id)
-    if not payload_is_text:
-        return statement
     text = bindparam("payload_text", type_=Text)
-    # SQLite keeps JSON as text; PostgreSQL parses it into JSONB.
-    return statement.values(payload=cast(text, JSONB) if dialect == "postgresql" else text)
+    return insert(notifications).returning(notifications.c.id).values(
+        payload=cast(text, JSONB) if dialect == "postgresql" else text)
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:

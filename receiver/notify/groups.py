@@ -123,12 +123,10 @@ def record_group(session: Session, payload: WebhookPayload,
     }
     dialect = session.get_bind().dialect.name
     statement = _group_upsert(dialect)
-    if dialect == "postgresql":
+    if dialect == "postgresql":  # execute_compiled's driver path takes JSON as text
         values |= {"group_labels": json.dumps(values["group_labels"]),
                    "summary": json.dumps(values["summary"])}
-        group_id = execute_compiled(session, statement, values).scalar()
-    else:
-        group_id = session.execute(statement, values).scalar()
+    group_id = execute_compiled(session, statement, values).scalar()
     # None: the group already holds a newer state (a deferred notification filed after a
     # later one); this older one neither overwrites it nor sends a message.
     return None if group_id is None else int(group_id)
