@@ -359,6 +359,32 @@ def test_a_run_executes_the_version_it_was_planned_with_on_another_app(
         runner.stop(5)
 
 
+
+def test_a_run_queued_by_another_process_is_executed_by_an_idle_runner(
+        pg_url, app_factory, tmp_path, monkeypatch) -> None:
+    """B's runner threads are idle and nothing in B wakes them (their own timeout is made
+    100 s): B's poller sees the run A queued, and B executes it (once)."""
+    monkeypatch.setattr("receiver.runner.IDLE_WAIT_POLLS", 1000)
+    path = tmp_path / "p.yml"
+    path.write_text(V1)
+    exec_a, exec_b = MemoryExecutor(), MemoryExecutor()
+    app_a = app_factory(pg_url, playbooks=path, executor=exec_a)
+    app_b = app_factory(pg_url, playbooks=path, executor=exec_b, runner_poll_s=0.1)
+    exec_b.add("web")
+    runner = Runner(app_b.extensions["autofix"])
+    runner.start()
+    try:
+        runner._stop.wait(0.5)  # every thread has polled once and is waiting
+        fire(app_a.test_client(), {"container": "web"})
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not exec_b.calls:
+            assert datetime.now(UTC) < deadline, "B's runner never took A's run"
+            runner._stop.wait(0.05)
+    finally:
+        runner.stop(5)
+    assert exec_b.calls == [("restart", "web")] and exec_a.calls == []
+    assert [r.status for r in runs(app_b)] == ["succeeded"]
+
 # ---- replicas: a stale run of another host is reconciled once -------------------------
 
 def _running_on(app: Any, executor: MemoryExecutor, worker: str) -> int:
