@@ -34,3 +34,33 @@ def test_quick_webhook_ack_writes_medians_and_p99() -> None:
                 assert isinstance(summary[key], float) and not math.isnan(summary[key]), key
             assert summary["p99_ms"] >= summary["p50_ms"] > 0
             assert len(target["runs"]) == summary["repeats"] >= 2
+
+
+def test_wrk_sends_a_new_alert_with_every_request(tmp_path) -> None:
+    """bench/wrk_load.py (the durable benchmark's load): every request it counts is a new
+    incident, none failed, and its latency histogram comes back whole."""
+    import sqlite3
+
+    from bench.loadgen import LoadSpec
+    from bench.servers import Stack
+    from bench.wrk_load import run_wrk
+    from tests.harness.procs import require_binary
+
+    require_binary("wrk")
+    database = tmp_path / "wrk.db"
+    stack = Stack()
+    try:
+        server = stack.start_autofix("wrk", f"sqlite:///{database}", 1)
+        result = run_wrk(LoadSpec(server.url, server.webhook, server.headers, 1, 4, 0, 1.0,
+                                  7, repeat_every=1))
+    finally:
+        stack.close()
+    assert result["errors"] == {} and result["requests"] > 0
+    assert len(result["latencies_ms"]) >= result["requests"]  # + wrk's corrections
+    assert result["p99_ms"] >= result["p50_ms"] > 0
+    with sqlite3.connect(database) as db:
+        incidents, fingerprints = db.execute(
+            "SELECT count(*), count(DISTINCT fingerprint) FROM incidents").fetchone()
+    # Requests still in flight when wrk stopped are filed but not counted by it.
+    assert fingerprints == incidents
+    assert result["requests"] <= incidents <= result["requests"] + 4
