@@ -22,16 +22,23 @@ from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .config_store import LoadedConfig
-from .db.ingest_store import IngestResult, file_occurrences
+from .db.group_store import upsert_group
+from .db.ingest_store import (
+    IngestResult,
+    file_occurrences,
+    store_and_upsert,
+    store_notification,
+)
 from .db.models import Notification
 from .errors import AutofixError, DatabaseUnavailable
 from .ingest import Occurrence, plan_occurrences
 from .notify import Event
-from .notify.groups import record_group
+from .notify.groups import group_values
 from .payload import WebhookPayload
 from .services import Services
 
-__all__ = ["FAILED", "FILED", "PENDING", "drain_one", "file_alerts", "pending_count"]
+__all__ = ["FAILED", "FILED", "PENDING", "drain_one", "file_alerts", "pending_count",
+           "store_and_file"]
 
 log = logging.getLogger("autofix.filing")
 
@@ -44,23 +51,43 @@ MAX_ATTEMPTS = 3
 _DRAIN_LOCK = 0x6175746F66697801
 
 
+def store_and_file(svc: Services, session: Session, payload: WebhookPayload, raw_text: str,
+                   occurrences: list[Occurrence], now: datetime,
+                   config: LoadedConfig) -> IngestResult:
+    """The webhook's transaction: the notification row as received, then its alerts filed
+    as file_alerts files them (on PostgreSQL the row and the upserts in one statement)."""
+    group = group_values(payload, occurrences, config.playbooks, svc.renderer, now)
+    stored = store_and_upsert(session, payload, raw_text, now, occurrences, group)
+    if stored is None:
+        notification_id = store_notification(session, payload, raw_text, now)
+        return file_alerts(svc, session, payload, occurrences, notification_id, now, config)
+    result = file_occurrences(session, stored.notification_id, len(payload.alerts),
+                              occurrences, now, config.version_id, stored.incidents)
+    _emit(svc, session, config, result, stored.group_id)
+    return result
+
+
 def file_alerts(svc: Services, session: Session, payload: WebhookPayload,
                 occurrences: list[Occurrence], notification_id: int, now: datetime,
                 config: LoadedConfig) -> IngestResult:
     """Incidents, runs, resolved messages and the group's message, in `session`."""
     result = file_occurrences(session, notification_id, len(payload.alerts), occurrences,
                               now, config.version_id)
+    group = group_values(payload, occurrences, config.playbooks, svc.renderer, now)
+    _emit(svc, session, config, result, None if group is None else upsert_group(session, group))
+    return result
+
+
+def _emit(svc: Services, session: Session, config: LoadedConfig, result: IngestResult,
+          group_id: int | None) -> None:
     for incident_id in result.resolved_ids:
         # Only an incident with a thread of its own gets its own "resolved" message; the
         # others are reported in their group's message.
         playbook = config.playbooks.by_name(result.resolved_playbooks.get(incident_id) or "")
         if playbook is not None and not playbook.notify_only:
             svc.notifier.emit(session, Event("resolved", incident_id))
-    group_id = record_group(session, payload, occurrences, config.playbooks, svc.renderer,
-                            now)
     if group_id is not None:
         svc.notifier.emit_group(session, group_id)
-    return result
 
 
 def drain_one(svc: Services) -> int | None:

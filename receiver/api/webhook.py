@@ -7,12 +7,11 @@ import time
 from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy.orm import Session
 
 from ..auth import requires
-from ..db.ingest_store import IngestResult, store_notification
+from ..db.ingest_store import store_notification
 from ..db.models import utcnow
-from ..filing import PENDING, file_alerts
+from ..filing import PENDING, store_and_file
 from ..ingest import plan_occurrences
 from ..payload import WebhookPayload
 from .common import json_body_and_text, parse_model, services
@@ -38,11 +37,8 @@ def receive_alertmanager() -> tuple[Response, int]:
     occurrences = plan_occurrences(payload, config.playbooks, svc.renderer,
                                    svc.registry.light_actions())
 
-    def record(session: Session) -> IngestResult:
-        notification_id = store_notification(session, payload, raw_text, now)
-        return file_alerts(svc, session, payload, occurrences, notification_id, now, config)
-
-    result = svc.database.transact("ingest", record)
+    result = svc.database.transact("ingest", lambda session: store_and_file(
+        svc, session, payload, raw_text, occurrences, now, config))
     _count_received(payload)
     if result.duplicates:
         svc.metrics.duplicates.inc(result.duplicates)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, Text, bindparam, cast, column, func, insert, select
+from sqlalchemy import Table, Text, bindparam, cast, column, func, insert, null, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
@@ -22,9 +22,11 @@ from ..ingest import Occurrence
 from ..lifecycle import IncidentStatus, RunStatus, closed_on_arrival
 from ..payload import WebhookPayload
 from .engine import execute_compiled
+from .group_store import group_params, group_upsert
 from .models import Incident, Notification, Run
 
-__all__ = ["TRUNCATED_MARK", "IngestResult", "file_occurrences", "fit", "store_notification"]
+__all__ = ["TRUNCATED_MARK", "IngestResult", "Stored", "file_occurrences", "fit",
+           "store_and_upsert", "store_notification"]
 
 # Annotation added to an incident whose column values had to be cut to fit: it lists the
 # columns (e.g. "alertname,container"). The full values stay in `labels`.
@@ -60,28 +62,99 @@ def store_notification(session: Session, payload: WebhookPayload, raw_text: str,
     """The audit row, its payload the JSON text as received (serializing a 10,000-alert
     payload again cost more than storing it); its id. `ingest_state` "pending" leaves its
     alerts to be filed later (receiver/filing.py)."""
-    return int(execute_compiled(session, _notification_insert(_dialect(session)), {
+    return int(execute_compiled(session, _notification_insert(_dialect(session)),
+                                _notification_params(payload, raw_text, now, ingest_state)
+                                ).scalar_one())
+
+
+def store_and_upsert(session: Session, payload: WebhookPayload, raw_text: str,
+                     now: datetime, occurrences: Sequence[Occurrence],
+                     group: dict[str, Any] | None) -> Stored | None:
+    """The notification row, its incidents' upsert and its group's (`group`:
+    group_store.GROUP_COLUMNS, or None for no group row) in one statement: on PostgreSQL,
+    for alerts all firing or all resolved, in one chunk. Three statements were three round
+    trips, each with its own share of the webhook's CPU. None where it does not apply: the
+    caller then runs them one by one, with the same outcome."""
+    if _dialect(session) != "postgresql" or not 0 < len(occurrences) <= _PG_CHUNK:
+        return None
+    status = occurrences[0].status
+    if any(o.status != status for o in occurrences):
+        return None
+    params = {f"n_{k}": v for k, v in _notification_params(payload, raw_text, now).items()}
+    params["rows"] = _json_rows([_values(o, now) for o in occurrences], now)
+    if group is not None:
+        params |= group_params(group, "postgresql", prefix="g_")
+    found = execute_compiled(session, _combined_statement(status == "resolved",
+                                                          group is not None), params).all()
+    rows = {(row.fingerprint, row.starts_at): row for row in found}
+    return Stored(found[0].notification_id, [rows[(o.fingerprint, o.starts_at)]
+                                             for o in occurrences], found[0].group_id)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What store_and_upsert wrote: the notification's id, each occurrence's incident row
+    (in the occurrences' order) and the group's id (None: no group row, or an older state)."""
+
+    notification_id: int
+    incidents: list[Any]
+    group_id: int | None
+
+
+def _notification_params(payload: WebhookPayload, raw_text: str, now: datetime,
+                         ingest_state: str | None = None) -> dict[str, Any]:
+    return {
         "received_at": now, "group_key": payload.group_key,
         "receiver": fit(payload.receiver, 1024), "status": payload.status,
         "alert_count": len(payload.alerts), "truncated_alerts": payload.truncated_alerts,
         "external_url": payload.external_url, "ingest_state": ingest_state,
         "payload_text": raw_text,
-    }).scalar_one())
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _combined_statement(resolved: bool, with_group: bool) -> Any:
+    """WITH n AS (INSERT notification), i AS (upsert incidents), g AS (upsert group)
+    SELECT n.id, g.id, i.* : one row per incident (PostgreSQL runs every data-modifying
+    CTE once, whether or not a row of it is selected)."""
+    notifications: Table = Notification.__table__  # type: ignore[assignment]
+    values: dict[str, Any] = {
+        name: bindparam(f"n_{name}", type_=notifications.c[name].type)
+        for name in ("received_at", "group_key", "receiver", "status", "alert_count",
+                     "truncated_alerts", "external_url", "ingest_state")}
+    values["payload"] = cast(bindparam("n_payload_text", type_=Text), JSONB)
+    values["ingest_attempts"] = 0
+    n = insert(notifications).values(values).returning(notifications.c.id).cte("n")
+    i = _upsert_statement("postgresql", resolved).cte("i")
+    joined = n.outerjoin(i, true())
+    group_id: Any = null()
+    if with_group:
+        g = group_upsert("postgresql", "g_").cte("g")
+        joined = joined.outerjoin(g, true())
+        group_id = g.c.id
+    return select(n.c.id.label("notification_id"), group_id.label("group_id"),
+                  *(i.c[name] for name in _RETURNED)).select_from(joined)
 
 
 def file_occurrences(session: Session, notification_id: int, alert_count: int,
                      occurrences: Sequence[Occurrence], now: datetime,
-                     config_version: int | None = None) -> IngestResult:
+                     config_version: int | None = None,
+                     upserted: list[Any] | None = None) -> IngestResult:
     """One upsert per occurrence, and the runs they queue. `config_version` is the playbooks
     version the occurrences were planned with: the runs it queues execute that version,
-    whatever is loaded when they run."""
+    whatever is loaded when they run. `upserted`: the incident rows store_and_upsert
+    already wrote for `occurrences`."""
     result = IngestResult(notification_id=notification_id, alerts=alert_count)
     firing = [o for o in occurrences if o.status == "firing"]
     resolved = [o for o in occurrences if o.status == "resolved"]
     runs: list[dict[str, Any]] = []
     size = _PG_CHUNK if _dialect(session) == "postgresql" else _CHUNK
+
+    def upsert(chunk: Sequence[Occurrence]) -> list[Any]:
+        return upserted if upserted is not None else _upsert(session, chunk, now)
+
     for chunk in _chunks(firing, size):
-        for row, occurrence in zip(_upsert(session, chunk, now), chunk, strict=True):
+        for row, occurrence in zip(upsert(chunk), chunk, strict=True):
             result.incident_ids.append(row.id)
             if row.notification_count == 1:
                 result.new += 1
@@ -94,7 +167,7 @@ def file_occurrences(session: Session, notification_id: int, alert_count: int,
             else:
                 result.duplicates += 1
     for chunk in _chunks(resolved, size):
-        for row, occurrence in zip(_upsert(session, chunk, now), chunk, strict=True):
+        for row, occurrence in zip(upsert(chunk), chunk, strict=True):
             result.incident_ids.append(row.id)
             if row.resolved_at == now:  # this notification is the one that resolved it
                 result.resolved += 1
@@ -201,8 +274,11 @@ def _upsert_statement(dialect: str, resolved: bool) -> Any:
         }
     return statement.on_conflict_do_update(
         index_elements=["fingerprint", "starts_at"], set_=updates,
-    ).returning(table.id, table.fingerprint, table.starts_at, table.notification_count,
-                table.resolved_at, table.playbook)
+    ).returning(*(table[name] for name in _RETURNED))
+
+
+_RETURNED = ("id", "fingerprint", "starts_at", "notification_count", "resolved_at",
+             "playbook")
 
 
 # The columns _values fills, in its order.

@@ -13,9 +13,7 @@ to be sent, a new notification adds no second one; the sender renders the state 
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +21,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db.engine import execute_compiled
 from ..db.models import AlertGroup, Outbox
 from ..ingest import Occurrence, template_context
 from ..payload import WebhookPayload
@@ -41,7 +37,7 @@ __all__ = [
     "build_group_slack",
     "build_group_webhook",
     "emit_group",
-    "record_group",
+    "group_values",
 ]
 
 SAMPLE_SIZE = 10
@@ -105,15 +101,15 @@ def summarize(occurrences: Sequence[Occurrence], playbooks: PlaybookFile,
             "alerts": len(occurrences), "truncated_alerts": truncated}
 
 
-def record_group(session: Session, payload: WebhookPayload,
-                 occurrences: Sequence[Occurrence], playbooks: PlaybookFile,
-                 renderer: TemplateRenderer, now: datetime) -> int | None:
-    """Store the group's latest state; its id when the group needs a message (some alert
-    has no thread of its own), else None. A state older than the stored one is dropped."""
+def group_values(payload: WebhookPayload, occurrences: Sequence[Occurrence],
+                 playbooks: PlaybookFile, renderer: TemplateRenderer,
+                 now: datetime) -> dict[str, Any] | None:
+    """The group's row (db.group_store.GROUP_COLUMNS), or None when every alert has a
+    thread of its own: then the group has no message."""
     if all(has_own_thread(o, playbooks) for o in occurrences):
         return None
     key_hash = hashlib.sha256(f"{payload.receiver}\n{payload.group_key}".encode()).hexdigest()
-    values = {
+    return {
         "key_hash": key_hash, "group_key": payload.group_key, "receiver": payload.receiver,
         "group_labels": dict(payload.group_labels), "external_url": payload.external_url,
         "firing": sum(1 for o in occurrences if o.status == "firing"),
@@ -121,29 +117,6 @@ def record_group(session: Session, payload: WebhookPayload,
         "summary": summarize(occurrences, playbooks, renderer, payload.truncated_alerts),
         "first_seen": now, "last_seen": now,
     }
-    dialect = session.get_bind().dialect.name
-    statement = _group_upsert(dialect)
-    if dialect == "postgresql":  # execute_compiled's driver path takes JSON as text
-        values |= {"group_labels": json.dumps(values["group_labels"]),
-                   "summary": json.dumps(values["summary"])}
-    group_id = execute_compiled(session, statement, values).scalar()
-    # None: the group already holds a newer state (a deferred notification filed after a
-    # later one); this older one neither overwrites it nor sends a message.
-    return None if group_id is None else int(group_id)
-
-
-@functools.lru_cache(maxsize=4)
-def _group_upsert(dialect: str) -> Any:
-    """Built once per dialect, values bound at execution: building it per request (the
-    `excluded` alias, a new cache key) was a third of this function's cost."""
-    table: Table = AlertGroup.__table__  # type: ignore[assignment]
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return insert.on_conflict_do_update(
-        index_elements=["key_hash"],
-        set_={k: insert.excluded[k] for k in ("group_labels", "external_url", "firing",
-                                              "resolved", "summary", "last_seen")},
-        where=table.c.last_seen <= insert.excluded.last_seen,
-    ).returning(table.c.id)
 
 
 def emit_group(session: Session, group_id: int, channels: Sequence[str],
