@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -41,6 +42,10 @@ def _post_worker_init(worker: Any) -> None:
     runner = Runner(services)
     runner.start()
     worker.autofix_runner = runner
+    # What the worker built at start (the app, its modules, caches) lives as long as it
+    # does: frozen, a full collection no longer walks it. Unfrozen, gen-2 collections took
+    # 400-500 ms under load, the webhook's p99.
+    gc.freeze()
 
 
 def _worker_exit(_server: Any, worker: Any) -> None:

@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(4, gt=0, description="Global cap on runs executing at once.")
     runner_threads: int = Field(
         4, gt=0, description="Runs a single receiver process executes in parallel.")
-    runner_poll_s: float = Field(0.5, gt=0, description="How often idle workers poll for runs.")
+    runner_poll_s: float = Field(
+        0.5, gt=0, description="How often each receiver process looks for runs queued by another.")
     run_lease_s: float = Field(
         30.0, gt=0, description="A run whose worker has not heartbeated for this long is "
         "reconciled as interrupted (a lost host; a dead worker is reconciled at once).")
