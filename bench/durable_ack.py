@@ -17,6 +17,7 @@ Goal (issue #17): at least 3x alerta's notifications/s, p99 under 100 ms.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from bench.webhook_ack import ratios
 from bench.wrk_load import run_wrk
 
 SHIPPED = Path(__file__).resolve().parents[1] / "receiver" / "playbooks.yml"
-CASE: dict[str, Any] = {"alerts": 1, "concurrency": 8, "max_requests": 20000, "max_seconds": 5.0,
-        "repeats": 5}  # 5: one noisy repeat on this shared machine moves a median of 3
+# repeats 5: one noisy repeat on this shared machine moves a median of 3.
+CASE: dict[str, Any] = {"alerts": 1, "concurrency": 8, "max_requests": 20000,
+                        "max_seconds": 5.0, "repeats": 5}
 GOALS = {"throughput_ratio": 3.0, "p99_ms": 100.0}
 WARMUP_S = 2.0
 PYTHON_LOADGEN_REPEATS = 3
@@ -98,9 +100,12 @@ def _spec(target: Server, tag: int, seconds: float, one_group: bool = False) -> 
                     repeat_every=1, one_group=one_group)  # every request a new alert
 
 
-def _alternate(ours: Server, theirs: Server, repeats: int, tag: int, load: Any,
-               label: str) -> tuple[dict[str, list[dict[str, Any]]], int]:
-    per: dict[str, list[dict[str, Any]]] = {ours.name: [], theirs.name: []}
+Runs = dict[str, list[dict[str, Any]]]  # per target name, its runs in order
+
+
+def _alternate(ours: Server, theirs: Server, repeats: int, tag: int,
+               load: Callable[[LoadSpec], dict[str, Any]], label: str) -> tuple[Runs, int]:
+    per: Runs = {ours.name: [], theirs.name: []}
     for repeat in range(repeats):
         for target in ([ours, theirs] if repeat % 2 == 0 else [theirs, ours]):
             tag += 1

@@ -178,7 +178,8 @@ def _durable_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | Non
 
 def _load_generator(data: dict[str, Any]) -> str:
     if data.get("load_generator") == "wrk":
-        return "wrk (`bench/wrk_load.py`; the issue measured with wrk)"
+        return ("wrk (`bench/wrk_load.py`; the issue measured with wrk; its percentiles "
+                "include its correction for coordinated omission)")
     return "the Python load generator (`bench/loadgen.py`)"
 
 

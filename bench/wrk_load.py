@@ -4,9 +4,10 @@ The same bodies as bench/loadgen.py (its template, a unique id per request), sen
 C event loop instead of Python senders: on a 2-core machine the Python generator's own CPU
 (about 1.7 ms a request) is taken from the servers it measures, and so most from the
 faster one. wrk's latency histogram (1 us buckets) comes back whole, so percentiles pool
-across repeats as loadgen's samples do. wrk corrects that histogram for coordinated
-omission (it adds the requests a stalled connection did not send), which can only raise
-its high percentiles.
+across repeats as loadgen's samples do. Two differences from loadgen's percentiles: wrk
+corrects that histogram for coordinated omission (it adds the requests a stalled
+connection did not send, which usually raises the high percentiles), and it keeps the
+latencies of non-2xx answers. `max_requests` does not apply: wrk runs for `max_seconds`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from bench.loadgen import HEADERS, PLACEHOLDER, LoadSpec, percentile, template
 __all__ = ["available", "run_wrk"]
 
 THREADS = 2
+# wrk keeps one 1-us bucket per possible latency up to its timeout (8 bytes each).
+TIMEOUT_S = 30
 
 # setup() numbers the threads, request() builds a new body each time (loadgen's uid
 # format: tag, sender, sequence), done() writes the totals and the latency histogram.
@@ -80,20 +83,23 @@ def run_wrk(spec: LoadSpec) -> dict[str, Any]:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     if spec.repeat_every != 1 or spec.pace_hz:
         raise ValueError("run_wrk sends a new body every request, closed loop")
+    threads = min(THREADS, spec.concurrency)
+    if spec.concurrency % threads or spec.max_seconds != int(spec.max_seconds):
+        raise ValueError("wrk takes whole seconds and connections split evenly in threads")
     with tempfile.TemporaryDirectory(prefix="autofix-wrk-") as work:
         root = Path(work)
         (root / "body.json").write_text(template(spec.alerts, spec.alertname, spec.one_group))
         (root / "load.lua").write_text(_SCRIPT)
         result = root / "result.json"
         headers = [f"{k}: {v}" for k, v in {**HEADERS, **spec.headers}.items()]
-        argv = [wrk, "-t", str(min(THREADS, spec.concurrency)), "-c", str(spec.concurrency),
-                "-d", f"{spec.max_seconds:g}s", "--timeout", f"{spec.timeout_s:g}s",
+        argv = [wrk, "-t", str(threads), "-c", str(spec.concurrency),
+                "-d", f"{int(spec.max_seconds)}s", "--timeout", f"{TIMEOUT_S}s",
                 "-s", str(root / "load.lua"),
                 *(arg for h in headers for arg in ("-H", h)),
                 spec.base_url + spec.path, "--", str(root / "body.json"), str(spec.tag)]
         done = subprocess.run(argv, capture_output=True, text=True,
                               env={**os.environ, "WRK_RESULT": str(result)},
-                              timeout=spec.max_seconds + spec.timeout_s + 60)
+                              timeout=spec.max_seconds + TIMEOUT_S + 120)
         if done.returncode != 0 or not result.exists():
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")
         raw = json.loads(result.read_text())

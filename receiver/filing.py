@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, or_, select, text, update
@@ -60,7 +61,7 @@ def store_and_file(svc: Services, session: Session, payload: WebhookPayload, raw
     stored = store_and_upsert(session, payload, raw_text, now, occurrences, group)
     if stored is None:
         notification_id = store_notification(session, payload, raw_text, now)
-        return file_alerts(svc, session, payload, occurrences, notification_id, now, config)
+        return _file(svc, session, payload, occurrences, notification_id, now, config, group)
     result = file_occurrences(session, stored.notification_id, len(payload.alerts),
                               occurrences, now, config.version_id, stored.incidents)
     _emit(svc, session, config, result, stored.group_id)
@@ -71,9 +72,16 @@ def file_alerts(svc: Services, session: Session, payload: WebhookPayload,
                 occurrences: list[Occurrence], notification_id: int, now: datetime,
                 config: LoadedConfig) -> IngestResult:
     """Incidents, runs, resolved messages and the group's message, in `session`."""
+    group = group_values(payload, occurrences, config.playbooks, svc.renderer, now)
+    return _file(svc, session, payload, occurrences, notification_id, now, config, group)
+
+
+def _file(svc: Services, session: Session, payload: WebhookPayload,
+          occurrences: list[Occurrence], notification_id: int, now: datetime,
+          config: LoadedConfig, group: dict[str, Any] | None) -> IngestResult:
+    # Incidents before the group's row: the lock order every path keeps.
     result = file_occurrences(session, notification_id, len(payload.alerts), occurrences,
                               now, config.version_id)
-    group = group_values(payload, occurrences, config.playbooks, svc.renderer, now)
     _emit(svc, session, config, result, None if group is None else upsert_group(session, group))
     return result
 

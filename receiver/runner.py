@@ -203,7 +203,7 @@ class Runner:
 
     def _loop(self, light: bool = True) -> None:
         # Woken by this process's webhook, approvals and retries at once, and by the poller
-        # for runs queued elsewhere; the timeout only covers a poller that stopped polling.
+        # for runs queued elsewhere; the timeout is only a fallback.
         idle_wait = self.services.settings.runner_poll_s * IDLE_WAIT_POLLS
         while not self._stop.is_set():
             try:
@@ -227,7 +227,7 @@ class Runner:
                     if connection.execute(_QUEUED_PROBE).first() is not None:
                         svc.wakeup.set()
             except exc.SQLAlchemyError:
-                continue  # the heartbeat reports the database's state
+                pass  # the heartbeat reports the database's state
             except Exception:  # the poller thread must never die
                 log.exception("runner poller error")
 

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from receiver import filing
 from receiver.db.migrate import upgrade
-from receiver.db.models import AlertGroup, Incident, Notification, Run
+from receiver.db.models import AlertGroup, Incident, Notification, Outbox, Run
+from receiver.payload import WebhookPayload
 from tests.conftest import webhook_headers
 from tests.payloads import alert, notification
 
@@ -53,6 +54,8 @@ def _notifications() -> list[dict[str, Any]]:
 
 def _snapshot(app: Any, responses: list[Any]) -> dict[str, Any]:
     with app.extensions["autofix"].database.session() as session:
+        fingerprints = dict(session.execute(select(Incident.id, Incident.fingerprint)).all())
+        groups = dict(session.execute(select(AlertGroup.id, AlertGroup.key_hash)).all())
         return {
             "responses": [{k: v for k, v in r.items() if k != "notification_id"}
                           for r in responses],
@@ -66,18 +69,25 @@ def _snapshot(app: Any, responses: list[Any]) -> dict[str, Any]:
                            i.time_to_resolve_s, i.resolved_unseen, i.first_seen == i.last_seen)
                           for i in session.scalars(select(Incident)
                                                    .order_by(Incident.fingerprint))],
-            "groups": [(g.key_hash, g.group_key, g.group_labels, g.firing, g.resolved,
-                        g.summary) for g in session.scalars(select(AlertGroup)
+            "groups": [(g.key_hash, g.group_key, g.receiver, g.group_labels, g.external_url,
+                        g.firing, g.resolved, g.summary, g.first_seen <= g.last_seen)
+                       for g in session.scalars(select(AlertGroup)
                                                             .order_by(AlertGroup.key_hash))],
             "runs": [(r.playbook, r.target, r.status, r.alert_status, r.lane)
                      for r in session.scalars(select(Run).order_by(Run.id))],
+            # Which incident's or group's message was queued, by its key.
+            "outbox": [(o.kind, o.channel, o.status,
+                        fingerprints.get(o.incident_id), groups.get(o.group_id))
+                       for o in session.scalars(select(Outbox).order_by(Outbox.id))],
         }
 
 
 def _replay(url: str, app_factory: Any, tmp_path: Path) -> dict[str, Any]:
     path = tmp_path / "playbooks.yml"
     path.write_text(PLAYBOOKS)
-    app = app_factory(url, playbooks=path)
+    # Slack configured, never reached: no runner sends the queued messages.
+    app = app_factory(url, playbooks=path, slack_bot_token="xoxb-test",
+                      slack_channel="#ops", slack_api_url="http://127.0.0.1:9/api/")
     client = app.test_client()
     responses = []
     for body in _notifications():
@@ -112,8 +122,18 @@ def test_one_statement_leaves_what_three_statements_leave(
     assert [r["new"] for r in combined["responses"]] == [3, 0, 1, 0, 0, 0]
     assert [r["resolved"] for r in combined["responses"]] == [0, 0, 0, 2, 1, 1]
     # TargetDown has a thread of its own (a restart playbook): no group row for it.
-    assert len(combined["groups"]) == 1 and combined["groups"][0][3:5] == (0, 3)
+    assert len(combined["groups"]) == 1 and combined["groups"][0][5:7] == (0, 3)
+    kinds = [row[0] for row in combined["outbox"]]
+    assert "group" in kinds and "resolved" in kinds
     assert [run[:2] for run in combined["runs"]] == [("restart-on-down", "web")]
+
+
+def test_the_statement_inserts_every_notification_value() -> None:
+    from receiver.db import ingest_store
+
+    params = ingest_store._notification_params(
+        WebhookPayload.model_validate(notification([alert({"alertname": "A"})])), "{}", T0)
+    assert set(params) == {*ingest_store._NOTIFICATION_COLUMNS, "payload_text"}
 
 
 def test_an_older_state_of_a_group_does_not_overwrite_a_newer_one(
@@ -123,7 +143,6 @@ def test_an_older_state_of_a_group_does_not_overwrite_a_newer_one(
     from receiver.db.ingest_store import store_and_upsert
     from receiver.ingest import plan_occurrences
     from receiver.notify.groups import group_values
-    from receiver.payload import WebhookPayload
 
     path = tmp_path / "playbooks.yml"
     path.write_text(PLAYBOOKS)
@@ -147,3 +166,37 @@ def test_an_older_state_of_a_group_does_not_overwrite_a_newer_one(
     with svc.database.session() as session:
         [group] = session.scalars(select(AlertGroup))
         assert group.firing == 2 and group.last_seen == T0 + timedelta(minutes=2)
+
+
+def test_overlapping_notifications_of_one_group_never_deadlock(
+        pg_url: str, app_factory: Any, tmp_path: Path) -> None:
+    """Two senders flush one group at once with overlapping alerts ([a, b] and [b]), as
+    an Alertmanager retry overlapping the next flush does. Each statement locks its
+    incidents before the group's row, as the separate statements did: a lock order that
+    took the group's row between two incidents would deadlock (a 503)."""
+    import threading
+
+    path = tmp_path / "playbooks.yml"
+    path.write_text(PLAYBOOKS)
+    app = app_factory(pg_url, playbooks=path)
+    labels = [{"alertname": "HighLoad", "container": "web", "instance": name}
+              for name in ("a", "b")]
+    bodies = [notification([alert(x, starts_at=T0) for x in labels]),
+              notification([alert(labels[1], starts_at=T0)])]
+    statuses: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def send(index: int) -> None:
+        client = app.test_client()
+        start.wait()
+        for _ in range(150):
+            response = client.post("/webhook/alertmanager", json=bodies[index],
+                                   headers=webhook_headers())
+            statuses[index].append(response.status_code)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert statuses == [[200] * 150, [200] * 150]

@@ -359,7 +359,6 @@ def test_a_run_executes_the_version_it_was_planned_with_on_another_app(
         runner.stop(5)
 
 
-
 def test_a_run_queued_by_another_process_is_executed_by_an_idle_runner(
         pg_url, app_factory, tmp_path, monkeypatch) -> None:
     """B's runner threads are idle and nothing in B wakes them (their own timeout is made
@@ -384,6 +383,7 @@ def test_a_run_queued_by_another_process_is_executed_by_an_idle_runner(
         runner.stop(5)
     assert exec_b.calls == [("restart", "web")] and exec_a.calls == []
     assert [r.status for r in runs(app_b)] == ["succeeded"]
+
 
 # ---- replicas: a stale run of another host is reconciled once -------------------------
 

@@ -22,7 +22,7 @@ from ..ingest import Occurrence
 from ..lifecycle import IncidentStatus, RunStatus, closed_on_arrival
 from ..payload import WebhookPayload
 from .engine import execute_compiled
-from .group_store import group_params, group_upsert
+from .group_store import group_insert, group_params
 from .models import Incident, Notification, Run
 
 __all__ = ["TRUNCATED_MARK", "IngestResult", "Stored", "file_occurrences", "fit",
@@ -80,10 +80,11 @@ def store_and_upsert(session: Session, payload: WebhookPayload, raw_text: str,
     status = occurrences[0].status
     if any(o.status != status for o in occurrences):
         return None
-    params = {f"n_{k}": v for k, v in _notification_params(payload, raw_text, now).items()}
+    params = {_NOTIFICATION_PREFIX + k: v
+              for k, v in _notification_params(payload, raw_text, now).items()}
     params["rows"] = _json_rows([_values(o, now) for o in occurrences], now)
     if group is not None:
-        params |= group_params(group, "postgresql", prefix="g_")
+        params |= group_params(group, "postgresql", prefix=_GROUP_PREFIX)
     found = execute_compiled(session, _combined_statement(status == "resolved",
                                                           group is not None), params).all()
     rows = {(row.fingerprint, row.starts_at): row for row in found}
@@ -101,8 +102,16 @@ class Stored:
     group_id: int | None
 
 
+# The combined statement's parameter names: both tables have group_key, receiver and
+# external_url. The notification's columns besides `payload` (bound as payload_text).
+_NOTIFICATION_PREFIX, _GROUP_PREFIX = "n_", "g_"
+_NOTIFICATION_COLUMNS = ("received_at", "group_key", "receiver", "status", "alert_count",
+                        "truncated_alerts", "external_url", "ingest_state")
+
+
 def _notification_params(payload: WebhookPayload, raw_text: str, now: datetime,
                          ingest_state: str | None = None) -> dict[str, Any]:
+    """_NOTIFICATION_COLUMNS and payload_text."""
     return {
         "received_at": now, "group_key": payload.group_key,
         "receiver": fit(payload.receiver, 1024), "status": payload.status,
@@ -119,17 +128,17 @@ def _combined_statement(resolved: bool, with_group: bool) -> Any:
     CTE once, whether or not a row of it is selected)."""
     notifications: Table = Notification.__table__  # type: ignore[assignment]
     values: dict[str, Any] = {
-        name: bindparam(f"n_{name}", type_=notifications.c[name].type)
-        for name in ("received_at", "group_key", "receiver", "status", "alert_count",
-                     "truncated_alerts", "external_url", "ingest_state")}
-    values["payload"] = cast(bindparam("n_payload_text", type_=Text), JSONB)
+        name: bindparam(_NOTIFICATION_PREFIX + name, type_=notifications.c[name].type)
+        for name in _NOTIFICATION_COLUMNS}
+    values["payload"] = cast(bindparam(f"{_NOTIFICATION_PREFIX}payload_text", type_=Text),
+                             JSONB)
     values["ingest_attempts"] = 0
     n = insert(notifications).values(values).returning(notifications.c.id).cte("n")
     i = _upsert_statement("postgresql", resolved).cte("i")
     joined = n.outerjoin(i, true())
     group_id: Any = null()
     if with_group:
-        g = group_upsert("postgresql", "g_").cte("g")
+        g = group_insert("postgresql", _GROUP_PREFIX, after=i).cte("g")
         joined = joined.outerjoin(g, true())
         group_id = g.c.id
     return select(n.c.id.label("notification_id"), group_id.label("group_id"),
@@ -149,6 +158,9 @@ def file_occurrences(session: Session, notification_id: int, alert_count: int,
     resolved = [o for o in occurrences if o.status == "resolved"]
     runs: list[dict[str, Any]] = []
     size = _PG_CHUNK if _dialect(session) == "postgresql" else _CHUNK
+    if upserted is not None and (len(upserted) != len(occurrences)
+                                 or len(occurrences) > size or (firing and resolved)):
+        raise ValueError("upserted rows stand for one chunk of occurrences of one status")
 
     def upsert(chunk: Sequence[Occurrence]) -> list[Any]:
         return upserted if upserted is not None else _upsert(session, chunk, now)
