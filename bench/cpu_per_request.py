@@ -2,10 +2,11 @@
 
     python -m bench.cpu_per_request
 
-`autofix serve --workers 4` with the shipped playbooks on a durable PostgreSQL, 8 senders,
-every request a new alert, after a 2 s warm-up; CPU time is read from /proc over 8 s of
-load for the receiver's processes, for PostgreSQL's, and for the whole machine (the load
-generator is most of the rest). bench/NOTES.md section 7 quotes it (5.86 -> 4.92 ms).
+`autofix serve --workers 4` with the shipped playbooks on a durable PostgreSQL, 8
+connections, every request a new alert, after a 2 s warm-up; then 6 s runs alternating wrk
+and the Python load generator, twice. CPU time is read from /proc for the receiver's
+processes and PostgreSQL's, per request, and the machine's idle share (near 0: CPU-bound).
+bench/NOTES.md sections 7 and 8 quote it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from bench.loadgen import LoadSpec, run_load
 from bench.servers import Stack
+from bench.wrk_load import run_wrk
 
 SHIPPED = Path(__file__).resolve().parents[1] / "receiver" / "playbooks.yml"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -36,8 +38,14 @@ def process_cpu_s(pids: list[int]) -> float:
     return total / TICK
 
 
-def machine_cpu_s() -> float:
-    return sum(float(v) for v in _read("/proc/stat").splitlines()[0].split()[1:8]) / TICK
+def machine_idle_share(before: list[int], after: list[int]) -> float:
+    """Idle and iowait over all of /proc/stat's time between two readings."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return (spent[3] + spent[4]) / sum(spent)
+
+
+def machine_ticks() -> list[int]:
+    return [int(v) for v in _read("/proc/stat").splitlines()[0].split()[1:9]]
 
 
 def postgres_pids() -> list[int]:
@@ -61,19 +69,21 @@ def main() -> None:
         ours = stack.start_autofix("cpu", stack.postgres.create_database("cpu"), 4,
                                    playbooks=SHIPPED.read_text())
 
-        def load(seconds: float, tag: int) -> dict[str, float]:
-            return run_load(LoadSpec(ours.url, ours.webhook, ours.headers, 1, 8, 20000,
-                                     seconds, tag, repeat_every=1))
+        def spec(seconds: float, tag: int) -> LoadSpec:
+            return LoadSpec(ours.url, ours.webhook, ours.headers, 1, 8, 20000, seconds, tag,
+                            repeat_every=1)
 
-        load(2.0, 1)  # warm-up
+        run_wrk(spec(2.0, 1))  # warm-up
         receiver, postgres = ours.pids(), postgres_pids()
-        before = (process_cpu_s(receiver), process_cpu_s(postgres), machine_cpu_s())
-        result = load(8.0, 2)
-        after = (process_cpu_s(receiver), process_cpu_s(postgres), machine_cpu_s())
-        n = result["requests"]
-        per = [(b - a) / n * 1000 for a, b in zip(before, after, strict=True)]
-        print(f"{result['throughput_rps']:.0f} req/s over {n} requests; CPU ms per request: "
-              f"receiver {per[0]:.2f}, postgres {per[1]:.2f}, whole machine {per[2]:.2f}")
+        for tag, load in enumerate((run_wrk, run_load, run_wrk, run_load), start=2):
+            before = (process_cpu_s(receiver), process_cpu_s(postgres), machine_ticks())
+            result = load(spec(6.0, tag))
+            after = (process_cpu_s(receiver), process_cpu_s(postgres), machine_ticks())
+            n = result["requests"]
+            print(f"{load.__module__.split('.')[-1]:<9} {result['throughput_rps']:4.0f} req/s; "
+                  f"CPU ms per request: receiver {(after[0] - before[0]) / n * 1000:.2f}, "
+                  f"postgres {(after[1] - before[1]) / n * 1000:.2f}; machine idle "
+                  f"{machine_idle_share(before[2], after[2]):.0%}", flush=True)
     finally:
         stack.close()
 

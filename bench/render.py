@@ -162,8 +162,8 @@ def _durable_tables(data: dict[str, Any], goals: list[tuple[str, str, bool | Non
         rates = "; ".join(f"{name} {_f(s['throughput_rps_median'])} req/s"
                           for name, s in python["summary"].items())
         lines += [f"With the Python load generator instead (`bench/loadgen.py`, "
-                  f"{python['repeats']} repeats alternating, after the above; its own CPU, "
-                  "about 1.7 ms a request, comes from the same 2 cores as the servers'): "
+                  f"{python['repeats']} repeats alternating, after the above; its own CPU "
+                  "comes from the same 2 cores as the servers'): "
                   f"{rates}, ratio {_f(python['vs_alerta']['throughput_ratio_median'], 2)}x "
                   f"(per repeat {per_repeat}), autofix p99 {_f(python['worst_p99_ms'])} ms "
                   "in the worst repeat.", ""]
