@@ -2,8 +2,7 @@
 
 The same bodies as bench/loadgen.py (its template, a unique id per request), sent by wrk's
 C event loop instead of Python senders: on a 2-core machine the Python generator's own CPU
-(about 1.7 ms a request) is taken from the servers it measures, and so most from the
-faster one. wrk's latency histogram (1 us buckets) comes back whole, so percentiles pool
+is taken from the servers it measures, and so most from the faster one. wrk's latency histogram (1 us buckets) comes back whole, so percentiles pool
 across repeats as loadgen's samples do. Two differences from loadgen's percentiles: wrk
 corrects that histogram for coordinated omission (it adds the requests a stalled
 connection did not send, which usually raises the high percentiles), and it keeps the
