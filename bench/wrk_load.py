@@ -2,8 +2,9 @@
 
 The same bodies as bench/loadgen.py (its template, a unique id per request), sent by wrk's
 C event loop instead of Python senders: on a 2-core machine the Python generator's own CPU
-is taken from the servers it measures, and so most from the faster one. wrk's latency histogram (1 us buckets) comes back whole, so percentiles pool
-across repeats as loadgen's samples do. Two differences from loadgen's percentiles: wrk
+is taken from the servers it measures, and so most from the faster one. wrk's latency
+histogram (1 us buckets) comes back whole, so percentiles pool across repeats as loadgen's
+samples do. Two differences from loadgen's percentiles: wrk
 corrects that histogram for coordinated omission (it adds the requests a stalled
 connection did not send, which usually raises the high percentiles), and it keeps the
 latencies of non-2xx answers. `max_requests` does not apply: wrk runs for `max_seconds`.
