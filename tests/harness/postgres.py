@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -59,6 +60,12 @@ class Postgres:
     def stop(self, mode: str = "fast") -> None:
         self._run([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"], check=False)
 
+    def discard(self) -> None:
+        """Stop the server if it still runs and delete its data directory."""
+        if self.data.is_dir():
+            self.stop(mode="immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def _accepts(self) -> bool:
         import psycopg2
 
@@ -99,4 +106,9 @@ def _unprivileged_user() -> str | None:
 def start_postgres(durable: bool = False) -> Postgres:
     # Not under pytest's tmp_path: that is private to root, and postgres runs as its own user.
     root = Path(tempfile.mkdtemp(prefix="autofix-pg-"))
-    return Postgres(root, durable).init().start()
+    server = Postgres(root, durable)
+    # At exit rather than at stop(): the outage tests stop a server and start it again.
+    # Only in this process: a forked child that exits normally must not take the cluster.
+    owner = os.getpid()
+    atexit.register(lambda: server.discard() if os.getpid() == owner else None)
+    return server.init().start()
