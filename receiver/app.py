@@ -18,6 +18,7 @@ from .errors import AutofixError, BadRequest, Conflict
 from .evidence.redaction import Redactor
 from .executor import Executor
 from .executor.registry import build_executors, playbook_backends
+from .filing import FAILED
 from .metrics import Metrics
 from .notify import Notifier, build_notifier
 from .services import Services
@@ -67,6 +68,7 @@ def _initialise_failure_series(services: Services) -> None:
     for playbook in services.config.current.playbooks.playbooks:
         for step in playbook.actions:
             services.metrics.actions.labels(playbook.name, step.action, "failed")
+    services.metrics.deferred.labels(FAILED)
 
 
 def _error_response(error: AutofixError) -> tuple[Response, int]:
