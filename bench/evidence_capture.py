@@ -135,7 +135,7 @@ def run(rounds: int = 7) -> dict[str, Any]:
         prom.stop()
         dockerd.remove_all_containers()
         dockerd.stop()
-        postgres.stop()
+        postgres.discard()
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def run(repeats: int = 5) -> dict[str, Any]:
     finally:
         dockerd.remove_all_containers()
         dockerd.stop()
-        postgres.stop()
+        postgres.discard()
 
 
 if __name__ == "__main__":

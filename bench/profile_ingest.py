@@ -85,7 +85,7 @@ def main() -> None:
         print(profile(server.create_database(), args.alerts, args.requests, workdir,
                       args.shipped))
     finally:
-        server.stop()
+        server.discard()
 
 
 if __name__ == "__main__":

@@ -209,6 +209,6 @@ class Stack:
             self.dockerd.stop()
             self.dockerd = None
         if self.postgres is not None:
-            self.postgres.stop()
+            self.postgres.discard()
             self.postgres = None
 

@@ -72,7 +72,7 @@ def main() -> int:
             rows.append(row)
             print(json.dumps(row))
     finally:
-        postgres.stop()
+        postgres.discard()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "slow_clients.json").write_text(json.dumps(
         {"benchmark": "slow_clients", "workers": 2, "threads_per_worker": 8,

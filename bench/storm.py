@@ -129,7 +129,7 @@ def run() -> dict[str, Any]:
         slack.stop()
         dockerd.remove_all_containers()
         dockerd.stop()
-        postgres.stop()
+        postgres.discard()
     result = {
         "name": "storm", "goals": GOALS, "postgres": "fsync=on, synchronous_commit=on",
         "storm_5000_ack_s": round(storm_ack_s, 3),

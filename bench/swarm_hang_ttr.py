@@ -78,7 +78,7 @@ def run(repeats: int = 5) -> dict[str, Any]:
         }
     finally:
         swarm.stop()
-        postgres.stop()
+        postgres.discard()
 
 
 if __name__ == "__main__":

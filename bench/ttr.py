@@ -126,4 +126,4 @@ def run(quick: bool = False, repeats: int = 5, shipped: bool = True) -> dict[str
     finally:
         dockerd.remove_all_containers()
         dockerd.stop()
-        postgres.stop()
+        postgres.discard()

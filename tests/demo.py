@@ -46,7 +46,7 @@ def up() -> int:
     STATE_DIR.mkdir(exist_ok=True)
     state: dict[str, Any] = {"pids": [], "started": time.time()}
     say("Starting PostgreSQL, a private dockerd, and building the target_app image offline…")
-    postgres = start_postgres()
+    postgres = start_postgres(discard_at_exit=False)  # runs until `demo down`
     state["postgres"] = {"root": str(postgres.root), "data": str(postgres.data),
                          "pg_ctl": postgres.pg_ctl, "user": postgres.run_as}
     _save(state)

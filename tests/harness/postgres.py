@@ -61,10 +61,15 @@ class Postgres:
         self._run([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"], check=False)
 
     def discard(self) -> None:
-        """Stop the server if it still runs and delete its data directory."""
-        if self.data.is_dir():
-            self.stop(mode="immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Stop the server if it still runs and delete its directory; never raises (it
+        runs at exit, where an error could only print a traceback)."""
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self.stop(mode="immediate")
+        except (OSError, subprocess.SubprocessError):
+            pass
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def _accepts(self) -> bool:
         import psycopg2
@@ -103,12 +108,14 @@ def _unprivileged_user() -> str | None:
     raise RuntimeError("running as root needs a 'postgres' user: apt-get install postgresql")
 
 
-def start_postgres(durable: bool = False) -> Postgres:
+def start_postgres(durable: bool = False, discard_at_exit: bool = True) -> Postgres:
+    """`discard_at_exit=False` for a cluster that outlives this process (the demo's)."""
     # Not under pytest's tmp_path: that is private to root, and postgres runs as its own user.
     root = Path(tempfile.mkdtemp(prefix="autofix-pg-"))
     server = Postgres(root, durable)
-    # At exit rather than at stop(): the outage tests stop a server and start it again.
-    # Only in this process: a forked child that exits normally must not take the cluster.
-    owner = os.getpid()
-    atexit.register(lambda: server.discard() if os.getpid() == owner else None)
+    if discard_at_exit:
+        # At exit rather than at stop(): the outage tests stop a server and start it again.
+        # Only in this process: a forked child that exits normally must not take it.
+        owner = os.getpid()
+        atexit.register(lambda: server.discard() if os.getpid() == owner else None)
     return server.init().start()
