@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
+from receiver import filing
 from receiver.db.migrate import prune
 from receiver.db.models import AlertGroup, Incident, Notification, Run
 from receiver.filing import LEASE_S, MAX_ATTEMPTS, drain_one, pending_count
@@ -142,6 +143,12 @@ def test_a_notification_that_cannot_be_filed_is_failed_with_its_reason_and_kept(
     errors = dict(rows(app, Notification.id, Notification.ingest_error))
     assert errors[second] is None and "alerts" in errors[first], errors
     assert rows(app, func.count(Incident.id)) == [(20,)]
+    assert services.metrics.registry.get_sample_value(
+        "autofix_deferred_notifications_total", {"outcome": "failed"}) == 1
+    # A drainer giving up on one that another drainer filed meanwhile changes nothing, and
+    # counts nothing: the failed count pages someone.
+    filing._give_up(services, second, ValueError("outlived its lease"))
+    assert dict(rows(app, Notification.id, Notification.ingest_state))[second] == "filed"
     assert services.metrics.registry.get_sample_value(
         "autofix_deferred_notifications_total", {"outcome": "failed"}) == 1
 
