@@ -338,16 +338,17 @@ SECTIONS = [("1-2", "webhook_ack"), ("3", "restart_latency"), ("4", "ttr"),
 
 
 def _runs_table() -> list[str]:
+    def code(value: str | None) -> str:
+        return f"`{value}`" if value else "-"
+
     rows = ["| section | results | date | autofix | command |", "|---|---|---|---|---|"]
     for section, name in SECTIONS:
         data = _load(name)
         if data is None:
             continue
         meta = data.get("meta", {})
-        command = meta.get("command")
         rows.append(f"| {section} | `{name}.json` | {meta.get('date', data.get('date', '-'))} "
-                    f"| {'`' + meta['autofix_git'] + '`' if meta.get('autofix_git') else '-'} "
-                    f"| {'`' + command + '`' if command else '-'} |")
+                    f"| {code(meta.get('autofix_git'))} | {code(meta.get('command'))} |")
     return rows
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, func, or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .config_store import LoadedConfig
@@ -219,10 +219,12 @@ def _release(svc: Services, notification_id: int) -> None:
 
 def _mark_failed(svc: Services, notification_id: int, reason: str) -> None:
     with svc.database.session("ingest_drain") as session:
-        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        marked = session.execute(
             update(Notification).where(Notification.id == notification_id,
                                        Notification.ingest_state == PENDING)
-            .values(ingest_state=FAILED, ingest_error=reason))
+            .values(ingest_state=FAILED, ingest_error=reason)
+            .returning(Notification.id)
+            .execution_options(synchronize_session=False)).first()
     # Not counted when another drainer filed it first: the failed count pages someone.
-    if result.rowcount == 1:
+    if marked is not None:
         svc.metrics.deferred.labels(FAILED).inc()

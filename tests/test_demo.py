@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.demo import REPO, STATE, STATE_DIR
 from tests.harness.procs import require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parent.parent
-STATE_DIR = REPO / ".demo"
 
 
 def make(target: str, timeout: float) -> str:
@@ -44,7 +42,7 @@ def test_make_demo_leaves_a_working_stack_and_make_demo_down_stops_it() -> None:
         out = make("demo", timeout=900)
         api = re.search(r"autofix API\s+(http://127\.0\.0\.1:\d+/api/v1)", out)
         assert api, out[-2000:]
-        state = json.loads((STATE_DIR / "state.json").read_text())
+        state = json.loads(STATE.read_text())
         token = (STATE_DIR / "api_token").read_text().strip()
         request = urllib.request.Request(f"{api.group(1)}/incidents",
                                          headers={"Authorization": f"Bearer {token}"})
