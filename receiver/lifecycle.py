@@ -41,7 +41,8 @@ from sqlalchemy.orm import Session
 from .db.models import Incident, Pause, Run
 
 __all__ = [
-    "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES", "RETRYABLE_INCIDENT_STATUSES",
+    "FINISHED_INCIDENT_STATUSES", "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES",
+    "RETRYABLE_INCIDENT_STATUSES",
     "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "active_pause",
     "closed_on_arrival",
     "end_pause", "start_pause", "transition_incident", "transition_incidents",
@@ -109,6 +110,9 @@ RUN_TRANSITIONS: dict[str, Transition] = {
 OPEN_INCIDENT_STATUSES: tuple[str, ...] = tuple(sorted(_NOT_TERMINAL))
 # A still-firing incident autofix keeps trying (CrashLoopBackOff): not resolved, not closed.
 RETRYABLE_INCIDENT_STATUSES: tuple[str, ...] = OPEN_INCIDENT_STATUSES
+# Nothing will act on these again: the only incidents retention may delete. An escalated
+# incident waits for a human (and may have a retry scheduled), so it is not among them.
+FINISHED_INCIDENT_STATUSES: tuple[str, ...] = (_I.CLOSED.value, _I.RESOLVED.value)
 
 
 def _apply(session: Session, model: Any, row_id: int, transition: Transition,

@@ -40,6 +40,7 @@ log = logging.getLogger("autofix.runner")
 _CLAIM_LOCK_KEY = 0x6175746F666978  # "autofix"
 _sqlite_claim_lock = threading.Lock()
 PRUNE_EVERY_S = 3600.0
+RETENTION_CHECK_S = 60.0
 DRAIN_POLL_S = 2.0
 # An idle runner thread waits this many polls for a wakeup before it looks by itself: the
 # process's poller (one query per poll) wakes them, instead of each thread querying.
@@ -173,7 +174,8 @@ class Runner:
             thread.start()
             self._threads.append(thread)
         for target, name in ((self._heartbeat, "autofix-heartbeat"),
-                             (self._drain, "autofix-filing"), (self._poll, "autofix-poller")):
+                             (self._drain, "autofix-filing"), (self._poll, "autofix-poller"),
+                             (self._retention, "autofix-retention")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -273,7 +275,6 @@ class Runner:
                 if time.monotonic() - database_ok_since >= 2 * interval:
                     reconcile_interrupted(svc, stale_before=svc.clock()
                                           - timedelta(seconds=lease))
-                self._prune_if_due()
             except DatabaseUnavailable:
                 if database_ok_since is not None:
                     log.error("database unavailable", extra={"worker": self.worker})
@@ -281,6 +282,19 @@ class Runner:
                 continue
             except Exception:
                 log.exception("heartbeat error")
+
+    def _retention(self) -> None:
+        """Its own thread: a long prune must never hold up the heartbeat, or the other
+        workers would judge this worker's live runs abandoned after one lease."""
+        while True:
+            try:
+                self._prune_if_due()
+            except DatabaseUnavailable:
+                pass
+            except Exception:  # the retention thread must never die
+                log.exception("retention prune error")
+            if self._stop.wait(RETENTION_CHECK_S):
+                return
 
     def _prune_if_due(self) -> None:
         """AUTOFIX_RETENTION_DAYS: prune hourly. Every worker may; deletes are idempotent."""

@@ -20,6 +20,7 @@ from receiver.evidence.redaction import Redactor
 from receiver.evidence.store import DETAILS_MAX_BYTES, _capped_details
 from receiver.executor import EvidenceLimits
 from receiver.executor.docker_evidence import operator_stop_reason
+from receiver.lifecycle import transition_incident
 from receiver.runner import Runner
 from tests.conftest import webhook_headers
 from tests.harness.memory_executor import MemoryExecutor
@@ -200,10 +201,16 @@ def test_evidence_is_pruned_with_its_incident(db_url: str, app_factory: Any,
     app, executor = make_app(app_factory, db_url, tmp_path, "      - restart: {}\n",
                              extra="    escalate_when: [crashed]\n")
     executor.add("web", status="exited")
-    fire_and_drain(app, "web")  # escalated: a status retention may prune
+    fire_and_drain(app, "web")  # escalated: waits for a human, retention keeps it
     assert len(rows(app, EvidenceRecord)) == 1
+    database = app.extensions["autofix"].database
     time.sleep(0.01)
-    prune(app.extensions["autofix"].database, timedelta(seconds=0))
+    prune(database, timedelta(seconds=0))
+    assert len(rows(app, Incident)) == 1 and len(rows(app, EvidenceRecord)) == 1
+    with database.session() as session:  # a human closes it: finished, prunable
+        assert transition_incident(session, rows(app, Incident)[0].id, "close")
+    time.sleep(0.01)
+    prune(database, timedelta(seconds=0))
     assert rows(app, Incident) == [] and rows(app, EvidenceRecord) == []
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import ColumnElement, CursorResult, delete, select
 
+from ..lifecycle import FINISHED_INCIDENT_STATUSES
 from .engine import Database
 from .models import AuditEntry, Incident, Notification, utcnow
 
@@ -29,23 +30,40 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def prune(database: Database, older_than: timedelta) -> dict[str, int]:
-    """Delete notifications (not those still to be filed), closed incidents (their runs and
-    actions cascade) and audit rows."""
+PRUNE_BATCH_ROWS = 1000
+
+
+def prune(database: Database, older_than: timedelta,
+          batch_rows: int = PRUNE_BATCH_ROWS) -> dict[str, int]:
+    """Delete notifications (not those still to be filed), finished incidents (their runs
+    and actions cascade) and audit rows, in transactions of at most `batch_rows` rows each,
+    so that a large backlog never holds locks that block ingest for long."""
     cutoff = utcnow() - older_than
-    statements = {
+    tables: dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]] = {
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
-        "notifications": delete(Notification).where(
+        "notifications": (Notification, (
             Notification.received_at < cutoff,
-            Notification.ingest_state.is_distinct_from("pending")),
-        "incidents": delete(Incident).where(
+            Notification.ingest_state.is_distinct_from("pending"))),
+        # Only what lifecycle calls finished: never an escalated incident waiting for a human.
+        "incidents": (Incident, (
             Incident.last_seen < cutoff,
-            Incident.status.in_(("resolved", "escalated", "closed"))),
-        "audit_log": delete(AuditEntry).where(AuditEntry.at < cutoff),
+            Incident.status.in_(FINISHED_INCIDENT_STATUSES))),
+        "audit_log": (AuditEntry, (AuditEntry.at < cutoff,)),
     }
-    counts: dict[str, int] = {}
-    with database.session("prune") as session:
-        for table, statement in statements.items():
-            result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-            counts[table] = result.rowcount
-    return counts
+    return {table: _delete_in_batches(database, model, conditions, batch_rows)
+            for table, (model, conditions) in tables.items()}
+
+
+def _delete_in_batches(database: Database, model: Any,
+                       conditions: tuple[ColumnElement[bool], ...], batch_rows: int) -> int:
+    deleted = 0
+    while True:
+        with database.session("prune") as session:
+            ids = session.scalars(select(model.id).where(*conditions).order_by(model.id)
+                                  .limit(batch_rows)).all()
+            if not ids:
+                return deleted
+            # The conditions again: a row that changed since the SELECT stays.
+            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                delete(model).where(model.id.in_(ids), *conditions))
+            deleted += result.rowcount
