@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from receiver.actions.builtin import build_registry
 from receiver.errors import ConfigError
 from receiver.executor.docker_executor import is_valid_container_name
 from receiver.ingest import resolve_target
-from receiver.playbooks.config import load_playbooks, parse_duration, parse_playbooks
+from receiver.playbooks.config import (
+    MAX_DURATION_S,
+    load_playbooks,
+    parse_duration,
+    parse_playbooks,
+)
 from receiver.playbooks.matchers import parse_matcher
 from receiver.playbooks.templating import TemplateRenderer
 from receiver.settings import DEFAULT_PLAYBOOKS
@@ -39,10 +46,30 @@ def test_bad_matchers_are_rejected_with_a_reason(text) -> None:
 
 def test_durations() -> None:
     assert parse_duration("1h30m") == 5400 and parse_duration(90) == 90
-    assert parse_duration("250ms") == 0.25
-    for bad in ("soon", "-1s", True, "5 m"):
+    assert parse_duration("250ms") == 0.25 and parse_duration("1500ms") == 1.5
+    assert parse_duration("1w") == 7 * 86400 and parse_duration("0") == 0
+    # Issue #29: what Prometheus refuses is refused (units out of order, repeated, fractions).
+    for bad in ("soon", "-1s", True, "5 m", "1s1h", "5m5m", "1.5h", "", "ms", "1ms1s", "1M"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+_UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60),
+          ("s", 1), ("ms", 0.001))
+
+
+@given(st.lists(st.tuples(st.sampled_from(range(len(_UNITS))), st.integers(0, 999)),
+                min_size=1, max_size=7))
+def test_durations_follow_prometheus_grammar(parts: list[tuple[int, int]]) -> None:
+    """Units largest first and each once parse to their sum; any other order is refused."""
+    text = "".join(f"{number}{_UNITS[unit][0]}" for unit, number in parts)
+    units = [unit for unit, _ in parts]
+    expected = sum(number * _UNITS[unit][1] for unit, number in parts)
+    if units == sorted(set(units)) and expected <= MAX_DURATION_S:
+        assert parse_duration(text) == pytest.approx(expected)
+    else:
+        with pytest.raises(ValueError):
+            parse_duration(text)
 
 
 def test_shipped_playbooks_cover_the_shipped_alerts() -> None:

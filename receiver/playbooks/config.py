@@ -32,23 +32,33 @@ __all__ = [
     "load_yaml", "parse_duration", "parse_playbooks",
 ]
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Prometheus' own grammar (common/model.ParseDuration): whole numbers, each unit at most
+# once, largest first; "0" alone is zero. "1s1h", "5m5m" and "1.5h" are not durations.
+_UNIT_S = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0,
+           "s": 1.0, "ms": 0.001}
+_DURATION = re.compile("".join(rf"(?:(?P<{'milli' if u == 'ms' else u}>\d+){u})?"
+                               for u in _UNIT_S))
 MAX_DURATION_S = 3650 * 86400.0  # ten years
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from 90, "90s", "5m" or "1h30m" (Prometheus style)."""
+    """Seconds from 90, "90s", "5m" or "1h30m": a number, or Prometheus' duration syntax."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like 30s, 5m, 1h")
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return _bounded(float(value))
-    if isinstance(value, str) and _DURATION.match(value.strip()):
-        return _bounded(sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(value)))
-    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h)")
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "0":
+            return 0.0
+        found = _DURATION.fullmatch(text)
+        if text and found:
+            return _bounded(sum(int(number) * _UNIT_S["ms" if group == "milli" else group]
+                                for group, number in found.groupdict().items() if number))
+    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h30m: whole numbers, "
+                     "units largest first)")
 
 
 def _bounded(seconds: float) -> float:
