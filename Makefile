@@ -17,10 +17,10 @@ help:
 	@echo "make stack-test    the same file as a Swarm stack (docker stack deploy), converged, torn down"
 	@echo "make up         the same stack with docker compose (needs image pulls)"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -c .ci/constraints.txt -e '.[dev,bench]'
 	touch $@
 
 venv: $(VENV)/.installed
