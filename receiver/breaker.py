@@ -63,9 +63,9 @@ def decide(snapshot: BreakerSnapshot, policy: BreakerPolicy, recent_admissions: 
            now: datetime) -> BreakerDecision:
     snap = _age(snapshot, policy, now)
     if snap.state == "open":
-        assert snap.open_until is not None
-        return BreakerDecision(False, snap, "breaker_open",
-                               (snap.open_until - now).total_seconds())
+        # An open breaker always has open_until (_open sets both); the guard keeps -O honest.
+        wait_s = (snap.open_until - now).total_seconds() if snap.open_until else 0.0
+        return BreakerDecision(False, snap, "breaker_open", wait_s)
     if snap.state == "half_open":
         trial_taken = (snap.last_admitted_at is not None and snap.open_until is not None
                        and snap.last_admitted_at >= snap.open_until)

@@ -9,7 +9,8 @@ from receiver.db.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
-assert url, "autofix db upgrade sets sqlalchemy.url"
+if not url:
+    raise RuntimeError("autofix db upgrade sets sqlalchemy.url")
 
 # Any fixed key: every `autofix serve` migrates at startup, and replicas (a Swarm service
 # with 2 of them) start at once. The lock makes the second wait, then find the schema at

@@ -216,7 +216,8 @@ class OutboxSender:
             self._record_failure(claim, "group no longer exists", retryable=False)
             return
         notice = claim.event.kind in NOTICE_KINDS
-        if claim.event.kind != "group" and claim.incident is None and not notice:
+        incident = claim.incident
+        if claim.event.kind != "group" and incident is None and not notice:
             self._record_failure(claim, "incident no longer exists", retryable=False)
             return
         try:
@@ -225,9 +226,10 @@ class OutboxSender:
             elif claim.group is not None:
                 delivery = channel.send_group(claim.group, update_ts=claim.thread_ts,
                                               delivery_id=claim.row_id)
+            elif incident is None:  # checked above; recorded as a failure, never asserted
+                raise RuntimeError("incident no longer exists")
             else:
-                assert claim.incident is not None
-                delivery = channel.send(claim.event, claim.incident,
+                delivery = channel.send(claim.event, incident,
                                         thread_ts=claim.thread_ts, delivery_id=claim.row_id)
         except SendFailed as exc:
             self._record_failure(claim, str(exc), retryable=exc.retryable,

@@ -33,8 +33,9 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        assert self._regex is not None
-        found = self._regex.fullmatch(actual) is not None
+        # parse_matcher compiles every regex matcher; a bare Matcher(=~) compiles here.
+        regex = self._regex or re.compile(self.value)
+        found = regex.fullmatch(actual) is not None
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
