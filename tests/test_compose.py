@@ -76,12 +76,13 @@ def test_container_names_follow_each_compose_scheme() -> None:
 
 def test_with_the_override_each_service_is_one_container_restarting_unless_stopped(
         config: dict) -> None:
-    """v2 honours deploy.replicas and deploy.restart_policy (1.29 ignores both): the
-    override makes them one container, `unless-stopped`, under both."""
+    """Compose (v2, and 1.29.2 too) takes deploy.replicas and deploy.restart_policy as the
+    containers' scale and restart policy: one each, and no restart_policy that would turn
+    `unless-stopped` into `always`."""
     for name, service in config["services"].items():
         assert service["restart"] == "unless-stopped", name
         assert service["deploy"]["replicas"] == 1, name
-        assert service["deploy"]["restart_policy"]["condition"] == "unless-stopped", name
+        assert "restart_policy" not in service["deploy"], name
     assert config["services"]["receiver"]["ports"], "the receiver publishes its port"
 
 

@@ -607,7 +607,7 @@ def api(stack: Stack, path: str) -> Any:
 def check_names_and_restart_policies(stack: Stack) -> tuple[bool, str]:
     """Each service: one container (the override's `deploy.replicas: 1` wins over the
     Swarm replicas), named by the tool's scheme, with `restart: unless-stopped` as the file
-    says (v2 would otherwise map the Swarm `deploy.restart_policy` to `always`)."""
+    says (a `deploy.restart_policy` would replace it, under 1.29.2 and v2 alike)."""
     bad, names = [], []
     for service in SERVICES:
         found = stack.service_containers(service)
