@@ -97,7 +97,8 @@ def test_without_the_override_compose_v2_does_not_run_the_stack() -> None:
     assert "ports" not in alone["receiver"]
     assert not any(s.get("group_add") for s in alone.values())
     readme = (REPO / "README.md").read_text()
-    assert "-f docker-compose.yml -f docker-compose.override.yml" in readme
+    assert "`docker compose -f docker-compose.yml -f docker-compose.override.yml up -d`" \
+        in readme
 
 
 def test_compose_v2_warns_of_nothing_but_the_version_stack_deploy_needs() -> None:
