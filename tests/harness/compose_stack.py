@@ -276,7 +276,7 @@ class Stack:
         return timings
 
     def up(self) -> None:
-        # docker-compose 1.29 gives up on `up` as soon as a dependency's check reports
+        # Compose (1.29 and v2) gives up on `up` as soon as a dependency's check reports
         # unhealthy (a slow first start on a busy host); `up` again once it has recovered.
         for attempt in range(3):
             up = self.compose("up", "-d", "--no-build", *SERVICES)
