@@ -14,6 +14,7 @@ help:
 	@echo "make demo-down  stop everything make demo started"
 	@echo "make bench      benchmarks (minutes); writes bench/results and BENCHMARKS.md"
 	@echo "make compose-test  docker-compose.yml deployed on a private dockerd, checked, torn down"
+	@echo "                   (Compose v2; COMPOSE=docker-compose for 1.29)"
 	@echo "make stack-test    the same file as a Swarm stack (docker stack deploy), converged, torn down"
 	@echo "make up         the same stack with docker compose (needs image pulls)"
 
@@ -45,10 +46,12 @@ test-unit: venv
 
 # docker-compose.yml for real: a private dockerd in its own network namespace, every image
 # built locally (no registry; Grafana is not started), secrets, proxies, networks and
-# roles checked, one hang remediated end to end, everything torn down. As root. `make
-# test` runs it too (tests/test_compose.py, marked e2e).
+# roles checked, one hang remediated end to end, everything torn down. As root. With
+# Compose v2 (`docker compose`, installed by `make deps`) unless COMPOSE is given:
+# `make compose-test COMPOSE=docker-compose` runs docker-compose 1.29. `make test` runs
+# both (tests/test_compose.py, marked e2e).
 compose-test: deps
-	$(PY) -m tests.harness.compose_stack
+	$(PY) -m tests.harness.compose_stack --compose "$(COMPOSE_TEST)"
 
 # docker-compose.yml as a Swarm stack: the same private namespace, dockerd and local images,
 # a single-node swarm on 127.0.0.1, `docker stack deploy` until every service (but Grafana)
@@ -78,6 +81,8 @@ image: venv
 # Compose v2 (`docker compose`) if the plugin is installed, else docker-compose 1.29
 # (Debian's package). `make up COMPOSE="docker-compose"` forces one.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# compose-test: v2 unless COMPOSE was given (it never falls back to 1.29 by itself).
+COMPOSE_TEST = $(if $(filter command line environment,$(origin COMPOSE)),$(COMPOSE),docker compose)
 
 up: secrets
 	$(COMPOSE) up -d --build

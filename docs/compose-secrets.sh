@@ -1,7 +1,15 @@
 #!/bin/sh
-# Create the secrets docker-compose.yml reads from ./.secrets/ (`make secrets`, as root).
+# Create the secrets docker-compose.yml reads from ./.secrets/ (`make secrets`).
 #
 #   sh docs/compose-secrets.sh [PROJECT_DIR]      (default: the repository)
+#
+# Who runs it. Root, for Docker run as root (`sudo make secrets`). With rootless Docker, as
+# the user who runs the daemon, without sudo: the files must then be owned inside the
+# daemon's user namespace (its root is you, its uids/gids are your /etc/subuid and
+# /etc/subgid ranges), so the script enters that namespace (nsenter, the way Docker's
+# rootless guide does, pid from $XDG_RUNTIME_DIR/docker.pid) and sets the same owner and
+# groups there; the containers then see exactly what they see under root Docker. Any
+# other non-root user is refused in one line: they cannot give a file another group.
 #
 # Random values, never overwritten once they exist (rotating one means deleting its file
 # and recreating the services that use it). Keep .secrets/ out of git.
@@ -28,6 +36,17 @@
 # gives it (the reader's uid, this gid, 0440). The directory stays 0700:
 # dockerd (root) resolves the bind mounts, nobody else needs to list it.
 set -eu
+if [ "$(id -u)" -ne 0 ]; then
+    pidfile="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/docker.pid"
+    if [ -z "${AUTOFIX_SECRETS_IN_USERNS:-}" ] && [ -s "$pidfile" ]; then
+        # Rootless Docker: root of its user namespace, where the groups below exist.
+        export AUTOFIX_SECRETS_IN_USERNS=1
+        exec nsenter -U --preserve-credentials -t "$(cat "$pidfile")" -- sh "$0" "$@"
+    fi
+    echo "make secrets: needs root to give each file its group (sudo make secrets), or a" \
+         "rootless Docker daemon of this user (no $pidfile)" >&2
+    exit 2
+fi
 cd "${1:-$(dirname "$0")/..}"
 umask 077
 mkdir -p .secrets

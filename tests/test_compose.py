@@ -1,6 +1,7 @@
 """docker-compose.yml: valid, complete, healthchecked, no raw Docker socket for the
-receiver, secrets and networks as SECURITY.md states them (static checks), and
-`make compose-test`: the same file deployed for real on a private dockerd (e2e)."""
+receiver, secrets and networks as SECURITY.md states them (static checks, as Compose v2
+and docker-compose 1.29 each resolve the files), and `make compose-test`: the same file
+deployed for real on a private dockerd, once with each (e2e)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.harness.procs import require_binary
+from tests.harness.compose_stack import compose_version, container_name
+from tests.harness.procs import components_required, require_binary
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -23,16 +28,105 @@ COMPOSE_ONLY = REPO / "docker-compose.override.yml"
 SERVICES = {"target_app", "receiver", "postgres", "prometheus", "alertmanager", "grafana",
             "docker-proxy", "docker-proxy-ro"}
 SOCKET = "/var/run/docker.sock"
+# Compose v2 (the Docker CLI plugin; .ci/install-compose-plugin) and docker-compose 1.29.
+V2, V1 = "docker compose", "docker-compose"
+# Debian 12's docker.io CLI (20.10): its `docker stack deploy` needs `version:`.
+DOCKER_20_10 = Path("/usr/bin/docker")
 
 
-@pytest.fixture(scope="module")
-def config() -> dict:
-    """The config as docker-compose itself resolves it (anchors, merges, defaults)."""
-    result = subprocess.run([require_binary("docker-compose"), "-f", str(COMPOSE),
-                             "-f", str(COMPOSE_ONLY), "config"],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+def require_compose(command: str) -> list[str]:
+    """The Compose command as argv, or skip (fail in CI) when it does not run."""
+    argv = command.split()
+    require_binary(argv[0])
+    if compose_version(argv) is None:
+        message = f"`{command}` does not run: bash .ci/install-os-packages"
+        if components_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return argv
+
+
+def resolve(command: str, *files: Path) -> subprocess.CompletedProcess[str]:
+    argv = [*require_compose(command)]
+    for file in files:
+        argv += ["-f", str(file)]
+    return subprocess.run([*argv, "config"], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module", params=[V2, V1])
+def config(request: pytest.FixtureRequest) -> dict:
+    """The config as each Compose itself resolves it (anchors, merges, defaults), from the
+    files `docker compose up` reads in the repository."""
+    result = resolve(request.param, COMPOSE, COMPOSE_ONLY)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
+
+
+def test_compose_v2_is_installed() -> None:
+    """.ci/install-os-packages installs the plugin (trixie's 2.26.1 on Debian 12)."""
+    version = compose_version(require_compose(V2))
+    assert version and version.startswith("2."), version
+
+
+def test_container_names_follow_each_compose_scheme() -> None:
+    assert container_name("autofix", "target_app", "1.29.2") == "autofix_target_app_1"
+    assert container_name("autofix", "target_app", "2.26.1-4") == "autofix-target_app-1"
+
+
+def test_with_the_override_each_service_is_one_container_restarting_unless_stopped(
+        config: dict) -> None:
+    """Compose (v2, and 1.29.2 too) takes deploy.replicas and deploy.restart_policy as the
+    containers' scale and restart policy: one each, and no restart_policy that would turn
+    `unless-stopped` into `always`."""
+    for name, service in config["services"].items():
+        assert service["restart"] == "unless-stopped", name
+        assert service["deploy"]["replicas"] == 1, name
+        assert "restart_policy" not in service["deploy"], name
+    assert config["services"]["receiver"]["ports"], "the receiver publishes its port"
+
+
+def test_without_the_override_compose_v2_does_not_run_the_stack() -> None:
+    """Why the README says to pass both files (or none, so that compose reads both):
+    docker-compose.yml alone is the Swarm stack, 2 receivers without a port and no
+    group_add (no service could read its secrets)."""
+    result = resolve(V2, COMPOSE)
+    assert result.returncode == 0, result.stderr
+    alone = yaml.safe_load(result.stdout)["services"]
+    assert alone["receiver"]["deploy"]["replicas"] == 2
+    assert "ports" not in alone["receiver"]
+    assert not any(s.get("group_add") for s in alone.values())
+    readme = (REPO / "README.md").read_text()
+    assert "`docker compose -f docker-compose.yml -f docker-compose.override.yml up -d`" \
+        in readme
+
+
+def test_compose_v2_warns_of_nothing_but_the_version_stack_deploy_needs() -> None:
+    result = resolve(V2, COMPOSE, COMPOSE_ONLY)
+    warnings = [line for line in result.stderr.splitlines() if "level=warning" in line]
+    assert all("`version` is obsolete" in w for w in warnings), warnings
+    assert len(warnings) <= 1, warnings
+
+
+def test_version_stays_because_debian_12_stack_deploy_needs_it(tmp_path: Path) -> None:
+    """Debian 12's docker.io CLI (20.10) refuses a compose file without `version:` (it
+    reads it as 1.0); later CLIs and Compose v2 only warn. The file is parsed before the
+    daemon is asked, so a socket that does not exist is enough."""
+    if not DOCKER_20_10.exists() or not subprocess.run(
+            [str(DOCKER_20_10), "--version"], capture_output=True, text=True,
+            check=False).stdout.startswith("Docker version 20.10"):
+        pytest.skip("no docker.io 20.10 CLI (Debian 12) here")
+    versionless = tmp_path / "docker-compose.yml"
+    versionless.write_text("\n".join(line for line in COMPOSE.read_text().splitlines()
+                                     if not line.startswith("version:")))
+
+    def deploy(file: Path) -> str:
+        out = subprocess.run([str(DOCKER_20_10), "-H", f"unix://{tmp_path}/none.sock", "stack",
+                              "deploy", "--orchestrator", "swarm", "-c", str(file), "afc"],
+                             capture_output=True, text=True, timeout=60, check=False)
+        return out.stdout + out.stderr
+    assert "unsupported Compose file version: 1.0" in deploy(versionless)
+    assert "Cannot connect to the Docker daemon" in deploy(COMPOSE)
 
 
 def test_every_service_is_present(config: dict) -> None:
@@ -116,15 +210,19 @@ def test_local_override_only_swaps_images() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
-def test_make_compose_test_deploys_the_stack_and_proves_the_loop() -> None:
-    """`make compose-test` (tests/harness/compose_stack.py): root, a private dockerd in its
-    own network namespace, every image built locally, one hang remediated end to end."""
+@pytest.mark.parametrize("compose", [V2, V1])
+def test_make_compose_test_deploys_the_stack_and_proves_the_loop(compose: str) -> None:
+    """`make compose-test [COMPOSE=docker-compose]` (tests/harness/compose_stack.py): root,
+    a private dockerd in its own network namespace, every image built locally, one hang
+    found by its compose service, remediated end to end; with Compose v2 and with 1.29."""
+    require_compose(compose)
     run_root_harness("tests.harness.compose_stack", "make compose-test",
-                     ("dockerd", "docker-compose", "haproxy", "unshare"), timeout_s=840)
+                     ("dockerd", "haproxy", "unshare"), timeout_s=840,
+                     args=("--compose", compose))
 
 
-def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float
-                     ) -> None:
+def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float,
+                     args: tuple[str, ...] = ()) -> None:
     """`python -m module` (it needs root), failing with its PASS/FAIL summary."""
     if os.geteuid() != 0:
         if os.environ.get("AUTOFIX_REQUIRE_COMPONENTS") == "1":
@@ -132,7 +230,7 @@ def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s:
         pytest.skip(f"{title} needs root")
     for tool in tools:
         require_binary(tool)
-    result = subprocess.run([sys.executable, "-m", module], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
                             text=True, timeout=timeout_s, check=False)
     report = result.stdout[result.stdout.find(f"== {title} =="):]
     assert result.returncode == 0, (report or result.stdout[-6000:]) + result.stderr[-3000:]
@@ -150,3 +248,58 @@ def test_no_plaintext_secrets() -> None:
     assert not re.search(r"(PASSWORD|TOKEN|SECRET)[A-Z_]*:\s*(?!/run/secrets/)\S", text), \
         "secrets must come from /run/secrets files"
     assert "_FILE: /run/secrets/" in text
+
+
+NOBODY = 65534
+
+
+def as_nobody(*argv: str, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                             "--clear-groups", *argv], text=True, **kwargs)
+
+
+def test_make_secrets_as_a_rootless_docker_user() -> None:
+    """`make secrets` without root, for rootless Docker: the script enters the daemon's user
+    namespace (a stand-in here: inner root = the user, inner 1-65536 = a subordinate range
+    from 200000, as rootlesskit maps them) and the files get the per-secret groups of that
+    namespace, 0440. A non-root user without such a daemon is refused in one line."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make the stand-in user namespace and its mappings")
+    require_binary("nsenter")
+    # Not pytest's tmp_path: its parents are root's, closed to the user.
+    with tempfile.TemporaryDirectory(prefix="afc-rootless-") as scratch:
+        os.chmod(scratch, 0o755)
+        rootless_secrets(Path(scratch) / "run", Path(scratch) / "project")
+
+
+def rootless_secrets(run: Path, project: Path) -> None:
+    for path in (run, project):
+        path.mkdir()
+        os.chown(path, NOBODY, NOBODY)
+    script = str(REPO / "docs" / "compose-secrets.sh")
+    refused = as_nobody("env", f"XDG_RUNTIME_DIR={run}", "sh", script, str(project),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    _, err = refused.communicate(timeout=60)
+    assert refused.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert "sudo make secrets" in err and not (project / ".secrets").exists()
+
+    daemon = as_nobody("unshare", "--user", "sleep", "60")
+    try:
+        deadline = time.monotonic() + 10
+        while (os.readlink(f"/proc/{daemon.pid}/ns/user") == os.readlink("/proc/self/ns/user")
+               and time.monotonic() < deadline):
+            time.sleep(0.05)   # until setpriv has exec'd unshare and it made the namespace
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{daemon.pid}/{name}").write_text(f"0 {NOBODY} 1\n1 200000 65536\n")
+        (run / "docker.pid").write_text(f"{daemon.pid}\n")
+        made = as_nobody("env", f"XDG_RUNTIME_DIR={run}", "sh", script, str(project),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+        _, err = made.communicate(timeout=60)
+        assert made.returncode == 0, err
+    finally:
+        daemon.kill()
+        daemon.wait()
+    for name, gid in SECRET_GIDS.items():
+        st = (project / ".secrets" / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == \
+            (NOBODY, 200000 + int(gid) - 1, 0o440), name

@@ -1,8 +1,10 @@
 """`make compose-test`: docker-compose.yml deployed for real, checked, and torn down.
 
-    python -m tests.harness.compose_stack [--keep-workdir] [--compose-file FILE]
+    python -m tests.harness.compose_stack [--compose CMD] [--keep-workdir] [--compose-file FILE]
 
-(--compose-file: a variant of docker-compose.yml, to see that the checks catch a defect.)
+(--compose: the Compose command, `docker compose` (v2, the default) or `docker-compose`
+(1.29); --compose-file: a variant of docker-compose.yml, to see that the checks catch a
+defect.)
 
 1. Enters a private network and mount namespace (`unshare --net --mount`): the private
    dockerd's bridges, container addresses and published ports exist only there, so
@@ -12,15 +14,16 @@
    the namespace never routes between networks, so two containers talk only if compose
    put them on a common network) and builds every image locally
    (tests/harness/local_images.py); Grafana has none and is not started.
-3. `docker-compose -f docker-compose.yml -f docker-compose.override.yml -f
-   tests/harness/docker-compose.local.yml up` with secrets made by docs/compose-secrets.sh
-   in a scratch project directory.
+3. `docker compose -f docker-compose.yml -f docker-compose.override.yml -f
+   tests/harness/docker-compose.local.yml up` (or docker-compose 1.29) with secrets made by
+   docs/compose-secrets.sh in a scratch project directory. Containers are found by their
+   compose labels (project, service); their names follow the tool's scheme, checked.
 4. Checks (each one named; any failure means exit 1): secret files and who can read them,
    the Docker API proxies endpoint by endpoint, network isolation seen from inside
    target_app, PostgreSQL roles, AUTOFIX_PROMETHEUS_URL, and the loop itself: a hang of
    target_app through its fault endpoint must end with autofix restarting the container
    and the incident resolved.
-5. `docker-compose down -v`, dockerd stopped, the namespace and scratch directory gone.
+5. `compose down -v`, dockerd stopped, the namespace and scratch directory gone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import stat
@@ -61,6 +66,9 @@ SERVICE_UIDS = {"receiver": "10001", "postgres": "999", "alertmanager": "65534",
 PROJECT_LINKS = ("prometheus", "rules", "alertmanager", "grafana", "socket-proxy",
                  "target_app", "receiver", "pyproject.toml", "README.md")
 HEALTHY_TIMEOUT_S = 180
+# The Compose command: v2 (the Docker CLI plugin) by default, `docker-compose` for 1.29.
+DEFAULT_COMPOSE = "docker compose"
+COMPOSE_ENV = "AUTOFIX_COMPOSE"   # how the outer process hands --compose to the inner one
 LOOP_TIMEOUT_S = 240
 PROBE_CONTAINER = "afc-probe"     # allowed calls act on it
 VICTIM_CONTAINER = "afc-victim"   # refused destructive calls aim at it (so a proxy that
@@ -94,16 +102,44 @@ class Report:
 
 # --- outside: the namespace --------------------------------------------------------------
 
+def compose_command() -> list[str]:
+    return shlex.split(os.environ.get(COMPOSE_ENV) or DEFAULT_COMPOSE)
+
+
+def compose_version(command: list[str]) -> str | None:
+    """`2.26.1-4`, `1.29.2`, or None when the command does not run."""
+    try:
+        out = subprocess.run([*command, "version"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    except OSError:
+        return None
+    found = re.search(r"version v?(\d+\.\d+\.\d+\S*?),?\s", out.stdout + " ")
+    return found.group(1) if out.returncode == 0 and found else None
+
+
+def container_name(project: str, service: str, version: str) -> str:
+    """The name Compose gives a service's first container: 1.29 joins with `_`, v2 with `-`
+    (it reaches Prometheus' `container` label, hence playbook targets and breakers)."""
+    return f"{project}_{service}_1" if version.startswith("1.") else f"{project}-{service}-1"
+
+
 def outer(args: argparse.Namespace, module: str = "tests.harness.compose_stack",
-          tools: tuple[str, ...] = ("docker-compose",)) -> int:
+          tools: tuple[str, ...] = ("compose",)) -> int:
     """Runs `python -m module --inside` in a private network and mount namespace."""
     if os.geteuid() != 0:
         print(f"{module} needs root (a private dockerd in its own namespace)", file=sys.stderr)
         return 2
-    for tool in ("unshare", "ip", "dockerd", *tools):
+    for tool in ("unshare", "ip", "dockerd", *(t for t in tools if t != "compose")):
         if shutil.which(tool) is None:
             print(f"compose-test needs {tool}: bash .ci/install-os-packages", file=sys.stderr)
             return 2
+    if "compose" in tools:
+        version = compose_version(compose_command())
+        if version is None:
+            print(f"compose-test needs `{shlex.join(compose_command())}`: bash "
+                  ".ci/install-os-packages", file=sys.stderr)
+            return 2
+        log(f"compose: `{shlex.join(compose_command())}` {version}")
     workdir = Path(tempfile.mkdtemp(prefix="autofix-compose-", dir="/var/tmp"))
     started = time.monotonic()
     try:
@@ -152,6 +188,9 @@ class Stack:
         self.project = f"afc{os.getpid()}"
         self.project_dir = workdir / "project"
         self.env: dict[str, str] = {}
+        self.compose_cmd = compose_command()
+        self.compose_version = ""
+        self.names: dict[str, str] = {}
 
     # plumbing
     def docker(self, *argv: str, input_text: str | None = None, check: bool = True,
@@ -163,14 +202,27 @@ class Stack:
         return result
 
     def compose(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        cmd = ["docker-compose", "-p", self.project, "-f", str(self.compose_file),
+        cmd = [*self.compose_cmd, "-p", self.project, "-f", str(self.compose_file),
                "-f", str(COMPOSE_ONLY), "-f", str(LOCAL),
                "--project-directory", str(self.project_dir), *argv]
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
                               timeout=timeout, check=False)
 
     def container(self, service: str) -> str:
-        return f"{self.project}_{service}_1"
+        """The service's container, found by the labels Compose puts on it (1.29 and v2
+        alike), not by a name built here."""
+        if service not in self.names:
+            names = self.service_containers(service)
+            if len(names) != 1:
+                raise RuntimeError(f"{service}: {len(names)} containers {names}, want 1")
+            self.names[service] = names[0]
+        return self.names[service]
+
+    def service_containers(self, service: str) -> list[str]:
+        out = self.docker("ps", "-a", "--format", "{{.Names}}",
+                          "--filter", f"label=com.docker.compose.project={self.project}",
+                          "--filter", f"label=com.docker.compose.service={service}")
+        return sorted(out.stdout.split())
 
     def probe(self, container: str, *args: str, user: str | None = None) -> Any:
         extra = ["-u", user] if user else []
@@ -187,6 +239,8 @@ class Stack:
     # lifecycle
     def start(self) -> dict[str, float]:
         timings = self.prepare()
+        self.compose_version = compose_version(self.compose_cmd) or "?"
+        log(f"compose: `{shlex.join(self.compose_cmd)}` {self.compose_version}")
         t = time.monotonic()
         self.up()
         timings["compose up (healthy)"] = time.monotonic() - t
@@ -222,18 +276,18 @@ class Stack:
         return timings
 
     def up(self) -> None:
-        # docker-compose 1.29 gives up on `up` as soon as a dependency's check reports
+        # Compose (1.29 and v2) gives up on `up` as soon as a dependency's check reports
         # unhealthy (a slow first start on a busy host); `up` again once it has recovered.
         for attempt in range(3):
             up = self.compose("up", "-d", "--no-build", *SERVICES)
             if up.returncode == 0:
                 break
             states = self.docker("ps", "-a", "--format", "{{.Names}}: {{.Status}}").stdout
-            log(f"docker-compose up failed (attempt {attempt + 1}): "
+            log(f"compose up failed (attempt {attempt + 1}): "
                 f"{up.stderr.strip().splitlines()[-2:]}; {states.splitlines()}")
             time.sleep(10)
         else:
-            raise RuntimeError(f"docker-compose up failed:\n{up.stdout}\n{up.stderr}")
+            raise RuntimeError(f"compose up failed:\n{up.stdout}\n{up.stderr}")
         self.wait_healthy()
 
     def wait_healthy(self) -> None:
@@ -263,7 +317,7 @@ class Stack:
     def stop(self) -> None:
         if self.env:
             down = self.compose("down", "-v", "--remove-orphans", "-t", "5")
-            log(f"docker-compose down: rc={down.returncode}")
+            log(f"compose down: rc={down.returncode}")
             self.docker("rm", "-f", PROBE_CONTAINER, VICTIM_CONTAINER, check=False)
         self.dockerd.stop()
 
@@ -550,7 +604,28 @@ def api(stack: Stack, path: str) -> Any:
         return json.loads(resp.read())
 
 
+def check_names_and_restart_policies(stack: Stack) -> tuple[bool, str]:
+    """Each service: one container (the override's `deploy.replicas: 1` wins over the
+    Swarm replicas), named by the tool's scheme, with `restart: unless-stopped` as the file
+    says (a `deploy.restart_policy` would replace it, under 1.29.2 and v2 alike)."""
+    bad, names = [], []
+    for service in SERVICES:
+        found = stack.service_containers(service)
+        want = container_name(stack.project, service, stack.compose_version)
+        policy = stack.inspect(found[0])["HostConfig"]["RestartPolicy"]["Name"] if found else ""
+        if found != [want]:
+            bad.append(f"{service}: containers {found}, want [{want}]")
+        if policy != "unless-stopped":
+            bad.append(f"{service}: restart policy {policy!r}")
+        names += found
+    return not bad, "; ".join(bad) or (
+        f"compose {stack.compose_version}: {len(names)} containers, one per service, named "
+        f"like {container_name('P', 'S', stack.compose_version)}, all unless-stopped")
+
+
 def check_loop(stack: Stack) -> tuple[bool, str]:
+    """The hang is found by its compose service (the `service` label, the same under 1.29
+    and v2); autofix acts on, and keys the breaker by, the container's Docker name."""
     container = stack.container("target_app")
     started_before = stack.inspect(container)["State"]["StartedAt"]
     req = urllib.request.Request("http://127.0.0.1:8000/fault/hang", method="POST", data=b"",
@@ -571,8 +646,7 @@ def check_loop(stack: Stack) -> tuple[bool, str]:
             time.sleep(2)
             continue
         items = items.get("items", items) if isinstance(items, dict) else items
-        mine = [i for i in items if i.get("target") == container
-                or (i.get("labels") or {}).get("container") == container]
+        mine = [i for i in items if (i.get("labels") or {}).get("service") == "target_app"]
         if mine:
             incident = mine[0]
             marks.setdefault("incident", time.monotonic() - t0)
@@ -583,16 +657,19 @@ def check_loop(stack: Stack) -> tuple[bool, str]:
                 break
         time.sleep(2)
     if not incident:
-        return False, f"no TargetDown incident for {container} within {LOOP_TIMEOUT_S}s"
+        return False, f"no TargetDown incident for service target_app within {LOOP_TIMEOUT_S}s"
     detail = api(stack, f"/api/v1/incidents/{incident['id']}")
+    breakers = [b["target"] for b in api(stack, "/api/v1/breakers")["items"]]
     actions = detail.get("actions", [])
     restarts = [a for a in actions if a.get("action") == "restart"]
     restarted = stack.inspect(container)["State"]["StartedAt"] != started_before
     healthy = (stack.inspect(container)["State"].get("Health") or {}).get("Status")
     ok = (incident.get("status") == "resolved" and restarted
-          and any(a.get("outcome") == "succeeded" for a in restarts))
+          and any(a.get("outcome") == "succeeded" for a in restarts)
+          and incident.get("target") == container and breakers == [container])
     summary = ", ".join(f"{k} at {v:.1f}s" for k, v in marks.items())
-    return ok, (f"incident {incident.get('id')} {incident.get('status')}; restart actions "
+    return ok, (f"incident {incident.get('id')} (service target_app) {incident.get('status')} "
+                f"on target {incident.get('target')}; breakers {breakers}; restart actions "
                 f"{[a.get('outcome') for a in restarts]}; container restarted={restarted} "
                 f"health={healthy}; {summary}")
 
@@ -609,6 +686,8 @@ def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
     try:
         timings = stack.start()
         config = compose_config(stack)
+        report.run("compose: one container per service, named by the tool's scheme, "
+                   "restart unless-stopped", lambda: check_names_and_restart_policies(stack))
         report.run("secrets: files 0440 root:<own gid>, group_add = exactly what each "
                    "service mounts", lambda: check_secret_files(stack, config))
         report.run("secrets: each service reads its secrets as its own uid",
@@ -647,7 +726,8 @@ def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
         finally:
             timings["teardown"] = time.monotonic() - t
     return print_report("make compose-test", report, timings,
-                        "grafana (no image can be assembled from Debian packages here)")
+                        "grafana (no image can be assembled from Debian packages here)",
+                        f"{shlex.join(stack.compose_cmd)} {stack.compose_version}")
 
 
 def hold_for_inspection(stack: Stack, report: Report) -> None:
@@ -658,10 +738,12 @@ def hold_for_inspection(stack: Stack, report: Report) -> None:
             time.sleep(hold)
 
 
-def print_report(title: str, report: Report, timings: dict[str, float], not_started: str
-                 ) -> int:
+def print_report(title: str, report: Report, timings: dict[str, float], not_started: str,
+                 tool: str = "") -> int:
     """The summary the pytest wrappers show on failure; the exit status."""
     print(f"\n== {title} ==")
+    if tool:
+        print(f"with: {tool}")
     for name, ok, detail in report.results:
         print(f"{'PASS' if ok else 'FAIL'}  {name}\n      {detail}")
     print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
@@ -670,7 +752,7 @@ def print_report(title: str, report: Report, timings: dict[str, float], not_star
 
 
 def main(argv: list[str] | None = None, doc: str = __doc__ or "",
-         module: str = "tests.harness.compose_stack", tools: tuple[str, ...] = ("docker-compose",),
+         module: str = "tests.harness.compose_stack", tools: tuple[str, ...] = ("compose",),
          run_inside: Callable[[Path, Path], int] = inside) -> int:
     """The command line of this harness, and of others built on it (swarm_stack)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -678,7 +760,10 @@ def main(argv: list[str] | None = None, doc: str = __doc__ or "",
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--compose-file", type=Path, default=COMPOSE)
+    parser.add_argument("--compose", default=os.environ.get(COMPOSE_ENV) or DEFAULT_COMPOSE,
+                        help="`docker compose` (v2, default) or `docker-compose` (1.29)")
     args = parser.parse_args(argv)
+    os.environ[COMPOSE_ENV] = args.compose   # inherited by the process inside the namespace
     if args.inside:
         return run_inside(args.workdir, args.compose_file.resolve())
     return outer(args, module, tools)
