@@ -114,6 +114,9 @@ def end_lapsed_pauses(services: Services) -> list[int]:
     new runs' ids."""
     now = services.clock()
     with services.database.session("pause_lapse") as session:
+        lapsed = select(Pause.id).where(Pause.active == 1, Pause.until <= now).limit(1)
+        if session.scalar(lapsed) is None:  # the usual case: read only, no write lock
+            return []
         ended = session.execute(
             update(Pause).where(Pause.active == 1, Pause.until <= now)
             .values(active=None, resumed_at=Pause.until, resumed_by="until")
