@@ -60,7 +60,8 @@ def current_pause(services: Services, session: Session | None = None) -> PauseSt
 
 def pause_automation(services: Services, actor: str, reason: str,
                      until: datetime | None) -> PauseState:
-    """Pause every mutating step until resumed (or `until`). 409 while paused already."""
+    """Pause every step that leaves the process until resumed (or `until`). 409 while
+    paused already."""
     now = services.clock()
     if until is not None and until <= now:
         raise BadRequest("until must be in the future", field="until")

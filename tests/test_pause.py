@@ -1,4 +1,5 @@
-"""The kill switch (#19): while paused no mutating step starts; recording and notifying go on.
+"""The kill switch (#19): while paused no step that leaves the process starts;
+recording, notifying and dry runs go on.
 
 In-process tests use the in-memory executor and an injectable clock; the last test runs
 `autofix serve` with two worker processes against a real dockerd and PostgreSQL.

@@ -342,7 +342,7 @@ def describe_notice(event: Event) -> str:
     why = f": {str(d.get('reason'))[:_ERROR_MAX]}" if d.get("reason") else ""
     if event.kind == "paused":
         until = f" until {d['until']}" if d.get("until") else " until resumed"
-        return f"automation paused{who}{until}{why}; no mutating step starts"
+        return f"automation paused{who}{until}{why}; only notifications and dry runs go on"
     if event.kind == "resumed":
         return f"automation resumed{who}{why}"
     return str(d.get("text", ""))[:_SECTION_MAX]
