@@ -26,7 +26,15 @@ from .errors import DatabaseUnavailable
 from .evidence.capture import Evidence
 from .evidence.runtime import RunEvidence, classification_stop, operator_stop_only
 from .executor import ExecutorError
-from .guards import GuardStop, Subject, admit, check_run_target, take_target, target_lock
+from .guards import (
+    GuardStop,
+    Subject,
+    admit,
+    check_run_target,
+    pause_stop,
+    take_target,
+    target_lock,
+)
 from .ingest import template_context
 from .lifecycle import (
     IncidentStatus,
@@ -124,7 +132,8 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
         values["target"] = stop.target  # canonical, when resolution got that far
         info = replace(info, target=stop.target)
     if not transition_run(session, info.run_id, "skip", finished_at=now,
-                          error=f"{stop.reason}: {stop.message}"[:4000], **values):
+                          error=f"{stop.reason}: {stop.message}"[:4000],
+                          reason=func.coalesce(Run.reason, stop.reason), **values):
         return  # already ended elsewhere (reconciled): nothing more to record
     insert_action(session, dict(
         run_id=info.run_id, incident_id=info.incident_id, playbook=info.playbook,
@@ -253,6 +262,13 @@ def execute_run(services: Services, run_id: int) -> None:
                 return
             session.execute(update(Run).where(Run.id == run_id).values(admitted_at=now))
             _publish_breaker(services, target, decision)
+        elif not dry_run and _leaves_process(services, playbook):
+            # A check-only playbook is not admitted, but its steps reach out too: the kill
+            # switch holds it (its incident stays open, so the resume queues it again).
+            paused = pause_stop(session, services.clock())
+            if paused is not None:
+                record_skip(session, services, info, paused)
+                return
         transition_incident(session, info.incident_id, "start")
         services.notifier.emit(session, Event("playbook_started", info.incident_id, {
             "playbook": playbook.name, "target": target, "trigger": info.trigger,
@@ -298,6 +314,11 @@ def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidenc
     captured, _ = evidence.capture(None, step=first_change, source="implicit",
                                    hold_event=True)
     return classification_stop(playbook, captured)
+
+
+def _leaves_process(services: Services, playbook: Playbook) -> bool:
+    specs = (services.registry.get(step.action) for step in playbook.actions)
+    return any(spec is None or spec.leaves_process for spec in specs)
 
 
 def is_mutating(services: Services, playbook: Playbook) -> bool:
@@ -348,8 +369,9 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
                                               Run.status == RunStatus.RUNNING)
                             .values(current_step=step_index))
 
-        # The first step was admitted a moment ago; a later mutating step checks the kill
-        # switch again, so that a pause stops a run between its steps too.
+        # The first step was admitted a moment ago; a later step that reaches outside
+        # autofix (not only one that changes a target: an http call carries credentials)
+        # checks the kill switch again, so that a pause stops a run between its steps too.
         paused = None if dry_run or index == 0 else _pause_before(services, step)
         result: StepResult = ("skipped", "paused", paused, None, dict(step.params), None)
         if paused is None:
@@ -401,9 +423,9 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
 
 
 def _pause_before(services: Services, step: ActionStep) -> str | None:
-    """Why a mutating step may not start now (the kill switch is on), or None."""
+    """Why a step that leaves the process may not start now (the kill switch is on)."""
     spec = services.registry.get(step.action)
-    if spec is not None and not spec.mutating:
+    if spec is not None and not spec.leaves_process:
         return None
     try:
         with services.database.session("pause_check") as session:
@@ -419,8 +441,10 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
         now = services.clock()
         events: dict[str, str] = {RunStatus.SUCCEEDED: "succeed", RunStatus.SKIPPED: "skip"}
         event = events.get(status, "fail")
+        # Only a pause stops a run half-way (skipped): the run says so, as a guard's would.
+        why = {"reason": func.coalesce(Run.reason, "paused")} if event == "skip" else {}
         if not transition_run(session, info.run_id, event, finished_at=now, error=error,
-                              current_step=None):
+                              current_step=None, **why):
             return False
         # A failed notify/check-only run of an alert stays escalated for a human (its alert
         # still resolves it); a manual or dry run closes whatever happened.

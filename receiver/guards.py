@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .services import Services
 
 __all__ = ["GuardStop", "Subject", "admit", "check_run_target", "check_target", "endpoint_key",
-           "load_breaker", "take_target", "target_lock"]
+           "load_breaker", "pause_stop", "take_target", "target_lock"]
 
 _KEY_MAX = 255  # runs.target and breakers.target
 _sqlite_target_lock = threading.Lock()
@@ -219,16 +219,25 @@ def save_breaker(session: Session, target: str, snapshot: BreakerSnapshot,
     row.updated_at = now
 
 
-def admit(session: Session, playbook: Playbook, target: str, now: datetime,
-          exclude_run: int | None) -> GuardStop | BreakerDecision:
-    """The kill switch, then guards 4-5, inside the caller's transaction; on success the
-    breaker is updated."""
+def pause_stop(session: Session, now: datetime) -> GuardStop | None:
+    """The kill switch: a stop while a pause is in force, else None."""
     pause = active_pause(session, now)
-    if pause is not None:
-        # Not escalated nor retried: a pause is a human's decision, already known.
-        ends = f" until {pause.until.isoformat()}" if pause.until else ""
-        return GuardStop("paused", f"automation paused by {pause.paused_by} since "
-                         f"{pause.paused_at.isoformat()}{ends}: {pause.reason}")
+    if pause is None:
+        return None
+    # Not escalated nor retried now: a pause is a human's decision, already known; its
+    # resume queues the run again if the alert still fires (pause.resume_automation).
+    ends = f" until {pause.until.isoformat()}" if pause.until else ""
+    return GuardStop("paused", f"automation paused by {pause.paused_by} since "
+                     f"{pause.paused_at.isoformat()}{ends}: {pause.reason}")
+
+
+def admit(session: Session, playbook: Playbook, target: str, now: datetime,
+          exclude_run: int | None, *, check_pause: bool = True) -> GuardStop | BreakerDecision:
+    """The kill switch (unless `check_pause` is False: a dry run), then guards 4-5, inside
+    the caller's transaction; on success the breaker is updated."""
+    paused = pause_stop(session, now) if check_pause else None
+    if paused is not None:
+        return paused
     last = session.scalar(
         select(func.max(Run.admitted_at)).where(
             Run.playbook == playbook.name, Run.target == target, Run.admitted_at.is_not(None),

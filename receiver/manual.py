@@ -54,8 +54,11 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     if isinstance(subject, GuardStop):
         _raise_for(subject)
     target = subject.key  # canonical: the run, its lock and the audit name the target
+    # A dry run touches nothing, so it goes on while automation is paused.
+    dry = (dry_run or playbook.dry_run or playbook.mode == "observe"
+           or services.settings.dry_run)
     with services.database.scratch_session("manual_peek") as session:
-        decision = admit(session, playbook, target, now, exclude_run=None)
+        decision = admit(session, playbook, target, now, exclude_run=None, check_pause=not dry)
         if isinstance(decision, GuardStop):
             _raise_for(decision)
     with services.database.session("manual_run") as session:

@@ -70,7 +70,8 @@ class Metrics:
             "autofix_run_queue_depth", "Runs queued and not yet started.", registry=r,
             multiprocess_mode="mostrecent")
         self.paused = Gauge(
-            "autofix_paused", "1 while the kill switch is on (no mutating step starts).",
+            "autofix_paused", "1 while the kill switch is on (no step that leaves the process "
+            "starts).",
             registry=r, multiprocess_mode="mostrecent")
         self.runs_awaiting_approval = Gauge(
             "autofix_runs_awaiting_approval", "Runs waiting for a human's approval.",

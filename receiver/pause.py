@@ -1,7 +1,9 @@
-"""The kill switch: while a pause is in force no mutating step starts, on any worker or
-replica (the state is a database row, checked by the admission guard). Runs skip with
-reason `paused`; alerts are still recorded and notifications still sent. Audited, told
-to the notification channels, exported as `autofix_paused`."""
+"""The kill switch: while a pause is in force no step that leaves the process starts, on
+any worker or replica (the state is a database row, checked by the admission guard and
+before each step). Runs skip with reason `paused`; alerts are still recorded,
+notifications still sent, dry runs go on. The resume queues once more every run skipped
+`paused` during the pause whose incident is still open (its alert still fires). Audited,
+told to the notification channels, exported as `autofix_paused`."""
 
 from __future__ import annotations
 
@@ -9,16 +11,26 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from .db.models import AuditEntry, Pause
+from .db.models import Action, AuditEntry, Incident, Pause, Run
 from .errors import BadRequest, Conflict
-from .lifecycle import active_pause, end_pause, start_pause
+from .execution import is_mutating
+from .lifecycle import (
+    RETRYABLE_INCIDENT_STATUSES,
+    RunStatus,
+    active_pause,
+    end_pause,
+    start_pause,
+)
 from .notify import Event
+from .retries import RETRY_TRIGGERS
 from .services import Services
 
-__all__ = ["PauseState", "current_pause", "pause_automation", "resume_automation"]
+__all__ = ["PauseState", "current_pause", "end_lapsed_pauses", "pause_automation",
+           "requeue_paused_runs", "resume_automation"]
 
 log = logging.getLogger("autofix.pause")
 
@@ -48,10 +60,12 @@ def current_pause(services: Services, session: Session | None = None) -> PauseSt
 
 def pause_automation(services: Services, actor: str, reason: str,
                      until: datetime | None) -> PauseState:
-    """Pause every mutating step until resumed (or `until`). 409 while paused already."""
+    """Pause every step that leaves the process until resumed (or `until`). 409 while
+    paused already."""
     now = services.clock()
     if until is not None and until <= now:
         raise BadRequest("until must be in the future", field="until")
+    end_lapsed_pauses(services)  # a lapsed pause queues its skipped runs before its slot goes
     try:
         with services.database.session("pause") as session:
             row = start_pause(session, now, actor, reason, until)
@@ -84,10 +98,77 @@ def resume_automation(services: Services, actor: str, reason: str) -> PauseState
                                reason=reason))
         services.notifier.emit(session, Event("resumed", 0, {"actor": actor,
                                                              "reason": reason}))
+        # In the resume's own transaction: the compare-and-set above lets one resume win,
+        # so each skipped run is queued again exactly once.
+        requeued = requeue_paused_runs(session, services, ended, actor)
     services.metrics.paused.set(0)
     log.warning("automation resumed", extra={"actor": actor, "reason": reason,
-                                             "pause_id": ended})
+                                             "pause_id": ended, "requeued_runs": requeued})
+    if requeued:
+        services.wakeup.set()
     return PauseState(False)
+
+
+def end_lapsed_pauses(services: Services) -> list[int]:
+    """A pause whose `until` passed ends like a resume: one worker (compare-and-set) ends
+    its row and queues its skipped runs again. Every worker's heartbeat calls this; the
+    new runs' ids."""
+    now = services.clock()
+    with services.database.session("pause_lapse") as session:
+        lapsed = select(Pause.id).where(Pause.active == 1, Pause.until <= now).limit(1)
+        if session.scalar(lapsed) is None:  # the usual case: read only, no write lock
+            return []
+        ended = session.execute(
+            update(Pause).where(Pause.active == 1, Pause.until <= now)
+            .values(active=None, resumed_at=Pause.until, resumed_by="until")
+            .returning(Pause.id).execution_options(synchronize_session=False)).scalars().all()
+        requeued = [run_id for pause_id in ended
+                    for run_id in requeue_paused_runs(session, services, pause_id,
+                                                      "autofix (pause until passed)")]
+    if requeued:
+        log.info("a pause ended by its until; skipped runs queued again",
+                 extra={"requeued_runs": requeued})
+        services.wakeup.set()
+    return requeued
+
+
+def requeue_paused_runs(session: Session, services: Services, pause_id: int,
+                        actor: str) -> list[int]:
+    """Queue a new run for each alert run skipped `paused` during the pause `pause_id` that
+    is still its incident's newest run, the incident still open (the alert still fires).
+    Each is audited (`resume_requeue`). The new runs' ids."""
+    pause = session.get(Pause, pause_id)
+    if pause is None:
+        return []
+    newer = aliased(Run)
+    skipped = session.scalars(
+        select(Run).join(Incident, Incident.id == Run.incident_id).where(
+            Run.status == RunStatus.SKIPPED, Run.trigger.in_(RETRY_TRIGGERS),
+            Run.finished_at >= pause.paused_at,
+            Incident.status.in_(RETRYABLE_INCIDENT_STATUSES),
+            exists().where(Action.run_id == Run.id, Action.reason == "paused"),
+            ~exists().where(newer.incident_id == Run.incident_id, newer.id > Run.id))
+        .order_by(Run.id)).all()
+    now, config = services.clock(), services.config.current
+    queued: list[int] = []
+    for old in skipped:
+        playbook = config.playbooks.by_name(old.playbook)
+        if playbook is None:  # removed by a reload since: nothing to run
+            continue
+        run = Run(incident_id=old.incident_id, playbook=old.playbook, target=old.target,
+                  trigger="retry", alert_status="firing", status=RunStatus.QUEUED,
+                  reason=f"resume: run {old.id} was skipped while paused; the alert still "
+                  "fires", queued_at=now, dry_run=old.dry_run,
+                  config_version=config.version_id,
+                  lane="act" if is_mutating(services, playbook) else "light",
+                  priority=playbook.priority)
+        session.add(run)
+        session.flush()
+        session.add(AuditEntry(actor=actor, verb="resume_requeue", subject=old.target[:255],
+                               reason=f"incident {old.incident_id}: run {old.id} skipped "
+                               f"paused, queued again as run {run.id}"))
+        queued.append(run.id)
+    return queued
 
 
 def _described(row: Pause | None) -> dict[str, object]:

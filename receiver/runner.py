@@ -31,6 +31,7 @@ from .lifecycle import (
     transition_run_if,
 )
 from .notify import OutboxSender, start_sender
+from .pause import end_lapsed_pauses
 from .retries import queue_due_retries
 from .services import Services, worker_id
 
@@ -270,6 +271,7 @@ class Runner:
                 svc.config.playbooks()  # every worker follows a reload, serving HTTP or not
                 queue_due_retries(svc)
                 expire_approvals(svc)
+                end_lapsed_pauses(svc)
                 # After an outage every worker's heartbeat is stale: give the live ones
                 # two beats to renew theirs before judging any run abandoned.
                 if time.monotonic() - database_ok_since >= 2 * interval:

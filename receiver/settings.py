@@ -1,9 +1,10 @@
 """One settings class: every knob, validated at startup, read from AUTOFIX_* variables.
 
 Each secret may instead be read from a file named by AUTOFIX_<NAME>_FILE, the way Docker
-secrets and Alertmanager's credentials_file work. Tokens must be at least 16 characters, not
-blank, and the webhook, API (operator) and read-only tokens must all differ; a secret file
-others can read is a warning at start (`secret_file_warnings`).
+secrets and Alertmanager's credentials_file work. Tokens and the Slack signing secret must be
+at least 16 characters, not blank, and the webhook, API (operator) and read-only tokens, the
+Slack bot token and signing secret must all differ; a secret file others can read is a
+warning at start (`secret_file_warnings`).
 """
 
 from __future__ import annotations
@@ -134,6 +135,14 @@ class Settings(BaseSettings):
     grafana_url: str = Field("http://127.0.0.1:3000", description="Grafana, for message links.")
     alertmanager_url: str = Field(
         "http://127.0.0.1:9093", description="Alertmanager, for silence links in messages.")
+    prometheus_external_url: str | None = Field(
+        None, description="Prometheus' external URL (its --web.external-url): an alert's "
+        "Source button is shown only when its generatorURL lies under it; unset means "
+        "AUTOFIX_PROMETHEUS_URL.")
+    runbook_base_url: str | None = Field(
+        None, description="Base URL of the runbooks: a relative runbook_url annotation is "
+        "joined to it, an absolute one becomes a Runbook button only when it lies under it; "
+        "unset means no Runbook button.")
 
     evidence_budget_s: float = Field(
         3.0, gt=0, le=60, description="Longest one evidence capture may take; it then goes on "
@@ -201,7 +210,8 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return normalize_database_url(value)
 
-    @field_validator("webhook_token", "api_token", "read_token", mode="before")
+    @field_validator("webhook_token", "api_token", "read_token", "slack_signing_secret",
+                     mode="before")
     @classmethod
     def _strong_token(cls, value: Any) -> Any:
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -228,7 +238,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _distinct_tokens(self) -> Settings:
         tokens = [(name, self.secret(name)) for name in
-                  ("webhook_token", "api_token", "read_token")]
+                  ("webhook_token", "api_token", "read_token", "slack_bot_token",
+                   "slack_signing_secret")]
         for index, (name, value) in enumerate(tokens):
             for other, other_value in tokens[index + 1:]:
                 if value and value == other_value:

@@ -82,6 +82,9 @@ def test_check_config_prints_each_error_with_its_line(tmp_path) -> None:
     assert shipped.returncode == 0 and "OK" in shipped.stdout
 
 
+WEAK_SECRET = "s1gn-s3cr3t"
+
+
 @pytest.mark.parametrize(("env", "expected"), [
     ({"AUTOFIX_WEBHOOK_TOKEN": "short-token", "AUTOFIX_API_TOKEN": API_TOKEN},
      "AUTOFIX_WEBHOOK_TOKEN: must be at least 16 characters, got 11"),
@@ -92,6 +95,19 @@ def test_check_config_prints_each_error_with_its_line(tmp_path) -> None:
     ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
       "AUTOFIX_HTTP_ALLOWED_HOSTS": '["LocalHost"]'},
      "AUTOFIX_HTTP_ALLOWED_HOSTS: the host must be lower case"),
+    # #26: a 1-character signing secret, or one equal to a token, was accepted.
+    ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+      "AUTOFIX_SLACK_SIGNING_SECRET": "Q"},
+     "AUTOFIX_SLACK_SIGNING_SECRET: must be at least 16 characters, got 1"),
+    ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+      "AUTOFIX_SLACK_SIGNING_SECRET": WEAK_SECRET},
+     "AUTOFIX_SLACK_SIGNING_SECRET: must be at least 16 characters, got 11"),
+    ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+      "AUTOFIX_SLACK_SIGNING_SECRET": API_TOKEN},
+     "AUTOFIX_API_TOKEN and AUTOFIX_SLACK_SIGNING_SECRET must differ"),
+    ({"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+      "AUTOFIX_SLACK_SIGNING_SECRET": WEBHOOK_TOKEN},
+     "AUTOFIX_WEBHOOK_TOKEN and AUTOFIX_SLACK_SIGNING_SECRET must differ"),
 ])
 def test_weak_secrets_stop_serve_and_check_config_with_one_line(sqlite_url, env,
                                                                  expected) -> None:
@@ -101,7 +117,7 @@ def test_weak_secrets_stop_serve_and_check_config_with_one_line(sqlite_url, env,
         assert done.returncode == 2, (args, done.stderr)
         assert expected in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr and "input_value" not in done.stderr
-        for secret in (WEBHOOK_TOKEN, API_TOKEN, "short-token"):
+        for secret in (WEBHOOK_TOKEN, API_TOKEN, "short-token", WEAK_SECRET):
             assert secret not in done.stderr
 
 

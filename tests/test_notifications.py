@@ -28,7 +28,14 @@ from receiver.notify import (
     build_webhook_payload,
 )
 from receiver.notify.channels import build_channels, redact, retry_after, secret_fragments
-from receiver.notify.messages import dashboard_url, silence_url
+from receiver.notify.groups import GroupInfo, build_group_slack
+from receiver.notify.messages import (
+    build_notice_slack,
+    dashboard_url,
+    link_under,
+    runbook_link,
+    silence_url,
+)
 from receiver.runner import Runner
 from tests.conftest import webhook_headers
 from tests.harness.playbook_yaml import restart_playbook
@@ -42,6 +49,8 @@ SLACK_HOOK = "/services/T0000/B0000/hooksecret0123456789"
 OUT_HOOK = "/outbound/hook-secret-4242"
 GRAFANA = "http://grafana.test:3000"
 ALERTMANAGER = "http://am.test:9093"
+PROMETHEUS = "http://prometheus:9090"  # the generatorURL's base (tests.payloads)
+RUNBOOKS = "https://runbooks.example/"
 STARTS = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 NOTIFY_PLAYBOOK = """
@@ -65,7 +74,7 @@ INCIDENT = IncidentInfo(
     labels={"alertname": "TargetDown", "container": "web", "severity": "critical"},
     annotations={"summary": "web is down", "runbook_url": "https://runbooks.example/TargetDown"},
     generator_url="http://prometheus:9090/graph?g0.expr=up+%3D%3D+0", starts_at=STARTS)
-LINKS = LinkSettings(GRAFANA, ALERTMANAGER)
+LINKS = LinkSettings(GRAFANA, ALERTMANAGER, PROMETHEUS, RUNBOOKS)
 SILENCE = (f"{ALERTMANAGER}/#/silences/new?filter=%7Balertname%3D%22TargetDown%22%2C%20"
            "container%3D%22web%22%2C%20severity%3D%22critical%22%7D")
 DASHBOARD = f"{GRAFANA}/d/autofix-incidents/autofix-incidents?var-incident=7"
@@ -149,6 +158,91 @@ def test_label_values_cannot_inject_slack_markup_or_links() -> None:
     assert all(b["type"] != "actions" for b in message["blocks"])  # no javascript: button
 
 
+HOSTILE = IncidentInfo(
+    id=3, alertname="TargetDown<!channel>", fingerprint="f", target="web&<b>", status="open",
+    labels={"alertname": "TargetDown<!channel>", "container": "<https://evil|Click to approve>"},
+    annotations={"summary": "<!here> <https://evil|Click to approve>",
+                 "runbook_url": "https://evil.example/TargetDown"},
+    generator_url="https://evil.example/graph?g0.expr=up")
+
+
+def test_the_top_level_text_is_escaped_like_the_blocks() -> None:
+    """#26: the fallback text is mrkdwn too (and what a notification shows)."""
+    event = Event("note", 3, {"text": "<!channel> & <https://evil|Click to approve>"})
+    text = build_slack_message(event, HOSTILE, links=LINKS)["text"]
+    assert text == ("[TargetDown&lt;!channel&gt;] TargetDown&lt;!channel&gt; · web&amp;&lt;b&gt;: "
+                    "&lt;!channel&gt; &amp; &lt;https://evil|Click to approve&gt;")
+    notice = build_notice_slack(Event("paused", 0, {"actor": "<!channel>", "reason": "<x|y>"}))
+    assert "<" not in notice["text"] and "&lt;!channel&gt;" in notice["text"]
+    group = GroupInfo(1, "{}:{alertname=\"X\"}", "r", {"alertname": "<!channel>"}, 1, 0,
+                      {"top_alertnames": [["<!here>", 1]], "alerts": 1, "truncated_alerts": 0,
+                       "sample": [{"status": "firing", "alertname": "<!here>",
+                                   "target": "<https://evil|t>", "text": "<@U1>"}]})
+    body = build_group_slack(group, LINKS)
+    rendered = [body["text"], *(b["text"]["text"] for b in body["blocks"] if "text" in b),
+                *(e["text"] for b in body["blocks"] if b["type"] == "context"
+                  for e in b["elements"])]
+    assert all("<" not in text and ">" not in text for text in rendered), rendered
+
+
+def test_buttons_point_only_under_configured_base_urls() -> None:
+    """A generatorURL or runbook_url elsewhere makes no button; Approve/Deny stay."""
+    event = Event("approval_requested", 3, {"run_id": 9, "playbook": "p", "target": "web",
+                                            "due": "soon"})
+    message = build_slack_message(event, HOSTILE, links=LINKS)
+    [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
+    assert [e["text"]["text"] for e in actions["elements"]] == [
+        "Approve", "Deny", "Dashboard", "Silence"]
+    assert all(e["url"].startswith((GRAFANA + "/", ALERTMANAGER + "/"))
+               for e in actions["elements"] if "url" in e)
+    assert set(build_webhook_payload(event, HOSTILE, links=LINKS)["links"]) == {
+        "dashboard", "silence"}
+    unconfigured = build_slack_message(Event("note", 7, {"text": "x"}), INCIDENT,
+                                       links=LinkSettings(GRAFANA, ALERTMANAGER))
+    assert [e["text"]["text"] for e in unconfigured["blocks"][-1]["elements"]] == [
+        "Dashboard", "Silence"]
+
+
+@pytest.mark.parametrize(("url", "base", "kept"), [
+    ("http://prometheus:9090/graph?g0.expr=up", "http://prometheus:9090", True),
+    ("http://prometheus:9090/graph?g0.expr=up", "http://prometheus:9090/", True),
+    ("http://Prometheus:9090/graph", "http://prometheus:9090", True),
+    ("https://wiki.example/runbooks/a#b", "https://wiki.example/runbooks/", True),
+    ("https://wiki.example/runbooks", "https://wiki.example/runbooks/", True),
+    ("https://wiki.example/runbooksevil/a", "https://wiki.example/runbooks", False),
+    ("https://wiki.example/runbooks/../admin", "https://wiki.example/runbooks/", False),
+    ("https://wiki.example/runbooks/%2e%2e/admin", "https://wiki.example/runbooks/", False),
+    ("https://wiki.example.evil.net/runbooks/a", "https://wiki.example", False),
+    ("https://wiki.example@evil.net/runbooks/a", "https://wiki.example", False),
+    ("http://wiki.example/runbooks/a", "https://wiki.example", False),
+    ("https://wiki.example:8443/a", "https://wiki.example", False),
+    ("https://wiki.example/a b", "https://wiki.example", False),
+    ("https://wiki.example/a\\b", "https://wiki.example", False),
+    ("javascript:alert(1)", "https://wiki.example", False),
+    ("http://prometheus:9090/graph", None, False),
+])
+def test_link_under_compares_scheme_host_port_and_path(url: str, base: str | None,
+                                                       kept: bool) -> None:
+    assert (link_under(url, base) == url) is kept
+
+
+@pytest.mark.parametrize(("annotation", "link"), [
+    ("docs/runbooks.md#targetdown", "https://git.example/autofix/blob/main/docs/runbooks.md"
+                                    "#targetdown"),
+    ("/docs/runbooks.md", "https://git.example/autofix/blob/main/docs/runbooks.md"),
+    ("https://git.example/autofix/blob/main/x.md", "https://git.example/autofix/blob/main/x.md"),
+    ("https://git.example/other/x.md", None),
+    ("//evil.example/x", None),
+    ("../../../other/x.md", None),
+    ("javascript:alert(1)", None),
+    ("", None),
+])
+def test_runbook_links_are_joined_to_or_kept_under_the_base(annotation: str,
+                                                            link: str | None) -> None:
+    assert runbook_link(annotation, "https://git.example/autofix/blob/main") == link
+    assert runbook_link(annotation, None) is None
+
+
 def test_webhook_payload_is_one_documented_json_shape() -> None:
     event = Event("breaker_opened", 7, {"target": "web", "retry_after_s": 60.0})
     assert build_webhook_payload(event, INCIDENT, links=LINKS) == {
@@ -197,6 +291,7 @@ def slack_settings(stub: SlackStub, **extra: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "slack_bot_token": BOT_TOKEN, "slack_channel": "#ops", "slack_api_url": stub.api_url,
         "grafana_url": GRAFANA, "alertmanager_url": ALERTMANAGER,
+        "prometheus_external_url": PROMETHEUS, "runbook_base_url": RUNBOOKS,
         "notify_timeout_s": 1.0, "notify_backoff_s": 0.05, "notify_poll_s": 0.05}
     values.update(extra)
     return values

@@ -1,4 +1,5 @@
-"""The kill switch (#19): while paused no mutating step starts; recording and notifying go on.
+"""The kill switch (#19): while paused no step that leaves the process starts;
+recording, notifying and dry runs go on.
 
 In-process tests use the in-memory executor and an injectable clock; the last test runs
 `autofix serve` with two worker processes against a real dockerd and PostgreSQL.
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from receiver.db.models import Action, AuditEntry, Incident, Outbox
 from receiver.notify import Event
 from receiver.notify.messages import build_notice_slack, build_notice_webhook
+from receiver.pause import end_lapsed_pauses
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 from tests.harness.db import query
 from tests.harness.playbook_yaml import restart_playbook
@@ -23,7 +25,7 @@ from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.harness.slack_stub import start_slack_stub
 from tests.payloads import alert, notification
-from tests.test_lifecycle import T0, drain, fire, make_app, runs
+from tests.test_lifecycle import drain, fire, make_app, runs
 from tests.test_metrics_workers import scrape, value
 from tests.test_playbooks_docker import run_container, started_at
 from tests.test_serve_concurrency import post_json
@@ -66,12 +68,21 @@ def test_an_alert_during_a_pause_is_recorded_and_skipped_then_resume_acts(
                           headers=api_headers())
     assert resumed.status_code == 200 and resumed.json["paused"] is False
     assert b"autofix_paused 0.0" in client.get("/metrics").data
-    clock.advance(60)
-    fire(client, {"container": "web"}, starts=T0 + timedelta(seconds=30))  # a new occurrence
+    # The alert still fires: the resume queued the skipped run again, once, audited.
     drain(app)
     assert executor.restarts("web") == 1
-    assert [r.status for r in runs(app)] == ["skipped", "succeeded"]
-    assert audit(app) == [("pause", "maintenance window"), ("resume", "done")]
+    assert [(r.status, r.trigger) for r in runs(app)] == [("skipped", "alert"),
+                                                          ("succeeded", "retry")]
+    skipped, again = runs(app)
+    assert skipped.reason == "paused" and f"run {skipped.id} was skipped" in again.reason
+    clock.advance(60)
+    fire(client, {"container": "web"})  # the same occurrence again: nothing more
+    drain(app)
+    assert executor.restarts("web") == 1 and len(runs(app)) == 2
+    assert audit(app) == [
+        ("pause", "maintenance window"), ("resume", "done"),
+        ("resume_requeue", f"incident {skipped.incident_id}: run {skipped.id} skipped paused, "
+                           f"queued again as run {again.id}")]
     listed = client.get("/api/v1/audit?verb=pause", headers=api_headers()).json["items"]
     assert [item["verb"] for item in listed] == ["pause"]
     with app.extensions["autofix"].database.session() as session:
@@ -134,6 +145,137 @@ def test_a_manual_run_during_a_pause_is_409_paused(db_url, app_factory, tmp_path
                            json={"labels": {"container": "web"}, "reason": "try"})
     assert response.status_code == 409 and response.json["reason"] == "paused"
     assert executor.restarts("web") == 0
+
+
+def test_a_manual_dry_run_goes_on_during_a_pause(db_url, app_factory, tmp_path) -> None:
+    """#26: the README says dry runs go on while paused; a manual one answered 409."""
+    app, executor, _ = make_app(app_factory, db_url, tmp_path)
+    executor.add("web")
+    client = app.test_client()
+    client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    response = client.post("/api/v1/playbooks/restart-on-down/run", headers=api_headers(),
+                           json={"labels": {"container": "web"}, "reason": "what would it do",
+                                 "dry_run": True})
+    assert response.status_code == 202, response.json
+    drain(app)
+    [run] = runs(app)
+    assert (run.status, run.dry_run) == ("succeeded", True)
+    with app.extensions["autofix"].database.session() as session:
+        assert {a.outcome for a in session.scalars(select(Action))} == {"dry_run"}
+    assert executor.calls == []
+
+
+RESTART_THEN_HTTP = """
+playbooks:
+  - name: restart-then-call
+    matchers: ['alertname="TargetDown"']
+    target: "{{ labels.container }}"
+    cooldown: 0s
+    actions:
+      - restart: {timeout_s: 5}
+      - http: {method: POST, url: "URL", headers: {Authorization: "Bearer s3cret-0123456789"}}
+"""
+
+
+def test_a_pause_during_a_run_stops_its_next_http_step_too(db_url, app_factory,
+                                                           tmp_path) -> None:
+    """#26: an http step carrying a bearer token went out after a pause (only mutating
+    steps checked it). Every step that leaves the process checks it now."""
+    stub = start_slack_stub()
+    try:
+        text = RESTART_THEN_HTTP.replace("URL", f"{stub.url}/failover")
+        app, executor, _ = make_app(app_factory, db_url, tmp_path, text)
+        executor.add("web")
+        client = app.test_client()
+        executor.on_restart = lambda _name: client.post("/api/v1/pause", json=PAUSE,
+                                                        headers=api_headers())
+        fire(client, {"container": "web"})
+        drain(app)
+        assert stub.for_path("/failover") == []
+        with app.extensions["autofix"].database.session() as session:
+            steps = [(a.action, a.outcome, a.reason) for a in session.scalars(
+                select(Action).order_by(Action.step))]
+        assert steps == [("restart", "succeeded", None), ("http", "skipped", "paused")]
+        [run] = runs(app)
+        assert (run.status, run.reason) == ("skipped", "paused")
+    finally:
+        stub.stop()
+
+
+CHECK_ONLY = """
+playbooks:
+  - name: look-only
+    matchers: ['alertname="TargetDown"']
+    target: "{{ labels.container }}"
+    actions:
+      - wait_healthy: {timeout_s: 1}
+      - notify: {message: "looked"}
+"""
+
+
+def test_a_check_only_run_is_held_by_the_pause_and_queued_again_at_resume(
+        db_url, app_factory, tmp_path) -> None:
+    """Not admitted (it changes nothing), but its step reaches dockerd: it skips `paused`,
+    its incident stays open, and the resume queues it once."""
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, CHECK_ONLY)
+    executor.add("web")
+    client = app.test_client()
+    client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    fire(client, {"container": "web"})
+    drain(app)
+    assert guard_reasons(app) == ["paused"]
+    [run] = runs(app)
+    assert (run.status, run.reason) == ("skipped", "paused")
+    with app.extensions["autofix"].database.session() as session:
+        assert session.scalars(select(Incident.status)).one() == "open"
+    client.post("/api/v1/resume", json={"actor": "alice"}, headers=api_headers())
+    drain(app)
+    assert [(r.status, r.trigger, r.lane) for r in runs(app)] == [
+        ("skipped", "alert", "light"), ("succeeded", "retry", "light")]
+    assert [verb for verb, _ in audit(app)] == ["pause", "resume", "resume_requeue"]
+
+
+def test_a_resume_requeues_only_runs_whose_alert_still_fires(db_url, app_factory,
+                                                             tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path)
+    executor.add("web")
+    executor.add("db")
+    client = app.test_client()
+    client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    fire(client, {"container": "web"})
+    fire(client, {"container": "db"})
+    drain(app)
+    assert [r.status for r in runs(app)] == ["skipped", "skipped"]
+    fire(client, {"container": "db"}, status="resolved")  # db recovered during the pause
+    client.post("/api/v1/resume", json={"actor": "alice"}, headers=api_headers())
+    drain(app)
+    assert executor.restarts("web") == 1 and executor.restarts("db") == 0
+    assert [r.status for r in runs(app)] == ["skipped", "skipped", "succeeded"]
+    # A later pause and resume queue nothing more: the skipped runs are not the newest.
+    client.post("/api/v1/pause", json=PAUSE, headers=api_headers())
+    client.post("/api/v1/resume", json={"actor": "alice"}, headers=api_headers())
+    assert drain(app) == [] and len(runs(app)) == 3
+
+
+def test_a_pause_that_ends_by_its_until_queues_its_skipped_runs_once(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, clock = make_app(app_factory, db_url, tmp_path)
+    executor.add("web")
+    client = app.test_client()
+    until = clock.now + timedelta(minutes=5)
+    client.post("/api/v1/pause", json={**PAUSE, "until": until.isoformat()},
+                headers=api_headers())
+    fire(client, {"container": "web"})
+    drain(app)
+    svc = app.extensions["autofix"]
+    assert end_lapsed_pauses(svc) == [] and executor.restarts("web") == 0  # not yet
+    clock.advance(301)
+    [queued] = end_lapsed_pauses(svc)  # what every worker's heartbeat calls
+    assert end_lapsed_pauses(svc) == []  # one worker wins; the others find nothing
+    drain(app)
+    assert executor.restarts("web") == 1
+    assert [(r.id, r.status, r.trigger) for r in runs(app)][1] == (queued, "succeeded", "retry")
+    assert [verb for verb, _ in audit(app)] == ["pause", "resume_requeue"]
 
 
 def test_notify_only_runs_go_on_during_a_pause(db_url, app_factory, tmp_path) -> None:

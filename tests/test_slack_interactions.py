@@ -10,9 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from receiver.db.models import AuditEntry, Run
-from receiver.notify import Event
+from receiver.notify import Event, OutboxSender
+from receiver.notify.channels import build_channels
 from receiver.notify.messages import APPROVE_ACTION, DENY_ACTION, build_slack_message
+from tests.conftest import webhook_headers
 from tests.harness.slack_clicks import signed_click
+from tests.harness.slack_stub import start_slack_stub
+from tests.payloads import alert, notification
 from tests.test_lifecycle import drain, fire, make_app
 
 SECRET = "slack-signing-secret-for-tests"
@@ -155,3 +159,68 @@ def test_the_approval_request_carries_approve_and_deny_buttons() -> None:
     assert [(e["action_id"], e["value"]) for e in actions["elements"][:2]] == [
         (APPROVE_ACTION, "42"), (DENY_ACTION, "42")]
     assert "awaits approval" in message["text"]
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string Slack renders (text, blocks, fields, buttons) in a posted message."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() if k not in ("url", "action_id", "value")
+                for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for item in value for t in _texts(item)]
+    return []
+
+
+def test_hostile_labels_reach_slack_inert_and_approve_still_works(db_url, app_factory,
+                                                                   tmp_path) -> None:
+    """#26 finding 7, through the local Slack stand-in: `<!channel>` and a disguised link
+    in labels and annotations arrive escaped in every text, the top-level one included;
+    buttons point only under configured bases; the Approve button still approves."""
+    stub = start_slack_stub()
+    try:
+        app, executor, _ = make_app(
+            app_factory, db_url, tmp_path, PLAYBOOK, slack_signing_secret=SECRET,
+            slack_approvers=APPROVER, slack_bot_token="xoxb-test-hostile",
+            slack_channel="C0OPS", slack_api_url=stub.api_url,
+            grafana_url="http://grafana.test:3000", alertmanager_url="http://am.test:9093",
+            prometheus_external_url="http://prometheus.test:9090",
+            runbook_base_url="https://runbooks.test/")
+        executor.add("web")
+        hostile = alert({"container": "web", "team": "<!channel>",
+                         "alertname": "TargetDown"}, annotations={
+            "summary": "<!channel> <https://evil.test|Click to approve> & <@U1>",
+            "runbook_url": "https://evil.test/runbook"})
+        hostile["generatorURL"] = "https://evil.test/graph?g0.expr=up"
+        response = app.test_client().post("/webhook/alertmanager",
+                                          json=notification([hostile]),
+                                          headers=webhook_headers())
+        assert response.status_code == 200, response.json
+        drain(app)
+        [run] = runs(app)
+        svc = app.extensions["autofix"]
+        OutboxSender(svc.database, svc.settings, svc.metrics, build_channels(svc.settings),
+                     "test").run_once()
+        posted = [m.json() for m in stub.messages()]
+        assert posted and any("awaits approval" in m["text"] for m in posted)
+        rendered = [t for m in posted for t in _texts({"text": m["text"],
+                                                       "blocks": m["blocks"]})]
+        assert not [t for t in rendered if "<" in t or ">" in t], rendered
+        assert any("&lt;!channel&gt; &lt;https://evil.test|Click to approve&gt;" in t
+                   for t in rendered)
+        urls = [e["url"] for m in posted for b in m["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if "url" in e]
+        assert urls and all(u.startswith(("http://grafana.test:3000/", "http://am.test:9093/"))
+                            for u in urls), urls
+        [approval] = [m for m in posted if "awaits approval" in m["text"]]
+        [actions] = [b for b in approval["blocks"] if b["type"] == "actions"]
+        approve = actions["elements"][0]
+        assert (approve["action_id"], approve["value"]) == (APPROVE_ACTION, str(run.id))
+        answer = click(app, *signed_click(SECRET, APPROVER, approve["action_id"],
+                                          approve["value"]))
+        assert answer.status_code == 200, answer.json
+        drain(app)
+        assert runs(app)[0].status == "succeeded" and executor.restarts("web") == 1
+    finally:
+        stub.stop()

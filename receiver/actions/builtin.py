@@ -26,6 +26,7 @@ def build_registry() -> ActionRegistry:
     registry.register("wait_healthy", checks.wait_healthy, mutating=False)
     registry.register("promql_check", checks.check_promql, mutating=False)
     registry.register("http", checks.call_http, mutating=False, endpoint="url")
-    registry.register("notify", checks.send_notification, mutating=False)
-    registry.register("escalate", checks.escalate_incident, mutating=False)
+    registry.register("notify", checks.send_notification, mutating=False, leaves_process=False)
+    registry.register("escalate", checks.escalate_incident, mutating=False,
+                      leaves_process=False)
     return registry

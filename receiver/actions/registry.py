@@ -71,6 +71,9 @@ class ActionSpec:
     # The backends (executor names) it works on; None: every backend. A playbook using it
     # on another backend fails to load.
     backends: frozenset[str] | None = None
+    # Reaches outside autofix (a backend, Prometheus, a URL): a pause stops it. notify and
+    # escalate only write autofix's own records (notifications go on during a pause).
+    leaves_process: bool = True
 
 
 class ActionRegistry:
@@ -78,7 +81,8 @@ class ActionRegistry:
         self._specs: dict[str, ActionSpec] = {}
 
     def register(self, name: str, fn: ActionFn, *, mutating: bool,
-                 endpoint: str | None = None, backends: frozenset[str] | None = None) -> None:
+                 endpoint: str | None = None, backends: frozenset[str] | None = None,
+                 leaves_process: bool = True) -> None:
         """Register `fn(ctx: ActionContext, params: SomeParams) -> str | None`.
 
         The signature is checked here, so a wrong action fails at startup, not at 3 a.m.
@@ -95,7 +99,7 @@ class ActionRegistry:
             raise TypeError(f"action {name!r}: endpoint {endpoint!r} is not a parameter")
         summary = (inspect.getdoc(fn) or "").split("\n", 1)[0]
         self._specs[name] = ActionSpec(name, params_type, fn, mutating, summary, endpoint,
-                                       backends)
+                                       backends, leaves_process)
 
     def get(self, name: str) -> ActionSpec | None:
         return self._specs.get(name)

@@ -96,7 +96,8 @@ ROUTES: list[Route] = [
     Route("/api/v1/playbooks/{name}/run", "post", "Run a playbook by hand (same guards)",
           {"202": ("queued", s.RunQueued)},
           {"403": "target not allowed", "404": "unknown playbook or target",
-           "409": "cooldown, breaker or paused; see Retry-After"}, body=ManualRunBody,
+           "409": "cooldown, breaker or paused (a dry run is not held by a pause); "
+                  "see Retry-After"}, body=ManualRunBody,
           scope="operator",
           description="`requested_by` is a deprecated alias of `actor`."),
     Route("/api/v1/breakers", "get", "Circuit breakers per target",
@@ -106,14 +107,18 @@ ROUTES: list[Route] = [
           body=BreakerResetBody, scope="operator"),
     Route("/api/v1/pause", "get", "Whether automation is paused (the kill switch)",
           {"200": ("the switch", s.PauseOut)}),
-    Route("/api/v1/pause", "post", "Pause automation: no mutating step starts anywhere",
+    Route("/api/v1/pause", "post",
+          "Pause automation: no step that leaves the process starts anywhere",
           {"200": ("paused", s.PauseOut)}, {"409": "paused already"}, body=PauseBody,
           scope="operator",
-          description="Runs skip with reason `paused`; alerts are still recorded and "
-          "notifications sent. Audited; told to the notification channels."),
+          description="Runs skip with reason `paused`; alerts are still recorded, "
+          "notifications sent and dry runs go on. Audited; told to the notification "
+          "channels."),
     Route("/api/v1/resume", "post", "Resume automation after a pause",
           {"200": ("resumed", s.PauseOut)}, {"409": "not paused"}, body=ResumeBody,
-          scope="operator"),
+          scope="operator",
+          description="Queues again, once, each alert run skipped `paused` during the pause "
+          "whose incident is still open (audited `resume_requeue`)."),
     Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
           {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"},
           scope="operator"),

@@ -168,7 +168,7 @@ class ActionPage(_PageOut):
 
 
 class PauseOut(_Out):
-    paused: bool = Field(description="True while no mutating step may start.")
+    paused: bool = Field(description="True while no step that leaves the process may start.")
     since: Stamp
     until: Stamp = Field(description="When the pause ends by itself (null: on resume).")
     actor: str | None

@@ -220,8 +220,8 @@ class AuditEntry(Base):
 
 
 class Pause(Base):
-    """One period of the kill switch: no mutating step starts while a pause is in force
-    (`active` is 1, and `until`, when set, is still ahead)."""
+    """One period of the kill switch: no step that leaves the process starts while a pause
+    is in force (`active` is 1, and `until`, when set, is still ahead)."""
 
     __tablename__ = "pauses"
     __table_args__ = (UniqueConstraint("active", name="uq_pauses_active"),)

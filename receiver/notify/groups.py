@@ -181,7 +181,7 @@ def build_group_slack(group: GroupInfo, links: LinkSettings) -> dict[str, Any]:
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Drill down"},
              "url": url[:3000], "action_id": "autofix_group_drilldown"}]})
-    return {"text": headline[:3000], "blocks": blocks}
+    return {"text": slack_escape(headline)[:3000], "blocks": blocks}  # mrkdwn too: escaped
 
 
 def build_group_webhook(group: GroupInfo, links: LinkSettings) -> dict[str, Any]:

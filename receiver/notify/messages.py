@@ -4,6 +4,10 @@
 `build_webhook_payload` the generic JSON document; both carry the same links: the alert's
 source (generatorURL), its runbook, the Grafana incident dashboard and an Alertmanager
 silence form prefilled with the alert's labels.
+
+Every link is under a configured base URL (`link_under`): a label or annotation never
+chooses where a button points. Everything Slack renders as mrkdwn, the top-level `text`
+included, is escaped (`slack_escape`), so `<!channel>` or `<https://x|y>` arrive inert.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from .events import Event
 
@@ -23,7 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "APPROVE_ACTION", "DENY_ACTION", "IncidentInfo", "LinkSettings", "build_notice_slack",
     "build_notice_webhook", "build_slack_message", "build_webhook_payload", "dashboard_url",
-    "describe", "describe_notice", "incident_links", "silence_url", "slack_escape",
+    "describe", "describe_notice", "incident_links", "link_under", "runbook_link", "silence_url",
+    "slack_escape",
 ]
 
 DASHBOARD_UID = "autofix-incidents"
@@ -65,12 +70,18 @@ class IncidentInfo:
 
 @dataclass(frozen=True)
 class LinkSettings:
+    """The configured base URLs: the only places a message's buttons may point."""
+
     grafana_url: str | None = None
     alertmanager_url: str | None = None
+    prometheus_url: str | None = None  # Prometheus' external URL: Source buttons
+    runbook_base_url: str | None = None  # Runbook buttons
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSettings:
-        return cls(settings.grafana_url or None, settings.alertmanager_url or None)
+        return cls(settings.grafana_url or None, settings.alertmanager_url or None,
+                   settings.prometheus_external_url or settings.prometheus_url or None,
+                   settings.runbook_base_url or None)
 
 
 def dashboard_url(grafana_url: str, incident_id: int) -> str:
@@ -94,12 +105,51 @@ def _is_web_url(url: str) -> bool:
     return url.startswith(("http://", "https://")) and len(url) <= _URL_MAX
 
 
+def link_under(url: str, base: str | None) -> str | None:
+    """`url` when it is an http(s) URL under `base`: the same scheme, host and port (no
+    userinfo), its path at or below the base's path, no `.`/`..` segment; else None.
+    A string prefix test would let `https://wiki.example.com.evil.net/` through."""
+    if not base or not _is_web_url(url) or any(c <= " " or c in "\\\x7f" for c in url):
+        return None
+    try:
+        parts, root = urlsplit(url), urlsplit(base.strip())
+        _ = (parts.port, root.port)  # a bad port raises ValueError only when read
+    except ValueError:
+        return None
+    if (parts.scheme.lower(), parts.netloc.lower()) != (root.scheme.lower(), root.netloc.lower()) \
+            or "@" in parts.netloc or not root.netloc:
+        return None
+    prefix = root.path.rstrip("/")
+    if parts.path != prefix and not parts.path.startswith(prefix + "/"):
+        return None
+    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+        return None
+    return url
+
+
+def runbook_link(runbook_url: str, base: str | None) -> str | None:
+    """A runbook_url annotation as a link under `base`: a relative one is joined to it, an
+    absolute one is kept only when it lies under it."""
+    value = runbook_url.strip()
+    if not value or not base:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if not parts.scheme and not parts.netloc:  # relative: always below the base
+        value = urljoin(base.rstrip("/") + "/", value.lstrip("/"))
+    return link_under(value, base)
+
+
 def incident_links(incident: IncidentInfo, links: LinkSettings) -> list[tuple[str, str]]:
-    """(label, url) pairs, only for what is known; never a non-http URL from an annotation."""
+    """(label, url) pairs, only for what is known, each under a configured base URL: the
+    alert's generatorURL under Prometheus', its runbook_url under the runbook base."""
     found: list[tuple[str, str]] = []
-    if incident.generator_url:
-        found.append(("Source", incident.generator_url))
-    runbook = incident.annotations.get("runbook_url", "")
+    source = link_under(incident.generator_url, links.prometheus_url)
+    if source:
+        found.append(("Source", source))
+    runbook = runbook_link(incident.annotations.get("runbook_url", ""), links.runbook_base_url)
     if runbook:
         found.append(("Runbook", runbook))
     if links.grafana_url:
@@ -227,7 +277,9 @@ def build_slack_message(event: Event, incident: IncidentInfo, *,
         blocks.append({"type": "actions", "elements": buttons})
     if event.kind == "evidence":
         blocks[1:1] = evidence_blocks(event.details)
-    return {"text": f"[{incident.alertname}] {title}: {line}"[:_SECTION_MAX], "blocks": blocks}
+    # The fallback text is mrkdwn too (and what notifications show): escaped like the blocks.
+    fallback = slack_escape(f"[{incident.alertname}] {title}: {line}")
+    return {"text": fallback[:_SECTION_MAX], "blocks": blocks}
 
 
 def _field(label: str, value: object) -> dict[str, str]:
@@ -290,7 +342,7 @@ def describe_notice(event: Event) -> str:
     why = f": {str(d.get('reason'))[:_ERROR_MAX]}" if d.get("reason") else ""
     if event.kind == "paused":
         until = f" until {d['until']}" if d.get("until") else " until resumed"
-        return f"automation paused{who}{until}{why}; no mutating step starts"
+        return f"automation paused{who}{until}{why}; only notifications and dry runs go on"
     if event.kind == "resumed":
         return f"automation resumed{who}{why}"
     return str(d.get("text", ""))[:_SECTION_MAX]
@@ -299,7 +351,7 @@ def describe_notice(event: Event) -> str:
 def build_notice_slack(event: Event) -> dict[str, Any]:
     icon = ":double_vertical_bar:" if event.kind == "paused" else ":arrow_forward:"
     line = describe_notice(event)
-    return {"text": f"[autofix] {line}"[:_SECTION_MAX], "blocks": [
+    return {"text": slack_escape(f"[autofix] {line}")[:_SECTION_MAX], "blocks": [
         {"type": "section", "text": {"type": "mrkdwn",
                                      "text": f"{icon} *autofix*: {slack_escape(line)}"
                                      [:_SECTION_MAX]}}]}
