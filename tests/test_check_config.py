@@ -340,3 +340,29 @@ def test_the_host_layout_of_the_guide_is_found_by_default(
     out = capsys.readouterr().out
     assert "autofix_rules.yml" in out and "autofix_self_rules.yml" in out
     assert str(config) in out
+
+
+def test_the_guides_example_jobs_pass_at_a_15s_global_interval(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/examples/' two scrape jobs in a Prometheus scraping every 15s: the contract
+    holds (they keep their own intervals); only the disabled Swarm playbook warns (its
+    job is not in the guide)."""
+    import yaml
+
+    examples = REPO / "docs" / "examples"
+    jobs = [job for name in ("prometheus-containers-job.yml", "prometheus-autofix-job.yml")
+            for job in yaml.safe_load((examples / name).read_text())]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "15s",
+                                                 "evaluation_interval": "15s"},
+                                      "scrape_configs": jobs}))
+    code, lines = check(SHIPPED, capsys, *SHIPPED_RULES, "--prometheus-config", str(config))
+    assert code == 0, lines
+    assert lines and all(line.startswith("warning:") and "swarm" in line for line in lines)
+    for job in jobs:  # without its own intervals, the containers job is refused
+        job.pop("scrape_interval", None)
+        job.pop("scrape_timeout", None)
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "15s"},
+                                      "scrape_configs": jobs}))
+    code, lines = check(SHIPPED, capsys, *SHIPPED_RULES, "--prometheus-config", str(config))
+    assert code == 1 and any("TargetDown" in line for line in lines), lines

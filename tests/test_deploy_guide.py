@@ -700,6 +700,9 @@ def test_a_container_without_the_label_is_refused_and_opting_in_needs_a_recreate
     assert labels.get("autofix.enable") == "true"
     wait_for(lambda: any(t["labels"].get("container") == APP for t in prometheus.targets()),
              60, "the guide's scrape job discovering the container")
+    # No compose or autofix.service label: service falls back to the container name.
+    assert {t["labels"].get("service") for t in prometheus.targets()
+            if t["labels"].get("container") == APP} == {APP}
     started = _started_at(env)
     # The app serves no metrics: TargetDown fires (for: 15s), routed to autofix, restart.
     wait_for(lambda: any(a["action"] == "restart" and a["outcome"] == "succeeded"
