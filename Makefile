@@ -35,7 +35,7 @@ lint: venv
 	$(VENV)/bin/mypy receiver
 
 rules-check:
-	promtool check rules rules/alert_rules.yml
+	promtool check rules rules/alert_rules.yml rules/autofix_self.yml
 	promtool test rules rules/tests/*.yml
 
 test: deps lint

@@ -11,12 +11,15 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from .errors import ConfigError
 from .settings import SECRET_FIELDS, Settings
+
+if TYPE_CHECKING:
+    from .playbooks.rules_check import AlertRules
 
 __all__ = ["main"]
 
@@ -93,30 +96,50 @@ def _parse_age(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _rules_for(playbooks: Path, args: argparse.Namespace) -> AlertRules:
+    """The rules and prometheus.yml to check against: named, or found in a documented
+    layout (rules_check.RULE_LAYOUTS). Not found is an error: a check that silently
+    skipped the timing contract would pass a guide-made config that restarts on one
+    failed scrape."""
+    from .playbooks.rules_check import (
+        find_prometheus_config,
+        find_rules,
+        load_alert_rules,
+        prometheus_candidates,
+        rule_candidates,
+    )
+
+    rules_paths = [Path(p) for p in args.rules or []] or find_rules(playbooks)
+    if not rules_paths:
+        raise CliError(f"check-config: no Prometheus rules found for {playbooks} (looked for "
+                       f"{', '.join(str(p) for p in rule_candidates(playbooks))}); name them "
+                       "with --rules and --prometheus-config, or skip the rules and timing "
+                       "checks with --no-rules")
+    prometheus = (Path(args.prometheus_config) if args.prometheus_config
+                  else find_prometheus_config(rules_paths[0]))
+    if prometheus is None:
+        raise CliError(f"check-config: no prometheus.yml found for {rules_paths[0]} (looked "
+                       f"for {', '.join(str(p) for p in prometheus_candidates(rules_paths[0]))})"
+                       "; name it with --prometheus-config, or skip the rules and timing "
+                       "checks with --no-rules")
+    try:
+        return load_alert_rules(rules_paths, prometheus)
+    except ConfigError as exc:
+        raise CliError(exc.message) from exc
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Every problem of the file in one run, each as file:line:column: path: message.
     Exit 1 for problems in the file, 2 for bad settings or an unreadable rules file."""
     from .actions.builtin import build_registry
     from .executor.registry import playbook_backends
     from .playbooks.config import load_playbooks
-    from .playbooks.rules_check import find_prometheus_config, find_rules, load_alert_rules
 
     settings = _settings()  # the http allowlist is part of what a playbook must respect
     for warning in settings.secret_file_warnings():
         print(f"warning: {warning}", file=sys.stderr)
     path = Path(args.file) if args.file else settings.playbooks
-    rules_paths = [Path(p) for p in args.rules or []]
-    if not rules_paths and not args.no_rules:
-        found = find_rules(path)
-        rules_paths = [found] if found else []
-    rules = None
-    if rules_paths:
-        prometheus = (Path(args.prometheus_config) if args.prometheus_config
-                      else find_prometheus_config(rules_paths[0]))
-        try:
-            rules = load_alert_rules(rules_paths, prometheus)
-        except ConfigError as exc:
-            raise CliError(exc.message) from exc
+    rules = None if args.no_rules else _rules_for(path, args)
     try:
         registry = build_registry()
         loaded = load_playbooks(path, registry.params_models(),
@@ -129,9 +152,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         if isinstance(errors, list) and len(errors) > 1:
             print(f"{path}: {len(errors)} errors", file=sys.stderr)
         return 1
-    for warning in loaded.skipped:
+    for warning in [*loaded.skipped, *loaded.warnings]:
         print(f"warning: {warning}", file=sys.stderr)
-    against = f", checked against {', '.join(rules.sources)}" if rules else ""
+    against = (f", checked against {', '.join(rules.sources)}"
+               f" and {rules.timing.source}" if rules and rules.timing else "")
     print(f"{path}: OK, {len(loaded.playbooks)} playbook(s){against}")
     return 0
 
@@ -257,13 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?",
                        help="playbooks file (default: AUTOFIX_PLAYBOOKS, the one serve loads)")
     check.add_argument("--rules", action="append", metavar="RULES_YML",
-                       help="Prometheus rule file(s) to cross-check matchers and template "
-                       "labels against (default: rules/alert_rules.yml beside the file or "
-                       "one directory up)")
-    check.add_argument("--no-rules", action="store_true", help="skip the rules cross-check")
+                       help="Prometheus rule file(s) to cross-check matchers, template "
+                       "labels and timing against (default: rules/alert_rules.yml and "
+                       "rules/autofix_self.yml beside the file or one directory up, else "
+                       "../prometheus/autofix_rules.yml and autofix_self_rules.yml, i.e. "
+                       "/etc/prometheus for /etc/autofix/playbooks.yml); none found is an "
+                       "error")
+    check.add_argument("--no-rules", action="store_true",
+                       help="skip the rules cross-check and the timing contract")
     check.add_argument("--prometheus-config", metavar="PROMETHEUS_YML",
-                       help="prometheus.yml whose scrape configs attach target labels "
-                       "(default: prometheus/prometheus.yml beside the rules directory)")
+                       help="prometheus.yml whose scrape configs attach target labels and "
+                       "set the scrape and evaluation intervals (default: "
+                       "prometheus/prometheus.yml beside the rules directory, else "
+                       "prometheus.yml beside the rules file); none found is an error")
     check.set_defaults(func=cmd_check_config)
     docs = sub.add_parser("docs", help="check or refresh the generated README reference")
     docs.add_argument("--file", default="README.md")

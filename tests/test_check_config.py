@@ -19,7 +19,8 @@ from receiver.playbooks.rules_check import template_refs
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "check_config_corpus"
-RULES = ["--rules", "rules/alert_rules.yml", "--prometheus-config", "prometheus/prometheus.yml"]
+RULES = ["--rules", "rules/alert_rules.yml", "--rules", "rules/autofix_self.yml",
+         "--prometheus-config", "prometheus/prometheus.yml"]
 CASES = sorted(CORPUS.glob("*.yml"))
 
 
@@ -63,7 +64,7 @@ def test_each_broken_file_reports_every_expected_error_at_once(
 def test_a_yaml_error_is_reported_once_with_the_real_file_name(
         capsys: pytest.CaptureFixture[str]) -> None:
     case = CORPUS / "01-yaml-syntax.yml"
-    code, lines = check(case, capsys)
+    code, lines = check(case, capsys, "--no-rules")
     assert code == 1 and len(lines) == 1
     assert lines[0].startswith(f"{case}:4:5: invalid YAML") and "line 3, column 15" in lines[0]
 
@@ -79,11 +80,13 @@ def test_the_rules_are_found_beside_the_playbooks_by_default() -> None:
                           cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "checked against" in done.stdout and "rules/alert_rules.yml" in done.stdout
+    assert "rules/autofix_self.yml" in done.stdout and "prometheus/prometheus.yml" in done.stdout
     typo = subprocess.run([sys.executable, "-m", "receiver.cli", "check-config",
                            str(CORPUS / "12-target-typo.yml")], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
-    # tests/check_config_corpus/ has no rules/ beside it or one level up: nothing to check
-    assert typo.returncode == 0, typo.stderr
+    # tests/check_config_corpus/ has no rules/ beside it or one level up: said, not skipped
+    assert typo.returncode == 2, typo.stderr
+    assert "no Prometheus rules found" in typo.stderr and "--no-rules" in typo.stderr
 
 
 def test_every_yaml_block_of_the_readme_passes(tmp_path: Path,
@@ -168,3 +171,198 @@ def test_swarm_task_down_carries_the_swarm_tasks_job_labels(
     code, errors = check(path, capsys, *RULES)
     assert (code != 0) == bool(errors) == (label != "container"), errors
     assert all(f"labels.{label} is not carried by alert(s) TargetDown" in e for e in errors)
+
+
+# --- the timing contract (receiver/playbooks/timing_check.py, docs/detection-budget.md) ---
+
+def _prometheus_yml(tmp_path: Path, global_interval: str = "15s",
+                    strip: tuple[str, ...] = ("containers",)) -> Path:
+    """The shipped prometheus.yml with a global scrape_interval and the jobs in `strip`
+    losing their own intervals, as the issue's SRE copied the containers job."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": global_interval, "evaluation_interval": "15s"}
+    for job in config["scrape_configs"]:
+        if job["job_name"] in strip:
+            job.pop("scrape_interval", None)
+            job.pop("scrape_timeout", None)
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+SHIPPED = REPO / "receiver" / "playbooks.yml"
+SHIPPED_RULES = ["--rules", "rules/alert_rules.yml", "--rules", "rules/autofix_self.yml"]
+
+
+def test_a_15s_global_interval_fails_on_target_down_naming_job_and_both_numbers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _prometheus_yml(tmp_path)
+    code, lines = check(SHIPPED, capsys, *SHIPPED_RULES, "--prometheus-config", str(config))
+    errors = [line for line in lines if not line.startswith("warning:")
+              and not line.endswith("errors")]
+    assert code == 1, lines
+    [error] = errors
+    assert "TargetDown" in error and "ONE failed scrape of job containers" in error
+    assert "for: 4s" in error and "scrape_interval 15s" in error
+    assert "scrape_timeout 10s" in error and "Fix: set the rule's for: to at least 25s" in error
+
+
+def test_the_shipped_configs_pass_the_timing_contract(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = check(SHIPPED, capsys, *RULES)
+    assert code == 0, lines
+    assert [line for line in lines if "skipped" not in line] == []
+
+
+@pytest.mark.parametrize("swarm_enabled", [False, True])
+def test_the_disabled_swarm_playbook_only_warns(
+        swarm_enabled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    if swarm_enabled:
+        monkeypatch.setenv("AUTOFIX_SWARM_ENABLED", "true")
+    config = _prometheus_yml(tmp_path, strip=("swarm-tasks",))
+    code, lines = check(SHIPPED, capsys, *SHIPPED_RULES, "--prometheus-config", str(config))
+    about = [line for line in lines if "SwarmTaskDown" in line]
+    assert about and all("ONE failed scrape of job swarm-tasks" in line for line in about)
+    if swarm_enabled:
+        assert code == 1 and not any(line.startswith("warning:") for line in about), lines
+    else:
+        assert code == 0 and all(line.startswith("warning:") for line in about), lines
+
+
+def test_a_job_the_prometheus_config_does_not_scrape_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    config = yaml.safe_load(_prometheus_yml(tmp_path, "2s", strip=()).read_text())
+    config["scrape_configs"] = [j for j in config["scrape_configs"]
+                                if j["job_name"] != "swarm-tasks"]
+    path = tmp_path / "no-swarm.yml"
+    path.write_text(yaml.safe_dump(config))
+    code, lines = check(SHIPPED, capsys, *SHIPPED_RULES, "--prometheus-config", str(path))
+    assert code == 0, lines
+    assert any(line.startswith("warning:") and 'job="swarm-tasks"' in line
+               and "can never fire" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(("expr", "for_s", "group_s", "scrape", "errors"), [
+    # up == 0: a failed scrape is visible for < interval + timeout; for: rounded up to
+    # whole evaluations must reach it.
+    ('up{job="a"} == 0', 4, 2, (2, 1.5), 0),    # the shipped TargetDown: 4 >= 3.5
+    ('up{job="a"} == 0', 4, 2, (2, 2), 0),      # 4 >= 4: exactly on the boundary
+    ('up{job="a"} == 0', 4, 2, (3, 1.5), 1),    # 4 < 4.5
+    ('up{job="a"} == 0', 3, 2, (2, 1.5), 0),    # for 3s at 2s evaluations holds 4s
+    ('up{job="a"} == 0', 0, 2, (2, 1.5), 1),    # no for: fires at the first evaluation
+    ('up{job="a"} == 0', 30, 15, (15, 10), 0),  # a 15s setup: for 30s >= 25s
+    ('up{job="a"} == 0', 15, 15, (15, 10), 1),  # 15s < 25s
+    ('absent(x{job="a"})', 4, 2, (15, 10), 1),  # a failed scrape marks x stale
+    ('x{job="a"} unless y{job="a"}', 4, 2, (15, 10), 1),
+    ('min_over_time(up{job="a"}[10s]) == 0', 20, 5, (5, 4), 1),  # 20 < 5 + 4 + 10
+    ('min_over_time(up{job="a"}[15s]) == 0', 25, 5, (5, 4), 0),  # 25 >= 5 + 4 + 15
+    # Not failure-sensitive: a failed scrape makes the series missing, not true.
+    ('rate(x{job="a"}[1m]) > 1', 0, 15, (15, 10), 0),
+    # Range windows: 3 scrape intervals, so one failed scrape leaves 2 samples.
+    ('rate(x{job="a"}[30s]) > 1', 60, 15, (15, 10), 1),
+    ('rate(x{job="a"}[45s]) > 1', 60, 15, (15, 10), 0),
+    ('deriv(x{job="a"}[2m]) > 1', 60, 15, (60, 10), 1),
+    ('up{job="a"} == 0 # job="up" in a comment and "up" in a string: {x="up"}', 4, 2,
+     (2, 1.5), 0),
+])
+def test_the_timing_contract_on_both_sides_of_its_boundary(
+        expr: str, for_s: float, group_s: float, scrape: tuple[float, float],
+        errors: int) -> None:
+    from receiver.playbooks.timing_check import JobTiming, PrometheusTiming, timing_problems
+
+    timing = PrometheusTiming("p.yml", 60.0, {"a": JobTiming(*scrape), "b": JobTiming(60, 10)})
+    problems = timing_problems("R", "r.yml:1", expr, for_s, group_s, timing)
+    assert [p.severity for p in problems] == ["error"] * errors, problems
+
+
+def test_an_unpinned_selector_is_checked_against_every_job() -> None:
+    from receiver.playbooks.timing_check import JobTiming, PrometheusTiming, timing_problems
+
+    timing = PrometheusTiming("p.yml", 5.0, {"fast": JobTiming(2, 1.5),
+                                             "slow": JobTiming(15, 10)})
+    [problem] = timing_problems("R", "r.yml:1", "up == 0", 4, None, timing)
+    assert "job slow" in problem.message and "evaluation_interval" in problem.message
+
+
+def test_prometheus_inheritance_of_intervals(tmp_path: Path) -> None:
+    from receiver.playbooks.timing_check import JobTiming, load_prometheus_timing
+
+    config = {"global": {"scrape_interval": "5s"},
+              "scrape_configs": [{"job_name": "a"}, {"job_name": "b", "scrape_interval": "1m"},
+                                 {"job_name": "c", "scrape_interval": "2s"}]}
+    timing = load_prometheus_timing(tmp_path / "p.yml", config)
+    # Global timeout: the default 10s, capped at the global interval; a job's inherited
+    # timeout is capped at its own interval.
+    assert timing.jobs == {"a": JobTiming(5, 5), "b": JobTiming(60, 5), "c": JobTiming(2, 2)}
+    assert timing.evaluation_interval_s == 60
+    assert load_prometheus_timing(tmp_path / "p.yml", {}).jobs == {}
+
+
+def test_no_rules_found_is_an_error_unless_no_rules(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "playbooks.yml"
+    path.write_text(SHIPPED.read_text())
+    code = main(["check-config", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no Prometheus rules found" in err and "--no-rules" in err
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "alert_rules.yml").write_text(
+        (REPO / "rules" / "alert_rules.yml").read_text())
+    code = main(["check-config", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "no prometheus.yml found" in err
+    assert main(["check-config", str(path), "--no-rules"]) == 0
+
+
+def test_the_host_layout_of_the_guide_is_found_by_default(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """/etc/autofix/playbooks.yml → /etc/prometheus/autofix_rules.yml, its self-alerts
+    file and prometheus.yml (docs/deploy.md)."""
+    etc = tmp_path / "etc"
+    (etc / "autofix").mkdir(parents=True)
+    (etc / "prometheus").mkdir()
+    (etc / "autofix" / "playbooks.yml").write_text(SHIPPED.read_text())
+    for source, name in (("alert_rules.yml", "autofix_rules.yml"),
+                         ("autofix_self.yml", "autofix_self_rules.yml")):
+        (etc / "prometheus" / name).write_text((REPO / "rules" / source).read_text())
+    _prometheus_yml(etc / "prometheus")
+    code = main(["check-config", str(etc / "autofix" / "playbooks.yml")])
+    captured = capsys.readouterr()
+    assert code == 1 and "TargetDown" in captured.err, captured.err
+    config = etc / "prometheus" / "prometheus.yml"
+    config.write_text((REPO / "prometheus" / "prometheus.yml").read_text())
+    assert main(["check-config", str(etc / "autofix" / "playbooks.yml")]) == 0
+    out = capsys.readouterr().out
+    assert "autofix_rules.yml" in out and "autofix_self_rules.yml" in out
+    assert str(config) in out
+
+
+def test_the_guides_example_jobs_pass_at_a_15s_global_interval(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/examples/' two scrape jobs in a Prometheus scraping every 15s: the contract
+    holds (they keep their own intervals); only the disabled Swarm playbook warns (its
+    job is not in the guide)."""
+    import yaml
+
+    examples = REPO / "docs" / "examples"
+    jobs = [job for name in ("prometheus-containers-job.yml", "prometheus-autofix-job.yml")
+            for job in yaml.safe_load((examples / name).read_text())]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "15s",
+                                                 "evaluation_interval": "15s"},
+                                      "scrape_configs": jobs}))
+    code, lines = check(SHIPPED, capsys, *SHIPPED_RULES, "--prometheus-config", str(config))
+    assert code == 0, lines
+    assert lines and all(line.startswith("warning:") and "swarm" in line for line in lines)
+    for job in jobs:  # without its own intervals, the containers job is refused
+        job.pop("scrape_interval", None)
+        job.pop("scrape_timeout", None)
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "15s"},
+                                      "scrape_configs": jobs}))
+    code, lines = check(SHIPPED, capsys, *SHIPPED_RULES, "--prometheus-config", str(config))
+    assert code == 1 and any("TargetDown" in line for line in lines), lines

@@ -86,7 +86,7 @@ def datasource_variables(board: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def resolve_datasource(board: Mapping[str, Any], uid: str | None) -> str:
     """The uid a reference means with the dashboard as shipped: a datasource variable
-    (`${prometheus_ds}`) resolves to its default, which is the provisioned uid."""
+    (`${DS_PROMETHEUS}`) resolves to its default, which is the provisioned uid."""
     if uid is None:
         return ""
     match = DATASOURCE_VARIABLE.fullmatch(uid)
@@ -478,7 +478,7 @@ def test_every_datasource_is_a_variable_defaulting_to_the_provisioned_one() -> N
         for ref in _all_datasource_dicts(board):
             if ref.get("uid") in provisioned:
                 problems.append((board["uid"], "hard-coded uid", ref))
-        inputs = {i["name"]: i for i in board.get("__inputs", [])}
+        inputs = {i["name"]: i for i in board.get("__inputs", []) if i["type"] == "datasource"}
         expected = {"prometheus": "DS_PROMETHEUS", "postgres": "DS_POSTGRES"}
         assert set(inputs) == {expected[t] for t in used_types}, board["uid"]
         for kind in used_types:
@@ -486,7 +486,11 @@ def test_every_datasource_is_a_variable_defaulting_to_the_provisioned_one() -> N
             assert item["type"] == "datasource" and item["pluginId"] == kind
         required = {r["id"] for r in board.get("__requires", []) if r["type"] == "datasource"}
         assert required == used_types, board["uid"]
-        assert set(variables) == {f"{t}_ds" for t in used_types}, board["uid"]
+        # Each variable is named as its input, so panels say ${DS_PROMETHEUS}: provisioning
+        # resolves that to the variable (default: the provisioned uid), and an import
+        # replaces it with the datasource picked in the dialog (issue 27: the pickers'
+        # choice was thrown away while panels said ${prometheus_ds}).
+        assert set(variables) == {expected[t] for t in used_types}, board["uid"]
     assert problems == []
     assert all(q.datasource in provisioned for q in all_queries())
 
@@ -1093,3 +1097,25 @@ def test_init_script_refuses_to_run_without_the_secret(tmp_path: Path) -> None:
 # Used by tests/test_e2e_dashboards.py.
 __all__ = ["GRAFANA_ROLE", "Query", "TimeRange", "Variables", "create_grafana_login",
            "dashboards_by_uid", "drop_login", "expand_sql_macros", "iter_queries"]
+
+
+def test_an_import_sets_the_datasources_and_the_alertmanager_url() -> None:
+    """What Grafana's import does (dashboardimport's template evaluator): every
+    `${INPUT}` string becomes the value picked or typed in the dialog. Each declared input
+    must be used, so no choice is thrown away; after the import no panel names a
+    variable-less ${DS_...} and the silence links use the typed Alertmanager URL."""
+    picked = {"DS_PROMETHEUS": "their-prom", "DS_POSTGRES": "their-pg",
+              "VAR_ALERTMANAGER_URL": "https://alertmanager.example.com"}
+    for board in load_dashboards().values():
+        text = json.dumps(board)
+        inputs = [i["name"] for i in board.get("__inputs", [])]
+        for name in inputs:
+            assert "${" + name + "}" in text, (board["uid"], f"input {name} is never used")
+        imported = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: picked.get(m.group(1), m.group(0))
+                                     if m.group(1) in inputs else m.group(0), text))
+        for where, ref in _datasource_refs(imported):
+            assert _ds_uid(ref) in picked.values(), (board["uid"], where, ref)
+    incidents = dashboards_by_uid()["autofix-incidents"]
+    assert {"name": "VAR_ALERTMANAGER_URL", "type": "constant"}.items() <= {
+        i["name"]: i for i in incidents["__inputs"]}["VAR_ALERTMANAGER_URL"].items()
+    assert "${VAR_ALERTMANAGER_URL}/#/silences/new" in json.dumps(incidents)

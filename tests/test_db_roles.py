@@ -2,12 +2,13 @@
 
 As a superuser it revokes them; as the recommended application role (database owner,
 no SUPERUSER, no CREATEROLE) it changes nothing, and `autofix db upgrade` says so in one
-line followed by the SQL a superuser must run.
+line naming the psql command that runs docs/postgres-roles.sql as a superuser.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -67,7 +68,7 @@ def test_as_superuser_the_reader_loses_large_objects_and_advisory_locks(pg_url: 
         _run(admin, f"DROP ROLE IF EXISTS {reader}")
 
 
-def test_as_the_owner_role_nothing_changes_and_db_upgrade_prints_the_sql(
+def test_as_the_owner_role_nothing_changes_and_db_upgrade_names_the_sql_file(
         postgres: Postgres) -> None:
     url = postgres.create_database()
     admin = _dsn(url)
@@ -84,16 +85,19 @@ def test_as_the_owner_role_nothing_changes_and_db_upgrade_prints_the_sql(
         done = subprocess.run([str(cli), "db", "upgrade"], env=env, capture_output=True,
                               text=True, timeout=90, check=False)
         assert done.returncode == 0, done.stderr
-        lines = done.stderr.strip().splitlines()
-        said = [line for line in lines if "need a PostgreSQL superuser" in line]
-        assert len(said) == 1, done.stdout + done.stderr
-        sql = [line for line in lines if line.startswith(("REVOKE ", "GRANT ", "CREATE "))]
-        assert "REVOKE EXECUTE ON FUNCTION lo_from_bytea(oid,bytea) FROM PUBLIC;" in sql
-        assert f"GRANT EXECUTE ON FUNCTION pg_advisory_xact_lock(bigint) TO {app};" in sql
+        # One line (issue 27: it was 59 lines of SQL), naming the file and how to run it.
+        [said] = done.stderr.strip().splitlines()
+        assert "need a PostgreSQL superuser" in said and "docs/postgres-roles.sql" in said
+        command = said[said.index("psql "):said.index(" (docs/deploy.md")]
+        assert f"-v owner={app} -d {database} -f docs/postgres-roles.sql" in command, said
         # nothing changed yet: the reader can still make a large object
         assert _run(_dsn(url, reader), "BEGIN READ WRITE", LO, "ROLLBACK") == "ok"
-        # a superuser runs what was printed; then the reader cannot, the app still locks
-        assert _run(admin, *sql) == "ok"
+        # a superuser runs the command it names; then the reader cannot, the app still locks
+        argv = [a for a in shlex.split(command) if a not in ("-d", database)]
+        argv[0:1] = ["psql", admin, "-X", "-q"]
+        psql = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
+                              cwd=Path(__file__).resolve().parents[1])
+        assert psql.returncode == 0, psql.stderr
         assert _run(_dsn(url, reader), LO) == "42501"
         assert _run(_dsn(url, app), "SELECT pg_advisory_xact_lock(1)") == "ok"
         assert _run(_dsn(url, app), "SELECT count(*) FROM incidents") == "ok"

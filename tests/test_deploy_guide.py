@@ -13,6 +13,13 @@ Prometheus fires TargetDown for the opted-in container, Alertmanager routes it t
 the guide's child route (and, with `continue: true`, to the existing receiver too), and
 the receiver started the unit's way restarts the container.
 
+The existing Prometheus scrapes every 15 s (global), as the issue's SRE's did: the guide's
+jobs keep their own intervals, `check-config` (found /etc/prometheus by itself) refuses the
+containers job without them, one failed scrape of an answering app restarts nothing, the
+same app hung for good (SIGSTOP: connections accepted, never answered) is restarted, the
+Watchdog reaches only the dead-man's switch, and AutofixReceiverDown pages when the
+receiver stops. The configuration snippets are docs/examples/ files shown verbatim.
+
 What differs from a real host, all in `Host.rewrites` (one pass, longest match first):
 
 * paths: /opt/autofix, /etc/autofix, /etc/alertmanager, /etc/prometheus, /var/lib/autofix,
@@ -87,8 +94,9 @@ BLOCKS = {
     "postgres": "shell: roles and database on a fresh cluster",
     "env-postgres": "the AUTOFIX_DATABASE_URL line, replacing the SQLite one",
     "upgrade": "shell: pip upgrade and autofix db upgrade with the env file",
-    "prometheus-job": "YAML merged into an existing prometheus.yml",
-    "prometheus-rules": "shell: rules copied, promtool checks",
+    "prometheus-job": "YAML merged into an existing prometheus.yml (global 15s)",
+    "prometheus-autofix-job": "YAML merged too: the receiver's own job, for its self-alerts",
+    "prometheus-rules": "shell: both rule files copied, promtool and check-config checks",
     "alertmanager": "YAML merged into an existing alertmanager.yml",
     "alertmanager-token": "shell: token installed, amtool check-config",
     "alertmanager-routes": "shell: amtool config routes test shows autofix and the pager",
@@ -98,6 +106,10 @@ BLOCKS = {
     "unsilence": "shell: amtool silence expire",
 }
 APP = "shop-web"
+STEADY_APP = "shop-api"  # serves /metrics: one failed scrape of it must restart nothing
+# `<!-- example: docs/examples/FILE -->` before a fenced block: that block is FILE verbatim.
+EXAMPLE = re.compile(r"^<!-- example: (\S+) -->\n(?:<!-- test: [\w-]+ -->\n)?```[^\n]*\n"
+                     r"(.*?)^```$", re.M | re.S)
 MUTATING_PLAYBOOK_ALERT = "HighCPU"  # a second alert name, grouped apart from TargetDown
 
 
@@ -204,6 +216,7 @@ class Host:
     ports: dict[str, int]
     app_port: int
     pg_port: int = 0
+    deadman_url: str = ""  # where the guide's dead-man's switch URL goes (the sink)
     systemctl_log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -230,6 +243,8 @@ class Host:
             f"{LOOPBACK}:9093": f"{LOOPBACK}:{self.ports['alertmanager']}",
             f"{LOOPBACK}:5432": f"{LOOPBACK}:{self.pg_port}",
         }
+        if self.deadman_url:
+            table["https://deadman.example.com"] = self.deadman_url
         for path in ("/opt/autofix", "/etc/autofix", "/etc/alertmanager", "/etc/prometheus",
                      "/var/lib/autofix", "/run/autofix"):
             table[path] = str(r / path.lstrip("/"))
@@ -393,6 +408,32 @@ def test_every_marked_block_is_run_by_this_file(blocks: dict[str, Block]) -> Non
     assert blocks["unit"].path == "/etc/systemd/system/autofix.service"
 
 
+def test_the_guides_snippets_are_the_example_files_verbatim() -> None:
+    """docs/examples/ holds each configuration snippet of the guide as a file to copy; the
+    guide shows it verbatim (and the marked ones are run below as they are)."""
+    text = GUIDE.read_text()
+    shown = {name: body for name, body in EXAMPLE.findall(text)}
+    assert len(re.findall(r"<!-- example: ", text)) == len(shown)
+    files = {f"docs/examples/{p.name}" for p in (REPO / "docs" / "examples").iterdir()}
+    assert set(shown) == files
+    for name, body in shown.items():
+        assert (REPO / name).read_text() == body, f"{name} differs from its block in the guide"
+
+
+def test_the_host_docker_proxy_example_is_valid_haproxy(tmp_path: Path) -> None:
+    haproxy = require_binary("haproxy")
+    config = (REPO / "docs" / "examples" / "prometheus-docker-proxy.cfg").read_text()
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(config)
+    done = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shipped = (REPO / "socket-proxy" / "prometheus.cfg").read_text()
+    rules = [line.strip() for line in config.splitlines() if line.strip().startswith(
+        ("acl ", "http-request "))]
+    assert rules and all(rule in shipped for rule in rules), "drifted from the compose proxy"
+
+
 def test_install_from_a_checkout_and_from_a_wheel(host: Host,
                                                   blocks: dict[str, Block]) -> None:
     done = host.sh(blocks["install"])
@@ -476,6 +517,8 @@ def test_postgresql_setup_and_upgrade(host: Host, guide_postgres: Postgres,
     host.write(blocks["env"], postgres_env)
     done = host.sh(blocks["upgrade"])
     assert "database at head" in done.stdout
+    # The guide ran docs/postgres-roles.sql as the superuser: nothing left to say.
+    assert "superuser" not in done.stderr, done.stderr
     dsn = f"host={LOOPBACK} port={guide_postgres.port} dbname=autofix"
     conn = psycopg2.connect(f"{dsn} user=autofix")
     with conn.cursor() as cur:
@@ -505,15 +548,20 @@ def alertmanager(host: Host, sink: Sink, blocks: dict[str, Block]) -> Iterator[A
         "receivers": [{"name": "team-pager", "webhook_configs": [{"url": f"{sink.url}/pager"}]},
                       {"name": "tickets", "webhook_configs": [{"url": f"{sink.url}/tickets"}]}],
     }
+    host.deadman_url = f"{sink.url}/deadman"
     snippet = yaml.safe_load(host.rewrite(blocks["alertmanager"].text))
     assert set(snippet) == {"route", "receivers"} and set(snippet["route"]) == {"routes"}
-    first, last = snippet["route"]["routes"]
+    watchdog, own, first, last = snippet["route"]["routes"]
+    assert watchdog["matchers"] == ['alertname="Watchdog"'] and "continue" not in watchdog
+    assert own["matchers"] == ['component="autofix"'] and "continue" not in own
     assert first["receiver"] == "autofix" and first["continue"] is True
     assert last == {"receiver": existing["route"]["receiver"]}  # the fallback, made explicit
-    [webhook] = snippet["receivers"][0]["webhook_configs"]
+    receivers = {r["name"]: r for r in snippet["receivers"]}
+    assert set(receivers) == {"autofix", watchdog["receiver"]}
+    [webhook] = receivers["autofix"]["webhook_configs"]
     assert webhook["send_resolved"] is True
     assert "credentials_file" in webhook["http_config"]["authorization"]
-    existing["route"]["routes"] = [first, *existing["route"]["routes"], last]
+    existing["route"]["routes"] = [watchdog, own, first, *existing["route"]["routes"], last]
     existing["receivers"].extend(snippet["receivers"])
     config = host.path("/etc/alertmanager/alertmanager.yml")
     config.parent.mkdir(parents=True, exist_ok=True)
@@ -529,6 +577,12 @@ def alertmanager(host: Host, sink: Sink, blocks: dict[str, Block]) -> Iterator[A
         ["amtool", "config", "routes", "test", f"--config.file={config}", "container=x",
          "severity=info"], capture_output=True, text=True, check=True, timeout=60)
     assert ticket.stdout.strip() == "autofix,tickets"
+    for labels, expected in ((["alertname=Watchdog", "container=prometheus"], "deadmans-switch"),
+                             (["alertname=AutofixReceiverDown", "component=autofix",
+                               "container=autofix"], "team-pager")):
+        apart = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={config}",
+                                *labels], capture_output=True, text=True, check=True, timeout=60)
+        assert apart.stdout.strip() == expected, (labels, apart.stdout)
     manager = Alertmanager(host.root / "am-run", yaml.safe_load(config.read_text()))
     manager.port = host.ports["alertmanager"]
     manager.url = f"http://{LOOPBACK}:{manager.port}"
@@ -542,26 +596,47 @@ def alertmanager(host: Host, sink: Sink, blocks: dict[str, Block]) -> Iterator[A
 
 @pytest.fixture(scope="module")
 def prometheus(host: Host, blocks: dict[str, Block]) -> Iterator[Prometheus]:
-    """An existing prometheus.yml (1 s intervals, its own job), the guide's job appended
-    and its rules file listed the way the guide says."""
+    """An existing prometheus.yml with a 15 s global interval (the issue's SRE) and its own
+    job, the guide's two jobs appended and its rule files listed the way the guide says."""
     existing: dict[str, Any] = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "900ms",
-                   "evaluation_interval": "1s"},
+        "global": {"scrape_interval": "15s", "scrape_timeout": "10s",
+                   "evaluation_interval": "15s"},
         "alerting": {"alertmanagers": [{"static_configs": [
             {"targets": [f"{LOOPBACK}:{host.ports['alertmanager']}"]}]}]},
-        "rule_files": ["autofix_rules.yml"],
+        "rule_files": ["autofix_rules.yml", "autofix_self_rules.yml"],
         "scrape_configs": [{"job_name": "prometheus", "static_configs": [
             {"targets": [f"{LOOPBACK}:{host.ports['prometheus']}"]}]}],
     }
     [job] = yaml.safe_load(host.rewrite(blocks["prometheus-job"].text))
-    existing["scrape_configs"].append(job)
+    [own_job] = yaml.safe_load(host.rewrite(blocks["prometheus-autofix-job"].text))
+    assert own_job["job_name"] == "autofix"
+    assert set(own_job["static_configs"][0]["labels"]) == {"container", "service"}
+    existing["scrape_configs"] += [job, own_job]
     config = host.path("/etc/prometheus/prometheus.yml")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(existing, sort_keys=False))
     done = host.sh(blocks["prometheus-rules"])
     assert "SUCCESS" in done.stdout + done.stderr
-    rules = host.path("/etc/prometheus/autofix_rules.yml")
-    server = start_prometheus(host.root / "prom-run", config.read_text(), [rules],
+    # check-config found the rules and prometheus.yml in /etc/prometheus by itself; the
+    # disabled Swarm playbook only warns.
+    assert "autofix_rules.yml" in done.stdout and "prometheus.yml" in done.stdout
+    assert "force-update-swarm-task-down" in done.stderr
+    # The issue's copy of the job, without its intervals: refused, naming the rule, the
+    # job and both numbers.
+    careless = host.root / "careless-prometheus.yml"
+    stripped = {k: v for k, v in job.items() if k not in ("scrape_interval", "scrape_timeout")}
+    careless.write_text(yaml.safe_dump({**existing, "scrape_configs": [
+        stripped, own_job]}, sort_keys=False))
+    refused = subprocess.run(
+        [str(host.path("/opt/autofix") / "bin" / "autofix"), "check-config",
+         str(host.path("/etc/autofix/playbooks.yml")), "--prometheus-config", str(careless)],
+        env=host.base_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "TargetDown" in refused.stderr and "job containers" in refused.stderr
+    assert "for: 4s" in refused.stderr and "scrape_interval 15s" in refused.stderr
+    rules = [host.path("/etc/prometheus/autofix_rules.yml"),
+             host.path("/etc/prometheus/autofix_self_rules.yml")]
+    server = start_prometheus(host.root / "prom-run", config.read_text(), rules,
                               port=host.ports["prometheus"])
     yield server
     server.stop()
@@ -632,6 +707,9 @@ def test_a_container_without_the_label_is_refused_and_opting_in_needs_a_recreate
     assert labels.get("autofix.enable") == "true"
     wait_for(lambda: any(t["labels"].get("container") == APP for t in prometheus.targets()),
              60, "the guide's scrape job discovering the container")
+    # No compose or autofix.service label: service falls back to the container name.
+    assert {t["labels"].get("service") for t in prometheus.targets()
+            if t["labels"].get("container") == APP} == {APP}
     started = _started_at(env)
     # The app serves no metrics: TargetDown fires (for: 15s), routed to autofix, restart.
     wait_for(lambda: any(a["action"] == "restart" and a["outcome"] == "succeeded"
@@ -641,6 +719,76 @@ def test_a_container_without_the_label_is_refused_and_opting_in_needs_a_recreate
     shown = json.loads(done.stdout)["items"]
     assert {(a["action"], a["outcome"]) for a in shown} >= {("restart", "succeeded")}
     assert any(a["labels"].get("alertname") == "TargetDown" for a in sink.alerts("/pager"))
+
+
+@pytest.fixture(scope="module")
+def steady_app(host: Host, prometheus: Prometheus) -> Iterator[str]:
+    """An opted-in app that answers its scrapes (busybox httpd serving /metrics), found by
+    the guide's job: the one a failed scrape and then a real hang are made of."""
+    env = host.base_env()
+    port = free_port()
+    subprocess.run(["docker", "rm", "-f", STEADY_APP], env=env, capture_output=True,
+                   check=False, timeout=60)
+    serve = (f"busybox mkdir -p /tmp/www && echo 'steady 1' > /tmp/www/metrics && "
+             f"exec busybox httpd -f -p {LOOPBACK}:{port} -h /tmp/www")
+    subprocess.run(["docker", "run", "-d", "--network", "host", "--name", STEADY_APP,
+                    "--label", "autofix.enable=true", "--label", "autofix.scrape=true",
+                    "--label", f"autofix.scrape.port={port}", busybox.TAG, "sh", "-c", serve],
+                   env=env, capture_output=True, check=True, timeout=60)
+    wait_for(lambda: any(r["value"][1] == "1" for r in prometheus.query(_up(STEADY_APP))), 60,
+             "the steady app scraped")
+    yield STEADY_APP
+    subprocess.run(["docker", "rm", "-f", STEADY_APP], env=env, capture_output=True,
+                   check=False, timeout=60)
+
+
+def _up(container: str) -> str:
+    return f'up{{job="containers", container="{container}"}}'
+
+
+def _signal(host: Host, name: str, signal_name: str) -> None:
+    subprocess.run(["docker", "kill", "--signal", signal_name, name], env=host.base_env(),
+                   capture_output=True, check=True, timeout=30)
+
+
+def test_one_failed_scrape_restarts_nothing(host: Host, service: Service,
+                                           prometheus: Prometheus, steady_app: str) -> None:
+    """The timing contract, live: the app stopped (SIGSTOP) for 3 s - longer than the
+    1.5 s timeout, shorter than timeout + interval, so one scrape fails - fires nothing and
+    is not restarted."""
+    env = host.base_env()
+    started = _started_at(env, steady_app)
+    for _attempt in range(3):  # a 3 s stop misses a 2 s scrape slot 1 time in 4
+        _signal(host, steady_app, "STOP")
+        time.sleep(3.0)
+        _signal(host, steady_app, "CONT")
+        time.sleep(2.5)  # the next scrape, and its sample ingested
+        if prometheus.query(f"count_over_time(({_up(steady_app)} == 0)[10s:500ms])"):
+            break
+    else:
+        pytest.fail("no scrape failed while the app was stopped")
+    time.sleep(6)  # past TargetDown's for: 4s, had it gone pending
+    fired = prometheus.query(f'max_over_time(ALERTS{{alertname="TargetDown", '
+                             f'container="{steady_app}", alertstate="firing"}}[30s])')
+    assert fired == [], fired
+    assert _started_at(env, steady_app) == started
+    assert not list(_api(host, f"/api/v1/actions?target={steady_app}")["items"])
+
+
+def test_a_real_hang_is_remediated(host: Host, service: Service, prometheus: Prometheus,
+                                   steady_app: str) -> None:
+    """Stopped for good, the app accepts connections and never answers: its scrapes time
+    out, TargetDown fires, autofix restarts it (docker kills the stopped process) and it
+    answers its scrapes again."""
+    env = host.base_env()
+    started = _started_at(env, steady_app)
+    _signal(host, steady_app, "STOP")
+    wait_for(lambda: any(a["action"] == "restart" and a["outcome"] == "succeeded" for a in
+                         _api(host, f"/api/v1/actions?target={steady_app}")["items"]), 120,
+             "TargetDown of the hung app -> restart")
+    assert _started_at(env, steady_app) > started
+    wait_for(lambda: any(r["value"][1] == "1" for r in prometheus.query(_up(steady_app))), 60,
+             "the restarted app answering its scrapes")
 
 
 def test_a_silence_keeps_autofix_away(host: Host, blocks: dict[str, Block], service: Service,
@@ -661,13 +809,30 @@ def test_a_silence_keeps_autofix_away(host: Host, blocks: dict[str, Block], serv
     _push(alertmanager, silenced_alert, ends=True)
 
 
+def test_watchdog_and_receiver_down_go_apart_from_remediation(
+        host: Host, service: Service, prometheus: Prometheus, sink: Sink) -> None:
+    """Last: it stops the receiver. Watchdog reaches the dead-man's switch only;
+    AutofixReceiverDown (the guide's `autofix` job, 5 s scrapes, for: 30s, evaluated every
+    15 s) reaches the pager once the receiver stops."""
+    wait_for(lambda: any(a["labels"]["alertname"] == "Watchdog" for a in sink.alerts(
+        "/deadman/ping/autofix-watchdog")), 90, "Watchdog at the dead-man's switch")
+    assert not any(a["labels"]["alertname"] == "Watchdog" for a in sink.alerts("/pager"))
+    assert _api(host, "/api/v1/incidents?alertname=Watchdog")["items"] == []
+    up = prometheus.query('up{job="autofix", container="autofix", service="autofix"}')
+    assert up and up[0]["value"][1] == "1", up
+    service.stop()
+    wait_for(lambda: any(a["labels"]["alertname"] == "AutofixReceiverDown"
+                         and a["status"] == "firing" for a in sink.alerts("/pager")), 120,
+             "AutofixReceiverDown paged after the receiver stopped")
+
+
 def _docker_id(env: dict[str, str]) -> str:
     return subprocess.run(["docker", "inspect", "--format", "{{.Id}}", APP], env=env,
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _started_at(env: dict[str, str]) -> datetime:
-    text = subprocess.run(["docker", "inspect", "--format", "{{.State.StartedAt}}", APP],
+def _started_at(env: dict[str, str], name: str = APP) -> datetime:
+    text = subprocess.run(["docker", "inspect", "--format", "{{.State.StartedAt}}", name],
                           env=env, capture_output=True, text=True, check=True).stdout.strip()
     return datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00"))
 

@@ -13,6 +13,7 @@ from tests.harness.procs import require_binary
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "rules" / "alert_rules.yml"
+SELF_RULES = REPO / "rules" / "autofix_self.yml"  # autofix's own alerts and Watchdog
 RULE_TESTS = sorted((REPO / "rules" / "tests").glob("*.yml"))
 PROMETHEUS_YML = REPO / "prometheus" / "prometheus.yml"
 ALERTMANAGER_YML = REPO / "alertmanager" / "alertmanager.yml"
@@ -25,13 +26,28 @@ def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def alert_rules() -> list[dict]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
+def alert_rules(*paths: Path) -> list[dict]:
+    groups = [g for path in paths or (RULES, SELF_RULES)
+              for g in yaml.safe_load(path.read_text())["groups"]]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
 
 
 def test_promtool_check_rules() -> None:
-    run([require_binary("promtool"), "check", "rules", str(RULES)])
+    run([require_binary("promtool"), "check", "rules", str(RULES), str(SELF_RULES)])
+
+
+def test_self_alerts_and_watchdog_live_apart_from_the_remediation_rules() -> None:
+    """Copying rules/alert_rules.yml must not bring Watchdog or autofix's own alerts along
+    (issue 27): they come from rules/autofix_self.yml, listed on purpose."""
+    remediation = {r["alert"] for r in alert_rules(RULES)}
+    own = {r["alert"] for r in alert_rules(SELF_RULES)}
+    assert "Watchdog" in own and "AutofixReceiverDown" in own and "TargetDown" in remediation
+    assert not any(name.startswith("Autofix") or name == "Watchdog" for name in remediation)
+    assert all(name.startswith("Autofix") or name == "Watchdog" for name in own)
+    config = yaml.safe_load(PROMETHEUS_YML.read_text())
+    assert config["rule_files"] == ["../rules/alert_rules.yml", "../rules/autofix_self.yml"]
+    tests = {p.name: yaml.safe_load(p.read_text())["rule_files"] for p in RULE_TESTS}
+    assert tests["autofix_test.yml"] == ["../autofix_self.yml"]
 
 
 def test_promtool_test_rules() -> None:
@@ -79,7 +95,8 @@ def test_alert_labels_and_annotations(rule: dict) -> None:
     assert labels.get("severity") in {"critical", "warning", "info", "none"}, name
     assert {"summary", "description", "runbook_url"} <= set(annotations), name
     anchor = name.lower()
-    assert annotations["runbook_url"] == f"docs/runbooks.md#{anchor}", name
+    # Relative: Alertmanager templates and pagers join it to a base URL (docs/deploy.md).
+    assert annotations["runbook_url"] == f"runbooks.md#{anchor}", name
     assert f"\n## {name}\n" in RUNBOOKS.read_text(), f"docs/runbooks.md has no section {name}"
     if name.startswith("Autofix"):
         assert labels.get("component") == "autofix", name

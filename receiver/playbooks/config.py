@@ -188,6 +188,9 @@ class PlaybookFile(_Strict):
     playbooks: list[Playbook]
     # Playbooks left out because their backend is not enabled, one warning each.
     skipped: list[str] = Field(default_factory=list)
+    # Problems that do not refuse the file: the rules and timing checks of a disabled
+    # (skipped) playbook, and timing warnings (check-config prints them).
+    warnings: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> PlaybookFile:
@@ -267,6 +270,7 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
             errors.append(where((key,), "unknown key (only `playbooks` is allowed here)"))
     valid: list[tuple[int, Playbook]] = []
     skipped: list[str] = []
+    warnings: list[str] = []
     first_line: dict[str, int] = {}
     renderer = TemplateRenderer()
     for index, item in enumerate(raw_playbooks):
@@ -297,6 +301,7 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                                 "approval_timeout applies only to `mode: approve`"))
         errors += _check_steps(item.get("actions"), loc, action_params, allowed_hosts,
                                renderer, where)
+        skip = None
         if backends is not None:
             problems, skip = _check_backend(item, loc, backends, where)
             errors += problems
@@ -304,14 +309,23 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                 skipped.append(skip)
                 valid = [(i, p) for i, p in valid if i != index]
         if rules is not None:
-            from .rules_check import check_against_rules
+            from .rules_check import check_against_rules, check_timing
 
-            errors += [where((*loc, *path), message)
-                       for path, message in check_against_rules(item, rules)]
+            found = [("error", path, message)
+                     for path, message in check_against_rules(item, rules)]
+            found += [(severity, path, message)
+                      for path, severity, message in check_timing(item, rules)]
+            for severity, path, message in found:
+                # A disabled playbook is checked, but cannot stop a start (ExecStartPre).
+                if severity == "error" and not skip:
+                    errors.append(where((*loc, *path), message))
+                else:
+                    warnings.append(where((*loc, *path), message))
     if errors:
         errors.sort(key=_position)
         raise ConfigError(f"{source}: {len(errors)} error(s)", errors=errors)
-    return PlaybookFile(playbooks=[playbook for _, playbook in valid], skipped=skipped)
+    return PlaybookFile(playbooks=[playbook for _, playbook in valid], skipped=skipped,
+                        warnings=warnings)
 
 
 def _check_backend(item: dict[str, Any], loc: tuple[Any, ...], backends: Backends,

@@ -38,10 +38,29 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import ConfigError
 from .matchers import Matcher
+from .timing_check import (
+    PrometheusTiming,
+    load_prometheus_timing,
+    parse_prometheus_duration,
+    timing_problems,
+)
 
-__all__ = ["DEFAULT_TARGET_LABELS", "AlertRule", "AlertRules", "ScrapeLabels",
-           "check_against_rules", "find_prometheus_config", "find_rules", "load_alert_rules",
-           "result_labels", "selected_jobs", "template_refs"]
+__all__ = [
+    "DEFAULT_TARGET_LABELS",
+    "AlertRule",
+    "AlertRules",
+    "ScrapeLabels",
+    "check_against_rules",
+    "check_timing",
+    "find_prometheus_config",
+    "find_rules",
+    "load_alert_rules",
+    "prometheus_candidates",
+    "result_labels",
+    "rule_candidates",
+    "selected_jobs",
+    "template_refs",
+]
 
 DEFAULT_TARGET_LABELS = frozenset({"instance", "job"})
 _UNKNOWN = None  # a label the alert carries with a value not known in advance
@@ -57,6 +76,11 @@ class AlertRule:
     labels: dict[str, str | None]  # name → value, None when not known in advance
     annotations: frozenset[str]
     source: str  # file:line
+    # For the timing contract (timing_check.py): expression, `for:` and the group's own
+    # evaluation interval (None: prometheus.yml's global one).
+    expr: str = ""
+    for_s: float = 0.0
+    group_interval_s: float | None = None
 
     def could_match(self, matchers: Iterable[Matcher]) -> bool:
         for matcher in matchers:
@@ -73,6 +97,8 @@ class AlertRule:
 class AlertRules:
     rules: list[AlertRule]
     sources: list[str] = field(default_factory=list)
+    # The scrape and evaluation intervals of the prometheus.yml, when one was given.
+    timing: PrometheusTiming | None = None
 
 
 @dataclass(frozen=True)
@@ -89,13 +115,21 @@ class ScrapeLabels:
         return set(self.common).union(*(self.by_job[job] for job in jobs))
 
 
-def _target_labels(prometheus_config: Path | None) -> ScrapeLabels:
+def _read_prometheus_config(prometheus_config: Path | None) -> dict[str, Any]:
     if prometheus_config is None:
-        return ScrapeLabels(DEFAULT_TARGET_LABELS, {})
+        return {}
     try:
         config = yaml.safe_load(prometheus_config.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{prometheus_config}: cannot read: {exc}".splitlines()[0]) from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"{prometheus_config}: not a prometheus.yml (a mapping)")
+    return config
+
+
+def _target_labels(prometheus_config: Path | None, config: dict[str, Any]) -> ScrapeLabels:
+    if prometheus_config is None:
+        return ScrapeLabels(DEFAULT_TARGET_LABELS, {})
     external = (config.get("global") or {}).get("external_labels") or {}
     by_job: dict[str, frozenset[str]] = {}
     for scrape in config.get("scrape_configs") or []:
@@ -230,7 +264,10 @@ def load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> Alert
 
 
 def _load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> AlertRules:
-    target = _target_labels(prometheus_config)
+    config = _read_prometheus_config(prometheus_config)
+    target = _target_labels(prometheus_config, config)
+    timing = (load_prometheus_timing(prometheus_config, config)
+              if prometheus_config is not None else None)
     rules: list[AlertRule] = []
     for path in paths:
         try:
@@ -240,6 +277,7 @@ def _load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> Aler
         data = yaml.safe_load(path.read_text()) or {}
         lines = _rule_lines(document)
         for g, group in enumerate(data.get("groups") or []):
+            interval = _duration(group.get("interval"), path)
             for r, rule in enumerate(group.get("rules") or []):
                 if "alert" not in rule:
                     continue  # a recording rule
@@ -255,8 +293,18 @@ def _load_alert_rules(paths: list[Path], prometheus_config: Path | None) -> Aler
                 rules.append(AlertRule(
                     str(rule["alert"]), labels,
                     frozenset(str(k) for k in (rule.get("annotations") or {})),
-                    f"{path}:{lines.get((g, r), 0)}"))
-    return AlertRules(rules, [str(p) for p in paths])
+                    f"{path}:{lines.get((g, r), 0)}", expr,
+                    _duration(rule.get("for"), path) or 0.0, interval))
+    return AlertRules(rules, [str(p) for p in paths], timing)
+
+
+def _duration(value: Any, path: Path) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_prometheus_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 def _rule_lines(document: yaml.Node | None) -> dict[tuple[int, int], int]:
@@ -274,25 +322,45 @@ def _rule_lines(document: yaml.Node | None) -> dict[tuple[int, int], int]:
     return lines
 
 
-def find_rules(playbooks: Path) -> Path | None:
-    """The documented search: rules/alert_rules.yml beside the playbooks file, then one
-    directory up (receiver/playbooks.yml → rules/alert_rules.yml of the repository)."""
+# The documented layouts, as (rules directory relative to the playbooks file's directory,
+# the rule files there). The repository: rules/ beside the file or one directory up
+# (receiver/playbooks.yml). A host (docs/deploy.md): /etc/autofix/playbooks.yml with the
+# rules copied to /etc/prometheus.
+RULE_LAYOUTS = (
+    (".", "rules", ("alert_rules.yml", "autofix_self.yml")),
+    ("..", "rules", ("alert_rules.yml", "autofix_self.yml")),
+    ("..", "prometheus", ("autofix_rules.yml", "autofix_self_rules.yml")),
+)
+
+
+def rule_candidates(playbooks: Path) -> list[Path]:
+    """Where find_rules looks, in order (the first file of each layout)."""
     base = playbooks.resolve().parent
-    for candidate in (base / "rules" / "alert_rules.yml",
-                      base.parent / "rules" / "alert_rules.yml"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return [(base / up / directory / names[0]).resolve()
+            for up, directory, names in RULE_LAYOUTS]
+
+
+def find_rules(playbooks: Path) -> list[Path]:
+    """The rule files of the first documented layout whose main file exists: its
+    alert_rules.yml (autofix_rules.yml on a host) and, when present, the self-alerts file
+    beside it. Empty when no layout matches."""
+    base = playbooks.resolve().parent
+    for up, directory, names in RULE_LAYOUTS:
+        folder = (base / up / directory).resolve()
+        if (folder / names[0]).is_file():
+            return [folder / name for name in names if (folder / name).is_file()]
+    return []
+
+
+def prometheus_candidates(rules: Path) -> list[Path]:
+    base = rules.resolve().parent
+    return [base.parent / "prometheus" / "prometheus.yml", base / "prometheus.yml"]
 
 
 def find_prometheus_config(rules: Path) -> Path | None:
-    """prometheus/prometheus.yml next to the rules directory, or beside the rules file."""
-    base = rules.resolve().parent
-    for candidate in (base.parent / "prometheus" / "prometheus.yml",
-                      base / "prometheus.yml"):
-        if candidate.is_file():
-            return candidate
-    return None
+    """prometheus/prometheus.yml next to the rules directory (the repository), or
+    prometheus.yml beside the rules file (/etc/prometheus on a host)."""
+    return next((c for c in prometheus_candidates(rules) if c.is_file()), None)
 
 
 def template_refs(template: str) -> list[tuple[str, str]]:
@@ -390,3 +458,36 @@ def check_against_rules(item: dict[str, Any], rules: AlertRules
                              f"that this playbook matches; {hint}(use {kind}.get('{key}') "
                              "where it may be missing)"))
     return problems
+
+
+def _acts(item: dict[str, Any]) -> bool:
+    """The playbook has a step other than `notify` (it changes something)."""
+    for step in item.get("actions") or []:
+        name = step if isinstance(step, str) else (
+            next(iter(step)) if isinstance(step, dict) and len(step) == 1 else None)
+        if name is not None and name != "notify":
+            return True
+    return False
+
+
+def check_timing(item: dict[str, Any], rules: AlertRules
+                 ) -> list[tuple[tuple[Any, ...], str, str]]:
+    """(path, "error" or "warning", message) for each alert this playbook acts on that
+    breaks the timing contract of timing_check.py; nothing without a prometheus.yml or
+    for a playbook that only notifies."""
+    from .matchers import parse_matcher
+
+    if rules.timing is None or not _acts(item) or not isinstance(item.get("matchers"), list):
+        return []
+    try:
+        matchers = [parse_matcher(text) for text in item["matchers"]]
+    except (ValueError, TypeError):
+        return []  # reported by the matcher check
+    found: list[tuple[tuple[Any, ...], str, str]] = []
+    for rule in rules.rules:
+        if rule.could_match(matchers):
+            found += [(("matchers",), problem.severity, problem.message)
+                      for problem in timing_problems(rule.name, rule.source, rule.expr,
+                                                     rule.for_s, rule.group_interval_s,
+                                                     rules.timing)]
+    return found

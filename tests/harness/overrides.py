@@ -21,6 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_PROMETHEUS = REPO / "prometheus" / "prometheus.yml"
 SHIPPED_RULES = REPO / "rules" / "alert_rules.yml"
+SHIPPED_SELF_RULES = REPO / "rules" / "autofix_self.yml"  # autofix's own alerts, Watchdog
 SHIPPED_ALERTMANAGER = REPO / "alertmanager" / "alertmanager.yml"
 SHIPPED_PLAYBOOKS = REPO / "receiver" / "playbooks.yml"
 
@@ -79,8 +80,10 @@ def prometheus_config(docker_url: str, receiver: str, alertmanager: str,
 
 
 def rules(fast: bool = True) -> dict[str, Any]:
-    """Shipped alert rules with every `for:` scaled (and a group's own interval 1 s)."""
+    """Shipped alert rules (both files' groups) with every `for:` scaled (and a group's
+    own interval 1 s)."""
     config = copy.deepcopy(load(SHIPPED_RULES))
+    config["groups"] += copy.deepcopy(load(SHIPPED_SELF_RULES))["groups"]
     for group in config["groups"]:
         if fast and "interval" in group:
             group["interval"] = SCRAPE_INTERVAL

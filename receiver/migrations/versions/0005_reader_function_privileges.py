@@ -15,8 +15,9 @@ advisory-lock functions back to the application role (the owner of the tables).
 
 Only a superuser can change privileges on built-in functions. Run by a role that is not
 one (the recommended setup: the receiver owns the database and has neither SUPERUSER nor
-CREATEROLE), the migration changes nothing, logs one warning line saying so followed by
-the SQL to run as a superuser (also in docs/postgres-roles.sql), and succeeds; it is
+CREATEROLE), the migration changes nothing, logs one warning line saying so that names
+the psql command running docs/postgres-roles.sql (the statements themselves only at
+INFO), and succeeds; it is
 silent once the SQL has been run. The compose stack runs the same SQL at PostgreSQL's
 first start (grafana/postgres-init/05-autofix-owner.sh). The same happens for the
 autofix_grafana role itself when 0003 could not create it (no CREATEROLE).
@@ -102,11 +103,15 @@ def upgrade() -> None:
         for statement in statements:
             op.execute(statement.rstrip(";"))
         return
+    # One line: the statements (one per function, ~60) are the file the line names; they
+    # are logged at INFO for whoever wants to read them.
+    owner = str(bind.execute(sa.text("SELECT current_user")).scalar())
     log.warning(
         "autofix db upgrade: %d privilege statement(s) for the read-only Grafana role need a "
-        "PostgreSQL superuser; nothing was changed, run this SQL as one in database %s "
-        "(docs/postgres-roles.sql):\n%s", len(statements), _database(bind),
-        "\n".join(statements))
+        "PostgreSQL superuser; nothing was changed. Run as one: psql -v ON_ERROR_STOP=1 "
+        "-v owner=%s -d %s -f docs/postgres-roles.sql (docs/deploy.md, step 5)",
+        len(statements), owner, _database(bind))
+    log.info("the statements docs/postgres-roles.sql runs here:\n%s", "\n".join(statements))
 
 
 def downgrade() -> None:
