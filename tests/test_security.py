@@ -283,25 +283,26 @@ def _allow_rules(cfg: Path) -> list[str]:
 
 def test_socket_proxies_grant_only_what_each_client_needs() -> None:
     """Static: the compose file and the proxies' HAProxy configs as written. The live proof,
-    endpoint by endpoint through the running proxies, is `make compose-test`
-    (tests/harness/compose_stack.py, run by tests/test_compose.py)."""
+    call by call through HAProxy to a real dockerd, is tests/test_socket_proxy.py, and
+    through the running stack `make compose-test` (tests/harness/compose_stack.py)."""
     services = _compose()["services"]
     networks = _compose()["networks"]
     receiver_proxy = services["docker-proxy"]
     readonly_proxy = services["docker-proxy-ro"]
     assert _allow_rules(REPO / "socket-proxy" / "receiver.cfg") == [
-        "http-request allow if read ping",
-        "http-request allow if read version",
-        "http-request allow if read c_inspect",
-        "http-request allow if METH_POST c_lifecycle",
-        "http-request allow if METH_POST exec_create",
-        "http-request allow if METH_POST exec_start",
-        "http-request allow if read exec_inspect",
-        "http-request allow if read c_evidence",  # logs and stats, read-only
-        "http-request allow if read events",
+        "http-request allow if read ping !has_body",
+        "http-request allow if read version !has_body",
+        "http-request allow if read c_inspect !has_body",
+        "http-request allow if METH_POST c_lifecycle !has_body",  # a start never reconfigures
+        "http-request allow if METH_POST exec_create exec_create_body",  # exec_run's body only
+        "http-request allow if METH_POST exec_start exec_start_body",
+        "http-request allow if read exec_inspect !has_body",
+        "http-request allow if read c_evidence !has_body",  # logs and stats, read-only
+        "http-request allow if read events !has_body",
         "http-request deny deny_status 403",
     ]
     assert _allow_rules(REPO / "socket-proxy" / "prometheus.cfg") == [
+        "http-request deny deny_status 403 if has_body",
         "http-request allow if read ping",
         "http-request allow if read version",
         "http-request allow if read containers",

@@ -342,6 +342,10 @@ def check_prometheus_url(stack: Stack, config: dict[str, Any]) -> tuple[bool, st
     return ok, f"receiver -> {url}/api/v1/query: {status} {body[:80]}"
 
 
+# The start body that reconfigured a container through the old proxy (issue 26 finding 6).
+ATTACK_START = {"Binds": ["/etc:/host-etc"], "Privileged": True}
+
+
 # (method, path, body, expected): 403 means refused by the proxy; anything else must be
 # the daemon's own answer.
 def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
@@ -351,7 +355,7 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
         ("HEAD", "/_ping", None, {200}),
         ("GET", "/version", None, {200}),
         ("GET", f"/v1.41/containers/{c}/json", None, {200}),
-        ("GET", f"/containers/{probe_id}/json", None, {200}),
+        ("GET", f"/v1.24/containers/{probe_id}/json", None, {200}),
         ("GET", "/v1.41/containers/no-such-container/json", None, {404}),
         ("POST", f"/v1.41/containers/{c}/stop?t=1", None, {204}),
         ("POST", f"/v1.41/containers/{c}/start", None, {204}),
@@ -363,7 +367,14 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
         ("GET", f"/v1.41/containers/{c}/stats?stream=0&one-shot=1", None, {200}),
         ("GET", "/v1.41/events?since=1&until=2", None, {200}),
         ("POST", f"/v1.41/containers/{c}/logs", None, {403}),
-        # refused
+        # refused: a start that carries a configuration (issue 26 finding 6), old API
+        # versions, unversioned paths, an exec other than the SDK's exec_run
+        ("POST", f"/v1.23/containers/{v}/start", ATTACK_START, {403}),
+        ("POST", f"/v1.41/containers/{v}/start", ATTACK_START, {403}),
+        ("POST", f"/v1.12/containers/{v}/start", None, {403}),
+        ("GET", f"/containers/{probe_id}/json", None, {403}),
+        ("POST", f"/v1.41/containers/{c}/exec",
+         {"Cmd": ["true"], "Privileged": True, "User": "root"}, {403}),
         ("POST", "/v1.41/containers/create?name=afc-evil",
          {"Image": "autofix/python-base:local", "Cmd": ["true"],
           "HostConfig": {"Binds": ["/etc:/host-etc"], "Privileged": True}}, {403}),
@@ -431,6 +442,10 @@ def check_receiver_proxy(stack: Stack) -> tuple[bool, str]:
         bad.append(f"containers now: {names}")
     if "afc-evil" in vols:
         bad.append("volume afc-evil exists")
+    victim = stack.inspect(VICTIM_CONTAINER)["HostConfig"]
+    if victim.get("Binds") or victim.get("Privileged"):
+        bad.append(f"victim reconfigured: Binds {victim.get('Binds')}, "
+                   f"Privileged {victim.get('Privileged')}")
     allowed = sum(1 for *_, w in table if w != {403})
     return not bad, "; ".join(bad) or (
         f"{allowed} allowed calls answered by dockerd, exec create/start/inspect ok, "
@@ -450,6 +465,7 @@ def check_readonly_proxy(stack: Stack) -> tuple[bool, str]:
         ("POST", "/v1.41/networks/create", {"Name": "afc-evil"}, {403}),
         ("GET", "/v1.41/images/json", None, {403}), ("GET", "/v1.41/info", None, {403}),
         ("GET", "/v1.41/events?until=1", None, {403}), ("GET", "/v1.41/volumes", None, {403}),
+        ("GET", "/containers/json", None, {403}), ("GET", "/v1.23/containers/json", None, {403}),
     ]
     # A throwaway client on the proxy's internal network, where Prometheus sits.
     out = stack.docker("run", "--rm", "-i", "--network", f"{stack.project}_docker-api-ro",
