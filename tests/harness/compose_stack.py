@@ -415,7 +415,11 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
         ("GET", "/v1.41/containers/%2e%2e/images/json", None, {403}),
         ("POST", "/v1.41/containers/create/../create", {"Image": "x"}, {403}),
         ("POST", "//containers/create", {"Image": "x"}, {403}),
-        ("POST", "/v1.41/containers/create/exec", {"Cmd": ["true"]}, {404}),
+        # exec in a container named "create" (none), with exec_run's body: dockerd's 404
+        ("POST", "/v1.41/containers/create/exec",
+         {"Container": "create", "User": "", "Privileged": False, "Tty": False,
+          "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Cmd": ["true"]},
+         {404}),
     ]
 
 
