@@ -19,7 +19,7 @@ from typing import Any
 import docker
 import pytest
 
-from receiver.executor.base import EvidenceLimits
+from receiver.executor.base import EvidenceLimits, ExecutorError
 from receiver.executor.docker_executor import DockerExecutor
 from tests.harness.busybox import FAST_STOP, TAG, ensure_busybox_image
 from tests.harness.procs import LOOPBACK, wait_for
@@ -29,6 +29,7 @@ from tests.harness.socket_proxy import SocketProxy, start_socket_proxy
 PROBE = "afp-probe"     # running, labelled: the allowed calls act on it
 VICTIM = "afp-victim"   # created, never started: the refused calls aim at it
 CONTROL = "afp-control"  # the attack sent straight to dockerd, proving it is one
+HOLDER = "afp-holder"   # running, not opted in, holds the Docker socket (as the proxies do)
 LABELS = {"autofix.enable": "true"}
 V = "/v1.41"            # bookworm's dockerd 20.10: its newest API version
 ATTACK = {"Binds": ["/etc:/host-etc:ro"], "Privileged": True}
@@ -53,11 +54,14 @@ def client(private_dockerd: Any) -> docker.DockerClient:
 
 
 @pytest.fixture(scope="module")
-def containers(client: docker.DockerClient) -> Iterator[dict[str, Any]]:
+def containers(client: docker.DockerClient, private_dockerd: Any
+               ) -> Iterator[dict[str, Any]]:
     made = {
         PROBE: client.containers.run(TAG, FAST_STOP, name=PROBE, labels=LABELS, detach=True),
         VICTIM: client.containers.create(TAG, FAST_STOP, name=VICTIM, labels=LABELS),
         CONTROL: client.containers.create(TAG, FAST_STOP, name=CONTROL),
+        HOLDER: client.containers.run(TAG, FAST_STOP, name=HOLDER, detach=True, volumes={
+            str(private_dockerd.sock): {"bind": "/var/run/docker.sock", "mode": "rw"}}),
     }
     yield made
     for container in made.values():
@@ -123,8 +127,9 @@ UNCHANGED = {"Binds": None, "Privileged": False, "Status": "created"}
 # ----------------------------------------------------------------------------- receiver.cfg
 
 def receiver_allowed(probe_id: str) -> list[tuple[str, str, Any, int]]:
-    """(method, path, body, dockerd's answer), in order (stop before start)."""
-    c = PROBE
+    """(method, path, body, dockerd's answer), in order (stop before start). A call that
+    changes a container names it by id, as the docker SDK does."""
+    c, i = PROBE, probe_id
     return [
         ("GET", "/_ping", None, 200), ("HEAD", "/_ping", None, 200),
         ("GET", "/version", None, 200), ("GET", f"{V}/_ping", None, 200),
@@ -132,24 +137,36 @@ def receiver_allowed(probe_id: str) -> list[tuple[str, str, Any, int]]:
         ("GET", f"{V}/containers/{c}/json", None, 200),
         ("GET", f"/v1.24/containers/{probe_id}/json", None, 200),
         ("GET", f"{V}/containers/no-such-container/json", None, 404),
-        ("POST", f"{V}/containers/{c}/stop?t=1", None, 204),
-        ("POST", f"{V}/containers/{c}/start", None, 204),
-        ("POST", f"{V}/containers/{c}/restart?t=1", None, 204),
-        ("POST", f"{V}/containers/{c}/kill?signal=SIGKILL", None, 204),
-        ("POST", f"{V}/containers/{c}/start", None, 204),
+        ("POST", f"{V}/containers/{i}/stop?t=1", None, 204),
+        ("POST", f"{V}/containers/{i}/start", None, 204),
+        ("POST", f"{V}/containers/{i}/restart?t=1", None, 204),
+        ("POST", f"/v1.24/containers/{i}/kill?signal=SIGKILL", None, 204),
+        ("POST", f"{V}/containers/{i}/start", None, 204),
         ("GET", f"{V}/containers/{c}/logs?stdout=1&stderr=1&tail=5", None, 200),
         ("GET", f"{V}/containers/{c}/stats?stream=0&one-shot=1", None, 200),
         ("GET", f"{V}/events?since=1&until=2", None, 200),
-        ("POST", f"{V}/containers/{c}/exec", sdk_exec_body(probe_id, ["true"]), 201),
+        ("POST", f"{V}/containers/{i}/exec", sdk_exec_body(probe_id, ["true"]), 201),
     ]
 
 
-def receiver_refused(probe_id: str) -> list[tuple[str, str, Any]]:
-    c, v = PROBE, VICTIM
-    exec_path = f"{V}/containers/{c}/exec"
-    sdk = sdk_exec_body(probe_id, ["id"])
+def receiver_refused(ids: dict[str, str]) -> list[tuple[str, str, Any]]:
+    """(method, path, body) of calls the proxy must refuse; ids by container name."""
+    c, v, i, h = PROBE, VICTIM, ids[PROBE], ids[HOLDER]
+    exec_path = f"{V}/containers/{i}/exec"
+    sdk = sdk_exec_body(i, ["id"])
     return [
+        # a container that is not opted in, such as one holding the Docker socket
+        ("POST", f"{V}/containers/{h}/exec", sdk_exec_body(h, ["id"])),
+        ("POST", f"{V}/containers/{h}/restart", None),
+        ("POST", f"{V}/containers/{h}/kill", None),
+        ("POST", f"{V}/containers/{h}/stop", None),
+        # a container named, or an id prefix, where a change needs the full id
+        ("POST", f"{V}/containers/{c}/restart", None),
+        ("POST", f"{V}/containers/{i[:12]}/restart", None),
+        ("POST", f"{V}/containers/{c}/exec", sdk),
         # finding 6: a start that carries a configuration, at any version, and old versions
+        ("POST", f"/v1.23/containers/{ids[VICTIM]}/start", ATTACK),
+        ("POST", f"{V}/containers/{ids[VICTIM]}/start", ATTACK),
         ("POST", f"/v1.23/containers/{v}/start", ATTACK),
         ("POST", f"/v1.12/containers/{v}/start", ATTACK),
         ("POST", f"{V}/containers/{v}/start", ATTACK),
@@ -186,7 +203,7 @@ def receiver_refused(probe_id: str) -> list[tuple[str, str, Any]]:
         ("POST", exec_path, {"Cmd": ["id"], "Privileged": True, "User": "0"}),
         ("POST", exec_path, {"Cmd": ["id"]}),
         ("POST", exec_path, None),
-        ("POST", f"/containers/{c}/exec", sdk),
+        ("POST", f"/containers/{i}/exec", sdk),
         ("POST", f"{V}/exec/{'0' * 64}/start", '{"Tty": true, "Detach": false}'),
         ("POST", f"{V}/exec/{'0' * 64}/start", '{"Tty": false, "Detach": false, "x": 1}'),
         # everything else the compose table refuses
@@ -224,15 +241,19 @@ def test_receiver_proxy_refuses_the_privileged_start_and_every_call_it_does_not_
         receiver_proxy: SocketProxy) -> None:
     probe_id = containers[PROBE].id
     port = receiver_proxy.port
+    holder_started = client.api.inspect_container(HOLDER)["State"]["StartedAt"]
     answered = [(m, p, call(port, m, p, b)) for m, p, b, _ in receiver_allowed(probe_id)]
     assert answered == [(m, p, want) for m, p, _, want in receiver_allowed(probe_id)]
-    refused = [(m, p, call(port, m, p, b)) for m, p, b in receiver_refused(probe_id)]
+    ids = {name: container.id for name, container in containers.items()}
+    refused = [(m, p, call(port, m, p, b)) for m, p, b in receiver_refused(ids)]
     assert [row for row in refused if row[2] != 403] == []
     # The attack changed nothing: the victim was never started nor reconfigured, and no
     # container was made, renamed or removed.
     assert host_config(client, VICTIM) == UNCHANGED
     names = {c.name for c in client.containers.list(all=True)}
     assert names >= {PROBE, VICTIM, CONTROL} and not names & {"afp-evil", "afp-renamed"}
+    holder = client.api.inspect_container(HOLDER)["State"]
+    assert (holder["Running"], holder["StartedAt"]) == (True, holder_started)
     containers[PROBE].reload()
     assert containers[PROBE].status == "running"
 
@@ -322,6 +343,12 @@ def test_the_receivers_executor_does_all_it_does_through_its_proxy(
     assert [line for line in receiver_proxy.log()[seen:].splitlines() if " 403 " in line] == []
     assert requests[0] == "GET /version HTTP/1.1"
     assert all(r.split()[1].startswith(f"{V}/") for r in requests[1:]), requests
+    # Nor can it act on a container that is not opted in, whatever the receiver decides.
+    for action in (lambda: executor.exec(HOLDER, ["id"], 30), lambda: executor.restart(HOLDER, 1),
+                   lambda: executor.kill(HOLDER, "SIGKILL")):
+        with pytest.raises(ExecutorError, match="403"):
+            action()
+    assert executor.inspect(HOLDER).running
 
 
 # ----------------------------------------------------------------------------- prometheus.cfg

@@ -19,9 +19,11 @@ __all__ = ["SocketProxy", "proxy_config", "start_socket_proxy"]
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "socket-proxy"
-# What compose gives the proxy, and what it becomes here.
+# Where compose puts things in the proxy's container; here: loopback, the private
+# dockerd's socket, the repository's files.
 _BIND = "bind :2375"
-_SERVER = "server dockerd /var/run/docker.sock"
+_SOCKET = "/var/run/docker.sock"
+_CONFIG_DIR = "/usr/local/etc/haproxy/"
 
 
 @dataclass
@@ -48,11 +50,10 @@ class SocketProxy:
 def proxy_config(cfg_name: str, docker_sock: Path, port: int) -> str:
     """The shipped config, listening on loopback:port and forwarding to docker_sock."""
     text = (CONFIG_DIR / cfg_name).read_text()
-    for old in (_BIND, _SERVER):
-        if text.count(old) != 1:
-            raise ValueError(f"{cfg_name}: expected one {old!r}")
+    if text.count(_BIND) != 1 or f"server dockerd {_SOCKET}" not in text:
+        raise ValueError(f"{cfg_name}: expected one {_BIND!r} and the dockerd server")
     return (text.replace(_BIND, f"bind {LOOPBACK}:{port}")
-            .replace(_SERVER, f"server dockerd {docker_sock}"))
+            .replace(_SOCKET, str(docker_sock)).replace(_CONFIG_DIR, f"{CONFIG_DIR}/"))
 
 
 def _accepts(port: int) -> bool:
