@@ -3,9 +3,10 @@ call, through HAProxy to a real private dockerd: every allowed call reaches the 
 works, every refused one is a 403 and changes nothing. Among the refused: the start that
 rewrote a container (issue 26, finding 6: `POST /v1.23/containers/victim/start` with
 `{"Binds": [...], "Privileged": true}`), any start with a body, API versions below 1.24,
-unversioned paths, and exec bodies other than the docker SDK's exec_run (privileged, as
-root, with an environment). The receiver's own executor still does everything it does
-through the receiver's proxy."""
+unversioned paths, exec bodies other than the docker SDK's exec_run (privileged, as root,
+with an environment), and any change to a container that is not opted in (one holding the
+Docker socket, as the proxies do: an exec there would be the whole API). The receiver's own
+executor still does everything it does through the receiver's proxy."""
 
 from __future__ import annotations
 
