@@ -283,36 +283,44 @@ def _allow_rules(cfg: Path) -> list[str]:
 
 def test_socket_proxies_grant_only_what_each_client_needs() -> None:
     """Static: the compose file and the proxies' HAProxy configs as written. The live proof,
-    endpoint by endpoint through the running proxies, is `make compose-test`
-    (tests/harness/compose_stack.py, run by tests/test_compose.py)."""
+    call by call through HAProxy to a real dockerd, is tests/test_socket_proxy.py, and
+    through the running stack `make compose-test` (tests/harness/compose_stack.py)."""
     services = _compose()["services"]
     networks = _compose()["networks"]
     receiver_proxy = services["docker-proxy"]
     readonly_proxy = services["docker-proxy-ro"]
+    opted_in = "http-request lua.autofix_opted_in /var/run/docker.sock autofix.enable"
     assert _allow_rules(REPO / "socket-proxy" / "receiver.cfg") == [
-        "http-request allow if read ping",
-        "http-request allow if read version",
-        "http-request allow if read c_inspect",
-        "http-request allow if METH_POST c_lifecycle",
-        "http-request allow if METH_POST exec_create",
-        "http-request allow if METH_POST exec_start",
-        "http-request allow if read exec_inspect",
-        "http-request allow if read c_evidence",  # logs and stats, read-only
-        "http-request allow if read events",
+        # the container a change names (by id) must carry autofix.enable=true
+        f"{opted_in} if METH_POST c_lifecycle",
+        f"{opted_in} if METH_POST exec_create",
+        "http-request allow if read ping !has_body",
+        "http-request allow if read version !has_body",
+        "http-request allow if read c_inspect !has_body",
+        # a start never reconfigures; exec only with exec_run's body
+        "http-request allow if METH_POST c_lifecycle !has_body opted_in",
+        "http-request allow if METH_POST exec_create exec_create_body opted_in",
+        "http-request allow if METH_POST exec_start exec_start_body",
+        "http-request allow if read exec_inspect !has_body",
+        "http-request allow if read c_evidence !has_body",  # logs and stats, read-only
+        "http-request allow if read events !has_body",
         "http-request deny deny_status 403",
     ]
     assert _allow_rules(REPO / "socket-proxy" / "prometheus.cfg") == [
+        "http-request deny deny_status 403 if has_body",
         "http-request allow if read ping",
         "http-request allow if read version",
         "http-request allow if read containers",
         "http-request allow if read networks",
         "http-request deny deny_status 403",
     ]
-    for proxy, cfg in ((receiver_proxy, "receiver.cfg"), (readonly_proxy, "prometheus.cfg")):
+    for proxy, files in ((receiver_proxy, ["receiver.cfg", "optin.lua"]),
+                         (readonly_proxy, ["prometheus.cfg"])):
         assert "ports" not in proxy  # never published, not even on loopback
         assert proxy["volumes"] == [
             "${DOCKER_SOCKET:-/var/run/docker.sock}:/var/run/docker.sock",
-            f"./socket-proxy/{cfg}:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+            f"./socket-proxy/{files[0]}:/usr/local/etc/haproxy/haproxy.cfg:ro",
+            *(f"./socket-proxy/{name}:/usr/local/etc/haproxy/{name}:ro" for name in files[1:])]
         assert proxy["cap_drop"] == ["ALL"] and proxy["read_only"] is True
     # Each proxy sits on its own internal network, shared with exactly one client.
     assert networks["docker-api"] == {"internal": True}

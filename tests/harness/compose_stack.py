@@ -396,28 +396,51 @@ def check_prometheus_url(stack: Stack, config: dict[str, Any]) -> tuple[bool, st
     return ok, f"receiver -> {url}/api/v1/query: {status} {body[:80]}"
 
 
+# The start body that reconfigured a container through the old proxy (issue 26 finding 6).
+ATTACK_START = {"Binds": ["/etc:/host-etc"], "Privileged": True}
+
+
+def exec_run_body(container: str) -> dict[str, Any]:
+    """The docker SDK's exec_run(["true"]) body (json.dumps keeps this order)."""
+    return {"Container": container, "User": "", "Privileged": False, "Tty": False,
+            "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Cmd": ["true"]}
+
+
 # (method, path, body, expected): 403 means refused by the proxy; anything else must be
 # the daemon's own answer.
-def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
+def receiver_proxy_table(probe_id: str, victim_id: str
+                         ) -> list[tuple[str, str, Any, set[int]]]:
     c, v = PROBE_CONTAINER, VICTIM_CONTAINER
     return [
         ("GET", "/_ping", None, {200}),
         ("HEAD", "/_ping", None, {200}),
         ("GET", "/version", None, {200}),
         ("GET", f"/v1.41/containers/{c}/json", None, {200}),
-        ("GET", f"/containers/{probe_id}/json", None, {200}),
+        ("GET", f"/v1.24/containers/{probe_id}/json", None, {200}),
         ("GET", "/v1.41/containers/no-such-container/json", None, {404}),
-        ("POST", f"/v1.41/containers/{c}/stop?t=1", None, {204}),
-        ("POST", f"/v1.41/containers/{c}/start", None, {204}),
-        ("POST", f"/v1.41/containers/{c}/restart?t=1", None, {204}),
-        ("POST", f"/v1.41/containers/{c}/kill?signal=SIGKILL", None, {204}),
-        ("POST", f"/v1.41/containers/{c}/start", None, {204}),
+        # a change names the container by id (as the SDK does); it must be opted in
+        ("POST", f"/v1.41/containers/{probe_id}/stop?t=1", None, {204}),
+        ("POST", f"/v1.41/containers/{probe_id}/start", None, {204}),
+        ("POST", f"/v1.41/containers/{probe_id}/restart?t=1", None, {204}),
+        ("POST", f"/v1.41/containers/{probe_id}/kill?signal=SIGKILL", None, {204}),
+        ("POST", f"/v1.41/containers/{probe_id}/start", None, {204}),
         # evidence before action: the log tail, one stats sample, lifecycle events
         ("GET", f"/v1.41/containers/{c}/logs?stdout=1&stderr=1&tail=5", None, {200}),
         ("GET", f"/v1.41/containers/{c}/stats?stream=0&one-shot=1", None, {200}),
         ("GET", "/v1.41/events?since=1&until=2", None, {200}),
         ("POST", f"/v1.41/containers/{c}/logs", None, {403}),
-        # refused
+        # refused: a start that carries a configuration (issue 26 finding 6), old API
+        # versions, unversioned paths, an exec other than the SDK's exec_run
+        ("POST", f"/v1.23/containers/{v}/start", ATTACK_START, {403}),
+        ("POST", f"/v1.41/containers/{v}/start", ATTACK_START, {403}),
+        ("POST", f"/v1.12/containers/{v}/start", None, {403}),
+        ("GET", f"/containers/{probe_id}/json", None, {403}),
+        ("POST", f"/v1.41/containers/{probe_id}/exec",
+         {"Cmd": ["true"], "Privileged": True, "User": "root"}, {403}),
+        # a container that is not opted in (the victim), or named where an id is needed
+        ("POST", f"/v1.41/containers/{victim_id}/exec", exec_run_body(victim_id), {403}),
+        ("POST", f"/v1.41/containers/{victim_id}/restart", None, {403}),
+        ("POST", f"/v1.41/containers/{c}/restart", None, {403}),
         ("POST", "/v1.41/containers/create?name=afc-evil",
          {"Image": "autofix/python-base:local", "Cmd": ["true"],
           "HostConfig": {"Binds": ["/etc:/host-etc"], "Privileged": True}}, {403}),
@@ -458,13 +481,13 @@ def receiver_proxy_table(probe_id: str) -> list[tuple[str, str, Any, set[int]]]:
         ("GET", "/v1.41/containers/%2e%2e/images/json", None, {403}),
         ("POST", "/v1.41/containers/create/../create", {"Image": "x"}, {403}),
         ("POST", "//containers/create", {"Image": "x"}, {403}),
-        ("POST", "/v1.41/containers/create/exec", {"Cmd": ["true"]}, {404}),
+        ("POST", "/v1.41/containers/create/exec", exec_run_body("create"), {403}),
     ]
 
 
 def check_receiver_proxy(stack: Stack) -> tuple[bool, str]:
     probe_id = stack.inspect(PROBE_CONTAINER)["Id"]
-    table = receiver_proxy_table(probe_id)
+    table = receiver_proxy_table(probe_id, stack.inspect(VICTIM_CONTAINER)["Id"])
     got = stack.probe(stack.container("receiver"), "proxy", "http://docker-proxy:2375",
                       json.dumps([[m, p, b] for m, p, b, _ in table]))
     bad = [f"{m} {p} -> {g} (want {sorted(w)})" for (m, p, _, w), g in zip(table, got)
@@ -485,6 +508,10 @@ def check_receiver_proxy(stack: Stack) -> tuple[bool, str]:
         bad.append(f"containers now: {names}")
     if "afc-evil" in vols:
         bad.append("volume afc-evil exists")
+    victim = stack.inspect(VICTIM_CONTAINER)["HostConfig"]
+    if victim.get("Binds") or victim.get("Privileged"):
+        bad.append(f"victim reconfigured: Binds {victim.get('Binds')}, "
+                   f"Privileged {victim.get('Privileged')}")
     allowed = sum(1 for *_, w in table if w != {403})
     return not bad, "; ".join(bad) or (
         f"{allowed} allowed calls answered by dockerd, exec create/start/inspect ok, "
@@ -504,6 +531,7 @@ def check_readonly_proxy(stack: Stack) -> tuple[bool, str]:
         ("POST", "/v1.41/networks/create", {"Name": "afc-evil"}, {403}),
         ("GET", "/v1.41/images/json", None, {403}), ("GET", "/v1.41/info", None, {403}),
         ("GET", "/v1.41/events?until=1", None, {403}), ("GET", "/v1.41/volumes", None, {403}),
+        ("GET", "/containers/json", None, {403}), ("GET", "/v1.23/containers/json", None, {403}),
     ]
     # A throwaway client on the proxy's internal network, where Prometheus sits.
     out = stack.docker("run", "--rm", "-i", "--network", f"{stack.project}_docker-api-ro",
@@ -708,8 +736,9 @@ def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
             report.run(f"{service}: refused nothing the stack itself asked for",
                        lambda s=service: (not proxy_denials(stack, s),  # type: ignore[misc]
                                           "; ".join(proxy_denials(stack, s))[:300]))
-        for name in (PROBE_CONTAINER, VICTIM_CONTAINER):
-            stack.docker("run", "-d", "--name", name, "--network", "none",
+        for name, label in ((PROBE_CONTAINER, ["--label", "autofix.enable=true"]),
+                            (VICTIM_CONTAINER, [])):
+            stack.docker("run", "-d", "--name", name, "--network", "none", *label,
                          "autofix/python-base:local", "python3", "-c",
                          "import time; time.sleep(3600)")
         report.run("docker-proxy (receiver): allow/deny table",
