@@ -74,6 +74,8 @@ def _response(status: int, body: dict[str, object]) -> bytes:
             ).encode() + payload
 
 
+_INTERNAL_ERROR = _response(500, {"error": "internal_error",
+                                  "message": "unexpected error; see the receiver's log"})
 _TOO_LARGE_HEADERS = _response(431, {"error": "request_header_fields_too_large",
                                      "message": "request headers over 64 KiB"})
 
@@ -185,7 +187,11 @@ class _Incoming:
 
 def _parse_head(block: bytes) -> tuple[str, str, Headers]:
     """Request line and header fields; BadRequest for anything gunicorn should not see."""
-    request_line, *lines = block.decode("latin-1").split("\r\n")
+    text = block.decode("latin-1")
+    bare = text.replace("\r\n", "")
+    if "\r" in bare or "\n" in bare or "\0" in bare:
+        raise BadRequest("a bare CR, LF or NUL in the request head")
+    request_line, *lines = text.split("\r\n")
     parts = request_line.split(" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
         raise BadRequest("malformed request line")
@@ -308,6 +314,10 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         except AutofixError as error:
             self._forget(conn)
             self._refuse(conn, _response(error.status, error.to_dict()))
+        except Exception:  # a bug here must not end the event loop, and with it the worker
+            self.log.exception("error reading a request")
+            self._forget(conn)
+            self._refuse(conn, _INTERNAL_ERROR)
 
     def _admit(self, conn: TConn, incoming: _Incoming, end: int) -> None:
         """Decide from the headers alone; from here the body deadline runs."""

@@ -1,7 +1,8 @@
 """The serve worker's early refusal (receiver/api/gate.py) agrees with the app's own auth
 hook: on every operation of the OpenAPI document, with every kind of credential, the gate
 refuses from the headers exactly what the app refuses with 401/403, so no request the app
-would serve is cut off, and none it would refuse gets its body read."""
+would serve is cut off, and none it would refuse gets its body read. And the worker's own
+reading of a request head and a chunked body (receiver/serve_worker.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from werkzeug.datastructures import Headers
 
 from receiver.api.gate import UNAUTHENTICATED_BODY_BYTES, body_limit
 from receiver.api.openapi import build_document
-from receiver.errors import AutofixError
+from receiver.errors import AutofixError, BadRequest
+from receiver.serve_worker import _Chunked, _framing, _parse_head
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 
 READ_TOKEN = "read-test-token-4d7a"
@@ -66,6 +68,7 @@ def test_limits_follow_the_route(sqlite_url, app_factory) -> None:
     # Percent-encoded and absolute-form targets route like the app routes them.
     assert _gate(app, "POST", "/api/v1/%70ause", {}) == 401
     assert _gate(app, "POST", "http://x/api/v1/pause", {}) == 401
+    assert _gate(app, "GET", "http://[x/healthz", {}) is None  # routes nowhere: the app's 404
 
 
 @pytest.mark.parametrize(("stamp_offset_s", "signature", "length", "status"), [
@@ -88,3 +91,32 @@ def test_slack_without_a_signing_secret_is_refused_at_once(sqlite_url, app_facto
     app = app_factory(sqlite_url)
     headers = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=a"}
     assert _gate(app, "POST", "/slack/interactions", headers) == 401
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /healthz HTTP/1.1\r\nX: a\nb",           # bare LF
+    b"GET /healthz HTTP/1.1\r\n X: folded",         # obs-fold
+    b"GET /healthz HTTP/1.1\r\nX : space",          # space before the colon
+    b"GET  /healthz HTTP/1.1",                        # two spaces
+    b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1",
+    b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked",
+    b"POST / HTTP/1.1\r\nContent-Length: -1",
+])
+def test_an_ambiguous_head_is_a_400(head) -> None:
+    with pytest.raises(BadRequest):
+        _framing(_parse_head(head)[2])
+
+
+def test_a_chunked_body_is_framed_across_reads() -> None:
+    wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT"
+    chunked, buffer = _Chunked(0), bytearray()
+    for index in range(len(wire)):
+        buffer += wire[index:index + 1]
+        chunked.advance(buffer)
+        assert chunked.done == (len(buffer) >= len(wire) - 4), index
+    assert chunked.size == 11 and chunked.position == len(wire) - 4
+    with pytest.raises(BadRequest):
+        _Chunked(0).advance(bytearray(b"zz\r\n"))
+    with pytest.raises(BadRequest):
+        _Chunked(0).advance(bytearray(b"2\r\nabXY"))

@@ -53,11 +53,11 @@ def body_limit(app: Flask, method: str, target: str, headers: Headers,
 def _scope(app: Flask, method: str, target: str) -> Scope | None:
     """The scope of the view the target routes to; None when it routes nowhere (the app
     answers 404/405 itself)."""
-    path = urlsplit(target).path if "://" in target[:10] else target.partition("?")[0]
     try:
+        path = urlsplit(target).path if "://" in target[:10] else target.partition("?")[0]
         endpoint, _ = app.url_map.bind("localhost").match(
             unquote(path.partition("#")[0]), method=method)
-    except (HTTPException, RoutingException):
+    except (HTTPException, RoutingException, ValueError):  # ValueError: `http://[x/`
         return None
     if endpoint == "static":
         return None
