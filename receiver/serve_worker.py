@@ -183,6 +183,9 @@ class _Incoming:
     chunked: _Chunked | None = None
     limit: int = 0
     timeout_message: str = "request headers not received in time"
+    started: float = 0.0
+    # (method, path, User-Agent) once the head is parsed, for the access log
+    request: tuple[str, str, str] = ("-", "-", "-")
 
 
 def _parse_head(block: bytes) -> tuple[str, str, Headers]:
@@ -274,8 +277,9 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
 
     def _read_request(self, conn: TConn, held: bytes) -> None:
         conn.sock.setblocking(False)
-        self._incoming[conn] = _Incoming(bytearray(held),
-                                         time.monotonic() + self.header_timeout_s)
+        now = time.monotonic()
+        self._incoming[conn] = _Incoming(bytearray(held), now + self.header_timeout_s,
+                                         started=now)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_bytes, conn))
         self._advance(conn)
 
@@ -305,7 +309,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
                     return
                 if end < 0 or end > _MAX_HEADER_BYTES:
                     self._forget(conn)
-                    self._refuse(conn, _TOO_LARGE_HEADERS)
+                    self._refuse(conn, _TOO_LARGE_HEADERS, incoming, 431)
                     return
                 self._admit(conn, incoming, end)
             if self._body_complete(incoming):
@@ -313,16 +317,19 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
                 self._hand_over(conn, bytes(incoming.buffer))
         except AutofixError as error:
             self._forget(conn)
-            self._refuse(conn, _response(error.status, error.to_dict()))
+            self._refuse(conn, _response(error.status, error.to_dict()), incoming,
+                         error.status)
         except Exception:  # a bug here must not end the event loop, and with it the worker
             self.log.exception("error reading a request")
             self._forget(conn)
-            self._refuse(conn, _INTERNAL_ERROR)
+            self._refuse(conn, _INTERNAL_ERROR, incoming, 500)
 
     def _admit(self, conn: TConn, incoming: _Incoming, end: int) -> None:
         """Decide from the headers alone; from here the body deadline runs."""
         incoming.head_end = end + len(_END_OF_HEADERS)
         method, target, headers = _parse_head(bytes(incoming.buffer[:end]))
+        incoming.request = (method, target.partition("?")[0][:1024],
+                            headers.get("User-Agent", "-"))
         length, chunked = _framing(headers)
         incoming.limit = body_limit(self.wsgi, method, target, headers, length)
         incoming.deadline = time.monotonic() + self.body_timeout_s
@@ -358,11 +365,16 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
 
-    def _refuse(self, conn: TConn, response: bytes) -> None:
+    def _refuse(self, conn: TConn, response: bytes, incoming: _Incoming, status: int) -> None:
         with contextlib.suppress(OSError):
             conn.sock.send(response)  # non-blocking, best effort: the client may not read
         self.nr_conns -= 1
         self._linger(conn)
+        refused = getattr(self.log, "refused", None)  # logs.GunicornJsonLogger
+        if refused is not None:
+            remote = conn.client[0] if isinstance(conn.client, tuple) else str(conn.client)
+            refused(remote, *incoming.request[:2], status, len(response),
+                    time.monotonic() - incoming.started, incoming.request[2])
 
     # -- closing without losing the answer, and without blocking the loop -------------------
 
@@ -406,4 +418,4 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         for conn, incoming in [(c, i) for c, i in self._incoming.items() if i.deadline <= now]:
             self._forget(conn)
             self._refuse(conn, _response(408, RequestTimeout(incoming.timeout_message)
-                                         .to_dict()))
+                                         .to_dict()), incoming, 408)

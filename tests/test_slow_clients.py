@@ -20,6 +20,7 @@ import pytest
 from receiver.db.migrate import upgrade
 from receiver.settings import Settings
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.harness.procs import wait_for
 from tests.harness.receiver import Receiver, start_receiver
 from tests.harness.slow_clients import SlowFlood, timed
 from tests.payloads import alert, notification
@@ -134,7 +135,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     started = start_receiver(url, root=root / "r", env={
         "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
         "AUTOFIX_SLACK_SIGNING_SECRET": SLACK_SECRET,
-        "AUTOFIX_DOCKER_HOST": "unix:///nonexistent/docker.sock",
+        "AUTOFIX_DOCKER_HOST": "unix:///nonexistent/docker.sock", "AUTOFIX_ACCESS_LOG": "true",
         "AUTOFIX_HEADER_TIMEOUT_S": str(SHORT_S), "AUTOFIX_BODY_TIMEOUT_S": str(SHORT_S)})
     yield started
     started.stop()
@@ -176,6 +177,14 @@ def test_an_unauthenticated_body_is_refused_at_once_and_the_connection_closed(re
         assert answer.startswith(b"HTTP/1.1 401"), (path, answer[:200])
         assert b"connection: close" in head and b'"unauthorized"' in answer, answer
         assert took < BUDGET_S, (path, took)  # the end of the stream, not only the 401
+
+    def logged() -> bool:  # answered by the worker itself, still in the access log
+        lines = [json.loads(line) for line in receiver.log().splitlines()
+                 if line.startswith("{")]
+        return any(e.get("path") == "/api/v1/pause" and e.get("status") == 401
+                   for e in lines)
+
+    wait_for(logged, 5, "the 401 in the access log")
 
 
 def test_slack_interactions_is_refused_on_its_headers_before_the_body(receiver) -> None:
