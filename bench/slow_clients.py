@@ -24,8 +24,8 @@ from bench.loadgen import percentile
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.postgres import start_postgres
 from tests.harness.receiver import start_receiver
+from tests.harness.slow_clients import TRICKLE_EVERY_S, Trickler, timed
 from tests.payloads import alert, notification
-from tests.test_slow_clients import TRICKLE_EVERY_S, Trickler, timed
 
 
 def measure(url: str, samples: int) -> dict[str, list[float]]:

@@ -11,6 +11,8 @@ Each view declares its scope with `@requires(...)`:
 
 A view that declares nothing needs the operator token: a new route is closed by default.
 The read-only token on an operator route is 403 (known, not allowed); any other token 401.
+The decision needs the Authorization header and nothing else (`check_scope`), so the serve
+worker makes it before a body is read (api/gate.py), and this hook makes it again.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import hmac
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from flask import Flask, Request, request
+from flask import Flask, request
 
 from .errors import Forbidden, Unauthorized
 from .settings import Settings
 
-__all__ = ["OPEN_ROUTES", "SCOPES", "Scope", "install_auth", "require_token", "requires",
-           "scope_of"]
+__all__ = ["OPEN_ROUTES", "SCOPES", "Scope", "check_scope", "install_auth", "require_token",
+           "requires", "scope_of"]
 
 Scope = Literal["open", "webhook", "read", "operator", "slack"]
 SCOPES: tuple[Scope, ...] = ("open", "webhook", "read", "operator", "slack")
@@ -50,8 +52,7 @@ def scope_of(view: Callable[..., Any] | None) -> Scope:
     return found
 
 
-def _presented_secret(request: Request) -> str | None:
-    header = request.headers.get("Authorization", "")
+def _presented_secret(header: str) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value:
         return value.strip()
@@ -74,19 +75,20 @@ def _unauthorized(realm: str) -> Unauthorized:
                         hint="send 'Authorization: Bearer <token>'")
 
 
-def require_token(request: Request, expected: str | None, realm: str) -> None:
-    """Raise Unauthorized unless the request carries `expected`. None means auth is off."""
+def require_token(authorization: str, expected: str | None, realm: str) -> None:
+    """Raise Unauthorized unless the Authorization header carries `expected`. None means
+    auth is off."""
     if expected is None:
         return
-    if not _matches(_presented_secret(request), expected):
+    if not _matches(_presented_secret(authorization), expected):
         raise _unauthorized(realm)
 
 
-def _require_api(request: Request, settings: Settings, scope: Scope) -> None:
+def _require_api(authorization: str, settings: Settings, scope: Scope) -> None:
     operator = settings.secret("api_token")
     if operator is None:
         return  # AUTOFIX_ALLOW_UNAUTHENTICATED: the API is open
-    presented = _presented_secret(request)
+    presented = _presented_secret(authorization)
     if _matches(presented, operator):
         return
     if _matches(presented, settings.secret("read_token")):
@@ -107,9 +109,15 @@ def install_auth(app: Flask, settings: Settings) -> None:
         if rule is None or rule.endpoint == "static":
             return
         scope = scope_of(app.view_functions.get(rule.endpoint))
-        if scope in ("open", "slack"):
-            return
-        if scope == "webhook":
-            require_token(request, settings.secret("webhook_token"), "the webhook")
-        else:
-            _require_api(request, settings, scope)
+        check_scope(scope, request.headers.get("Authorization", ""), settings)
+
+
+def check_scope(scope: Scope, authorization: str, settings: Settings) -> None:
+    """Raise Unauthorized or Forbidden unless the Authorization header opens `scope`.
+    `open` and `slack` pass: Slack's signature is the view's to verify."""
+    if scope in ("open", "slack"):
+        return
+    if scope == "webhook":
+        require_token(authorization, settings.secret("webhook_token"), "the webhook")
+    else:
+        _require_api(authorization, settings, scope)

@@ -68,3 +68,13 @@ class GunicornJsonLogger(Logger):  # type: ignore[misc]
             "remote": atoms["h"], "method": atoms["m"], "path": atoms["U"],
             "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
             "bytes": atoms["B"], "duration_s": float(atoms["L"]), "user_agent": atoms["a"]})
+
+    def refused(self, remote: str, method: str, path: str, status: int, size: int,
+                duration_s: float, user_agent: str) -> None:
+        """The access line of a request the serve worker answered itself, before any
+        thread saw it (serve_worker.py: 401 before the body, 408, 413)."""
+        if not self.cfg.accesslog:
+            return
+        self.access_log.info("request", extra={
+            "remote": remote, "method": method, "path": path, "status": status,
+            "bytes": size, "duration_s": duration_s, "user_agent": user_agent})

@@ -14,7 +14,7 @@ from .app import create_app
 from .logs import GunicornJsonLogger
 from .metrics import multiprocess_dir
 from .runner import Runner, reconcile_interrupted
-from .serve_worker import HeaderDeadlineWorker
+from .serve_worker import WholeRequestWorker
 from .services import Services
 from .settings import Settings
 
@@ -101,7 +101,7 @@ def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: S
                     extra={"run_ids": interrupted})
     services_for_reconcile.database.dispose()
     options = {
-        "bind": bind, "workers": workers, "worker_class": HeaderDeadlineWorker, "threads": 8,
+        "bind": bind, "workers": workers, "worker_class": WholeRequestWorker, "threads": 8,
         "timeout": 60, "graceful_timeout": 30, "keepalive": 5,
         "accesslog": "-" if settings.access_log else None, "errorlog": "-",
         "loglevel": settings.log_level.lower(), "logger_class": GunicornJsonLogger,

@@ -108,8 +108,9 @@ class Settings(BaseSettings):
         10.0, gt=0, le=300, description="A client must send its request headers within this "
         "time (slow clients are closed without holding a worker thread).")
     body_timeout_s: float = Field(
-        60.0, gt=0, le=3600, description="A client must send its request body within this "
-        "time once its headers arrived.")
+        5.0, gt=0, le=3600, description="A client must send its whole request body within "
+        "this time (wall clock) once its headers arrived, or gets a 408; no worker thread "
+        "waits for it. Raise it for large bodies over slow links.")
 
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")

@@ -1,7 +1,10 @@
 """Approve/Deny clicks from Slack (POST /slack/interactions).
 
-Every request is verified before anything else: slack-sdk's SignatureVerifier over the raw
-body with AUTOFIX_SLACK_SIGNING_SECRET, its timestamp within 5 minutes. A request's
+Every request is verified before anything else. Its headers first, before a byte of its
+body is read (`check_headers`; the serve worker does it in its event loop, api/gate.py):
+the signing secret is set, the signature headers are there, the timestamp is within 5
+minutes, the Content-Length is within 64 KiB. Then, right after the body is read, slack-sdk's
+SignatureVerifier over the raw body with AUTOFIX_SLACK_SIGNING_SECRET. A request's
 signature is stored once it verified, so the same request sent again is refused (the
 database is shared by every worker and replica). Only Slack users in
 AUTOFIX_SLACK_APPROVERS may decide; the decision is the API's (approvals.decide_run), with
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,14 +27,20 @@ from sqlalchemy.exc import IntegrityError
 
 from .approvals import Verdict, decide_run
 from .db.models import SlackRequest
-from .errors import BadRequest, Forbidden, Unauthorized
+from .errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from .notify.messages import APPROVE_ACTION, DENY_ACTION
 from .services import Services
+from .settings import Settings
 
-__all__ = ["SlackDecision", "handle_interaction", "parse_interaction"]
+__all__ = ["MAX_BODY_BYTES", "SlackDecision", "check_headers", "handle_interaction",
+           "parse_interaction"]
 
 log = logging.getLogger("autofix.slack")
 _VERDICTS: dict[str, Verdict] = {APPROVE_ACTION: "approve", DENY_ACTION: "deny"}
+# A click's form body is a few KiB; Slack documents no larger interaction payload.
+MAX_BODY_BYTES = 64 * 1024
+_FRESH_S = 5 * 60  # slack-sdk's SignatureVerifier window, checked here before the body
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class _User(BaseModel):
@@ -75,6 +86,20 @@ def parse_interaction(body: bytes) -> SlackDecision:
         raise BadRequest("the button's value is not a run id")
     return SlackDecision(interaction.user.id, interaction.user.username, verdict,
                          int(action.value))
+
+
+def check_headers(settings: Settings, timestamp: str | None, signature: str | None,
+                  content_length: int | None, now: float | None = None) -> None:
+    """Refuse what the headers alone show is not a fresh, signed, small Slack request."""
+    if settings.secret("slack_signing_secret") is None:
+        raise Unauthorized("Slack interactions are off (AUTOFIX_SLACK_SIGNING_SECRET unset)")
+    if timestamp is None or signature is None or not _TIMESTAMP.fullmatch(timestamp):
+        raise Unauthorized("missing Slack signature headers")
+    if abs((time.time() if now is None else now) - int(timestamp)) > _FRESH_S:
+        raise Unauthorized("the Slack request timestamp is outside 5 minutes", reason="stale")
+    if content_length is not None and content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body of {content_length} bytes is over the limit of "
+                              f"{MAX_BODY_BYTES}")
 
 
 def _verify(services: Services, body: bytes, timestamp: str | None,

@@ -7,23 +7,26 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..auth import requires
 from ..errors import PayloadTooLarge
-from ..slack_interactions import handle_interaction
+from ..slack_interactions import MAX_BODY_BYTES, check_headers, handle_interaction
 from .common import services
 
 __all__ = ["blueprint"]
 
 blueprint = Blueprint("slack", __name__)
-_MAX_BYTES = 64 * 1024
 
 
 @blueprint.post("/slack/interactions")
 @requires("slack")
 def interactions() -> Response:
-    body = request.stream.read(_MAX_BYTES + 1)
-    if len(body) > _MAX_BYTES:
-        raise PayloadTooLarge(f"body is over the limit of {_MAX_BYTES} bytes")
-    text = handle_interaction(services(), body, request.headers.get("X-Slack-Request-Timestamp"),
-                              request.headers.get("X-Slack-Signature"))
+    timestamp = request.headers.get("X-Slack-Request-Timestamp")
+    signature = request.headers.get("X-Slack-Signature")
+    # `autofix serve` checked these before reading the body (api/gate.py); again here for
+    # any other server.
+    check_headers(services().settings, timestamp, signature, request.content_length)
+    body = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body is over the limit of {MAX_BODY_BYTES} bytes")
+    text = handle_interaction(services(), body, timestamp, signature)
     # Slack ignores this body for button clicks; who decided reaches the incident's
     # thread through the outbox (an approval_decided notification).
     return jsonify({"text": text})

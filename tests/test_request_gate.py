@@ -1,0 +1,122 @@
+"""The serve worker's early refusal (receiver/api/gate.py) agrees with the app's own auth
+hook: on every operation of the OpenAPI document, with every kind of credential, the gate
+refuses from the headers exactly what the app refuses with 401/403, so no request the app
+would serve is cut off, and none it would refuse gets its body read. And the worker's own
+reading of a request head and a chunked body (receiver/serve_worker.py)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from werkzeug.datastructures import Headers
+
+from receiver.api.gate import UNAUTHENTICATED_BODY_BYTES, body_limit
+from receiver.api.openapi import build_document
+from receiver.errors import AutofixError, BadRequest
+from receiver.serve_worker import _Chunked, _framing, _parse_head
+from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+
+READ_TOKEN = "read-test-token-4d7a"
+SLACK_SECRET = "slack-signing-secret-gate-0123456"
+PATH_VALUES = {"incident_id": "1", "name": "restart-on-down", "target": "web", "run_id": "1",
+               "evidence_id": "1"}
+CREDENTIALS = {"none": None, "wrong": "wrong-token-0123456789", "read": READ_TOKEN,
+               "operator": API_TOKEN, "webhook": WEBHOOK_TOKEN}
+
+
+def _gate(app: Any, method: str, path: str, headers: dict[str, str],
+          length: int | None = 2) -> int | None:
+    try:
+        body_limit(app, method, path, Headers(headers), length)
+    except AutofixError as error:
+        return error.status
+    return None
+
+
+def test_the_gate_refuses_exactly_what_the_auth_hook_refuses(sqlite_url, app_factory) -> None:
+    app = app_factory(sqlite_url, read_token=READ_TOKEN, slack_signing_secret=SLACK_SECRET)
+    client = app.test_client()
+    checked = 0
+    for template, item in build_document()["paths"].items():
+        path = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], template)
+        for method in item:
+            for name, token in CREDENTIALS.items():
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                early = _gate(app, method.upper(), path, headers)
+                status = client.open(path, method=method.upper(), json={},
+                                     headers=headers).status_code
+                if early is not None:
+                    assert early == status, (method, path, name, early, status)
+                else:
+                    assert status not in (401, 403), (method, path, name, status)
+                checked += 1
+    assert checked >= 5 * 20
+
+
+def test_limits_follow_the_route(sqlite_url, app_factory) -> None:
+    app = app_factory(sqlite_url, slack_signing_secret=SLACK_SECRET)
+    webhook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    limit = app.extensions["autofix"].settings.max_body_bytes
+    assert body_limit(app, "POST", "/webhook/alertmanager", Headers(webhook), None) == limit
+    assert _gate(app, "POST", "/webhook/alertmanager", webhook, limit + 1) == 413
+    # No open route takes a body, nor does an unknown path: small, whoever asks.
+    assert body_limit(app, "GET", "/healthz", Headers(), None) == UNAUTHENTICATED_BODY_BYTES
+    assert _gate(app, "POST", "/nowhere?x=1", {}, UNAUTHENTICATED_BODY_BYTES + 1) == 413
+    # Percent-encoded and absolute-form targets route like the app routes them.
+    assert _gate(app, "POST", "/api/v1/%70ause", {}) == 401
+    assert _gate(app, "POST", "http://x/api/v1/pause", {}) == 401
+    assert _gate(app, "GET", "http://[x/healthz", {}) is None  # routes nowhere: the app's 404
+
+
+@pytest.mark.parametrize(("stamp_offset_s", "signature", "length", "status"), [
+    (0, "v0=abc", 100, None),
+    (-6 * 60, "v0=abc", 100, 401),   # stale
+    (6 * 60, "v0=abc", 100, 401),    # from the future
+    (0, None, 100, 401),             # unsigned
+    (0, "v0=abc", 64 * 1024 + 1, 413),
+])
+def test_slack_is_decided_on_its_headers(sqlite_url, app_factory, stamp_offset_s, signature,
+                                         length, status) -> None:
+    app = app_factory(sqlite_url, slack_signing_secret=SLACK_SECRET)
+    headers = {"X-Slack-Request-Timestamp": str(int(time.time()) + stamp_offset_s)}
+    if signature:
+        headers["X-Slack-Signature"] = signature
+    assert _gate(app, "POST", "/slack/interactions", headers, length) == status
+
+
+def test_slack_without_a_signing_secret_is_refused_at_once(sqlite_url, app_factory) -> None:
+    app = app_factory(sqlite_url)
+    headers = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=a"}
+    assert _gate(app, "POST", "/slack/interactions", headers) == 401
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /healthz HTTP/1.1\r\nX: a\nb",           # bare LF
+    b"GET /healthz HTTP/1.1\r\n X: folded",         # obs-fold
+    b"GET /healthz HTTP/1.1\r\nX : space",          # space before the colon
+    b"GET  /healthz HTTP/1.1",                        # two spaces
+    b"GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1",
+    b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked",
+    b"POST / HTTP/1.1\r\nContent-Length: -1",
+])
+def test_an_ambiguous_head_is_a_400(head) -> None:
+    with pytest.raises(BadRequest):
+        _framing(_parse_head(head)[2])
+
+
+def test_a_chunked_body_is_framed_across_reads() -> None:
+    wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT"
+    chunked, buffer = _Chunked(0), bytearray()
+    for index in range(len(wire)):
+        buffer += wire[index:index + 1]
+        chunked.advance(buffer)
+        assert chunked.done == (len(buffer) >= len(wire) - 4), index
+    assert chunked.size == 11 and chunked.position == len(wire) - 4
+    with pytest.raises(BadRequest):
+        _Chunked(0).advance(bytearray(b"zz\r\n"))
+    with pytest.raises(BadRequest):
+        _Chunked(0).advance(bytearray(b"2\r\nabXY"))
