@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from receiver.api.openapi import build_document
 from receiver.auth import OPEN_ROUTES
 from tests.conftest import api_headers, webhook_headers
+from tests.harness.memory_executor import MemoryExecutor
 from tests.payloads import alert, notification
 
 
@@ -30,7 +31,8 @@ def get(client: FlaskClient, url: str):
     return client.get(url, headers=api_headers())
 
 
-def test_probes_need_no_token(client: FlaskClient) -> None:
+def test_probes_need_no_token(db_url: str, app_factory) -> None:
+    client = app_factory(db_url, executor=MemoryExecutor()).test_client()
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     assert client.get("/metrics").status_code == 200

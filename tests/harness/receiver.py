@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .procs import LOOPBACK, ManagedProcess, free_port, http_ok, require_binary, wait_for
+from .procs import LOOPBACK, ManagedProcess, free_port, receiver_up, require_binary, wait_for
 
 
 class Receiver:
@@ -41,7 +41,7 @@ class Receiver:
                     'hostname "$0" && exec "$@"', self.hostname, *argv]
         self.process = ManagedProcess(argv, self.log_path, env=self.env).start()
         try:
-            wait_for(lambda: self._alive() and http_ok(f"{self.url}/readyz"), timeout,
+            wait_for(lambda: self._alive() and receiver_up(self.url), timeout,
                      "autofix serve")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.process.log_tail()}") from None
