@@ -1,4 +1,5 @@
-"""The `autofix` command: serve, db upgrade, db prune, check-config."""
+"""The `autofix` command: serve, db upgrade, db prune, check-config, and the operator
+commands over the HTTP API (incidents, runs, approve, deny, pause, resume: ops_cli.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .api_client import ApiClientError
 from .errors import ConfigError
 from .settings import SECRET_FIELDS, Settings
 
@@ -276,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune_cmd.add_argument("--older-than", type=_parse_age, required=True,
                            help="age such as 180d")
     prune_cmd.set_defaults(func=cmd_db_prune)
+    from .ops_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -287,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.lines:
             print(f"autofix: {line}", file=sys.stderr)
         return 2
+    except ApiClientError as exc:
+        print(f"autofix: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
