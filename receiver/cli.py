@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .api_client import ApiClientError
 from .errors import ConfigError
+from .serve_args import DEFAULT_BIND, DEFAULT_WORKERS
 from .settings import SECRET_FIELDS, Settings
 
 __all__ = ["main"]
@@ -41,6 +42,11 @@ def version() -> str:
 def _settings() -> Settings:
     from pydantic_settings import SettingsError
 
+    from .env_check import environment_problems
+
+    problems = environment_problems(os.environ)
+    if problems:
+        raise CliError(*problems)
     try:
         return Settings()
     except ValidationError as exc:
@@ -173,6 +179,14 @@ def prepare_metrics_dir() -> tuple[str, bool]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve_args import bind_address, worker_count
+
+    for option, check, value in (("--bind", bind_address, args.bind),
+                                 ("--workers", worker_count, args.workers)):
+        try:
+            setattr(args, option[2:], check(value))
+        except ValueError as exc:
+            raise CliError(f"serve {option}: {exc}") from None
     path, created = prepare_metrics_dir()
     master = os.getpid()
     try:
@@ -251,9 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autofix", description=__doc__)
     parser.add_argument("--version", action="version", version=f"autofix {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the receiver under gunicorn")
-    serve.add_argument("--bind", default="0.0.0.0:8080")
-    serve.add_argument("--workers", type=int, default=2)
+    serve = sub.add_parser("serve", help="run the receiver under gunicorn",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           description="Settings come from AUTOFIX_* variables (README.md, "
+                           "Configuration reference); an unknown one stops the start.")
+    serve.add_argument("--bind", default=DEFAULT_BIND,
+                       help="HOST:PORT or unix:PATH to listen on (127.0.0.1:8080 keeps it "
+                       "on this host)")
+    serve.add_argument("--workers", default=str(DEFAULT_WORKERS),
+                       help="gunicorn worker processes, 1 to 64 (SQLite: always 1)")
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser("check-config", help="validate a playbooks file")
     check.add_argument("file", nargs="?",
