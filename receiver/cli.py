@@ -214,6 +214,12 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in problems:
             log.error("refusing to start: %s", problem)
         return 2
+    from .tls import check_tls_files
+
+    tls_problem = check_tls_files(settings)
+    if tls_problem is not None:
+        log.error("refusing to start: %s", tls_problem)
+        return 2
     for warning in settings.secret_file_warnings():
         log.warning("secret file readable by every user: %s", warning)
     if settings.allow_unauthenticated and not (settings.secret("webhook_token")

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -64,11 +65,12 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def receiver_up(url: str, timeout: float = 3.0) -> bool:
+def receiver_up(url: str, timeout: float = 3.0, context: ssl.SSLContext | None = None) -> bool:
     """A receiver answers /readyz with its database reachable. Docker may be unreachable
     (then /readyz is 503 naming it): many tests run a receiver without a daemon."""
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=timeout) as response:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=timeout,
+                                    context=context) as response:
             body = response.read()
     except urllib.error.HTTPError as error:
         body = error.read()
