@@ -23,6 +23,9 @@ NOT_SETTINGS = {
     "AUTOFIX_FUZZ_EXAMPLES": "test harness: hypothesis examples of tests/test_fuzz.py",
     "AUTOFIX_STATEFUL_EXAMPLES": "test harness: examples of tests/test_lifecycle_stateful.py",
     "AUTOFIX_DB_PASSWORD_FILE": "docker-compose.yml: the postgres container's init script",
+    "AUTOFIX_COMPOSE": "test harness: which Compose the compose tests run",
+    "AUTOFIX_SECRETS_IN_USERNS": "docs/compose-secrets.sh: re-run inside a rootless "
+    "Docker's user namespace",
 }
 
 
