@@ -12,6 +12,7 @@ from receiver.readiness import Readiness
 from tests.harness.docker_delay_proxy import DockerDelayProxy
 from tests.harness.dockerd import start_dockerd
 from tests.harness.memory_executor import MemoryExecutor
+from tests.harness.procs import wait_for
 
 
 def _backend_up(client, backend: str) -> str:
@@ -82,13 +83,19 @@ def test_answers_are_kept_and_a_hung_probe_is_not_doubled() -> None:
         calls.append("hangs")
         release.wait(5)
 
+    metrics = Metrics()
     readiness = Readiness({"fast": lambda: calls.append("fast") and None, "slow": hangs},
-                          Metrics(), timeout_s=0.05, cache_s=5, clock=lambda: now[0])
+                          metrics, timeout_s=0.2, cache_s=5, clock=lambda: now[0])
     first = readiness.check()
     assert [(s.name, s.up) for s in first] == [("fast", True), ("slow", False)]
+    assert first[1].error == "no answer within 0.2 s"
     readiness.check()
     assert calls == ["fast", "hangs"]  # both kept for cache_s
     now[0] = 10.0
-    readiness.check()
+    readiness.check(wait=False)
     assert calls == ["fast", "hangs", "fast"]  # the hung probe is still the one in flight
     release.set()
+    wait_for(lambda: metrics.registry.get_sample_value(
+        "autofix_backend_up", {"backend": "slow"}) == 0.0, 5, "the late answer recorded")
+    [_, slow] = readiness.check()
+    assert not slow.up and "over the 0.2 s timeout" in (slow.error or "")

@@ -46,5 +46,5 @@ def readyz() -> tuple[Response, int]:
 @requires("open")
 def metrics() -> Response:
     svc = services()
-    svc.readiness.check()  # autofix_backend_up, at most one probe per CACHE_S
+    svc.readiness.check(wait=False)  # autofix_backend_up: refreshed, never waited for
     return Response(svc.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
