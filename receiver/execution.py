@@ -431,7 +431,8 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
                               current_step=None):
             return False
         # A failed notify/check-only run of an alert stays escalated for a human (its alert
-        # still resolves it); a manual or dry run closes whatever happened.
+        # still resolves it); a manual run closes whatever happened. An alert's dry run
+        # is neither closed nor retried: its incident waits for the alert to resolve.
         if closes and (status != RunStatus.FAILED or info.trigger == "manual" or dry_run):
             _close_after_run(session, services, info, status, dry_run)
         elif status == RunStatus.FAILED and not closes and not dry_run:

@@ -99,3 +99,17 @@ def test_answers_are_kept_and_a_hung_probe_is_not_doubled() -> None:
         "autofix_backend_up", {"backend": "slow"}) == 0.0, 5, "the late answer recorded")
     [_, slow] = readiness.check()
     assert not slow.up and "over the 0.2 s timeout" in (slow.error or "")
+
+
+def test_the_swarm_backend_needs_a_manager(app_factory, sqlite_url, swarm_daemon,
+                                           private_dockerd) -> None:
+    manager = app_factory(sqlite_url, docker_host=swarm_daemon.url, swarm_enabled=True,
+                          swarm_host=swarm_daemon.url).test_client().get("/readyz")
+    assert manager.status_code == 200, manager.json
+    assert set(manager.json["backends"]) == {"database", "docker", "swarm"}
+    not_a_manager = app_factory(sqlite_url, docker_host=private_dockerd.url,
+                                swarm_enabled=True, swarm_host=private_dockerd.url)
+    response = not_a_manager.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["unreachable"] == ["swarm"]
+    assert response.json["backends"]["swarm"]["error"] == (
+        "the Docker endpoint is not a Swarm manager")
