@@ -1,5 +1,5 @@
 """The `autofix` command: serve, db upgrade, db prune, check-config, and the operator
-commands over the HTTP API (incidents, runs, approve, deny, pause, resume: ops_cli.py)."""
+commands over the HTTP API: incidents, runs, approve, deny, pause, resume."""
 
 from __future__ import annotations
 
