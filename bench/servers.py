@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, http_ok, wait_for
+from tests.harness.procs import LOOPBACK, ManagedProcess, free_port, http_ok, receiver_up, wait_for
 
 __all__ = ["ALERTA_VERSION_SPEC", "Stack", "alerta_venv"]
 
@@ -136,7 +136,7 @@ class Stack:
                         {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}, process, workers)
         self.servers.append(server)
         try:
-            wait_for(lambda: process.alive() and http_ok(f"{url}/readyz"), 60, name)
+            wait_for(lambda: process.alive() and receiver_up(url), 60, name)
         except TimeoutError as exc:
             raise RuntimeError(f"{exc}\n{process.log_tail()}") from None
         return server

@@ -17,10 +17,11 @@ from .db.engine import Database
 from .errors import AutofixError, BadRequest, Conflict
 from .evidence.redaction import Redactor
 from .executor import Executor
-from .executor.registry import build_executors, playbook_backends
+from .executor.registry import Executors, build_executors, playbook_backends
 from .filing import FAILED
 from .metrics import Metrics
 from .notify import Notifier, build_notifier
+from .readiness import Readiness
 from .services import Services
 from .settings import Settings
 
@@ -39,12 +40,13 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     database = Database(settings.database_url,
                         on_error=lambda op: metrics.database_errors.labels(op).inc())
     registry = build_registry()
+    executors = build_executors(settings, docker=executor, swarm=swarm_executor)
     services = Services(
         settings=settings, database=database, registry=registry,
         config=ConfigStore(settings.playbooks, database, registry.params_models(),
                            backends=playbook_backends(settings, registry.backend_limits())),
-        executors=build_executors(settings, docker=executor, swarm=swarm_executor),
-        notifier=notifier or build_notifier(settings), metrics=metrics,
+        executors=executors, notifier=notifier or build_notifier(settings), metrics=metrics,
+        readiness=_readiness(database, executors, metrics),
         redactor=Redactor(settings.redact_patterns),
     )
     app = Flask("autofix")
@@ -61,6 +63,19 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     install_auth(app, settings)
     _initialise_failure_series(services)
     return app
+
+
+def _readiness(database: Database, executors: Executors, metrics: Metrics) -> Readiness:
+    """The database and every enabled backend: each is required (/readyz is 503 without it)."""
+
+    def database_probe() -> None:
+        if not database.ping():
+            raise ConnectionError("the database does not answer SELECT 1")
+
+    probes = {"database": database_probe}
+    for name in sorted(executors.enabled()):
+        probes[name] = executors.get(name).ping
+    return Readiness(probes, metrics)
 
 
 def _initialise_failure_series(services: Services) -> None:

@@ -1,4 +1,5 @@
-"""The `autofix` command: serve, db upgrade, db prune, check-config."""
+"""The `autofix` command: serve, db upgrade, db prune, check-config, and the operator
+commands over the HTTP API: incidents, runs, approve, deny, pause, resume."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from .api_client import ApiClientError
 from .errors import ConfigError
+from .serve_args import DEFAULT_BIND, DEFAULT_WORKERS
 from .settings import SECRET_FIELDS, Settings
 
 if TYPE_CHECKING:
@@ -42,6 +45,11 @@ def version() -> str:
 def _settings() -> Settings:
     from pydantic_settings import SettingsError
 
+    from .env_check import environment_problems
+
+    problems = environment_problems(os.environ)
+    if problems:
+        raise CliError(*problems)
     try:
         return Settings()
     except ValidationError as exc:
@@ -195,6 +203,14 @@ def prepare_metrics_dir() -> tuple[str, bool]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve_args import bind_address, worker_count
+
+    for option, check, value in (("--bind", bind_address, args.bind),
+                                 ("--workers", worker_count, args.workers)):
+        try:
+            setattr(args, option[2:], check(value))
+        except ValueError as exc:
+            raise CliError(f"serve {option}: {exc}") from None
     path, created = prepare_metrics_dir()
     master = os.getpid()
     try:
@@ -221,6 +237,12 @@ def _serve(args: argparse.Namespace) -> int:
     if problems:
         for problem in problems:
             log.error("refusing to start: %s", problem)
+        return 2
+    from .tls import check_tls_files
+
+    tls_problem = check_tls_files(settings)
+    if tls_problem is not None:
+        log.error("refusing to start: %s", tls_problem)
         return 2
     for warning in settings.secret_file_warnings():
         log.warning("secret file readable by every user: %s", warning)
@@ -273,9 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autofix", description=__doc__)
     parser.add_argument("--version", action="version", version=f"autofix {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the receiver under gunicorn")
-    serve.add_argument("--bind", default="0.0.0.0:8080")
-    serve.add_argument("--workers", type=int, default=2)
+    serve = sub.add_parser("serve", help="run the receiver under gunicorn",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           description="Settings come from AUTOFIX_* variables (README.md, "
+                           "Configuration reference); an unknown one stops the start.")
+    serve.add_argument("--bind", default=DEFAULT_BIND,
+                       help="HOST:PORT or unix:PATH to listen on (127.0.0.1:8080 keeps it "
+                       "on this host)")
+    serve.add_argument("--workers", default=str(DEFAULT_WORKERS),
+                       help="gunicorn worker processes, 1 to 64 (SQLite: always 1)")
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser("check-config", help="validate a playbooks file")
     check.add_argument("file", nargs="?",
@@ -306,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune_cmd.add_argument("--older-than", type=_parse_age, required=True,
                            help="age such as 180d")
     prune_cmd.set_defaults(func=cmd_db_prune)
+    from .ops_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -317,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.lines:
             print(f"autofix: {line}", file=sys.stderr)
         return 2
+    except ApiClientError as exc:
+        print(f"autofix: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -109,10 +109,12 @@ def insert_action(session: Session, values: dict[str, Any]) -> bool:
     return result.rowcount == 1
 
 
-def _closes_incident(info: RunInfo, dry_run: bool, guarded: bool) -> bool:
+def _closes_incident(info: RunInfo, guarded: bool) -> bool:
     """No alert will ever resolve these incidents, or there is nothing left to remediate:
-    the end of their run closes them (a failed notify/check-only run of an alert excepted)."""
-    return info.trigger == "manual" or dry_run or not guarded
+    the end of their run closes them (a failed notify/check-only run of an alert excepted).
+    An alert's dry run (mode observe, dry_run) changed nothing: its incident stays open
+    until the alert resolves."""
+    return info.trigger == "manual" or not guarded
 
 
 def _close_after_run(session: Session, services: Services, info: RunInfo,
@@ -131,6 +133,7 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     if stop.target and stop.target != info.target:
         values["target"] = stop.target  # canonical, when resolution got that far
         info = replace(info, target=stop.target)
+    # A run queued without a reason gets the skip's, so every skipped run says why.
     if not transition_run(session, info.run_id, "skip", finished_at=now,
                           error=f"{stop.reason}: {stop.message}"[:4000],
                           reason=func.coalesce(Run.reason, stop.reason), **values):
@@ -204,11 +207,14 @@ def execute_run(services: Services, run_id: int) -> None:
         stop = _precondition(services, run, incident, playbook)
         if stop is not None or playbook is None:
             record_skip(session, services, info, stop or GuardStop("playbook_missing", ""),
-                        closes_incident=info.trigger == "manual" or info.dry_run)
+                        closes_incident=info.trigger == "manual")
             return
-    dry_run = (services.settings.dry_run or playbook.dry_run or info.dry_run
-               or playbook.mode == "observe")
-    closes = _closes_incident(info, dry_run, is_mutating(services, playbook))
+        dry_run = (services.settings.dry_run or playbook.dry_run or info.dry_run
+                   or playbook.mode == "observe")
+        if dry_run and not run.dry_run:
+            run.dry_run = True  # what the run is, for the API and the CLI
+            info = replace(info, dry_run=True)
+    closes = _closes_incident(info, is_mutating(services, playbook))
     # Guards protect targets, resolved first to one canonical identity (guards.py); a
     # playbook that only notifies or checks needs none of them (subject None).
     subject = check_run_target(services, playbook, info.target, info.reason,
@@ -269,7 +275,8 @@ def execute_run(services: Services, run_id: int) -> None:
             if paused is not None:
                 record_skip(session, services, info, paused)
                 return
-        transition_incident(session, info.incident_id, "start")
+        if not dry_run:  # a dry run remediates nothing: its incident stays open
+            transition_incident(session, info.incident_id, "start")
         services.notifier.emit(session, Event("playbook_started", info.incident_id, {
             "playbook": playbook.name, "target": target, "trigger": info.trigger,
             "dry_run": dry_run}))
@@ -447,10 +454,11 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
                               current_step=None, **why):
             return False
         # A failed notify/check-only run of an alert stays escalated for a human (its alert
-        # still resolves it); a manual or dry run closes whatever happened.
+        # still resolves it); a manual run closes whatever happened. An alert's dry run
+        # is neither closed nor retried: its incident waits for the alert to resolve.
         if closes and (status != RunStatus.FAILED or info.trigger == "manual" or dry_run):
             _close_after_run(session, services, info, status, dry_run)
-        elif status == RunStatus.FAILED and not closes:
+        elif status == RunStatus.FAILED and not closes and not dry_run:
             # Still firing after a failed attempt: try again after the cooldown; the
             # breaker bounds how often (its open period doubles, like CrashLoopBackOff).
             schedule_retry(session, info.trigger, info.incident_id,

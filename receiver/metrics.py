@@ -76,6 +76,10 @@ class Metrics:
         self.runs_awaiting_approval = Gauge(
             "autofix_runs_awaiting_approval", "Runs waiting for a human's approval.",
             registry=r, multiprocess_mode="mostrecent")
+        self.backend_up = Gauge(
+            "autofix_backend_up", "1 while a backend the receiver needs answers its probe "
+            "(database, docker, swarm), else 0.", ["backend"], registry=r,
+            multiprocess_mode="mostrecent")
         self.build_info = Gauge(
             "autofix_build_info", "Always 1; the version label says which autofix runs.",
             ["version"], registry=r, multiprocess_mode="max")

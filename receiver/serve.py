@@ -17,6 +17,7 @@ from .runner import Runner, reconcile_interrupted
 from .serve_worker import WholeRequestWorker
 from .services import Services
 from .settings import Settings
+from .tls import gunicorn_tls_options
 
 __all__ = ["serve"]
 
@@ -105,7 +106,7 @@ def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: S
         "timeout": 60, "graceful_timeout": 30, "keepalive": 5,
         "accesslog": "-" if settings.access_log else None, "errorlog": "-",
         "loglevel": settings.log_level.lower(), "logger_class": GunicornJsonLogger,
-        **_control_socket(),
+        **_control_socket(), **gunicorn_tls_options(settings),
         "post_worker_init": _post_worker_init, "worker_exit": _worker_exit,
         "child_exit": _child_exit_hook(services_for_reconcile), "proc_name": "autofix",
     }

@@ -242,7 +242,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
     # -- every connection that is about to need a thread comes through here first --------
 
     def accept(self, listener: Any) -> None:
-        if self.cfg.is_ssl:  # TLS bytes cannot be read here; autofix never uses it
+        if self.cfg.is_ssl:  # TLS bytes cannot be scanned for headers: tls.py bounds reads
             super().accept(listener)
             return
         try:

@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .notify import Notifier
 from .playbooks.config import Playbook
 from .playbooks.templating import TemplateRenderer
+from .readiness import Readiness
 from .settings import Settings
 
 __all__ = ["Services", "worker_id"]
@@ -38,6 +39,7 @@ class Services:
     executors: Executors
     notifier: Notifier
     metrics: Metrics
+    readiness: Readiness  # /readyz and autofix_backend_up
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)
     redactor: Redactor = field(default_factory=Redactor)  # evidence, before it is stored
     wakeup: threading.Event = field(default_factory=threading.Event)

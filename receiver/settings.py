@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         "this time (wall clock) once its headers arrived, or gets a 408; no worker thread "
         "waits for it. Raise it for large bodies over slow links.")
 
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) to serve HTTPS with; needs "
+        "AUTOFIX_TLS_KEY_FILE. Unset: plain HTTP. Read again on SIGHUP.")
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of AUTOFIX_TLS_CERT_FILE (readable by the "
+        "receiver only).")
+
     slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook URL.")
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-...).")
     slack_channel: str | None = Field(None, description="Channel for chat.postMessage.")
@@ -246,6 +253,13 @@ class Settings(BaseSettings):
                 if value and value == other_value:
                     raise ValueError(f"AUTOFIX_{name.upper()} and AUTOFIX_{other.upper()} "
                                      "must differ (one token must not open another's scope)")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_needs_both_files(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("AUTOFIX_TLS_CERT_FILE and AUTOFIX_TLS_KEY_FILE go together: "
+                             "set both to serve HTTPS, or neither")
         return self
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from receiver.api.openapi import build_document
 from receiver.auth import OPEN_ROUTES
 from tests.conftest import api_headers, webhook_headers
+from tests.harness.memory_executor import MemoryExecutor
 from tests.payloads import alert, notification
 
 
@@ -30,7 +31,8 @@ def get(client: FlaskClient, url: str):
     return client.get(url, headers=api_headers())
 
 
-def test_probes_need_no_token(client: FlaskClient) -> None:
+def test_probes_need_no_token(db_url: str, app_factory) -> None:
+    client = app_factory(db_url, executor=MemoryExecutor()).test_client()
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     assert client.get("/metrics").status_code == 200
@@ -263,3 +265,27 @@ def test_audit_log_filters_and_paginates(client: FlaskClient) -> None:
     assert page["next_offset"] == 4
     for query in ("limit=0", "limit=501", "offset=-1", "bogus=1", "since=x"):
         assert get(client, f"/api/v1/audit?{query}").status_code == 400, query
+
+
+def test_runs_filter_and_paginate(client: FlaskClient) -> None:
+    seed(client)
+    everything = get(client, "/api/v1/runs").json
+    assert everything["total"] == 6 and everything["next_offset"] is None
+    assert {run["status"] for run in everything["items"]} == {"queued"}
+    ids = [run["id"] for run in everything["items"]]
+    assert ids == sorted(ids, reverse=True)  # newest first
+    assert get(client, "/api/v1/runs?status=queued").json["total"] == 6
+    assert get(client, "/api/v1/runs?status=awaiting_approval").json["total"] == 0
+    assert get(client, "/api/v1/runs?target=web-3").json["items"][0]["target"] == "web-3"
+    assert get(client, "/api/v1/runs?playbook=restart-on-target-down").json["total"] == 5
+    assert get(client, "/api/v1/runs?playbook=nope").json["total"] == 0
+    page = get(client, "/api/v1/runs?limit=2&offset=2").json
+    assert [r["id"] for r in page["items"]] == ids[2:4] and page["next_offset"] == 4
+
+
+def test_bad_run_filters_are_400_naming_the_field(client: FlaskClient) -> None:
+    for query, field in (("status=waiting", "status"), ("limit=501", "limit"),
+                         ("since=soon", "since"), ("state=queued", "state")):
+        response = get(client, f"/api/v1/runs?{query}")
+        assert response.status_code == 400, query
+        assert response.json["error"] == "bad_request" and field in response.json["message"]

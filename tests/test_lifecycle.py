@@ -504,3 +504,34 @@ def test_already_recovering_survives_an_alert_from_year_one() -> None:
     year_one = datetime(1, 1, 1, 0, 0, 30, tzinfo=UTC)
     why = DockerExecutor(None, 1.0).already_recovering(state, year_one, timedelta(minutes=1))
     assert why is not None and "started at" in why
+
+
+# ---- observe mode and dry runs ---------------------------------------------------------
+
+def test_observe_mode_marks_its_runs_dry_run_and_keeps_the_incident_open(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path,
+                                restart_playbook(mode="observe", running_for_s=0))
+    executor.add("web")
+    client = app.test_client()
+    fire(client, {"container": "web"})
+    drain(app)
+    [run] = runs(app)
+    assert run.status == "succeeded" and run.dry_run is True
+    assert all(call[0] != "restart" for call in executor.calls)
+    [incident] = incidents(app)
+    assert incident.status == "open" and incident.closed_at is None  # the alert still fires
+    assert incident.next_attempt_at is None  # a dry run is not retried
+    listed = client.get("/api/v1/runs", headers=api_headers()).json["items"]
+    assert [r["dry_run"] for r in listed] == [True]
+    fire(client, {"container": "web"}, status="resolved")
+    assert [i.status for i in incidents(app)] == ["resolved"]
+
+
+def test_every_skipped_run_carries_its_reason(db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, restart_playbook())
+    executor.add("web", labels={})  # not opted in
+    fire(app.test_client(), {"container": "web"})
+    drain(app)
+    [run] = runs(app)
+    assert run.status == "skipped" and run.reason == "target_not_allowed", run.error

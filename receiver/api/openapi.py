@@ -16,7 +16,7 @@ from .common import MAX_ID
 from .control import PauseBody, ResumeBody
 from .incidents import IncidentDecisionBody
 from .playbooks import BreakerResetBody, ManualRunBody
-from .queries import ActionFilter, AuditFilter, IncidentFilter
+from .queries import ActionFilter, AuditFilter, IncidentFilter, RunFilter
 from .runs import RunDecisionBody
 
 __all__ = ["ROUTES", "Route", "blueprint", "build_document"]
@@ -74,6 +74,8 @@ ROUTES: list[Route] = [
           {"200": ("the incident", s.IncidentOut)},
           {"404": "no such incident", "409": "resolved or closed already"},
           body=IncidentDecisionBody, scope="operator"),
+    Route("/api/v1/runs", "get", "List runs, newest first (status=awaiting_approval: the "
+          "runs waiting for a human)", {"200": ("a page", s.RunPage)}, query=RunFilter),
     Route("/api/v1/runs/{run_id}/approve", "post",
           "Approve a run awaiting approval: it is queued and passes every guard again",
           {"200": ("the run", s.RunOut)},
@@ -134,8 +136,9 @@ ROUTES: list[Route] = [
           "Slack; not a bearer token."),
     Route("/healthz", "get", "The process is up", {"200": ("ok", s.Health)}, database=False,
           scope="open"),
-    Route("/readyz", "get", "The database is reachable",
-          {"200": ("ready", s.Ready), "503": ("database unreachable", s.Ready)},
+    Route("/readyz", "get", "Every required backend (database, Docker, Swarm) is reachable",
+          {"200": ("ready", s.Ready),
+           "503": ("a backend is unreachable; `unreachable` names it", s.Ready)},
           database=False, scope="open"),
     Route("/metrics", "get", "Prometheus metrics", {"200": ("exposition", None)},
           database=False, content_type="text/plain", scope="open"),

@@ -29,8 +29,8 @@ from ..errors import NotFound
 from .common import MAX_ID, parse_id, parse_model, services, to_utc
 
 __all__ = ["LIST_BYTE_BUDGET", "LIST_VALUE_CHARS", "LOAD_GROUP_BYTES", "ActionFilter",
-           "AuditFilter", "IncidentFilter", "blueprint", "serialize_action",
-           "serialize_audit", "serialize_evidence", "serialize_incident"]
+           "AuditFilter", "IncidentFilter", "RunFilter", "blueprint", "serialize_action",
+           "serialize_audit", "serialize_evidence", "serialize_incident", "serialize_run"]
 
 blueprint = Blueprint("queries", __name__, url_prefix="/api/v1")
 
@@ -64,6 +64,12 @@ class ActionFilter(Page):
     playbook: str | None = Field(None, max_length=255)
     action: str | None = Field(None, max_length=64)
     incident_id: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class RunFilter(Page):
+    status: Literal["queued", "awaiting_approval", "running", "succeeded", "failed",
+                    "skipped", "interrupted", "denied", "expired"] | None = None
+    playbook: str | None = Field(None, max_length=255)
 
 
 class AuditFilter(Window):
@@ -294,6 +300,25 @@ def list_actions() -> Response:
     with svc.database.session("api") as session:
         body = _bounded_page(session, Action, filters,
                              _json_size(Action.params, Action.error), _action_item, page)
+    return jsonify(body)
+
+
+@blueprint.get("/runs")
+@requires("read")
+def list_runs() -> Response:
+    """Runs, newest first: `status=awaiting_approval` is what waits for a human."""
+    page = parse_model(RunFilter, request.args.to_dict())
+    filters: list[ColumnElement[bool]] = []
+    for column, value in ((Run.status, page.status), (Run.playbook, page.playbook),
+                          (Run.target, page.target)):
+        if value is not None:
+            filters.append(column == value)
+    if page.since:
+        filters.append(Run.queued_at >= page.since)
+    with services().database.session("api") as session:
+        body = _bounded_page(session, Run, filters,
+                             _json_size(Run.error, Run.reason, Run.decision_comment),
+                             serialize_run, page)
     return jsonify(body)
 
 

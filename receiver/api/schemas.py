@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BreakerList", "BreakerOut",
-    "BreakerResetOut", "ErrorBody", "EvidenceOut", "Health", "IncidentDetail", "IncidentOut",
-    "IncidentPage", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut",
-    "RunQueued", "WebhookAccepted", "WebhookRecorded",
+    "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut", "BreakerList",
+    "BreakerOut", "BreakerResetOut", "ErrorBody", "EvidenceOut", "Health", "IncidentDetail",
+    "IncidentOut", "IncidentPage", "PauseOut", "PlaybookList", "PlaybookOut", "Ready",
+    "ReloadOut", "RunOut", "RunPage", "RunQueued", "WebhookAccepted", "WebhookRecorded",
 ]
 
 Stamp = str | None
@@ -163,6 +163,10 @@ class IncidentPage(_PageOut):
     items: list[IncidentListItem]
 
 
+class RunPage(_PageOut):
+    items: list[RunOut]
+
+
 class ActionPage(_PageOut):
     items: list[ActionListItem]
 
@@ -271,6 +275,15 @@ class Health(_Out):
     status: str
 
 
+class BackendOut(_Out):
+    status: str = Field(description="ok or unreachable.")
+    error: str | None = Field(description="Why the probe failed (null when ok).")
+
+
 class Ready(_Out):
-    status: str
-    database: str
+    status: str = Field(description="ready, or not_ready while a backend is unreachable.")
+    database: str = Field(description="ok or unreachable (also in backends).")
+    unreachable: list[str] = Field(description="The backends that failed their probe.")
+    backends: dict[str, BackendOut] = Field(
+        description="Each required backend: database, docker, swarm (when enabled). "
+        "Probed with a 2 s timeout; answers are kept 5 s.")

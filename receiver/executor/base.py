@@ -115,6 +115,11 @@ class Executor(Protocol):
         backend: `tasks`, the task history)."""
         ...
 
+    def ping(self) -> None:
+        """Return when the backend answers; raise ExecutorError saying why it does not
+        (the readiness probe, receiver/readiness.py)."""
+        ...
+
     def inspect(self, target: str) -> TargetState: ...
 
     def restart(self, target: str, timeout_s: float) -> str | None:

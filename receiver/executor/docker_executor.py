@@ -71,6 +71,9 @@ class DockerExecutor:
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return docker_call(what, fn, *args, **kwargs)
 
+    def ping(self) -> None:
+        self._call("docker ping", self._docker().ping)
+
     def validate_target_syntax(self, target: str) -> bool:
         return is_valid_container_name(target)
 

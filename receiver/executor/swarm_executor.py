@@ -63,6 +63,11 @@ class SwarmExecutor:
 
     # ---- identity -------------------------------------------------------------------
 
+    def ping(self) -> None:
+        info = self._call("docker info", self._docker().info)
+        if not (info.get("Swarm") or {}).get("ControlAvailable"):
+            raise ExecutorError("the Docker endpoint is not a Swarm manager")
+
     def validate_target_syntax(self, target: str) -> bool:
         return is_valid_container_name(target) and len(target) <= 63
 

@@ -58,6 +58,9 @@ class MemoryExecutor:
     def _get(self, target: str) -> MemoryContainer:
         return self.containers[self.resolve(target).name]
 
+    def ping(self) -> None:
+        return None
+
     # -- identity: names and ID prefixes, the way Docker resolves them -------------------
 
     def validate_target_syntax(self, target: str) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -60,6 +62,23 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError):
+        return False
+
+
+def receiver_up(url: str, timeout: float = 3.0, context: ssl.SSLContext | None = None) -> bool:
+    """A receiver answers /readyz with its database reachable. Docker may be unreachable
+    (then /readyz is 503 naming it): many tests run a receiver without a daemon."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=timeout,
+                                    context=context) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except (urllib.error.URLError, OSError):
+        return False
+    try:
+        return bool(json.loads(body).get("database") == "ok")
+    except (ValueError, AttributeError):
         return False
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import sys
 import tempfile
 from pathlib import Path
 
-from .procs import LOOPBACK, ManagedProcess, free_port, http_ok, require_binary, wait_for
+from .procs import LOOPBACK, ManagedProcess, free_port, receiver_up, require_binary, wait_for
 
 
 class Receiver:
@@ -18,7 +19,10 @@ class Receiver:
         self.root = root
         self.hostname = hostname
         self.port = port or free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
+        cert = (env or {}).get("AUTOFIX_TLS_CERT_FILE")
+        # TLS (a self-signed certificate for 127.0.0.1): clients trust that certificate.
+        self.tls = ssl.create_default_context(cafile=cert) if cert else None
+        self.url = f"{'https' if cert else 'http'}://{LOOPBACK}:{self.port}"
         self.workers = workers
         root.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -41,7 +45,7 @@ class Receiver:
                     'hostname "$0" && exec "$@"', self.hostname, *argv]
         self.process = ManagedProcess(argv, self.log_path, env=self.env).start()
         try:
-            wait_for(lambda: self._alive() and http_ok(f"{self.url}/readyz"), timeout,
+            wait_for(lambda: self._alive() and receiver_up(self.url, context=self.tls), timeout,
                      "autofix serve")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.process.log_tail()}") from None

@@ -1,0 +1,130 @@
+"""The operator commands (`autofix incidents|runs|approve|deny|pause|resume`) against a
+real `autofix serve` and a real private dockerd: a run in mode approve is listed by
+GET /api/v1/runs?status=awaiting_approval and by `autofix runs --awaiting`, and
+`autofix approve` makes it act. Errors are one line on stderr and exit code 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.harness.playbook_yaml import restart_playbook
+from tests.harness.procs import LOOPBACK, free_port, wait_for
+from tests.harness.receiver import Receiver, start_receiver
+from tests.payloads import alert, notification
+from tests.test_playbooks_docker import run_container, started_at
+from tests.test_serve_concurrency import post_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def autofix(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFIX_")}
+    return subprocess.run([sys.executable, "-m", "receiver.cli", *argv], cwd=REPO,
+                          env={**clean, **(env or {})}, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module")
+def receiver(private_dockerd: Any, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Receiver]:
+    root = tmp_path_factory.mktemp("ops-cli")
+    playbooks = root / "playbooks.yml"
+    playbooks.write_text(restart_playbook(mode="approve", approval_timeout="10m",
+                                          running_for_s=0.3))
+    started = start_receiver(f"sqlite:///{root / 'autofix.db'}", root=root / "r", env={
+        "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
+        "AUTOFIX_DOCKER_HOST": private_dockerd.url, "AUTOFIX_PLAYBOOKS": str(playbooks)})
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def test_a_run_awaiting_approval_is_listed_and_approved(receiver: Receiver,
+                                                        private_dockerd: Any) -> None:
+    client = private_dockerd.client()
+    container = run_container(client)
+    before = started_at(container)
+    try:
+        status, _ = post_json(f"{receiver.url}/webhook/alertmanager", notification(
+            [alert({"container": container.name}, starts_at=datetime.now(UTC))]))
+        assert status == 200
+        wait_for(lambda: api_items(receiver, "/api/v1/runs?status=awaiting_approval"),
+                 30, "the run waits for approval")
+        [waiting] = api_items(receiver, "/api/v1/runs?status=awaiting_approval")
+        assert waiting["target"] == container.name
+
+        env = {"AUTOFIX_URL": receiver.url, "AUTOFIX_API_TOKEN": API_TOKEN}
+        listed = autofix("runs", "--awaiting", env=env)
+        assert listed.returncode == 0, listed.stderr
+        [line] = listed.stdout.splitlines()
+        assert line.split()[:2] == [str(waiting["id"]), "awaiting_approval"]
+        assert container.name in line and "due " in line
+        as_json = json.loads(autofix("runs", "--awaiting", "--json", env=env).stdout)
+        assert [run["id"] for run in as_json] == [waiting["id"]]
+        incidents = autofix("incidents", env=env)
+        assert incidents.returncode == 0 and container.name in incidents.stdout
+
+        approved = autofix("approve", str(waiting["id"]), "--comment", "looks right",
+                           "--actor", "carol", env=env)
+        assert approved.returncode == 0, approved.stderr
+        assert approved.stdout.strip().startswith(f"run {waiting['id']} approved: now ")
+        wait_for(lambda: started_at(container) != before, 60, "the approved run restarted it")
+        assert autofix("runs", "--awaiting", env=env).stdout == ""
+
+        again = autofix("deny", str(waiting["id"]), env=env)
+        assert again.returncode == 1 and again.stdout == ""
+        assert again.stderr.startswith("autofix: HTTP 409 from ")
+        assert len(again.stderr.splitlines()) == 1
+    finally:
+        container.remove(force=True)
+
+
+def api_items(receiver: Receiver, path: str) -> list[dict[str, Any]]:
+    request = urllib.request.Request(f"{receiver.url}{path}",
+                                     headers={"Authorization": f"Bearer {API_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        items: list[dict[str, Any]] = json.loads(response.read())["items"]
+    return items
+
+
+def test_pause_and_resume_with_a_token_file(receiver: Receiver, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(API_TOKEN + "\n")
+    common = ("--url", receiver.url, "--token-file", str(token_file))
+    paused = autofix("pause", "--reason", "maintenance", "--actor", "alice", *common)
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.startswith("paused since ") and "maintenance" in paused.stdout
+    assert json.loads(autofix("pause", "--show", "--json", *common).stdout)["paused"] is True
+    resumed = autofix("resume", *common)
+    assert resumed.returncode == 0 and resumed.stdout.strip() == (
+        "automation is running (not paused)")
+    assert autofix("pause", *common).stderr.startswith("autofix: autofix pause needs --reason")
+
+
+def test_errors_are_one_line_and_exit_1(receiver: Receiver) -> None:
+    refused = autofix("runs", "--url", receiver.url, "--token", "wrong-token-0123456789")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.strip() == (f"autofix: HTTP 401 from {receiver.url}: the token "
+                                      "was refused: check --token, --token-file or "
+                                      "AUTOFIX_API_TOKEN")
+    missing = autofix("incidents", "--url", receiver.url)
+    assert missing.returncode == 1 and "no token" in missing.stderr
+    dead = f"http://{LOOPBACK}:{free_port()}"
+    down = autofix("runs", "--awaiting", "--url", dead, "--token", API_TOKEN)
+    assert down.returncode == 1
+    assert down.stderr.strip() == f"autofix: cannot reach {dead}: Connection refused"
+    bad = autofix("approve", "abc", "--url", receiver.url, "--token", API_TOKEN)
+    assert bad.returncode == 1 and "HTTP 400" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
