@@ -24,10 +24,11 @@ from .db.durable import write_durably
 from .db.models import Action, Incident, Run
 from .errors import DatabaseUnavailable
 from .evidence.capture import Evidence
-from .evidence.runtime import RunEvidence, classification_stop, operator_stop_only
+from .evidence.runtime import RunEvidence, classification_stop
 from .executor import ExecutorError
 from .guards import GuardStop, Subject, admit, check_run_target, take_target, target_lock
 from .ingest import template_context
+from .intent.guard import intent_guard
 from .lifecycle import (
     IncidentStatus,
     RunStatus,
@@ -290,14 +291,16 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
 def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidence,
                     subject: Subject) -> GuardStop | None:
     assert subject.identity is not None
+    # Never act on a container stopped or paused on purpose, or when that cannot be told.
+    stop, known = intent_guard(services, playbook, subject.identity, subject.name)
     if not playbook.capture:
-        return operator_stop_only(services, playbook, subject.identity.id, subject.name)
+        return stop
     first_change = next((index for index, step in enumerate(playbook.actions)
                          if (spec := services.registry.get(step.action)) is None
                          or spec.mutating), 0)
     captured, _ = evidence.capture(None, step=first_change, source="implicit",
-                                   hold_event=True)
-    return classification_stop(playbook, captured)
+                                   hold_event=True, cause=known.cause if known else None)
+    return stop or classification_stop(playbook, captured)
 
 
 def is_mutating(services: Services, playbook: Playbook) -> bool:
