@@ -38,7 +38,7 @@ def docker_client(private_dockerd: Any) -> Any:
 
 def follower_for(app: Any, holder: str) -> Follower:
     svc = app.extensions["autofix"]
-    follower = Follower(svc.database, svc.executors.default.events_client, holder,
+    follower = Follower(svc.database, svc.executors.default, holder,
                         svc.settings.opt_in_label, lease_s=3.0).start()
     assert follower.following.wait(20), "the follower took the lease and opened the stream"
     return follower

@@ -66,10 +66,14 @@ class DockerExecutor:
         return LazyDockerClient(self.base_url, self.timeout_s, "Docker").get()
 
     def daemon_id(self) -> str:
-        """The daemon's engine ID (`docker info`): the events follower's key."""
+        """The events follower's key: the daemon's engine ID (`docker info`), or where the
+        socket proxy refuses `info`, the Docker host's URL."""
         if self._daemon_id is None:
-            info = self._call("docker info", self._docker().info)
-            self._daemon_id = str(info["ID"])
+            try:
+                self._daemon_id = str(self._docker().info()["ID"])
+            except (docker.errors.APIError, requests.RequestException, KeyError):
+                self._daemon_id = "url:" + (self.base_url or os.environ.get("DOCKER_HOST")
+                                            or "unix:///var/run/docker.sock")
         return self._daemon_id
 
     def container_facts(self, target: str) -> ContainerFacts:

@@ -55,6 +55,9 @@ def apply_event(record: dict[str, Any] | None, event: SeenEvent, window: datetim
     if event.action == "destroy":
         return None
     base = dict(record or {})
+    if base and base.get("window") != window:
+        # Seen before a gap: it may belong to an incarnation that ended in the gap.
+        base.update(operator_request=None, cause="unknown")
     if event.action == "start" or not base:
         base.update(started_at=None, died_at=None, exit_code=None, operator_request=None,
                     start_window=None, cause="unknown")

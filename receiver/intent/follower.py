@@ -10,10 +10,9 @@ next stream starts a new window: whatever happened in between is unknown, never 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..db.engine import Database
@@ -25,32 +24,22 @@ from .events import parse_event
 if TYPE_CHECKING:
     from ..services import Services
 
-__all__ = ["EventsFollower", "daemon_time", "start_follower"]
+__all__ = ["EventsFollower", "start_follower"]
 
 log = logging.getLogger("autofix.intent")
 LEASE_S = 15.0
 RETRY_S = 2.0
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
-
-
-def daemon_time(value: str) -> datetime | None:
-    """`docker info`'s SystemTime (RFC 3339, nanoseconds, the daemon's zone) in UTC."""
-    found = _RFC3339.match(value.strip())
-    if found is None:
-        return None
-    fraction = (found.group(2) or ".0")[:7]
-    zone = "+00:00" if found.group(3) == "Z" else found.group(3)
-    return datetime.fromisoformat(found.group(1) + fraction + zone).astimezone(UTC)
 
 
 class EventsFollower:
-    """`client` makes a docker.DockerClient (its own connection: the stream holds one)."""
+    """Follows `executor`'s daemon (a DockerExecutor: `events_client` makes a client of
+    its own, the stream holds a connection; `daemon_id` is the lease's key)."""
 
-    def __init__(self, database: Database, client: Callable[[], Any], holder: str,
+    def __init__(self, database: Database, executor: DockerExecutor, holder: str,
                  opt_in_label: str, lease_s: float = LEASE_S, retry_s: float = RETRY_S,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.database = database
-        self._client = client
+        self.executor = executor
         self.holder = holder
         self.opt_in_label = opt_in_label
         self.lease_s = lease_s
@@ -87,19 +76,17 @@ class EventsFollower:
     def follow_once(self) -> None:
         """Claim the lease; if won, follow until the stream breaks, the lease is lost or
         `stop`. Returns at once when another follower holds the lease."""
-        client = self._client()
-        daemon_id = str(client.info()["ID"])
+        daemon_id = self.executor.daemon_id()
         with self.database.session("follower_lease") as session:
             if not store.claim_lease(session, daemon_id, self.holder, self.clock(),
                                      self.lease_s):
                 return
+        client = self.executor.events_client()
         stream = client.api.events(filters={"type": "container"}, decode=True)
         try:
-            # Opened: every event from now on reaches us. The window starts at the
-            # daemon's "now" (its clock stamps the events and State.FinishedAt).
-            daemon_now = daemon_time(str(client.info().get("SystemTime") or ""))
-            skew = (daemon_now - self.clock()) if daemon_now else timedelta(0)
-            window = self.clock() + skew
+            # Opened: every event from now on reaches us. (Our clock: a window is told
+            # apart by identity; its times only tell a human since when.)
+            window = self.clock()
             with self.database.session("follower_window") as session:
                 if not store.start_window(session, daemon_id, self.holder, window):
                     return
@@ -115,7 +102,7 @@ class EventsFollower:
                 with self.database.session("follower_renew") as session:
                     if not store.renew_lease(session, daemon_id, self.holder, now,
                                              self.lease_s,
-                                             now + skew if reader.is_alive() else None):
+                                             now if reader.is_alive() else None):
                         log.warning("events follower lost its lease",
                                     extra={"holder": self.holder, "daemon_id": daemon_id})
                         return
@@ -152,5 +139,5 @@ def start_follower(services: Services, holder: str) -> EventsFollower | None:
     executor = services.executors.default
     if not isinstance(executor, DockerExecutor):
         return None
-    return EventsFollower(services.database, executor.events_client, holder,
+    return EventsFollower(services.database, executor, holder,
                           services.settings.opt_in_label, clock=services.clock).start()
