@@ -265,3 +265,25 @@ def test_migration_0010_adds_and_removes_the_tables(db_url: str) -> None:
         assert tables <= set(inspect(database.engine).get_table_names())
     finally:
         database.dispose()
+
+
+class _Buffer:
+    """A client whose dockerd buffer holds events at these times (ns), oldest first."""
+
+    def __init__(self, *times: int) -> None:
+        self.api = self
+        self.times = times
+
+    def events(self, **_: Any) -> Any:
+        class Stream(list):  # type: ignore[type-arg]
+            def close(self) -> None:
+                pass
+        return Stream({"timeNano": t} for t in self.times)
+
+
+def test_a_gap_is_bridged_only_while_dockerds_buffer_reaches_back_to_it() -> None:
+    from receiver.intent.follower import _buffer_reaches
+    assert _buffer_reaches(_Buffer(100, 200, 300), 150)  # nothing after 150 was forgotten
+    assert _buffer_reaches(_Buffer(150, 300), 150)
+    assert not _buffer_reaches(_Buffer(200, 300), 150)  # rolled over past the gap
+    assert not _buffer_reaches(_Buffer(), 150)  # a restarted daemon

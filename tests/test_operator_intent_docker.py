@@ -145,3 +145,27 @@ def test_a_paused_container_is_never_unpaused_or_restarted(
         assert (found.escalation_reason or "").startswith("target_paused")
     finally:
         container.remove(force=True)
+
+
+def test_a_broken_stream_resumes_its_window_while_dockerd_still_holds_the_gap(
+        sqlite_url: str, app_factory: Any, private_dockerd: Any, docker_client: Any,
+        tmp_path: Any) -> None:
+    """An idle events stream is cut (the socket proxy's 120 s timeout): the follower
+    reconnects from its last event, and the window goes on only because dockerd's buffer
+    still reaches back that far; a crash whose start was seen before the cut is a crash."""
+    app = app_factory(sqlite_url, docker_host=private_dockerd.url,
+                      playbooks=write_playbooks(tmp_path))
+    follower = follower_for(app, "test:3")
+    crash = run_container(docker_client, command=["sh", "-c", "sleep 3; exit 3"])
+    try:
+        wait_for(lambda: getattr(record(app, crash), "cause", None) == "running", 10,
+                 "the follower saw the start")
+        follower.following.clear()
+        follower.reconnect()
+        assert follower.following.wait(20), "reconnected"
+        wait_for(lambda: getattr(record(app, crash), "cause", None) == "crash", 20,
+                 "the crash, recorded in the same window")
+        assert follower.windows == 1
+    finally:
+        follower.stop()
+        crash.remove(force=True)

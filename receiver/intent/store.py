@@ -14,7 +14,7 @@ from ..db.models import EventsFollower, TargetTransition
 from .decide import Coverage, Record
 from .events import SeenEvent, apply_event
 
-__all__ = ["claim_lease", "end_window", "load", "record_event", "renew_lease",
+__all__ = ["claim_lease", "continue_window", "end_window", "load", "record_event", "renew_lease",
            "start_window"]
 
 _RECORD_COLUMNS = ("name", "action", "cause", "detail", "at", "started_at", "died_at",
@@ -67,6 +67,15 @@ def start_window(session: Session, daemon_id: str, holder: str, since: datetime)
         .where(EventsFollower.daemon_id == daemon_id, EventsFollower.holder == holder)
         .values(covered_since=since, covered_until=since,
                 windows=EventsFollower.windows + 1))) == 1
+
+
+def continue_window(session: Session, daemon_id: str, holder: str, since: datetime) -> bool:
+    """The same window goes on (the gap was replayed): only if it is still the row's."""
+    return _rows(session.execute(
+        update(EventsFollower)
+        .where(EventsFollower.daemon_id == daemon_id, EventsFollower.holder == holder,
+               EventsFollower.covered_since == since)
+        .values(covered_until=EventsFollower.covered_until))) == 1
 
 
 def end_window(session: Session, daemon_id: str, holder: str, now: datetime) -> None:
