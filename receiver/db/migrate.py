@@ -11,7 +11,7 @@ from alembic.config import Config
 from sqlalchemy import CursorResult, delete
 
 from .engine import Database
-from .models import AuditEntry, Incident, Notification, utcnow
+from .models import AuditEntry, Incident, Notification, TargetTransition, utcnow
 
 __all__ = ["alembic_config", "prune", "upgrade"]
 
@@ -31,7 +31,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def prune(database: Database, older_than: timedelta) -> dict[str, int]:
     """Delete notifications (not those still to be filed), closed incidents (their runs and
-    actions cascade) and audit rows."""
+    actions cascade), audit rows and stale operator-intent records."""
     cutoff = utcnow() - older_than
     statements = {
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
@@ -42,6 +42,10 @@ def prune(database: Database, older_than: timedelta) -> dict[str, int]:
             Incident.last_seen < cutoff,
             Incident.status.in_(("resolved", "escalated", "closed"))),
         "audit_log": delete(AuditEntry).where(AuditEntry.at < cutoff),
+        # A container destroyed while nobody followed its events; a live one that old
+        # is only the less known for it (state_unknown, never a restart).
+        "target_transitions": delete(TargetTransition).where(
+            TargetTransition.updated_at < cutoff),
     }
     counts: dict[str, int] = {}
     with database.session("prune") as session:
