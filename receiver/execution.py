@@ -282,8 +282,8 @@ def await_approval(session: Session, services: Services, info: RunInfo,
         "playbook": playbook.name, "due": due.isoformat()})
 def _evidence_for_a_human(session: Session, stop: GuardStop,
                           evidence: RunEvidence | None) -> None:
-    """A stop that calls a human (escalate_when, an open breaker) shows what was seen; a
-    quiet skip (an operator's stop, a cooldown) posts nothing."""
+    """A stop that calls a human (escalate_when, an open breaker, an operator's stop or
+    pause) shows what was seen; a quiet skip (a cooldown, a recovery) posts nothing."""
     if stop.escalate and evidence is not None:
         evidence.release_event(session)
 
