@@ -2,9 +2,11 @@
 holding the daemon's lease (a database row) follows `/events` and records each opted-in
 container's transitions; the others wait to take over once the lease expires.
 
-A window of coverage starts when the stream is open and ends when it breaks (the daemon
-restarted, the connection dropped, a record could not be written, the lease was lost). The
-next stream starts a new window: whatever happened in between is unknown, never absent.
+A window of coverage starts when the stream is open. When the stream breaks (the daemon
+restarted, the connection dropped or a proxy cut it, a record could not be written), the
+follower reconnects from its last event and the window goes on only if dockerd's buffer
+still reaches back to the gap; otherwise, or when the lease changed hands, a new window
+starts: whatever happened in a gap is unknown, never absent.
 """
 
 from __future__ import annotations
