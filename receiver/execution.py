@@ -24,7 +24,7 @@ from .db.durable import write_durably
 from .db.models import Action, Incident, Run
 from .errors import DatabaseUnavailable
 from .evidence.capture import Evidence
-from .evidence.runtime import RunEvidence, classification_stop, operator_stop_only
+from .evidence.runtime import RunEvidence, classification_stop
 from .executor import ExecutorError
 from .guards import (
     GuardStop,
@@ -36,6 +36,7 @@ from .guards import (
     target_lock,
 )
 from .ingest import template_context
+from .intent.guard import intent_guard
 from .lifecycle import (
     IncidentStatus,
     RunStatus,
@@ -304,8 +305,8 @@ def await_approval(session: Session, services: Services, info: RunInfo,
         "playbook": playbook.name, "due": due.isoformat()})
 def _evidence_for_a_human(session: Session, stop: GuardStop,
                           evidence: RunEvidence | None) -> None:
-    """A stop that calls a human (escalate_when, an open breaker) shows what was seen; a
-    quiet skip (an operator's stop, a cooldown) posts nothing."""
+    """A stop that calls a human (escalate_when, an open breaker, an operator's stop or
+    pause) shows what was seen; a quiet skip (a cooldown, a recovery) posts nothing."""
     if stop.escalate and evidence is not None:
         evidence.release_event(session)
 
@@ -313,14 +314,16 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
 def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidence,
                     subject: Subject) -> GuardStop | None:
     assert subject.identity is not None
+    # Never act on a container stopped or paused on purpose, or when that cannot be told.
+    stop, known = intent_guard(services, playbook, subject.identity, subject.name)
     if not playbook.capture:
-        return operator_stop_only(services, playbook, subject.identity.id, subject.name)
+        return stop
     first_change = next((index for index, step in enumerate(playbook.actions)
                          if (spec := services.registry.get(step.action)) is None
                          or spec.mutating), 0)
     captured, _ = evidence.capture(None, step=first_change, source="implicit",
-                                   hold_event=True)
-    return classification_stop(playbook, captured)
+                                   hold_event=True, cause=known.cause if known else None)
+    return stop or classification_stop(playbook, captured)
 
 
 def _leaves_process(services: Services, playbook: Playbook) -> bool:

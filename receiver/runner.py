@@ -23,6 +23,7 @@ from .db.models import Breaker, Incident, Run
 from .errors import DatabaseUnavailable
 from .execution import execute_run
 from .filing import drain_one, pending_count
+from .intent.follower import EventsFollower, start_follower
 from .lifecycle import (
     OPEN_INCIDENT_STATUSES,
     RunStatus,
@@ -162,11 +163,14 @@ class Runner:
         self._active_lock = threading.Lock()
         self._next_prune = 0.0  # monotonic time of the next retention prune
         self._sender: OutboxSender | None = None
+        self._follower: EventsFollower | None = None
 
     def start(self) -> None:
         svc = self.services
         self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
                                     self.worker)
+        # Every worker is a candidate; the database's lease elects one per Docker daemon.
+        self._follower = start_follower(svc, self.worker)
         threads = self.services.settings.runner_threads
         for index in range(threads):
             # Thread 0 takes act runs only: light work never occupies every thread.
@@ -189,6 +193,8 @@ class Runner:
             thread.join(timeout)
         if self._sender is not None:
             self._sender.stop(timeout)
+        if self._follower is not None:
+            self._follower.stop(timeout)
 
     def run_once(self, light: bool = True) -> int | None:
         """Claim and execute one run in this thread (tests and the SQLite single worker)."""

@@ -192,8 +192,8 @@ def test_an_operator_stop_is_skipped_even_without_capture(db_url: str, app_facto
     fire_and_drain(app, "web")
     assert executor.restarts("web") == 0
     [skip] = rows(app, Action)
-    assert (skip.outcome, skip.reason) == ("skipped", "stopped_by_operator")
-    assert [i.status for i in rows(app, Incident)] == ["open"]  # left for a human, quietly
+    assert (skip.outcome, skip.reason) == ("skipped", "operator_stop")
+    assert [i.status for i in rows(app, Incident)] == ["escalated"]  # a human decides
 
 
 def test_evidence_is_pruned_with_its_incident(db_url: str, app_factory: Any,

@@ -180,7 +180,7 @@ def test_a_container_stopped_by_hand_is_skipped_not_restarted(
     container.reload()
     assert container.status == "exited" and started_at(container) == before
     [skip] = actions(app, container.name)
-    assert (skip.outcome, skip.reason) == ("skipped", "stopped_by_operator")
+    assert (skip.outcome, skip.reason) == ("skipped", "operator_stop")
     assert "stop" in (skip.error or "")
     [row] = evidence_rows(app, container.name)
     assert row.classification == "stopped_by_operator"

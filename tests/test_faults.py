@@ -246,6 +246,16 @@ def test_docker_daemon_outage_fails_cleanly_and_recovers(pg_url, app_factory, tm
         daemon.start()
         client = daemon.client()
         container = client.containers.get(name)
+        # dockerd stopped it on the way down and forgot its events: nobody can tell why it
+        # is stopped, so autofix never starts it (docs/operator-intent.md); a human does.
+        assert _fire(web, name, datetime.now(UTC) + timedelta(seconds=5)) == 200
+        drain(app)
+        container.reload()
+        assert container.status == "exited"
+        with database.session() as session:
+            unknown = session.scalars(select(Action).order_by(Action.id.desc())).first()
+            assert unknown is not None and unknown.reason == "state_unknown", unknown
+        container.start()
         before = started_at(container)
         assert _fire(web, name, datetime.now(UTC) + timedelta(seconds=10)) == 200
         drain(app)

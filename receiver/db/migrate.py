@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, CursorResult, delete, select
 
 from ..lifecycle import FINISHED_INCIDENT_STATUSES
 from .engine import Database
-from .models import AuditEntry, Incident, Notification, utcnow
+from .models import AuditEntry, Incident, Notification, TargetTransition, utcnow
 
 __all__ = ["alembic_config", "prune", "upgrade"]
 
@@ -36,8 +36,9 @@ PRUNE_BATCH_ROWS = 1000
 def prune(database: Database, older_than: timedelta,
           batch_rows: int = PRUNE_BATCH_ROWS) -> dict[str, int]:
     """Delete notifications (not those still to be filed), finished incidents (their runs
-    and actions cascade) and audit rows, in transactions of at most `batch_rows` rows each,
-    so that a large backlog never holds locks that block ingest for long."""
+    and actions cascade), audit rows and stale operator-intent records, in transactions of
+    at most `batch_rows` rows each, so that a large backlog never holds locks that block
+    ingest for long."""
     cutoff = utcnow() - older_than
     tables: dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]] = {
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
@@ -49,6 +50,9 @@ def prune(database: Database, older_than: timedelta,
             Incident.last_seen < cutoff,
             Incident.status.in_(FINISHED_INCIDENT_STATUSES))),
         "audit_log": (AuditEntry, (AuditEntry.at < cutoff,)),
+        # A container destroyed while nobody followed its events; a live one that old
+        # is only the less known for it (state_unknown, never a restart).
+        "target_transitions": (TargetTransition, (TargetTransition.updated_at < cutoff,)),
     }
     return {table: _delete_in_batches(database, model, conditions, batch_rows)
             for table, (model, conditions) in tables.items()}
@@ -56,14 +60,15 @@ def prune(database: Database, older_than: timedelta,
 
 def _delete_in_batches(database: Database, model: Any,
                        conditions: tuple[ColumnElement[bool], ...], batch_rows: int) -> int:
+    key = model.__mapper__.primary_key[0]
     deleted = 0
     while True:
         with database.session("prune") as session:
-            ids = session.scalars(select(model.id).where(*conditions).order_by(model.id)
+            ids = session.scalars(select(key).where(*conditions).order_by(key)
                                   .limit(batch_rows)).all()
             if not ids:
                 return deleted
             # The conditions again: a row that changed since the SELECT stays.
             result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-                delete(model).where(model.id.in_(ids), *conditions))
+                delete(model).where(key.in_(ids), *conditions))
             deleted += result.rowcount

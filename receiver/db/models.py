@@ -23,8 +23,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "EvidenceRecord",
-    "Incident", "Notification", "Pause", "Run", "SlackRequest", "utcnow",
+    "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "EventsFollower",
+    "EvidenceRecord", "Incident", "Notification", "Pause", "Run", "SlackRequest",
+    "TargetTransition", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -325,3 +326,41 @@ class EvidenceRecord(Base):
     details: Mapped[dict[str, Any]] = mapped_column()  # state, stats, expression, errors, cut
     logs: Mapped[str] = mapped_column(Text, default="")
     size_bytes: Mapped[int] = mapped_column(Integer)
+
+
+class EventsFollower(Base):
+    """One Docker daemon's events follower: who holds the lease (one follower per daemon,
+    whatever the number of workers and receivers), and the window it has followed without a
+    break. A reconnect starts a new window: events lost in between are never assumed
+    absent."""
+
+    __tablename__ = "events_followers"
+    daemon_id: Mapped[str] = mapped_column(String(128), primary_key=True)  # `docker info` ID
+    holder: Mapped[str] = mapped_column(String(255))
+    lease_until: Mapped[datetime] = mapped_column()
+    covered_since: Mapped[datetime | None] = mapped_column()  # the daemon's clock
+    covered_until: Mapped[datetime | None] = mapped_column()  # last moment known followed
+    windows: Mapped[int] = mapped_column(Integer, default=0)  # windows started, ever
+
+
+class TargetTransition(Base):
+    """A container's last state transition the follower saw, and its cause, since its last
+    start: what tells an operator's stop from a crash once dockerd forgot the events."""
+
+    __tablename__ = "target_transitions"
+    container_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    daemon_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # start, kill, stop, die, oom, pause...
+    cause: Mapped[str] = mapped_column(String(16))  # running, operator, crash, oom, paused...
+    detail: Mapped[str] = mapped_column(Text, default="")  # who/what/when, as Docker says
+    at: Mapped[datetime] = mapped_column()  # the event's time (the daemon's clock)
+    started_at: Mapped[datetime | None] = mapped_column()  # the last start seen
+    died_at: Mapped[datetime | None] = mapped_column()  # the die since that start
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    operator_request: Mapped[str | None] = mapped_column(Text)  # kill/stop since the start
+    # The window (covered_since) the last start was seen in, and the last event's: equal
+    # means every event since that start was seen.
+    start_window: Mapped[datetime | None] = mapped_column()
+    window: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -34,6 +34,7 @@ class CaptureRequest:
     budget_s: float
     limits: EvidenceLimits
     prometheus_url: str
+    cause: str | None = None  # what the operator-intent guard knows (classify)
 
 
 @dataclass
@@ -115,6 +116,6 @@ def capture_evidence(executor: Executor, request: CaptureRequest, redactor: Reda
             evidence.results["expression"] = {"expr": redactor.text(expr), "series": None}
     evidence.classification = classify(
         evidence.results.get("state"), evidence.results.get("operator_stop"),
-        evidence.results.get("expression"))
+        evidence.results.get("expression"), request.cause)
     evidence.took_s = time.monotonic() - started
     return evidence

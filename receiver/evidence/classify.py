@@ -16,18 +16,26 @@ _SCRAPE_METRIC = re.compile(r"(?<![\w:])up(?![\w:])")
 
 
 def classify(state: dict[str, Any] | None, operator_stop: str | None,
-             expression: dict[str, Any] | None) -> Classification | None:
+             expression: dict[str, Any] | None, cause: str | None = None
+             ) -> Classification | None:
     """In order: the kernel's OOM kill, an operator's stop, a crash (not running), a failing
     health check, a hang (running, and the alert's `up` expression still holds). None when
-    the evidence does not say (e.g. it was cut by the time budget)."""
+    the evidence does not say (e.g. it was cut by the time budget).
+
+    `cause` is what the operator-intent guard knows (intent.decide: operator, crash, oom,
+    unknown); None when it was not asked (a later step's capture, a backend without it):
+    then a stopped container counts as crashed unless the events say otherwise."""
     if state is None:
         return None
     if state.get("oom_killed"):
         return "oom_killed"
-    if operator_stop:
+    if operator_stop or cause == "operator":
         return "stopped_by_operator"
+    if state.get("status") == "paused":
+        return None  # frozen on purpose or not, it is neither hung nor crashed
     if not state.get("running"):
-        return "crashed" if state.get("status") in ("exited", "dead") else None
+        crashed = state.get("status") in ("exited", "dead") and cause in (None, "crash", "oom")
+        return "crashed" if crashed else None
     if (state.get("health") or {}).get("status") == "unhealthy":
         return "unhealthy"
     if expression and expression.get("series") and _SCRAPE_METRIC.search(

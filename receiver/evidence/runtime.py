@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from ..executor import EvidenceLimits, Executor, ExecutorError
+from ..executor import EvidenceLimits, Executor
 from ..guards import GuardStop
 from ..notify import Event
 from ..playbooks.config import Playbook
@@ -18,7 +18,7 @@ from .store import store_evidence
 if TYPE_CHECKING:
     from ..services import Services
 
-__all__ = ["RunEvidence", "classification_stop", "operator_stop_only"]
+__all__ = ["RunEvidence", "classification_stop"]
 
 log = logging.getLogger("autofix.evidence")
 _SLACK_LOG_CHARS = 2500  # the tail shown in the thread; the API serves all of it
@@ -38,14 +38,16 @@ class RunEvidence:
         self._held: Event | None = None
 
     def capture(self, budget_s: float | None, *, step: int | None, source: str,
-                hold_event: bool = False) -> tuple[Evidence, int | None]:
+                hold_event: bool = False, cause: str | None = None
+                ) -> tuple[Evidence, int | None]:
         """`hold_event`: the incident's thread hears of it at `release_event`, once the
-        run is known to go ahead (the thread starts with "playbook started")."""
+        run is known to go ahead (the thread starts with "playbook started"). `cause`: what
+        the operator-intent guard knows, for the classification."""
         settings = self.services.settings
         request = CaptureRequest(
             self.target, self.generator_url, budget_s or settings.evidence_budget_s,
             EvidenceLimits(settings.evidence_log_lines, settings.evidence_log_bytes),
-            settings.prometheus_url)
+            settings.prometheus_url, cause)
         evidence = capture_evidence(self.executor, request, self.services.redactor,
                                     self.services.clock())
         row_id = self._store(evidence, step, source, hold_event)
@@ -112,20 +114,3 @@ def classification_stop(playbook: Playbook, evidence: Evidence) -> GuardStop | N
         return GuardStop(found, f"{why}; {playbook.name} escalates {found} targets to a "
                          f"human (escalate_when)", escalate=True, target=evidence.target)
     return None
-
-
-def operator_stop_only(services: Services, playbook: Playbook, target_id: str,
-                       target: str) -> GuardStop | None:
-    """With `capture: false`, the operator check alone (never fight an operator)."""
-    if "stopped_by_operator" not in playbook.skip_when:
-        return None
-    try:
-        executor = services.executor_for(playbook)
-        why = executor.stopped_by_operator(executor.inspect(target_id))
-    except ExecutorError as exc:
-        log.warning("operator check failed", extra={"target": target, "error": str(exc)})
-        return None
-    if why is None:
-        return None
-    return GuardStop("stopped_by_operator", f"{why}; {playbook.name} skips "
-                     "stopped_by_operator targets (skip_when)", target=target)

@@ -14,6 +14,7 @@ import docker
 import docker.errors
 import requests
 
+from ..intent.decide import ContainerFacts
 from . import docker_evidence
 from .base import (
     EvidenceLimits,
@@ -56,6 +57,42 @@ class DockerExecutor:
                  own_ids: frozenset[str] | None = None) -> None:
         self._client = LazyDockerClient(base_url, timeout_s, "Docker")
         self.own_ids = own_container_ids() if own_ids is None else own_ids
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self._daemon_id: str | None = None
+
+    def events_client(self) -> docker.DockerClient:
+        """A client of its own for the events follower (its stream holds a connection)."""
+        return LazyDockerClient(self.base_url, self.timeout_s, "Docker").get()
+
+    def daemon_id(self) -> str:
+        """The events follower's key: the daemon's engine ID (`docker info`), or where the
+        socket proxy refuses `info`, the Docker host's URL."""
+        if self._daemon_id is None:
+            try:
+                self._daemon_id = str(self._docker().info()["ID"])
+            except (docker.errors.APIError, requests.RequestException, KeyError):
+                self._daemon_id = "url:" + (self.base_url or os.environ.get("DOCKER_HOST")
+                                            or "unix:///var/run/docker.sock")
+        return self._daemon_id
+
+    def container_facts(self, target: str) -> ContainerFacts:
+        """Inspect, and dockerd's event buffer since the last start (empty when dockerd
+        cannot answer: then it tells nothing)."""
+        attrs = self._container(target).attrs
+        state = attrs.get("State") or {}
+        started = _parse_time(state.get("StartedAt"))
+        try:
+            buffer = docker_call(f"docker events {target}", docker_evidence.container_events,
+                                 self._docker().api, attrs.get("Id", ""), started)
+        except ExecutorError:
+            buffer = []
+        return ContainerFacts(
+            daemon_id=self.daemon_id(), container_id=attrs.get("Id", ""),
+            name=attrs.get("Name", "").lstrip("/"), status=state.get("Status", "unknown"),
+            started_at=started, finished_at=_parse_time(state.get("FinishedAt")),
+            oom_killed=bool(state.get("OOMKilled")), exit_code=int(state.get("ExitCode", 0)),
+            buffer=buffer)
 
     def _docker(self) -> docker.DockerClient:
         return self._client.get()
