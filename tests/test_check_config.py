@@ -83,8 +83,9 @@ def test_the_rules_are_found_beside_the_playbooks_by_default() -> None:
     assert "rules/autofix_self.yml" in done.stdout and "prometheus/prometheus.yml" in done.stdout
     typo = subprocess.run([sys.executable, "-m", "receiver.cli", "check-config",
                            str(CORPUS / "12-target-typo.yml")], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
-    # tests/check_config_corpus/ has no rules/ beside it or one level up: said, not skipped
+                          cwd=CORPUS, timeout=60)
+    # tests/check_config_corpus/ has no rules/ beside it, one level up or in the working
+    # directory: said, not skipped
     assert typo.returncode == 2, typo.stderr
     assert "no Prometheus rules found" in typo.stderr and "--no-rules" in typo.stderr
 
@@ -303,8 +304,22 @@ def test_prometheus_inheritance_of_intervals(tmp_path: Path) -> None:
     assert load_prometheus_timing(tmp_path / "p.yml", {}).jobs == {}
 
 
+def test_a_playbook_drafted_elsewhere_is_checked_against_the_checkout_it_is_run_from(
+        tmp_path: Path) -> None:
+    """`autofix check-config /tmp/new.yml` from a checkout's top finds ./rules (the layout
+    the README's examples are checked in)."""
+    draft = tmp_path / "new.yml"
+    draft.write_text(SHIPPED.read_text())
+    done = subprocess.run([sys.executable, "-m", "receiver.cli", "check-config", str(draft)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"{REPO}/rules/alert_rules.yml" in done.stdout
+
+
 def test_no_rules_found_is_an_error_unless_no_rules(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "playbooks.yml"
     path.write_text(SHIPPED.read_text())
     code = main(["check-config", str(path)])

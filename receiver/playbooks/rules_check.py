@@ -325,28 +325,34 @@ def _rule_lines(document: yaml.Node | None) -> dict[tuple[int, int], int]:
 # The documented layouts, as (rules directory relative to the playbooks file's directory,
 # the rule files there). The repository: rules/ beside the file or one directory up
 # (receiver/playbooks.yml). A host (docs/deploy.md): /etc/autofix/playbooks.yml with the
-# rules copied to /etc/prometheus.
+# rules copied to /etc/prometheus. Last, rules/ in the current directory: a playbook
+# drafted anywhere and checked from a checkout's top (`autofix check-config /tmp/new.yml`).
 RULE_LAYOUTS = (
     (".", "rules", ("alert_rules.yml", "autofix_self.yml")),
     ("..", "rules", ("alert_rules.yml", "autofix_self.yml")),
     ("..", "prometheus", ("autofix_rules.yml", "autofix_self_rules.yml")),
 )
+_WORKING_DIRECTORY_LAYOUT = RULE_LAYOUTS[0]
+
+
+def _layout_folders(playbooks: Path) -> list[tuple[Path, tuple[str, ...]]]:
+    base = playbooks.resolve().parent
+    folders: list[tuple[Path, tuple[str, ...]]] = [((base / up / directory).resolve(), names) for up, directory, names in RULE_LAYOUTS]
+    _, directory, names = _WORKING_DIRECTORY_LAYOUT
+    folders.append(((Path.cwd() / directory).resolve(), names))
+    return folders
 
 
 def rule_candidates(playbooks: Path) -> list[Path]:
     """Where find_rules looks, in order (the first file of each layout)."""
-    base = playbooks.resolve().parent
-    return [(base / up / directory / names[0]).resolve()
-            for up, directory, names in RULE_LAYOUTS]
+    return [folder / names[0] for folder, names in _layout_folders(playbooks)]
 
 
 def find_rules(playbooks: Path) -> list[Path]:
     """The rule files of the first documented layout whose main file exists: its
     alert_rules.yml (autofix_rules.yml on a host) and, when present, the self-alerts file
     beside it. Empty when no layout matches."""
-    base = playbooks.resolve().parent
-    for up, directory, names in RULE_LAYOUTS:
-        folder = (base / up / directory).resolve()
+    for folder, names in _layout_folders(playbooks):
         if (folder / names[0]).is_file():
             return [folder / name for name in names if (folder / name).is_file()]
     return []
