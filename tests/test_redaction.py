@@ -14,7 +14,8 @@ CORPUS = Path(__file__).with_name("redaction_corpus")
 
 
 def _lines(name: str) -> list[str]:
-    return [line for line in (CORPUS / name).read_text().splitlines()
+    """Each line of a corpus file, with `\\n` standing for a line break."""
+    return [line.replace("\\n", "\n") for line in (CORPUS / name).read_text().splitlines()
             if line.strip() and not line.startswith("#")]
 
 
