@@ -164,7 +164,7 @@ class Runner:
     def start(self) -> None:
         svc = self.services
         self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
-                                    self.worker)
+                                    self.worker, svc.redactor)
         threads = self.services.settings.runner_threads
         for index in range(threads):
             # Thread 0 takes act runs only: light work never occupies every thread.

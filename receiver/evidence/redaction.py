@@ -30,7 +30,7 @@ MASK = "[redacted]"
 TRUNCATED = "…[truncated]"
 DEFAULT_LIMIT = 64 * 1024  # chars of any one field when the caller names no cap
 
-_TOKEN_CHARS = "[A-Za-z0-9_-]"
+_TOKEN_CHARS = "[A-Za-z0-9_-]"  # noqa: S105 (a character class, not a password)
 
 
 def _token(prefixes: Iterable[str], body: str, before: str = _TOKEN_CHARS) -> str:
@@ -48,7 +48,11 @@ _LONG_KEYS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "cre
               *(f"{name}[_-]?key" for name in (
                   "api", "access", "private", "account", "auth", "client", "service", "db",
                   "database", "encryption", "signing", "master")),
-              "db[_-]?pass", "database[_-]?pass", "key[_-]?pass", "contrasena")
+              "db[_-]?pass", "database[_-]?pass", "key[_-]?pass", "contrasena",
+              # cloud providers' key names, as detect-secrets knows them (clkey, sl_apikey)
+              *(rf"{provider}[_-]?(?:api)?[_-]?(?:key|pwd|pw|pass|token)" for provider in (
+                  "cloudant", "clou", "cl", "softlayer", "sl", "ibm", "iam", "cloud", "cos",
+                  "hmac")))
 _SHORT = ("pass", "pw", "auth", "key", "sas", "sig")
 
 
@@ -79,18 +83,20 @@ _CASELESS: dict[str, str] = {
     "digest": r"(?P<keep>digest(?<![a-z0-9_]digest)[ \t]+)(?=[a-z]+=)[^\r\n]+",
     # key=value, key: value, "key": "value", key => value, key := value and YAML's value
     # on the next line, when the key names a secret.
-    "keyword": rf"(?P<keep>{_KEY}[\"']?[ \t]{{0,8}}(?:=>|:=|==?|:[ \t]*(?:[|>][-+]?)?"
-               rf"[ \t]*\r?\n[ \t]{{1,64}}|:)[ \t]{{0,8}}){_VALUE}",
+    "keyword": rf"(?P<keep>{_KEY}[\"']?\]?[ \t]{{0,8}}(?:=>|:=|::|==?|:[ \t]*(?:[|>][-+]?)?"
+               rf"[ \t]*\r?\n[ \t]{{1,64}}|:)[ \t]*+){_VALUE}",
     # Command-line flags: --password x (--password=x is the keyword shape).
     "flag": r"(?P<keep>-(?<![\w-]-)-?(?:password|passwd|pass|passphrase|token|secret"
             r"|api-?key|auth-token|access-key|secret-key)(?![\w-])[ \t]+)" + _VALUE,
     # An AWS secret key named as such.
     "aws_secret": r"(?P<keep>aws(?<![a-z0-9]aws)[\w.-]{0,30}+[^\w\r\n]{1,8}+)"
                   r"[a-z0-9/+=]{40}(?![a-z0-9/+=])",
+    "aws_secret_quoted": r"(?P<keep>aws[^\r\n]{0,45}?['\"])[a-z0-9/+]{40}(?=['\"])",
+    "softlayer_url": r"(?P<keep>api.softlayer.com/soap/v3(?:.1)?/)[a-z0-9]+",
     # Slack and Discord webhook paths, Slack bot/user/app tokens.
     "webhook_path": r"(?P<keep>hooks\.slack\.com/(?:services|workflows|triggers)/"
                     r"|discord(?:app)?\.com/api/webhooks/)[a-z0-9_/+-]+",
-    "slack_token": _token([f"xox{c}" for c in "abposre"] + ["xapp"], r"-[a-z0-9-]{10,}",
+    "slack_token": _token([f"xox{c}" for c in "abposre"] + ["xapp"], r"-[a-z0-9-]{3,}",
                           "[a-z0-9_-]"),
 }
 
@@ -132,7 +138,7 @@ DEFAULT_PATTERNS: dict[str, str] = {**_CASELESS, **_CASED}
 
 # A dict key naming a secret: its value is masked whatever it looks like (http step headers).
 _SECRET_KEY = re.compile(rf"{_KEY}|authorization|cookie")
-_RUN_END = re.compile(r"[\s\"'<>]")
+_RUN_END = re.compile(r"\s")
 _USERINFO_SCAN = 1024  # how far after `scheme://` the last `@` of a userinfo may be
 
 Span = tuple[int, int]
@@ -159,8 +165,7 @@ def url_userinfo_spans(text: str) -> list[Span]:
         end_match = _RUN_END.search(text, start)
         end = end_match.start() if end_match else len(text)
         at = text.rfind("@", start, min(end, start + _USERINFO_SCAN))
-        if separator > 0 and text[separator - 1].isalnum() and at > start \
-                and ":" in text[start:at]:
+        if at > start and ":" in text[start:at]:
             spans.append((start, at))
         position = max(end, start)
     return spans
