@@ -70,6 +70,8 @@ _KEY = _by_first_letter([rf"{name}[\w.-]{{0,32}}+" for name in _LONG_KEYS]
                         + [rf"{word}(?<![a-z0-9]{word})(?![a-z0-9])" for word in _SHORT])
 # A value: quoted (spaces allowed), or an unquoted run; an unterminated quote masks the run.
 _VALUE = r"(?:\"[^\"\r\n]{0,256}\"|'[^'\r\n]{0,256}'|[\"']?[^\s\"'&,;]+)"
+# The timestamp Docker puts before each line of a log tail (lowercased: a `t` and a `z`).
+_LOG_TIME = r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}t[0-9:.]{8,20}(?:z|[+-][0-9:]{5}) )"
 _HEADER_VALUE = r"[\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?)[^\r\n\"']+"
 
 # Written in lower case: they run on an ASCII-lowercased copy (same length, same offsets).
@@ -83,8 +85,14 @@ _CASELESS: dict[str, str] = {
     "digest": r"(?P<keep>digest(?<![a-z0-9_]digest)[ \t]+)(?=[a-z]+=)[^\r\n]+",
     # key=value, key: value, "key": "value", key => value, key := value and YAML's value
     # on the next line, when the key names a secret.
-    "keyword": rf"(?P<keep>{_KEY}[\"']?\]?[ \t]{{0,8}}(?:=>|:=|::|==?|:[ \t]*(?:[|>][-+]?)?"
-               rf"[ \t]*\r?\n[ \t]{{1,64}}|:)[ \t]*+){_VALUE}",
+    "keyword": rf"(?P<keep>{_KEY}[\"']?\]?[ \t]*+(?:=>|:=|::|==?|:[ \t]*(?:[|>][-+]?)?"
+               rf"[ \t]*\r?\n{_LOG_TIME}?[ \t]{{1,64}}|:)[ \t]*+){_VALUE}",
+    # Cloud providers' keys may be followed by spaces alone (detect-secrets' Cloudant and
+    # SoftLayer plugins): only values of their key shapes then.
+    "provider_key": r"(?P<keep>(?:cloudant|clou|cl|softlayer|sl)(?<![a-z0-9]cloudant)"
+                    r"(?<![a-z0-9]clou)(?<![a-z0-9]cl)(?<![a-z0-9]softlayer)(?<![a-z0-9]sl)"
+                    r"[_-]?(?:api)?[_-]?(?:key|pwd|pw|password|pass|token)[\"'\]]{0,3}[ \t]++)"
+                    r"[a-z0-9]{24,64}(?![a-z0-9])",
     # Command-line flags: --password x (--password=x is the keyword shape).
     "flag": r"(?P<keep>-(?<![\w-]-)-?(?:password|passwd|pass|passphrase|token|secret"
             r"|api-?key|auth-token|access-key|secret-key)(?![\w-])[ \t]+)" + _VALUE,
