@@ -90,7 +90,7 @@ def serialize_incident(row: Incident) -> dict[str, Any]:
         "labels": row.labels,
         "annotations": {key: redactor.text(str(value), _SHOWN_CHARS)
                         for key, value in (row.annotations or {}).items()},
-        "generator_url": redactor.text(row.generator_url or "", _SHOWN_CHARS),
+        "generator_url": redactor.url(row.generator_url or "", _SHOWN_CHARS),
         "starts_at": _iso(row.starts_at),
         "ends_at": _iso(row.ends_at), "first_seen": _iso(row.first_seen),
         "last_seen": _iso(row.last_seen), "resolved_at": _iso(row.resolved_at),

@@ -74,8 +74,11 @@ def alert_expression(generator_url: str) -> str | None:
 
 
 def _query(prometheus_url: str, expr: str, timeout_s: float) -> dict[str, Any]:
-    response = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
-                            params={"query": expr}, timeout=timeout_s)
+    try:
+        response = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
+                                params={"query": expr}, timeout=timeout_s)
+    except requests.RequestException as exc:  # its message quotes the URL-encoded query
+        raise RuntimeError(f"{type(exc).__name__} querying {prometheus_url}") from None
     body = response.json()
     if body.get("status") != "success":
         raise RuntimeError(f"HTTP {response.status_code}: {body.get('error') or body}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["DEFAULT_PATTERNS", "MASK", "Redactor", "compile_patterns"]
 
@@ -231,6 +232,20 @@ class Redactor:
         for pattern in self._cased:
             spans.extend(_spans(pattern, value))
         return _masked(value, spans) if spans else value
+
+    def url(self, value: str, limit: int = DEFAULT_LIMIT) -> str:
+        """A URL whose query values are redacted decoded (a generatorURL's `g0.expr` holds
+        the rule's expression percent-encoded), then the whole as text."""
+        value = value[:limit]
+        try:
+            parts = urlsplit(value)
+            pairs = parse_qsl(parts.query, keep_blank_values=True)
+        except ValueError:
+            return self.text(value, limit)
+        redacted = [(key, self.text(item, limit)) for key, item in pairs]
+        if redacted != pairs:
+            value = urlunsplit(parts._replace(query=urlencode(redacted)))
+        return self.text(value, limit + len(TRUNCATED))
 
     def tail(self, value: str, limit: int) -> str:
         """`value` cut to its last `limit` characters (for logs and outputs), then redacted."""

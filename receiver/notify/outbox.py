@@ -257,11 +257,11 @@ class OutboxSender:
     def _redacted(self, claim: _Claim) -> _Claim:
         """The claim with everything a message shows redacted: event details (an action's
         error, an exec step's output), the alert's labels, annotations and generatorURL."""
-        tree, text = self.redactor.tree, self.redactor.text
+        tree = self.redactor.tree
         incident = claim.incident and replace(
             claim.incident, labels=tree(dict(claim.incident.labels)),
             annotations=tree(dict(claim.incident.annotations)),
-            generator_url=text(claim.incident.generator_url))
+            generator_url=self.redactor.url(claim.incident.generator_url))
         group = claim.group and replace(claim.group, group_labels=tree(claim.group.group_labels),
                                         summary=tree(claim.group.summary))
         return replace(claim, event=replace(claim.event, details=tree(claim.event.details)),
