@@ -92,7 +92,7 @@ _CASELESS: dict[str, str] = {
     # SoftLayer plugins): only values of their key shapes then.
     "provider_key": r"(?P<keep>(?:cloudant|clou|cl|softlayer|sl)(?<![a-z0-9]cloudant)"
                     r"(?<![a-z0-9]clou)(?<![a-z0-9]cl)(?<![a-z0-9]softlayer)(?<![a-z0-9]sl)"
-                    r"[_-]?(?:api)?[_-]?(?:key|pwd|pw|password|pass|token)[\"'\]]{0,3}[ \t]++)"
+                    r"[_-]?(?:api)?[_-]?(?:key|pwd|pw|password|pass|token)[\"'\]]{0,3}[ \t]++[\"']?)"
                     r"[a-z0-9]{24,64}(?![a-z0-9])",
     # Command-line flags: --password x (--password=x is the keyword shape).
     "flag": r"(?P<keep>-(?<![\w-]-)-?(?:password|passwd|pass|passphrase|token|secret"
