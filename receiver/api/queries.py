@@ -72,7 +72,7 @@ class AuditFilter(Window):
                               description="Entries whose actor starts with this text.")
 
 
-_SHOWN_CHARS = 16 * 1024  # an annotation or generatorURL, cut before it is redacted
+SHOWN_CHARS = 64 * 1024  # an annotation or generatorURL, cut before it is redacted
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -88,9 +88,9 @@ def serialize_incident(row: Incident) -> dict[str, Any]:
         "status": row.status, "severity": row.severity, "container": row.container,
         "target": row.target, "playbook": row.playbook, "trigger": row.trigger,
         "labels": row.labels,
-        "annotations": {key: redactor.text(str(value), _SHOWN_CHARS)
+        "annotations": {key: redactor.text(str(value), SHOWN_CHARS)
                         for key, value in (row.annotations or {}).items()},
-        "generator_url": redactor.url(row.generator_url or "", _SHOWN_CHARS),
+        "generator_url": redactor.url(row.generator_url or "", SHOWN_CHARS),
         "starts_at": _iso(row.starts_at),
         "ends_at": _iso(row.ends_at), "first_seen": _iso(row.first_seen),
         "last_seen": _iso(row.last_seen), "resolved_at": _iso(row.resolved_at),

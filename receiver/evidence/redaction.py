@@ -25,7 +25,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["DEFAULT_PATTERNS", "MASK", "Redactor", "compile_patterns"]
+__all__ = ["DEFAULT_PATTERNS", "MASK", "TRUNCATED", "Redactor", "compile_patterns",
+           "url_userinfo_spans"]
 
 MASK = "[redacted]"
 TRUNCATED = "…[truncated]"
