@@ -353,7 +353,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         # switch again, so that a pause stops a run between its steps too.
         paused = None if dry_run or index == 0 else _pause_before(services, step)
         result: StepResult = ("skipped", "paused", paused, None,
-                              services.redactor.tree(dict(step.params)), None)
+                              services.redactor.params(dict(step.params)), None)
         if paused is None:
             write_durably(services.database, "step_start", mark_step, budget, **ids)
             result = _run_step(services, context, step, template_vars, dry_run)
@@ -454,7 +454,7 @@ def _run_step(services: Services, context: ActionContext, step: ActionStep,
         services, context, step, template_vars, dry_run)
     redactor = services.redactor
     return (outcome, reason, error and redactor.text(error, _ERROR_CHARS),
-            detail and redactor.text(detail, _ERROR_CHARS), redactor.tree(params),
+            detail and redactor.text(detail, _ERROR_CHARS), redactor.params(params),
             duration)
 
 

@@ -6,7 +6,6 @@ the evidence log text, every Slack payload (the local Slack stand-in) and every 
 from __future__ import annotations
 
 import io
-import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path

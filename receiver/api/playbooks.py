@@ -60,7 +60,7 @@ def list_playbooks() -> Response:
             "cooldown_s": float(playbook.cooldown_s),
             "circuit_breaker": durations_as_floats(playbook.circuit_breaker.model_dump()),
             # An http step's headers and params may carry credentials: shown redacted.
-            "actions": [{step.action: redactor.tree(durations_as_floats(step.params))}
+            "actions": [{step.action: redactor.params(durations_as_floats(step.params))}
                         for step in playbook.actions],
         })
     current = config.current

@@ -109,7 +109,7 @@ def serialize_action(row: Action) -> dict[str, Any]:
     # execution._run_steps stores what the action reported as params["detail"]; the API
     # shows it as its own field, beside the parameters the action ran with.
     redactor = services().redactor  # rows stored before redaction covered steps
-    params = redactor.tree(row.params)
+    params = redactor.params(row.params)
     detail = None
     if isinstance(params, dict) and "detail" in params:
         params = dict(params)

@@ -93,7 +93,8 @@ _CASELESS: dict[str, str] = {
     # SoftLayer plugins): only values of their key shapes then.
     "provider_key": r"(?P<keep>(?:cloudant|clou|cl|softlayer|sl)(?<![a-z0-9]cloudant)"
                     r"(?<![a-z0-9]clou)(?<![a-z0-9]cl)(?<![a-z0-9]softlayer)(?<![a-z0-9]sl)"
-                    r"[_-]?(?:api)?[_-]?(?:key|pwd|pw|password|pass|token)[\"'\]]{0,3}[ \t]++[\"']?)"
+                    r"[_-]?(?:api)?[_-]?(?:key|pwd|pw|password|pass|token)"
+                    r"[\"'\]]{0,3}[ \t]++[\"']?)"
                     r"[a-z0-9]{24,64}(?![a-z0-9])",
     # Command-line flags: --password x (--password=x is the keyword shape).
     "flag": r"(?P<keep>-(?<![\w-]-)-?(?:password|passwd|pass|passphrase|token|secret"
@@ -255,18 +256,27 @@ class Redactor:
         return self.text(value, limit + len(TRUNCATED))
 
     def tree(self, value: Any, limit: int = DEFAULT_LIMIT) -> Any:
-        """The same structure with every string (keys too) redacted, and the value of every
-        key that names a secret (`Authorization`, `X-Api-Key`, `password`) masked whole."""
+        """The same structure with every string (keys too) redacted."""
         if isinstance(value, str):
             return self.text(value, limit)
         if isinstance(value, dict):
-            return {self.tree(k, limit): (MASK if self._names_secret(k) and v not in (None, "")
-                                          and not isinstance(v, dict | list | bool)
-                                          else self.tree(v, limit))
-                    for k, v in value.items()}
+            return {self.tree(k, limit): self.tree(v, limit) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.tree(item, limit) for item in value]
         return value
+
+    def params(self, value: Any, limit: int = DEFAULT_LIMIT) -> Any:
+        """A step's parameters: as `tree`, and the value of every key that names a secret
+        (an http step's `Authorization` or `X-Api-Key` header, a `password`) masked whole.
+        Only for parameters: elsewhere a key like `group_key` names no secret."""
+        if isinstance(value, dict):
+            return {self.tree(k, limit): (MASK if self._names_secret(k) and v not in (None, "")
+                                          and not isinstance(v, dict | list | bool)
+                                          else self.params(v, limit))
+                    for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.params(item, limit) for item in value]
+        return self.tree(value, limit)
 
     @staticmethod
     def _names_secret(key: Any) -> bool:
