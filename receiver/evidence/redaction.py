@@ -1,5 +1,6 @@
 """Redaction: everything that leaves the process (evidence, action errors, API answers,
-Slack text, log lines, startup errors) passes through the one Redactor built in create_app.
+Slack text, log lines) passes through the one Redactor, built once by `autofix serve`
+(shared by its log formatter and create_app) or by create_app, never a module global.
 
 Container logs and health-check outputs routinely carry credentials (a connection string
 logged at start, an `Authorization:` header in a debug line). The default shapes cover the
@@ -9,7 +10,8 @@ per-plugin Python filters, far over our time budget, and report rather than mask
 Its high-entropy-string family is left out on purpose: it would mask container ids, digests
 and hashes, which are the evidence an operator needs.
 AUTOFIX_REDACT_PATTERNS adds a site's own (validated at startup). A pattern with a group
-named `keep` (or `keep<N>`) keeps that part (e.g. `password=`) and masks the rest.
+named `keep` keeps that part (e.g. `password=`) and masks the rest of the match; one with a
+group named `secret` masks from that group's start to the end of the match.
 
 Cost is linear in the length of the text (tests/test_redaction_cost.py): a pattern may only
 scan far when it starts at the beginning of a run of what it scans (a look-behind rules out
