@@ -32,9 +32,12 @@ log = logging.getLogger("autofix.app")
 
 def create_app(settings: Settings | None = None, *, executor: Executor | None = None,
                notifier: Notifier | None = None, metrics: Metrics | None = None,
-               swarm_executor: Executor | None = None) -> Flask:
+               swarm_executor: Executor | None = None,
+               redactor: Redactor | None = None) -> Flask:
     """`executor` replaces the Docker backend, `swarm_executor` the Swarm one (when
-    AUTOFIX_SWARM_ENABLED); by default both are built from the settings."""
+    AUTOFIX_SWARM_ENABLED); by default both are built from the settings. `redactor` is the
+    one every outgoing text passes through (the process's logs share it); by default it is
+    built from AUTOFIX_REDACT_PATTERNS."""
     settings = settings or Settings()
     metrics = metrics or Metrics()
     database = Database(settings.database_url,
@@ -47,7 +50,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
                            backends=playbook_backends(settings, registry.backend_limits())),
         executors=executors, notifier=notifier or build_notifier(settings), metrics=metrics,
         readiness=_readiness(database, executors, metrics),
-        redactor=Redactor(settings.redact_patterns),
+        redactor=redactor or Redactor(settings.redact_patterns),
     )
     app = Flask("autofix")
     # One byte more than the limit: a chunked body without Content-Length is cut at this

@@ -224,6 +224,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .actions.builtin import build_registry
     from .app import create_app
+    from .evidence.redaction import Redactor
     from .executor.registry import playbook_backends
     from .logs import configure_logging
     from .notify.channels import secret_fragments
@@ -231,7 +232,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
     settings = _settings()
-    configure_logging(settings.log_level, secret_fragments(settings))
+    # The one redactor of this process: its log lines, then the app (create_app) share it.
+    redactor = Redactor(settings.redact_patterns)
+    configure_logging(settings.log_level, secret_fragments(settings), redactor)
     log = logging.getLogger("autofix.serve")
     problems = settings.check_serving()
     if problems:
@@ -264,7 +267,7 @@ def _serve(args: argparse.Namespace) -> int:
         for line in exc.lines:
             log.error("refusing to start: %s", line)
         return 2
-    app = create_app(settings)
+    app = create_app(settings, redactor=redactor)
     services = app.extensions["autofix"]
     serve(settings, args.bind, args.workers, services)
     return 0

@@ -130,6 +130,7 @@ def _close_after_run(session: Session, services: Services, info: RunInfo,
 def record_skip(session: Session, services: Services, info: RunInfo, stop: GuardStop,
                 closes_incident: bool = False) -> None:
     now = services.clock()
+    stop = replace(stop, message=services.redactor.text(stop.message, 4000))
     values: dict[str, Any] = {}
     if stop.target and stop.target != info.target:
         values["target"] = stop.target  # canonical, when resolution got that far
@@ -383,7 +384,8 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         # autofix (not only one that changes a target: an http call carries credentials)
         # checks the kill switch again, so that a pause stops a run between its steps too.
         paused = None if dry_run or index == 0 else _pause_before(services, step)
-        result: StepResult = ("skipped", "paused", paused, None, dict(step.params), None)
+        result: StepResult = ("skipped", "paused", paused, None,
+                              services.redactor.params(dict(step.params)), None)
         if paused is None:
             write_durably(services.database, "step_start", mark_step, budget, **ids)
             result = _run_step(services, context, step, template_vars, dry_run)
@@ -476,9 +478,23 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
         "playbook": playbook.name, "recorded": finished, "guarded": guarded})
 
 
+_ERROR_CHARS = 2000
+
+
 def _run_step(services: Services, context: ActionContext, step: ActionStep,
               template_vars: dict[str, Any], dry_run: bool) -> StepResult:
-    """(outcome, reason, error, detail, rendered params, duration)."""
+    """(outcome, reason, error, detail, rendered params, duration), redacted: the error
+    (an exec step's output, say), detail and params are stored, served and sent to Slack."""
+    outcome, reason, error, detail, params, duration = _run_step_unredacted(
+        services, context, step, template_vars, dry_run)
+    redactor = services.redactor
+    return (outcome, reason, error and redactor.text(error, _ERROR_CHARS),
+            detail and redactor.text(detail, _ERROR_CHARS), redactor.params(params),
+            duration)
+
+
+def _run_step_unredacted(services: Services, context: ActionContext, step: ActionStep,
+                         template_vars: dict[str, Any], dry_run: bool) -> StepResult:
     spec = services.registry.get(step.action)
     if spec is None:
         return "failed", "unknown_action", f"unknown action {step.action!r}", None, {}, None
@@ -486,7 +502,7 @@ def _run_step(services: Services, context: ActionContext, step: ActionStep,
         rendered = services.renderer.render_tree(step.params, template_vars)
         params = spec.params.model_validate(rendered)
     except (TemplateRenderError, ValidationError) as exc:
-        return "failed", "invalid_params", str(exc)[:2000], None, dict(step.params), None
+        return "failed", "invalid_params", str(exc), None, dict(step.params), None
     dumped = params.model_dump(mode="json")
     if dry_run:
         return "dry_run", None, None, f"would run {step.action}", dumped, 0.0
@@ -503,5 +519,5 @@ def _run_step(services: Services, context: ActionContext, step: ActionStep,
             "action": step.action, "target": context.target, "incident_id": context.incident.id,
             "fingerprint": context.incident.fingerprint})
         detail, outcome, reason, error = None, "failed", "exception", f"{type(exc).__name__}: {exc}"
-    return outcome, reason, error and error[:2000], detail, dumped, time.monotonic() - started
+    return outcome, reason, error, detail, dumped, time.monotonic() - started
 

@@ -10,15 +10,22 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from .evidence.redaction import Redactor
+
 __all__ = ["GunicornJsonLogger", "JsonFormatter", "configure_logging"]
 
+_LINE_CHARS = 16 * 1024  # any one value of a log line, cut before it is redacted
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, secrets: list[str]) -> None:
+    """One JSON line per record: the configured secrets replaced, then the redactor's
+    shapes masked in every value (a URL with a password, a token in an error)."""
+
+    def __init__(self, secrets: list[str], redactor: Redactor | None = None) -> None:
         super().__init__()
         self._secrets = [s for s in secrets if s]
+        self._redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -31,15 +38,17 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        if self._redactor is not None:  # before encoding: JSON escapes would hide a shape
+            entry = self._redactor.tree(json.loads(json.dumps(entry, default=str)), _LINE_CHARS)
         line = json.dumps(entry, default=str)
         for secret in self._secrets:  # a last line of defence, e.g. a token inside a URL
             line = line.replace(secret, "[redacted]")
         return line
 
 
-def configure_logging(level: str, secrets: list[str]) -> None:
+def configure_logging(level: str, secrets: list[str], redactor: Redactor | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(secrets))
+    handler.setFormatter(JsonFormatter(secrets, redactor))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

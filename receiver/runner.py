@@ -168,7 +168,7 @@ class Runner:
     def start(self) -> None:
         svc = self.services
         self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
-                                    self.worker)
+                                    self.worker, svc.redactor)
         # Every worker is a candidate; the database's lease elects one per Docker daemon.
         self._follower = start_follower(svc, self.worker)
         threads = self.services.settings.runner_threads

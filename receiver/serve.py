@@ -11,6 +11,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from .app import create_app
+from .evidence.redaction import Redactor
 from .logs import GunicornJsonLogger
 from .metrics import multiprocess_dir
 from .runner import Runner, reconcile_interrupted
@@ -25,8 +26,10 @@ log = logging.getLogger("autofix.serve")
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any],
+                 redactor: Redactor) -> None:
         self._settings = settings
+        self._redactor = redactor
         self._options = options
         super().__init__()
 
@@ -35,7 +38,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self._settings)
+        return create_app(self._settings, redactor=self._redactor)
 
 
 def _post_worker_init(worker: Any) -> None:
@@ -110,4 +113,4 @@ def serve(settings: Settings, bind: str, workers: int, services_for_reconcile: S
         "post_worker_init": _post_worker_init, "worker_exit": _worker_exit,
         "child_exit": _child_exit_hook(services_for_reconcile), "proc_name": "autofix",
     }
-    _Gunicorn(settings, options).run()
+    _Gunicorn(settings, options, services_for_reconcile.redactor).run()

@@ -323,7 +323,19 @@ def normalize_database_url(url: str) -> str:
     if driver is None:
         raise ValueError(f"unsupported scheme {scheme!r}; use postgresql://user:password@"
                          "host:5432/db or sqlite:///path/to/autofix.db")
+    if not driver.startswith("sqlite") and _unencoded_userinfo(rest):
+        # Parsed as it stands, pieces of the password would become the host or the database
+        # name, and every connection error would quote them: refused here, URL not shown.
+        raise ValueError("the user or password holds an unencoded '@', '/', '#' or '?'; "
+                         "percent-encode them (%40, %2F, %23, %3F)")
     return f"{driver}://{rest}"
+
+
+def _unencoded_userinfo(rest: str) -> bool:
+    """Whether the userinfo (up to the last '@') of `user:password@host/db` holds a
+    character that ends it early for a URL parser."""
+    at = rest.rfind("@")
+    return at >= 0 and any(char in rest[:at] for char in "@/#?")
 
 
 def _json_list_or(text: str, items: list[str], hint: str) -> Any:

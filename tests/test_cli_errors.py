@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg2
 import pytest
@@ -136,3 +137,19 @@ def test_version() -> None:
 
     done = autofix("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"autofix {build_version()}"
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--bind", "127.0.0.1:1")])
+@pytest.mark.parametrize("password", ["zq7@kx9#mv2", "jt4/wr8@hn6", "bx5?lp3@ck1"])
+def test_a_database_password_with_an_unencoded_at_or_hash_is_refused_without_quoting_it(
+        command: tuple[str, ...], password: str) -> None:
+    """Parsed as it stands, pieces of such a password become the host or the database
+    name, and the connection error quoted them (issue #26, finding 5)."""
+    url = f"postgresql://autofix:{password}@{LOOPBACK}:1/autofix"
+    done = autofix(*command, env={"AUTOFIX_DATABASE_URL": url, **TOKENS})
+    line = assert_one_line(done, "AUTOFIX_DATABASE_URL", "percent-encode")
+    pieces = [p for p in password.replace("@", " ").replace("#", " ").replace("/", " ")
+              .replace("?", " ").split() if len(p) > 2]
+    assert not any(piece in done.stderr + done.stdout for piece in pieces), line
+    encoded = f"postgresql://autofix:{quote(password, safe='')}@{LOOPBACK}:1/autofix"
+    assert Settings(database_url=encoded).database_url.endswith("@127.0.0.1:1/autofix")

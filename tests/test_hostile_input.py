@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from receiver.db.models import Action, Incident, Run
+from receiver.evidence.redaction import TRUNCATED
 from receiver.execution import execute_run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.memory_executor import MemoryExecutor
@@ -225,7 +226,9 @@ def test_list_pages_are_bounded_in_bytes_not_only_rows(db_url, app_factory,
     assert len(first["annotations"]["description"]) == queries.LIST_VALUE_CHARS + 1
     assert first["annotations"]["summary"] == "short"
     detail = client.get(f"/api/v1/incidents/{ids[-1]}", headers=api_headers()).json
-    assert len(detail["annotations"]["description"]) == ANNOTATION_MB << 20
+    # The detail shows a value up to the cap it is redacted within (issue #26).
+    shown = detail["annotations"]["description"]
+    assert len(shown) == queries.SHOWN_CHARS + len(TRUNCATED) and shown.endswith(TRUNCATED)
 
     # The byte budget: a small one pages through the same corpus, each page within it.
     monkeypatch.setattr(queries, "LIST_BYTE_BUDGET", 5000)

@@ -14,7 +14,8 @@ CORPUS = Path(__file__).with_name("redaction_corpus")
 
 
 def _lines(name: str) -> list[str]:
-    return [line for line in (CORPUS / name).read_text().splitlines()
+    """Each line of a corpus file, with `\\n` standing for a line break."""
+    return [line.replace("\\n", "\n") for line in (CORPUS / name).read_text().splitlines()
             if line.strip() and not line.startswith("#")]
 
 
@@ -46,3 +47,20 @@ def test_a_bad_pattern_is_a_clear_settings_error() -> None:
     with pytest.raises(ValidationError, match="not a valid regular expression"):
         Settings(redact_patterns='["ok", "(unclosed"]')
     assert Settings(redact_patterns="a{1,2}b\n c").redact_patterns == ["a{1,2}b", "c"]
+
+
+def test_step_params_mask_the_values_of_keys_that_name_a_secret() -> None:
+    params = {"url": "http://api/x", "headers": {"Authorization": "Bearer abcdefghij",
+                                                 "X-Api-Key": "k1", "Accept": "json"},
+              "body": {"password": "p", "group_key": "g"}}
+    assert Redactor().params(params) == {
+        "url": "http://api/x", "headers": {"Authorization": MASK, "X-Api-Key": MASK,
+                                           "Accept": "json"},
+        "body": {"password": MASK, "group_key": MASK}}
+    assert Redactor().tree({"group_key": "g"}) == {"group_key": "g"}  # not parameters
+
+
+def test_a_url_query_is_redacted_decoded() -> None:
+    url = "http://prom/graph?g0.expr=up%7Bpassword%3D%22s3cr3t-v%22%7D&g0.tab=1"
+    shown = Redactor().url(url)
+    assert "s3cr3t-v" not in shown and "g0.tab=1" in shown

@@ -48,7 +48,7 @@ class BreakerResetBody(BaseModel):
 @blueprint.get("/api/v1/playbooks")
 @requires("read")
 def list_playbooks() -> Response:
-    config = services().config
+    config, redactor = services().config, services().redactor
     items: list[dict[str, Any]] = []
     for playbook in config.playbooks().playbooks:
         items.append({
@@ -59,7 +59,8 @@ def list_playbooks() -> Response:
             "executor": playbook.executor,
             "cooldown_s": float(playbook.cooldown_s),
             "circuit_breaker": durations_as_floats(playbook.circuit_breaker.model_dump()),
-            "actions": [{step.action: durations_as_floats(step.params)}
+            # An http step's headers and params may carry credentials: shown redacted.
+            "actions": [{step.action: redactor.params(durations_as_floats(step.params))}
                         for step in playbook.actions],
         })
     current = config.current

@@ -78,25 +78,35 @@ class AuditFilter(Window):
                               description="Entries whose actor starts with this text.")
 
 
+SHOWN_CHARS = 64 * 1024  # an annotation or generatorURL, cut before it is redacted
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
 def serialize_incident(row: Incident) -> dict[str, Any]:
+    # An alert's annotations and generatorURL come from outside: served redacted (the app's
+    # redactor), as are the reasons composed from step errors.
+    redactor = services().redactor
     return {
         "id": row.id, "fingerprint": row.fingerprint, "alertname": row.alertname,
         "status": row.status, "severity": row.severity, "container": row.container,
         "target": row.target, "playbook": row.playbook, "trigger": row.trigger,
-        "labels": row.labels, "annotations": row.annotations,
-        "generator_url": row.generator_url, "starts_at": _iso(row.starts_at),
+        "labels": row.labels,
+        "annotations": {key: redactor.text(str(value), SHOWN_CHARS)
+                        for key, value in (row.annotations or {}).items()},
+        "generator_url": redactor.url(row.generator_url or "", SHOWN_CHARS),
+        "starts_at": _iso(row.starts_at),
         "ends_at": _iso(row.ends_at), "first_seen": _iso(row.first_seen),
         "last_seen": _iso(row.last_seen), "resolved_at": _iso(row.resolved_at),
         "time_to_resolve_s": row.time_to_resolve_s, "resolved_unseen": row.resolved_unseen,
         "notification_count": row.notification_count, "escalated_at": _iso(row.escalated_at),
-        "escalation_reason": row.escalation_reason,
+        "escalation_reason": row.escalation_reason and redactor.text(row.escalation_reason),
         "acknowledged_at": _iso(row.acknowledged_at), "acknowledged_by": row.acknowledged_by,
         "closed_at": _iso(row.closed_at), "closed_by": row.closed_by,
-        "close_reason": row.close_reason, "next_attempt_at": _iso(row.next_attempt_at),
+        "close_reason": row.close_reason and redactor.text(row.close_reason),
+        "next_attempt_at": _iso(row.next_attempt_at),
         "classification": row.classification,
     }
 
@@ -104,7 +114,8 @@ def serialize_incident(row: Incident) -> dict[str, Any]:
 def serialize_action(row: Action) -> dict[str, Any]:
     # execution._run_steps stores what the action reported as params["detail"]; the API
     # shows it as its own field, beside the parameters the action ran with.
-    params = row.params
+    redactor = services().redactor  # rows stored before redaction covered steps
+    params = redactor.params(row.params)
     detail = None
     if isinstance(params, dict) and "detail" in params:
         params = dict(params)
@@ -113,7 +124,7 @@ def serialize_action(row: Action) -> dict[str, Any]:
         "id": row.id, "run_id": row.run_id, "incident_id": row.incident_id,
         "playbook": row.playbook, "action": row.action, "target": row.target,
         "params": params, "detail": detail, "outcome": row.outcome, "reason": row.reason,
-        "error": row.error,
+        "error": row.error and redactor.text(row.error),
         "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
         "duration_s": row.duration_s, "trigger": row.trigger,
     }

@@ -9,6 +9,7 @@ goes on with what arrived.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,10 @@ __all__ = ["CaptureRequest", "Evidence", "alert_expression", "capture_evidence"]
 
 _SERIES_KEPT = 10
 _ERROR_CHARS = 500
+# Caps on what is redacted and stored (issue #26): the alert's expression, and any string
+# a source returned (the log tail has its own cap, EvidenceLimits.log_bytes).
+EXPRESSION_CHARS = 4096
+FIELD_CHARS = 8192
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,11 @@ def alert_expression(generator_url: str) -> str | None:
 
 
 def _query(prometheus_url: str, expr: str, timeout_s: float) -> dict[str, Any]:
-    response = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
-                            params={"query": expr}, timeout=timeout_s)
+    try:
+        response = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
+                                params={"query": expr}, timeout=timeout_s)
+    except requests.RequestException as exc:  # its message quotes the URL-encoded query
+        raise RuntimeError(f"{type(exc).__name__} querying {prometheus_url}") from None
     body = response.json()
     if body.get("status") != "success":
         raise RuntimeError(f"HTTP {response.status_code}: {body.get('error') or body}")
@@ -83,37 +91,49 @@ def _query(prometheus_url: str, expr: str, timeout_s: float) -> dict[str, Any]:
             "series_total": len(series)}
 
 
+def _redacted(source: EvidenceSource, redactor: Redactor, limit: int) -> Callable[[], Any]:
+    """The source, then its redaction, in the same pool thread: redaction is inside the
+    budget, and a source whose redaction is late is cut like one whose read is."""
+    return lambda: redactor.tree(source(), limit)
+
+
 def capture_evidence(executor: Executor, request: CaptureRequest, redactor: Redactor,
                      now: datetime) -> Evidence:
     """Never raises: whatever fails is in `errors`, whatever is late in `cut`."""
     started = time.monotonic()
+    deadline = started + request.budget_s
     evidence = Evidence(request.target, now)
     sources: dict[str, EvidenceSource] = {}
     try:
         sources.update(executor.evidence_sources(request.target, request.limits))
     except Exception as exc:  # a backend without evidence is recorded, not fatal
-        evidence.errors["executor"] = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
-    expr = alert_expression(request.generator_url)
+        evidence.errors["executor"] = redactor.text(f"{type(exc).__name__}: {exc}",
+                                                    _ERROR_CHARS)
+    expr = alert_expression(request.generator_url[:2 * EXPRESSION_CHARS])
     if expr:
+        expr = expr[:EXPRESSION_CHARS]
         sources["expression"] = lambda: _query(request.prometheus_url, expr, request.budget_s)
     if sources:
         pool = ThreadPoolExecutor(max_workers=len(sources),
                                   thread_name_prefix="autofix-evidence")
-        futures: dict[Future[Any], str] = {pool.submit(fn): name
-                                            for name, fn in sources.items()}
-        done, late = wait(futures, timeout=request.budget_s)
+        futures: dict[Future[Any], str] = {
+            pool.submit(_redacted(fn, redactor, max(request.limits.log_bytes, FIELD_CHARS)
+                                  if name == "logs" else FIELD_CHARS)): name
+            for name, fn in sources.items()}
+        shown_expr = redactor.text(expr, EXPRESSION_CHARS) if expr else None
+        done, late = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         pool.shutdown(wait=False, cancel_futures=True)  # never wait for a late source
         for future in done:
             name = futures[future]
             error = future.exception()
             if error is None:
-                evidence.results[name] = redactor.tree(future.result())
+                evidence.results[name] = future.result()
             else:
-                evidence.errors[name] = redactor.text(
-                    f"{type(error).__name__}: {error}")[:_ERROR_CHARS]
+                evidence.errors[name] = redactor.text(f"{type(error).__name__}: {error}",
+                                                      _ERROR_CHARS)
         evidence.cut = sorted(futures[future] for future in late)
-        if expr and "expression" not in evidence.results:
-            evidence.results["expression"] = {"expr": redactor.text(expr), "series": None}
+        if shown_expr and "expression" not in evidence.results:
+            evidence.results["expression"] = {"expr": shown_expr, "series": None}
     evidence.classification = classify(
         evidence.results.get("state"), evidence.results.get("operator_stop"),
         evidence.results.get("expression"), request.cause)

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, aliased
 from ..db.engine import Database
 from ..db.models import AlertGroup, Incident, Outbox, utcnow
 from ..errors import DatabaseUnavailable
+from ..evidence.redaction import Redactor
 from ..metrics import Metrics
 from ..settings import Settings
 from .channels import (
@@ -106,7 +107,8 @@ class OutboxSender:
 
     def __init__(self, database: Database, settings: Settings, metrics: Metrics,
                  channels: dict[str, Channel], worker: str,
-                 wakeup: threading.Event | None = None) -> None:
+                 wakeup: threading.Event | None = None, *,
+                 redactor: Redactor | None = None) -> None:
         self.database = database
         self.settings = settings
         self.metrics = metrics
@@ -114,6 +116,8 @@ class OutboxSender:
         self.worker = worker
         self.wakeup = wakeup or threading.Event()
         self._secrets = secret_fragments(settings)
+        # The app's redactor (create_app); what a message shows passes through it.
+        self.redactor = redactor or Redactor(settings.redact_patterns)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -215,6 +219,7 @@ class OutboxSender:
         if claim.event.kind == "group" and claim.group is None:
             self._record_failure(claim, "group no longer exists", retryable=False)
             return
+        claim = self._redacted(claim)
         notice = claim.event.kind in NOTICE_KINDS
         incident = claim.incident
         if claim.event.kind != "group" and incident is None and not notice:
@@ -251,9 +256,22 @@ class OutboxSender:
         log.info("notification sent", extra={**self._context(claim), "outcome": "sent",
                                               "recorded": _rowcount(done) == 1})
 
+    def _redacted(self, claim: _Claim) -> _Claim:
+        """The claim with everything a message shows redacted: event details (an action's
+        error, an exec step's output), the alert's labels, annotations and generatorURL."""
+        tree = self.redactor.tree
+        incident = claim.incident and replace(
+            claim.incident, labels=tree(dict(claim.incident.labels)),
+            annotations=tree(dict(claim.incident.annotations)),
+            generator_url=self.redactor.url(claim.incident.generator_url))
+        group = claim.group and replace(claim.group, group_labels=tree(claim.group.group_labels),
+                                        summary=tree(claim.group.summary))
+        return replace(claim, event=replace(claim.event, details=tree(claim.event.details)),
+                       incident=incident, group=group)
+
     def _record_failure(self, claim: _Claim, error: str, *, retryable: bool,
                         retry_after_s: float | None = None) -> None:
-        error = redact(error, self._secrets)[:_ERROR_MAX]
+        error = self.redactor.text(redact(error, self._secrets), _ERROR_MAX)
         give_up = not retryable or claim.attempts >= self.settings.notify_max_attempts
         now = utcnow()
         values: dict[str, Any] = {"last_error": error}
@@ -321,13 +339,14 @@ def _rowcount(result: Any) -> int:
 
 
 def start_sender(database: Database, settings: Settings, metrics: Metrics, notifier: object,
-                 worker: str) -> OutboxSender | None:
+                 worker: str, redactor: Redactor | None = None) -> OutboxSender | None:
     """Start this process's sender, or None when no channel is configured."""
     channels = build_channels(settings)
     if not channels:
         return None
     wakeup = notifier.wakeup if isinstance(notifier, OutboxNotifier) else None
-    sender = OutboxSender(database, settings, metrics, channels, worker, wakeup)
+    sender = OutboxSender(database, settings, metrics, channels, worker, wakeup,
+                          redactor=redactor)
     sender.start()
     return sender
 

@@ -337,7 +337,8 @@ _WORKING_DIRECTORY_LAYOUT = RULE_LAYOUTS[0]
 
 def _layout_folders(playbooks: Path) -> list[tuple[Path, tuple[str, ...]]]:
     base = playbooks.resolve().parent
-    folders: list[tuple[Path, tuple[str, ...]]] = [((base / up / directory).resolve(), names) for up, directory, names in RULE_LAYOUTS]
+    folders: list[tuple[Path, tuple[str, ...]]] = [
+        ((base / up / directory).resolve(), names) for up, directory, names in RULE_LAYOUTS]
     _, directory, names = _WORKING_DIRECTORY_LAYOUT
     folders.append(((Path.cwd() / directory).resolve(), names))
     return folders
