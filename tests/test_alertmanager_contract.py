@@ -9,22 +9,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-from tests.harness.alertmanager import start_alertmanager, webhook_config
+from tests.harness.alertmanager import am_alert, start_alertmanager, webhook_config
 from tests.harness.db import query as rows
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
-
-
-def am_alert(container: str, *, alertname: str = "TargetDown", starts: datetime,
-             ends: datetime | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "labels": {"alertname": alertname, "container": container, "severity": "critical"},
-        "annotations": {"summary": f"{container} down"},
-        "startsAt": starts.isoformat(), "generatorURL": "http://127.0.0.1:9090/graph",
-    }
-    if ends is not None:
-        body["endsAt"] = ends.isoformat()
-    return body
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from receiver.approvals import expire_approvals
 from receiver.db.models import Action, AuditEntry, Incident, Run
 from receiver.runner import Runner
 from tests.conftest import api_headers, webhook_headers
+from tests.harness.app_driver import drain
+from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import drain, run_container, started_at
 
 COMMENT = {"actor": "carol", "comment": "looks right"}
 
@@ -220,9 +221,9 @@ def test_expiry_and_approval_across_two_worker_processes(pg_url, private_dockerd
     the next alert's run, approved over HTTP, restarts the container once."""
     from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
     from tests.harness.db import query
+    from tests.harness.http_client import post_json
     from tests.harness.procs import wait_for
     from tests.harness.receiver import start_receiver
-    from tests.test_serve_concurrency import post_json
 
     container = run_container(docker_client)
     before = started_at(container)

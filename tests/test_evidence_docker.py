@@ -20,13 +20,15 @@ from receiver.db.models import Action, EvidenceRecord, Incident
 from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
 from tests.conftest import api_headers, webhook_headers
+from tests.harness.app_driver import drain
 from tests.harness.busybox import ensure_busybox_image
+from tests.harness.containers import run_container, started_at
 from tests.harness.docker_delay_proxy import DockerDelayProxy
+from tests.harness.playbook_yaml import write_playbooks
 from tests.harness.procs import free_port, wait_for
 from tests.harness.prometheus import Prometheus, start_prometheus
 from tests.harness.slack_stub import SlackStub
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import drain, run_container, started_at, write_playbooks
 
 SECRET = "hunter2hunter2"
 TOKEN = "abcdefghijklmnopqrstuv"

@@ -38,11 +38,11 @@ from receiver.notify.messages import (
 )
 from receiver.runner import Runner
 from tests.conftest import webhook_headers
+from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.slack_stub import POST_MESSAGE, Reply, SlackStub, start_slack_stub
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import run_container, started_at
 
 BOT_TOKEN = "xoxb-test-1234-abcdefghijkl"
 SLACK_HOOK = "/services/T0000/B0000/hooksecret0123456789"
