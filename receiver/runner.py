@@ -166,7 +166,7 @@ class Runner:
     def start(self) -> None:
         svc = self.services
         self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
-                                    self.worker)
+                                    self.worker, clock=svc.now)
         threads = self.services.settings.runner_threads
         for index in range(threads):
             # Thread 0 takes act runs only: light work never occupies every thread.
@@ -304,7 +304,7 @@ class Runner:
         if not days or time.monotonic() < self._next_prune:
             return
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        counts = prune(self.services.database, timedelta(days=days))
+        counts = prune(self.services.database, timedelta(days=days), now=self.services.clock())
         log.info("pruned rows older than the retention", extra={"days": days, **counts})
 
     def _publish_queue_depth(self, session: Session) -> None:

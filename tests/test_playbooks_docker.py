@@ -13,6 +13,7 @@ from receiver.db.models import Breaker, Run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, fire_container, incident_status
 from tests.harness.busybox import ensure_busybox_image
+from tests.harness.clock import ShiftedClock
 from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import write_playbooks
 from tests.payloads import alert, notification
@@ -64,6 +65,7 @@ def test_crash_loop_opens_the_breaker_then_allows_one_trial(docker_app, docker_c
     # 10s: the seven refused alerts below must all land inside the open period, however
     # slow the three restarts before them were on a loaded machine.
     app = docker_app(cooldown="0s", open_for="10s")
+    clock = app.extensions["autofix"].clock = ShiftedClock()
     client = app.test_client()
     container = run_container(docker_client)
     for _ in range(10):
@@ -79,11 +81,11 @@ def test_crash_loop_opens_the_breaker_then_allows_one_trial(docker_app, docker_c
         assert session.get(Breaker, container.name).state == "open"
     with app.extensions["autofix"].database.session() as session:
         open_until = session.get(Breaker, container.name).open_until
-    time.sleep(max(0.0, (open_until - datetime.now(UTC)).total_seconds()) + 0.2)
-    # the open period has passed: exactly one trial
-    fire_container(client, container.name, starts=datetime.now(UTC))
+    clock.advance(max(0.0, (open_until - clock()).total_seconds()) + 0.2)
+    # the open period has passed (on the receiver's clock): exactly one trial
+    fire_container(client, container.name, starts=clock())
     drain(app)
-    fire_container(client, container.name, starts=datetime.now(UTC))
+    fire_container(client, container.name, starts=clock())
     drain(app)
     restarts = [a for a in actions(app, container.name) if a.action == "restart"]
     assert len(restarts) == 4

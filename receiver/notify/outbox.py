@@ -16,8 +16,9 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import event as sa_event
@@ -51,8 +52,9 @@ _ERROR_MAX = 2000
 class OutboxNotifier:
     """Writes one outbox row per configured channel; with no channel it writes nothing."""
 
-    def __init__(self, channels: list[str]) -> None:
+    def __init__(self, channels: list[str], clock: Callable[[], datetime] = utcnow) -> None:
         self.channels = list(channels)
+        self.clock = clock  # create_app hands it services.now
         self.wakeup = threading.Event()  # set after a commit that added rows
 
     def emit(self, session: Session, event: Event) -> None:
@@ -60,7 +62,7 @@ class OutboxNotifier:
             return
         # Plain JSON now, so a detail the database cannot store never fails the caller.
         details = json.loads(json.dumps(event.details, default=str))
-        now = utcnow()
+        now = self.clock()
         for channel in self.channels:
             session.add(Outbox(incident_id=event.incident_id or None, channel=channel,
                                kind=event.kind,
@@ -75,7 +77,7 @@ class OutboxNotifier:
             return
         from .groups import emit_group
 
-        if emit_group(session, group_id, self.channels, utcnow()) and \
+        if emit_group(session, group_id, self.channels, self.clock()) and \
                 not session.info.get("autofix_outbox_wake"):
             session.info["autofix_outbox_wake"] = True
             sa_event.listen(session, "after_commit", self._wake)
@@ -106,8 +108,10 @@ class OutboxSender:
 
     def __init__(self, database: Database, settings: Settings, metrics: Metrics,
                  channels: dict[str, Channel], worker: str,
-                 wakeup: threading.Event | None = None) -> None:
+                 wakeup: threading.Event | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.database = database
+        self.clock = clock
         self.settings = settings
         self.metrics = metrics
         self.channels = channels
@@ -164,7 +168,7 @@ class OutboxSender:
     def _claim(self) -> _Claim | None:
         guard = _sqlite_claim_lock if self.database.is_sqlite else contextlib.nullcontext()
         with guard, self.database.session("notify_claim") as session:
-            now = utcnow()
+            now = self.clock()
             earlier = aliased(Outbox)
             # An incident's rows, and a group's rows, go out in order (NULLs never match).
             blocked = exists().where(or_(earlier.incident_id == Outbox.incident_id,
@@ -244,7 +248,7 @@ class OutboxSender:
                 update(Outbox).where(Outbox.id == claim.row_id,
                                      Outbox.claimed_by == self.worker,
                                      Outbox.attempts == claim.attempts)
-                .values(status="sent", sent_at=utcnow(), last_error=None,
+                .values(status="sent", sent_at=self.clock(), last_error=None,
                         slack_ts=delivery.ts,
                         thread_ts=None if claim.group is not None else claim.thread_ts))
         self.metrics.notification_sends.labels(claim.channel, "sent").inc()
@@ -255,7 +259,7 @@ class OutboxSender:
                         retry_after_s: float | None = None) -> None:
         error = redact(error, self._secrets)[:_ERROR_MAX]
         give_up = not retryable or claim.attempts >= self.settings.notify_max_attempts
-        now = utcnow()
+        now = self.clock()
         values: dict[str, Any] = {"last_error": error}
         if give_up:
             values["status"] = "failed"
@@ -321,13 +325,13 @@ def _rowcount(result: Any) -> int:
 
 
 def start_sender(database: Database, settings: Settings, metrics: Metrics, notifier: object,
-                 worker: str) -> OutboxSender | None:
+                 worker: str, clock: Callable[[], datetime] = utcnow) -> OutboxSender | None:
     """Start this process's sender, or None when no channel is configured."""
     channels = build_channels(settings)
     if not channels:
         return None
     wakeup = notifier.wakeup if isinstance(notifier, OutboxNotifier) else None
-    sender = OutboxSender(database, settings, metrics, channels, worker, wakeup)
+    sender = OutboxSender(database, settings, metrics, channels, worker, wakeup, clock)
     sender.start()
     return sender
 

@@ -17,3 +17,17 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+class ShiftedClock:
+    """The wall clock moved on by `advance`: for tests against real processes (dockerd's
+    timestamps are real) that must skip a wait the receiver measures on its own clock."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
