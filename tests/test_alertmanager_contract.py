@@ -80,4 +80,5 @@ def test_truncated_group_is_recorded(stack) -> None:
     wait_for(lambda: rows(url, "select count(*) from notifications where alert_count = 1 "
                                "and truncated_alerts = 2")[0][0] >= 1, 20, "truncated notify")
     assert rows(url, "select max(alert_count) from notifications")[0][0] == 1
-    assert rows(url, "select count(*) from incidents")[0][0] <= 2
+    # One incident per alert the truncated notifications carried: one flush or two.
+    assert 1 <= rows(url, "select count(*) from incidents")[0][0] <= 2
