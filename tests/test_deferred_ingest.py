@@ -21,7 +21,8 @@ from receiver.filing import LEASE_S, MAX_ATTEMPTS, drain_one, pending_count
 from tests.conftest import webhook_headers
 from tests.harness.db import query
 from tests.harness.procs import wait_for
-from tests.harness.receiver import receiver_env, start_receiver
+from tests.harness.receiver import start_receiver
+from tests.harness.receiver_env import receiver_env
 from tests.payloads import alert, notification
 
 STARTS = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)

@@ -42,7 +42,8 @@ from tests.harness.http_client import post_json
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.postgres import start_postgres
 from tests.harness.procs import free_port, wait_for
-from tests.harness.receiver import receiver_env, start_receiver
+from tests.harness.receiver import start_receiver
+from tests.harness.receiver_env import receiver_env
 from tests.payloads import alert, notification
 
 pytestmark = pytest.mark.slow

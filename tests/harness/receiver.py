@@ -8,8 +8,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-
 from .procs import LOOPBACK, ManagedProcess, free_port, http_ok, require_binary, wait_for
 
 
@@ -75,13 +73,3 @@ def start_receiver(database_url: str, workers: int = 1, env: dict[str, str] | No
     """`hostname`: run it as another host (its own UTS namespace, `unshare` needs root)."""
     root = root or Path(tempfile.mkdtemp(prefix="autofix-receiver-"))
     return Receiver(database_url, root, workers, env, hostname=hostname).start()
-
-
-# A docker host that never answers: for receivers whose tests do not act on containers.
-NO_DOCKER = "unix:///nonexistent/docker.sock"
-
-
-def receiver_env(playbooks: Path, docker_host: str = NO_DOCKER, **extra: str) -> dict[str, str]:
-    """The environment of a receiver with the test tokens, a docker host and playbooks."""
-    return {"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
-            "AUTOFIX_DOCKER_HOST": docker_host, "AUTOFIX_PLAYBOOKS": str(playbooks), **extra}
