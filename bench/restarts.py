@@ -57,7 +57,7 @@ def run(stack: Stack, quick: bool = False, repeats: int = 2) -> dict[str, Any]:
     from sqlalchemy import create_engine, text
 
     from tests.harness.busybox import SLOW_STOP, ensure_busybox_image
-    from tests.test_playbooks_docker import run_container
+    from tests.harness.containers import run_container
 
     dockerd = stack.start_dockerd()
     client = dockerd.client()

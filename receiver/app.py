@@ -20,7 +20,7 @@ from .executor import Executor
 from .executor.registry import Executors, build_executors, playbook_backends
 from .filing import FAILED
 from .metrics import Metrics
-from .notify import Notifier, build_notifier
+from .notify import Notifier, OutboxNotifier, build_notifier
 from .readiness import Readiness
 from .services import Services
 from .settings import Settings
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         readiness=_readiness(database, executors, metrics),
         redactor=redactor or Redactor(settings.redact_patterns),
     )
+    if isinstance(services.notifier, OutboxNotifier):
+        services.notifier.clock = services.now  # rows stamped on the clock the sender reads
     app = Flask("autofix")
     # One byte more than the limit: a chunked body without Content-Length is cut at this
     # length, and json_body can only tell it was too large if it may read past the limit.

@@ -168,7 +168,7 @@ class Runner:
     def start(self) -> None:
         svc = self.services
         self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
-                                    self.worker, svc.redactor)
+                                    self.worker, svc.redactor, clock=svc.now)
         # Every worker is a candidate; the database's lease elects one per Docker daemon.
         self._follower = start_follower(svc, self.worker)
         threads = self.services.settings.runner_threads
@@ -310,7 +310,7 @@ class Runner:
         if not days or time.monotonic() < self._next_prune:
             return
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        counts = prune(self.services.database, timedelta(days=days))
+        counts = prune(self.services.database, timedelta(days=days), now=self.services.clock())
         log.info("pruned rows older than the retention", extra={"days": days, **counts})
 
     def _publish_queue_depth(self, session: Session) -> None:

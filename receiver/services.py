@@ -47,6 +47,11 @@ class Services:
     # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
     clock: Callable[[], datetime] = utcnow
 
+    def now(self) -> datetime:
+        """`clock()` looked up at each call: a component handed `services.now` follows a
+        clock swapped in after it was built."""
+        return self.clock()
+
     def executor_for(self, playbook: Playbook) -> Executor:
         """The backend a playbook (and so each of its runs) acts through."""
         return self.executors.get(playbook.executor)

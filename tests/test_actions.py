@@ -20,8 +20,8 @@ from receiver.actions.docker_actions import ExecParams, KillParams, exec_command
 from receiver.actions.registry import ActionContext, ActionFailed, ActionRegistry, IncidentView
 from receiver.executor.docker_executor import DockerExecutor
 from receiver.settings import Settings
+from tests.harness.containers import run_container
 from tests.harness.procs import free_port
-from tests.test_playbooks_docker import run_container
 
 
 def context(executor=None, target: str = "t", **settings) -> ActionContext:

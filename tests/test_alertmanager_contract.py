@@ -9,22 +9,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-from tests.harness.alertmanager import start_alertmanager, webhook_config
+from tests.harness.alertmanager import am_alert, start_alertmanager, webhook_config
 from tests.harness.db import query as rows
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
-
-
-def am_alert(container: str, *, alertname: str = "TargetDown", starts: datetime,
-             ends: datetime | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "labels": {"alertname": alertname, "container": container, "severity": "critical"},
-        "annotations": {"summary": f"{container} down"},
-        "startsAt": starts.isoformat(), "generatorURL": "http://127.0.0.1:9090/graph",
-    }
-    if ends is not None:
-        body["endsAt"] = ends.isoformat()
-    return body
 
 
 @pytest.fixture
@@ -92,4 +80,5 @@ def test_truncated_group_is_recorded(stack) -> None:
     wait_for(lambda: rows(url, "select count(*) from notifications where alert_count = 1 "
                                "and truncated_alerts = 2")[0][0] >= 1, 20, "truncated notify")
     assert rows(url, "select max(alert_count) from notifications")[0][0] == 1
-    assert rows(url, "select count(*) from incidents")[0][0] <= 2
+    # One incident per alert the truncated notifications carried: one flush or two.
+    assert 1 <= rows(url, "select count(*) from incidents")[0][0] <= 2

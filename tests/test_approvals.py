@@ -3,7 +3,6 @@ exactly one decision counts, and deny or expiry escalate. Real dockerd, real dat
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +15,11 @@ from receiver.approvals import expire_approvals
 from receiver.db.models import Action, AuditEntry, Incident, Run
 from receiver.runner import Runner
 from tests.conftest import api_headers, webhook_headers
+from tests.harness.app_driver import drain
+from tests.harness.clock import Clock
+from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import drain, run_container, started_at
 
 COMMENT = {"actor": "carol", "comment": "looks right"}
 
@@ -34,7 +35,10 @@ def approval_app(db_url: str, app_factory: Any, private_dockerd: Any, tmp_path: 
         path = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}.yml"
         path.write_text(restart_playbook(mode=mode, approval_timeout=approval_timeout,
                                          running_for_s=0.3))
-        return app_factory(db_url, docker_host=private_dockerd.url, playbooks=path)
+        app = app_factory(db_url, docker_host=private_dockerd.url, playbooks=path)
+        # Time moves only when a test says so (no sleeping through an approval timeout).
+        app.extensions["autofix"].clock = Clock(datetime.now(UTC))
+        return app
     return make
 
 
@@ -98,7 +102,7 @@ def test_approve_restarts_once_and_a_second_decision_is_409(approval_app,
     container = run_container(docker_client)
     before = started_at(container)
     run = awaiting(app, container)
-    time.sleep(0.5)
+    app.extensions["autofix"].clock.advance(0.5)
     drain(app)  # nothing happens while it waits
     assert started_at(container) == before
 
@@ -148,7 +152,7 @@ def test_an_approval_not_given_in_time_expires_and_escalates(approval_app,
     before = started_at(container)
     run = awaiting(app, container)
     assert expire_approvals(app.extensions["autofix"]) == []  # not due yet
-    time.sleep(1.1)
+    app.extensions["autofix"].clock.advance(1.1)
     assert expire_approvals(app.extensions["autofix"]) == [run.id]
     assert (only_run(app).status, only_run(app).decision) == ("expired", "expired")
     assert decide(app, run.id, "approve").status_code == 409
@@ -220,9 +224,9 @@ def test_expiry_and_approval_across_two_worker_processes(pg_url, private_dockerd
     the next alert's run, approved over HTTP, restarts the container once."""
     from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
     from tests.harness.db import query
+    from tests.harness.http_client import post_json
     from tests.harness.procs import wait_for
     from tests.harness.receiver import start_receiver
-    from tests.test_serve_concurrency import post_json
 
     container = run_container(docker_client)
     before = started_at(container)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 
 from tests.harness.compose_stack import compose_version, container_name
 from tests.harness.procs import components_required, require_binary
+from tests.harness.root_harness import SECRET_GIDS, run_root_harness
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -160,13 +160,6 @@ def test_receiver_proxy_is_the_projects_haproxy(config: dict) -> None:
         assert proxy["cap_drop"] == ["ALL"] and proxy["read_only"] is True
 
 
-# Mirrors docs/compose-secrets.sh and the table at the end of docker-compose.yml.
-SECRET_GIDS = {"postgres_password": "61001", "autofix_db_password": "61002",
-               "autofix_database_url": "61003", "autofix_webhook_token": "61004",
-               "autofix_api_token": "61005", "grafana_admin_password": "61006",
-               "grafana_db_password": "61007", "target_app_fault_token": "61008"}
-
-
 def test_each_service_adds_exactly_the_groups_of_its_secrets(config: dict) -> None:
     assert set(config["secrets"]) == set(SECRET_GIDS)
     script = (REPO / "docs" / "compose-secrets.sh").read_text()
@@ -219,21 +212,6 @@ def test_make_compose_test_deploys_the_stack_and_proves_the_loop(compose: str) -
     run_root_harness("tests.harness.compose_stack", "make compose-test",
                      ("dockerd", "haproxy", "unshare"), timeout_s=840,
                      args=("--compose", compose))
-
-
-def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float,
-                     args: tuple[str, ...] = ()) -> None:
-    """`python -m module` (it needs root), failing with its PASS/FAIL summary."""
-    if os.geteuid() != 0:
-        if os.environ.get("AUTOFIX_REQUIRE_COMPONENTS") == "1":
-            pytest.fail(f"{title} needs root")
-        pytest.skip(f"{title} needs root")
-    for tool in tools:
-        require_binary(tool)
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                            text=True, timeout=timeout_s, check=False)
-    report = result.stdout[result.stdout.find(f"== {title} =="):]
-    assert result.returncode == 0, (report or result.stdout[-6000:]) + result.stderr[-3000:]
 
 
 def test_depends_on_uses_health_conditions(config: dict) -> None:

@@ -22,9 +22,10 @@ from receiver.logs import JsonFormatter
 from receiver.notify import Event
 from receiver.runner import Runner
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
+from tests.harness.app_driver import drain
+from tests.harness.memory_app import NOTIFY_AND_RESTART, fire, make_app
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
-from tests.test_lifecycle import NOTIFY_AND_RESTART, drain, fire, make_app
 
 
 class Recorder:

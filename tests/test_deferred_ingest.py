@@ -22,8 +22,8 @@ from tests.conftest import webhook_headers
 from tests.harness.db import query
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
+from tests.harness.receiver_env import receiver_env
 from tests.payloads import alert, notification
-from tests.test_faults import receiver_env
 
 STARTS = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 PLAYBOOKS = """

@@ -29,10 +29,8 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-import tests.test_e2e as e2e_scenarios
-from tests.harness import overrides
-from tests.harness.stack import Stack
-from tests.test_dashboards import (
+from tests.harness import e2e_scenarios, overrides
+from tests.harness.dashboards import (
     Query,
     TimeRange,
     Variables,
@@ -42,6 +40,7 @@ from tests.test_dashboards import (
     expand_sql_macros,
     iter_queries,
 )
+from tests.harness.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

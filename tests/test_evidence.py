@@ -204,13 +204,12 @@ def test_evidence_is_pruned_with_its_incident(db_url: str, app_factory: Any,
     fire_and_drain(app, "web")  # escalated: waits for a human, retention keeps it
     assert len(rows(app, EvidenceRecord)) == 1
     database = app.extensions["autofix"].database
-    time.sleep(0.01)
-    prune(database, timedelta(seconds=0))
+    later = datetime.now(UTC) + timedelta(minutes=1)  # everything so far is older than 0 s
+    prune(database, timedelta(seconds=0), now=later)
     assert len(rows(app, Incident)) == 1 and len(rows(app, EvidenceRecord)) == 1
     with database.session() as session:  # a human closes it: finished, prunable
         assert transition_incident(session, rows(app, Incident)[0].id, "close")
-    time.sleep(0.01)
-    prune(database, timedelta(seconds=0))
+    prune(database, timedelta(seconds=0), now=later)
     assert rows(app, Incident) == [] and rows(app, EvidenceRecord) == []
 
 

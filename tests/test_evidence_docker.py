@@ -16,17 +16,19 @@ import docker
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Action, EvidenceRecord, Incident
+from receiver.db.models import Action, Incident
 from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
 from tests.conftest import api_headers, webhook_headers
+from tests.harness.app_driver import drain, evidence_rows
 from tests.harness.busybox import ensure_busybox_image
+from tests.harness.containers import run_container, started_at
 from tests.harness.docker_delay_proxy import DockerDelayProxy
+from tests.harness.playbook_yaml import write_playbooks
 from tests.harness.procs import free_port, wait_for
 from tests.harness.prometheus import Prometheus, start_prometheus
 from tests.harness.slack_stub import SlackStub
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import drain, run_container, started_at, write_playbooks
 
 SECRET = "hunter2hunter2"
 TOKEN = "abcdefghijklmnopqrstuv"
@@ -71,12 +73,6 @@ def fire(client: Any, container: str, expr: str = DOWN_EXPR) -> None:
     body["alerts"][0]["generatorURL"] = f"http://prometheus:9090/graph?g0.expr={quote(expr)}"
     response = client.post("/webhook/alertmanager", json=body, headers=webhook_headers())
     assert response.status_code == 200, response.json
-
-
-def evidence_rows(app: Any, target: str) -> list[EvidenceRecord]:
-    with app.extensions["autofix"].database.session() as session:
-        return list(session.scalars(select(EvidenceRecord).where(EvidenceRecord.target == target)
-                                    .order_by(EvidenceRecord.id)))
 
 
 def actions(app: Any, target: str) -> list[Action]:

@@ -30,28 +30,23 @@ from sqlalchemy import select
 
 from receiver.db.migrate import upgrade
 from receiver.db.models import Action, Breaker, Incident, Run
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.conftest import WEBHOOK_TOKEN
 from tests.harness.alertmanager import start_alertmanager, webhook_config
+from tests.harness.app_driver import drain
 from tests.harness.busybox import FAST_STOP, SLOW_STOP, ensure_busybox_image
+from tests.harness.containers import run_container, started_at
+from tests.harness.db import query
 from tests.harness.delay_proxy import DelayProxy
 from tests.harness.dockerd import start_dockerd
+from tests.harness.http_client import post_json
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.postgres import start_postgres
 from tests.harness.procs import free_port, wait_for
 from tests.harness.receiver import start_receiver
+from tests.harness.receiver_env import receiver_env
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import drain, run_container, started_at
-from tests.test_serve_concurrency import post_json, query
 
 pytestmark = pytest.mark.slow
-
-NO_DOCKER = "unix:///nonexistent/docker.sock"
-
-
-def receiver_env(playbooks: Path, docker_host: str = NO_DOCKER, **extra: str) -> dict[str, str]:
-    return {"AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
-            "AUTOFIX_DOCKER_HOST": docker_host, "AUTOFIX_PLAYBOOKS": str(playbooks), **extra}
-
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}.yml"

@@ -7,12 +7,10 @@ test_lifecycle_faults.py.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,82 +25,11 @@ from receiver.lifecycle import (
 )
 from receiver.retries import queue_due_retries
 from receiver.runner import Runner
-from tests.conftest import api_headers, webhook_headers
+from tests.conftest import api_headers
+from tests.harness.app_driver import drain, incidents, runs
+from tests.harness.memory_app import fire, make_app
 from tests.harness.memory_executor import MemoryExecutor
 from tests.harness.playbook_yaml import restart_playbook
-from tests.payloads import alert, notification
-
-T0 = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-NOTIFY_AND_RESTART = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    circuit_breaker: {max_actions: 3, window: 10m, open_for: 1m, open_for_max: 4m,
-                      reset_after: 30m}
-    actions:
-      - restart: {timeout_s: 5}
-      - wait_healthy: {timeout_s: 0.2, running_for_s: 0}
-  - name: notify-unmatched
-    matchers: ['alertname=~".+"']
-    target: "{{ labels.alertname }}"
-    actions:
-      - notify: {}
-"""
-
-
-def make_app(app_factory: Any, db_url: str, tmp_path: Path, text: str = NOTIFY_AND_RESTART,
-             **settings: Any) -> tuple[Any, MemoryExecutor, Clock]:
-    clock = Clock()
-    executor = MemoryExecutor(clock=clock)
-    path = tmp_path / f"playbooks-{hashlib.sha256(text.encode()).hexdigest()[:6]}.yml"
-    path.write_text(text)
-    app = app_factory(db_url, playbooks=path, executor=executor, **settings)
-    app.extensions["autofix"].clock = clock
-    return app, executor, clock
-
-
-def drain(app: Any) -> list[int]:
-    runner = Runner(app.extensions["autofix"])
-    done = []
-    while (run_id := runner.run_once()) is not None:
-        done.append(run_id)
-    return done
-
-
-def fire(client: Any, labels: dict[str, str], status: str = "firing",
-         starts: datetime = T0 - timedelta(minutes=1)) -> Any:
-    body = notification([alert(labels, status=status, starts_at=starts,
-                               ends_at=starts + timedelta(minutes=2)
-                               if status == "resolved" else None)])
-    response = client.post("/webhook/alertmanager", json=body, headers=webhook_headers())
-    assert response.status_code == 200, response.json
-    return response.json
-
-
-def incidents(app: Any) -> list[Incident]:
-    with app.extensions["autofix"].database.session() as session:
-        return list(session.scalars(select(Incident).order_by(Incident.id)))
-
-
-def runs(app: Any) -> list[Run]:
-    with app.extensions["autofix"].database.session() as session:
-        return list(session.scalars(select(Run).order_by(Run.id)))
-
 
 # ---- the table -------------------------------------------------------------------------
 

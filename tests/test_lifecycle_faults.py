@@ -23,14 +23,14 @@ from receiver.db.migrate import upgrade
 from receiver.runner import Runner
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, webhook_headers
 from tests.harness.busybox import SLOW_STOP
+from tests.harness.containers import run_container, started_at
 from tests.harness.db import query
+from tests.harness.http_client import post_json
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.postgres import start_postgres
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import run_container, started_at
-from tests.test_serve_concurrency import post_json
 
 pytestmark = pytest.mark.slow
 

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from receiver.logs import JsonFormatter
+from tests.harness.containers import run_container, started_at
+from tests.harness.db import query
+from tests.harness.http_client import post_json as _post_json
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.harness.slack_stub import POST_MESSAGE, Reply, start_slack_stub
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import run_container, started_at
-from tests.test_serve_concurrency import post_json as _post_json
-from tests.test_serve_concurrency import query
 
 WEBHOOK_TOKEN = "whk-logs-7f3a9c1e5b"
 API_TOKEN = "api-logs-2d8e4f6a0c"

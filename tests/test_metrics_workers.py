@@ -13,13 +13,14 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.harness.containers import run_container, started_at
+from tests.harness.db import query
+from tests.harness.http_client import post_json
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.harness.slack_stub import start_slack_stub
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import run_container, started_at
-from tests.test_serve_concurrency import post_json, query
 
 PLAYBOOK = restart_playbook("restart-once", max_actions=1, open_for="10m")
 HOOK = "/hooks/metrics-test-0123456789"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,11 +37,11 @@ from receiver.notify.messages import (
 )
 from receiver.runner import Runner
 from tests.conftest import webhook_headers
+from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.slack_stub import POST_MESSAGE, Reply, SlackStub, start_slack_stub
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import run_container, started_at
 
 BOT_TOKEN = "xoxb-test-1234-abcdefghijkl"
 SLACK_HOOK = "/services/T0000/B0000/hooksecret0123456789"
@@ -587,8 +586,8 @@ def test_pruning_an_incident_removes_its_outbox_rows(db_url, app_factory) -> Non
     post(app, notification([alert({"container": "web"}, status="resolved",
                                   ends_at=STARTS.replace(minute=1))]))
     assert len(outbox(app)) == 1
-    time.sleep(0.01)
-    prune(app.extensions["autofix"].database, timedelta(seconds=0))
+    later = datetime.now(UTC) + timedelta(minutes=1)  # the rows are older than 0 s by then
+    prune(app.extensions["autofix"].database, timedelta(seconds=0), now=later)
     assert outbox(app) == []
 
 

@@ -12,16 +12,10 @@ from sqlalchemy import select
 from receiver.db.models import EventsFollower, Incident, TargetTransition
 from receiver.executor.docker_evidence import container_events
 from receiver.intent.follower import EventsFollower as Follower
+from tests.harness.app_driver import actions, drain, evidence_rows, fire_container
+from tests.harness.containers import run_container, started_at
+from tests.harness.playbook_yaml import write_playbooks
 from tests.harness.procs import wait_for
-from tests.test_evidence_docker import evidence_rows
-from tests.test_playbooks_docker import (
-    actions,
-    drain,
-    fire,
-    run_container,
-    started_at,
-    write_playbooks,
-)
 
 FILLER_EVENTS = 300  # more than dockerd's buffer of 256
 # Ignores SIGUSR1: each `docker kill -s USR1` is one event and changes nothing.
@@ -98,7 +92,7 @@ def test_stops_dockerd_forgot_are_never_undone_and_a_seen_crash_is_restarted(
                 assert [f.windows for f in session.scalars(select(EventsFollower))] == [2]
             before = {c.name: started_at(c) for c in made}
             for container in made:
-                fire(app.test_client(), container.name)
+                fire_container(app.test_client(), container.name)
             drain(app)
         finally:
             second.stop()
@@ -133,7 +127,7 @@ def test_a_paused_container_is_never_unpaused_or_restarted(
     try:
         container.pause()  # `docker pause`: frozen on purpose
         before = started_at(container)
-        fire(app.test_client(), container.name)
+        fire_container(app.test_client(), container.name)
         drain(app)
         container.reload()
         assert container.status == "paused" and started_at(container) == before

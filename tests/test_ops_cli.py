@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.harness.containers import run_container, started_at
+from tests.harness.http_client import post_json
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import LOOPBACK, free_port, wait_for
 from tests.harness.receiver import Receiver, start_receiver
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import run_container, started_at
-from tests.test_serve_concurrency import post_json
 
 REPO = Path(__file__).resolve().parents[1]
 

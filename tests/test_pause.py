@@ -19,16 +19,17 @@ from receiver.notify import Event
 from receiver.notify.messages import build_notice_slack, build_notice_webhook
 from receiver.pause import end_lapsed_pauses
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
+from tests.harness.app_driver import drain, runs
+from tests.harness.containers import run_container, started_at
 from tests.harness.db import query
+from tests.harness.http_client import post_json
+from tests.harness.memory_app import fire, make_app
+from tests.harness.metrics import scrape, value
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.harness.slack_stub import start_slack_stub
 from tests.payloads import alert, notification
-from tests.test_lifecycle import drain, fire, make_app, runs
-from tests.test_metrics_workers import scrape, value
-from tests.test_playbooks_docker import run_container, started_at
-from tests.test_serve_concurrency import post_json
 
 PAUSE = {"actor": "alice", "reason": "maintenance window"}
 

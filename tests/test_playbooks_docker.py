@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Action, Breaker, Incident, Run
-from receiver.runner import Runner
+from receiver.db.models import Breaker, Run
 from tests.conftest import api_headers, webhook_headers
-from tests.harness.busybox import FAST_STOP, ensure_busybox_image
+from tests.harness.app_driver import actions, drain, fire_container, incident_status
+from tests.harness.busybox import ensure_busybox_image
+from tests.harness.clock import ShiftedClock
+from tests.harness.containers import run_container, started_at
+from tests.harness.playbook_yaml import write_playbooks
 from tests.payloads import alert, notification
-
-PLAYBOOK = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{{{ labels.container }}}}"
-    cooldown: {cooldown}
-    circuit_breaker: {{max_actions: 3, window: 10m, open_for: {open_for}, open_for_max: 1h,
-                      reset_after: 30m}}
-    actions:
-      - restart: {{timeout_s: 5}}
-      - wait_healthy: {{timeout_s: 20, running_for_s: 0.5}}
-"""
-
-
-def write_playbooks(tmp_path: Path, cooldown: str = "0s", open_for: str = "2s") -> Path:
-    path = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}.yml"
-    path.write_text(PLAYBOOK.format(cooldown=cooldown, open_for=open_for))
-    return path
 
 
 @pytest.fixture
@@ -42,51 +24,6 @@ def docker_client(private_dockerd):
     client = private_dockerd.client()
     ensure_busybox_image(client)
     return client
-
-
-def run_container(client, labelled: bool = True, command: list[str] | None = None,
-                  **kwargs: Any):
-    ensure_busybox_image(client)  # never let `run` fall back to a registry pull
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    labels = {"autofix.enable": "true"} if labelled else {}
-    container = client.containers.run("autofix/busybox:test", command or FAST_STOP, name=name,
-                                      network_mode="host", detach=True, labels=labels, **kwargs)
-    for _ in range(50):
-        container.reload()
-        if container.status == "running":
-            break
-        time.sleep(0.1)
-    return container
-
-
-def started_at(container) -> str:
-    container.reload()
-    return container.attrs["State"]["StartedAt"]
-
-
-def fire(client, container: str, starts: datetime | None = None):
-    body = notification([alert({"container": container}, starts_at=starts or datetime.now(UTC))])
-    response = client.post("/webhook/alertmanager", json=body, headers=webhook_headers())
-    assert response.status_code == 200, response.json
-    return response.json
-
-
-def drain(app) -> None:
-    runner = Runner(app.extensions["autofix"])
-    while runner.run_once() is not None:
-        pass
-
-
-def actions(app, target: str) -> list[Action]:
-    with app.extensions["autofix"].database.session() as session:
-        return list(session.scalars(select(Action).where(Action.target == target)
-                                    .order_by(Action.id)))
-
-
-def incident_status(app, target: str) -> list[str]:
-    with app.extensions["autofix"].database.session() as session:
-        return [i.status for i in session.scalars(
-            select(Incident).where(Incident.target == target).order_by(Incident.id))]
 
 
 @pytest.fixture
@@ -103,7 +40,7 @@ def test_firing_alert_restarts_a_labelled_container(docker_app, docker_client) -
     app = docker_app()
     container = run_container(docker_client)
     before = started_at(container)
-    fire(app.test_client(), container.name)
+    fire_container(app.test_client(), container.name)
     drain(app)
     assert started_at(container) != before
     restart, wait = actions(app, container.name)
@@ -117,7 +54,7 @@ def test_unlabelled_container_is_never_touched(docker_app, docker_client) -> Non
     app = docker_app()
     container = run_container(docker_client, labelled=False)
     before = started_at(container)
-    fire(app.test_client(), container.name)
+    fire_container(app.test_client(), container.name)
     drain(app)
     assert started_at(container) == before
     [skip] = actions(app, container.name)
@@ -128,10 +65,11 @@ def test_crash_loop_opens_the_breaker_then_allows_one_trial(docker_app, docker_c
     # 10s: the seven refused alerts below must all land inside the open period, however
     # slow the three restarts before them were on a loaded machine.
     app = docker_app(cooldown="0s", open_for="10s")
+    clock = app.extensions["autofix"].clock = ShiftedClock()
     client = app.test_client()
     container = run_container(docker_client)
     for _ in range(10):
-        fire(client, container.name, starts=datetime.now(UTC))
+        fire_container(client, container.name, starts=datetime.now(UTC))
         drain(app)
         time.sleep(0.05)
     restarts = [a for a in actions(app, container.name) if a.action == "restart"]
@@ -143,11 +81,11 @@ def test_crash_loop_opens_the_breaker_then_allows_one_trial(docker_app, docker_c
         assert session.get(Breaker, container.name).state == "open"
     with app.extensions["autofix"].database.session() as session:
         open_until = session.get(Breaker, container.name).open_until
-    time.sleep(max(0.0, (open_until - datetime.now(UTC)).total_seconds()) + 0.2)
-    # the open period has passed: exactly one trial
-    fire(client, container.name, starts=datetime.now(UTC))
+    clock.advance(max(0.0, (open_until - clock()).total_seconds()) + 0.2)
+    # the open period has passed (on the receiver's clock): exactly one trial
+    fire_container(client, container.name, starts=clock())
     drain(app)
-    fire(client, container.name, starts=datetime.now(UTC))
+    fire_container(client, container.name, starts=clock())
     drain(app)
     restarts = [a for a in actions(app, container.name) if a.action == "restart"]
     assert len(restarts) == 4
@@ -159,9 +97,9 @@ def test_crash_loop_opens_the_breaker_then_allows_one_trial(docker_app, docker_c
 def test_cooldown_skips_the_second_occurrence(docker_app, docker_client) -> None:
     app = docker_app(cooldown="10m")
     container = run_container(docker_client)
-    fire(app.test_client(), container.name)
+    fire_container(app.test_client(), container.name)
     drain(app)
-    fire(app.test_client(), container.name, starts=datetime.now(UTC))
+    fire_container(app.test_client(), container.name, starts=datetime.now(UTC))
     drain(app)
     assert [a.reason for a in actions(app, container.name)] == [None, None, "cooldown"]
 
@@ -170,7 +108,7 @@ def test_dry_run_records_and_touches_nothing(docker_app, docker_client) -> None:
     app = docker_app(dry_run=True)
     container = run_container(docker_client)
     before = started_at(container)
-    fire(app.test_client(), container.name)
+    fire_container(app.test_client(), container.name)
     drain(app)
     assert started_at(container) == before
     assert [(a.action, a.outcome) for a in actions(app, container.name)] == [
@@ -184,7 +122,7 @@ def test_container_docker_already_restarted_is_not_restarted_again(
     time.sleep(0.05)
     container = run_container(docker_client)  # started after the alert began
     before = started_at(container)
-    fire(app.test_client(), container.name, starts=alert_start)
+    fire_container(app.test_client(), container.name, starts=alert_start)
     drain(app)
     assert started_at(container) == before
     [skip] = actions(app, container.name)
@@ -193,7 +131,7 @@ def test_container_docker_already_restarted_is_not_restarted_again(
 
 def test_missing_container_is_skipped(docker_app) -> None:
     app = docker_app()
-    fire(app.test_client(), "no-such-container")
+    fire_container(app.test_client(), "no-such-container")
     drain(app)
     [skip] = actions(app, "no-such-container")
     assert skip.reason == "target_not_found"
@@ -202,7 +140,7 @@ def test_missing_container_is_skipped(docker_app) -> None:
 def test_docker_down_fails_cleanly_and_escalates(db_url, app_factory, tmp_path) -> None:
     app = app_factory(db_url, docker_host="unix:///nonexistent/docker.sock",
                       playbooks=write_playbooks(tmp_path))
-    fire(app.test_client(), "web")
+    fire_container(app.test_client(), "web")
     drain(app)
     [skip] = actions(app, "web")
     assert skip.reason == "executor_unavailable" and "docker" in (skip.error or "").lower()
@@ -244,7 +182,7 @@ def test_run_queued_for_an_alert_that_resolved_meanwhile_is_skipped(
     container = run_container(docker_client)
     before = started_at(container)
     starts = datetime.now(UTC)
-    fire(app.test_client(), container.name, starts=starts)
+    fire_container(app.test_client(), container.name, starts=starts)
     resolved = notification([alert({"container": container.name}, status="resolved",
                                    starts_at=starts, ends_at=datetime.now(UTC))])
     app.test_client().post("/webhook/alertmanager", json=resolved, headers=webhook_headers())

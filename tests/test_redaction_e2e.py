@@ -18,11 +18,12 @@ from receiver.logs import JsonFormatter
 from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
 from tests.conftest import api_headers, webhook_headers
+from tests.harness.app_driver import drain
+from tests.harness.containers import run_container
 from tests.harness.procs import wait_for
 from tests.harness.slack_stub import SlackStub
 from tests.payloads import alert, notification
 from tests.redaction_worst import CORPUS
-from tests.test_playbooks_docker import drain, run_container
 
 MARKED = [line.replace("\\n", "\n") for line in (CORPUS / "secrets.txt").read_text().splitlines()
           if line.strip() and not line.startswith("#")]

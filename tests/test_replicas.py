@@ -19,16 +19,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
-from tests.harness.alertmanager import Alertmanager, start_alertmanager, webhook_config
+from tests.harness.alertmanager import Alertmanager, am_alert, start_alertmanager, webhook_config
 from tests.harness.busybox import SLOW_STOP
+from tests.harness.containers import run_container, started_at
 from tests.harness.db import query
 from tests.harness.delay_proxy import DelayProxy
+from tests.harness.http_client import post_json
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import require_binary, wait_for
 from tests.harness.receiver import Receiver, start_receiver
-from tests.test_alertmanager_contract import am_alert
-from tests.test_playbooks_docker import run_container, started_at
-from tests.test_serve_concurrency import post_json
 
 pytestmark = pytest.mark.slow
 

@@ -29,9 +29,10 @@ from sqlalchemy import select
 from receiver.db.models import Action, Run
 from receiver.executor import docker_executor as docker_module
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers, webhook_headers
+from tests.harness.app_driver import drain
 from tests.harness.busybox import ensure_busybox_image
+from tests.harness.containers import run_container, started_at
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import drain, run_container, started_at
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,11 +12,12 @@ from typing import Any
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.busybox import SLOW_STOP
+from tests.harness.containers import run_container, started_at
 from tests.harness.db import query
+from tests.harness.playbook_yaml import write_playbooks
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import run_container, started_at, write_playbooks
 
 
 def post_json(url: str, body: Any, token: str = WEBHOOK_TOKEN) -> tuple[int, dict[str, Any]]:

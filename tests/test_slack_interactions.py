@@ -14,10 +14,11 @@ from receiver.notify import Event, OutboxSender
 from receiver.notify.channels import build_channels
 from receiver.notify.messages import APPROVE_ACTION, DENY_ACTION, build_slack_message
 from tests.conftest import webhook_headers
+from tests.harness.app_driver import drain
+from tests.harness.memory_app import fire, make_app
 from tests.harness.slack_clicks import signed_click
 from tests.harness.slack_stub import start_slack_stub
 from tests.payloads import alert, notification
-from tests.test_lifecycle import drain, fire, make_app
 
 SECRET = "slack-signing-secret-for-tests"
 APPROVER = "U0APPROVER"

@@ -3,7 +3,6 @@ recovering"), playbook loading per backend, and the executor's calls on a real S
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +17,7 @@ from receiver.executor.swarm_executor import SwarmExecutor
 from receiver.executor.swarm_tasks import desired_replicas, match_services, recovering_reason
 from receiver.playbooks.config import parse_playbooks
 from receiver.settings import Settings
-from tests.harness.busybox import FAST_STOP, ensure_busybox_image
-from tests.harness.swarm import force_update_count
+from tests.harness.swarm import create_service, force_updates, running_ids
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -128,25 +126,6 @@ def test_a_backend_or_action_a_playbook_cannot_use_is_a_load_error_naming_its_li
 
 
 # ---- the executor on a real Swarm ---------------------------------------------------
-
-def create_service(swarm: Any, labelled: bool = True, replicas: int = 1,
-                   command: list[str] | None = None, **kwargs: Any) -> Any:
-    image = ensure_busybox_image(swarm.client)
-    name = f"s-{uuid.uuid4().hex[:8]}"
-    service = swarm.client.services.create(
-        image, command=command or FAST_STOP, name=name, networks=["host"],
-        labels={"autofix.enable": "true"} if labelled else {},
-        mode=kwargs.pop("mode", docker.types.ServiceMode("replicated", replicas)), **kwargs)
-    return service
-
-
-def running_ids(swarm: Any, name: str, replicas: int = 1) -> set[str]:
-    return {t["ID"] for t in swarm.wait_running(name, replicas)}
-
-
-def force_updates(swarm: Any, name: str) -> int:
-    return force_update_count(swarm.client, name)
-
 
 @pytest.fixture
 def executor(swarm: Any) -> SwarmExecutor:

@@ -13,10 +13,10 @@ import pytest
 
 from receiver.db.models import Breaker
 from tests.conftest import webhook_headers
+from tests.harness.app_driver import actions, drain, incident_status
 from tests.harness.procs import wait_for
+from tests.harness.swarm import create_service, force_updates, running_ids
 from tests.payloads import alert, notification
-from tests.test_playbooks_docker import actions, drain, incident_status
-from tests.test_swarm_executor import create_service, force_updates, running_ids
 
 PLAYBOOKS = """
 playbooks:

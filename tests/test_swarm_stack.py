@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.harness.procs import require_binary
+from tests.harness.root_harness import SECRET_GIDS, run_root_harness
 from tests.harness.swarm_stack import stack_config as load_stack_config
-from tests.test_compose import SECRET_GIDS, run_root_harness
 
 REPO = Path(__file__).resolve().parents[1]
 # The uid each service's image runs as: Swarm writes its secrets owned by that uid.

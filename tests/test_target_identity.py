@@ -28,9 +28,10 @@ from receiver.guards import GuardStop, Subject, check_target, endpoint_key
 from receiver.runner import claim_next
 from receiver.settings import Settings
 from tests.conftest import api_headers
+from tests.harness.app_driver import drain, fire_container
 from tests.harness.busybox import FAST_STOP, ensure_busybox_image
+from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
-from tests.test_playbooks_docker import drain, fire, run_container, started_at
 
 MANUAL = "/api/v1/playbooks/restart-on-down/run"
 
@@ -80,7 +81,7 @@ def open_breaker(app: Any, name: str) -> None:
     """Three restarts by name (max_actions=3), then the fourth alert opens the breaker."""
     client = app.test_client()
     for _ in range(4):
-        fire(client, name, starts=datetime.now(UTC))
+        fire_container(client, name, starts=datetime.now(UTC))
         drain(app)
         time.sleep(0.05)
     assert [(a.reason, a.target) for a in guard_skips(app)] == [("breaker_open", name)]
@@ -109,7 +110,7 @@ def test_id_prefixes_of_a_container_hit_its_one_open_breaker(identity_app,
                 for alias in aliases]
     client = app.test_client()
     for alias in aliases:
-        fire(client, alias, starts=datetime.now(UTC))
+        fire_container(client, alias, starts=datetime.now(UTC))
         drain(app)
     assert started_at(container) == before, "an alias restarted the container"
     skips = guard_skips(app)[1:]
@@ -140,7 +141,7 @@ def test_protected_container_named_by_id_or_prefix_is_refused(identity_app,
         assert refused.status_code == 403, (reference, refused.json)
         assert refused.json["reason"] == "target_not_allowed"
         assert "protected" in refused.json["message"]
-    fire(app.test_client(), container.id[:12], starts=datetime.now(UTC))  # an alert, too
+    fire_container(app.test_client(), container.id[:12], starts=datetime.now(UTC))  # an alert, too
     drain(app)
     [skip] = guard_skips(app)
     assert (skip.reason, skip.target) == ("target_not_allowed", container.name)
@@ -165,9 +166,9 @@ def test_a_recreated_container_keeps_its_open_breaker(identity_app, docker_clien
     before = started_at(fresh)
     time.sleep(0.05)  # the alerts begin after the new container started
     client = app.test_client()
-    fire(client, name, starts=datetime.now(UTC))
+    fire_container(client, name, starts=datetime.now(UTC))
     drain(app)
-    fire(client, fresh.id[:12], starts=datetime.now(UTC))
+    fire_container(client, fresh.id[:12], starts=datetime.now(UTC))
     drain(app)
     assert started_at(fresh) == before
     assert [(s.reason, s.target) for s in guard_skips(app)[1:]] == [("breaker_open", name)] * 2
@@ -189,7 +190,7 @@ def test_an_ambiguous_prefix_is_refused_with_its_reason(identity_app, docker_cli
         first[container.id[0]] = container
     prefix = container.id[0]
     befores = [started_at(c) for c in pair]
-    fire(app.test_client(), prefix, starts=datetime.now(UTC))
+    fire_container(app.test_client(), prefix, starts=datetime.now(UTC))
     drain(app)
     [skip] = guard_skips(app)
     assert (skip.reason, skip.target) == ("target_ambiguous", prefix), skip.error
@@ -217,8 +218,8 @@ def test_two_aliases_claimed_together_act_one_at_a_time(identity_app, docker_cli
     before = started_at(container)
     client = app.test_client()
     starts = datetime.now(UTC)
-    fire(client, container.name, starts=starts)
-    fire(client, container.id[:12], starts=starts)
+    fire_container(client, container.name, starts=starts)
+    fire_container(client, container.id[:12], starts=starts)
     by_name, by_prefix = claim_next(services, "w1"), claim_next(services, "w2")
     assert by_name is not None and by_prefix is not None
     execute_run(services, by_prefix)
@@ -301,7 +302,7 @@ def test_an_http_only_playbook_has_a_cooldown_per_url_host(http_app, listener) -
     app = http_app(listener.port, "10m")
     client = app.test_client()
     for name in ("web", "api"):  # different labels, one host: one cooldown
-        fire(client, name, starts=datetime.now(UTC))
+        fire_container(client, name, starts=datetime.now(UTC))
         drain(app)
     assert listener.paths == ["/reset?for=web"]
     key = f"http:127.0.0.1:{listener.port}"
@@ -315,7 +316,7 @@ def test_an_http_only_playbook_has_a_breaker_per_url_host(http_app, listener) ->
     app = http_app(listener.port, "0s")
     client = app.test_client()
     for index in range(4):
-        fire(client, f"web-{index}", starts=datetime.now(UTC))
+        fire_container(client, f"web-{index}", starts=datetime.now(UTC))
         drain(app)
     assert listener.paths == ["/reset?for=web-0", "/reset?for=web-1"]
     key = f"http:127.0.0.1:{listener.port}"

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from ..auth import requires
 from ..breaker import current_state, gauge_value
 from ..db.ingest_store import fit
-from ..db.models import AuditEntry, Breaker, utcnow
+from ..db.models import AuditEntry, Breaker
 from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
 from .common import json_body, parse_model, services
@@ -104,8 +104,9 @@ def actor_with_address(who: str, address: str | None) -> str:
 @blueprint.get("/api/v1/breakers")
 @requires("read")
 def list_breakers() -> Response:
-    now = utcnow()
-    with services().database.session("api") as session:
+    svc = services()
+    now = svc.clock()
+    with svc.database.session("api") as session:
         rows = list(session.scalars(select(Breaker).order_by(Breaker.target)))
         items = []
         for row in rows:

@@ -10,7 +10,6 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..auth import requires
 from ..db.ingest_store import store_notification
-from ..db.models import utcnow
 from ..filing import PENDING, store_and_file
 from ..ingest import plan_occurrences
 from ..payload import WebhookPayload
@@ -28,7 +27,7 @@ def receive_alertmanager() -> tuple[Response, int]:
     svc = services()
     raw, raw_text = json_body_and_text(request, svc.settings.max_body_bytes)
     payload = parse_model(WebhookPayload, raw)
-    now = utcnow()
+    now = svc.clock()
     started = time.monotonic()
     limit = svc.settings.ingest_defer_alerts
     if limit and len(payload.alerts) > limit:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,13 @@ PRUNE_BATCH_ROWS = 1000
 
 
 def prune(database: Database, older_than: timedelta,
-          batch_rows: int = PRUNE_BATCH_ROWS) -> dict[str, int]:
+          batch_rows: int = PRUNE_BATCH_ROWS, now: datetime | None = None) -> dict[str, int]:
     """Delete notifications (not those still to be filed), finished incidents (their runs
     and actions cascade), audit rows and stale operator-intent records, in transactions of
     at most `batch_rows` rows each, so that a large backlog never holds locks that block
-    ingest for long."""
-    cutoff = utcnow() - older_than
+    ingest for long. `now` is the caller's clock (services.clock in the runner; the wall
+    clock by default)."""
+    cutoff = (now or utcnow()) - older_than
     tables: dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]] = {
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
         "notifications": (Notification, (

@@ -16,8 +16,9 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import event as sa_event
@@ -52,8 +53,9 @@ _ERROR_MAX = 2000
 class OutboxNotifier:
     """Writes one outbox row per configured channel; with no channel it writes nothing."""
 
-    def __init__(self, channels: list[str]) -> None:
+    def __init__(self, channels: list[str], clock: Callable[[], datetime] = utcnow) -> None:
         self.channels = list(channels)
+        self.clock = clock  # create_app hands it services.now
         self.wakeup = threading.Event()  # set after a commit that added rows
 
     def emit(self, session: Session, event: Event) -> None:
@@ -61,7 +63,7 @@ class OutboxNotifier:
             return
         # Plain JSON now, so a detail the database cannot store never fails the caller.
         details = json.loads(json.dumps(event.details, default=str))
-        now = utcnow()
+        now = self.clock()
         for channel in self.channels:
             session.add(Outbox(incident_id=event.incident_id or None, channel=channel,
                                kind=event.kind,
@@ -76,7 +78,7 @@ class OutboxNotifier:
             return
         from .groups import emit_group
 
-        if emit_group(session, group_id, self.channels, utcnow()) and \
+        if emit_group(session, group_id, self.channels, self.clock()) and \
                 not session.info.get("autofix_outbox_wake"):
             session.info["autofix_outbox_wake"] = True
             sa_event.listen(session, "after_commit", self._wake)
@@ -107,9 +109,11 @@ class OutboxSender:
 
     def __init__(self, database: Database, settings: Settings, metrics: Metrics,
                  channels: dict[str, Channel], worker: str,
-                 wakeup: threading.Event | None = None, *,
+                 wakeup: threading.Event | None = None,
+                 clock: Callable[[], datetime] = utcnow, *,
                  redactor: Redactor | None = None) -> None:
         self.database = database
+        self.clock = clock
         self.settings = settings
         self.metrics = metrics
         self.channels = channels
@@ -168,7 +172,7 @@ class OutboxSender:
     def _claim(self) -> _Claim | None:
         guard = _sqlite_claim_lock if self.database.is_sqlite else contextlib.nullcontext()
         with guard, self.database.session("notify_claim") as session:
-            now = utcnow()
+            now = self.clock()
             earlier = aliased(Outbox)
             # An incident's rows, and a group's rows, go out in order (NULLs never match).
             blocked = exists().where(or_(earlier.incident_id == Outbox.incident_id,
@@ -249,7 +253,7 @@ class OutboxSender:
                 update(Outbox).where(Outbox.id == claim.row_id,
                                      Outbox.claimed_by == self.worker,
                                      Outbox.attempts == claim.attempts)
-                .values(status="sent", sent_at=utcnow(), last_error=None,
+                .values(status="sent", sent_at=self.clock(), last_error=None,
                         slack_ts=delivery.ts,
                         thread_ts=None if claim.group is not None else claim.thread_ts))
         self.metrics.notification_sends.labels(claim.channel, "sent").inc()
@@ -273,7 +277,7 @@ class OutboxSender:
                         retry_after_s: float | None = None) -> None:
         error = self.redactor.text(redact(error, self._secrets), _ERROR_MAX)
         give_up = not retryable or claim.attempts >= self.settings.notify_max_attempts
-        now = utcnow()
+        now = self.clock()
         values: dict[str, Any] = {"last_error": error}
         if give_up:
             values["status"] = "failed"
@@ -339,13 +343,14 @@ def _rowcount(result: Any) -> int:
 
 
 def start_sender(database: Database, settings: Settings, metrics: Metrics, notifier: object,
-                 worker: str, redactor: Redactor | None = None) -> OutboxSender | None:
+                 worker: str, redactor: Redactor | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> OutboxSender | None:
     """Start this process's sender, or None when no channel is configured."""
     channels = build_channels(settings)
     if not channels:
         return None
     wakeup = notifier.wakeup if isinstance(notifier, OutboxNotifier) else None
-    sender = OutboxSender(database, settings, metrics, channels, worker, wakeup,
+    sender = OutboxSender(database, settings, metrics, channels, worker, wakeup, clock,
                           redactor=redactor)
     sender.start()
     return sender

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,16 @@ def start_alertmanager(config: dict[str, Any], root: Path | None = None,
     root = root or Path(tempfile.mkdtemp(prefix="autofix-am-"))
     return Alertmanager(root, config, peers, free_port() if cluster else None,
                         peer_timeout).start()
+
+
+def am_alert(container: str, *, alertname: str = "TargetDown", starts: datetime,
+             ends: datetime | None = None) -> dict[str, Any]:
+    """One alert as Alertmanager's API takes it (POST /api/v2/alerts)."""
+    body: dict[str, Any] = {
+        "labels": {"alertname": alertname, "container": container, "severity": "critical"},
+        "annotations": {"summary": f"{container} down"},
+        "startsAt": starts.isoformat(), "generatorURL": "http://127.0.0.1:9090/graph",
+    }
+    if ends is not None:
+        body["endsAt"] = ends.isoformat()
+    return body

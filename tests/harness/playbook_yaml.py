@@ -2,6 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
+PLAYBOOK = """
+playbooks:
+  - name: restart-on-down
+    matchers: ['alertname="TargetDown"']
+    target: "{{{{ labels.container }}}}"
+    cooldown: {cooldown}
+    circuit_breaker: {{max_actions: 3, window: 10m, open_for: {open_for}, open_for_max: 1h,
+                      reset_after: 30m}}
+    actions:
+      - restart: {{timeout_s: 5}}
+      - wait_healthy: {{timeout_s: 20, running_for_s: 0.5}}
+"""
+
+
+def write_playbooks(tmp_path: Path, cooldown: str = "0s", open_for: str = "2s") -> Path:
+    """The restart playbook above in a fresh file under tmp_path."""
+    path = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}.yml"
+    path.write_text(PLAYBOOK.format(cooldown=cooldown, open_for=open_for))
+    return path
+
 
 def restart_playbook(name: str = "restart-on-down", *, cooldown: str = "0s",
                      max_actions: int = 3, open_for: str = "1m", restart_timeout_s: float = 5,

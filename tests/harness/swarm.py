@@ -13,16 +13,20 @@ changes what other tests see.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.types
 
+from tests.harness.busybox import FAST_STOP, ensure_busybox_image
 from tests.harness.dockerd import Dockerd, start_dockerd
 from tests.harness.procs import free_port
 
-__all__ = ["SWARM_NETWORKS", "Swarm", "force_update_count", "running_tasks", "start_swarm"]
+__all__ = ["SWARM_NETWORKS", "Swarm", "create_service", "force_update_count", "force_updates",
+           "running_ids", "running_tasks", "start_swarm"]
 
 # Created by `swarm init` (ingress) and by the first task (docker_gwbridge).
 SWARM_NETWORKS = ("ingress", "docker_gwbridge")
@@ -105,3 +109,22 @@ def start_swarm(workdir: Path) -> Swarm:
     except BaseException:
         daemon.stop()
         raise
+
+
+def create_service(swarm: Any, labelled: bool = True, replicas: int = 1,
+                   command: list[str] | None = None, **kwargs: Any) -> Any:
+    image = ensure_busybox_image(swarm.client)
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    service = swarm.client.services.create(
+        image, command=command or FAST_STOP, name=name, networks=["host"],
+        labels={"autofix.enable": "true"} if labelled else {},
+        mode=kwargs.pop("mode", docker.types.ServiceMode("replicated", replicas)), **kwargs)
+    return service
+
+
+def running_ids(swarm: Any, name: str, replicas: int = 1) -> set[str]:
+    return {t["ID"] for t in swarm.wait_running(name, replicas)}
+
+
+def force_updates(swarm: Any, name: str) -> int:
+    return force_update_count(swarm.client, name)
