@@ -135,6 +135,7 @@ def receiver_allowed(probe_id: str) -> list[tuple[str, str, Any, int]]:
         ("GET", "/_ping", None, 200), ("HEAD", "/_ping", None, 200),
         ("GET", "/version", None, 200), ("GET", f"{V}/_ping", None, 200),
         ("GET", "/v1.24/version", None, 200),          # the minimum version
+        ("GET", f"{V}/info", None, 200),               # the events follower's daemon id
         ("GET", f"{V}/containers/{c}/json", None, 200),
         ("GET", f"/v1.24/containers/{probe_id}/json", None, 200),
         ("GET", f"{V}/containers/no-such-container/json", None, 404),
@@ -226,7 +227,8 @@ def receiver_refused(ids: dict[str, str]) -> list[tuple[str, str, Any]]:
         ("GET", f"{V}/volumes", None),
         ("POST", f"{V}/build", None),
         ("GET", f"{V}/networks", None),
-        ("GET", f"{V}/info", None),
+        ("GET", "/info", None),
+        ("POST", f"{V}/info", None),
         ("POST", f"{V}/swarm/init", {}),
         ("POST", f"{V}/containers/{c}/logs", None),
         ("GET", f"{V}/containers/{c}/../../images/json", None),
@@ -320,6 +322,10 @@ def test_the_receivers_executor_does_all_it_does_through_its_proxy(
     seen = len(receiver_proxy.log())
     executor = DockerExecutor(receiver_proxy.docker_host, 30, own_ids=frozenset())
     probe_id = containers[PROBE].id
+    # What the events follower and /readyz ask: the daemon's own id, not the URL fallback.
+    executor.ping()
+    assert executor.daemon_id() == client.info()["ID"]
+    assert executor.container_facts(PROBE) is not None
     identity = executor.resolve(PROBE)
     assert identity.id == probe_id and executor.refers_to(probe_id[:12], identity)
     assert executor.inspect(PROBE).running

@@ -469,7 +469,7 @@ def receiver_proxy_table(probe_id: str, victim_id: str
         ("POST", "/v1.41/build", None, {403}),
         ("GET", "/v1.41/networks", None, {403}),
         ("POST", "/v1.41/networks/create", {"Name": "afc-evil"}, {403}),
-        ("GET", "/v1.41/info", None, {403}),
+        ("GET", "/v1.41/info", None, {200}),  # the follower's daemon id; read-only
         ("GET", "/v1.41/system/df", None, {403}),
         ("POST", "/v1.41/swarm/init", {}, {403}),
         ("GET", "/v1.41/secrets", None, {403}),
