@@ -459,9 +459,11 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
                               current_step=None, **why):
             return False
         # A failed notify/check-only run of an alert stays escalated for a human (its alert
-        # still resolves it); a manual run closes whatever happened. An alert's dry run
-        # is neither closed nor retried: its incident waits for the alert to resolve.
-        if closes and (status != RunStatus.FAILED or info.trigger == "manual" or dry_run):
+        # still resolves it), and one a pause stopped half-way stays open for the resume to
+        # queue again; a manual run closes whatever happened. An alert's dry run is neither
+        # closed on failure nor retried: its incident waits for the alert to resolve.
+        if closes and (info.trigger == "manual"
+                       or status not in (RunStatus.FAILED, RunStatus.SKIPPED)):
             _close_after_run(session, services, info, status, dry_run)
         elif status == RunStatus.FAILED and not closes and not dry_run:
             # Still firing after a failed attempt: try again after the cooldown; the

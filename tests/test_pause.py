@@ -236,6 +236,48 @@ def test_a_check_only_run_is_held_by_the_pause_and_queued_again_at_resume(
     assert [verb for verb, _ in audit(app)] == ["pause", "resume", "resume_requeue"]
 
 
+CALL_THEN_LOOK = """
+playbooks:
+  - name: call-then-look
+    matchers: ['alertname="TargetDown"']
+    target: "{{ labels.container }}"
+    cooldown: 0s
+    actions:
+      - http: {method: POST, url: "URL"}
+      - wait_healthy: {timeout_s: 1}
+"""
+
+
+def test_a_check_only_run_paused_half_way_keeps_its_incident_for_the_resume(
+        db_url, app_factory, tmp_path) -> None:
+    """A pause between two steps of a check-only alert run skips the rest; the incident
+    stays open (it was closed, and the resume never queued it again)."""
+    stub = start_slack_stub()
+    try:
+        text = CALL_THEN_LOOK.replace("URL", f"{stub.url}/look")
+        app, executor, _ = make_app(app_factory, db_url, tmp_path, text)
+        executor.add("web")
+
+        def pause_while_answering(_recorded: Any) -> None:
+            app.test_client().post("/api/v1/pause", json=PAUSE, headers=api_headers())
+
+        stub.rule("/look", pause_while_answering)
+        client = app.test_client()
+        fire(client, {"container": "web"})
+        drain(app)
+        [run] = runs(app)
+        assert (run.status, run.reason) == ("skipped", "paused")
+        with app.extensions["autofix"].database.session() as session:
+            assert session.scalars(select(Incident.status)).one() != "closed"
+        stub.rule("/look", None)
+        client.post("/api/v1/resume", json={"actor": "alice"}, headers=api_headers())
+        drain(app)
+        assert [(r.status, r.trigger) for r in runs(app)] == [
+            ("skipped", "alert"), ("succeeded", "retry")]
+    finally:
+        stub.stop()
+
+
 def test_a_resume_requeues_only_runs_whose_alert_still_fires(db_url, app_factory,
                                                              tmp_path) -> None:
     app, executor, _ = make_app(app_factory, db_url, tmp_path)
