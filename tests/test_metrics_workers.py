@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.containers import run_container, started_at
 from tests.harness.db import query
 from tests.harness.http_client import post_json
+from tests.harness.metrics import scrape, value
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
@@ -24,20 +22,6 @@ from tests.payloads import alert, notification
 
 PLAYBOOK = restart_playbook("restart-once", max_actions=1, open_for="10m")
 HOOK = "/hooks/metrics-test-0123456789"
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: dict[Any, float], name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 def own_group(i: int, one_alert: dict[str, Any]) -> dict[str, Any]:

@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.busybox import SLOW_STOP
 from tests.harness.containers import run_container, started_at
 from tests.harness.db import query
+from tests.harness.http_client import post_json
 from tests.harness.playbook_yaml import write_playbooks
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
 from tests.payloads import alert, notification
-
-
-def post_json(url: str, body: Any, token: str = WEBHOOK_TOKEN) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def env(private_dockerd, playbooks) -> dict[str, str]:
