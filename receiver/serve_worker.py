@@ -284,12 +284,9 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self._advance(conn)
 
     def _on_bytes(self, conn: TConn, _sock: Any) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the client went away
             self._forget(conn)
             self.nr_conns -= 1
@@ -390,12 +387,9 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self._lingering[conn] = (time.monotonic() + _LINGER_S, 0)
 
     def _on_linger_bytes(self, conn: TConn, _sock: Any) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        data = _receive(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         deadline, drained = self._lingering.get(conn, (0.0, 0))
         drained += len(data)
         if not data or drained > _LINGER_MAX_BYTES:
@@ -419,3 +413,14 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
             self._forget(conn)
             self._refuse(conn, _response(408, RequestTimeout(incoming.timeout_message)
                                          .to_dict()), incoming, 408)
+
+
+def _receive(conn: TConn) -> bytes | None:
+    """What a readable socket holds: None when nothing after all (a spurious wakeup), b""
+    when the client went away or the socket failed."""
+    try:
+        return bytes(conn.sock.recv(65536))
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
