@@ -146,6 +146,7 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
         error=stop.message[:2000], started_at=now, finished_at=now, duration_s=0.0,
         trigger=info.trigger, step=GUARD_STEP))
     services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
+    services.metrics.runs_skipped.labels(stop.reason).inc()
     if stop.breaker is not None and stop.breaker.opened_now:
         services.metrics.breaker_state.labels(info.target).set(2)
         log.warning("breaker opened", extra={

@@ -26,6 +26,11 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+# Skip reasons exported at 0 from start, so dashboards and alerts see them before they happen.
+SKIP_REASONS_SHOWN = ("paused", "cooldown", "breaker_open", "target_not_allowed",
+                      "operator_stop", "target_paused", "state_unknown")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -84,6 +89,12 @@ class Metrics:
             "autofix_build_info", "Always 1; the version label says which autofix runs.",
             ["version"], registry=r, multiprocess_mode="max")
         self.build_info.labels(build_version()).set(1)
+        self.runs_skipped = Counter(
+            "autofix_runs_skipped_total",
+            "Runs a guard stopped before they acted, by reason (docs/runbooks.md#skip-reasons).",
+            ["reason"], registry=r)
+        for reason in SKIP_REASONS_SHOWN:  # a rate() over zero beats a missing series
+            self.runs_skipped.labels(reason)
         self.database_errors = Counter(
             "autofix_database_errors_total", "Database errors by operation.", ["operation"],
             registry=r)
