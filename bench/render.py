@@ -14,9 +14,39 @@ OUT = ROOT / "BENCHMARKS.md"
 NOTES = Path(__file__).resolve().parent / "NOTES.md"  # analysis written by hand, appended
 
 
-def _load(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
+class RenderRefused(Exception):
+    """Results that cannot be published side by side: what each file lacks, or which
+    commits they mix."""
+
+
+def _load(name: str, results: Path | None = None) -> dict[str, Any] | None:
+    path = (results or RESULTS) / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def provenance_problems(results: Path | None = None) -> list[str]:
+    """Why these results may not be rendered as one document: every file must say on which
+    clean commit, when and with which command it was measured, and all on the same commit."""
+    problems: list[str] = []
+    commits: dict[str, list[str]] = {}
+    for _, name in SECTIONS:
+        data = _load(name, results)
+        if data is None:
+            continue
+        meta = data.get("meta") or {}
+        missing = [key for key in ("autofix_git", "date", "command") if not meta.get(key)]
+        if missing:
+            problems.append(f"{name}.json lacks {', '.join(missing)} in its meta")
+            continue
+        commit = str(meta["autofix_git"])
+        if commit.endswith("-dirty"):
+            problems.append(f"{name}.json was measured on a tree with uncommitted changes "
+                            f"({commit})")
+        commits.setdefault(commit.removesuffix("-dirty"), []).append(name)
+    if len(commits) > 1:
+        mixed = "; ".join(f"{c}: {', '.join(names)}" for c, names in sorted(commits.items()))
+        problems.append(f"the results mix commits ({mixed}): re-measure them on one")
+    return problems
 
 
 def _f(value: Any, digits: int = 1) -> str:
@@ -353,6 +383,9 @@ def _runs_table() -> list[str]:
 
 
 def render() -> Path:
+    problems = provenance_problems()
+    if problems:
+        raise RenderRefused("; ".join(problems))
     ack = _load("webhook_ack")
     rst = _load("restart_latency")
     meta = (ack or rst or {}).get("meta", {})
@@ -452,4 +485,7 @@ def render() -> Path:
 
 
 if __name__ == "__main__":
-    print(render())
+    try:
+        print(render())
+    except RenderRefused as exc:
+        raise SystemExit(f"bench/render.py refuses to write BENCHMARKS.md: {exc}") from None

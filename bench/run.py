@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.close()
     if not args.no_render and not args.quick:
-        print(f"wrote {render.render()}")
+        try:
+            print(f"wrote {render.render()}")
+        except render.RenderRefused as exc:
+            print(f"BENCHMARKS.md not written: {exc}", file=sys.stderr)
+            return 1
     return status
 
 
