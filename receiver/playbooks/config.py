@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -69,6 +70,15 @@ def _bounded(seconds: float) -> float:
     if not seconds <= MAX_DURATION_S:
         raise ValueError(f"a duration must be at most {MAX_DURATION_S // 86400:.0f}d")
     return seconds
+
+
+def _promql_expression(expr: str) -> str:
+    if not expr.strip():
+        raise ValueError("each `require:` entry must be a PromQL expression, "
+                         'e.g. count(up{job="web"} == 1) >= 2')
+    if len(expr) > MAX_REQUIRE_CHARS:
+        raise ValueError(f"a `require:` expression is at most {MAX_REQUIRE_CHARS} characters")
+    return expr
 
 
 class _Strict(BaseModel):
@@ -153,7 +163,8 @@ class Playbook(_Strict):
     escalate_when: list[Classification] = Field(default_factory=list)
     # PromQL that must each return a result just before the run acts, rendered with the
     # params' context (preconditions.py): empty or unanswered means precondition_failed.
-    require: list[str] = Field(default_factory=list, max_length=MAX_REQUIRE)
+    require: list[Annotated[str, AfterValidator(_promql_expression)]] = Field(
+        default_factory=list, max_length=MAX_REQUIRE)
 
     _cooldown = field_validator("cooldown_s", mode="before")(parse_duration)
     _approval_timeout = field_validator("approval_timeout_s", mode="before")(parse_duration)
@@ -178,18 +189,6 @@ class Playbook(_Strict):
                 raise ValueError(_STEP_SHAPE)
             steps.append({"action": step[0], "params": step[1]})
         return steps
-
-    @field_validator("require")
-    @classmethod
-    def _promql_expressions(cls, value: list[str]) -> list[str]:
-        for expr in value:
-            if not expr.strip():
-                raise ValueError("each `require:` entry must be a PromQL expression, "
-                                 'e.g. count(up{job="web"} == 1) >= 2')
-            if len(expr) > MAX_REQUIRE_CHARS:
-                raise ValueError(f"a `require:` expression is at most {MAX_REQUIRE_CHARS} "
-                                 "characters")
-        return value
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
