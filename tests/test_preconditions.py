@@ -160,3 +160,15 @@ def test_a_silent_server_is_no_answer_within_the_timeout() -> None:
             instant_query(f"http://{LOOPBACK}:{listener.getsockname()[1]}", "up", 0.3)
     finally:
         listener.close()
+
+
+def test_the_api_lists_each_playbooks_require(db_url: str, app_factory: Any,
+                                              tmp_path: Any) -> None:
+    from tests.conftest import api_headers
+
+    path = tmp_path / "playbooks.yml"
+    path.write_text(playbook_yaml("['count(up{job=\"web\"} == 1) >= 2']"))
+    app = app_factory(db_url, playbooks=path)
+    listed = app.test_client().get("/api/v1/playbooks", headers=api_headers())
+    assert listed.status_code == 200, listed.json
+    assert listed.json["items"][0]["require"] == ['count(up{job="web"} == 1) >= 2']
