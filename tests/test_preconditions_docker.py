@@ -235,3 +235,23 @@ def test_an_approved_run_checks_again_when_it_acts(
     skipped_by_precondition(app, container, before)
     with app.extensions["autofix"].database.session() as session:
         assert session.get(Run, run.id).decision == "approved"
+
+
+def test_a_manual_run_checks_the_precondition_too(
+        pg_url: str, make_app: Any, docker_client: Any, prometheus: Prometheus) -> None:
+    container = run_container(docker_client)  # before the app's clock starts
+    app = make_app(pg_url, prometheus.url, [TWO_HEALTHY])
+    before = started_at(container)
+    manual = app.test_client().post(
+        "/api/v1/playbooks/restart-guarded/run", headers=api_headers(),
+        json={"labels": {"container": container.name, "job": "self"}, "reason": "try",
+              "requested_by": "bob"})
+    assert manual.status_code == 202, manual.json
+    drain(app)
+    assert started_at(container) == before
+    [guard] = actions(app, container.name)
+    assert guard.reason == "precondition_failed"
+    found = incident(app)
+    # Escalated, then closed as every manual run's incident is; never retried on its own.
+    assert found.escalation_reason.startswith("precondition_failed: require ")
+    assert found.next_attempt_at is None
