@@ -48,6 +48,7 @@ from .lifecycle import update_incident_if as update_incident_while
 from .notify import Event
 from .playbooks.config import ActionStep, Playbook
 from .playbooks.templating import TemplateRenderError
+from .preconditions import precondition_retry_s, precondition_stop
 from .retries import RETRY_ON_SKIP, schedule_retry
 from .services import Services
 
@@ -217,6 +218,9 @@ def execute_run(services: Services, run_id: int) -> None:
         if dry_run and not run.dry_run:
             run.dry_run = True  # what the run is, for the API and the CLI
             info = replace(info, dry_run=True)
+        # A dry run is not retried (it would only record the same again), nor a manual run.
+        retry_s = (precondition_retry_s(session, info.incident_id)
+                   if playbook.require and not dry_run else None)
     closes = _closes_incident(info, is_mutating(services, playbook))
     # Guards protect targets, resolved first to one canonical identity (guards.py); a
     # playbook that only notifies or checks needs none of them (subject None).
@@ -231,6 +235,13 @@ def execute_run(services: Services, run_id: int) -> None:
         stop = _evidence_guard(services, playbook, evidence, subject)
         if stop is not None:
             subject = stop
+    if playbook.require and not isinstance(subject, GuardStop):
+        # Just before acting (and before a human is asked to approve): Prometheus, with no
+        # transaction open. An approved run comes through here again when it executes.
+        acts_on = subject.name if subject else info.target
+        stop = precondition_stop(services, playbook, _step_variables(view, acts_on), retry_s)
+        if stop is not None:
+            subject = replace(stop, target=subject.key) if subject else stop
     target = info.target
     waits = (isinstance(subject, Subject) and not dry_run and playbook.mode == "approve"
              and not info.approved)
@@ -364,8 +375,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)),
         capture=capture)
     captured = True  # the capture before admission stands for the first mutating step
-    template_vars = template_context(view.labels, view.annotations, view.status)
-    template_vars["target"] = acts_on
+    template_vars = _step_variables(view, acts_on)
     budget = services.settings.record_retry_s
     ids = {"run_id": info.run_id, "incident_id": info.incident_id}
     for index, step in enumerate(playbook.actions):
@@ -433,6 +443,13 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         if paused is not None:
             return RunStatus.SKIPPED, f"step {index + 1} ({step.action}): {paused}"
     return RunStatus.SUCCEEDED, None
+
+
+def _step_variables(view: IncidentView, acts_on: str) -> dict[str, Any]:
+    """What a step's params (and `require:`) render with."""
+    variables = template_context(view.labels, view.annotations, view.status)
+    variables["target"] = acts_on
+    return variables
 
 
 def _pause_before(services: Services, step: ActionStep) -> str | None:

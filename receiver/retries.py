@@ -2,9 +2,10 @@
 
 Alertmanager re-sends the same occurrence (same startsAt) while an alert keeps firing, and
 ingest deduplicates it, so no new run would ever come. When a run for an alert fails, or is
-held back by the cooldown or an open breaker, its incident gets `next_attempt_at`; when
-that time comes, one worker (compare-and-set on the timestamp) queues a `retry` run, which
-passes every guard again. The breaker bounds the attempts and doubles its open period up
+held back by the cooldown, an open breaker or a `require:` that does not hold
+(preconditions.py), its incident gets `next_attempt_at`; when that time comes, one
+worker (compare-and-set on the timestamp) queues a `retry` run, which passes every guard
+again. The breaker bounds the attempts and doubles its open period up
 to `open_for_max`. Resolved and closed incidents are never retried.
 """
 
@@ -24,7 +25,7 @@ __all__ = ["RETRY_ON_SKIP", "RETRY_TRIGGERS", "queue_due_retries", "schedule_ret
 
 log = logging.getLogger("autofix.retries")
 RETRY_TRIGGERS = ("alert", "retry")  # a manual run is never repeated on its own
-RETRY_ON_SKIP = ("breaker_open", "cooldown")
+RETRY_ON_SKIP = ("breaker_open", "cooldown", "precondition_failed")
 
 
 def schedule_retry(session: Session, trigger: str, incident_id: int, at: datetime) -> bool:

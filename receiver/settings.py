@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     prometheus_url: str = Field(
         "http://127.0.0.1:9090", description="Prometheus for promql_check steps and the "
         "alert expression's value in the evidence.")
+    precondition_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Timeout of each query of a playbook's `require:` "
+        "(on AUTOFIX_PROMETHEUS_URL); no answer in time skips the run (precondition_failed).")
     http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost"],
         description="Hosts the http action may call: `host` (any port) or `host:port`, "

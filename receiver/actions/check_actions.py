@@ -11,6 +11,7 @@ from urllib3.util import parse_url
 
 from ..executor import ExecutorError, TargetNotFound
 from ..playbooks.config import PlaybookFile
+from ..prometheus_api import PrometheusQueryError, PrometheusUnreachable, instant_query
 from .registry import ActionContext, ActionFailed
 from .safe_url import AllowedHost, UnsafeUrl, is_allowed, parse_safe_url
 
@@ -99,22 +100,18 @@ def wait_healthy(ctx: ActionContext, params: WaitHealthyParams) -> str | None:
 def check_promql(ctx: ActionContext, params: PromqlCheckParams) -> str | None:
     """Query Prometheus until the expression holds, or time out."""
     deadline = time.monotonic() + params.timeout_s
-    url = ctx.settings.prometheus_url.rstrip("/") + "/api/v1/query"
     last_reason, last_error = "condition_not_met", ""
     while True:
         remaining = deadline - time.monotonic()
         try:
-            response = requests.get(url, params={"query": params.expr},
-                                    timeout=max(0.5, min(5.0, remaining)))
-            body = response.json()
-            if response.status_code != 200 or body.get("status") != "success":
-                last_reason, last_error = "query_error", str(body.get("error", response.text))
-            else:
-                found = len(body["data"]["result"]) > 0
-                if found == (params.expect == "nonempty"):
-                    return f"{params.expr} is {params.expect}"
-                last_reason, last_error = "condition_not_met", f"{params.expr} not {params.expect}"
-        except (requests.RequestException, ValueError, KeyError) as exc:
+            found = instant_query(ctx.settings.prometheus_url, params.expr,
+                                  max(0.5, min(5.0, remaining))).nonempty
+            if found == (params.expect == "nonempty"):
+                return f"{params.expr} is {params.expect}"
+            last_reason, last_error = "condition_not_met", f"{params.expr} not {params.expect}"
+        except PrometheusQueryError as exc:
+            last_reason, last_error = "query_error", str(exc)
+        except PrometheusUnreachable as exc:
             last_reason, last_error = "prometheus_unreachable", str(exc)
         if time.monotonic() + params.interval_s > deadline:
             raise ActionFailed(last_reason, f"after {params.timeout_s}s: {last_error}"[:1000])

@@ -59,6 +59,7 @@ def list_playbooks() -> Response:
             "executor": playbook.executor,
             "cooldown_s": float(playbook.cooldown_s),
             "circuit_breaker": durations_as_floats(playbook.circuit_breaker.model_dump()),
+            "require": [redactor.text(expr, 4096) for expr in playbook.require],
             # An http step's headers and params may carry credentials: shown redacted.
             "actions": [{step.action: redactor.params(durations_as_floats(step.params))}
                         for step in playbook.actions],

@@ -205,6 +205,8 @@ class PlaybookOut(_Out):
     executor: str = Field(description="The backend its runs act through: docker or swarm.")
     cooldown_s: float
     circuit_breaker: dict[str, float]
+    require: list[str] = Field(description="PromQL that must each return a result just "
+                               "before a run acts (as written, before templating).")
     actions: list[dict[str, Any]]
 
 

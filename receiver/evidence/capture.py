@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
-
 from ..executor import EvidenceLimits, EvidenceSource, Executor
+from ..prometheus_api import instant_query
 from .classify import Classification, classify
 from .redaction import Redactor
 
@@ -75,16 +74,7 @@ def alert_expression(generator_url: str) -> str | None:
 
 
 def _query(prometheus_url: str, expr: str, timeout_s: float) -> dict[str, Any]:
-    try:
-        response = requests.get(f"{prometheus_url.rstrip('/')}/api/v1/query",
-                                params={"query": expr}, timeout=timeout_s)
-    except requests.RequestException as exc:  # its message quotes the URL-encoded query
-        raise RuntimeError(f"{type(exc).__name__} querying {prometheus_url}") from None
-    body = response.json()
-    if body.get("status") != "success":
-        raise RuntimeError(f"HTTP {response.status_code}: {body.get('error') or body}")
-    result = body["data"].get("result")
-    series = result if isinstance(result, list) else [{"metric": {}, "value": result}]
+    series = instant_query(prometheus_url, expr, timeout_s).series
     return {"expr": expr, "series": [{"metric": item.get("metric", {}),
                                       "value": (item.get("value") or [None, None])[1]}
                                      for item in series[:_SERIES_KEPT]],

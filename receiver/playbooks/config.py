@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,6 +40,9 @@ _UNIT_S = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m":
 _DURATION = re.compile("".join(rf"(?:(?P<{'milli' if u == 'ms' else u}>\d+){u})?"
                                for u in _UNIT_S))
 MAX_DURATION_S = 3650 * 86400.0  # ten years
+# Each `require:` query may take AUTOFIX_PRECONDITION_TIMEOUT_S before the run acts.
+MAX_REQUIRE = 10
+MAX_REQUIRE_CHARS = 4096
 
 
 def parse_duration(value: Any) -> float:
@@ -66,6 +70,15 @@ def _bounded(seconds: float) -> float:
     if not seconds <= MAX_DURATION_S:
         raise ValueError(f"a duration must be at most {MAX_DURATION_S // 86400:.0f}d")
     return seconds
+
+
+def _promql_expression(expr: str) -> str:
+    if not expr.strip():
+        raise ValueError("each `require:` entry must be a PromQL expression, "
+                         'e.g. count(up{job="web"} == 1) >= 2')
+    if len(expr) > MAX_REQUIRE_CHARS:
+        raise ValueError(f"a `require:` expression is at most {MAX_REQUIRE_CHARS} characters")
+    return expr
 
 
 class _Strict(BaseModel):
@@ -148,6 +161,10 @@ class Playbook(_Strict):
     # operator who stopped the container) or escalate it to a human instead of acting.
     skip_when: list[Classification] = Field(default_factory=_never_fight_an_operator)
     escalate_when: list[Classification] = Field(default_factory=list)
+    # PromQL that must each return a result just before the run acts, rendered with the
+    # params' context (preconditions.py): empty or unanswered means precondition_failed.
+    require: list[Annotated[str, AfterValidator(_promql_expression)]] = Field(
+        default_factory=list, max_length=MAX_REQUIRE)
 
     _cooldown = field_validator("cooldown_s", mode="before")(parse_duration)
     _approval_timeout = field_validator("approval_timeout_s", mode="before")(parse_duration)
@@ -296,6 +313,13 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                 renderer.check(item["target"])
             except ValueError as exc:
                 errors.append(where((*loc, "target"), str(exc)))
+        for j, expr in enumerate(item.get("require") or []
+                                 if isinstance(item.get("require"), list) else []):
+            if isinstance(expr, str):
+                try:
+                    renderer.check(expr)
+                except ValueError as exc:
+                    errors.append(where((*loc, "require", j), str(exc)))
         if "approval_timeout" in item and item.get("mode", "auto") in ("auto", "observe"):
             errors.append(where((*loc, "approval_timeout"),
                                 "approval_timeout applies only to `mode: approve`"))

@@ -443,7 +443,7 @@ def check_against_rules(item: dict[str, Any], rules: AlertRules
     if not complete:
         return []
     target = item.get("target", "{{ labels.container }}")
-    templates = _templates(target, ("target",))
+    templates = _templates(target, ("target",)) + _templates(item.get("require"), ("require",))
     for j, step in enumerate(item.get("actions") or []):
         if isinstance(step, dict) and len(step) == 1:
             name, params = next(iter(step.items()))
