@@ -248,3 +248,32 @@ def test_a_window_holds_a_real_container_until_it_ends(
     finally:
         for container in (held, other):
             container.remove(force=True)
+
+
+def test_migration_0011_adds_and_removes_the_table_and_retention_prunes_old_windows(
+        db_url: str, app_factory: Any, tmp_path: Any) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from receiver.db.engine import Database
+    from receiver.db.migrate import alembic_config, prune
+
+    app, _, clock = make_app(app_factory, db_url, tmp_path)
+    client = app.test_client()
+    assert create(client, window(['container="web"'])).status_code == 201
+    clock.advance(40 * 24 * 3600)
+    assert create(client, window(['container="db"'], end=clock.now + HOUR)).status_code == 201
+    pruned = prune(app.extensions["autofix"].database, timedelta(days=30), now=clock.now)
+    assert pruned["maintenance_windows"] == 1
+    assert [w["matchers"] for w in client.get("/api/v1/maintenance?ended=true",
+                                              headers=api_headers()).json["items"]] == [
+        ['container="db"']]
+    app.extensions["autofix"].database.dispose()
+    database = Database(db_url)
+    try:
+        command.downgrade(alembic_config(db_url), "0010")
+        assert "maintenance_windows" not in inspect(database.engine).get_table_names()
+        command.upgrade(alembic_config(db_url), "head")
+        assert "maintenance_windows" in inspect(database.engine).get_table_names()
+    finally:
+        database.dispose()
