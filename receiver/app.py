@@ -9,7 +9,17 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .actions.builtin import build_registry
-from .api import control, health, incidents, playbooks, queries, runs, slack, webhook
+from .api import (
+    control,
+    health,
+    incidents,
+    maintenance,
+    playbooks,
+    queries,
+    runs,
+    slack,
+    webhook,
+)
 from .api.openapi import blueprint as openapi_blueprint
 from .auth import install_auth
 from .config_store import ConfigStore
@@ -60,8 +70,8 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.extensions["autofix"] = services
     for blueprint in (webhook.blueprint, queries.blueprint, incidents.blueprint,
-                      playbooks.blueprint, control.blueprint, runs.blueprint, slack.blueprint,
-                      health.blueprint, openapi_blueprint):
+                      playbooks.blueprint, control.blueprint, maintenance.blueprint,
+                      runs.blueprint, slack.blueprint, health.blueprint, openapi_blueprint):
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AutofixError", "BadRequest", "ConfigError", "Conflict", "DatabaseUnavailable",
     "Forbidden", "NotFound", "PayloadTooLarge", "RequestTimeout", "Unauthorized",
-    "UnsupportedMediaType",
+    "Unprocessable", "UnsupportedMediaType",
 ]
 
 
@@ -63,6 +63,13 @@ class Conflict(AutofixError):
         if self.retry_after_s is not None:
             body["retry_after_s"] = float(self.retry_after_s)
         return body
+
+
+class Unprocessable(AutofixError):
+    """Well-formed, but what it asks for cannot be done (a maintenance window that would
+    hold everything, end before it starts, or last too long)."""
+
+    status, code = 422, "unprocessable"
 
 
 class PayloadTooLarge(AutofixError):

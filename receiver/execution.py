@@ -31,6 +31,7 @@ from .guards import (
     Subject,
     admit,
     check_run_target,
+    maintenance_stop,
     pause_stop,
     take_target,
     target_lock,
@@ -53,7 +54,7 @@ from .retries import RETRY_ON_SKIP, schedule_retry
 from .services import Services
 
 __all__ = ["RunInfo", "await_approval", "escalate_incident", "execute_run", "insert_action",
-           "record_skip"]
+           "leaves_process", "record_skip"]
 
 log = logging.getLogger("autofix.execution")
 GUARD_STEP = -1  # the Action row of the guard that stopped a run
@@ -218,6 +219,14 @@ def execute_run(services: Services, run_id: int) -> None:
         if dry_run and not run.dry_run:
             run.dry_run = True  # what the run is, for the API and the CLI
             info = replace(info, dry_run=True)
+        # A maintenance window holds, like the kill switch, what leaves the process; a dry
+        # run or a notification goes on. The labels and the target as rendered first...
+        held = not dry_run and leaves_process(services, playbook)
+        stop = maintenance_stop(session, services.clock(), view.labels,
+                                [info.target]) if held else None
+        if stop is not None:
+            record_skip(session, services, info, stop, closes_incident=info.trigger == "manual")
+            return
         # A dry run is not retried (it would only record the same again), nor a manual run.
         retry_s = (precondition_retry_s(session, info.incident_id)
                    if playbook.require and not dry_run else None)
@@ -226,6 +235,13 @@ def execute_run(services: Services, run_id: int) -> None:
     # playbook that only notifies or checks needs none of them (subject None).
     subject = check_run_target(services, playbook, info.target, info.reason,
                                replace(view, starts_at=recovered_since))
+    if held and isinstance(subject, Subject):
+        # ...then the canonical name: a window over a name holds an alert naming an ID.
+        with services.database.session("maintenance_check") as session:
+            stop = maintenance_stop(session, services.clock(), view.labels,
+                                    [subject.key, subject.name])
+        if stop is not None:
+            subject = replace(stop, target=subject.key)
     evidence = None
     if isinstance(subject, Subject) and subject.identity is not None:
         # Before any guard that counts an action: what the target looks like now, and
@@ -282,7 +298,7 @@ def execute_run(services: Services, run_id: int) -> None:
                 return
             session.execute(update(Run).where(Run.id == run_id).values(admitted_at=now))
             _publish_breaker(services, target, decision)
-        elif not dry_run and _leaves_process(services, playbook):
+        elif not dry_run and leaves_process(services, playbook):
             # A check-only playbook is not admitted, but its steps reach out too: the kill
             # switch holds it (its incident stays open, so the resume queues it again).
             paused = pause_stop(session, services.clock())
@@ -339,7 +355,7 @@ def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidenc
     return stop or classification_stop(playbook, captured)
 
 
-def _leaves_process(services: Services, playbook: Playbook) -> bool:
+def leaves_process(services: Services, playbook: Playbook) -> bool:
     specs = (services.registry.get(step.action) for step in playbook.actions)
     return any(spec is None or spec.leaves_process for spec in specs)
 

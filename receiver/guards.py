@@ -4,6 +4,7 @@
 keys on its canonical name and checks its ID · 1 target allowed (opt-in label, never
 protected, never autofix itself) · 2 target exists · 3 not already recovering ·
 (the kill switch: nothing mutating is admitted while automation is paused) ·
+(maintenance windows: nothing that leaves the process runs on what one matches) ·
 4 cooldown per (playbook, target) · 5 circuit breaker per target.
 6 (global concurrency) and 7 (one run per target) are enforced when a worker claims a run,
 and 7 again once the run's target is canonical (take_target).
@@ -15,6 +16,7 @@ nothing here belongs to one backend.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session
 from .actions.registry import IncidentView
 from .breaker import BreakerDecision, BreakerSnapshot, count_window_start, decide
 from .db.engine import Database
-from .db.models import Breaker, Run
+from .db.models import Breaker, MaintenanceWindow, Run
 from .executor import (
     Executor,
     ExecutorError,
@@ -39,6 +41,7 @@ from .executor import (
 from .ingest import resolve_target, template_context
 from .lifecycle import active_pause
 from .playbooks.config import Playbook
+from .playbooks.matchers import Matcher, parse_matcher
 from .playbooks.templating import TemplateRenderError
 from .settings import Settings
 
@@ -46,7 +49,8 @@ if TYPE_CHECKING:
     from .services import Services
 
 __all__ = ["GuardStop", "Subject", "admit", "check_run_target", "check_target", "endpoint_key",
-           "load_breaker", "pause_stop", "take_target", "target_lock"]
+           "load_breaker", "maintenance_stop", "pause_stop", "take_target", "target_lock",
+           "window_holds", "windows_in_force"]
 
 _KEY_MAX = 255  # runs.target and breakers.target
 _sqlite_target_lock = threading.Lock()
@@ -229,6 +233,40 @@ def pause_stop(session: Session, now: datetime) -> GuardStop | None:
     ends = f" until {pause.until.isoformat()}" if pause.until else ""
     return GuardStop("paused", f"automation paused by {pause.paused_by} since "
                      f"{pause.paused_at.isoformat()}{ends}: {pause.reason}")
+
+
+def windows_in_force(session: Session, now: datetime) -> list[MaintenanceWindow]:
+    """Maintenance windows in force at `now`: started, not past `ends_at`, not ended."""
+    return list(session.scalars(select(MaintenanceWindow).where(
+        MaintenanceWindow.starts_at <= now, MaintenanceWindow.ends_at > now,
+        MaintenanceWindow.ended_at.is_(None)).order_by(MaintenanceWindow.id)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> Matcher:
+    return parse_matcher(text)  # validated when the window was created
+
+
+def window_holds(matchers: list[str], labels: dict[str, str], targets: list[str]) -> bool:
+    """Whether every matcher holds over the alert's labels, or over them with `target`
+    set to one of the run's target names (as rendered, canonical): a window written
+    against the canonical name holds an alert that names the container by ID."""
+    parsed = [_parsed(text) for text in matchers]
+    candidates = [labels, *({**labels, "target": name} for name in targets if name)]
+    return any(all(m.matches(candidate) for m in parsed) for candidate in candidates)
+
+
+def maintenance_stop(session: Session, now: datetime, labels: dict[str, str],
+                     targets: list[str]) -> GuardStop | None:
+    """A stop while a maintenance window in force matches the run, else None."""
+    for window in windows_in_force(session, now):
+        if window_holds(window.matchers, labels, targets):
+            # Neither escalated nor retried: the window is a human's plan, already known;
+            # its end queues the run again if the alert still fires (maintenance.py).
+            return GuardStop("maintenance", f"maintenance window {window.id} by "
+                             f"{window.created_by} until {window.ends_at.isoformat()}: "
+                             f"{window.reason} (matchers: {', '.join(window.matchers)})")
+    return None
 
 
 def admit(session: Session, playbook: Playbook, target: str, now: datetime,

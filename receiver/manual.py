@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NoReturn, TypeVar
 
 from sqlalchemy import select
@@ -15,8 +15,8 @@ from .actions.registry import IncidentView
 from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
-from .execution import is_mutating
-from .guards import GuardStop, admit, check_run_target, check_target
+from .execution import is_mutating, leaves_process
+from .guards import GuardStop, admit, check_run_target, check_target, maintenance_stop
 from .ingest import resolve_target
 from .lifecycle import IncidentStatus, RunStatus, transition_incident
 from .playbooks.config import Playbook
@@ -53,11 +53,18 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
                                now)
     if isinstance(subject, GuardStop):
         _raise_for(subject)
-    target = subject.key  # canonical: the run, its lock and the audit name the target
+    # Canonical: the run, its lock and the audit name the target.
+    rendered, target = target, subject.key
     # A dry run touches nothing, so it goes on while automation is paused.
     dry = (dry_run or playbook.dry_run or playbook.mode == "observe"
            or services.settings.dry_run)
     with services.database.scratch_session("manual_peek") as session:
+        held = None if dry or not leaves_process(services, playbook) else maintenance_stop(
+            session, now, labels, list(dict.fromkeys([rendered, target, subject.name])))
+        if held is not None:
+            _raise_for(replace(held, message=f"{held.message}; a manual run inside a "
+                               "maintenance window is held too: end the window first "
+                               "(POST /api/v1/maintenance/<id>/end), or ask for a dry run"))
         decision = admit(session, playbook, target, now, exclude_run=None, check_pause=not dry)
         if isinstance(decision, GuardStop):
             _raise_for(decision)

@@ -1,6 +1,7 @@
 """Day-to-day operator commands over the HTTP API: incidents, runs, approve, deny, pause,
-resume. Each prints one line per row (or one line for a change), `--json` prints the API's
-JSON for scripts; an error is one line on stderr and exit code 1 (ApiClientError)."""
+resume, maintenance. Each prints one line per row (or one line for a change), `--json`
+prints the API's JSON for scripts; an error is one line on stderr and exit code 1
+(ApiClientError)."""
 
 from __future__ import annotations
 
@@ -140,6 +141,40 @@ def cmd_resume(args: argparse.Namespace) -> int:
         "/api/v1/resume", {"actor": _actor(args), "reason": args.reason}))
 
 
+def _window_line(row: dict[str, Any]) -> str:
+    ended = f"  ended {row['ended_at']} by {row['ended_by']}" if row["ended_at"] else ""
+    return (f"{row['id']:>6}  {row['state']:<9}  {row['starts_at']} to {row['ends_at']}  "
+            f"{' '.join(row['matchers'])}  by {row['created_by']}: {row['reason']}{ended}")
+
+
+def _print_window(args: argparse.Namespace, row: dict[str, Any]) -> int:
+    print(json.dumps(row, indent=2) if args.json else _window_line(row))
+    return 0
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "list":
+        rows = client.get("/api/v1/maintenance",
+                          {"ended": "true" if args.ended else None})["items"]
+        return _print_rows(args, rows, _window_line, "no maintenance window in force or "
+                           "scheduled" if not args.ended else "no maintenance windows")
+    if args.action == "end":
+        if not args.id:
+            raise ApiClientError("autofix maintenance end needs the window id "
+                                 "(autofix maintenance list)")
+        return _print_window(args, client.post(f"/api/v1/maintenance/{args.id}/end", {
+            "actor": _actor(args), "reason": args.reason or ""}))
+    if not args.match or not args.ends_at or not args.reason:
+        raise ApiClientError("autofix maintenance start needs --match (one or more), "
+                             "--ends-at and --reason")
+    body: dict[str, Any] = {"matchers": args.match, "ends_at": args.ends_at,
+                            "actor": _actor(args), "reason": args.reason}
+    if args.starts_at:
+        body["starts_at"] = args.starts_at
+    return _print_window(args, client.post("/api/v1/maintenance", body))
+
+
 def _connection_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("AUTOFIX_URL") or DEFAULT_URL,
@@ -195,3 +230,19 @@ def add_commands(sub: Any) -> None:
     resume.add_argument("--reason", default="", help="recorded with the resume")
     resume.add_argument("--actor", help="who resumes (default: your user name)")
     resume.set_defaults(func=cmd_resume)
+
+    maintenance = sub.add_parser(
+        "maintenance", parents=[common],
+        help="list, start or end maintenance windows (matching runs skip `maintenance`)")
+    maintenance.add_argument("action", choices=("list", "start", "end"))
+    maintenance.add_argument("id", nargs="?", help="the window to end (end only)")
+    maintenance.add_argument("--match", action="append", metavar="MATCHER",
+                             help='an Alertmanager matcher, e.g. \'container=~"shop-.*"\' '
+                             "(repeat: all must hold; start only)")
+    maintenance.add_argument("--starts-at", help="RFC 3339 with an offset (default: now)")
+    maintenance.add_argument("--ends-at", help="RFC 3339 with an offset (start only)")
+    maintenance.add_argument("--reason", help="why (required to start)")
+    maintenance.add_argument("--actor", help="who (default: your user name)")
+    maintenance.add_argument("--ended", action="store_true",
+                             help="list: include windows that are over")
+    maintenance.set_defaults(func=cmd_maintenance)

@@ -31,6 +31,7 @@ from .lifecycle import (
     transition_run,
     transition_run_if,
 )
+from .maintenance import end_lapsed_windows
 from .notify import OutboxSender, start_sender
 from .pause import end_lapsed_pauses
 from .retries import queue_due_retries
@@ -278,6 +279,7 @@ class Runner:
                 queue_due_retries(svc)
                 expire_approvals(svc)
                 end_lapsed_pauses(svc)
+                end_lapsed_windows(svc)
                 # After an outage every worker's heartbeat is stale: give the live ones
                 # two beats to renew theirs before judging any run abandoned.
                 if time.monotonic() - database_ok_since >= 2 * interval:

@@ -319,7 +319,7 @@ def test_target_app_annotates_every_remediation_action() -> None:
 
 
 def test_sql_reads_only_the_tables_the_grafana_role_may_read() -> None:
-    readable = {"incidents", "actions", "evidence"}
+    readable = {"incidents", "actions", "evidence", "maintenance_windows"}
     for query in all_queries():
         if query.is_sql:
             tables = set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", query.text, re.I))
@@ -498,6 +498,7 @@ def test_grafana_role_reads_incidents_and_actions_only(pg_url: str) -> None:
         assert _attempt(dsn, "SELECT a.outcome FROM actions a JOIN incidents i "
                              "ON i.id = a.incident_id") == "ok"
         assert _attempt(dsn, "SELECT id, logs FROM evidence") == "ok"
+        assert _attempt(dsn, "SELECT id, matchers FROM maintenance_windows") == "ok"
         denied = {
             "insert incidents": "INSERT INTO incidents (fingerprint, starts_at, alertname, "
                                 "labels, annotations, status) VALUES ('x', now(), 'a', '{}', "
@@ -641,6 +642,45 @@ def test_success_rate_counts_only_steps_that_change_a_target(pg_url: str) -> Non
     assert rate == pytest.approx(4 / 6)
     for action in mutating:
         assert f"'{action}'" in query.text
+
+
+def test_maintenance_windows_are_annotation_regions_read_by_the_grafana_role(
+        pg_url: str) -> None:
+    """A window in force, one ended by hand and one cancelled before it started: the first
+    two are regions ending at ends_at or when ended; the cancelled one shows nothing."""
+    import psycopg2
+
+    admin, _ = _dsn_of(pg_url)
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("""
+        INSERT INTO maintenance_windows (matchers, starts_at, ends_at, created_at, created_by,
+            reason, ended_at, ended_by) VALUES
+        ('["container=~\\"shop-.*\\""]', now() - interval '30 minutes',
+         now() + interval '1 hour', now(), 'alice (127.0.0.1)', 'db upgrade', NULL, NULL),
+        ('["service=\\"cart\\""]', now() - interval '50 minutes',
+         now() + interval '1 hour', now(), 'bob', 'cart deploy',
+         now() - interval '40 minutes', 'bob'),
+        ('["container=\\"later\\""]', now() + interval '1 day', now() + interval '2 days',
+         now(), 'carol', 'cancelled', now(), 'carol')""")
+    conn.close()
+    user = create_grafana_login(admin)
+    try:
+        dsn = _dsn_of(pg_url, user)[1]
+        for uid in ("autofix-overview", "autofix-incidents"):
+            board = dashboards_by_uid()[uid]
+            [query] = [q for q in iter_queries(board)
+                       if q.where == f"{uid} / annotation Maintenance windows"]
+            rows = _rows(dsn, _as_grafana_would(board, query, {"incident": ["1"]}))
+            texts = [row[2] for row in rows]
+            assert texts == [
+                'maintenance window 2 by bob: cart deploy (service="cart"), ended by bob',
+                'maintenance window 1 by alice (127.0.0.1): db upgrade '
+                '(container=~"shop-.*")'], texts
+            assert all(end > start for start, end, *_ in rows)
+    finally:
+        drop_login(admin, user)
 
 
 def test_grafana_role_is_created_once_per_server_and_granted_per_database(

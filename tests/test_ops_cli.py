@@ -1,5 +1,5 @@
-"""The operator commands (`autofix incidents|runs|approve|deny|pause|resume`) against a
-real `autofix serve` and a real private dockerd: a run in mode approve is listed by
+"""The operator commands (`autofix incidents|runs|approve|deny|pause|resume|maintenance`)
+against a real `autofix serve` and a real private dockerd: a run in mode approve is listed by
 GET /api/v1/runs?status=awaiting_approval and by `autofix runs --awaiting`, and
 `autofix approve` makes it act. Errors are one line on stderr and exit code 1."""
 
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +128,29 @@ def test_errors_are_one_line_and_exit_1(receiver: Receiver) -> None:
     bad = autofix("approve", "abc", "--url", receiver.url, "--token", API_TOKEN)
     assert bad.returncode == 1 and "HTTP 400" in bad.stderr
     assert len(bad.stderr.splitlines()) == 1
+
+
+def test_maintenance_start_list_and_end(receiver: Receiver) -> None:
+    common = ("--url", receiver.url, "--token", API_TOKEN)
+    started = autofix("maintenance", "start", "--match", 'container=~"shop-.*"',
+                      "--match", 'severity="critical"', "--ends-at", "2999-01-01T00:00:00Z",
+                      "--reason", "db upgrade", "--actor", "alice", "--json", *common)
+    assert started.returncode == 1 and "at most 30 days" in started.stderr
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    started = autofix("maintenance", "start", "--match", 'container=~"shop-.*"',
+                      "--ends-at", ends.isoformat(), "--reason", "db upgrade",
+                      "--actor", "alice", "--json", *common)
+    assert started.returncode == 0, started.stderr
+    window = json.loads(started.stdout)
+    assert window["state"] == "active" and window["matchers"] == ['container=~"shop-.*"']
+    listed = autofix("maintenance", "list", *common)
+    assert listed.returncode == 0 and listed.stdout.split()[:2] == [str(window["id"]),
+                                                                     "active"]
+    assert 'container=~"shop-.*"' in listed.stdout and "db upgrade" in listed.stdout
+    ended = autofix("maintenance", "end", str(window["id"]), "--reason", "done", *common)
+    assert ended.returncode == 0 and " ended " in ended.stdout, ended.stderr
+    assert autofix("maintenance", "list", *common).stderr.startswith("no maintenance window")
+    again = autofix("maintenance", "end", str(window["id"]), *common)
+    assert again.returncode == 1 and "HTTP 409" in again.stderr
+    assert autofix("maintenance", "start", *common).stderr.startswith(
+        "autofix: autofix maintenance start needs --match")

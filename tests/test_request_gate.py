@@ -22,7 +22,7 @@ from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 READ_TOKEN = "read-test-token-4d7a"
 SLACK_SECRET = "slack-signing-secret-gate-0123456"
 PATH_VALUES = {"incident_id": "1", "name": "restart-on-down", "target": "web", "run_id": "1",
-               "evidence_id": "1"}
+               "evidence_id": "1", "maintenance_id": "1"}
 CREDENTIALS = {"none": None, "wrong": "wrong-token-0123456789", "read": READ_TOKEN,
                "operator": API_TOKEN, "webhook": WEBHOOK_TOKEN}
 

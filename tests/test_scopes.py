@@ -18,7 +18,7 @@ from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 
 READ_TOKEN = "read-test-token-4d7a"
 PATH_VALUES = {"incident_id": "1", "name": "restart-on-down", "target": "web", "run_id": "1",
-               "evidence_id": "1"}
+               "evidence_id": "1", "maintenance_id": "1"}
 
 
 @pytest.fixture

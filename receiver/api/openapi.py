@@ -15,6 +15,7 @@ from . import schemas as s
 from .common import MAX_ID
 from .control import PauseBody, ResumeBody
 from .incidents import IncidentDecisionBody
+from .maintenance import MaintenanceBody, MaintenanceEndBody, MaintenanceFilter
 from .playbooks import BreakerResetBody, ManualRunBody
 from .queries import ActionFilter, AuditFilter, IncidentFilter, RunFilter
 from .runs import RunDecisionBody
@@ -34,6 +35,7 @@ _ERROR_TEXT = {
     "409": "conflict",
     "413": "body too large",
     "415": "Content-Type is not JSON",
+    "422": "a field that fails validation, or a window that cannot be (see message)",
     "503": "database unavailable; retry",
 }
 
@@ -121,6 +123,29 @@ ROUTES: list[Route] = [
           scope="operator",
           description="Queues again, once, each alert run skipped `paused` during the pause "
           "whose incident is still open (audited `resume_requeue`)."),
+    Route("/api/v1/maintenance", "get",
+          "Maintenance windows in force or scheduled (ended=true: every window)",
+          {"200": ("windows", s.MaintenanceList)}, query=MaintenanceFilter),
+    Route("/api/v1/maintenance", "post",
+          "Plan a maintenance window: matching runs skip with reason `maintenance`",
+          {"201": ("the window", s.MaintenanceOut)},
+          {"422": "invalid matchers, no matchers, matchers that hold everything, ends_at "
+                  "not after starts_at or in the past, longer than 30 days, a timestamp "
+                  "without offset, a missing actor or reason"},
+          body=MaintenanceBody, scope="operator",
+          description="While `starts_at <= now < ends_at`, a run (alert, retry or manual) "
+          "whose alert labels plus `target` match every matcher skips with reason "
+          "`maintenance`, not escalated; alerts are still recorded; dry runs and "
+          "notify-only runs go on. Audited (`maintenance_start`)."),
+    Route("/api/v1/maintenance/{maintenance_id}/end", "post",
+          "End a maintenance window now (or cancel a scheduled one)",
+          {"200": ("the window", s.MaintenanceOut)},
+          {"404": "no such window", "409": "the window is over already",
+           "422": "a field that fails validation"},
+          body=MaintenanceEndBody, scope="operator",
+          description="Audited (`maintenance_end`). Queues again, once, each alert run the "
+          "window held whose incident is still open, unless another window holds it "
+          "(audited `maintenance_requeue`); the same happens when ends_at passes."),
     Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
           {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"},
           scope="operator"),
@@ -170,7 +195,7 @@ def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
 def _path_parameters(path: str) -> list[dict[str, Any]]:
     return [{"name": part.strip("{}"), "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-             if part in ("{incident_id}", "{run_id}", "{evidence_id}")
+             if part in ("{incident_id}", "{run_id}", "{evidence_id}", "{maintenance_id}")
              else {"type": "string", "minLength": 1}}
             for part in path.split("/") if part.startswith("{")]
 
@@ -253,7 +278,7 @@ def build_document() -> dict[str, Any]:
                                 "(5 minutes)."},
             "operator_token": {"type": "http", "scheme": "bearer",
                                "description": "AUTOFIX_API_TOKEN: reads and every change "
-                               "(runs, approvals, breaker resets, pause, reload)."}}},
+                               "(runs, approvals, breaker resets, pause, maintenance, reload)."}}},
         "paths": paths,
     }
 

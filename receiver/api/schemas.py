@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut", "BreakerList",
     "BreakerOut", "BreakerResetOut", "ErrorBody", "EvidenceOut", "Health", "IncidentDetail",
-    "IncidentOut", "IncidentPage", "PauseOut", "PlaybookList", "PlaybookOut", "Ready",
-    "ReloadOut", "RunOut", "RunPage", "RunQueued", "WebhookAccepted", "WebhookRecorded",
+    "IncidentOut", "IncidentPage", "MaintenanceList", "MaintenanceOut", "PauseOut",
+    "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut", "RunPage", "RunQueued",
+    "WebhookAccepted", "WebhookRecorded",
 ]
 
 Stamp = str | None
@@ -177,6 +178,23 @@ class PauseOut(_Out):
     until: Stamp = Field(description="When the pause ends by itself (null: on resume).")
     actor: str | None
     reason: str | None
+
+
+class MaintenanceOut(_Out):
+    id: int
+    matchers: list[str]
+    starts_at: str
+    ends_at: str = Field(description="When it ends by itself.")
+    created_at: str
+    created_by: str
+    reason: str
+    ended_at: Stamp = Field(description="When it ended by hand, or lapsed (its ends_at).")
+    ended_by: str | None = Field(description="Who ended it; \"ends_at\" when it lapsed.")
+    state: str = Field(description="scheduled, active or ended.")
+
+
+class MaintenanceList(_Out):
+    items: list[MaintenanceOut]
 
 
 class AuditEntryOut(_Out):

@@ -24,8 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "EventsFollower",
-    "EvidenceRecord", "Incident", "Notification", "Pause", "Run", "SlackRequest",
-    "TargetTransition", "utcnow",
+    "EvidenceRecord", "Incident", "MaintenanceWindow", "Notification", "Pause", "Run",
+    "SlackRequest", "TargetTransition", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -234,6 +234,23 @@ class Pause(Base):
     resumed_at: Mapped[datetime | None] = mapped_column()
     resumed_by: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[int | None] = mapped_column(Integer)  # 1 in force, NULL ended
+
+
+class MaintenanceWindow(Base):
+    """A planned maintenance: runs whose alert labels or target match every matcher skip
+    (reason `maintenance`) while `starts_at <= now < ends_at` and it was not ended by hand.
+    `ended_by` is "ends_at" when it lapsed (set once, when its held runs were queued again)."""
+
+    __tablename__ = "maintenance_windows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    matchers: Mapped[list[str]] = mapped_column(JsonType)
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    ended_at: Mapped[datetime | None] = mapped_column()
+    ended_by: Mapped[str | None] = mapped_column(String(255))
 
 
 class SlackRequest(Base):

@@ -1,0 +1,115 @@
+"""Maintenance windows over HTTP: GET /api/v1/maintenance, POST /api/v1/maintenance and
+POST /api/v1/maintenance/{id}/end. A body that parses but cannot be a window is a 422."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from ..auth import requires
+from ..errors import BadRequest, Unprocessable
+from ..maintenance import (
+    MAX_MATCHERS,
+    WindowState,
+    end_window,
+    list_windows,
+    start_window,
+)
+from .common import json_body, parse_id, parse_model, services, to_utc
+from .playbooks import actor_with_address
+
+__all__ = ["MaintenanceBody", "MaintenanceEndBody", "MaintenanceFilter", "blueprint",
+           "serialize_window"]
+
+blueprint = Blueprint("maintenance", __name__, url_prefix="/api/v1")
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class MaintenanceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    matchers: list[Annotated[str, StringConstraints(max_length=1000)]] = Field(
+        max_length=MAX_MATCHERS, description="Alertmanager matchers (name=\"v\", !=, =~, !~), "
+        "all of which must hold over the alert's labels plus `target` (the run's target, "
+        "as rendered and canonical). At least one, and not all matching an empty label set.")
+    starts_at: AwareDatetime | None = Field(
+        None, description="RFC 3339 with an offset; unset or in the past: now.")
+    ends_at: AwareDatetime = Field(description="RFC 3339 with an offset; at most 30 days "
+                                   "after the start.")
+    actor: Annotated[Text, StringConstraints(max_length=200)] = Field(
+        description="Who plans the maintenance.")
+    reason: Annotated[Text, StringConstraints(max_length=2000)]
+
+    @field_validator("starts_at", "ends_at", mode="after")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return to_utc(value)
+
+
+class MaintenanceEndBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    actor: Annotated[Text, StringConstraints(max_length=200)] = Field(
+        description="Who ends the window.")
+    reason: str = Field("", max_length=2000)
+
+
+class MaintenanceFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ended: bool = Field(False, description="Include windows that are over, newest first.")
+    limit: int = Field(100, ge=1, le=500)
+
+
+def serialize_window(window: WindowState) -> dict[str, Any]:
+    return {"id": window.id, "matchers": window.matchers,
+            "starts_at": window.starts_at.isoformat(), "ends_at": window.ends_at.isoformat(),
+            "created_at": window.created_at.isoformat(), "created_by": window.created_by,
+            "reason": window.reason,
+            "ended_at": window.ended_at.isoformat() if window.ended_at else None,
+            "ended_by": window.ended_by, "state": window.state}
+
+
+def _unprocessable(model: type[BaseModel], data: Any) -> Any:
+    """The body as `model`; a field that fails validation is a 422 (malformed JSON stays
+    a 400)."""
+    try:
+        return parse_model(model, data)
+    except BadRequest as exc:
+        raise Unprocessable(exc.message, **exc.details) from None
+
+
+@blueprint.get("/maintenance")
+@requires("read")
+def show_windows() -> Response:
+    query = parse_model(MaintenanceFilter, request.args.to_dict())
+    windows = list_windows(services(), query.ended, query.limit)
+    return jsonify({"items": [serialize_window(w) for w in windows]})
+
+
+@blueprint.post("/maintenance")
+@requires("operator")
+def create_window() -> tuple[Response, int]:
+    body: MaintenanceBody = _unprocessable(MaintenanceBody, json_body(request, 64 * 1024))
+    assert body.ends_at is not None  # required; to_utc keeps it
+    actor = actor_with_address(body.actor, request.remote_addr)
+    window = start_window(services(), body.matchers, body.starts_at, body.ends_at, actor,
+                          body.reason)
+    return jsonify(serialize_window(window)), 201
+
+
+@blueprint.post("/maintenance/<maintenance_id>/end")
+@requires("operator")
+def end(maintenance_id: str) -> Response:
+    number = parse_id(maintenance_id, "maintenance window id")
+    body: MaintenanceEndBody = _unprocessable(MaintenanceEndBody,
+                                              json_body(request, 64 * 1024))
+    actor = actor_with_address(body.actor, request.remote_addr)
+    return jsonify(serialize_window(end_window(services(), number, actor, body.reason)))
