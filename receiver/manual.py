@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .actions.registry import IncidentView
+from .blast_radius import StormPolicy
 from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
@@ -58,7 +59,9 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
     dry = (dry_run or playbook.dry_run or playbook.mode == "observe"
            or services.settings.dry_run)
     with services.database.scratch_session("manual_peek") as session:
-        decision = admit(session, playbook, target, now, exclude_run=None, check_pause=not dry)
+        decision = admit(session, playbook, target, now, exclude_run=None, check_pause=not dry,
+                         host=None if dry else subject.host,
+                         storm=StormPolicy.of(services.settings))
         if isinstance(decision, GuardStop):
             _raise_for(decision)
     with services.database.session("manual_run") as session:
