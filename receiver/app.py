@@ -9,7 +9,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .actions.builtin import build_registry
-from .api import control, health, incidents, playbooks, queries, runs, slack, webhook
+from .api import budgets, control, health, incidents, playbooks, queries, runs, slack, webhook
 from .api.openapi import blueprint as openapi_blueprint
 from .auth import install_auth
 from .config_store import ConfigStore
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     app.extensions["autofix"] = services
     for blueprint in (webhook.blueprint, queries.blueprint, incidents.blueprint,
                       playbooks.blueprint, control.blueprint, runs.blueprint, slack.blueprint,
-                      health.blueprint, openapi_blueprint):
+                      budgets.blueprint, health.blueprint, openapi_blueprint):
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)

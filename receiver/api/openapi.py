@@ -121,6 +121,11 @@ ROUTES: list[Route] = [
           scope="operator",
           description="Queues again, once, each alert run skipped `paused` during the pause "
           "whose incident is still open (audited `resume_requeue`)."),
+    Route("/api/v1/budgets", "get", "Action budgets and the host storm guard: what is used",
+          {"200": ("budgets", s.BudgetsOut)},
+          description="Per playbook budget and scope key: the limit, the window, the "
+          "mutating runs counted in it and when the oldest leaves it; the host storm "
+          "guard's settings and count per host; the host storms in force."),
     Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
           {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"},
           scope="operator"),
