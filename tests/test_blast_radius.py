@@ -199,3 +199,22 @@ def test_budgets_endpoint_needs_a_token(db_url: str, app_factory: Any,
     assert body == {"budgets": [], "host_storm": {"enabled": True, "targets": 5,
                                                   "window_s": 60.0, "hosts": []},
                     "host_storms": []}
+
+
+def test_prune_removes_host_storms_long_over(db_url: str, app_factory: Any,
+                                            tmp_path: Path) -> None:
+    from receiver.db.migrate import prune
+    from receiver.db.models import HostStorm
+
+    app, executor, clock = make_app(app_factory, db_url, tmp_path, _playbook(),
+                                    host_storm_targets=1)
+    for name in ("a", "b"):
+        executor.add(name)
+        fire(app.test_client(), {"container": name})
+    drain(app)
+    database = app.extensions["autofix"].database
+    assert prune(database, timedelta(days=1), now=clock())["host_storms"] == 0
+    assert prune(database, timedelta(days=1), now=clock() + timedelta(days=2)) \
+        ["host_storms"] == 1
+    with database.session() as session:
+        assert session.query(HostStorm).count() == 0

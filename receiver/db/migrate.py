@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, CursorResult, delete, select
 
 from ..lifecycle import FINISHED_INCIDENT_STATUSES
 from .engine import Database
-from .models import AuditEntry, Incident, Notification, TargetTransition, utcnow
+from .models import AuditEntry, HostStorm, Incident, Notification, TargetTransition, utcnow
 
 __all__ = ["alembic_config", "prune", "upgrade"]
 
@@ -36,10 +36,10 @@ PRUNE_BATCH_ROWS = 1000
 def prune(database: Database, older_than: timedelta,
           batch_rows: int = PRUNE_BATCH_ROWS, now: datetime | None = None) -> dict[str, int]:
     """Delete notifications (not those still to be filed), finished incidents (their runs
-    and actions cascade), audit rows and stale operator-intent records, in transactions of
-    at most `batch_rows` rows each, so that a large backlog never holds locks that block
-    ingest for long. `now` is the caller's clock (services.clock in the runner; the wall
-    clock by default)."""
+    and actions cascade), audit rows, stale operator-intent records and host storms long
+    over, in transactions of at most `batch_rows` rows each, so that a large backlog never
+    holds locks that block ingest for long. `now` is the caller's clock (services.clock in
+    the runner; the wall clock by default)."""
     cutoff = (now or utcnow()) - older_than
     tables: dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]] = {
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
@@ -54,6 +54,8 @@ def prune(database: Database, older_than: timedelta,
         # A container destroyed while nobody followed its events; a live one that old
         # is only the less known for it (state_unknown, never a restart).
         "target_transitions": (TargetTransition, (TargetTransition.updated_at < cutoff,)),
+        # Long over: the dashboards' annotations of host storms go as far back as this.
+        "host_storms": (HostStorm, (HostStorm.until < cutoff,)),
     }
     return {table: _delete_in_batches(database, model, conditions, batch_rows)
             for table, (model, conditions) in tables.items()}
