@@ -3,6 +3,7 @@ executor and the injected clock (the Docker runs are in test_blast_radius_docker
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ import pytest
 from receiver.actions.builtin import build_registry
 from receiver.errors import ConfigError
 from receiver.playbooks.config import parse_playbooks
-from tests.conftest import api_headers
+from receiver.runner import Runner
+from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, incidents, runs
 from tests.harness.memory_app import fire, make_app
+from tests.payloads import alert, notification
 
 RESTART = """
 playbooks:
@@ -218,3 +221,38 @@ def test_prune_removes_host_storms_long_over(db_url: str, app_factory: Any,
         ["host_storms"] == 1
     with database.session() as session:
         assert session.query(HostStorm).count() == 0
+
+
+def test_storm_counted_atomically_by_two_receivers_on_one_database(
+        pg_url: str, app_factory: Any, tmp_path: Path) -> None:
+    """Two receivers (two apps, four runner threads) share one PostgreSQL: the advisory
+    lock per host makes them count the same rows, so still exactly 5 of 8 act."""
+    first, first_executor, clock = make_app(app_factory, pg_url, tmp_path, _playbook())
+    second, second_executor, _ = make_app(app_factory, pg_url, tmp_path, _playbook())
+    second.extensions["autofix"].clock = clock
+    names = [f"c{i}" for i in range(8)]
+    for name in names:
+        first_executor.add(name)
+        second_executor.add(name)
+    body = notification([alert({"container": n}, starts_at=clock() - timedelta(minutes=1))
+                         for n in names])
+    assert first.test_client().post("/webhook/alertmanager", json=body,
+                                    headers=webhook_headers()).status_code == 200
+
+    def work(app: Any) -> None:
+        runner = Runner(app.extensions["autofix"])
+        while runner.run_once() is not None:
+            pass
+
+    threads = [threading.Thread(target=work, args=(app,))
+               for app in (first, second, first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    acted = sum(first_executor.restarts(n) + second_executor.restarts(n) for n in names)
+    assert acted == 5
+    assert sorted(_reasons(first, n) == ["host_storm"] for n in names).count(True) == 3
+    storms = [i for i in incidents(first) if i.alertname == "AutofixHostStorm"]
+    assert len(storms) == 1 and storms[0].status == "escalated"
+    assert len(storms[0].annotations["skipped"].split(", ")) == 3
