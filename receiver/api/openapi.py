@@ -98,8 +98,8 @@ ROUTES: list[Route] = [
     Route("/api/v1/playbooks/{name}/run", "post", "Run a playbook by hand (same guards)",
           {"202": ("queued", s.RunQueued)},
           {"403": "target not allowed", "404": "unknown playbook or target",
-           "409": "cooldown, breaker or paused (a dry run is not held by a pause); "
-                  "see Retry-After"}, body=ManualRunBody,
+           "409": "cooldown, breaker, paused (a dry run is not held by a pause), "
+                  "host_storm or budget_exhausted; see Retry-After"}, body=ManualRunBody,
           scope="operator",
           description="`requested_by` is a deprecated alias of `actor`."),
     Route("/api/v1/breakers", "get", "Circuit breakers per target",
