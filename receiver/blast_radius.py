@@ -136,24 +136,40 @@ def budget_key(budget: Budget, playbook: str, host: str | None) -> str | None:
     return host
 
 
+def _budget_scope(budget: Budget, key: str) -> list[ColumnElement[bool]]:
+    if budget.scope == "playbook":
+        return [Run.playbook == key]
+    if budget.scope == "host":
+        return [Run.host == key]
+    return []
+
+
 def budget_usage(session: Session, budget: Budget, key: str, now: datetime,
                  exclude_run: int | None = None) -> BudgetUsage:
-    scope: list[ColumnElement[bool]] = []
-    if budget.scope == "playbook":
-        scope.append(Run.playbook == key)
-    elif budget.scope == "host":
-        scope.append(Run.host == key)
     since = now - timedelta(seconds=budget.per_s)
     used, oldest = session.execute(
         select(func.count(), func.min(Run.admitted_at))
-        .where(*scope, *_counted(since, exclude_run))).one()
+        .where(*_budget_scope(budget, key), *_counted(since, exclude_run))).one()
     return BudgetUsage(budget, key, int(used or 0), oldest)
+
+
+def _next_slot(session: Session, usage: BudgetUsage, now: datetime,
+               exclude_run: int | None) -> datetime:
+    """When one more action fits: once all but `actions - 1` counted actions have left the
+    window (more than one when the budget was lowered by a reload)."""
+    budget = usage.budget
+    since = now - timedelta(seconds=budget.per_s)
+    leaving = session.scalar(
+        select(Run.admitted_at).where(*_budget_scope(budget, usage.key),
+                                      *_counted(since, exclude_run))
+        .order_by(Run.admitted_at).offset(usage.used - budget.actions).limit(1))
+    return (leaving or now) + timedelta(seconds=budget.per_s)
 
 
 def budget_stop(session: Session, playbook: Playbook, host: str, now: datetime,
                 exclude_run: int | None) -> Exceeded | None:
     """The first of the playbook's budgets this run would exceed, or None. Locks are taken
-    in one global order (sorted keys), so two admissions never wait on each other."""
+    in one global order (sorted keys), so two admissions never deadlock."""
     keyed = [(budget, key) for budget in playbook.budgets
              if (key := budget_key(budget, playbook.name, host)) is not None]
     for lock_key in sorted({f"budget:{b.scope}:{key}" for b, key in keyed}):
@@ -162,7 +178,7 @@ def budget_stop(session: Session, playbook: Playbook, host: str, now: datetime,
         usage = budget_usage(session, budget, key, now, exclude_run)
         if usage.used < budget.actions:
             continue
-        frees_at = usage.frees_at or now
+        frees_at = _next_slot(session, usage, now, exclude_run)
         scope = "fleet" if budget.scope == "fleet" else f"{budget.scope} {key}"
         return Exceeded(
             "budget_exhausted", f"{usage.used} of {budget.actions} actions in "

@@ -256,3 +256,28 @@ def test_storm_counted_atomically_by_two_receivers_on_one_database(
     storms = [i for i in incidents(first) if i.alertname == "AutofixHostStorm"]
     assert len(storms) == 1 and storms[0].status == "escalated"
     assert len(storms[0].annotations["skipped"].split(", ")) == 3
+
+
+def test_next_at_is_when_one_more_action_fits(db_url: str, app_factory: Any,
+                                              tmp_path: Path) -> None:
+    from receiver.blast_radius import budget_stop
+    from receiver.playbooks.config import Playbook
+
+    budget = "    budget: {actions: 2, per: 10m, scope: fleet}"
+    app, executor, clock = make_app(app_factory, db_url, tmp_path, _playbook(budget=budget))
+    start = clock()
+    for name in ("a", "b", "c"):
+        executor.add(name)
+        fire(app.test_client(), {"container": name}, starts=clock())
+        drain(app)
+        clock.advance(60)
+    [skip] = [a for a in actions(app, "c") if a.action == "guard"]
+    assert (skip.error or "").endswith(f"next at {(start + timedelta(minutes=10)).isoformat()}")
+    # Lowered to 1 by a reload: both counted actions must leave, the second at 1m + 10m.
+    lowered = Playbook.model_validate({
+        "name": "restart", "matchers": ['alertname="TargetDown"'], "actions": ["restart"],
+        "budget": {"actions": 1, "per": "10m", "scope": "fleet"}})
+    with app.extensions["autofix"].database.session() as session:
+        stop = budget_stop(session, lowered, "memory", clock(), None)
+    assert stop is not None and stop.message.startswith("2 of 1 actions in 10m (scope fleet)")
+    assert stop.message.endswith(f"next at {(start + timedelta(minutes=11)).isoformat()}")
