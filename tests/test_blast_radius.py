@@ -281,3 +281,23 @@ def test_next_at_is_when_one_more_action_fits(db_url: str, app_factory: Any,
         stop = budget_stop(session, lowered, "memory", clock(), None)
     assert stop is not None and stop.message.startswith("2 of 1 actions in 10m (scope fleet)")
     assert stop.message.endswith(f"next at {(start + timedelta(minutes=11)).isoformat()}")
+
+
+def test_migration_0012_goes_down_and_up(db_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from receiver.db.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0010")
+    engine = create_engine(db_url)
+    try:
+        found = inspect(engine)
+        assert "host_storms" not in found.get_table_names()
+        assert "host" not in {c["name"] for c in found.get_columns("runs")}
+        upgrade(db_url)
+        found = inspect(engine)
+        assert "host_storms" in found.get_table_names()
+        assert "ix_runs_host_admitted" in {i["name"] for i in found.get_indexes("runs")}
+    finally:
+        engine.dispose()
