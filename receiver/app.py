@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .actions.builtin import build_registry
 from .api import (
+    budgets,
     control,
     health,
     incidents,
@@ -71,7 +72,8 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     app.extensions["autofix"] = services
     for blueprint in (webhook.blueprint, queries.blueprint, incidents.blueprint,
                       playbooks.blueprint, control.blueprint, maintenance.blueprint,
-                      runs.blueprint, slack.blueprint, health.blueprint, openapi_blueprint):
+                      runs.blueprint, slack.blueprint, budgets.blueprint, health.blueprint,
+                      openapi_blueprint):
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)

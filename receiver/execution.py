@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .actions.registry import ActionContext, ActionFailed, IncidentView
+from .blast_radius import StormPolicy
 from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
@@ -36,6 +37,7 @@ from .guards import (
     take_target,
     target_lock,
 )
+from .host_storm import record_storm
 from .ingest import template_context
 from .intent.guard import intent_guard
 from .lifecycle import (
@@ -159,6 +161,10 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
             "target": info.target, "retry_after_s": stop.retry_after_s}))
     if stop.escalate:
         escalate_incident(session, services, info.incident_id, f"{stop.reason}: {stop.message}")
+    if stop.storm is not None:  # the storm's one incident is the escalation
+        storm = record_storm(session, services, stop.storm)
+        if storm.incident_id is not None and storm.escalation is not None:
+            escalate_incident(session, services, storm.incident_id, storm.escalation)
     if stop.reason in RETRY_ON_SKIP and stop.retry_after_s is not None:
         schedule_retry(session, info.trigger, info.incident_id,
                        now + timedelta(seconds=stop.retry_after_s))
@@ -265,7 +271,8 @@ def execute_run(services: Services, run_id: int) -> None:
         # Every guard now, so that a human is asked only about a run that could act; the
         # peek is rolled back (the breaker counts the run when it is approved and admitted).
         with services.database.scratch_session("approval_peek") as peek:
-            verdict = admit(peek, playbook, subject.key, services.clock(), exclude_run=run_id)
+            verdict = admit(peek, playbook, subject.key, services.clock(), exclude_run=run_id,
+                            host=subject.host, storm=StormPolicy.of(services.settings))
         if isinstance(verdict, GuardStop):  # the rolled-back breaker did not open
             subject = replace(verdict, target=subject.key, breaker=None)
     with target_lock(services.database), services.database.session("run_admit") as session:
@@ -291,12 +298,14 @@ def execute_run(services: Services, run_id: int) -> None:
             return
         if subject is not None and not dry_run:
             now = services.clock()
-            decision = admit(session, playbook, target, now, exclude_run=run_id)
+            decision = admit(session, playbook, target, now, exclude_run=run_id,
+                             host=subject.host, storm=StormPolicy.of(services.settings))
             if isinstance(decision, GuardStop):
                 record_skip(session, services, info, decision, closes)
                 _evidence_for_a_human(session, decision, evidence)
                 return
-            session.execute(update(Run).where(Run.id == run_id).values(admitted_at=now))
+            session.execute(update(Run).where(Run.id == run_id)
+                            .values(admitted_at=now, host=subject.host))
             _publish_breaker(services, target, decision)
         elif not dry_run and leaves_process(services, playbook):
             # A check-only playbook is not admitted, but its steps reach out too: the kill

@@ -5,7 +5,9 @@ keys on its canonical name and checks its ID · 1 target allowed (opt-in label, 
 protected, never autofix itself) · 2 target exists · 3 not already recovering ·
 (the kill switch: nothing mutating is admitted while automation is paused) ·
 (maintenance windows: nothing that leaves the process runs on what one matches) ·
-4 cooldown per (playbook, target) · 5 circuit breaker per target.
+4 cooldown per (playbook, target) · 5 circuit breaker per target · then, for a run that
+changes a target, the blast radius (blast_radius.py): the host storm guard and the
+playbook's action budgets.
 6 (global concurrency) and 7 (one run per target) are enforced when a worker claims a run,
 and 7 again once the run's target is canonical (take_target).
 
@@ -28,6 +30,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from .actions.registry import IncidentView
+from .blast_radius import Exceeded, StormHit, StormPolicy, budget_stop, storm_stop
 from .breaker import BreakerDecision, BreakerSnapshot, count_window_start, decide
 from .db.engine import Database
 from .db.models import Breaker, MaintenanceWindow, Run
@@ -66,6 +69,7 @@ class GuardStop:
     escalate: bool = False
     breaker: BreakerDecision | None = None
     target: str | None = None  # the canonical target, when resolution got that far
+    storm: StormHit | None = None  # a host storm held the run back (host_storm.py)
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,13 @@ class Subject:
     cooldown, the per-target lock, metrics); `name` is what the steps act on and what
     `{{ target }}` renders. For a container both are its canonical name; for an http-only
     playbook the key is `http:<host>:<port>` (its first http step's URL) and the name the
-    playbook's target rendered from the labels."""
+    playbook's target rendered from the labels. `host` is where a container lives (what
+    budgets and the host storm guard count); None for a run that changes no target."""
 
     key: str
     name: str
     identity: TargetIdentity | None = None
+    host: str | None = None
 
 
 def check_run_target(services: Services, playbook: Playbook, target: str,
@@ -162,6 +168,7 @@ def check_target(target: str, executor: Executor, settings: Settings,
         if executor.is_self(identity):
             return GuardStop("target_not_allowed", f"{seen} is autofix itself", target=name)
         state = executor.inspect(identity.id)  # checked by ID: the one just resolved
+        host = executor.host_of(identity)
     except TargetNotFound:
         return GuardStop("target_not_found", f"{seen} disappeared while being checked",
                          target=name)
@@ -174,7 +181,7 @@ def check_target(target: str, executor: Executor, settings: Settings,
                                       timedelta(seconds=settings.recovery_lookback_s))
     if why is not None:
         return GuardStop("already_recovered", why, target=name)
-    return Subject(name, name, identity)
+    return Subject(name, name, identity, host)
 
 
 @contextlib.contextmanager
@@ -270,9 +277,11 @@ def maintenance_stop(session: Session, now: datetime, labels: dict[str, str],
 
 
 def admit(session: Session, playbook: Playbook, target: str, now: datetime,
-          exclude_run: int | None, *, check_pause: bool = True) -> GuardStop | BreakerDecision:
+          exclude_run: int | None, *, check_pause: bool = True, host: str | None = None,
+          storm: StormPolicy | None = None) -> GuardStop | BreakerDecision:
     """The kill switch (unless `check_pause` is False: a dry run), then guards 4-5, inside
-    the caller's transaction; on success the breaker is updated."""
+    the caller's transaction; on success the breaker is updated. With a `host` (a run that
+    changes a target), the host storm guard (`storm`) and the playbook's budgets next."""
     paused = pause_stop(session, now) if check_pause else None
     if paused is not None:
         return paused
@@ -293,11 +302,24 @@ def admit(session: Session, playbook: Playbook, target: str, now: datetime,
             Run.target == target, Run.admitted_at.is_not(None), Run.admitted_at > window_start,
             Run.id != (exclude_run or -1))) or 0
     decision = decide(snapshot, playbook.circuit_breaker, recent, now)
-    save_breaker(session, target, decision.snapshot, now)
     if not decision.allow:
+        save_breaker(session, target, decision.snapshot, now)
         return GuardStop(decision.reason or "breaker_open",
                          f"circuit breaker for {target} is open "
                          f"({decision.snapshot.reopen_count} opening(s)); "
                          f"{recent} action(s) since {window_start.isoformat()}",
                          decision.retry_after_s, escalate=True, breaker=decision)
+    if host is not None:
+        # Not admitted after all: the breaker must not count this run (left unsaved).
+        exceeded = ((storm_stop(session, storm, host, target, now, exclude_run)
+                     if storm is not None else None)
+                    or budget_stop(session, playbook, host, now, exclude_run))
+        if exceeded is not None:
+            return _stop_of(exceeded, target)
+    save_breaker(session, target, decision.snapshot, now)
     return decision
+
+
+def _stop_of(exceeded: Exceeded, target: str) -> GuardStop:
+    return GuardStop(exceeded.reason, exceeded.message, exceeded.retry_after_s,
+                     escalate=exceeded.escalate, target=target, storm=exceeded.storm)

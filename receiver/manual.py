@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .actions.registry import IncidentView
+from .blast_radius import StormPolicy
 from .breaker import BreakerSnapshot
 from .db.models import AuditEntry, Breaker, Incident, Run
 from .errors import BadRequest, Conflict, Forbidden, NotFound
@@ -65,7 +66,9 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
             _raise_for(replace(held, message=f"{held.message}; a manual run inside a "
                                "maintenance window is held too: end the window first "
                                "(POST /api/v1/maintenance/<id>/end), or ask for a dry run"))
-        decision = admit(session, playbook, target, now, exclude_run=None, check_pause=not dry)
+        decision = admit(session, playbook, target, now, exclude_run=None, check_pause=not dry,
+                         host=None if dry else subject.host,
+                         storm=StormPolicy.of(services.settings))
         if isinstance(decision, GuardStop):
             _raise_for(decision)
     with services.database.session("manual_run") as session:

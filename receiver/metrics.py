@@ -29,7 +29,7 @@ def multiprocess_dir() -> str | None:
 # Skip reasons exported at 0 from start, so dashboards and alerts see them before they happen.
 SKIP_REASONS_SHOWN = ("paused", "maintenance", "cooldown", "breaker_open",
                       "target_not_allowed", "operator_stop", "target_paused", "state_unknown",
-                      "precondition_failed")
+                      "precondition_failed", "host_storm", "budget_exhausted")
 
 
 class Metrics:
@@ -96,6 +96,10 @@ class Metrics:
             ["reason"], registry=r)
         for reason in SKIP_REASONS_SHOWN:  # a rate() over zero beats a missing series
             self.runs_skipped.labels(reason)
+        self.host_storms = Counter(
+            "autofix_host_storms_total",
+            "Host storms begun: too many targets of one host acted on within the window.",
+            registry=r)
         self.database_errors = Counter(
             "autofix_database_errors_total", "Database errors by operation.", ["operation"],
             registry=r)

@@ -1,6 +1,6 @@
 """Day-to-day operator commands over the HTTP API: incidents, runs, approve, deny, pause,
-resume, maintenance. Each prints one line per row (or one line for a change), `--json`
-prints the API's JSON for scripts; an error is one line on stderr and exit code 1
+resume, maintenance, budgets. Each prints one line per row (or one line for a change),
+`--json` prints the API's JSON for scripts; an error is one line on stderr and exit code 1
 (ApiClientError)."""
 
 from __future__ import annotations
@@ -175,6 +175,38 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     return _print_window(args, client.post("/api/v1/maintenance", body))
 
 
+def _budget_lines(state: dict[str, Any]) -> list[str]:
+    lines = []
+    for row in state["budgets"]:
+        frees = f"  frees at {row['frees_at']}" if row["frees_at"] else ""
+        lines.append(f"budget  {row['playbook']}  {row['scope']} {row['key'] or '-'}  "
+                     f"{row['used']}/{row['limit']} per {row['per_s']:g}s{frees}")
+    guard = state["host_storm"]
+    if not guard["enabled"]:
+        lines.append("host storm guard off (AUTOFIX_HOST_STORM_TARGETS=0)")
+    for host in guard["hosts"]:
+        lines.append(f"host    {host['host']}  {host['targets']}/{guard['targets']} targets "
+                     f"per {guard['window_s']:g}s  frees at {host['frees_at']}")
+    for storm in state["host_storms"]:
+        lines.append(f"STORM   {storm['host']}  since {storm['started_at']} until "
+                     f"{storm['until']}  incident {storm['incident_id']}  left as they are: "
+                     f"{', '.join(storm['skipped'])}")
+    return lines
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
+    state = _client(args).get("/api/v1/budgets")
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    lines = _budget_lines(state)
+    for line in lines:
+        print(line)
+    if not lines:
+        print("no budgets and no host acted on in the storm window", file=sys.stderr)
+    return 0
+
+
 def _connection_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=os.environ.get("AUTOFIX_URL") or DEFAULT_URL,
@@ -224,6 +256,10 @@ def add_commands(sub: Any) -> None:
     pause.add_argument("--actor", help="who pauses (default: your user name)")
     pause.add_argument("--show", action="store_true", help="only show whether paused")
     pause.set_defaults(func=cmd_pause)
+
+    budgets = sub.add_parser("budgets", parents=[common],
+                             help="action budgets used, the host storm guard, storms in force")
+    budgets.set_defaults(func=cmd_budgets)
 
     resume = sub.add_parser("resume", parents=[common],
                             help="resume automation after a pause")

@@ -25,7 +25,10 @@ __all__ = ["RETRY_ON_SKIP", "RETRY_TRIGGERS", "queue_due_retries", "schedule_ret
 
 log = logging.getLogger("autofix.retries")
 RETRY_TRIGGERS = ("alert", "retry")  # a manual run is never repeated on its own
-RETRY_ON_SKIP = ("breaker_open", "cooldown", "precondition_failed")
+# budget_exhausted: a budget is a rate, so the run waits for the oldest counted action to
+# leave the window (its incident is escalated meanwhile). host_storm is not retried: after
+# a storm, restarting that host's containers would be a guess (host_storm.py).
+RETRY_ON_SKIP = ("breaker_open", "cooldown", "precondition_failed", "budget_exhausted")
 
 
 def schedule_retry(session: Session, trigger: str, incident_id: int, at: datetime) -> bool:

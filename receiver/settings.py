@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     recovery_lookback_s: float = Field(
         60.0, ge=0, description="A container Docker's restart policy restarted this long "
         "before the alert began counts as already recovered.")
+    host_storm_targets: int = Field(
+        5, ge=0, description="More distinct targets than this on one Docker host (or Swarm "
+        "node) admitted within AUTOFIX_HOST_STORM_WINDOW_S is a host storm: no further "
+        "mutating action on that host for the window. 0 disables the guard.")
+    host_storm_window_s: float = Field(
+        60.0, gt=0, description="The host storm guard's window, and how long a storm holds "
+        "after its last skipped run.")
     max_concurrent_runs: int = Field(4, gt=0, description="Global cap on runs executing at once.")
     runner_threads: int = Field(
         4, gt=0, description="Runs a single receiver process executes in parallel.")

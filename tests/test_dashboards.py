@@ -319,11 +319,11 @@ def test_target_app_annotates_every_remediation_action() -> None:
 
 
 def test_sql_reads_only_the_tables_the_grafana_role_may_read() -> None:
-    readable = {"incidents", "actions", "evidence", "maintenance_windows"}
+    readable = {"incidents", "actions", "evidence", "maintenance_windows", "host_storms"}
     for query in all_queries():
         if query.is_sql:
             tables = set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", query.text, re.I))
-            tables -= {"jsonb_each_text"}
+            tables -= {"jsonb_each_text", "jsonb_array_elements_text"}
             assert tables <= readable, (query.where, tables)
 
 
@@ -786,3 +786,46 @@ def test_an_import_sets_the_datasources_and_the_alertmanager_url() -> None:
     assert {"name": "VAR_ALERTMANAGER_URL", "type": "constant"}.items() <= {
         i["name"]: i for i in incidents["__inputs"]}["VAR_ALERTMANAGER_URL"].items()
     assert "${VAR_ALERTMANAGER_URL}/#/silences/new" in json.dumps(incidents)
+
+
+def test_host_storm_queries_run_as_the_grafana_role(pg_url: str) -> None:
+    """The overview's host storm annotation and table (migration 0012 grants host_storms),
+    on a storm in the range and one long before it."""
+    import psycopg2
+
+    admin, _ = _dsn_of(pg_url)
+    _seed(admin, [("guard", "skipped")])
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("""
+            INSERT INTO host_storms (host, started_at, until, targets, incident_id) VALUES
+              ('docker:ABCD', now() - interval '5 minutes', now() - interval '4 minutes',
+               '{"acted": ["a", "b"], "skipped": ["c", "d"]}', 1),
+              ('docker:OLD', now() - interval '3 days', now() - interval '3 days',
+               '{"acted": ["x"], "skipped": ["y"]}', NULL)""")
+    conn.close()
+    board = dashboards_by_uid()["autofix-overview"]
+    queries = [q for q in iter_queries(board) if "host_storms" in q.text]
+    assert {q.where for q in queries} == {"autofix-overview / annotation Host storms",
+                                          "autofix-overview / Host storms (in range) / A"}
+    user = create_grafana_login(admin)
+    try:
+        dsn = _dsn_of(pg_url, user)[1]
+        for query in queries:
+            rows = _rows(dsn, _as_grafana_would(board, query, {}))
+            assert len(rows) == 1, (query.where, rows)
+            assert "docker:ABCD" in " ".join(map(str, rows[0]))
+            assert "c, d" in " ".join(map(str, rows[0]))
+    finally:
+        drop_login(admin, user)
+
+
+def test_skip_panel_shows_the_blast_radius_reasons() -> None:
+    from receiver.metrics import SKIP_REASONS_SHOWN
+
+    board = dashboards_by_uid()["autofix-overview"]
+    [panel] = [p for p in all_panels(board) if p.get("title") == "Runs skipped by reason"]
+    assert "autofix_runs_skipped_total" in panel["targets"][0]["expr"]
+    named = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]}
+    assert {"host_storm", "budget_exhausted"} <= named & set(SKIP_REASONS_SHOWN)

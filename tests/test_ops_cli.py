@@ -113,6 +113,16 @@ def test_pause_and_resume_with_a_token_file(receiver: Receiver, tmp_path: Path) 
     assert autofix("pause", *common).stderr.startswith("autofix: autofix pause needs --reason")
 
 
+def test_budgets_shows_the_host_storm_guard(receiver: Receiver) -> None:
+    env = {"AUTOFIX_URL": receiver.url, "AUTOFIX_API_TOKEN": API_TOKEN}
+    shown = autofix("budgets", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)
+    assert state["host_storm"]["targets"] == 5 and state["host_storms"] == []
+    text = autofix("budgets", env=env)
+    assert text.returncode == 0 and "STORM" not in text.stdout
+
+
 def test_errors_are_one_line_and_exit_1(receiver: Receiver) -> None:
     refused = autofix("runs", "--url", receiver.url, "--token", "wrong-token-0123456789")
     assert refused.returncode == 1 and refused.stdout == ""
@@ -154,3 +164,19 @@ def test_maintenance_start_list_and_end(receiver: Receiver) -> None:
     assert again.returncode == 1 and "HTTP 409" in again.stderr
     assert autofix("maintenance", "start", *common).stderr.startswith(
         "autofix: autofix maintenance start needs --match")
+
+
+def test_budget_lines_name_each_budget_host_and_storm() -> None:
+    from receiver.ops_cli import _budget_lines
+
+    state = {
+        "budgets": [{"playbook": "restart", "scope": "fleet", "key": "fleet", "limit": 2,
+                     "per_s": 600.0, "used": 2, "frees_at": "2026-12-06T03:10:00+00:00"}],
+        "host_storm": {"enabled": True, "targets": 5, "window_s": 60.0, "hosts": [
+            {"host": "docker:AB", "targets": 5, "frees_at": "2026-12-06T03:01:00+00:00"}]},
+        "host_storms": [{"id": 1, "host": "docker:AB", "started_at": "s", "until": "u",
+                         "acted": ["a"], "skipped": ["f", "g"], "incident_id": 9}]}
+    assert _budget_lines(state) == [
+        "budget  restart  fleet fleet  2/2 per 600s  frees at 2026-12-06T03:10:00+00:00",
+        "host    docker:AB  5/5 targets per 60s  frees at 2026-12-06T03:01:00+00:00",
+        "STORM   docker:AB  since s until u  incident 9  left as they are: f, g"]

@@ -3,6 +3,7 @@ recovering"), playbook loading per backend, and the executor's calls on a real S
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,6 +151,25 @@ def test_resolution_and_state_read_the_service_and_its_labels(swarm: Any,
     assert SwarmExecutor(swarm.url, 30, 90, own_service=service.name).is_self(identity)
     with pytest.raises(ExecutorError):
         executor.exec(service.name, ["true"], 5)
+
+
+def test_host_of_a_service_is_its_tasks_node(swarm: Any, executor: SwarmExecutor) -> None:
+    service = create_service(swarm)
+    [task] = swarm.wait_running(service.name, 1)
+    identity = TargetIdentity(service.name, service.id)
+    assert executor.host_of(identity) == f"swarm-node:{task['NodeID']}"
+    service.scale(0)  # no task running: the swarm as one host
+    for _ in range(100):
+        if not running_ids_now(swarm, service.id):
+            break
+        time.sleep(0.1)
+    assert executor.host_of(identity) == "swarm"
+
+
+def running_ids_now(swarm: Any, service_id: str) -> list[str]:
+    return [t["ID"] for t in swarm.client.api.tasks(filters={"service": service_id})
+            if t.get("DesiredState") == "running"
+            and (t.get("Status") or {}).get("State") == "running"]
 
 
 def test_restart_is_a_forced_update_that_replaces_the_tasks(swarm: Any,

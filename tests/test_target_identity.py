@@ -369,6 +369,9 @@ class FakeSwarm:
     def is_self(self, identity: TargetIdentity) -> bool:
         return False
 
+    def host_of(self, identity: TargetIdentity) -> str:
+        return "fake"
+
     def already_recovering(self, state: TargetState, incident_starts_at: datetime,
                            lookback: timedelta) -> str | None:
         return "a newer task is starting" if self.recovering else None

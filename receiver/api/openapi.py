@@ -100,8 +100,8 @@ ROUTES: list[Route] = [
     Route("/api/v1/playbooks/{name}/run", "post", "Run a playbook by hand (same guards)",
           {"202": ("queued", s.RunQueued)},
           {"403": "target not allowed", "404": "unknown playbook or target",
-           "409": "cooldown, breaker or paused (a dry run is not held by a pause); "
-                  "see Retry-After"}, body=ManualRunBody,
+           "409": "cooldown, breaker, paused (a dry run is not held by a pause), "
+                  "host_storm or budget_exhausted; see Retry-After"}, body=ManualRunBody,
           scope="operator",
           description="`requested_by` is a deprecated alias of `actor`."),
     Route("/api/v1/breakers", "get", "Circuit breakers per target",
@@ -146,6 +146,11 @@ ROUTES: list[Route] = [
           description="Audited (`maintenance_end`). Queues again, once, each alert run the "
           "window held whose incident is still open, unless another window holds it "
           "(audited `maintenance_requeue`); the same happens when ends_at passes."),
+    Route("/api/v1/budgets", "get", "Action budgets and the host storm guard: what is used",
+          {"200": ("budgets", s.BudgetsOut)},
+          description="Per playbook budget and scope key: the limit, the window, the "
+          "mutating runs counted in it and when the oldest leaves it; the host storm "
+          "guard's settings and count per host; the host storms in force."),
     Route("/-/reload", "post", "Reload the playbooks file (a bad file keeps the old one)",
           {"200": ("reloaded", s.ReloadOut)}, {"400": "invalid playbooks file; see errors"},
           scope="operator"),

@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut", "BreakerList",
-    "BreakerOut", "BreakerResetOut", "ErrorBody", "EvidenceOut", "Health", "IncidentDetail",
-    "IncidentOut", "IncidentPage", "MaintenanceList", "MaintenanceOut", "PauseOut",
-    "PlaybookList", "PlaybookOut", "Ready", "ReloadOut", "RunOut", "RunPage", "RunQueued",
-    "WebhookAccepted", "WebhookRecorded",
+    "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "ErrorBody", "EvidenceOut",
+    "Health", "HostStormGuardOut", "HostStormOut", "HostUseOut", "IncidentDetail", "IncidentOut",
+    "IncidentPage", "MaintenanceList", "MaintenanceOut", "PauseOut", "PlaybookList",
+    "PlaybookOut", "Ready", "ReloadOut", "RunOut", "RunPage", "RunQueued", "WebhookAccepted",
+    "WebhookRecorded",
 ]
 
 Stamp = str | None
@@ -195,6 +196,47 @@ class MaintenanceOut(_Out):
 
 class MaintenanceList(_Out):
     items: list[MaintenanceOut]
+
+
+class BudgetOut(_Out):
+    playbook: str
+    scope: str = Field(description="fleet, playbook or host.")
+    key: str | None = Field(description="What is counted: `fleet`, the playbook's name, or "
+                            "the host (null: a host budget no host has used yet).")
+    limit: int = Field(description="Mutating runs allowed per `per_s`.")
+    per_s: float
+    used: int = Field(description="Mutating runs admitted in the window now.")
+    frees_at: Stamp = Field(description="When the oldest counted action leaves the window.")
+
+
+class HostUseOut(_Out):
+    host: str
+    targets: int = Field(description="Distinct targets acted on within the window.")
+    frees_at: Stamp = Field(description="When the oldest counted action leaves the window.")
+
+
+class HostStormGuardOut(_Out):
+    enabled: bool = Field(description="False when AUTOFIX_HOST_STORM_TARGETS is 0.")
+    targets: int = Field(description="AUTOFIX_HOST_STORM_TARGETS: distinct targets a host "
+                         "may have acted on within the window; one more is a storm.")
+    window_s: float = Field(description="AUTOFIX_HOST_STORM_WINDOW_S.")
+    hosts: list[HostUseOut]
+
+
+class HostStormOut(_Out):
+    id: int
+    host: str
+    started_at: Stamp
+    until: Stamp = Field(description="No mutating action on the host before then.")
+    acted: list[str] = Field(description="Targets acted on in the window before the storm.")
+    skipped: list[str] = Field(description="Targets the storm left as they are.")
+    incident_id: int | None = Field(description="The storm's AutofixHostStorm incident.")
+
+
+class BudgetsOut(_Out):
+    budgets: list[BudgetOut]
+    host_storm: HostStormGuardOut
+    host_storms: list[HostStormOut] = Field(description="Host storms in force.")
 
 
 class AuditEntryOut(_Out):

@@ -14,6 +14,7 @@ from ..lifecycle import FINISHED_INCIDENT_STATUSES
 from .engine import Database
 from .models import (
     AuditEntry,
+    HostStorm,
     Incident,
     MaintenanceWindow,
     Notification,
@@ -43,9 +44,9 @@ PRUNE_BATCH_ROWS = 1000
 def prune(database: Database, older_than: timedelta,
           batch_rows: int = PRUNE_BATCH_ROWS, now: datetime | None = None) -> dict[str, int]:
     """Delete notifications (not those still to be filed), finished incidents (their runs
-    and actions cascade), audit rows, stale operator-intent records and maintenance windows
-    long over, in transactions of at most `batch_rows` rows each, so that a large backlog
-    never holds locks that block ingest for long. `now` is the caller's clock
+    and actions cascade), audit rows, stale operator-intent records, maintenance windows and
+    host storms long over, in transactions of at most `batch_rows` rows each, so that a large
+    backlog never holds locks that block ingest for long. `now` is the caller's clock
     (services.clock in the runner; the wall clock by default)."""
     cutoff = (now or utcnow()) - older_than
     tables: dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]] = {
@@ -63,6 +64,8 @@ def prune(database: Database, older_than: timedelta,
         "target_transitions": (TargetTransition, (TargetTransition.updated_at < cutoff,)),
         # Over long ago (ended by hand before ends_at, or lapsed at it).
         "maintenance_windows": (MaintenanceWindow, (MaintenanceWindow.ends_at < cutoff,)),
+        # Long over: the dashboards' annotations of host storms go as far back as this.
+        "host_storms": (HostStorm, (HostStorm.until < cutoff,)),
     }
     return {table: _delete_in_batches(database, model, conditions, batch_rows)
             for table, (model, conditions) in tables.items()}

@@ -24,8 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "EventsFollower",
-    "EvidenceRecord", "Incident", "MaintenanceWindow", "Notification", "Pause", "Run",
-    "SlackRequest", "TargetTransition", "utcnow",
+    "EvidenceRecord", "HostStorm", "Incident", "MaintenanceWindow", "Notification", "Pause",
+    "Run", "SlackRequest", "TargetTransition", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -134,7 +134,9 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (Index("ix_runs_status_target", "status", "target"),
-                      Index("ix_runs_status_lane", "status", "lane"))
+                      Index("ix_runs_status_lane", "status", "lane"),
+                      # The host storm guard and host budgets count by (host, admitted_at).
+                      Index("ix_runs_host_admitted", "host", "admitted_at"))
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"),
                                              index=True)
@@ -148,6 +150,9 @@ class Run(Base):
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     admitted_at: Mapped[datetime | None] = mapped_column(index=True)  # passed every guard
+    # The host its target lives on, set when a mutating run is admitted (NULL otherwise):
+    # what action budgets and the host storm guard count.
+    host: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     worker: Mapped[str | None] = mapped_column(String(255))
@@ -381,3 +386,19 @@ class TargetTransition(Base):
     start_window: Mapped[datetime | None] = mapped_column()
     window: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HostStorm(Base):
+    """Too many targets of one host acted on at once: while `until` is ahead, no mutating
+    run on that host is admitted (receiver/host_storm.py). Shared by every worker."""
+
+    __tablename__ = "host_storms"
+    __table_args__ = (Index("ix_host_storms_host_until", "host", "until"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    until: Mapped[datetime] = mapped_column()
+    # {"acted": targets admitted in the window, "skipped": targets the storm held back}
+    targets: Mapped[dict[str, Any]] = mapped_column()
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"))

@@ -96,6 +96,12 @@ class Executor(Protocol):
         """Whether the target is the receiver itself."""
         ...
 
+    def host_of(self, identity: TargetIdentity) -> str:
+        """The host the target lives on (a Docker daemon, a Swarm node), as a stable key:
+        action budgets and the host storm guard count per host. Raises ExecutorError when
+        the backend cannot say."""
+        ...
+
     def already_recovering(self, state: TargetState, incident_starts_at: datetime,
                            lookback: timedelta) -> str | None:
         """Why the backend is already recovering the target by itself, or None."""

@@ -76,6 +76,10 @@ class DockerExecutor:
                                             or "unix:///var/run/docker.sock")
         return self._daemon_id
 
+    def host_of(self, identity: TargetIdentity) -> str:
+        """Every container of this executor lives on its one daemon."""
+        return f"docker:{self.daemon_id()}"
+
     def container_facts(self, target: str) -> ContainerFacts:
         """Inspect, and dockerd's event buffer since the last start (empty when dockerd
         cannot answer: then it tells nothing)."""

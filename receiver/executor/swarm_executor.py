@@ -115,6 +115,15 @@ class SwarmExecutor:
 
     # ---- state and policy -----------------------------------------------------------
 
+    def host_of(self, identity: TargetIdentity) -> str:
+        """The node the service's running tasks are on; the whole swarm as one host when
+        they span several nodes or none runs (a storm there is the cluster's)."""
+        tasks = swarm_tasks.running_tasks(self._tasks(identity.id))
+        nodes = {str(t.get("NodeID") or "") for t in tasks}
+        if len(nodes) == 1 and "" not in nodes:
+            return f"swarm-node:{nodes.pop()}"
+        return "swarm"
+
     def inspect(self, target: str) -> TargetState:
         """A service is `running` once every task it wants runs (healthy, where it has a
         health check), `updating` during an update, else `converging`."""

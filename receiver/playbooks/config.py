@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from .rules_check import AlertRules
 
 __all__ = [
-    "ActionStep", "Backends", "BreakerPolicy", "Playbook", "PlaybookFile", "load_playbooks",
-    "load_yaml", "parse_duration", "parse_playbooks",
+    "ActionStep", "Backends", "BreakerPolicy", "Budget", "Playbook", "PlaybookFile",
+    "load_playbooks", "load_yaml", "parse_duration", "parse_playbooks",
 ]
 
 # Prometheus' own grammar (common/model.ParseDuration): whole numbers, each unit at most
@@ -103,6 +103,22 @@ class BreakerPolicy(_Strict):
         return self
 
 
+class Budget(_Strict):
+    """At most `actions` mutating runs per `per`, counted over the scope: every mutating
+    run of the fleet, this playbook's, or those on the run's host (receiver/blast_radius.py)."""
+
+    actions: int = Field(ge=1, description="Mutating runs allowed in `per`.")
+    per_s: float = Field(alias="per", gt=0)
+    scope: Literal["host", "fleet", "playbook"]
+
+    _per = field_validator("per_s", mode="before")(parse_duration)
+
+
+def _budgets(value: Any) -> Any:
+    # One mapping or a list of them.
+    return [value] if isinstance(value, Mapping) else value
+
+
 class ActionStep(_Strict):
     """One `{action_name: {params}}` entry, in the order written."""
 
@@ -146,6 +162,9 @@ class Playbook(_Strict):
     actions: list[ActionStep] = Field(min_length=1)
     cooldown_s: float = Field(300, alias="cooldown", ge=0)
     circuit_breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    # Action budgets: a mutating run beyond any of them skips (budget_exhausted).
+    budgets: Annotated[list[Budget], BeforeValidator(_budgets)] = Field(
+        default_factory=list, alias="budget")
     on: Literal["firing", "resolved"] = "firing"
     dry_run: bool = False
     description: str = ""

@@ -84,6 +84,9 @@ class MemoryExecutor:
     def is_self(self, identity: TargetIdentity) -> bool:
         return False
 
+    def host_of(self, identity: TargetIdentity) -> str:
+        return "memory"
+
     def already_recovering(self, state: TargetState, incident_starts_at: datetime,
                            lookback: timedelta) -> str | None:
         if state.started_at is not None and state.started_at > incident_starts_at:

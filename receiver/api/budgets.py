@@ -1,0 +1,23 @@
+"""GET /api/v1/budgets: what the blast-radius limits have used (receiver/blast_radius.py)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from ..auth import requires
+from ..blast_radius import StormPolicy, report
+from .common import services
+
+__all__ = ["blueprint"]
+
+blueprint = Blueprint("budgets", __name__, url_prefix="/api/v1")
+
+
+@blueprint.get("/budgets")
+@requires("read")
+def show_budgets() -> Response:
+    svc = services()
+    playbooks = svc.config.current.playbooks.playbooks
+    with svc.database.session("api") as session:
+        body = report(session, playbooks, StormPolicy.of(svc.settings), svc.clock())
+    return jsonify(body)
