@@ -26,7 +26,7 @@ from .db.models import Action, Incident, Run
 from .errors import DatabaseUnavailable
 from .evidence.capture import Evidence
 from .evidence.runtime import RunEvidence, classification_stop
-from .executor import ExecutorError
+from .executor import ExecutorError, TargetIdentity
 from .guards import (
     GuardStop,
     Subject,
@@ -206,9 +206,11 @@ def _recovered_since(session: Session, run: Run, incident: Incident) -> datetime
 def execute_run(services: Services, run_id: int) -> None:
     with services.database.session("run_load") as session:
         run = session.get(Run, run_id)
-        assert run is not None
-        incident = session.get(Incident, run.incident_id)
-        assert incident is not None
+        incident = session.get(Incident, run.incident_id) if run is not None else None
+        if run is None or incident is None:
+            # Claimed, then deleted (retention, a cascade) before it loaded: nothing to act on.
+            log.warning("run vanished before it started", extra={"run_id": run_id})
+            return
         info = RunInfo.of(run, incident)
         view = IncidentView(incident.id, incident.alertname, dict(incident.labels),
                             dict(incident.annotations), incident.starts_at, run.alert_status,
@@ -225,11 +227,14 @@ def execute_run(services: Services, run_id: int) -> None:
         if dry_run and not run.dry_run:
             run.dry_run = True  # what the run is, for the API and the CLI
             info = replace(info, dry_run=True)
-        # A maintenance window holds, like the kill switch, what leaves the process; a dry
-        # run or a notification goes on. The labels and the target as rendered first...
+        # The kill switch, then maintenance windows, hold what leaves the process; a dry
+        # run or a notification goes on. The kill switch first, so that nothing below (a
+        # precondition, a human asked to approve) escalates while a human has paused it all.
+        # Admission checks it again: a pause may start while the guards below run.
         held = not dry_run and leaves_process(services, playbook)
-        stop = maintenance_stop(session, services.clock(), view.labels,
-                                [info.target]) if held else None
+        # The window's labels and the target as rendered first...
+        stop = ((pause_stop(session, services.clock()) or maintenance_stop(
+            session, services.clock(), view.labels, [info.target])) if held else None)
         if stop is not None:
             record_skip(session, services, info, stop, closes_incident=info.trigger == "manual")
             return
@@ -254,27 +259,33 @@ def execute_run(services: Services, run_id: int) -> None:
         # whether the playbook wants to act on that at all (skip_when / escalate_when).
         evidence = RunEvidence(services, services.executor_for(playbook), info.incident_id,
                                info.run_id, subject.name, view.generator_url)
-        stop = _evidence_guard(services, playbook, evidence, subject)
+        stop = _evidence_guard(services, playbook, evidence, subject, subject.identity)
         if stop is not None:
             subject = stop
-    if playbook.require and not isinstance(subject, GuardStop):
+    target = info.target
+    waits = (isinstance(subject, Subject) and not dry_run and playbook.mode == "approve"
+             and not info.approved)
+    peeked: GuardStop | None = None
+    if isinstance(subject, Subject) and not dry_run and (waits or playbook.require):
+        # The admission's guards (cooldown, breaker, host storm, budgets), rolled back: a
+        # human is asked, and Prometheus too, only about a run that could act. A run the
+        # peek stops is stopped for real by admission below (the breaker opens there).
+        with services.database.scratch_session("admission_peek") as peek:
+            verdict = admit(peek, playbook, subject.key, services.clock(), exclude_run=run_id,
+                            host=subject.host, storm=StormPolicy.of(services.settings))
+        if isinstance(verdict, GuardStop):
+            peeked = replace(verdict, target=subject.key, breaker=None)
+    if playbook.require and not isinstance(subject, GuardStop) and peeked is None:
         # Just before acting (and before a human is asked to approve): Prometheus, with no
         # transaction open. An approved run comes through here again when it executes.
         acts_on = subject.name if subject else info.target
         stop = precondition_stop(services, playbook, _step_variables(view, acts_on), retry_s)
         if stop is not None:
             subject = replace(stop, target=subject.key) if subject else stop
-    target = info.target
-    waits = (isinstance(subject, Subject) and not dry_run and playbook.mode == "approve"
-             and not info.approved)
-    if waits and isinstance(subject, Subject):
-        # Every guard now, so that a human is asked only about a run that could act; the
-        # peek is rolled back (the breaker counts the run when it is approved and admitted).
-        with services.database.scratch_session("approval_peek") as peek:
-            verdict = admit(peek, playbook, subject.key, services.clock(), exclude_run=run_id,
-                            host=subject.host, storm=StormPolicy.of(services.settings))
-        if isinstance(verdict, GuardStop):  # the rolled-back breaker did not open
-            subject = replace(verdict, target=subject.key, breaker=None)
+    if waits and isinstance(subject, Subject) and peeked is not None:
+        # Nobody is asked about a run that cannot act; the breaker counts a run only when
+        # it is approved and admitted (the rolled-back breaker did not open).
+        subject = peeked
     with target_lock(services.database), services.database.session("run_admit") as session:
         if isinstance(subject, GuardStop):
             record_skip(session, services, info, subject, closes)
@@ -282,7 +293,9 @@ def execute_run(services: Services, run_id: int) -> None:
             return
         if subject is not None:
             run = session.get(Run, run_id)
-            assert run is not None
+            if run is None:
+                log.warning("run vanished before admission", extra={"run_id": run_id})
+                return
             if not take_target(session, run, subject.key):
                 # An alias of this target is running: wait for it. The canonical target
                 # now stored makes claim_next hold this run until that one ends.
@@ -350,10 +363,9 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
 
 
 def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidence,
-                    subject: Subject) -> GuardStop | None:
-    assert subject.identity is not None
+                    subject: Subject, identity: TargetIdentity) -> GuardStop | None:
     # Never act on a container stopped or paused on purpose, or when that cannot be told.
-    stop, known = intent_guard(services, playbook, subject.identity, subject.name)
+    stop, known = intent_guard(services, playbook, identity, subject.name)
     if not playbook.capture:
         return stop
     first_change = next((index for index, step in enumerate(playbook.actions)

@@ -6,8 +6,8 @@ protected, never autofix itself) · 2 target exists · 3 not already recovering 
 (the kill switch: nothing mutating is admitted while automation is paused) ·
 (maintenance windows: nothing that leaves the process runs on what one matches) ·
 4 cooldown per (playbook, target) · 5 circuit breaker per target · then, for a run that
-changes a target, the blast radius (blast_radius.py): the host storm guard and the
-playbook's action budgets.
+changes a target, the blast radius (blast_radius.py): the playbook's action budgets, then
+the host storm guard. README "Guards: the decision order" is this order with every reason.
 6 (global concurrency) and 7 (one run per target) are enforced when a worker claims a run,
 and 7 again once the run's target is canonical (take_target).
 
@@ -281,7 +281,7 @@ def admit(session: Session, playbook: Playbook, target: str, now: datetime,
           storm: StormPolicy | None = None) -> GuardStop | BreakerDecision:
     """The kill switch (unless `check_pause` is False: a dry run), then guards 4-5, inside
     the caller's transaction; on success the breaker is updated. With a `host` (a run that
-    changes a target), the host storm guard (`storm`) and the playbook's budgets next."""
+    changes a target), the playbook's budgets and the host storm guard (`storm`) next."""
     paused = pause_stop(session, now) if check_pause else None
     if paused is not None:
         return paused
@@ -311,9 +311,9 @@ def admit(session: Session, playbook: Playbook, target: str, now: datetime,
                          decision.retry_after_s, escalate=True, breaker=decision)
     if host is not None:
         # Not admitted after all: the breaker must not count this run (left unsaved).
-        exceeded = ((storm_stop(session, storm, host, target, now, exclude_run)
-                     if storm is not None else None)
-                    or budget_stop(session, playbook, host, now, exclude_run))
+        exceeded = (budget_stop(session, playbook, host, now, exclude_run)
+                    or (storm_stop(session, storm, host, target, now, exclude_run)
+                        if storm is not None else None))
         if exceeded is not None:
             return _stop_of(exceeded, target)
     save_breaker(session, target, decision.snapshot, now)

@@ -98,7 +98,6 @@ def show_windows() -> Response:
 @requires("operator")
 def create_window() -> tuple[Response, int]:
     body: MaintenanceBody = _unprocessable(MaintenanceBody, json_body(request, 64 * 1024))
-    assert body.ends_at is not None  # required; to_utc keeps it
     actor = actor_with_address(body.actor, request.remote_addr)
     window = start_window(services(), body.matchers, body.starts_at, body.ends_at, actor,
                           body.reason)
