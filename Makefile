@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps lint rules-check test test-unit compose-test stack-test bench fuzz demo demo-down secrets image up down clean
+.PHONY: help venv deps lint rules-check test test-optimized test-unit compose-test stack-test bench fuzz demo demo-down secrets image up down clean
 
 help:
 	@echo "make deps       install OS packages (as root) and the virtualenv"
@@ -38,8 +38,17 @@ rules-check:
 	promtool check rules rules/alert_rules.yml rules/autofix_self.yml
 	promtool test rules rules/tests/*.yml
 
-test: deps lint
+test: deps lint test-optimized
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The guards' and the lifecycle's unit tests under `python -O`, which strips every assert:
+# nothing in receiver/ may depend on one (tests/test_no_assert.py checks there is none).
+OPTIMIZED_TESTS := tests/test_lifecycle.py tests/test_breaker.py tests/test_clock.py \
+	tests/test_fast_templates.py tests/test_preconditions.py tests/test_blast_radius.py \
+	tests/test_maintenance.py tests/test_pause.py tests/test_webhook.py tests/test_no_assert.py
+test-optimized: venv
+	$(PY) -O -m pytest -q -m "not e2e" -W "ignore::pytest.PytestConfigWarning" \
+		$(PYTEST_ARGS) $(OPTIMIZED_TESTS)
 
 test-unit: venv
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
