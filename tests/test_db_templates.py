@@ -25,6 +25,9 @@ PG_SNAPSHOT = {
                        " WHERE p.proacl IS NOT NULL ORDER BY 1",
     "database grants": "SELECT datacl::text FROM pg_database"
                        " WHERE datname = current_database()",
+    "database settings": "SELECT setrole, setconfig::text FROM pg_db_role_setting"
+                         " WHERE setdatabase = (SELECT oid FROM pg_database"
+                         " WHERE datname = current_database()) ORDER BY 1",
     "revision": "SELECT version_num FROM alembic_version",
 }
 
@@ -43,6 +46,19 @@ def test_a_pg_url_copy_is_a_database_migrated_for_itself(postgres: Postgres,
     # may connect, nobody gets TEMPORARY).
     [(acl,)] = copy["database grants"]
     assert "autofix_grafana=c/" in acl and "=Tc/" not in acl, acl
+
+
+def test_a_template_s_database_settings_reach_its_copies(postgres: Postgres) -> None:
+    """No migration sets any yet (ALTER DATABASE ... SET); one that does must not be lost
+    in the copies."""
+    template = postgres.create_database()
+    name = template.rsplit("/", 1)[1]
+    engine = create_engine(postgres.url("postgres"))
+    with engine.begin() as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" SET work_mem = \'3MB\''))
+    engine.dispose()
+    copy = postgres.create_database(template=name)
+    assert query(copy, "SHOW work_mem") == [("3MB",)]
 
 
 def test_a_pg_url_copy_is_its_own_database(postgres: Postgres, pg_url: str,

@@ -95,11 +95,17 @@ class Postgres:
                 cur.execute(f'CREATE DATABASE "{name}"')
             else:
                 cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-                # The copy takes the template's schema, rows and object grants, but not its
-                # database-level grants (pg_database.datacl: the migrations' GRANT CONNECT
-                # and REVOKE TEMPORARY): copy those as they are.
+                # The copy takes the template's schema, rows and object grants, but not what
+                # the cluster keeps about it: its database-level grants (pg_database.datacl:
+                # the migrations' GRANT CONNECT and REVOKE TEMPORARY) and any ALTER
+                # DATABASE ... SET. Copy those as they are.
                 cur.execute("UPDATE pg_database SET datacl = (SELECT datacl FROM pg_database"
                             " WHERE datname = %s) WHERE datname = %s", (template, name))
+                cur.execute("INSERT INTO pg_db_role_setting SELECT new.oid, s.setrole,"
+                            " s.setconfig FROM pg_db_role_setting s"
+                            " JOIN pg_database tmpl ON tmpl.oid = s.setdatabase"
+                            " JOIN pg_database new ON new.datname = %s"
+                            " WHERE tmpl.datname = %s", (name, template))
         conn.close()
         return self.url(name)
 
