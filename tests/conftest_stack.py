@@ -4,19 +4,23 @@
     target_app_image   - tag of the target_app image built on it (offline)
     swarm              - a real single-node Swarm in a second private dockerd
                          (tests.harness.swarm.Swarm), services removed after each user
+    local_images       - a `docker save` of every image the compose and Swarm stack
+                         harnesses deploy (tests.harness.local_images), built once
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.harness.dockerd import Dockerd, start_dockerd
 from tests.harness.images import ensure_target_app_image
+from tests.harness.root_harness import require_root
 from tests.harness.swarm import Swarm, start_swarm
 
-__all__ = ["dockerd", "swarm", "swarm_daemon", "target_app_image"]
+__all__ = ["dockerd", "local_images", "swarm", "swarm_daemon", "target_app_image"]
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +37,23 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
 @pytest.fixture(scope="session")
 def target_app_image(dockerd: Dockerd) -> str:
     return ensure_target_app_image(dockerd)
+
+
+@pytest.fixture(scope="session")
+def local_images(dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Assembling and importing them took about 40 s in each of the session's three harness
+    runs (compose v2, compose 1.29, Swarm): build them once on the session's dockerd and
+    let each run `docker load` them into its own (`--images`). `make compose-test` and
+    `make stack-test` alone still build them."""
+    from tests.harness.local_images import build_all, save_all
+
+    require_root("the compose and Swarm stack harnesses")
+    client = dockerd.client()
+    client.api.timeout = 600
+    build_all(client, log=lambda _message: None)
+    path = save_all(dockerd.url, tmp_path_factory.mktemp("local-images") / "images.tar")
+    yield path
+    path.unlink(missing_ok=True)   # hundreds of MiB; pytest keeps the last sessions' dirs
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ around them. These tests attack with aliases on a real dockerd and real database
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -87,6 +88,13 @@ def open_breaker(app: Any, name: str) -> None:
     assert [(a.reason, a.target) for a in guard_skips(app)] == [("breaker_open", name)]
 
 
+# Every length from 4 to 64 took 100 s a database and told nothing more than its boundaries:
+# 1 and 2 (likely shared with another container: ambiguous), 4, 11-13 (around the 12 Docker
+# shows), 63 and 64 (the full ID), and a few lengths between from a fixed seed (the same on
+# every run, so a failure replays).
+PREFIX_LENGTHS = sorted({1, 2, 4, 11, 12, 13, 63, 64, *random.Random(29).sample(range(3, 63), 5)})
+
+
 def unique_prefix(docker_client: Any, prefix: str) -> bool:
     return sum(c.id.startswith(prefix) for c in docker_client.containers.list(all=True)) == 1
 
@@ -105,7 +113,7 @@ def test_id_prefixes_of_a_container_hit_its_one_open_breaker(identity_app,
     container = run_container(docker_client)
     open_breaker(app, container.name)
     before = started_at(container)
-    aliases = [container.id[:length] for length in range(4, 65)]  # 64: the full ID
+    aliases = [container.id[:length] for length in PREFIX_LENGTHS]
     expected = ["breaker_open" if unique_prefix(docker_client, alias) else "target_ambiguous"
                 for alias in aliases]
     client = app.test_client()
@@ -115,7 +123,8 @@ def test_id_prefixes_of_a_container_hit_its_one_open_breaker(identity_app,
     assert started_at(container) == before, "an alias restarted the container"
     skips = guard_skips(app)[1:]
     assert [s.reason for s in skips] == expected
-    assert expected.count("breaker_open") >= 59  # a short-prefix clash is rare, not impossible
+    # From 4 characters on a clash with another container's ID is rare, not impossible.
+    assert expected.count("breaker_open") >= sum(n >= 4 for n in PREFIX_LENGTHS) - 2
     assert {s.target for s in skips if s.reason == "breaker_open"} == {container.name}
     [breaker] = breakers(app)
     assert (breaker.target, breaker.state) == (container.name, "open")

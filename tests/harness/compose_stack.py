@@ -1,10 +1,12 @@
 """`make compose-test`: docker-compose.yml deployed for real, checked, and torn down.
 
     python -m tests.harness.compose_stack [--compose CMD] [--keep-workdir] [--compose-file FILE]
+                                          [--images TAR]
 
 (--compose: the Compose command, `docker compose` (v2, the default) or `docker-compose`
 (1.29); --compose-file: a variant of docker-compose.yml, to see that the checks catch a
-defect.)
+defect; --images: a `docker save` of every local image, loaded instead of building them:
+the test session builds them once for every harness run, see tests/conftest_stack.py.)
 
 1. Enters a private network and mount namespace (`unshare --net --mount`): the private
    dockerd's bridges, container addresses and published ports exist only there, so
@@ -13,7 +15,8 @@ defect.)
 2. Starts a private dockerd (tests/harness/dockerd.py's flags, plus --ip-forward=false:
    the namespace never routes between networks, so two containers talk only if compose
    put them on a common network) and builds every image locally
-   (tests/harness/local_images.py); Grafana has none and is not started.
+   (tests/harness/local_images.py; or loads them from --images); Grafana has none and is
+   not started.
 3. `docker compose -f docker-compose.yml -f docker-compose.override.yml -f
    tests/harness/docker-compose.local.yml up` (or docker-compose 1.29) with secrets made by
    docs/compose-secrets.sh in a scratch project directory. Containers are found by their
@@ -146,6 +149,8 @@ def outer(args: argparse.Namespace, module: str = "tests.harness.compose_stack",
         cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--fork",
                "--kill-child=SIGTERM", sys.executable, "-m", module,
                "--inside", "--workdir", str(workdir), "--compose-file", str(args.compose_file)]
+        if args.images is not None:
+            cmd += ["--images", str(args.images.resolve())]
         proc = subprocess.Popen(cmd, cwd=REPO)
         signal.signal(signal.SIGTERM, _interrupted)
         try:
@@ -170,8 +175,10 @@ def outer(args: argparse.Namespace, module: str = "tests.harness.compose_stack",
 # --- inside: dockerd, compose, checks ----------------------------------------------------
 
 class Stack:
-    def __init__(self, workdir: Path, compose_file: Path = COMPOSE) -> None:
+    def __init__(self, workdir: Path, compose_file: Path = COMPOSE,
+                 images: Path | None = None) -> None:
         self.compose_file = compose_file
+        self.images = images   # a `docker save` of every local image, or None: build them
         from tests.harness.dockerd import Dockerd
 
         class PrivateDockerd(Dockerd):
@@ -262,10 +269,14 @@ class Stack:
         timings["dockerd"] = time.monotonic() - t
 
         t = time.monotonic()
-        from tests.harness.local_images import build_all
-        client = self.dockerd.client()
-        client.api.timeout = 600
-        build_all(client, log=lambda m: log(f"  {m}"))
+        if self.images is not None:
+            log(f"  loading the local images from {self.images}")
+            self.docker("load", "-i", str(self.images), timeout=600)
+        else:
+            from tests.harness.local_images import build_all
+            client = self.dockerd.client()
+            client.api.timeout = 600
+            build_all(client, log=lambda m: log(f"  {m}"))
         timings["images"] = time.monotonic() - t
 
         self.project_dir.mkdir()
@@ -706,9 +717,9 @@ def _interrupted(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")   # so that teardown still runs
 
 
-def inside(workdir: Path, compose_file: Path = COMPOSE) -> int:
+def inside(workdir: Path, compose_file: Path = COMPOSE, images: Path | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupted)
-    stack = Stack(workdir, compose_file)
+    stack = Stack(workdir, compose_file, images)
     report = Report()
     timings: dict[str, float] = {}
     try:
@@ -782,19 +793,21 @@ def print_report(title: str, report: Report, timings: dict[str, float], not_star
 
 def main(argv: list[str] | None = None, doc: str = __doc__ or "",
          module: str = "tests.harness.compose_stack", tools: tuple[str, ...] = ("compose",),
-         run_inside: Callable[[Path, Path], int] = inside) -> int:
+         run_inside: Callable[[Path, Path, Path | None], int] = inside) -> int:
     """The command line of this harness, and of others built on it (swarm_stack)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--compose-file", type=Path, default=COMPOSE)
+    parser.add_argument("--images", type=Path, default=None,
+                        help="a `docker save` of every local image, loaded instead of built")
     parser.add_argument("--compose", default=os.environ.get(COMPOSE_ENV) or DEFAULT_COMPOSE,
                         help="`docker compose` (v2, default) or `docker-compose` (1.29)")
     args = parser.parse_args(argv)
     os.environ[COMPOSE_ENV] = args.compose   # inherited by the process inside the namespace
     if args.inside:
-        return run_inside(args.workdir, args.compose_file.resolve())
+        return run_inside(args.workdir, args.compose_file.resolve(), args.images)
     return outer(args, module, tools)
 
 

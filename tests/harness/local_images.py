@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable
@@ -37,7 +38,7 @@ from packaging.requirements import Requirement
 
 from target_app import build_image as tb
 
-__all__ = ["LOCAL_TAGS", "build_all"]
+__all__ = ["LOCAL_TAGS", "build_all", "save_all"]
 
 REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -281,6 +282,15 @@ def build_all(client: docker.DockerClient, log: Log = print) -> dict[str, str]:
     log(f"building {tb.DEFAULT_TAG}")
     tags["target_app"] = _build_target_app(client, log)
     return tags
+
+
+def save_all(docker_host: str, path: Path) -> Path:
+    """`docker save` of what build_all made, the python base the compose harness' probe
+    containers run included: what `--images` of compose_stack/swarm_stack loads."""
+    tags = [*LOCAL_TAGS.values(), tb.BASE_TAG]
+    subprocess.run(["docker", "-H", docker_host, "save", "-o", str(path), *tags], check=True,
+                   capture_output=True, timeout=600)
+    return path
 
 
 def _build_target_app(client: docker.DockerClient, log: Log) -> str:

@@ -83,15 +83,29 @@ class Postgres:
     def url(self, dbname: str) -> str:
         return f"postgresql+psycopg2://{SUPERUSER}@{LOOPBACK}:{self.port}/{dbname}"
 
-    def create_database(self, name: str | None = None) -> str:
-        """A fresh, empty database; returns its SQLAlchemy URL."""
+    def create_database(self, name: str | None = None, template: str | None = None) -> str:
+        """A fresh database, empty or a copy of `template`; returns its SQLAlchemy URL."""
         import psycopg2
 
         name = name or f"t_{uuid.uuid4().hex[:12]}"
         conn = psycopg2.connect(self.admin_dsn("postgres"))
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+            if template is None:
+                cur.execute(f'CREATE DATABASE "{name}"')
+            else:
+                cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                # The copy takes the template's schema, rows and object grants, but not what
+                # the cluster keeps about it: its database-level grants (pg_database.datacl:
+                # the migrations' GRANT CONNECT and REVOKE TEMPORARY) and any ALTER
+                # DATABASE ... SET. Copy those as they are.
+                cur.execute("UPDATE pg_database SET datacl = (SELECT datacl FROM pg_database"
+                            " WHERE datname = %s) WHERE datname = %s", (template, name))
+                cur.execute("INSERT INTO pg_db_role_setting SELECT new.oid, s.setrole,"
+                            " s.setconfig FROM pg_db_role_setting s"
+                            " JOIN pg_database tmpl ON tmpl.oid = s.setdatabase"
+                            " JOIN pg_database new ON new.datname = %s"
+                            " WHERE tmpl.datname = %s", (name, template))
         conn.close()
         return self.url(name)
 

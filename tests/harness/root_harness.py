@@ -21,13 +21,18 @@ SECRET_GIDS = {"postgres_password": "61001", "autofix_db_password": "61002",
                "grafana_db_password": "61007", "target_app_fault_token": "61008"}
 
 
-def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float,
-                     args: tuple[str, ...] = ()) -> None:
-    """`python -m module` (it needs root), failing with its PASS/FAIL summary."""
+def require_root(title: str) -> None:
+    """Skip (fail in CI) unless root."""
     if os.geteuid() != 0:
         if os.environ.get("AUTOFIX_REQUIRE_COMPONENTS") == "1":
             pytest.fail(f"{title} needs root")
         pytest.skip(f"{title} needs root")
+
+
+def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float,
+                     args: tuple[str, ...] = ()) -> None:
+    """`python -m module` (it needs root), failing with its PASS/FAIL summary."""
+    require_root(title)
     for tool in tools:
         require_binary(tool)
     result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,

@@ -74,8 +74,9 @@ def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:
 
 
 class SwarmStack(cs.Stack):
-    def __init__(self, workdir: Path, compose_file: Path = cs.COMPOSE) -> None:
-        super().__init__(workdir, compose_file)
+    def __init__(self, workdir: Path, compose_file: Path = cs.COMPOSE,
+                 images: Path | None = None) -> None:
+        super().__init__(workdir, compose_file, images)
         self.swarm: Swarm | None = None
         self.deploy_warnings: list[str] = []
 
@@ -218,9 +219,9 @@ def check_swarm_secrets(stack: SwarmStack, config: dict[str, Any]) -> tuple[bool
     return not problems, "; ".join(problems) or f"{seen} mounts: owner uid:gid and mode as declared"
 
 
-def inside(workdir: Path, compose_file: Path = cs.COMPOSE) -> int:
+def inside(workdir: Path, compose_file: Path = cs.COMPOSE, images: Path | None = None) -> int:
     signal.signal(signal.SIGTERM, cs._interrupted)
-    stack = SwarmStack(workdir, compose_file)
+    stack = SwarmStack(workdir, compose_file, images)
     report = cs.Report()
     timings: dict[str, float] = {}
     try:
