@@ -52,7 +52,7 @@ from .notify import Event
 from .playbooks.config import ActionStep, Playbook
 from .playbooks.templating import TemplateRenderError
 from .preconditions import precondition_retry_s, precondition_stop
-from .retries import RETRY_ON_SKIP, schedule_retry
+from .retries import ESCALATED_ONCE, RETRY_ON_SKIP, schedule_retry
 from .services import Services
 
 __all__ = ["RunInfo", "await_approval", "escalate_incident", "execute_run", "insert_action",
@@ -159,7 +159,7 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
             "retry_after_s": stop.retry_after_s})
         services.notifier.emit(session, Event("breaker_opened", info.incident_id, {
             "target": info.target, "retry_after_s": stop.retry_after_s}))
-    if stop.escalate:
+    if stop.escalate and not (info.trigger == "retry" and stop.reason in ESCALATED_ONCE):
         escalate_incident(session, services, info.incident_id, f"{stop.reason}: {stop.message}")
     if stop.storm is not None:  # the storm's one incident is the escalation
         storm = record_storm(session, services, stop.storm)
