@@ -51,6 +51,9 @@ class Proceed:
 
     subject: Subject | None = None
     breaker: BreakerDecision | None = None
+    # The admission peek stopped it, so neither Prometheus (`require:`) nor a human was
+    # asked: admission may only confirm the stop, never act on it.
+    peek_stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ def preconditions(services: Services, candidate: Candidate,
 
 
 def admission(session: Session, services: Services, candidate: Candidate,
-              subject: Subject | None) -> Decision:
+              subject: Subject | None, peek_stopped: bool = False) -> Decision:
     """Stages 11-12 and 6-9 for real, in the admission transaction (under `target_lock`):
     one run per canonical target, approval, then cooldown, breaker, budgets and host storm
     decided atomically (`admit`). A run that changes no target is not admitted, but its
@@ -254,6 +257,25 @@ def admission(session: Session, services: Services, candidate: Candidate,
             return Vanished()
         if not take_target(session, run, subject.key):
             return Requeue()
+    if not candidate.dry_run:
+        # A maintenance window may have begun while Docker, the evidence or Prometheus
+        # were asked: checked again in the transaction that admits.
+        window = maintenance_stop(session, services.clock(), candidate.view.labels,
+                                  [info.target, *([subject.key, subject.name] if subject
+                                                  else [])])
+        if window is not None and (subject is not None or leaves_process(services, playbook)):
+            return Skip(replace(window, target=subject.key) if subject else window,
+                        keeps_incident=subject is None)
+    if peek_stopped and subject is not None and not candidate.dry_run:
+        # Admission decides for real: a stop is recorded with its effects (the breaker
+        # opens here, not in the peek); a pass means the stop ended meanwhile, so the run
+        # goes round again, to be asked about before it acts.
+        verdict = admit(session, playbook, subject.key, services.clock(),
+                        exclude_run=info.run_id, host=subject.host,
+                        storm=StormPolicy.of(services.settings), admits=False)
+        if isinstance(verdict, GuardStop):
+            return Skip(replace(verdict, target=subject.key))
+        return Requeue()
     if candidate.waits(subject) and subject is not None:
         return AwaitApproval(subject.key)
     if candidate.dry_run:

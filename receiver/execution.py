@@ -48,7 +48,7 @@ from .errors import DatabaseUnavailable
 from .evidence.capture import Evidence
 from .evidence.runtime import RunEvidence
 from .executor import ExecutorError
-from .guards import GuardStop, target_lock
+from .guards import GuardStop, maintenance_stop, target_lock
 from .host_storm import record_storm
 from .lifecycle import (
     IncidentStatus,
@@ -199,7 +199,8 @@ def execute_run(services: Services, run_id: int) -> Decision:
     with target_lock(services.database), services.database.session("run_admit") as session:
         decision: Decision = guarded
         if isinstance(guarded, Proceed):
-            decision = admission(session, services, candidate, guarded.subject)
+            decision = admission(session, services, candidate, guarded.subject,
+                                 guarded.peek_stopped)
         _record(session, services, candidate, decision, evidence)
     if not isinstance(decision, Proceed):
         return decision
@@ -234,9 +235,9 @@ def _guard_without_transaction(services: Services, candidate: Candidate
     peeked = peek_admission(services, candidate, subject)
     if peeked is None:
         return preconditions(services, candidate, subject), evidence
-    # Nobody is asked about a run that cannot act; the breaker counts a run only when it is
-    # approved and admitted. A run that asks nobody meets the stop again at admission.
-    return (peeked if candidate.waits(subject) else decision), evidence
+    # Nobody is asked about a run that cannot act. Admission meets the stop again for real
+    # (the breaker opens there); should it have ended meanwhile, the run goes round again.
+    return Proceed(subject, peek_stopped=True), evidence
 
 
 def _record(session: Session, services: Services, candidate: Candidate, decision: Decision,
@@ -339,9 +340,12 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
 
         # The first step was admitted a moment ago; a later step that reaches outside
         # autofix (not only one that changes a target: an http call carries credentials)
-        # checks the kill switch again, so that a pause stops a run between its steps too.
-        paused = None if dry_run or index == 0 else _pause_before(services, step)
-        result = StepResult("skipped", "paused", paused,
+        # checks the kill switch and the maintenance windows again, so that a pause or a
+        # window that began meanwhile stops a run between its steps too.
+        held_by = (None if dry_run or index == 0
+                   else _held_before(services, step, view.labels, [info.target, acts_on]))
+        reason, paused = held_by or (None, None)
+        result = StepResult("skipped", reason, paused,
                             params=services.redactor.params(dict(step.params)))
         if paused is None:
             write_durably(services.database, "step_start", mark_step, budget, **ids)
@@ -392,17 +396,23 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
     return RunStatus.SUCCEEDED, None
 
 
-def _pause_before(services: Services, step: ActionStep) -> str | None:
-    """Why a step that leaves the process may not start now (the kill switch is on)."""
+def _held_before(services: Services, step: ActionStep, labels: dict[str, str],
+                 targets: list[str]) -> tuple[str, str] | None:
+    """(reason, why) a step that leaves the process may not start now: the kill switch is
+    on, or a maintenance window over the run began since it was admitted."""
     spec = services.registry.get(step.action)
     if spec is not None and not spec.leaves_process:
         return None
     try:
         with services.database.session("pause_check") as session:
-            pause = active_pause(session, services.clock())
+            now = services.clock()
+            pause = active_pause(session, now)
+            window = None if pause else maintenance_stop(session, now, labels, targets)
     except DatabaseUnavailable:
         return None  # as for any step during a blip: the admitted run goes on
-    return None if pause is None else f"automation paused by {pause.paused_by}: {pause.reason}"
+    if pause is not None:
+        return "paused", f"automation paused by {pause.paused_by}: {pause.reason}"
+    return None if window is None else ("maintenance", window.message)
 
 
 def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,

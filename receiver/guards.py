@@ -278,10 +278,12 @@ def maintenance_stop(session: Session, now: datetime, labels: dict[str, str],
 
 def admit(session: Session, playbook: Playbook, target: str, now: datetime,
           exclude_run: int | None, *, check_pause: bool = True, host: str | None = None,
-          storm: StormPolicy | None = None) -> GuardStop | BreakerDecision:
+          storm: StormPolicy | None = None, admits: bool = True
+          ) -> GuardStop | BreakerDecision:
     """The kill switch (unless `check_pause` is False: a dry run), then guards 4-5, inside
-    the caller's transaction; on success the breaker is updated. With a `host` (a run that
-    changes a target), the playbook's budgets and the host storm guard (`storm`) next."""
+    the caller's transaction; on success the breaker is updated (unless `admits` is False:
+    the caller will not act on a pass). With a `host` (a run that changes a target), the
+    playbook's budgets and the host storm guard (`storm`) next."""
     paused = pause_stop(session, now) if check_pause else None
     if paused is not None:
         return paused
@@ -316,7 +318,8 @@ def admit(session: Session, playbook: Playbook, target: str, now: datetime,
                         if storm is not None else None))
         if exceeded is not None:
             return _stop_of(exceeded, target)
-    save_breaker(session, target, decision.snapshot, now)
+    if admits:
+        save_breaker(session, target, decision.snapshot, now)
     return decision
 
 

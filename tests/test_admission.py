@@ -163,3 +163,25 @@ def test_a_run_that_cannot_act_asks_no_human_nor_prometheus(db_url, app_factory,
     assert isinstance(decision, Skip) and decision.stop.reason == "cooldown"
     assert prometheus.queries == []
     assert [r.status for r in runs(app)][-1] == "skipped"  # never awaiting approval
+
+
+def test_a_stop_that_ends_between_the_peek_and_admission_sends_the_run_round_again(
+        db_url, app_factory, tmp_path, prometheus, monkeypatch) -> None:
+    """The peek stopped the run (so `require:` was not asked), and by admission the stop
+    had ended: acting now would act unasked. The run is queued again, and the next pass
+    asks Prometheus before it acts."""
+    import receiver.execution as execution
+    from receiver.admission import Requeue
+    from receiver.guards import GuardStop
+
+    prometheus.healthy = True
+    app = _app(app_factory, db_url, tmp_path, prometheus)
+    fire(app.test_client(), {"container": "web"})
+    real_peek = execution.peek_admission
+    monkeypatch.setattr(execution, "peek_admission", lambda *args: Skip(GuardStop(
+        "cooldown", "ended a moment after this peek", 0.001)))
+    assert _execute_next(app) == Requeue()
+    assert prometheus.queries == [] and [r.status for r in runs(app)] == ["queued"]
+    monkeypatch.setattr(execution, "peek_admission", real_peek)
+    decision = _execute_next(app)
+    assert isinstance(decision, Proceed) and len(prometheus.queries) == 1

@@ -331,3 +331,39 @@ def test_a_skip_recorded_just_after_a_window_ended_is_swept_up(
     assert executor.restarts("shop-db") == 1
     clock.advance(180)
     assert end_lapsed_windows(services) == []  # long after the end: nothing to sweep
+
+
+TWO_RESTARTS = """
+playbooks:
+  - name: twice
+    matchers: ['alertname="TargetDown"']
+    target: "{{ labels.container }}"
+    cooldown: 0s
+    actions:
+      - restart: {timeout_s: 5}
+      - restart: {timeout_s: 5}
+"""
+
+
+def test_a_window_that_begins_between_two_steps_stops_the_second(
+        db_url, app_factory, tmp_path) -> None:
+    """The kill switch stops a run between its steps; a maintenance window over the run
+    that begins while it runs does too (the second restart is not started)."""
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, TWO_RESTARTS)
+    executor.add("shop-db")
+    client = app.test_client()
+    opened: list[int] = []
+
+    def open_window(_container: Any) -> None:
+        if not opened:
+            opened.append(create(client, window(['container="shop-db"'])).json["id"])
+
+    executor.on_restart = open_window
+    fire(client, {"container": "shop-db"})
+    drain(app)
+    assert executor.restarts("shop-db") == 1 and opened
+    steps = [(a.step, a.outcome, a.reason) for a in actions(app, "shop-db")
+             if a.action == "restart"]
+    assert steps == [(0, "succeeded", None), (1, "skipped", "maintenance")], steps
+    [run] = runs(app)
+    assert run.status == "skipped" and f"maintenance window {opened[0]}" in (run.error or "")
