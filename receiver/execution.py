@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,7 @@ from .lifecycle import (
     IncidentStatus,
     RunStatus,
     active_pause,
+    rows_changed,
     transition_incident,
     transition_run,
 )
@@ -110,8 +111,7 @@ def insert_action(session: Session, values: dict[str, Any]) -> bool:
             index_elements=["run_id", "step"])
     else:  # pragma: no cover - only the two supported backends
         statement = insert(Action)
-    result: CursorResult[Any] = session.execute(statement.values(**values))  # type: ignore[assignment]
-    return result.rowcount == 1
+    return rows_changed(session.execute(statement.values(**values))) == 1
 
 
 def _closes_incident(info: RunInfo, guarded: bool) -> bool:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, insert, or_, update
+from sqlalchemy import delete, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..db.models import EventsFollower, TargetTransition
+from ..lifecycle import rows_changed
 from .decide import Coverage, Record
 from .events import SeenEvent, apply_event
 
@@ -22,8 +23,7 @@ _RECORD_COLUMNS = ("name", "action", "cause", "detail", "at", "started_at", "die
 
 
 def _rows(result: Any) -> int:
-    cursor: CursorResult[Any] = result
-    return cursor.rowcount
+    return rows_changed(result)
 
 
 def claim_lease(session: Session, daemon_id: str, holder: str, now: datetime,
