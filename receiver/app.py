@@ -29,7 +29,7 @@ from .errors import AutofixError, BadRequest, Conflict
 from .evidence.redaction import Redactor
 from .executor import Executor
 from .executor.registry import Executors, build_executors, playbook_backends
-from .filing import FAILED
+from .lifecycle import IngestState
 from .metrics import Metrics
 from .notify import Notifier, OutboxNotifier, build_notifier
 from .readiness import Readiness
@@ -100,7 +100,7 @@ def _initialise_failure_series(services: Services) -> None:
     for playbook in services.config.current.playbooks.playbooks:
         for step in playbook.actions:
             services.metrics.actions.labels(playbook.name, step.action, "failed")
-    services.metrics.deferred.labels(FAILED)
+    services.metrics.deferred.labels(IngestState.FAILED)
 
 
 def _error_response(error: AutofixError) -> tuple[Response, int]:

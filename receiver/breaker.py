@@ -3,6 +3,7 @@
 closed ──(max_actions admitted in window)──▶ open ──(open period over)──▶ half_open
 half_open: one trial is admitted; another attempt before `reset_after` of quiet re-opens
 with a doubled period (capped), like CrashLoopBackOff. `reset_after` of quiet closes it.
+The states and their transitions are lifecycle's (BreakerState, BREAKER_TRANSITIONS).
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from .lifecycle import BREAKER_TRANSITIONS, NEW_BREAKER_STATE, BreakerState
 from .playbooks.config import BreakerPolicy
 
 __all__ = ["BreakerDecision", "BreakerSnapshot", "current_state", "decide", "gauge_value"]
 
-GAUGE = {"closed": 0, "half_open": 1, "open": 2}
+GAUGE: dict[str, int] = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+_TRIP, _PERIOD_OVER, _TRIAL_HELD = (BREAKER_TRANSITIONS[event]
+                                    for event in ("trip", "period_over", "trial_held"))
 
 
 @dataclass(frozen=True)
 class BreakerSnapshot:
-    state: str = "closed"
+    state: str = NEW_BREAKER_STATE
     opened_at: datetime | None = None
     open_until: datetime | None = None
     reopen_count: int = 0
@@ -43,8 +47,8 @@ def gauge_value(state: str) -> int:
 def current_state(state: str, open_until: datetime | None, now: datetime) -> str:
     """The stored state as the next attempt will find it: an open breaker whose period is
     over is half-open (its next run is the trial)."""
-    if state == "open" and open_until is not None and now >= open_until:
-        return "half_open"
+    if state in _PERIOD_OVER.allowed_from and open_until is not None and now >= open_until:
+        return _PERIOD_OVER.to
     return state
 
 
@@ -62,11 +66,11 @@ def count_window_start(snapshot: BreakerSnapshot, policy: BreakerPolicy,
 def decide(snapshot: BreakerSnapshot, policy: BreakerPolicy, recent_admissions: int,
            now: datetime) -> BreakerDecision:
     snap = _age(snapshot, policy, now)
-    if snap.state == "open":
+    if snap.state == BreakerState.OPEN:
         # An open breaker always has open_until (_open sets both); the guard keeps -O honest.
         wait_s = (snap.open_until - now).total_seconds() if snap.open_until else 0.0
         return BreakerDecision(False, snap, "breaker_open", wait_s)
-    if snap.state == "half_open":
+    if snap.state == BreakerState.HALF_OPEN:
         trial_taken = (snap.last_admitted_at is not None and snap.open_until is not None
                        and snap.last_admitted_at >= snap.open_until)
         if not trial_taken:
@@ -82,11 +86,11 @@ def _age(snap: BreakerSnapshot, policy: BreakerPolicy, now: datetime) -> Breaker
     snap = replace(snap, state=current_state(snap.state, snap.open_until, now))
     quiet = (snap.last_admitted_at is None
              or now - snap.last_admitted_at >= timedelta(seconds=policy.reset_after_s))
-    if snap.state == "half_open" and quiet and snap.last_admitted_at is not None \
+    if snap.state in _TRIAL_HELD.allowed_from and quiet and snap.last_admitted_at is not None \
             and snap.open_until is not None and snap.last_admitted_at >= snap.open_until:
-        return BreakerSnapshot(last_admitted_at=snap.last_admitted_at,
-                               reset_at=snap.reset_at)  # the trial held
-    if snap.state == "closed" and quiet and snap.reopen_count:
+        return BreakerSnapshot(_TRIAL_HELD.to, last_admitted_at=snap.last_admitted_at,
+                               reset_at=snap.reset_at)
+    if snap.state == BreakerState.CLOSED and quiet and snap.reopen_count:
         return replace(snap, reopen_count=0)
     return snap
 
@@ -95,5 +99,5 @@ def _open(snap: BreakerSnapshot, policy: BreakerPolicy, now: datetime) -> Breake
     count = snap.reopen_count + 1
     period = min(policy.open_s * 2 ** (count - 1), policy.open_max_s)
     until = now + timedelta(seconds=period)
-    opened = BreakerSnapshot("open", now, until, count, snap.last_admitted_at, snap.reset_at)
+    opened = BreakerSnapshot(_TRIP.to, now, until, count, snap.last_admitted_at, snap.reset_at)
     return BreakerDecision(False, opened, "breaker_open", period, opened_now=True)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, func, insert, update
+from sqlalchemy import func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,7 @@ from .lifecycle import (
     IncidentStatus,
     RunStatus,
     active_pause,
+    rows_changed,
     transition_incident,
     transition_run,
 )
@@ -111,8 +112,7 @@ def insert_action(session: Session, values: dict[str, Any]) -> bool:
             index_elements=["run_id", "step"])
     else:  # pragma: no cover - only the two supported backends
         statement = insert(Action)
-    result: CursorResult[Any] = session.execute(statement.values(**values))  # type: ignore[assignment]
-    return result.rowcount == 1
+    return rows_changed(session.execute(statement.values(**values))) == 1
 
 
 def _close_after_run(session: Session, services: Services, info: RunInfo,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from .config_store import LoadedConfig
@@ -33,17 +33,16 @@ from .db.ingest_store import (
 from .db.models import Notification
 from .errors import AutofixError, DatabaseUnavailable
 from .ingest import Occurrence, plan_occurrences
+from .lifecycle import INGEST_TRANSITIONS, IngestState, guarded_update
 from .notify import Event
 from .notify.groups import group_values
 from .payload import WebhookPayload
 from .services import Services
 
-__all__ = ["FAILED", "FILED", "PENDING", "drain_one", "file_alerts", "pending_count",
-           "store_and_file"]
+__all__ = ["drain_one", "file_alerts", "pending_count", "store_and_file"]
 
 log = logging.getLogger("autofix.filing")
 
-PENDING, FILED, FAILED = "pending", "filed", "failed"
 # A claim older than this is taken to be a dead drainer's (filing 10,000 alerts takes
 # seconds, waiting for the drain lock behind others a few times that).
 LEASE_S = 120.0
@@ -130,7 +129,7 @@ def drain_one(svc: Services) -> int | None:
         return notification_id
     if result is None:
         return None  # filed by another drainer whose lease this one outlived
-    svc.metrics.deferred.labels(FILED).inc()
+    svc.metrics.deferred.labels(IngestState.FILED).inc()
     if result.duplicates:
         svc.metrics.duplicates.inc(result.duplicates)
     if result.runs_queued:
@@ -144,13 +143,13 @@ def drain_one(svc: Services) -> int | None:
 
 def pending_count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Notification)
-                          .where(Notification.ingest_state == PENDING)) or 0
+                          .where(Notification.ingest_state == IngestState.PENDING)) or 0
 
 
 def _claim_oldest(session: Session, now: datetime) -> tuple[int, int] | None:
     """(id, attempts so far, this one included) of the oldest pending notification that no
     live drainer holds, now leased to this one."""
-    pending = Notification.ingest_state == PENDING
+    pending = Notification.ingest_state == IngestState.PENDING
     if session.scalars(select(Notification.id).where(pending).limit(1)).first() is None:
         return None  # the idle poll: one indexed read
     free = or_(Notification.ingest_claimed_at.is_(None),
@@ -160,11 +159,10 @@ def _claim_oldest(session: Session, now: datetime) -> tuple[int, int] | None:
     # A compare-and-set, and the transaction's first write: on SQLite it takes the write
     # lock, so a second process waits, then finds the row leased.
     row = session.execute(
-        update(Notification).where(Notification.id == oldest.scalar_subquery(), pending,
-                                   free)
-        .values(ingest_attempts=Notification.ingest_attempts + 1, ingest_claimed_at=now)
-        .returning(Notification.id, Notification.ingest_attempts)
-        .execution_options(synchronize_session=False)).first()
+        guarded_update(Notification, [Notification.id == oldest.scalar_subquery(), pending,
+                                      free],
+                       ingest_attempts=Notification.ingest_attempts + 1, ingest_claimed_at=now)
+        .returning(Notification.id, Notification.ingest_attempts)).first()
     return None if row is None else (row.id, row.ingest_attempts)
 
 
@@ -173,11 +171,9 @@ def _file_claimed(svc: Services, session: Session, notification_id: int,
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DRAIN_LOCK})
     row = session.execute(
-        update(Notification).where(Notification.id == notification_id,
-                                   Notification.ingest_state == PENDING)
-        .values(ingest_state=FILED)
-        .returning(Notification.payload, Notification.received_at)
-        .execution_options(synchronize_session=False)).first()
+        guarded_update(Notification, notification_id, INGEST_TRANSITIONS["file"],
+                       column="ingest_state")
+        .returning(Notification.payload, Notification.received_at)).first()
     if row is None:
         return None
     payload = WebhookPayload.model_validate(row.payload)
@@ -212,19 +208,17 @@ def _release(svc: Services, notification_id: int) -> None:
     out the lease (if the database is still away, the lease ends it anyway)."""
     with contextlib.suppress(DatabaseUnavailable), \
             svc.database.session("ingest_claim") as session:
-        session.execute(update(Notification).where(
-            Notification.id == notification_id, Notification.ingest_state == PENDING)
-            .values(ingest_claimed_at=None))
+        session.execute(guarded_update(
+            Notification, notification_id,
+            where=[Notification.ingest_state == IngestState.PENDING], ingest_claimed_at=None))
 
 
 def _mark_failed(svc: Services, notification_id: int, reason: str) -> None:
     with svc.database.session("ingest_drain") as session:
         marked = session.execute(
-            update(Notification).where(Notification.id == notification_id,
-                                       Notification.ingest_state == PENDING)
-            .values(ingest_state=FAILED, ingest_error=reason)
-            .returning(Notification.id)
-            .execution_options(synchronize_session=False)).first()
+            guarded_update(Notification, notification_id, INGEST_TRANSITIONS["fail"],
+                           column="ingest_state", ingest_error=reason)
+            .returning(Notification.id)).first()
     # Not counted when another drainer filed it first: the failed count pages someone.
     if marked is not None:
-        svc.metrics.deferred.labels(FAILED).inc()
+        svc.metrics.deferred.labels(IngestState.FAILED).inc()

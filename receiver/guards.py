@@ -42,7 +42,7 @@ from .executor import (
     TargetNotFound,
 )
 from .ingest import resolve_target, template_context
-from .lifecycle import active_pause
+from .lifecycle import RunStatus, active_pause
 from .playbooks.config import Playbook
 from .playbooks.matchers import Matcher, parse_matcher
 from .playbooks.templating import TemplateRenderError
@@ -203,7 +203,7 @@ def take_target(session: Session, run: Run, key: str) -> bool:
     run.target = key
     session.flush()
     other = session.scalar(select(Run.id).where(
-        Run.status == "running", Run.target == key, Run.id != run.id).limit(1))
+        Run.status == RunStatus.RUNNING, Run.target == key, Run.id != run.id).limit(1))
     return other is None
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from .blast_radius import StormHit, lock, storm_in_force
 from .db.models import HostStorm, Incident
-from .lifecycle import IncidentStatus
+from .lifecycle import new_incident_status
 from .services import Services
 
 __all__ = ["STORM_ALERTNAME", "StormRecord", "record_storm"]
@@ -61,8 +61,8 @@ def record_storm(session: Session, services: Services, hit: StormHit) -> StormRe
         severity="critical", container="", target=hit.host[:255], playbook=None,
         labels={"alertname": STORM_ALERTNAME, "host": hit.host, "severity": "critical"},
         annotations=_annotations(hit.host, acted, skipped), generator_url="",
-        status=IncidentStatus.OPEN, notification_count=1, first_seen=now, last_seen=now,
-        trigger="storm")
+        status=new_incident_status(resolved=False), notification_count=1, first_seen=now,
+        last_seen=now, trigger="storm")
     session.add(incident)
     session.flush()
     session.add(HostStorm(host=hit.host, started_at=now, until=hit.until,

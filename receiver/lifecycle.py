@@ -1,9 +1,10 @@
-"""The one owner of incident and run status: states, the allowed transitions, and each
-transition as a compare-and-set.
+"""The one owner of every stored state (incident, run, outbox row, deferred notification,
+breaker): the states, their initial values, the allowed transitions, and each transition as
+a compare-and-set.
 
-Every status change is `UPDATE … WHERE id = :id AND status IN (:allowed)`; the row count
-says whether it happened. Nothing else assigns a status, so a resolve racing a runner can
-never be overwritten (the README draws the same tables).
+Every state change is `UPDATE … WHERE id = :id AND status IN (:allowed)` (guarded_update),
+and `compare_and_set` alone reads its row count. Nothing else assigns a state, so a resolve
+racing a runner can never be overwritten (the README draws the same tables).
 
 Incidents are created `open`, `resolved` (first seen resolved) or `closed` (a notify-only
 playbook's: nothing will act on it, see closed_on_arrival)::
@@ -23,6 +24,16 @@ Runs::
                                   awaiting_approval ──deny──▶ denied
                                   awaiting_approval ──expire──▶ expired
 
+Outbox rows (created pending)::   pending ──send──▶ sent      pending ──fail──▶ failed
+
+Deferred notifications (`ingest_state`; NULL when filed as received, created pending when
+too large)::   pending ──file──▶ filed      pending ──fail──▶ failed
+
+Breakers (per target, no row until the first admission: closed)::
+
+    closed ──trip──▶ open ──(period over)──▶ half_open ──trial held──▶ closed
+    half_open ──trip──▶ open              (any) ──reset (operator)──▶ closed
+
 The kill switch (a `pauses` row in force) is changed here too: `pause` inserts the one
 active row (a unique constraint refuses a second), `resume` ends it by compare-and-set.
 """
@@ -35,18 +46,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, or_, select, update
+from sqlalchemy import ColumnElement, Update, case, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from .db.models import Incident, Pause, Run
 
 __all__ = [
-    "FINISHED_INCIDENT_STATUSES", "INCIDENT_TRANSITIONS", "OPEN_INCIDENT_STATUSES",
-    "RETRYABLE_INCIDENT_STATUSES",
-    "RUN_TRANSITIONS", "IncidentStatus", "RunStatus", "Transition", "active_pause",
-    "closed_on_arrival",
-    "end_pause", "start_pause", "transition_incident", "transition_incidents",
-    "transition_run", "transition_run_if",
+    "BREAKER_TRANSITIONS", "FINISHED_INCIDENT_STATUSES", "INCIDENT_TRANSITIONS",
+    "INGEST_TRANSITIONS", "NEW_BREAKER_STATE", "NEW_OUTBOX_STATUS", "NEW_RUN_STATUS",
+    "OPEN_INCIDENT_STATUSES", "OUTBOX_TRANSITIONS", "RETRYABLE_INCIDENT_STATUSES",
+    "RUN_TRANSITIONS", "BreakerState", "IncidentStatus", "IngestState", "OutboxStatus",
+    "RunStatus", "Transition", "active_pause", "closed_on_arrival", "compare_and_set",
+    "end_pause", "guarded_update", "new_incident_status", "resolved_status", "rows_changed",
+    "start_pause", "transition_incident", "transition_incidents", "transition_run",
+    "transition_run_if", "update_incident_if",
 ]
 
 
@@ -69,6 +82,26 @@ class RunStatus(StrEnum):
     AWAITING_APPROVAL = "awaiting_approval"
     DENIED = "denied"
     EXPIRED = "expired"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class IngestState(StrEnum):
+    """A deferred notification's `ingest_state` (migration 0009); NULL: filed as received."""
+
+    PENDING = "pending"
+    FILED = "filed"
+    FAILED = "failed"
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    HALF_OPEN = "half_open"
+    OPEN = "open"
 
 
 @dataclass(frozen=True)
@@ -106,6 +139,39 @@ RUN_TRANSITIONS: dict[str, Transition] = {
     "expire": Transition(frozenset({_R.AWAITING_APPROVAL}), _R.EXPIRED),
 }
 
+OUTBOX_TRANSITIONS: dict[str, Transition] = {
+    "send": Transition(frozenset({OutboxStatus.PENDING}), OutboxStatus.SENT),
+    # Given up: not retryable, out of attempts, or its last attempt's sender died.
+    "fail": Transition(frozenset({OutboxStatus.PENDING}), OutboxStatus.FAILED),
+}
+
+INGEST_TRANSITIONS: dict[str, Transition] = {
+    "file": Transition(frozenset({IngestState.PENDING}), IngestState.FILED),
+    "fail": Transition(frozenset({IngestState.PENDING}), IngestState.FAILED),
+}
+
+_B = BreakerState
+# breaker.py's pure state machine applies these to a snapshot; guards.save_breaker and
+# manual.reset_breaker write the result to the row they hold locked.
+BREAKER_TRANSITIONS: dict[str, Transition] = {
+    "trip": Transition(frozenset({_B.CLOSED, _B.HALF_OPEN}), _B.OPEN),
+    "period_over": Transition(frozenset({_B.OPEN}), _B.HALF_OPEN),
+    "trial_held": Transition(frozenset({_B.HALF_OPEN}), _B.CLOSED),
+    "reset": Transition(frozenset(_B), _B.CLOSED),
+}
+
+# Initial states: a run is queued, an outbox row pending, a target's breaker closed.
+NEW_RUN_STATUS = RunStatus.QUEUED
+NEW_OUTBOX_STATUS = OutboxStatus.PENDING
+NEW_BREAKER_STATE = BreakerState.CLOSED
+
+
+def new_incident_status(resolved: bool) -> IncidentStatus:
+    """An incident first seen firing is open; first seen resolved, resolved (a notify-only
+    playbook's is created closed instead: closed_on_arrival)."""
+    return IncidentStatus.RESOLVED if resolved else IncidentStatus.OPEN
+
+
 # Counted by autofix_open_incidents and the dashboards' "open" panels.
 OPEN_INCIDENT_STATUSES: tuple[str, ...] = tuple(sorted(_NOT_TERMINAL))
 # A still-firing incident autofix keeps trying (CrashLoopBackOff): not resolved, not closed.
@@ -115,15 +181,47 @@ RETRYABLE_INCIDENT_STATUSES: tuple[str, ...] = OPEN_INCIDENT_STATUSES
 FINISHED_INCIDENT_STATUSES: tuple[str, ...] = (_I.CLOSED.value, _I.RESOLVED.value)
 
 
+def guarded_update(model: Any, row: int | Sequence[ColumnElement[bool]],
+                   transition: Transition | None = None, *, column: str = "status",
+                   where: Sequence[ColumnElement[bool]] = (), **values: Any) -> Update:
+    """UPDATE model SET values [, column = transition.to] WHERE <row> [AND column IN
+    transition.allowed_from] AND <where>: the one shape of a conditional update. `row` is
+    an id or the conditions that pick the row(s). Add `.returning(...)` to read the row."""
+    picked = [model.id == row] if isinstance(row, int) else list(row)
+    if transition is not None:
+        state = getattr(model, column)
+        picked.append(state.in_(sorted(transition.allowed_from)))
+        values = {**values, column: transition.to}
+    return (update(model).where(*picked, *where).values(**values)
+            .execution_options(synchronize_session=False))
+
+
+def rows_changed(result: Any) -> int:
+    """How many rows an UPDATE or DELETE changed (0 when the driver cannot tell)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def compare_and_set(session: Session, model: Any, row: int | Sequence[ColumnElement[bool]],
+                    transition: Transition | None = None, *, column: str = "status",
+                    where: Sequence[ColumnElement[bool]] = (), **values: Any) -> bool:
+    """guarded_update, executed: True when exactly one row changed (the caller won)."""
+    statement = guarded_update(model, row, transition, column=column, where=where, **values)
+    return rows_changed(session.execute(statement)) == 1
+
+
+def resolved_status(column: Any) -> Any:
+    """The "resolve" transition as a column expression, for ingest's upsert (one statement
+    on conflict: its WHERE cannot hold the transition, the row must still be returned)."""
+    resolve = INCIDENT_TRANSITIONS["resolve"]
+    # One bound literal each, not an expanding IN: ingest compiles the statement once.
+    allowed = [literal(status.value if isinstance(status, StrEnum) else status)
+               for status in sorted(resolve.allowed_from)]
+    return case((column.in_(allowed), literal(str(resolve.to))), else_=column)
+
+
 def _apply(session: Session, model: Any, row_id: int, transition: Transition,
            values: dict[str, Any], where: Sequence[ColumnElement[bool]] = ()) -> bool:
-    statement = (update(model)
-                 .where(model.id == row_id, model.status.in_(sorted(transition.allowed_from)),
-                        *where)
-                 .values(status=transition.to, **values)
-                 .execution_options(synchronize_session=False))
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return result.rowcount == 1
+    return compare_and_set(session, model, row_id, transition, where=where, **values)
 
 
 def transition_incident(session: Session, incident_id: int, event: str,
@@ -135,14 +233,9 @@ def transition_incident(session: Session, incident_id: int, event: str,
 def transition_incidents(session: Session, incident_ids: list[int], event: str,
                          **values: Any) -> int:
     """Apply `event` to many incidents at once; how many it applied to."""
-    transition = INCIDENT_TRANSITIONS[event]
-    statement = (update(Incident)
-                 .where(Incident.id.in_(incident_ids),
-                        Incident.status.in_(sorted(transition.allowed_from)))
-                 .values(status=transition.to, **values)
-                 .execution_options(synchronize_session=False))
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return int(result.rowcount)
+    statement = guarded_update(Incident, [Incident.id.in_(incident_ids)],
+                               INCIDENT_TRANSITIONS[event], **values)
+    return rows_changed(session.execute(statement))
 
 
 def closed_on_arrival(now: datetime, reason: str) -> dict[str, Any]:
@@ -167,13 +260,8 @@ def transition_run_if(session: Session, run_id: int, event: str,
 def update_incident_if(session: Session, incident_id: int, statuses: tuple[str, ...],
                        **values: Any) -> bool:
     """Change non-status fields only while the incident is in one of `statuses`."""
-    statement = (update(Incident)
-                 .where(Incident.id == incident_id, Incident.status.in_(statuses))
-                 .values(**values).execution_options(synchronize_session=False))
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return result.rowcount == 1
-
-
+    return compare_and_set(session, Incident, incident_id,
+                           where=[Incident.status.in_(statuses)], **values)
 
 
 def _in_force(now: datetime) -> list[Any]:

@@ -19,7 +19,7 @@ from .db.models import Action, AuditEntry, Incident, MaintenanceWindow, Run
 from .errors import Conflict, NotFound, Unprocessable
 from .execution import is_mutating
 from .guards import maintenance_stop
-from .lifecycle import RETRYABLE_INCIDENT_STATUSES, RunStatus
+from .lifecycle import NEW_RUN_STATUS, RETRYABLE_INCIDENT_STATUSES, RunStatus, compare_and_set
 from .playbooks.matchers import parse_matcher
 from .retries import RETRY_TRIGGERS
 from .services import Services
@@ -129,12 +129,10 @@ def end_window(services: Services, window_id: int, actor: str, reason: str) -> W
     now = services.clock()
     with services.database.session("maintenance_end") as session:
         # Compare-and-set: of two concurrent ends (or an end and the lapse) one wins.
-        ended = session.execute(
-            update(MaintenanceWindow).where(
-                MaintenanceWindow.id == window_id, MaintenanceWindow.ended_at.is_(None),
-                MaintenanceWindow.ends_at > now)
-            .values(ended_at=now, ended_by=actor)
-            .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+        ended = compare_and_set(session, MaintenanceWindow, window_id,
+                                where=[MaintenanceWindow.ended_at.is_(None),
+                                       MaintenanceWindow.ends_at > now],
+                                ended_at=now, ended_by=actor)
         session.expire_all()
         row = session.get(MaintenanceWindow, window_id)
         if row is None:
@@ -219,7 +217,7 @@ def requeue_held_runs(session: Session, services: Services, window: MaintenanceW
         if maintenance_stop(session, now, dict(labels or {}), [old.target]) is not None:
             continue  # another window still holds it; its end queues it
         run = Run(incident_id=old.incident_id, playbook=old.playbook, target=old.target,
-                  trigger="retry", alert_status="firing", status=RunStatus.QUEUED,
+                  trigger="retry", alert_status="firing", status=NEW_RUN_STATUS,
                   reason=f"maintenance window {window.id} ended: run {old.id} was held by "
                   "a maintenance window; the alert still fires", queued_at=now,
                   dry_run=old.dry_run, config_version=config.version_id,

@@ -19,7 +19,13 @@ from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .execution import is_mutating, leaves_process
 from .guards import GuardStop, admit, check_run_target, check_target, maintenance_stop
 from .ingest import resolve_target
-from .lifecycle import IncidentStatus, RunStatus, transition_incident
+from .lifecycle import (
+    BREAKER_TRANSITIONS,
+    NEW_RUN_STATUS,
+    IncidentStatus,
+    new_incident_status,
+    transition_incident,
+)
 from .playbooks.config import Playbook
 from .services import Services
 
@@ -78,13 +84,13 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
             severity=labels.get("severity", "")[:64], container=labels.get("container", "")[:255],
             target=target, playbook=playbook.name, labels=labels,
             annotations={"reason": reason, "requested_by": actor}, generator_url="",
-            status=IncidentStatus.OPEN, notification_count=1, first_seen=now,
+            status=new_incident_status(resolved=False), notification_count=1, first_seen=now,
             last_seen=now, trigger="manual")
         session.add(incident)
         session.flush()
         run = Run(incident_id=incident.id, playbook=playbook.name, target=target,
                   trigger="manual", alert_status="firing", reason=reason, requested_by=actor,
-                  status=RunStatus.QUEUED, queued_at=now, dry_run=dry_run,
+                  status=NEW_RUN_STATUS, queued_at=now, dry_run=dry_run,
                   config_version=services.config.current.version_id,
                   lane="act" if is_mutating(services, playbook) else "light",
                   priority=playbook.priority)
@@ -124,7 +130,8 @@ def reset_breaker(services: Services, target: str, actor: str,
                               .with_for_update()).first()
         if row is None:
             raise NotFound(f"no breaker state for {target!r}")
-        row.state, row.opened_at, row.open_until, row.reopen_count = "closed", None, None, 0
+        row.state = BREAKER_TRANSITIONS["reset"].to
+        row.opened_at, row.open_until, row.reopen_count = None, None, 0
         row.reset_at = row.updated_at = now
         session.add(AuditEntry(actor=actor, verb="breaker_reset", subject=target,
                                reason=reason))

@@ -19,6 +19,7 @@ from .db.models import Action, AuditEntry, Incident, Pause, Run
 from .errors import BadRequest, Conflict
 from .execution import is_mutating
 from .lifecycle import (
+    NEW_RUN_STATUS,
     RETRYABLE_INCIDENT_STATUSES,
     RunStatus,
     active_pause,
@@ -156,7 +157,7 @@ def requeue_paused_runs(session: Session, services: Services, pause_id: int,
         if playbook is None:  # removed by a reload since: nothing to run
             continue
         run = Run(incident_id=old.incident_id, playbook=old.playbook, target=old.target,
-                  trigger="retry", alert_status="firing", status=RunStatus.QUEUED,
+                  trigger="retry", alert_status="firing", status=NEW_RUN_STATUS,
                   reason=f"resume: run {old.id} was skipped while paused; the alert still "
                   "fires", queued_at=now, dry_run=old.dry_run,
                   config_version=config.version_id,

@@ -14,11 +14,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .db.models import Incident, Run
-from .lifecycle import RETRYABLE_INCIDENT_STATUSES, RunStatus, update_incident_if
+from .lifecycle import (
+    NEW_RUN_STATUS,
+    RETRYABLE_INCIDENT_STATUSES,
+    compare_and_set,
+    update_incident_if,
+)
 from .services import Services
 
 __all__ = ["ESCALATED_ONCE", "RETRY_ON_SKIP", "RETRY_TRIGGERS", "queue_due_retries",
@@ -55,16 +60,15 @@ def queue_due_retries(services: Services, limit: int = 100) -> list[int]:
                    Incident.status.in_(RETRYABLE_INCIDENT_STATUSES))
             .order_by(Incident.next_attempt_at).limit(limit)).all()
         for incident_id, seen, playbook, target in due:
-            claimed = session.execute(
-                update(Incident).where(Incident.id == incident_id,
-                                       Incident.next_attempt_at == seen)
-                .values(next_attempt_at=None).execution_options(synchronize_session=False))
-            if claimed.rowcount != 1 or not playbook:  # type: ignore[attr-defined]
+            claimed = compare_and_set(session, Incident, incident_id,
+                                      where=[Incident.next_attempt_at == seen],
+                                      next_attempt_at=None)
+            if not claimed or not playbook:
                 continue
             found = services.config.current.playbooks.by_name(playbook)
             run_id = session.execute(insert(Run).values(
                 incident_id=incident_id, playbook=playbook, target=target or "",
-                trigger="retry", alert_status="firing", status=RunStatus.QUEUED,
+                trigger="retry", alert_status="firing", status=NEW_RUN_STATUS,
                 reason=f"retry: the alert is still firing (due {seen})",
                 queued_at=now, dry_run=False,
                 config_version=services.config.current.version_id, lane="act",

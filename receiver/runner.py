@@ -317,7 +317,7 @@ class Runner:
 
     def _publish_queue_depth(self, session: Session) -> None:
         depth = session.scalar(select(func.count()).select_from(Run)
-                               .where(Run.status == "queued")) or 0
+                               .where(Run.status == RunStatus.QUEUED)) or 0
         self.services.metrics.run_queue_depth.set(depth)
         self.services.metrics.deferred_pending.set(pending_count(session))
         awaiting = session.scalar(select(func.count()).select_from(Run).where(

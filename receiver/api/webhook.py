@@ -10,8 +10,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from ..auth import requires
 from ..db.ingest_store import store_notification
-from ..filing import PENDING, store_and_file
+from ..filing import store_and_file
 from ..ingest import plan_occurrences
+from ..lifecycle import IngestState
 from ..payload import WebhookPayload
 from .common import json_body_and_text, parse_model, services
 
@@ -70,7 +71,7 @@ def _defer(payload: WebhookPayload, raw_text: str, now: datetime,
     """Stored as received, answered 202; a worker's drainer files its alerts (filing.py)."""
     svc = services()
     notification_id = svc.database.transact("ingest", lambda session: store_notification(
-        session, payload, raw_text, now, ingest_state=PENDING))
+        session, payload, raw_text, now, ingest_state=IngestState.PENDING))
     _count_received(payload)
     svc.metrics.deferred.labels("received").inc()
     svc.ingest_wakeup.set()

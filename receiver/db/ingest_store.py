@@ -19,7 +19,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from ..ingest import Occurrence
-from ..lifecycle import IncidentStatus, RunStatus, closed_on_arrival
+from ..lifecycle import (
+    NEW_RUN_STATUS,
+    IngestState,
+    closed_on_arrival,
+    new_incident_status,
+    resolved_status,
+)
 from ..payload import WebhookPayload
 from .engine import execute_compiled
 from .group_store import group_insert, group_params
@@ -58,9 +64,9 @@ class IngestResult:
 
 
 def store_notification(session: Session, payload: WebhookPayload, raw_text: str,
-                       now: datetime, ingest_state: str | None = None) -> int:
+                       now: datetime, ingest_state: IngestState | None = None) -> int:
     """The audit row, its payload the JSON text as received (serializing a 10,000-alert
-    payload again cost more than storing it); its id. `ingest_state` "pending" leaves its
+    payload again cost more than storing it); its id. `ingest_state` pending leaves its
     alerts to be filed later (receiver/filing.py)."""
     return int(execute_compiled(session, _notification_insert(_dialect(session)),
                                 _notification_params(payload, raw_text, now, ingest_state)
@@ -110,7 +116,7 @@ _NOTIFICATION_COLUMNS = ("received_at", "group_key", "receiver", "status", "aler
 
 
 def _notification_params(payload: WebhookPayload, raw_text: str, now: datetime,
-                         ingest_state: str | None = None) -> dict[str, Any]:
+                         ingest_state: IngestState | None = None) -> dict[str, Any]:
     """_NOTIFICATION_COLUMNS and payload_text."""
     return {
         "received_at": now, "group_key": payload.group_key,
@@ -239,7 +245,7 @@ def _values(occurrence: Occurrence, now: datetime) -> dict[str, Any]:
     # Every row of a statement names the same columns; only a new notify-only incident
     # fills the closing ones (an existing row keeps its own: the upsert never sets them).
     status: dict[str, Any] = {
-        "status": IncidentStatus.RESOLVED if is_resolved else IncidentStatus.OPEN,
+        "status": new_incident_status(is_resolved),
         "closed_at": None, "closed_by": None, "close_reason": None}
     if occurrence.notify_only and not is_resolved:
         status = closed_on_arrival(now, NOTIFY_ONLY_REASON)
@@ -276,9 +282,9 @@ def _upsert_statement(dialect: str, resolved: bool) -> Any:
         "last_seen": latest(table.last_seen, excluded.last_seen),
     }
     if resolved:
-        # lifecycle's "resolve": final, recorded once, whatever state the incident was in.
+        # lifecycle's "resolve" (final, from any state it allows), in the same statement.
         updates |= {
-            "status": IncidentStatus.RESOLVED, "next_attempt_at": None,
+            "status": resolved_status(table.status), "next_attempt_at": None,
             "ends_at": func.coalesce(excluded.ends_at, table.ends_at),
             "resolved_at": func.coalesce(table.resolved_at, excluded.resolved_at),
             "time_to_resolve_s": func.coalesce(table.time_to_resolve_s,
@@ -354,7 +360,7 @@ def _run_values(incident_id: int, occurrence: Occurrence, now: datetime,
         "incident_id": incident_id, "playbook": occurrence.playbook,
         "target": occurrence.target or "", "trigger": "alert",
         "alert_status": occurrence.status, "reason": occurrence.target_error,
-        "status": RunStatus.QUEUED, "queued_at": now, "dry_run": False,
+        "status": NEW_RUN_STATUS, "queued_at": now, "dry_run": False,
         "config_version": config_version, "lane": occurrence.lane,
         "priority": occurrence.priority,
     }

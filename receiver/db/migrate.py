@@ -8,9 +8,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, CursorResult, delete, select
+from sqlalchemy import ColumnElement, delete, select
 
-from ..lifecycle import FINISHED_INCIDENT_STATUSES
+from ..lifecycle import FINISHED_INCIDENT_STATUSES, IngestState, rows_changed
 from .engine import Database
 from .models import (
     AuditEntry,
@@ -53,7 +53,7 @@ def prune(database: Database, older_than: timedelta,
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
         "notifications": (Notification, (
             Notification.received_at < cutoff,
-            Notification.ingest_state.is_distinct_from("pending"))),
+            Notification.ingest_state.is_distinct_from(IngestState.PENDING))),
         # Only what lifecycle calls finished: never an escalated incident waiting for a human.
         "incidents": (Incident, (
             Incident.last_seen < cutoff,
@@ -82,6 +82,5 @@ def _delete_in_batches(database: Database, model: Any,
             if not ids:
                 return deleted
             # The conditions again: a row that changed since the SELECT stays.
-            result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-                delete(model).where(key.in_(ids), *conditions))
-            deleted += result.rowcount
+            deleted += rows_changed(session.execute(
+                delete(model).where(key.in_(ids), *conditions)))

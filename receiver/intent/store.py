@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, insert, or_, update
+from sqlalchemy import delete, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..db.models import EventsFollower, TargetTransition
+from ..lifecycle import compare_and_set
 from .decide import Coverage, Record
 from .events import SeenEvent, apply_event
 
@@ -19,11 +20,6 @@ __all__ = ["claim_lease", "continue_window", "end_window", "load", "record_event
 
 _RECORD_COLUMNS = ("name", "action", "cause", "detail", "at", "started_at", "died_at",
                    "exit_code", "operator_request", "start_window", "window")
-
-
-def _rows(result: Any) -> int:
-    cursor: CursorResult[Any] = result
-    return cursor.rowcount
 
 
 def claim_lease(session: Session, daemon_id: str, holder: str, now: datetime,
@@ -40,11 +36,11 @@ def claim_lease(session: Session, daemon_id: str, holder: str, now: datetime,
                         .on_conflict_do_nothing(index_elements=["daemon_id"]))
     else:  # pragma: no cover - only the two supported backends
         session.execute(insert(EventsFollower).values(**values))
-    return _rows(session.execute(
-        update(EventsFollower)
-        .where(EventsFollower.daemon_id == daemon_id,
-               or_(EventsFollower.holder == holder, EventsFollower.lease_until < now))
-        .values(holder=holder, lease_until=now + timedelta(seconds=lease_s)))) == 1
+    return compare_and_set(
+        session, EventsFollower,
+        [EventsFollower.daemon_id == daemon_id,
+         or_(EventsFollower.holder == holder, EventsFollower.lease_until < now)],
+        holder=holder, lease_until=now + timedelta(seconds=lease_s))
 
 
 def renew_lease(session: Session, daemon_id: str, holder: str, now: datetime,
@@ -54,28 +50,25 @@ def renew_lease(session: Session, daemon_id: str, holder: str, now: datetime,
     values: dict[str, Any] = {"lease_until": now + timedelta(seconds=lease_s)}
     if covered_until is not None:
         values["covered_until"] = covered_until
-    return _rows(session.execute(
-        update(EventsFollower)
-        .where(EventsFollower.daemon_id == daemon_id, EventsFollower.holder == holder)
-        .values(**values))) == 1
+    return compare_and_set(session, EventsFollower, _held(daemon_id, holder), **values)
 
 
 def start_window(session: Session, daemon_id: str, holder: str, since: datetime) -> bool:
     """A new unbroken window from `since` (the daemon's clock, once the stream is open)."""
-    return _rows(session.execute(
-        update(EventsFollower)
-        .where(EventsFollower.daemon_id == daemon_id, EventsFollower.holder == holder)
-        .values(covered_since=since, covered_until=since,
-                windows=EventsFollower.windows + 1))) == 1
+    return compare_and_set(session, EventsFollower, _held(daemon_id, holder),
+                           covered_since=since, covered_until=since,
+                           windows=EventsFollower.windows + 1)
 
 
 def continue_window(session: Session, daemon_id: str, holder: str, since: datetime) -> bool:
     """The same window goes on (the gap was replayed): only if it is still the row's."""
-    return _rows(session.execute(
-        update(EventsFollower)
-        .where(EventsFollower.daemon_id == daemon_id, EventsFollower.holder == holder,
-               EventsFollower.covered_since == since)
-        .values(covered_until=EventsFollower.covered_until))) == 1
+    return compare_and_set(session, EventsFollower, _held(daemon_id, holder),
+                           where=[EventsFollower.covered_since == since],
+                           covered_until=EventsFollower.covered_until)
+
+
+def _held(daemon_id: str, holder: str) -> list[Any]:
+    return [EventsFollower.daemon_id == daemon_id, EventsFollower.holder == holder]
 
 
 def end_window(session: Session, daemon_id: str, holder: str, now: datetime) -> None:

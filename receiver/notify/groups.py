@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from ..db.models import AlertGroup, Outbox
 from ..ingest import Occurrence, template_context
+from ..lifecycle import NEW_OUTBOX_STATUS, OutboxStatus
 from ..payload import WebhookPayload
 from ..playbooks.config import PlaybookFile
 from ..playbooks.templating import TemplateRenderer, TemplateRenderError
@@ -127,14 +128,15 @@ def emit_group(session: Session, group_id: int, channels: Sequence[str],
     cannot claim it in between and render the old state. A row a sender is claiming right now
     is skipped (SKIP LOCKED), so a new row follows it with the new state."""
     waiting = set(session.scalars(select(Outbox.channel).where(
-        Outbox.group_id == group_id, Outbox.status == "pending", Outbox.attempts == 0)
+        Outbox.group_id == group_id, Outbox.status == OutboxStatus.PENDING,
+        Outbox.attempts == 0)
         .with_for_update(skip_locked=True)))
     added = 0
     for channel in channels:
         if channel in waiting:
             continue
         session.add(Outbox(incident_id=None, group_id=group_id, channel=channel, kind="group",
-                           details={}, status="pending", attempts=0, created_at=now,
+                           details={}, status=NEW_OUTBOX_STATUS, attempts=0, created_at=now,
                            next_attempt_at=now))
         added += 1
     return added

@@ -22,13 +22,14 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..db.engine import Database
 from ..db.models import AlertGroup, Incident, Outbox, utcnow
 from ..errors import DatabaseUnavailable
 from ..evidence.redaction import Redactor
+from ..lifecycle import NEW_OUTBOX_STATUS, OUTBOX_TRANSITIONS, OutboxStatus, compare_and_set
 from ..metrics import Metrics
 from ..settings import Settings
 from .channels import (
@@ -66,9 +67,8 @@ class OutboxNotifier:
         now = self.clock()
         for channel in self.channels:
             session.add(Outbox(incident_id=event.incident_id or None, channel=channel,
-                               kind=event.kind,
-                               details=details, status="pending", attempts=0, created_at=now,
-                               next_attempt_at=now))
+                               kind=event.kind, details=details, status=NEW_OUTBOX_STATUS,
+                               attempts=0, created_at=now, next_attempt_at=now))
         if not session.info.get("autofix_outbox_wake"):
             session.info["autofix_outbox_wake"] = True
             sa_event.listen(session, "after_commit", self._wake)
@@ -178,16 +178,19 @@ class OutboxSender:
             blocked = exists().where(or_(earlier.incident_id == Outbox.incident_id,
                                          earlier.group_id == Outbox.group_id),
                                      earlier.channel == Outbox.channel,
-                                     earlier.id < Outbox.id, earlier.status == "pending")
+                                     earlier.id < Outbox.id,
+                                     earlier.status == OutboxStatus.PENDING)
             row = session.scalars(
-                select(Outbox).where(Outbox.status == "pending", Outbox.next_attempt_at <= now,
+                select(Outbox).where(Outbox.status == OutboxStatus.PENDING,
+                                     Outbox.next_attempt_at <= now,
                                      ~blocked)
                 .order_by(Outbox.id).limit(1).with_for_update(skip_locked=True)).first()
             if row is None:
                 return None
             if row.attempts >= self.settings.notify_max_attempts:
-                # Its last attempt was claimed by a sender that died before recording it.
-                row.status = "failed"
+                # Its last attempt was claimed by a sender that died before recording it
+                # (the row is locked: FOR UPDATE, or the SQLite claim lock).
+                row.status = OUTBOX_TRANSITIONS["fail"].to
                 row.last_error = "; ".join(filter(None, [row.last_error,
                                                           "last attempt interrupted"]))
                 self.metrics.notification_sends.labels(row.channel, "failed").inc()
@@ -249,16 +252,14 @@ class OutboxSender:
             self._record_failure(claim, f"{type(exc).__name__}: {exc}", retryable=False)
             return
         with self.database.session("notify_record") as session:
-            done = session.execute(
-                update(Outbox).where(Outbox.id == claim.row_id,
-                                     Outbox.claimed_by == self.worker,
-                                     Outbox.attempts == claim.attempts)
-                .values(status="sent", sent_at=self.clock(), last_error=None,
-                        slack_ts=delivery.ts,
-                        thread_ts=None if claim.group is not None else claim.thread_ts))
+            recorded = compare_and_set(
+                session, Outbox, claim.row_id, OUTBOX_TRANSITIONS["send"],
+                where=self._still_ours(claim), sent_at=self.clock(), last_error=None,
+                slack_ts=delivery.ts,
+                thread_ts=None if claim.group is not None else claim.thread_ts)
         self.metrics.notification_sends.labels(claim.channel, "sent").inc()
         log.info("notification sent", extra={**self._context(claim), "outcome": "sent",
-                                              "recorded": _rowcount(done) == 1})
+                                              "recorded": recorded})
 
     def _redacted(self, claim: _Claim) -> _Claim:
         """The claim with everything a message shows redacted: event details (an action's
@@ -280,7 +281,6 @@ class OutboxSender:
         now = self.clock()
         values: dict[str, Any] = {"last_error": error}
         if give_up:
-            values["status"] = "failed"
             outcome = "failed"
         else:
             delay = self._backoff(claim.attempts)
@@ -289,10 +289,9 @@ class OutboxSender:
             values["next_attempt_at"] = now + timedelta(seconds=delay)
             outcome = "retried"
         with self.database.session("notify_record") as session:
-            session.execute(update(Outbox).where(Outbox.id == claim.row_id,
-                                                 Outbox.claimed_by == self.worker,
-                                                 Outbox.attempts == claim.attempts)
-                            .values(**values))
+            compare_and_set(session, Outbox, claim.row_id,
+                            OUTBOX_TRANSITIONS["fail"] if give_up else None,
+                            where=self._still_ours(claim), **values)
         self.metrics.notification_sends.labels(claim.channel, outcome).inc()
         extra = {**self._context(claim), "outcome": outcome, "error": error}
         if give_up:
@@ -301,6 +300,10 @@ class OutboxSender:
             log.warning("notification failed; will retry",
                         extra={**extra, "retry_in_s": round(float(
                             (values["next_attempt_at"] - now).total_seconds()), 3)})
+
+    def _still_ours(self, claim: _Claim) -> list[Any]:
+        """The claim still holds: no other sender claimed the row since (its lease ended)."""
+        return [Outbox.claimed_by == self.worker, Outbox.attempts == claim.attempts]
 
     def _backoff(self, attempts: int) -> float:
         base = self.settings.notify_backoff_s * 2 ** max(0, attempts - 1)
@@ -320,7 +323,8 @@ def _thread_root(session: Session, row: Outbox) -> str | None:
     return session.scalar(
         select(Outbox.slack_ts).where(
             Outbox.incident_id == row.incident_id, Outbox.channel == row.channel,
-            Outbox.status == "sent", Outbox.slack_ts.is_not(None), Outbox.thread_ts.is_(None))
+            Outbox.status == OutboxStatus.SENT, Outbox.slack_ts.is_not(None),
+            Outbox.thread_ts.is_(None))
         .order_by(Outbox.id).limit(1))
 
 
@@ -330,16 +334,12 @@ def _group_root(session: Session, row: Outbox) -> str | None:
     return session.scalar(
         select(Outbox.slack_ts).where(
             Outbox.group_id == row.group_id, Outbox.channel == row.channel,
-            Outbox.status == "sent", Outbox.slack_ts.is_not(None))
+            Outbox.status == OutboxStatus.SENT, Outbox.slack_ts.is_not(None))
         .order_by(Outbox.id).limit(1))
 
 
 def _kind(text: str) -> EventKind:
     return cast(EventKind, text)  # stored by emit from an Event; messages handle any kind
-
-
-def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def start_sender(database: Database, settings: Settings, metrics: Metrics, notifier: object,
