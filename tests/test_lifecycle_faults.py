@@ -145,7 +145,11 @@ def test_fifty_fire_repeat_resolve_replays_leave_nothing_open(
     playbooks.write_text(restart_playbook(wait_timeout_s=2, running_for_s=0.3))
     receiver = start_receiver(pg_url, workers=4, root=tmp_path / "r", env={
         "AUTOFIX_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "AUTOFIX_API_TOKEN": API_TOKEN,
-        "AUTOFIX_DOCKER_HOST": private_dockerd.url, "AUTOFIX_PLAYBOOKS": str(playbooks)})
+        "AUTOFIX_DOCKER_HOST": private_dockerd.url, "AUTOFIX_PLAYBOOKS": str(playbooks),
+        # 50 containers of one host acted on within a second is a host storm, which the
+        # guard rightly stops (tests/test_blast_radius_docker.py); here it would hide the
+        # lifecycle races this test is about.
+        "AUTOFIX_HOST_STORM_TARGETS": "0"})
     webhook = f"{receiver.url}/webhook/alertmanager"
 
     def replay(index: int) -> list[int]:
