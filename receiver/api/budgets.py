@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from ..auth import requires
 from ..blast_radius import StormPolicy, report
 from .common import services
+from .schemas import BudgetsOut
 
 __all__ = ["blueprint"]
 
@@ -20,4 +21,4 @@ def show_budgets() -> Response:
     playbooks = svc.config.current.playbooks.playbooks
     with svc.database.session("api") as session:
         body = report(session, playbooks, StormPolicy.of(svc.settings), svc.clock())
-    return jsonify(body)
+    return jsonify(BudgetsOut.model_validate(body).body())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -12,8 +11,9 @@ from ..auth import requires
 from ..pause import PauseState, current_pause, pause_automation, resume_automation
 from .common import json_body, parse_model, services, to_utc
 from .playbooks import actor_with_address
+from .schemas import PauseOut
 
-__all__ = ["PauseBody", "ResumeBody", "blueprint", "serialize_pause"]
+__all__ = ["PauseBody", "ResumeBody", "blueprint"]
 
 blueprint = Blueprint("control", __name__, url_prefix="/api/v1")
 
@@ -38,18 +38,14 @@ class ResumeBody(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-def serialize_pause(state: PauseState) -> dict[str, Any]:
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {"paused": state.paused, "since": iso(state.since), "until": iso(state.until),
-            "actor": state.actor, "reason": state.reason}
+def _pause_body(state: PauseState) -> Response:
+    return jsonify(PauseOut.model_validate(state).body())
 
 
 @blueprint.get("/pause")
 @requires("read")
 def show_pause() -> Response:
-    return jsonify(serialize_pause(current_pause(services())))
+    return _pause_body(current_pause(services()))
 
 
 @blueprint.post("/pause")
@@ -57,8 +53,7 @@ def show_pause() -> Response:
 def pause() -> Response:
     body = parse_model(PauseBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
-    return jsonify(serialize_pause(pause_automation(services(), actor, body.reason,
-                                                    body.until)))
+    return _pause_body(pause_automation(services(), actor, body.reason, body.until))
 
 
 @blueprint.post("/resume")
@@ -66,4 +61,4 @@ def pause() -> Response:
 def resume() -> Response:
     body = parse_model(ResumeBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
-    return jsonify(serialize_pause(resume_automation(services(), actor, body.reason)))
+    return _pause_body(resume_automation(services(), actor, body.reason))

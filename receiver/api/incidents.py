@@ -6,9 +6,10 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import requires
+from ..db.models import Incident
 from ..manual import acknowledge_incident, close_incident
 from .common import json_body, parse_id, parse_model, services
-from .queries import serialize_incident
+from .schemas import IncidentOut
 
 __all__ = ["IncidentDecisionBody", "blueprint"]
 
@@ -21,6 +22,10 @@ class IncidentDecisionBody(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
+def _incident_body(row: Incident) -> Response:
+    return jsonify(IncidentOut.of(row, services().redactor).body())
+
+
 def _decision() -> tuple[str, str]:
     body = parse_model(IncidentDecisionBody, json_body(request, 64 * 1024))
     return f"{body.actor} ({request.remote_addr})"[:255], body.reason
@@ -31,13 +36,13 @@ def _decision() -> tuple[str, str]:
 @requires("operator")
 def acknowledge(incident_id: str) -> Response:
     actor, reason = _decision()
-    return jsonify(serialize_incident(acknowledge_incident(
-        services(), parse_id(incident_id, "incident id"), actor, reason)))
+    return _incident_body(acknowledge_incident(
+        services(), parse_id(incident_id, "incident id"), actor, reason))
 
 
 @blueprint.post("/incidents/<incident_id>/close")
 @requires("operator")
 def close(incident_id: str) -> Response:
     actor, reason = _decision()
-    return jsonify(serialize_incident(close_incident(
-        services(), parse_id(incident_id, "incident id"), actor, reason)))
+    return _incident_body(close_incident(
+        services(), parse_id(incident_id, "incident id"), actor, reason))

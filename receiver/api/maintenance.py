@@ -27,9 +27,9 @@ from ..maintenance import (
 )
 from .common import json_body, parse_id, parse_model, services, to_utc
 from .playbooks import actor_with_address
+from .schemas import MaintenanceList, MaintenanceOut
 
-__all__ = ["MaintenanceBody", "MaintenanceEndBody", "MaintenanceFilter", "blueprint",
-           "serialize_window"]
+__all__ = ["MaintenanceBody", "MaintenanceEndBody", "MaintenanceFilter", "blueprint"]
 
 blueprint = Blueprint("maintenance", __name__, url_prefix="/api/v1")
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -68,13 +68,8 @@ class MaintenanceFilter(BaseModel):
     limit: int = Field(100, ge=1, le=500)
 
 
-def serialize_window(window: WindowState) -> dict[str, Any]:
-    return {"id": window.id, "matchers": window.matchers,
-            "starts_at": window.starts_at.isoformat(), "ends_at": window.ends_at.isoformat(),
-            "created_at": window.created_at.isoformat(), "created_by": window.created_by,
-            "reason": window.reason,
-            "ended_at": window.ended_at.isoformat() if window.ended_at else None,
-            "ended_by": window.ended_by, "state": window.state}
+def _window_body(window: WindowState) -> dict[str, Any]:
+    return MaintenanceOut.model_validate(window).body()
 
 
 def _unprocessable(model: type[BaseModel], data: Any) -> Any:
@@ -91,7 +86,8 @@ def _unprocessable(model: type[BaseModel], data: Any) -> Any:
 def show_windows() -> Response:
     query = parse_model(MaintenanceFilter, request.args.to_dict())
     windows = list_windows(services(), query.ended, query.limit)
-    return jsonify({"items": [serialize_window(w) for w in windows]})
+    return jsonify(MaintenanceList(
+        items=[MaintenanceOut.model_validate(w) for w in windows]).body())
 
 
 @blueprint.post("/maintenance")
@@ -101,7 +97,7 @@ def create_window() -> tuple[Response, int]:
     actor = actor_with_address(body.actor, request.remote_addr)
     window = start_window(services(), body.matchers, body.starts_at, body.ends_at, actor,
                           body.reason)
-    return jsonify(serialize_window(window)), 201
+    return jsonify(_window_body(window)), 201
 
 
 @blueprint.post("/maintenance/<maintenance_id>/end")
@@ -111,4 +107,4 @@ def end(maintenance_id: str) -> Response:
     body: MaintenanceEndBody = _unprocessable(MaintenanceEndBody,
                                               json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
-    return jsonify(serialize_window(end_window(services(), number, actor, body.reason)))
+    return jsonify(_window_body(end_window(services(), number, actor, body.reason)))

@@ -9,7 +9,7 @@ from ..approvals import Verdict, decide_run
 from ..auth import requires
 from .common import json_body, parse_id, parse_model, services
 from .playbooks import actor_with_address
-from .queries import serialize_run
+from .schemas import RunOut
 
 __all__ = ["RunDecisionBody", "blueprint"]
 
@@ -26,7 +26,7 @@ def _decide(run_id: str, verdict: Verdict) -> Response:
     body = parse_model(RunDecisionBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
     run = decide_run(services(), parse_id(run_id, "run id"), verdict, actor, body.comment)
-    return jsonify(serialize_run(run))
+    return jsonify(RunOut.of(run).body())
 
 
 @blueprint.post("/runs/<run_id>/approve")

@@ -9,6 +9,7 @@ from ..auth import requires
 from ..errors import PayloadTooLarge
 from ..slack_interactions import MAX_BODY_BYTES, check_headers, handle_interaction
 from .common import services
+from .schemas import SlackReply
 
 __all__ = ["blueprint"]
 
@@ -27,6 +28,4 @@ def interactions() -> Response:
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"body is over the limit of {MAX_BODY_BYTES} bytes")
     text = handle_interaction(services(), body, timestamp, signature)
-    # Slack ignores this body for button clicks; who decided reaches the incident's
-    # thread through the outbox (an approval_decided notification).
-    return jsonify({"text": text})
+    return jsonify(SlackReply(text=text).body())
