@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from ..auth import requires
 from ..blast_radius import StormPolicy, report
 from .common import services
+from .operations import operation
 from .schemas import BudgetsOut
 
 __all__ = ["blueprint"]
@@ -15,6 +16,11 @@ blueprint = Blueprint("budgets", __name__, url_prefix="/api/v1")
 
 
 @blueprint.get("/budgets")
+@operation("Action budgets and the host storm guard: what is used",
+           {"200": ("budgets", BudgetsOut)},
+           description="Per playbook budget and scope key: the limit, the window, the "
+           "mutating runs counted in it and when the oldest leaves it; the host storm "
+           "guard's settings and count per host; the host storms in force.")
 @requires("read")
 def show_budgets() -> Response:
     svc = services()

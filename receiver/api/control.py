@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from ..auth import requires
 from ..pause import PauseState, current_pause, pause_automation, resume_automation
 from .common import json_body, parse_model, services, to_utc
+from .operations import operation
 from .playbooks import actor_with_address
 from .schemas import PauseOut
 
@@ -43,12 +44,18 @@ def _pause_body(state: PauseState) -> Response:
 
 
 @blueprint.get("/pause")
+@operation("Whether automation is paused (the kill switch)", {"200": ("the switch", PauseOut)})
 @requires("read")
 def show_pause() -> Response:
     return _pause_body(current_pause(services()))
 
 
 @blueprint.post("/pause")
+@operation("Pause automation: no step that leaves the process starts anywhere",
+           {"200": ("paused", PauseOut)}, {"409": "paused already"}, body=PauseBody,
+           description="Runs skip with reason `paused`; alerts are still recorded, "
+           "notifications sent and dry runs go on. Audited; told to the notification "
+           "channels.")
 @requires("operator")
 def pause() -> Response:
     body = parse_model(PauseBody, json_body(request, 64 * 1024))
@@ -57,6 +64,10 @@ def pause() -> Response:
 
 
 @blueprint.post("/resume")
+@operation("Resume automation after a pause", {"200": ("resumed", PauseOut)},
+           {"409": "not paused"}, body=ResumeBody,
+           description="Queues again, once, each alert run skipped `paused` during the pause "
+           "whose incident is still open (audited `resume_requeue`).")
 @requires("operator")
 def resume() -> Response:
     body = parse_model(ResumeBody, json_body(request, 64 * 1024))

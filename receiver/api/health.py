@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from ..auth import requires
 from ..metrics import CONTENT_TYPE_LATEST
 from .common import services
+from .operations import operation
 from .schemas import Health, Ready
 
 __all__ = ["blueprint"]
@@ -15,12 +16,17 @@ blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
+@operation("The process is up", {"200": ("ok", Health)}, database=False)
 @requires("open")
 def healthz() -> Response:
     return jsonify(Health(status="ok").body())
 
 
 @blueprint.get("/readyz")
+@operation("Every required backend (database, Docker, Swarm) is reachable",
+           {"200": ("ready", Ready),
+            "503": ("a backend is unreachable; `unreachable` names it", Ready)},
+           database=False)
 @requires("open")
 def readyz() -> tuple[Response, int]:
     """503 while any required backend is unreachable; the body names each one and why."""
@@ -29,6 +35,8 @@ def readyz() -> tuple[Response, int]:
 
 
 @blueprint.get("/metrics")
+@operation("Prometheus metrics", {"200": ("exposition", None)}, database=False,
+           content_type="text/plain")
 @requires("open")
 def metrics() -> Response:
     svc = services()

@@ -9,6 +9,7 @@ from ..auth import requires
 from ..db.models import Incident
 from ..manual import acknowledge_incident, close_incident
 from .common import json_body, parse_id, parse_model, services
+from .operations import operation
 from .schemas import IncidentOut
 
 __all__ = ["IncidentDecisionBody", "blueprint"]
@@ -22,6 +23,9 @@ class IncidentDecisionBody(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
+_DECISION_ERRORS = {"404": "no such incident", "409": "resolved or closed already"}
+
+
 def _incident_body(row: Incident) -> Response:
     return jsonify(IncidentOut.of(row, services().redactor).body())
 
@@ -33,6 +37,8 @@ def _decision() -> tuple[str, str]:
 
 # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
 @blueprint.post("/incidents/<incident_id>/acknowledge")
+@operation("Acknowledge an incident (idempotent), recording who and why",
+           {"200": ("the incident", IncidentOut)}, _DECISION_ERRORS, body=IncidentDecisionBody)
 @requires("operator")
 def acknowledge(incident_id: str) -> Response:
     actor, reason = _decision()
@@ -41,6 +47,8 @@ def acknowledge(incident_id: str) -> Response:
 
 
 @blueprint.post("/incidents/<incident_id>/close")
+@operation("Close an incident by hand: no more automatic attempts",
+           {"200": ("the incident", IncidentOut)}, _DECISION_ERRORS, body=IncidentDecisionBody)
 @requires("operator")
 def close(incident_id: str) -> Response:
     actor, reason = _decision()

@@ -26,6 +26,7 @@ from ..maintenance import (
     start_window,
 )
 from .common import json_body, parse_id, parse_model, services, to_utc
+from .operations import operation
 from .playbooks import actor_with_address
 from .schemas import MaintenanceList, MaintenanceOut
 
@@ -82,6 +83,8 @@ def _unprocessable(model: type[BaseModel], data: Any) -> Any:
 
 
 @blueprint.get("/maintenance")
+@operation("Maintenance windows in force or scheduled (ended=true: every window)",
+           {"200": ("windows", MaintenanceList)}, query=MaintenanceFilter)
 @requires("read")
 def show_windows() -> Response:
     query = parse_model(MaintenanceFilter, request.args.to_dict())
@@ -91,6 +94,16 @@ def show_windows() -> Response:
 
 
 @blueprint.post("/maintenance")
+@operation("Plan a maintenance window: matching runs skip with reason `maintenance`",
+           {"201": ("the window", MaintenanceOut)},
+           {"422": "invalid matchers, no matchers, matchers that hold everything, ends_at "
+                   "not after starts_at or in the past, longer than 30 days, a timestamp "
+                   "without offset, a missing actor or reason"},
+           body=MaintenanceBody,
+           description="While `starts_at <= now < ends_at`, a run (alert, retry or manual) "
+           "whose alert labels plus `target` match every matcher skips with reason "
+           "`maintenance`, not escalated; alerts are still recorded; dry runs and "
+           "notify-only runs go on. Audited (`maintenance_start`).")
 @requires("operator")
 def create_window() -> tuple[Response, int]:
     body: MaintenanceBody = _unprocessable(MaintenanceBody, json_body(request, 64 * 1024))
@@ -101,6 +114,14 @@ def create_window() -> tuple[Response, int]:
 
 
 @blueprint.post("/maintenance/<maintenance_id>/end")
+@operation("End a maintenance window now (or cancel a scheduled one)",
+           {"200": ("the window", MaintenanceOut)},
+           {"404": "no such window", "409": "the window is over already",
+            "422": "a field that fails validation"},
+           body=MaintenanceEndBody,
+           description="Audited (`maintenance_end`). Queues again, once, each alert run the "
+           "window held whose incident is still open, unless another window holds it "
+           "(audited `maintenance_requeue`); the same happens when ends_at passes.")
 @requires("operator")
 def end(maintenance_id: str) -> Response:
     number = parse_id(maintenance_id, "maintenance window id")

@@ -15,6 +15,7 @@ from ..db.models import AuditEntry, Breaker
 from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
 from .common import json_body, parse_model, services
+from .operations import operation
 from .schemas import (
     BreakerList,
     BreakerOut,
@@ -55,6 +56,7 @@ class BreakerResetBody(BaseModel):
 
 
 @blueprint.get("/api/v1/playbooks")
+@operation("The loaded playbooks", {"200": ("playbooks", PlaybookList)})
 @requires("read")
 def list_playbooks() -> Response:
     config, redactor = services().config, services().redactor
@@ -72,6 +74,11 @@ def list_playbooks() -> Response:
 
 
 @blueprint.post("/api/v1/playbooks/<name>/run")
+@operation("Run a playbook by hand (same guards)", {"202": ("queued", RunQueued)},
+           {"403": "target not allowed", "404": "unknown playbook or target",
+            "409": "cooldown, breaker, paused (a dry run is not held by a pause), "
+                   "host_storm or budget_exhausted; see Retry-After"},
+           body=ManualRunBody, description="`requested_by` is a deprecated alias of `actor`.")
 @requires("operator")
 def run_playbook(name: str) -> tuple[Response, int]:
     svc = services()
@@ -104,6 +111,7 @@ def actor_with_address(who: str, address: str | None) -> str:
 
 
 @blueprint.get("/api/v1/breakers")
+@operation("Circuit breakers per target", {"200": ("breakers", BreakerList)})
 @requires("read")
 def list_breakers() -> Response:
     svc = services()
@@ -117,6 +125,8 @@ def list_breakers() -> Response:
 
 
 @blueprint.post("/api/v1/breakers/<target>/reset")
+@operation("Close a breaker, recording who and why", {"200": ("reset", BreakerResetOut)},
+           {"404": "no breaker for the target"}, body=BreakerResetBody)
 @requires("operator")
 def reset(target: str) -> Response:
     body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
@@ -126,6 +136,8 @@ def reset(target: str) -> Response:
 
 
 @blueprint.post("/-/reload")
+@operation("Reload the playbooks file (a bad file keeps the old one)",
+           {"200": ("reloaded", ReloadOut)}, {"400": "invalid playbooks file; see errors"})
 @requires("operator")
 def reload_config() -> Response:
     svc = services()

@@ -28,6 +28,7 @@ from ..auth import requires
 from ..db.models import Action, AuditEntry, EvidenceRecord, Incident, Run
 from ..errors import NotFound
 from .common import MAX_ID, parse_id, parse_model, services, to_utc
+from .operations import operation
 from .schemas import (
     ActionListItem,
     ActionOut,
@@ -173,6 +174,7 @@ def _json_size(*columns: Any) -> ColumnElement[Any]:
 
 
 @blueprint.get("/incidents")
+@operation("List incidents", {"200": ("a page", IncidentPage)}, query=IncidentFilter)
 @requires("read")
 def list_incidents() -> Response:
     svc = services()
@@ -194,6 +196,8 @@ def list_incidents() -> Response:
 
 
 @blueprint.get("/incidents/<incident_id>")
+@operation("One incident with its runs and actions", {"200": ("the incident", IncidentDetail)},
+           {"404": "no such incident"})
 @requires("read")
 def show_incident(incident_id: str) -> Response:
     # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
@@ -218,6 +222,8 @@ def show_incident(incident_id: str) -> Response:
 
 
 @blueprint.get("/evidence/<evidence_id>/logs")
+@operation("The redacted log tail of one evidence capture", {"200": ("log text", None)},
+           {"404": "no such evidence"}, content_type="text/plain")
 @requires("read")
 def evidence_logs(evidence_id: str) -> Response:
     """The redacted log tail of one evidence capture, as plain text."""
@@ -230,6 +236,7 @@ def evidence_logs(evidence_id: str) -> Response:
 
 
 @blueprint.get("/actions")
+@operation("List actions", {"200": ("a page", ActionPage)}, query=ActionFilter)
 @requires("read")
 def list_actions() -> Response:
     svc = services()
@@ -250,6 +257,8 @@ def list_actions() -> Response:
 
 
 @blueprint.get("/runs")
+@operation("List runs, newest first (status=awaiting_approval: the runs waiting for a "
+           "human)", {"200": ("a page", RunPage)}, query=RunFilter)
 @requires("read")
 def list_runs() -> Response:
     """Runs, newest first: `status=awaiting_approval` is what waits for a human."""
@@ -269,6 +278,8 @@ def list_runs() -> Response:
 
 
 @blueprint.get("/audit")
+@operation("The audit log: who did what by hand, newest first",
+           {"200": ("a page", AuditPage)}, query=AuditFilter)
 @requires("read")
 def list_audit() -> Response:
     """Who did what by hand (breaker resets, manual runs, acknowledgements, reloads)."""

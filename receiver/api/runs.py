@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..approvals import Verdict, decide_run
 from ..auth import requires
 from .common import json_body, parse_id, parse_model, services
+from .operations import operation
 from .playbooks import actor_with_address
 from .schemas import RunOut
 
@@ -29,13 +30,20 @@ def _decide(run_id: str, verdict: Verdict) -> Response:
     return jsonify(RunOut.of(run).body())
 
 
+_DECISION_ERRORS = {"404": "no such run", "409": "not awaiting approval (decided, expired, ...)"}
+
+
 @blueprint.post("/runs/<run_id>/approve")
+@operation("Approve a run awaiting approval: it is queued and passes every guard again",
+           {"200": ("the run", RunOut)}, _DECISION_ERRORS, body=RunDecisionBody)
 @requires("operator")
 def approve(run_id: str) -> Response:
     return _decide(run_id, "approve")
 
 
 @blueprint.post("/runs/<run_id>/deny")
+@operation("Deny a run awaiting approval: it never acts, and its incident escalates",
+           {"200": ("the run", RunOut)}, _DECISION_ERRORS, body=RunDecisionBody)
 @requires("operator")
 def deny(run_id: str) -> Response:
     return _decide(run_id, "deny")

@@ -14,6 +14,7 @@ from ..filing import PENDING, store_and_file
 from ..ingest import plan_occurrences
 from ..payload import WebhookPayload
 from .common import json_body_and_text, parse_model, services
+from .operations import operation
 from .schemas import WebhookAccepted, WebhookRecorded
 
 __all__ = ["blueprint"]
@@ -23,6 +24,12 @@ blueprint = Blueprint("webhook", __name__)
 
 
 @blueprint.post("/webhook/alertmanager")
+@operation("Receive an Alertmanager notification",
+           {"200": ("recorded", WebhookRecorded),
+            "202": ("stored; its alerts are filed right after (more than "
+                    "AUTOFIX_INGEST_DEFER_ALERTS)", WebhookAccepted)},
+           body=WebhookPayload,
+           description="Needs the webhook token. Alertmanager retries a 5xx; a 4xx is final.")
 @requires("webhook")
 def receive_alertmanager() -> tuple[Response, int]:
     svc = services()
