@@ -26,5 +26,6 @@ def show_budgets() -> Response:
     svc = services()
     playbooks = svc.config.current.playbooks.playbooks
     with svc.database.session("api") as session:
-        body = report(session, playbooks, StormPolicy.of(svc.settings), svc.clock())
-    return jsonify(BudgetsOut.model_validate(body).body())
+        shown = BudgetsOut.of(report(session, playbooks, StormPolicy.of(svc.settings),
+                                     svc.clock()))
+    return jsonify(shown.body())

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from ..db.models import Action, EvidenceRecord, Incident, Run
+    from ..blast_radius import BudgetUse, Report
+    from ..db.models import Action, EvidenceRecord, HostStorm, Incident, Run
     from ..evidence.redaction import Redactor
     from ..readiness import BackendStatus
 
@@ -273,6 +274,13 @@ class BudgetOut(_Out):
     used: int = Field(description="Mutating runs admitted in the window now.")
     frees_at: Stamp = Field(description="When the oldest counted action leaves the window.")
 
+    @classmethod
+    def of(cls, use: BudgetUse) -> Self:
+        budget = use.usage.budget
+        return cls(playbook=use.playbook, scope=budget.scope, key=use.key,
+                   limit=budget.actions, per_s=budget.per_s, used=use.usage.used,
+                   frees_at=use.usage.frees_at)
+
 
 class HostUseOut(_Out):
     host: str
@@ -297,11 +305,24 @@ class HostStormOut(_Out):
     skipped: list[str] = Field(description="Targets the storm left as they are.")
     incident_id: int | None = Field(description="The storm's AutofixHostStorm incident.")
 
+    @classmethod
+    def of(cls, row: HostStorm) -> Self:
+        return cls.of_attributes(row, acted=list(row.targets.get("acted") or []),
+                                 skipped=list(row.targets.get("skipped") or []))
+
 
 class BudgetsOut(_Out):
     budgets: list[BudgetOut]
     host_storm: HostStormGuardOut
     host_storms: list[HostStormOut] = Field(description="Host storms in force.")
+
+    @classmethod
+    def of(cls, report: Report) -> Self:
+        return cls(budgets=[BudgetOut.of(use) for use in report.budgets],
+                   host_storm=HostStormGuardOut.of_attributes(
+                       report.policy,
+                       hosts=[HostUseOut.model_validate(use) for use in report.hosts]),
+                   host_storms=[HostStormOut.of(row) for row in report.storms])
 
 
 class AuditEntryOut(_Out):
