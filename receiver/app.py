@@ -22,6 +22,7 @@ from .api import (
     webhook,
 )
 from .api.openapi import blueprint as openapi_blueprint
+from .api.openapi import routes as documented_routes
 from .auth import install_auth
 from .config_store import ConfigStore
 from .db.engine import Database
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
                       runs.blueprint, slack.blueprint, budgets.blueprint, health.blueprint,
                       openapi_blueprint):
         app.register_blueprint(blueprint)
+    documented_routes(app)  # a view without @operation fails here, not in the document
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)
     install_auth(app, settings)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, distinct, func, select, text, true
 from sqlalchemy.orm import Session
@@ -28,8 +27,9 @@ from .db.models import HostStorm, Run
 from .playbooks.config import Budget, Playbook
 from .settings import Settings
 
-__all__ = ["BudgetUsage", "Exceeded", "StormHit", "StormPolicy", "budget_key", "budget_stop",
-           "budget_usage", "lock", "report", "storm_in_force", "storm_stop"]
+__all__ = ["BudgetUsage", "BudgetUse", "Exceeded", "HostUse", "Report", "StormHit",
+           "StormPolicy", "budget_key", "budget_stop", "budget_usage", "lock", "report",
+           "storm_in_force", "storm_stop"]
 
 
 @dataclass(frozen=True)
@@ -203,11 +203,33 @@ def _hosts_in_window(session: Session, since: datetime) -> list[tuple[str, int, 
     return [(str(host), int(count), oldest) for host, count, oldest in rows if oldest]
 
 
+@dataclass(frozen=True)
+class BudgetUse:
+    playbook: str
+    key: str | None  # None: a host budget no host has used yet
+    usage: BudgetUsage
+
+
+@dataclass(frozen=True)
+class HostUse:
+    host: str
+    targets: int  # distinct targets acted on within the storm window
+    frees_at: datetime  # when the oldest counted action leaves the window
+
+
+@dataclass(frozen=True)
+class Report:
+    budgets: list[BudgetUse]
+    policy: StormPolicy
+    hosts: list[HostUse]
+    storms: list[HostStorm]  # in force
+
+
 def report(session: Session, playbooks: list[Playbook], policy: StormPolicy,
-           now: datetime) -> dict[str, Any]:
-    """What GET /api/v1/budgets shows: every budget's use per scope key, the host storm
-    guard's count per host, and the storms in force."""
-    budgets: list[dict[str, Any]] = []
+           now: datetime) -> Report:
+    """What GET /api/v1/budgets shows (api/schemas.py BudgetsOut): every budget's use per
+    scope key, the host storm guard's count per host, and the storms in force."""
+    budgets: list[BudgetUse] = []
     for playbook in playbooks:
         for budget in playbook.budgets:
             if budget.scope == "host":
@@ -219,23 +241,8 @@ def report(session: Session, playbooks: list[Playbook], policy: StormPolicy,
             for key in keys:
                 usage = (budget_usage(session, budget, key, now) if key is not None
                          else BudgetUsage(budget, "", 0, None))
-                budgets.append({
-                    "playbook": playbook.name, "scope": budget.scope, "key": key,
-                    "limit": budget.actions, "per_s": budget.per_s, "used": usage.used,
-                    "frees_at": _iso(usage.frees_at)})
+                budgets.append(BudgetUse(playbook.name, key, usage))
     window = timedelta(seconds=policy.window_s)
-    hosts = [{"host": host, "targets": count, "frees_at": _iso(oldest + window)}
+    hosts = [HostUse(host, count, oldest + window)
              for host, count, oldest in _hosts_in_window(session, now - window)]
-    storms = [{"id": row.id, "host": row.host, "started_at": _iso(row.started_at),
-               "until": _iso(row.until), "acted": list(row.targets.get("acted") or []),
-               "skipped": list(row.targets.get("skipped") or []),
-               "incident_id": row.incident_id}
-              for row in storm_in_force(session, None, now)]
-    return {"budgets": budgets,
-            "host_storm": {"enabled": policy.enabled, "targets": policy.targets,
-                           "window_s": policy.window_s, "hosts": hosts},
-            "host_storms": storms}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return Report(budgets, policy, hosts, storm_in_force(session, None, now))

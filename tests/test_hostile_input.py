@@ -199,7 +199,7 @@ def test_list_pages_are_bounded_in_bytes_not_only_rows(db_url, app_factory,
     has the full record."""
     import tracemalloc
 
-    from receiver.api import queries
+    from receiver.api import queries, schemas
 
     app = app_factory(db_url)
     client = app.test_client()
@@ -228,7 +228,7 @@ def test_list_pages_are_bounded_in_bytes_not_only_rows(db_url, app_factory,
     detail = client.get(f"/api/v1/incidents/{ids[-1]}", headers=api_headers()).json
     # The detail shows a value up to the cap it is redacted within (issue #26).
     shown = detail["annotations"]["description"]
-    assert len(shown) == queries.SHOWN_CHARS + len(TRUNCATED) and shown.endswith(TRUNCATED)
+    assert len(shown) == schemas.SHOWN_CHARS + len(TRUNCATED) and shown.endswith(TRUNCATED)
 
     # The byte budget: a small one pages through the same corpus, each page within it.
     monkeypatch.setattr(queries, "LIST_BYTE_BUDGET", 5000)

@@ -40,7 +40,7 @@ def test_the_gate_refuses_exactly_what_the_auth_hook_refuses(sqlite_url, app_fac
     app = app_factory(sqlite_url, read_token=READ_TOKEN, slack_signing_secret=SLACK_SECRET)
     client = app.test_client()
     checked = 0
-    for template, item in build_document()["paths"].items():
+    for template, item in build_document(app)["paths"].items():
         path = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], template)
         for method in item:
             for name, token in CREDENTIALS.items():

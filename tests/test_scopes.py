@@ -11,8 +11,9 @@ import pytest
 from flask import Flask
 from pydantic import ValidationError
 
-from receiver.api.openapi import ROUTES, build_document
-from receiver.auth import OPEN_ROUTES, scope_of
+from receiver.api import operations as api_operations
+from receiver.api.openapi import build_document, routes
+from receiver.auth import OPEN_ROUTES, requires, scope_of
 from receiver.settings import Settings
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 
@@ -31,9 +32,9 @@ def read_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
-def operations() -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, method, operation) for path, item in build_document()["paths"].items()
-            for method, operation in item.items()]
+def operations(app: Flask) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, described) for path, item in build_document(app)["paths"].items()
+            for method, described in item.items()]
 
 
 def concrete(path: str) -> str:
@@ -45,7 +46,7 @@ def test_every_mutating_route_refuses_the_read_only_token_with_403(scoped_app) -
     the read-only token gets 403 on each (the webhook and Slack, which take no API token,
     aside: 401 there)."""
     client = scoped_app.test_client()
-    mutating = [(p, m, o) for p, m, o in operations() if m != "get"]
+    mutating = [(p, m, o) for p, m, o in operations(scoped_app) if m != "get"]
     assert len(mutating) >= 8
     for path, method, operation in mutating:
         response = client.open(concrete(path), method=method.upper(), json={},
@@ -63,7 +64,8 @@ def test_every_mutating_route_refuses_the_read_only_token_with_403(scoped_app) -
 
 def test_the_read_only_token_reads_every_read_route(scoped_app) -> None:
     client = scoped_app.test_client()
-    reads = [(p, o) for p, m, o in operations() if m == "get" and o["x-autofix-scope"] == "read"]
+    reads = [(p, o) for p, m, o in operations(scoped_app)
+             if m == "get" and o["x-autofix-scope"] == "read"]
     assert len(reads) >= 7
     for path, operation in reads:
         assert operation["security"] == [{"read_token": []}, {"operator_token": []}]
@@ -82,19 +84,47 @@ def test_the_operator_token_is_still_AUTOFIX_API_TOKEN(scoped_app) -> None:
     assert client.get("/api/v1/incidents", headers=wrong).status_code == 401
 
 
-def test_every_view_declares_the_scope_its_openapi_operation_shows(scoped_app) -> None:
-    documented = {(route.path, route.method): route.scope for route in ROUTES}
+def test_every_operation_shows_the_scope_its_view_enforces(scoped_app) -> None:
+    """The document's scope and security come from the view's @requires, which the auth
+    hook enforces (the two tests above check the tokens against them)."""
+    documented = {(path, method): described for path, method, described
+                  in operations(scoped_app)}
     checked = 0
     for rule in scoped_app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        declared = scope_of(scoped_app.view_functions[rule.endpoint])
+        enforced = scope_of(scoped_app.view_functions[rule.endpoint])
         for method in rule.methods - {"HEAD", "OPTIONS"}:
-            assert documented[(path, method.lower())] == declared, (method, path)
+            described = documented[(path, method.lower())]
+            assert described["x-autofix-scope"] == enforced, (method, path)
+            assert (described["security"] == []) == (enforced == "open"), (method, path)
             checked += 1
-    assert checked == len(ROUTES)
-    assert {r.path for r in ROUTES if r.scope == "open"} == OPEN_ROUTES
+    assert checked == len(documented) == len(routes(scoped_app))
+    assert {path for path, _, o in operations(scoped_app)
+            if o["x-autofix-scope"] == "open"} == OPEN_ROUTES
+
+
+def test_a_view_without_an_operation_fails_the_document(scoped_app) -> None:
+    """A new route must say what it answers: the document refuses to leave it out."""
+    app = Flask("bare")
+
+    @app.get("/documented")
+    @api_operations.operation("Documented", {"200": ("ok", None)})
+    @requires("read")
+    def documented() -> str:
+        return ""
+
+    assert [(r.path, r.method, r.scope) for r in routes(app)] == [
+        ("/documented", "get", "read")]
+
+    @app.get("/forgotten")
+    @requires("read")
+    def forgotten() -> str:
+        return ""
+
+    with pytest.raises(RuntimeError, match=r"forgotten .*declares no @operation"):
+        build_document(app)
 
 
 def test_the_read_token_can_come_from_a_file(tmp_path: Path, monkeypatch) -> None:

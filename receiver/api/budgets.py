@@ -7,6 +7,8 @@ from flask import Blueprint, Response, jsonify
 from ..auth import requires
 from ..blast_radius import StormPolicy, report
 from .common import services
+from .operations import operation
+from .schemas import BudgetsOut
 
 __all__ = ["blueprint"]
 
@@ -14,10 +16,16 @@ blueprint = Blueprint("budgets", __name__, url_prefix="/api/v1")
 
 
 @blueprint.get("/budgets")
+@operation("Action budgets and the host storm guard: what is used",
+           {"200": ("budgets", BudgetsOut)},
+           description="Per playbook budget and scope key: the limit, the window, the "
+           "mutating runs counted in it and when the oldest leaves it; the host storm "
+           "guard's settings and count per host; the host storms in force.")
 @requires("read")
 def show_budgets() -> Response:
     svc = services()
     playbooks = svc.config.current.playbooks.playbooks
     with svc.database.session("api") as session:
-        body = report(session, playbooks, StormPolicy.of(svc.settings), svc.clock())
-    return jsonify(body)
+        shown = BudgetsOut.of(report(session, playbooks, StormPolicy.of(svc.settings),
+                                     svc.clock()))
+    return jsonify(shown.body())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -11,9 +10,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from ..auth import requires
 from ..pause import PauseState, current_pause, pause_automation, resume_automation
 from .common import json_body, parse_model, services, to_utc
+from .operations import operation
 from .playbooks import actor_with_address
+from .schemas import PauseOut
 
-__all__ = ["PauseBody", "ResumeBody", "blueprint", "serialize_pause"]
+__all__ = ["PauseBody", "ResumeBody", "blueprint"]
 
 blueprint = Blueprint("control", __name__, url_prefix="/api/v1")
 
@@ -38,32 +39,37 @@ class ResumeBody(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-def serialize_pause(state: PauseState) -> dict[str, Any]:
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {"paused": state.paused, "since": iso(state.since), "until": iso(state.until),
-            "actor": state.actor, "reason": state.reason}
+def _pause_body(state: PauseState) -> Response:
+    return jsonify(PauseOut.model_validate(state).body())
 
 
 @blueprint.get("/pause")
+@operation("Whether automation is paused (the kill switch)", {"200": ("the switch", PauseOut)})
 @requires("read")
 def show_pause() -> Response:
-    return jsonify(serialize_pause(current_pause(services())))
+    return _pause_body(current_pause(services()))
 
 
 @blueprint.post("/pause")
+@operation("Pause automation: no step that leaves the process starts anywhere",
+           {"200": ("paused", PauseOut)}, {"409": "paused already"}, body=PauseBody,
+           description="Runs skip with reason `paused`; alerts are still recorded, "
+           "notifications sent and dry runs go on. Audited; told to the notification "
+           "channels.")
 @requires("operator")
 def pause() -> Response:
     body = parse_model(PauseBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
-    return jsonify(serialize_pause(pause_automation(services(), actor, body.reason,
-                                                    body.until)))
+    return _pause_body(pause_automation(services(), actor, body.reason, body.until))
 
 
 @blueprint.post("/resume")
+@operation("Resume automation after a pause", {"200": ("resumed", PauseOut)},
+           {"409": "not paused"}, body=ResumeBody,
+           description="Queues again, once, each alert run skipped `paused` during the pause "
+           "whose incident is still open (audited `resume_requeue`).")
 @requires("operator")
 def resume() -> Response:
     body = parse_model(ResumeBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
-    return jsonify(serialize_pause(resume_automation(services(), actor, body.reason)))
+    return _pause_body(resume_automation(services(), actor, body.reason))

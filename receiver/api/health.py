@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify
 
 from ..auth import requires
 from ..metrics import CONTENT_TYPE_LATEST
-from ..readiness import BackendStatus
 from .common import services
+from .operations import operation
+from .schemas import Health, Ready
 
 __all__ = ["blueprint"]
 
@@ -17,32 +16,27 @@ blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
+@operation("The process is up", {"200": ("ok", Health)}, database=False)
 @requires("open")
 def healthz() -> Response:
-    return jsonify({"status": "ok"})
-
-
-def _readiness_body(statuses: list[BackendStatus]) -> dict[str, Any]:
-    down = [status.name for status in statuses if not status.up]
-    database = next((s for s in statuses if s.name == "database"), None)
-    return {
-        "status": "not_ready" if down else "ready",
-        "database": "ok" if database is not None and database.up else "unreachable",
-        "unreachable": down,
-        "backends": {status.name: {"status": "ok" if status.up else "unreachable",
-                                   "error": status.error} for status in statuses},
-    }
+    return jsonify(Health(status="ok").body())
 
 
 @blueprint.get("/readyz")
+@operation("Every required backend (database, Docker, Swarm) is reachable",
+           {"200": ("ready", Ready),
+            "503": ("a backend is unreachable; `unreachable` names it", Ready)},
+           database=False)
 @requires("open")
 def readyz() -> tuple[Response, int]:
     """503 while any required backend is unreachable; the body names each one and why."""
-    body = _readiness_body(services().readiness.check())
-    return jsonify(body), 503 if body["unreachable"] else 200
+    ready = Ready.of(services().readiness.check())
+    return jsonify(ready.body()), 503 if ready.unreachable else 200
 
 
 @blueprint.get("/metrics")
+@operation("Prometheus metrics", {"200": ("exposition", None)}, database=False,
+           content_type="text/plain")
 @requires("open")
 def metrics() -> Response:
     svc = services()

@@ -6,9 +6,11 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import requires
+from ..db.models import Incident
 from ..manual import acknowledge_incident, close_incident
 from .common import json_body, parse_id, parse_model, services
-from .queries import serialize_incident
+from .operations import operation
+from .schemas import IncidentOut
 
 __all__ = ["IncidentDecisionBody", "blueprint"]
 
@@ -21,6 +23,13 @@ class IncidentDecisionBody(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
+_DECISION_ERRORS = {"404": "no such incident", "409": "resolved or closed already"}
+
+
+def _incident_body(row: Incident) -> Response:
+    return jsonify(IncidentOut.of(row, services().redactor).body())
+
+
 def _decision() -> tuple[str, str]:
     body = parse_model(IncidentDecisionBody, json_body(request, 64 * 1024))
     return f"{body.actor} ({request.remote_addr})"[:255], body.reason
@@ -28,16 +37,20 @@ def _decision() -> tuple[str, str]:
 
 # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
 @blueprint.post("/incidents/<incident_id>/acknowledge")
+@operation("Acknowledge an incident (idempotent), recording who and why",
+           {"200": ("the incident", IncidentOut)}, _DECISION_ERRORS, body=IncidentDecisionBody)
 @requires("operator")
 def acknowledge(incident_id: str) -> Response:
     actor, reason = _decision()
-    return jsonify(serialize_incident(acknowledge_incident(
-        services(), parse_id(incident_id, "incident id"), actor, reason)))
+    return _incident_body(acknowledge_incident(
+        services(), parse_id(incident_id, "incident id"), actor, reason))
 
 
 @blueprint.post("/incidents/<incident_id>/close")
+@operation("Close an incident by hand: no more automatic attempts",
+           {"200": ("the incident", IncidentOut)}, _DECISION_ERRORS, body=IncidentDecisionBody)
 @requires("operator")
 def close(incident_id: str) -> Response:
     actor, reason = _decision()
-    return jsonify(serialize_incident(close_incident(
-        services(), parse_id(incident_id, "incident id"), actor, reason)))
+    return _incident_body(close_incident(
+        services(), parse_id(incident_id, "incident id"), actor, reason))

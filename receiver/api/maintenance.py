@@ -26,10 +26,11 @@ from ..maintenance import (
     start_window,
 )
 from .common import json_body, parse_id, parse_model, services, to_utc
+from .operations import operation
 from .playbooks import actor_with_address
+from .schemas import MaintenanceList, MaintenanceOut
 
-__all__ = ["MaintenanceBody", "MaintenanceEndBody", "MaintenanceFilter", "blueprint",
-           "serialize_window"]
+__all__ = ["MaintenanceBody", "MaintenanceEndBody", "MaintenanceFilter", "blueprint"]
 
 blueprint = Blueprint("maintenance", __name__, url_prefix="/api/v1")
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -68,13 +69,8 @@ class MaintenanceFilter(BaseModel):
     limit: int = Field(100, ge=1, le=500)
 
 
-def serialize_window(window: WindowState) -> dict[str, Any]:
-    return {"id": window.id, "matchers": window.matchers,
-            "starts_at": window.starts_at.isoformat(), "ends_at": window.ends_at.isoformat(),
-            "created_at": window.created_at.isoformat(), "created_by": window.created_by,
-            "reason": window.reason,
-            "ended_at": window.ended_at.isoformat() if window.ended_at else None,
-            "ended_by": window.ended_by, "state": window.state}
+def _window_body(window: WindowState) -> dict[str, Any]:
+    return MaintenanceOut.model_validate(window).body()
 
 
 def _unprocessable(model: type[BaseModel], data: Any) -> Any:
@@ -87,28 +83,49 @@ def _unprocessable(model: type[BaseModel], data: Any) -> Any:
 
 
 @blueprint.get("/maintenance")
+@operation("Maintenance windows in force or scheduled (ended=true: every window)",
+           {"200": ("windows", MaintenanceList)}, query=MaintenanceFilter)
 @requires("read")
 def show_windows() -> Response:
     query = parse_model(MaintenanceFilter, request.args.to_dict())
     windows = list_windows(services(), query.ended, query.limit)
-    return jsonify({"items": [serialize_window(w) for w in windows]})
+    return jsonify(MaintenanceList(
+        items=[MaintenanceOut.model_validate(w) for w in windows]).body())
 
 
 @blueprint.post("/maintenance")
+@operation("Plan a maintenance window: matching runs skip with reason `maintenance`",
+           {"201": ("the window", MaintenanceOut)},
+           {"422": "invalid matchers, no matchers, matchers that hold everything, ends_at "
+                   "not after starts_at or in the past, longer than 30 days, a timestamp "
+                   "without offset, a missing actor or reason"},
+           body=MaintenanceBody,
+           description="While `starts_at <= now < ends_at`, a run (alert, retry or manual) "
+           "whose alert labels plus `target` match every matcher skips with reason "
+           "`maintenance`, not escalated; alerts are still recorded; dry runs and "
+           "notify-only runs go on. Audited (`maintenance_start`).")
 @requires("operator")
 def create_window() -> tuple[Response, int]:
     body: MaintenanceBody = _unprocessable(MaintenanceBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
     window = start_window(services(), body.matchers, body.starts_at, body.ends_at, actor,
                           body.reason)
-    return jsonify(serialize_window(window)), 201
+    return jsonify(_window_body(window)), 201
 
 
 @blueprint.post("/maintenance/<maintenance_id>/end")
+@operation("End a maintenance window now (or cancel a scheduled one)",
+           {"200": ("the window", MaintenanceOut)},
+           {"404": "no such window", "409": "the window is over already",
+            "422": "a field that fails validation"},
+           body=MaintenanceEndBody,
+           description="Audited (`maintenance_end`). Queues again, once, each alert run the "
+           "window held whose incident is still open, unless another window holds it "
+           "(audited `maintenance_requeue`); the same happens when ends_at passes.")
 @requires("operator")
 def end(maintenance_id: str) -> Response:
     number = parse_id(maintenance_id, "maintenance window id")
     body: MaintenanceEndBody = _unprocessable(MaintenanceEndBody,
                                               json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
-    return jsonify(serialize_window(end_window(services(), number, actor, body.reason)))
+    return jsonify(_window_body(end_window(services(), number, actor, body.reason)))

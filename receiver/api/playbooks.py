@@ -15,6 +15,16 @@ from ..db.models import AuditEntry, Breaker
 from ..errors import NotFound
 from ..manual import reset_breaker, start_manual_run
 from .common import json_body, parse_model, services
+from .operations import operation
+from .schemas import (
+    BreakerList,
+    BreakerOut,
+    BreakerResetOut,
+    PlaybookList,
+    PlaybookOut,
+    ReloadOut,
+    RunQueued,
+)
 
 __all__ = ["BreakerResetBody", "ManualRunBody", "actor_with_address", "blueprint",
            "durations_as_floats"]
@@ -46,30 +56,29 @@ class BreakerResetBody(BaseModel):
 
 
 @blueprint.get("/api/v1/playbooks")
+@operation("The loaded playbooks", {"200": ("playbooks", PlaybookList)})
 @requires("read")
 def list_playbooks() -> Response:
     config, redactor = services().config, services().redactor
-    items: list[dict[str, Any]] = []
-    for playbook in config.playbooks().playbooks:
-        items.append({
-            "name": playbook.name, "description": playbook.description,
-            "matchers": [str(m) for m in playbook.matchers], "target": playbook.target,
-            "on": playbook.on, "dry_run": playbook.dry_run, "mode": playbook.mode,
-            "approval_timeout_s": float(playbook.approval_timeout_s),
-            "executor": playbook.executor,
-            "cooldown_s": float(playbook.cooldown_s),
-            "circuit_breaker": durations_as_floats(playbook.circuit_breaker.model_dump()),
-            "require": [redactor.text(expr, 4096) for expr in playbook.require],
-            # An http step's headers and params may carry credentials: shown redacted.
-            "actions": [{step.action: redactor.params(durations_as_floats(step.params))}
-                        for step in playbook.actions],
-        })
+    items = [PlaybookOut.of_attributes(
+        playbook, matchers=[str(m) for m in playbook.matchers],
+        circuit_breaker=durations_as_floats(playbook.circuit_breaker.model_dump()),
+        require=[redactor.text(expr, 4096) for expr in playbook.require],
+        # An http step's headers and params may carry credentials: shown redacted.
+        actions=[{step.action: redactor.params(durations_as_floats(step.params))}
+                 for step in playbook.actions])
+        for playbook in config.playbooks().playbooks]
     current = config.current
-    return jsonify({"items": items, "version": current.version_id,
-                    "sha256": current.sha256, "source": current.source})
+    return jsonify(PlaybookList(items=items, version=current.version_id,
+                                sha256=current.sha256, source=current.source).body())
 
 
 @blueprint.post("/api/v1/playbooks/<name>/run")
+@operation("Run a playbook by hand (same guards)", {"202": ("queued", RunQueued)},
+           {"403": "target not allowed", "404": "unknown playbook or target",
+            "409": "cooldown, breaker, paused (a dry run is not held by a pause), "
+                   "host_storm or budget_exhausted; see Retry-After"},
+           body=ManualRunBody, description="`requested_by` is a deprecated alias of `actor`.")
 @requires("operator")
 def run_playbook(name: str) -> tuple[Response, int]:
     svc = services()
@@ -79,8 +88,7 @@ def run_playbook(name: str) -> tuple[Response, int]:
     body = parse_model(ManualRunBody, json_body(request, 1024 * 1024))
     actor = actor_with_address(body.who, request.remote_addr)
     created = start_manual_run(svc, playbook, body.labels, body.reason, actor, body.dry_run)
-    return jsonify({"status": "queued", "incident_id": created.incident_id,
-                    "run_id": created.run_id, "target": created.target}), 202
+    return jsonify(RunQueued.of_attributes(created, status="queued").body()), 202
 
 
 def durations_as_floats(values: Any) -> Any:
@@ -103,36 +111,33 @@ def actor_with_address(who: str, address: str | None) -> str:
 
 
 @blueprint.get("/api/v1/breakers")
+@operation("Circuit breakers per target", {"200": ("breakers", BreakerList)})
 @requires("read")
 def list_breakers() -> Response:
     svc = services()
     now = svc.clock()
     with svc.database.session("api") as session:
-        rows = list(session.scalars(select(Breaker).order_by(Breaker.target)))
         items = []
-        for row in rows:
+        for row in session.scalars(select(Breaker).order_by(Breaker.target)):
             state = current_state(row.state, row.open_until, now)
-            items.append({
-                "target": row.target, "state": state, "gauge": gauge_value(state),
-                "opened_at": row.opened_at and row.opened_at.isoformat(),
-                "open_until": row.open_until and row.open_until.isoformat(),
-                "reopen_count": row.reopen_count,
-                "last_admitted_at": row.last_admitted_at and row.last_admitted_at.isoformat(),
-            })
-    return jsonify({"items": items})
+            items.append(BreakerOut.of_attributes(row, state=state, gauge=gauge_value(state)))
+    return jsonify(BreakerList(items=items).body())
 
 
 @blueprint.post("/api/v1/breakers/<target>/reset")
+@operation("Close a breaker, recording who and why", {"200": ("reset", BreakerResetOut)},
+           {"404": "no breaker for the target"}, body=BreakerResetBody)
 @requires("operator")
 def reset(target: str) -> Response:
     body = parse_model(BreakerResetBody, json_body(request, 64 * 1024))
     target, snapshot = reset_breaker(services(), target, body.actor, body.reason)
-    return jsonify({"target": target, "state": snapshot.state, "actor": body.actor,
-                    "reset_by": body.actor,  # deprecated: the same as actor
-                    "reason": body.reason})
+    return jsonify(BreakerResetOut(target=target, state=snapshot.state, actor=body.actor,
+                                   reset_by=body.actor, reason=body.reason).body())
 
 
 @blueprint.post("/-/reload")
+@operation("Reload the playbooks file (a bad file keeps the old one)",
+           {"200": ("reloaded", ReloadOut)}, {"400": "invalid playbooks file; see errors"})
 @requires("operator")
 def reload_config() -> Response:
     svc = services()
@@ -140,5 +145,6 @@ def reload_config() -> Response:
     with svc.database.session("audit") as session:
         session.add(AuditEntry(actor=f"api ({request.remote_addr})", verb="reload",
                                subject=str(svc.config.path), reason=loaded.sha256))
-    return jsonify({"status": "reloaded", "version": loaded.version_id,
-                    "sha256": loaded.sha256, "playbooks": len(loaded.playbooks.playbooks)})
+    return jsonify(ReloadOut(status="reloaded", version=loaded.version_id,
+                             sha256=loaded.sha256,
+                             playbooks=len(loaded.playbooks.playbooks)).body())

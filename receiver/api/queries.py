@@ -15,6 +15,7 @@ megabyte annotations cannot make one request load hundreds of megabytes:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,10 +28,25 @@ from ..auth import requires
 from ..db.models import Action, AuditEntry, EvidenceRecord, Incident, Run
 from ..errors import NotFound
 from .common import MAX_ID, parse_id, parse_model, services, to_utc
+from .operations import operation
+from .schemas import (
+    ActionListItem,
+    ActionOut,
+    ActionPage,
+    AuditEntryOut,
+    AuditPage,
+    EvidenceOut,
+    IncidentDetail,
+    IncidentListItem,
+    IncidentOut,
+    IncidentPage,
+    PageOut,
+    RunOut,
+    RunPage,
+)
 
 __all__ = ["LIST_BYTE_BUDGET", "LIST_VALUE_CHARS", "LOAD_GROUP_BYTES", "ActionFilter",
-           "AuditFilter", "IncidentFilter", "RunFilter", "blueprint", "serialize_action",
-           "serialize_audit", "serialize_evidence", "serialize_incident", "serialize_run"]
+           "AuditFilter", "IncidentFilter", "RunFilter", "blueprint"]
 
 blueprint = Blueprint("queries", __name__, url_prefix="/api/v1")
 
@@ -78,85 +94,6 @@ class AuditFilter(Window):
                               description="Entries whose actor starts with this text.")
 
 
-SHOWN_CHARS = 64 * 1024  # an annotation or generatorURL, cut before it is redacted
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def serialize_incident(row: Incident) -> dict[str, Any]:
-    # An alert's annotations and generatorURL come from outside: served redacted (the app's
-    # redactor), as are the reasons composed from step errors.
-    redactor = services().redactor
-    return {
-        "id": row.id, "fingerprint": row.fingerprint, "alertname": row.alertname,
-        "status": row.status, "severity": row.severity, "container": row.container,
-        "target": row.target, "playbook": row.playbook, "trigger": row.trigger,
-        "labels": row.labels,
-        "annotations": {key: redactor.text(str(value), SHOWN_CHARS)
-                        for key, value in (row.annotations or {}).items()},
-        "generator_url": redactor.url(row.generator_url or "", SHOWN_CHARS),
-        "starts_at": _iso(row.starts_at),
-        "ends_at": _iso(row.ends_at), "first_seen": _iso(row.first_seen),
-        "last_seen": _iso(row.last_seen), "resolved_at": _iso(row.resolved_at),
-        "time_to_resolve_s": row.time_to_resolve_s, "resolved_unseen": row.resolved_unseen,
-        "notification_count": row.notification_count, "escalated_at": _iso(row.escalated_at),
-        "escalation_reason": row.escalation_reason and redactor.text(row.escalation_reason),
-        "acknowledged_at": _iso(row.acknowledged_at), "acknowledged_by": row.acknowledged_by,
-        "closed_at": _iso(row.closed_at), "closed_by": row.closed_by,
-        "close_reason": row.close_reason and redactor.text(row.close_reason),
-        "next_attempt_at": _iso(row.next_attempt_at),
-        "classification": row.classification,
-    }
-
-
-def serialize_action(row: Action) -> dict[str, Any]:
-    # execution._run_steps stores what the action reported as params["detail"]; the API
-    # shows it as its own field, beside the parameters the action ran with.
-    redactor = services().redactor  # rows stored before redaction covered steps
-    params = redactor.params(row.params)
-    detail = None
-    if isinstance(params, dict) and "detail" in params:
-        params = dict(params)
-        detail = params.pop("detail")
-    return {
-        "id": row.id, "run_id": row.run_id, "incident_id": row.incident_id,
-        "playbook": row.playbook, "action": row.action, "target": row.target,
-        "params": params, "detail": detail, "outcome": row.outcome, "reason": row.reason,
-        "error": row.error and redactor.text(row.error),
-        "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
-        "duration_s": row.duration_s, "trigger": row.trigger,
-    }
-
-
-def serialize_run(row: Run) -> dict[str, Any]:
-    return {
-        "id": row.id, "playbook": row.playbook, "target": row.target, "trigger": row.trigger,
-        "status": row.status, "reason": row.reason, "actor": row.requested_by,
-        "requested_by": row.requested_by,  # deprecated: the same as actor
-        "queued_at": _iso(row.queued_at), "started_at": _iso(row.started_at),
-        "finished_at": _iso(row.finished_at), "dry_run": row.dry_run, "error": row.error,
-        "config_version": row.config_version, "approval_due_at": _iso(row.approval_due_at),
-        "decision": row.decision, "decided_by": row.decided_by,
-        "decided_at": _iso(row.decided_at), "decision_comment": row.decision_comment,
-    }
-
-
-def serialize_evidence(row: EvidenceRecord) -> dict[str, Any]:
-    details = row.details if isinstance(row.details, dict) else {}
-    return {
-        "id": row.id, "run_id": row.run_id, "step": row.step, "source": row.source,
-        "target": row.target, "captured_at": _iso(row.captured_at), "took_s": row.took_s,
-        "classification": row.classification, "state": details.get("state"),
-        "stats": details.get("stats"), "expression": details.get("expression"),
-        "events": details.get("events"), "operator_stop": details.get("operator_stop"),
-        "logs": details.get("logs"), "logs_url": f"/api/v1/evidence/{row.id}/logs",
-        "cut": list(details.get("cut") or []), "errors": dict(details.get("errors") or {}),
-        "size_bytes": row.size_bytes,
-    }
-
-
 def _clip(mapping: Any, prefix: str, cut: list[str]) -> Any:
     """A list view of a label/annotation map: long keys and values cut and named in `cut`."""
     if not isinstance(mapping, dict):
@@ -175,36 +112,31 @@ def _clip(mapping: Any, prefix: str, cut: list[str]) -> Any:
     return clipped
 
 
-def _incident_item(row: Incident) -> dict[str, Any]:
-    item = serialize_incident(row)
+def _incident_item(row: Incident) -> IncidentListItem:
+    full = IncidentOut.of(row, services().redactor)
     cut: list[str] = []
-    item["labels"] = _clip(item["labels"], "labels", cut)
-    item["annotations"] = _clip(item["annotations"], "annotations", cut)
-    item["truncated"] = cut
-    return item
+    return IncidentListItem.model_validate({
+        **dict(full), "labels": _clip(full.labels, "labels", cut),
+        "annotations": _clip(full.annotations, "annotations", cut), "truncated": cut})
 
 
-def _action_item(row: Action) -> dict[str, Any]:
-    item = serialize_action(row)
+def _action_item(row: Action) -> ActionListItem:
+    full = ActionOut.of(row, services().redactor)
     cut: list[str] = []
-    item["params"] = _clip(item["params"], "params", cut)
-    item["truncated"] = cut
-    return item
-
-
-def serialize_audit(row: AuditEntry) -> dict[str, Any]:
-    return {"id": row.id, "at": row.at.isoformat(), "actor": row.actor, "verb": row.verb,
-            "subject": row.subject, "reason": row.reason}
+    return ActionListItem.model_validate({
+        **dict(full), "params": _clip(full.params, "params", cut), "truncated": cut})
 
 
 def _bounded_page(session: Session, model: Any, filters: list[ColumnElement[bool]],
-                  size: ColumnElement[Any], serialize: Any, page: Window) -> dict[str, Any]:
-    """One page of `model` rows, newest first, bounded in rows and in bytes."""
+                  size: ColumnElement[Any], item_of: Callable[[Any], BaseModel],
+                  page: Window, page_model: type[PageOut]) -> dict[str, Any]:
+    """One page of `model` rows, newest first, bounded in rows and in bytes: the body of
+    `page_model`."""
     sized = session.execute(
         select(model.id, size).where(*filters).order_by(model.id.desc())
         .limit(page.limit).offset(page.offset)).all()
     total = session.scalar(select(func.count()).select_from(model).where(*filters)) or 0
-    items: list[dict[str, Any]] = []
+    items: list[BaseModel] = []
     used = 0
     index = 0
     full = False
@@ -219,8 +151,8 @@ def _bounded_page(session: Session, model: Any, filters: list[ColumnElement[bool
         rows = {row.id: row for row in session.scalars(
             select(model).where(model.id.in_(group)))}
         for row_id in group:
-            item = serialize(rows[row_id])
-            item_bytes = len(json.dumps(item, default=str))
+            item = item_of(rows[row_id])
+            item_bytes = len(json.dumps(item.model_dump(mode="json"), default=str))
             if items and used + item_bytes > LIST_BYTE_BUDGET:
                 full = True
                 break
@@ -229,8 +161,9 @@ def _bounded_page(session: Session, model: Any, filters: list[ColumnElement[bool
         session.expunge_all()  # let this group's rows go before loading the next
         del rows
     end = page.offset + len(items)
-    return {"items": items, "total": total, "limit": page.limit, "offset": page.offset,
-            "next_offset": end if end < total else None}
+    return page_model.model_validate({
+        "items": items, "total": total, "limit": page.limit, "offset": page.offset,
+        "next_offset": end if end < total else None}).body()
 
 
 def _json_size(*columns: Any) -> ColumnElement[Any]:
@@ -241,6 +174,7 @@ def _json_size(*columns: Any) -> ColumnElement[Any]:
 
 
 @blueprint.get("/incidents")
+@operation("List incidents", {"200": ("a page", IncidentPage)}, query=IncidentFilter)
 @requires("read")
 def list_incidents() -> Response:
     svc = services()
@@ -257,11 +191,13 @@ def list_incidents() -> Response:
     with svc.database.session("api") as session:
         body = _bounded_page(session, Incident, filters,
                              _json_size(Incident.labels, Incident.annotations),
-                             _incident_item, page)
+                             _incident_item, page, IncidentPage)
     return jsonify(body)
 
 
 @blueprint.get("/incidents/<incident_id>")
+@operation("One incident with its runs and actions", {"200": ("the incident", IncidentDetail)},
+           {"404": "no such incident"})
 @requires("read")
 def show_incident(incident_id: str) -> Response:
     # Not <int:...>: werkzeug's converter 500s past 4300 digits and lets 2^63 reach SQLite.
@@ -271,19 +207,23 @@ def show_incident(incident_id: str) -> Response:
         row = session.get(Incident, wanted)
         if row is None:
             raise NotFound(f"no incident {wanted}")
-        body = serialize_incident(row)
-        body["runs"] = [serialize_run(r) for r in session.scalars(
-            select(Run).where(Run.incident_id == wanted).order_by(Run.id))]
-        body["actions"] = [serialize_action(a) for a in session.scalars(
-            select(Action).where(Action.incident_id == wanted).order_by(Action.id))]
-        # Everything but the log text, which has its own route.
-        body["evidence"] = [serialize_evidence(e) for e in session.scalars(
-            select(EvidenceRecord).options(defer(EvidenceRecord.logs))
-            .where(EvidenceRecord.incident_id == wanted).order_by(EvidenceRecord.id))]
-    return jsonify(body)
+        redactor = services().redactor
+        detail = IncidentDetail.of(
+            row, redactor,
+            runs=[RunOut.of(r) for r in session.scalars(
+                select(Run).where(Run.incident_id == wanted).order_by(Run.id))],
+            actions=[ActionOut.of(a, redactor) for a in session.scalars(
+                select(Action).where(Action.incident_id == wanted).order_by(Action.id))],
+            # Everything but the log text, which has its own route.
+            evidence=[EvidenceOut.of(e) for e in session.scalars(
+                select(EvidenceRecord).options(defer(EvidenceRecord.logs))
+                .where(EvidenceRecord.incident_id == wanted).order_by(EvidenceRecord.id))])
+    return jsonify(detail.body())
 
 
 @blueprint.get("/evidence/<evidence_id>/logs")
+@operation("The redacted log tail of one evidence capture", {"200": ("log text", None)},
+           {"404": "no such evidence"}, content_type="text/plain")
 @requires("read")
 def evidence_logs(evidence_id: str) -> Response:
     """The redacted log tail of one evidence capture, as plain text."""
@@ -296,6 +236,7 @@ def evidence_logs(evidence_id: str) -> Response:
 
 
 @blueprint.get("/actions")
+@operation("List actions", {"200": ("a page", ActionPage)}, query=ActionFilter)
 @requires("read")
 def list_actions() -> Response:
     svc = services()
@@ -310,11 +251,14 @@ def list_actions() -> Response:
         filters.append(Action.started_at >= page.since)
     with svc.database.session("api") as session:
         body = _bounded_page(session, Action, filters,
-                             _json_size(Action.params, Action.error), _action_item, page)
+                             _json_size(Action.params, Action.error), _action_item, page,
+                             ActionPage)
     return jsonify(body)
 
 
 @blueprint.get("/runs")
+@operation("List runs, newest first (status=awaiting_approval: the runs waiting for a "
+           "human)", {"200": ("a page", RunPage)}, query=RunFilter)
 @requires("read")
 def list_runs() -> Response:
     """Runs, newest first: `status=awaiting_approval` is what waits for a human."""
@@ -329,11 +273,13 @@ def list_runs() -> Response:
     with services().database.session("api") as session:
         body = _bounded_page(session, Run, filters,
                              _json_size(Run.error, Run.reason, Run.decision_comment),
-                             serialize_run, page)
+                             RunOut.of, page, RunPage)
     return jsonify(body)
 
 
 @blueprint.get("/audit")
+@operation("The audit log: who did what by hand, newest first",
+           {"200": ("a page", AuditPage)}, query=AuditFilter)
 @requires("read")
 def list_audit() -> Response:
     """Who did what by hand (breaker resets, manual runs, acknowledgements, reloads)."""
@@ -348,5 +294,5 @@ def list_audit() -> Response:
     with services().database.session("api") as session:
         body = _bounded_page(session, AuditEntry, filters,
                              _json_size(AuditEntry.reason, AuditEntry.subject),
-                             serialize_audit, page)
+                             AuditEntryOut.model_validate, page, AuditPage)
     return jsonify(body)

@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..approvals import Verdict, decide_run
 from ..auth import requires
 from .common import json_body, parse_id, parse_model, services
+from .operations import operation
 from .playbooks import actor_with_address
-from .queries import serialize_run
+from .schemas import RunOut
 
 __all__ = ["RunDecisionBody", "blueprint"]
 
@@ -26,16 +27,23 @@ def _decide(run_id: str, verdict: Verdict) -> Response:
     body = parse_model(RunDecisionBody, json_body(request, 64 * 1024))
     actor = actor_with_address(body.actor, request.remote_addr)
     run = decide_run(services(), parse_id(run_id, "run id"), verdict, actor, body.comment)
-    return jsonify(serialize_run(run))
+    return jsonify(RunOut.of(run).body())
+
+
+_DECISION_ERRORS = {"404": "no such run", "409": "not awaiting approval (decided, expired, ...)"}
 
 
 @blueprint.post("/runs/<run_id>/approve")
+@operation("Approve a run awaiting approval: it is queued and passes every guard again",
+           {"200": ("the run", RunOut)}, _DECISION_ERRORS, body=RunDecisionBody)
 @requires("operator")
 def approve(run_id: str) -> Response:
     return _decide(run_id, "approve")
 
 
 @blueprint.post("/runs/<run_id>/deny")
+@operation("Deny a run awaiting approval: it never acts, and its incident escalates",
+           {"200": ("the run", RunOut)}, _DECISION_ERRORS, body=RunDecisionBody)
 @requires("operator")
 def deny(run_id: str) -> Response:
     return _decide(run_id, "deny")

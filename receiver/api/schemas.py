@@ -1,5 +1,7 @@
-"""Response bodies of every route, as pydantic models: the OpenAPI document (openapi.py)
-is generated from them, and schemathesis checks real responses against it.
+"""Response bodies of every route, as pydantic models: each view builds its answer with
+one of them (`model_validate` of a row or dataclass, or `of(...)` where a field is derived)
+and sends `body()`; the OpenAPI document (openapi.py) is generated from the same models,
+and schemathesis checks real responses against it. A field is defined here only.
 
 Timestamps are ISO 8601 strings (aware UTC on PostgreSQL; SQLite returns them without an
 offset), so they are typed `str`, not `date-time`. Durations are floats in seconds and
@@ -7,26 +9,52 @@ their names end in `_s`."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from ..blast_radius import BudgetUse, Report
+    from ..db.models import Action, EvidenceRecord, HostStorm, Incident, Run
+    from ..evidence.redaction import Redactor
+    from ..readiness import BackendStatus
 
 __all__ = [
-    "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut", "BreakerList",
-    "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "ErrorBody", "EvidenceOut",
-    "Health", "HostStormGuardOut", "HostStormOut", "HostUseOut", "IncidentDetail", "IncidentOut",
-    "IncidentPage", "MaintenanceList", "MaintenanceOut", "PauseOut", "PlaybookList",
-    "PlaybookOut", "Ready", "ReloadOut", "RunOut", "RunPage", "RunQueued", "WebhookAccepted",
-    "WebhookRecorded",
+    "ActionListItem", "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut",
+    "BreakerList", "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "ErrorBody",
+    "EvidenceOut", "Health", "HostStormGuardOut", "HostStormOut", "HostUseOut",
+    "IncidentDetail", "IncidentListItem", "IncidentOut", "IncidentPage", "MaintenanceList",
+    "MaintenanceOut", "PageOut", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut",
+    "RunOut", "RunPage", "RunQueued", "SlackReply", "WebhookAccepted", "WebhookRecorded",
 ]
 
-Stamp = str | None
+SHOWN_CHARS = 64 * 1024  # an annotation or generatorURL, cut before it is redacted
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+# A datetime is shown as its isoformat(), as stored: see the module docstring.
+Time = Annotated[str, BeforeValidator(_iso)]
+Stamp = Annotated[str | None, BeforeValidator(_iso)]
 
 
 class _Out(BaseModel):
     # Documented fields only; a new field must be added here first (schemathesis fails
-    # on an undocumented one).
-    model_config = ConfigDict(extra="forbid")
+    # on an undocumented one). Rows and dataclasses validate by attribute.
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    @classmethod
+    def of_attributes(cls, source: Any, **derived: Any) -> Self:
+        """The model from `source`'s attributes of the same names, `derived` for the rest."""
+        return cls.model_validate({name: derived[name] if name in derived
+                                   else getattr(source, name) for name in cls.model_fields})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: what jsonify sends."""
+        return self.model_dump(mode="json")
 
 
 class ErrorBody(BaseModel):
@@ -73,6 +101,17 @@ class IncidentOut(_Out):
                                        "oom_killed, crashed, hung, unhealthy, "
                                        "stopped_by_operator (null: unknown).")
 
+    @classmethod
+    def of(cls, row: Incident, redactor: Redactor, **derived: Any) -> Self:
+        # An alert's annotations and generatorURL come from outside: served redacted, as
+        # are the reasons composed from step errors.
+        return cls.of_attributes(
+            row, annotations={key: redactor.text(str(value), SHOWN_CHARS)
+                              for key, value in (row.annotations or {}).items()},
+            generator_url=redactor.url(row.generator_url or "", SHOWN_CHARS),
+            escalation_reason=row.escalation_reason and redactor.text(row.escalation_reason),
+            close_reason=row.close_reason and redactor.text(row.close_reason), **derived)
+
 
 class IncidentListItem(IncidentOut):
     truncated: list[str] = Field(description="Label/annotation keys cut in this list.")
@@ -99,6 +138,10 @@ class RunOut(_Out):
     decided_at: Stamp
     decision_comment: str | None
 
+    @classmethod
+    def of(cls, row: Run) -> Self:
+        return cls.of_attributes(row, actor=row.requested_by)
+
 
 class ActionOut(_Out):
     id: int
@@ -116,6 +159,19 @@ class ActionOut(_Out):
     finished_at: Stamp
     duration_s: float | None
     trigger: str | None
+
+    @classmethod
+    def of(cls, row: Action, redactor: Redactor) -> Self:
+        # execution._run_steps stores what the action reported as params["detail"]; shown
+        # as its own field, beside the parameters the action ran with. Redacted: rows stored
+        # before redaction covered steps.
+        params = redactor.params(row.params)
+        detail = None
+        if isinstance(params, dict) and "detail" in params:
+            params = dict(params)
+            detail = params.pop("detail")
+        return cls.of_attributes(row, params=params, detail=detail,
+                                 error=row.error and redactor.text(row.error))
 
 
 class ActionListItem(ActionOut):
@@ -147,6 +203,16 @@ class EvidenceOut(_Out):
     errors: dict[str, str] = Field(description="Sources that failed, with why.")
     size_bytes: int
 
+    @classmethod
+    def of(cls, row: EvidenceRecord) -> Self:
+        details = row.details if isinstance(row.details, dict) else {}
+        return cls.of_attributes(
+            row, state=details.get("state"), stats=details.get("stats"),
+            expression=details.get("expression"), events=details.get("events"),
+            operator_stop=details.get("operator_stop"), logs=details.get("logs"),
+            logs_url=f"/api/v1/evidence/{row.id}/logs", cut=list(details.get("cut") or []),
+            errors=dict(details.get("errors") or {}))
+
 
 class IncidentDetail(IncidentOut):
     runs: list[RunOut]
@@ -154,22 +220,22 @@ class IncidentDetail(IncidentOut):
     evidence: list[EvidenceOut]
 
 
-class _PageOut(_Out):
+class PageOut(_Out):
     total: int
     limit: int
     offset: int
     next_offset: int | None = Field(description="Where the next page starts; null at the end.")
 
 
-class IncidentPage(_PageOut):
+class IncidentPage(PageOut):
     items: list[IncidentListItem]
 
 
-class RunPage(_PageOut):
+class RunPage(PageOut):
     items: list[RunOut]
 
 
-class ActionPage(_PageOut):
+class ActionPage(PageOut):
     items: list[ActionListItem]
 
 
@@ -184,9 +250,9 @@ class PauseOut(_Out):
 class MaintenanceOut(_Out):
     id: int
     matchers: list[str]
-    starts_at: str
-    ends_at: str = Field(description="When it ends by itself.")
-    created_at: str
+    starts_at: Time
+    ends_at: Time = Field(description="When it ends by itself.")
+    created_at: Time
     created_by: str
     reason: str
     ended_at: Stamp = Field(description="When it ended by hand, or lapsed (its ends_at).")
@@ -207,6 +273,13 @@ class BudgetOut(_Out):
     per_s: float
     used: int = Field(description="Mutating runs admitted in the window now.")
     frees_at: Stamp = Field(description="When the oldest counted action leaves the window.")
+
+    @classmethod
+    def of(cls, use: BudgetUse) -> Self:
+        budget = use.usage.budget
+        return cls(playbook=use.playbook, scope=budget.scope, key=use.key,
+                   limit=budget.actions, per_s=budget.per_s, used=use.usage.used,
+                   frees_at=use.usage.frees_at)
 
 
 class HostUseOut(_Out):
@@ -232,23 +305,36 @@ class HostStormOut(_Out):
     skipped: list[str] = Field(description="Targets the storm left as they are.")
     incident_id: int | None = Field(description="The storm's AutofixHostStorm incident.")
 
+    @classmethod
+    def of(cls, row: HostStorm) -> Self:
+        return cls.of_attributes(row, acted=list(row.targets.get("acted") or []),
+                                 skipped=list(row.targets.get("skipped") or []))
+
 
 class BudgetsOut(_Out):
     budgets: list[BudgetOut]
     host_storm: HostStormGuardOut
     host_storms: list[HostStormOut] = Field(description="Host storms in force.")
 
+    @classmethod
+    def of(cls, report: Report) -> Self:
+        return cls(budgets=[BudgetOut.of(use) for use in report.budgets],
+                   host_storm=HostStormGuardOut.of_attributes(
+                       report.policy,
+                       hosts=[HostUseOut.model_validate(use) for use in report.hosts]),
+                   host_storms=[HostStormOut.of(row) for row in report.storms])
+
 
 class AuditEntryOut(_Out):
     id: int
-    at: str
+    at: Time
     actor: str
     verb: str
     subject: str
     reason: str
 
 
-class AuditPage(_PageOut):
+class AuditPage(PageOut):
     items: list[AuditEntryOut]
 
 
@@ -264,7 +350,8 @@ class PlaybookOut(_Out):
     approval_timeout_s: float
     executor: str = Field(description="The backend its runs act through: docker or swarm.")
     cooldown_s: float
-    circuit_breaker: dict[str, float]
+    circuit_breaker: dict[str, int | float] = Field(description="max_actions, and its "
+                                                     "durations in seconds.")
     require: list[str] = Field(description="PromQL that must each return a result just "
                                "before a run acts (as written, before templating).")
     actions: list[dict[str, Any]]
@@ -287,7 +374,7 @@ class RunQueued(_Out):
 class BreakerOut(_Out):
     target: str
     state: str
-    gauge: float
+    gauge: int = Field(description="autofix_breaker_state: 0 closed, 1 half-open, 2 open.")
     opened_at: Stamp
     open_until: Stamp
     reopen_count: int
@@ -349,3 +436,20 @@ class Ready(_Out):
     backends: dict[str, BackendOut] = Field(
         description="Each required backend: database, docker, swarm (when enabled). "
         "Probed with a 2 s timeout; answers are kept 5 s.")
+
+    @classmethod
+    def of(cls, statuses: list[BackendStatus]) -> Self:
+        down = [status.name for status in statuses if not status.up]
+        database = next((s for s in statuses if s.name == "database"), None)
+        return cls(status="not_ready" if down else "ready",
+                   database="ok" if database is not None and database.up else "unreachable",
+                   unreachable=down,
+                   backends={status.name: BackendOut(status="ok" if status.up
+                                                     else "unreachable", error=status.error)
+                             for status in statuses})
+
+
+class SlackReply(_Out):
+    """Slack ignores it for button clicks; who decided reaches the thread by the outbox."""
+
+    text: str

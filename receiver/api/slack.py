@@ -9,6 +9,8 @@ from ..auth import requires
 from ..errors import PayloadTooLarge
 from ..slack_interactions import MAX_BODY_BYTES, check_headers, handle_interaction
 from .common import services
+from .operations import operation
+from .schemas import SlackReply
 
 __all__ = ["blueprint"]
 
@@ -16,6 +18,14 @@ blueprint = Blueprint("slack", __name__)
 
 
 @blueprint.post("/slack/interactions")
+@operation("Approve/Deny clicks from Slack", {"200": ("decided", SlackReply)},
+           {"401": "bad or missing signature, old timestamp, a replay, or Slack off",
+            "400": "signed, but not an autofix approval click",
+            "403": "the Slack user is not in AUTOFIX_SLACK_APPROVERS",
+            "413": "body too large",
+            "404": "no such run", "409": "the run does not await approval"},
+           description="Form-encoded `payload=<json>` (Slack's block_actions), signed by "
+           "Slack; not a bearer token.")
 @requires("slack")
 def interactions() -> Response:
     timestamp = request.headers.get("X-Slack-Request-Timestamp")
@@ -27,6 +37,4 @@ def interactions() -> Response:
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"body is over the limit of {MAX_BODY_BYTES} bytes")
     text = handle_interaction(services(), body, timestamp, signature)
-    # Slack ignores this body for button clicks; who decided reaches the incident's
-    # thread through the outbox (an approval_decided notification).
-    return jsonify({"text": text})
+    return jsonify(SlackReply(text=text).body())

@@ -15,6 +15,8 @@ from ..ingest import plan_occurrences
 from ..lifecycle import IngestState
 from ..payload import WebhookPayload
 from .common import json_body_and_text, parse_model, services
+from .operations import operation
+from .schemas import WebhookAccepted, WebhookRecorded
 
 __all__ = ["blueprint"]
 
@@ -23,6 +25,12 @@ blueprint = Blueprint("webhook", __name__)
 
 
 @blueprint.post("/webhook/alertmanager")
+@operation("Receive an Alertmanager notification",
+           {"200": ("recorded", WebhookRecorded),
+            "202": ("stored; its alerts are filed right after (more than "
+                    "AUTOFIX_INGEST_DEFER_ALERTS)", WebhookAccepted)},
+           body=WebhookPayload,
+           description="Needs the webhook token. Alertmanager retries a 5xx; a 4xx is final.")
 @requires("webhook")
 def receive_alertmanager() -> tuple[Response, int]:
     svc = services()
@@ -49,12 +57,8 @@ def receive_alertmanager() -> tuple[Response, int]:
         "alerts": result.alerts, "new": result.new, "duplicates": result.duplicates,
         "resolved": result.resolved, "runs_queued": result.runs_queued,
         "db_ms": round((time.monotonic() - started) * 1000, 1)})
-    return jsonify({
-        "status": "recorded", "notification_id": result.notification_id,
-        "alerts": result.alerts, "new": result.new, "duplicates": result.duplicates,
-        "resolved": result.resolved, "runs_queued": result.runs_queued,
-        "truncated_alerts": payload.truncated_alerts,
-    }), 200
+    return jsonify(WebhookRecorded.of_attributes(
+        result, status="recorded", truncated_alerts=payload.truncated_alerts).body()), 200
 
 
 def _count_received(payload: WebhookPayload) -> None:
@@ -78,7 +82,6 @@ def _defer(payload: WebhookPayload, raw_text: str, now: datetime,
     log.info("notification stored, alerts to be filed", extra={
         "notification_id": notification_id, "group_key": payload.group_key[:200],
         "alerts": len(payload.alerts), "db_ms": round((time.monotonic() - started) * 1000, 1)})
-    return jsonify({
-        "status": "accepted", "notification_id": notification_id,
-        "alerts": len(payload.alerts), "truncated_alerts": payload.truncated_alerts,
-    }), 202
+    return jsonify(WebhookAccepted(
+        status="accepted", notification_id=notification_id, alerts=len(payload.alerts),
+        truncated_alerts=payload.truncated_alerts).body()), 202
