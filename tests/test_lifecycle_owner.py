@@ -37,8 +37,11 @@ from receiver.playbooks.config import BreakerPolicy
 
 RECEIVER = Path(__file__).resolve().parent.parent / "receiver"
 STATE_NAMES = frozenset({"status", "state", "ingest_state"})
-# (file relative to receiver/, the name written, the literal): nothing needs one today.
-ALLOWED: frozenset[tuple[str, str, str]] = frozenset()
+# (file relative to receiver/, the name written, the literal): the word an HTTP answer
+# gives, which is no state of any row.
+ALLOWED: frozenset[tuple[str, str, str]] = frozenset({
+    ("api/health.py", "status", "ok"), ("api/playbooks.py", "status", "reloaded"),
+    ("api/webhook.py", "status", "recorded"), ("api/webhook.py", "status", "accepted")})
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 

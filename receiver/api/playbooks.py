@@ -13,6 +13,7 @@ from ..breaker import current_state, gauge_value
 from ..db.ingest_store import fit
 from ..db.models import AuditEntry, Breaker
 from ..errors import NotFound
+from ..lifecycle import RunStatus
 from ..manual import reset_breaker, start_manual_run
 from .common import json_body, parse_model, services
 from .operations import operation
@@ -88,7 +89,7 @@ def run_playbook(name: str) -> tuple[Response, int]:
     body = parse_model(ManualRunBody, json_body(request, 1024 * 1024))
     actor = actor_with_address(body.who, request.remote_addr)
     created = start_manual_run(svc, playbook, body.labels, body.reason, actor, body.dry_run)
-    return jsonify(RunQueued.of_attributes(created, status="queued").body()), 202
+    return jsonify(RunQueued.of_attributes(created, status=RunStatus.QUEUED).body()), 202
 
 
 def durations_as_floats(values: Any) -> Any:
