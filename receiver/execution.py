@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from .actions.registry import ActionContext, ActionFailed, IncidentView
 from .blast_radius import StormPolicy
-from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
 from .errors import DatabaseUnavailable
@@ -152,7 +151,7 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
     services.metrics.runs_skipped.labels(stop.reason).inc()
     if stop.breaker is not None and stop.breaker.opened_now:
-        services.metrics.breaker_state.labels(info.target).set(2)
+        services.metrics.database_changed()
         log.warning("breaker opened", extra={
             "target": info.target, "incident_id": info.incident_id, "run_id": info.run_id,
             "playbook": info.playbook, "reopen_count": stop.breaker.snapshot.reopen_count,
@@ -319,7 +318,7 @@ def execute_run(services: Services, run_id: int) -> None:
                 return
             session.execute(update(Run).where(Run.id == run_id)
                             .values(admitted_at=now, host=subject.host))
-            _publish_breaker(services, target, decision)
+            services.metrics.database_changed()  # the breaker gauge reads the admission
         elif not dry_run and leaves_process(services, playbook):
             # A check-only playbook is not admitted, but its steps reach out too: the kill
             # switch holds it (its incident stays open, so the resume queues it again).
@@ -384,10 +383,6 @@ def leaves_process(services: Services, playbook: Playbook) -> bool:
 def is_mutating(services: Services, playbook: Playbook) -> bool:
     specs = (services.registry.get(step.action) for step in playbook.actions)
     return any(spec is None or spec.mutating for spec in specs)
-
-
-def _publish_breaker(services: Services, target: str, decision: BreakerDecision) -> None:
-    services.metrics.breaker_state.labels(target).set(gauge_value(decision.snapshot.state))
 
 
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,

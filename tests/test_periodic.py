@@ -5,10 +5,15 @@ minute leaves every live run running. Due-ness follows an injected clock: no sle
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import select
 
+import receiver.runner as runner_module
+from receiver.db.models import Action, Incident, Run
+from receiver.runner import reconcile_interrupted
 from receiver.scheduler import Job, Scheduler
 from tests.harness.clock import Clock
 from tests.harness.procs import wait_for
@@ -98,3 +103,67 @@ def test_stop_ends_every_lane() -> None:
     scheduler.start()
     scheduler.stop(10)
     assert not any(lane.is_alive() for lane in scheduler.lanes)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=None)  # SQLite returns naive UTC, PostgreSQL aware
+
+
+def test_a_minute_long_prune_interrupts_no_live_run(db_url, app_factory, monkeypatch) -> None:
+    """The prune is held for 60 s of the injected clock. Meanwhile this worker's heartbeat
+    renews its live run's lease every second, and neither this worker's reconciliation nor
+    another replica's (run here by the test, lease 3 s) marks the run interrupted."""
+    app = app_factory(db_url, retention_days=30, run_lease_s=3.0, runner_threads=1)
+    services = app.extensions["autofix"]
+    clock = Clock()
+    services.clock = clock
+    entered, release = threading.Event(), threading.Event()
+
+    def held_prune(*args: Any, **kwargs: Any) -> dict[str, int]:
+        entered.set()
+        release.wait(60)
+        return {}
+
+    monkeypatch.setattr(runner_module, "prune", held_prune)
+    runner = runner_module.Runner(services, periodic_clock=seconds(clock),
+                                  periodic_max_wait_s=QUICK)
+    with services.database.session() as session:
+        incident = Incident(fingerprint="live", starts_at=clock(), alertname="TargetDown",
+                            container="web", target="web", labels={}, annotations={},
+                            status="remediating", first_seen=clock(), last_seen=clock())
+        session.add(incident)
+        session.flush()
+        run = Run(incident_id=incident.id, playbook="restart", target="web", trigger="alert",
+                  status="running", queued_at=clock(), started_at=clock(),
+                  heartbeat_at=clock(), worker=runner.worker)
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    runner._active.add(run_id)  # as if one of its threads were executing it
+
+    def heartbeat_at() -> datetime:
+        with services.database.session() as session:
+            value = session.scalars(select(Run.heartbeat_at).where(Run.id == run_id)).one()
+        assert value is not None
+        return value
+
+    runner.start()
+    try:
+        assert entered.wait(10), "the retention prune never started"
+        for second in range(1, 61):
+            clock.advance(1)
+            wait_for(lambda: _utc(heartbeat_at()) >= _utc(clock()), 10,
+                     f"the heartbeat at second {second} of the prune")
+            lease = services.settings.run_lease_s
+            assert reconcile_interrupted(services, stale_before=clock()
+                                         - timedelta(seconds=lease)) == []
+        assert entered.is_set() and not release.is_set()  # still pruning all along
+    finally:
+        release.set()
+        runner._active.discard(run_id)
+        runner.stop(10)
+    with services.database.session() as session:
+        assert session.get(Run, run_id).status == "running"
+        assert session.scalars(select(Action).where(Action.outcome == "interrupted")).all() == []
+    assert services.metrics.registry.get_sample_value(
+        "autofix_periodic_job_errors_total", {"job": "heartbeat"}) == 0
