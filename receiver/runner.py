@@ -266,7 +266,7 @@ class Runner:
         other workers would judge this worker's live runs abandoned. Retention in its own:
         a long prune holds up only the next prune."""
         svc = self.services
-        beat = min(5.0, svc.settings.run_lease_s / 3)
+        beat = self._beat_s()
         scheduler = Scheduler(svc.metrics.periodic_overruns, svc.metrics.periodic_errors,
                               self._periodic_clock, self._periodic_max_wait_s)
         scheduler.lane("heartbeat", Job("heartbeat", beat, beat, self._heartbeat))
@@ -287,6 +287,10 @@ class Runner:
                            Job("prune", PRUNE_EVERY_S, PRUNE_DEADLINE_S, self._prune,
                                at_start=True))
         return scheduler
+
+    def _beat_s(self) -> float:
+        """Three beats per lease: one late beat never lets the lease lapse."""
+        return min(5.0, self.services.settings.run_lease_s / 3)
 
     def _heartbeat(self) -> None:
         """Renew the lease of the runs this process executes; log the database's outages."""
@@ -315,7 +319,7 @@ class Runner:
         ok_since = self._database_ok_since
         # After an outage every worker's heartbeat is stale: give the live ones two beats
         # to renew theirs before judging any run abandoned.
-        if ok_since is None or self._periodic_clock() - ok_since < 2 * min(5.0, lease / 3):
+        if ok_since is None or self._periodic_clock() - ok_since < 2 * self._beat_s():
             return
         reconcile_interrupted(svc, stale_before=svc.clock() - timedelta(seconds=lease))
 
