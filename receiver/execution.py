@@ -9,36 +9,46 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy import CursorResult, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .actions.registry import ActionContext, ActionFailed, IncidentView
-from .blast_radius import StormPolicy
+from .admission import (
+    AwaitApproval,
+    Candidate,
+    Decision,
+    Proceed,
+    Requeue,
+    RunInfo,
+    Skip,
+    Vanished,
+    admission,
+    held,
+    held_by_canonical_name,
+    is_mutating,
+    leaves_process,
+    load_candidate,
+    operator_intent_and_evidence,
+    peek_admission,
+    preconditions,
+    step_variables,
+    still_stands,
+    target_guards,
+)
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
 from .errors import DatabaseUnavailable
 from .evidence.capture import Evidence
-from .evidence.runtime import RunEvidence, classification_stop
-from .executor import ExecutorError, TargetIdentity
-from .guards import (
-    GuardStop,
-    Subject,
-    admit,
-    check_run_target,
-    maintenance_stop,
-    pause_stop,
-    take_target,
-    target_lock,
-)
+from .evidence.runtime import RunEvidence
+from .executor import ExecutorError
+from .guards import GuardStop, target_lock
 from .host_storm import record_storm
-from .ingest import template_context
-from .intent.guard import intent_guard
 from .lifecycle import (
     IncidentStatus,
     RunStatus,
@@ -50,38 +60,29 @@ from .lifecycle import update_incident_if as update_incident_while
 from .notify import Event
 from .playbooks.config import ActionStep, Playbook
 from .playbooks.templating import TemplateRenderError
-from .preconditions import precondition_retry_s, precondition_stop
-from .retries import RETRY_ON_SKIP, schedule_retry
+from .retries import ESCALATED_ONCE, RETRY_ON_SKIP, schedule_retry
 from .services import Services
 
-__all__ = ["RunInfo", "await_approval", "escalate_incident", "execute_run", "insert_action",
-           "leaves_process", "record_skip"]
+# is_mutating and leaves_process live in admission.py; imported from here too.
+__all__ = ["Decision", "RunInfo", "StepResult", "await_approval", "escalate_incident",
+           "execute_run", "insert_action", "is_mutating", "leaves_process", "record_skip"]
 
 log = logging.getLogger("autofix.execution")
 GUARD_STEP = -1  # the Action row of the guard that stopped a run
-# (outcome, reason, error, detail, rendered params, duration) of one step
-StepResult = tuple[str, str | None, str | None, str | None, dict[str, Any], float | None]
 
 
 @dataclass(frozen=True)
-class RunInfo:
-    """What a run needs after its loading transaction has ended."""
+class StepResult:
+    """What one step did: its outcome (succeeded, failed, skipped, dry_run), the reason and
+    error of a failure or skip, what the action reported, its rendered params, and how long
+    it ran (None: it never started)."""
 
-    run_id: int
-    incident_id: int
-    playbook: str
-    target: str
-    trigger: str
-    dry_run: bool
-    reason: str | None
-    fingerprint: str
-    approved: bool = False  # a human approved it (mode approve), or asked for it by hand
-
-    @classmethod
-    def of(cls, run: Run, incident: Incident) -> RunInfo:
-        return cls(run.id, run.incident_id, run.playbook, run.target, run.trigger,
-                   run.dry_run, run.reason, incident.fingerprint,
-                   run.decision == "approved" or run.trigger == "manual")
+    outcome: str
+    reason: str | None = None
+    error: str | None = None
+    detail: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    duration_s: float | None = None
 
 
 def escalate_incident(session: Session, services: Services, incident_id: int,
@@ -111,14 +112,6 @@ def insert_action(session: Session, values: dict[str, Any]) -> bool:
         statement = insert(Action)
     result: CursorResult[Any] = session.execute(statement.values(**values))  # type: ignore[assignment]
     return result.rowcount == 1
-
-
-def _closes_incident(info: RunInfo, guarded: bool) -> bool:
-    """No alert will ever resolve these incidents, or there is nothing left to remediate:
-    the end of their run closes them (a failed notify/check-only run of an alert excepted).
-    An alert's dry run (mode observe, dry_run) changed nothing: its incident stays open
-    until the alert resolves."""
-    return info.trigger == "manual" or not guarded
 
 
 def _close_after_run(session: Session, services: Services, info: RunInfo,
@@ -158,7 +151,7 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
             "retry_after_s": stop.retry_after_s})
         services.notifier.emit(session, Event("breaker_opened", info.incident_id, {
             "target": info.target, "retry_after_s": stop.retry_after_s}))
-    if stop.escalate:
+    if stop.escalate and not (info.trigger == "retry" and stop.reason in ESCALATED_ONCE):
         escalate_incident(session, services, info.incident_id, f"{stop.reason}: {stop.message}")
     if stop.storm is not None:  # the storm's one incident is the escalation
         storm = record_storm(session, services, stop.storm)
@@ -177,165 +170,105 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
                    "escalated": stop.escalate})
 
 
-def _precondition(services: Services, run: Run, incident: Incident,
-                  playbook: Playbook | None) -> GuardStop | None:
-    if playbook is None:
-        return GuardStop("playbook_missing", f"playbook {run.playbook!r} (config version "
-                         f"{run.config_version}) is not loaded")
-    if run.alert_status == "firing" and incident.status == IncidentStatus.RESOLVED:
-        # The alert cleared while the run waited in the queue: acting now would act on
-        # a resolved alert, the field's classic way to hurt a healthy container.
-        return GuardStop("alert_resolved", "the alert resolved before the run started")
-    if incident.status == IncidentStatus.CLOSED:
-        return GuardStop("incident_closed",
-                         f"incident closed by {incident.closed_by}: {incident.close_reason}")
-    return None
-
-
-def _recovered_since(session: Session, run: Run, incident: Incident) -> datetime:
-    """A (re)start after this moment means someone else fixed it already. For a retry,
-    autofix's own earlier restarts of this incident do not count as recoveries."""
-    if run.trigger != "retry":
-        return incident.starts_at
-    last_ours = session.scalar(select(func.max(Run.finished_at)).where(
-        Run.incident_id == incident.id, Run.admitted_at.is_not(None), Run.id != run.id))
-    return max(incident.starts_at, last_ours) if last_ours else incident.starts_at
-
-
-def execute_run(services: Services, run_id: int) -> None:
+def execute_run(services: Services, run_id: int) -> Decision:
+    """Pass a claimed run through the admission stages (admission.py) in the documented
+    order, record the first decision that is not Proceed, else run the steps. Three
+    transactions: loading (stages 0-2), none while Docker, the evidence and Prometheus are
+    asked (3-10), then admission under the target lock (11-12, 6-9 for real)."""
     with services.database.session("run_load") as session:
         run = session.get(Run, run_id)
         incident = session.get(Incident, run.incident_id) if run is not None else None
         if run is None or incident is None:
             # Claimed, then deleted (retention, a cascade) before it loaded: nothing to act on.
             log.warning("run vanished before it started", extra={"run_id": run_id})
-            return
-        info = RunInfo.of(run, incident)
-        view = IncidentView(incident.id, incident.alertname, dict(incident.labels),
-                            dict(incident.annotations), incident.starts_at, run.alert_status,
-                            incident.fingerprint, incident.generator_url)
-        recovered_since = _recovered_since(session, run, incident)
-        playbook = services.config.playbook_for(run.config_version, run.playbook)
-        stop = _precondition(services, run, incident, playbook)
-        if stop is not None or playbook is None:
-            record_skip(session, services, info, stop or GuardStop("playbook_missing", ""),
+            return Vanished()
+        stands = still_stands(services, run, incident)
+        if isinstance(stands, Skip):
+            info = RunInfo.of(run, incident)
+            record_skip(session, services, info, stands.stop,
                         closes_incident=info.trigger == "manual")
-            return
-        dry_run = (services.settings.dry_run or playbook.dry_run or info.dry_run
-                   or playbook.mode == "observe")
-        if dry_run and not run.dry_run:
-            run.dry_run = True  # what the run is, for the API and the CLI
-            info = replace(info, dry_run=True)
-        # The kill switch, then maintenance windows, hold what leaves the process; a dry
-        # run or a notification goes on. The kill switch first, so that nothing below (a
-        # precondition, a human asked to approve) escalates while a human has paused it all.
-        # Admission checks it again: a pause may start while the guards below run.
-        held = not dry_run and leaves_process(services, playbook)
-        # The window's labels and the target as rendered first...
-        stop = ((pause_stop(session, services.clock()) or maintenance_stop(
-            session, services.clock(), view.labels, [info.target])) if held else None)
-        if stop is not None:
-            record_skip(session, services, info, stop, closes_incident=info.trigger == "manual")
-            return
-        # A dry run is not retried (it would only record the same again), nor a manual run.
-        retry_s = (precondition_retry_s(session, info.incident_id)
-                   if playbook.require and not dry_run else None)
-    closes = _closes_incident(info, is_mutating(services, playbook))
-    # Guards protect targets, resolved first to one canonical identity (guards.py); a
-    # playbook that only notifies or checks needs none of them (subject None).
-    subject = check_run_target(services, playbook, info.target, info.reason,
-                               replace(view, starts_at=recovered_since))
-    if held and isinstance(subject, Subject):
-        # ...then the canonical name: a window over a name holds an alert naming an ID.
-        with services.database.session("maintenance_check") as session:
-            stop = maintenance_stop(session, services.clock(), view.labels,
-                                    [subject.key, subject.name])
-        if stop is not None:
-            subject = replace(stop, target=subject.key)
-    evidence = None
-    if isinstance(subject, Subject) and subject.identity is not None:
-        # Before any guard that counts an action: what the target looks like now, and
-        # whether the playbook wants to act on that at all (skip_when / escalate_when).
-        evidence = RunEvidence(services, services.executor_for(playbook), info.incident_id,
-                               info.run_id, subject.name, view.generator_url)
-        stop = _evidence_guard(services, playbook, evidence, subject, subject.identity)
-        if stop is not None:
-            subject = stop
-    target = info.target
-    waits = (isinstance(subject, Subject) and not dry_run and playbook.mode == "approve"
-             and not info.approved)
-    peeked: GuardStop | None = None
-    if isinstance(subject, Subject) and not dry_run and (waits or playbook.require):
-        # The admission's guards (cooldown, breaker, host storm, budgets), rolled back: a
-        # human is asked, and Prometheus too, only about a run that could act. A run the
-        # peek stops is stopped for real by admission below (the breaker opens there).
-        with services.database.scratch_session("admission_peek") as peek:
-            verdict = admit(peek, playbook, subject.key, services.clock(), exclude_run=run_id,
-                            host=subject.host, storm=StormPolicy.of(services.settings))
-        if isinstance(verdict, GuardStop):
-            peeked = replace(verdict, target=subject.key, breaker=None)
-    if playbook.require and not isinstance(subject, GuardStop) and peeked is None:
-        # Just before acting (and before a human is asked to approve): Prometheus, with no
-        # transaction open. An approved run comes through here again when it executes.
-        acts_on = subject.name if subject else info.target
-        stop = precondition_stop(services, playbook, _step_variables(view, acts_on), retry_s)
-        if stop is not None:
-            subject = replace(stop, target=subject.key) if subject else stop
-    if waits and isinstance(subject, Subject) and peeked is not None:
-        # Nobody is asked about a run that cannot act; the breaker counts a run only when
-        # it is approved and admitted (the rolled-back breaker did not open).
-        subject = peeked
+            return stands
+        candidate = load_candidate(session, services, run, incident, stands)
+        early = held(session, services, candidate)
+        if isinstance(early, Skip):
+            record_skip(session, services, candidate.info, early.stop,
+                        closes_incident=candidate.info.trigger == "manual")
+            return early
+    guarded, evidence = _guard_without_transaction(services, candidate)
     with target_lock(services.database), services.database.session("run_admit") as session:
-        if isinstance(subject, GuardStop):
-            record_skip(session, services, info, subject, closes)
-            _evidence_for_a_human(session, subject, evidence)
-            return
-        if subject is not None:
-            run = session.get(Run, run_id)
-            if run is None:
-                log.warning("run vanished before admission", extra={"run_id": run_id})
-                return
-            if not take_target(session, run, subject.key):
-                # An alias of this target is running: wait for it. The canonical target
-                # now stored makes claim_next hold this run until that one ends.
-                transition_run(session, run_id, "requeue", started_at=None, worker=None,
-                               heartbeat_at=None)
-                return
-            target = subject.key
-            info = replace(info, target=target)
-        if waits:
-            await_approval(session, services, info, playbook)
-            if evidence is not None:  # what the approver should see before deciding
-                evidence.release_event(session)
-            return
-        if subject is not None and not dry_run:
-            now = services.clock()
-            decision = admit(session, playbook, target, now, exclude_run=run_id,
-                             host=subject.host, storm=StormPolicy.of(services.settings))
-            if isinstance(decision, GuardStop):
-                record_skip(session, services, info, decision, closes)
-                _evidence_for_a_human(session, decision, evidence)
-                return
-            session.execute(update(Run).where(Run.id == run_id)
-                            .values(admitted_at=now, host=subject.host))
-            services.metrics.database_changed()  # the breaker gauge reads the admission
-        elif not dry_run and leaves_process(services, playbook):
-            # A check-only playbook is not admitted, but its steps reach out too: the kill
-            # switch holds it (its incident stays open, so the resume queues it again).
-            paused = pause_stop(session, services.clock())
-            if paused is not None:
-                record_skip(session, services, info, paused)
-                return
-        if not dry_run:  # a dry run remediates nothing: its incident stays open
+        decision: Decision = guarded
+        if isinstance(guarded, Proceed):
+            decision = admission(session, services, candidate, guarded.subject)
+        _record(session, services, candidate, decision, evidence)
+    if not isinstance(decision, Proceed):
+        return decision
+    subject = decision.subject
+    info = replace(candidate.info, target=subject.key) if subject else candidate.info
+    status, error = _run_steps(services, info, candidate.playbook, candidate.view,
+                               candidate.dry_run, subject.name if subject else info.target,
+                               evidence)
+    _finish(services, info, candidate.playbook, status, error, candidate.dry_run,
+            candidate.closes, subject is not None)
+    return decision
+
+
+def _guard_without_transaction(services: Services, candidate: Candidate
+                               ) -> tuple[Proceed | Skip, RunEvidence | None]:
+    """Stages 3-10, which ask Docker, the evidence and Prometheus; the run's evidence, when
+    its target is a container."""
+    decision = target_guards(services, candidate)
+    subject = decision.subject if isinstance(decision, Proceed) else None
+    if subject is None:  # stopped, or nothing to guard: only `require:` may still stop it
+        return (preconditions(services, candidate, None)
+                if isinstance(decision, Proceed) else decision), None
+    evidence = None
+    decision = held_by_canonical_name(services, candidate, subject)
+    if isinstance(decision, Proceed) and subject.identity is not None:
+        evidence = RunEvidence(services, services.executor_for(candidate.playbook),
+                               candidate.info.incident_id, candidate.info.run_id,
+                               subject.name, candidate.view.generator_url)
+        decision = operator_intent_and_evidence(services, candidate, subject, evidence)
+    if isinstance(decision, Skip):
+        return decision, evidence
+    peeked = peek_admission(services, candidate, subject)
+    if peeked is None:
+        return preconditions(services, candidate, subject), evidence
+    # Nobody is asked about a run that cannot act; the breaker counts a run only when it is
+    # approved and admitted. A run that asks nobody meets the stop again at admission.
+    return (peeked if candidate.waits(subject) else decision), evidence
+
+
+def _record(session: Session, services: Services, candidate: Candidate, decision: Decision,
+            evidence: RunEvidence | None) -> None:
+    """The one place a decision past loading is written, in the admission transaction."""
+    info = candidate.info
+    if isinstance(decision, Vanished):
+        log.warning("run vanished before admission", extra={"run_id": info.run_id})
+    elif isinstance(decision, Requeue):
+        # The canonical target now stored makes claim_next hold this run until the
+        # alias's run ends.
+        transition_run(session, info.run_id, "requeue", started_at=None, worker=None,
+                       heartbeat_at=None)
+    elif isinstance(decision, AwaitApproval):
+        await_approval(session, services, replace(info, target=decision.target),
+                       candidate.playbook)
+        if evidence is not None:  # what the approver should see before deciding
+            evidence.release_event(session)
+    elif isinstance(decision, Skip):
+        record_skip(session, services, info, decision.stop,
+                    candidate.closes and not decision.keeps_incident)
+        _evidence_for_a_human(session, decision.stop, evidence)
+    else:
+        target = decision.subject.key if decision.subject else info.target
+        if decision.breaker is not None:  # the breaker gauge reads the admission
+            services.metrics.database_changed()
+        if not candidate.dry_run:  # a dry run remediates nothing: its incident stays open
             transition_incident(session, info.incident_id, "start")
         services.notifier.emit(session, Event("playbook_started", info.incident_id, {
-            "playbook": playbook.name, "target": target, "trigger": info.trigger,
-            "dry_run": dry_run}))
+            "playbook": candidate.playbook.name, "target": target, "trigger": info.trigger,
+            "dry_run": candidate.dry_run}))
         if evidence is not None:
             evidence.release_event(session)
-    status, error = _run_steps(services, info, playbook, view, dry_run,
-                               subject.name if subject else target, evidence)
-    _finish(services, info, playbook, status, error, dry_run, closes, subject is not None)
 
 
 def await_approval(session: Session, services: Services, info: RunInfo,
@@ -361,30 +294,6 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
         evidence.release_event(session)
 
 
-def _evidence_guard(services: Services, playbook: Playbook, evidence: RunEvidence,
-                    subject: Subject, identity: TargetIdentity) -> GuardStop | None:
-    # Never act on a container stopped or paused on purpose, or when that cannot be told.
-    stop, known = intent_guard(services, playbook, identity, subject.name)
-    if not playbook.capture:
-        return stop
-    first_change = next((index for index, step in enumerate(playbook.actions)
-                         if (spec := services.registry.get(step.action)) is None
-                         or spec.mutating), 0)
-    captured, _ = evidence.capture(None, step=first_change, source="implicit",
-                                   hold_event=True, cause=known.cause if known else None)
-    return stop or classification_stop(playbook, captured)
-
-
-def leaves_process(services: Services, playbook: Playbook) -> bool:
-    specs = (services.registry.get(step.action) for step in playbook.actions)
-    return any(spec is None or spec.leaves_process for spec in specs)
-
-
-def is_mutating(services: Services, playbook: Playbook) -> bool:
-    specs = (services.registry.get(step.action) for step in playbook.actions)
-    return any(spec is None or spec.mutating for spec in specs)
-
-
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
                dry_run: bool, acts_on: str, evidence: RunEvidence | None
                ) -> tuple[str, str | None]:
@@ -407,7 +316,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)),
         capture=capture)
     captured = True  # the capture before admission stands for the first mutating step
-    template_vars = _step_variables(view, acts_on)
+    template_vars = step_variables(view, acts_on)
     budget = services.settings.record_retry_s
     ids = {"run_id": info.run_id, "incident_id": info.incident_id}
     for index, step in enumerate(playbook.actions):
@@ -427,23 +336,24 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         # autofix (not only one that changes a target: an http call carries credentials)
         # checks the kill switch again, so that a pause stops a run between its steps too.
         paused = None if dry_run or index == 0 else _pause_before(services, step)
-        result: StepResult = ("skipped", "paused", paused, None,
-                              services.redactor.params(dict(step.params)), None)
+        result = StepResult("skipped", "paused", paused,
+                            params=services.redactor.params(dict(step.params)))
         if paused is None:
             write_durably(services.database, "step_start", mark_step, budget, **ids)
             result = _run_step(services, context, step, template_vars, dry_run)
-        outcome, reason, error, detail, params, duration = result
-        now = services.clock()
+        now, duration = services.clock(), result.duration_s
         values = dict(
             run_id=info.run_id, incident_id=info.incident_id, playbook=playbook.name,
             action=step.action, target=info.target,
-            params={**params, **({"detail": detail} if detail else {})}, outcome=outcome,
-            reason=reason, error=error, trigger=info.trigger, step=index,
+            params={**result.params, **({"detail": result.detail} if result.detail else {})},
+            outcome=result.outcome, reason=result.reason, error=result.error,
+            trigger=info.trigger, step=index,
             started_at=now if duration is None else now - timedelta(seconds=duration),
             finished_at=now, duration_s=duration)
         pending_escalations = [*escalations]
-        if outcome == "failed":
-            pending_escalations.append(f"step {index + 1} ({step.action}) failed: {error}")
+        if result.outcome == "failed":
+            pending_escalations.append(
+                f"step {index + 1} ({step.action}) failed: {result.error}")
         if paused is not None:  # stopped half-way: a human should look at the target
             pending_escalations.append(f"step {index + 1} ({step.action}) not started: "
                                        f"{paused}")
@@ -464,24 +374,17 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
             return True
 
         if write_durably(services.database, "action_record", record, budget,
-                         action=step.action, outcome=outcome, **ids):
-            services.metrics.actions.labels(playbook.name, step.action, outcome).inc()
+                         action=step.action, outcome=result.outcome, **ids):
+            services.metrics.actions.labels(playbook.name, step.action, result.outcome).inc()
             if duration is not None:
                 services.metrics.action_duration.labels(step.action).observe(duration)
         notes.clear()
         escalations.clear()
-        if outcome == "failed":
-            return RunStatus.FAILED, f"step {index + 1} ({step.action}): {error}"
+        if result.outcome == "failed":
+            return RunStatus.FAILED, f"step {index + 1} ({step.action}): {result.error}"
         if paused is not None:
             return RunStatus.SKIPPED, f"step {index + 1} ({step.action}): {paused}"
     return RunStatus.SUCCEEDED, None
-
-
-def _step_variables(view: IncidentView, acts_on: str) -> dict[str, Any]:
-    """What a step's params (and `require:`) render with."""
-    variables = template_context(view.labels, view.annotations, view.status)
-    variables["target"] = acts_on
-    return variables
 
 
 def _pause_before(services: Services, step: ActionStep) -> str | None:
@@ -535,29 +438,29 @@ _ERROR_CHARS = 2000
 
 def _run_step(services: Services, context: ActionContext, step: ActionStep,
               template_vars: dict[str, Any], dry_run: bool) -> StepResult:
-    """(outcome, reason, error, detail, rendered params, duration), redacted: the error
-    (an exec step's output, say), detail and params are stored, served and sent to Slack."""
-    outcome, reason, error, detail, params, duration = _run_step_unredacted(
-        services, context, step, template_vars, dry_run)
+    """The step's result, redacted: the error (an exec step's output, say), detail and
+    params are stored, served and sent to Slack."""
+    result = _run_step_unredacted(services, context, step, template_vars, dry_run)
     redactor = services.redactor
-    return (outcome, reason, error and redactor.text(error, _ERROR_CHARS),
-            detail and redactor.text(detail, _ERROR_CHARS), redactor.params(params),
-            duration)
+    return replace(result, error=result.error and redactor.text(result.error, _ERROR_CHARS),
+                   detail=result.detail and redactor.text(result.detail, _ERROR_CHARS),
+                   params=redactor.params(result.params))
 
 
 def _run_step_unredacted(services: Services, context: ActionContext, step: ActionStep,
                          template_vars: dict[str, Any], dry_run: bool) -> StepResult:
     spec = services.registry.get(step.action)
     if spec is None:
-        return "failed", "unknown_action", f"unknown action {step.action!r}", None, {}, None
+        return StepResult("failed", "unknown_action", f"unknown action {step.action!r}")
     try:
         rendered = services.renderer.render_tree(step.params, template_vars)
         params = spec.params.model_validate(rendered)
     except (TemplateRenderError, ValidationError) as exc:
-        return "failed", "invalid_params", str(exc), None, dict(step.params), None
+        return StepResult("failed", "invalid_params", str(exc), params=dict(step.params))
     dumped = params.model_dump(mode="json")
     if dry_run:
-        return "dry_run", None, None, f"would run {step.action}", dumped, 0.0
+        return StepResult("dry_run", detail=f"would run {step.action}", params=dumped,
+                          duration_s=0.0)
     started = time.monotonic()
     try:
         detail = spec.run(context, params)
@@ -571,5 +474,4 @@ def _run_step_unredacted(services: Services, context: ActionContext, step: Actio
             "action": step.action, "target": context.target, "incident_id": context.incident.id,
             "fingerprint": context.incident.fingerprint})
         detail, outcome, reason, error = None, "failed", "exception", f"{type(exc).__name__}: {exc}"
-    return outcome, reason, error, detail, dumped, time.monotonic() - started
-
+    return StepResult(outcome, reason, error, detail, dumped, time.monotonic() - started)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, aliased
 
+from .blast_radius import lock
 from .db.models import Action, AuditEntry, Incident, MaintenanceWindow, Run
 from .errors import Conflict, NotFound, Unprocessable
 from .execution import is_mutating
@@ -30,6 +31,7 @@ log = logging.getLogger("autofix.maintenance")
 MAX_WINDOW = timedelta(days=30)
 MAX_MATCHERS = 20
 LAPSED_BY = "ends_at"  # ended_by of a window that ended by its ends_at
+SWEEP_AFTER_END_S = 120.0  # how long an ended window's held runs are looked for again
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,21 @@ def end_lapsed_windows(services: Services) -> list[int]:
     runs' ids."""
     now = services.clock()
     lapsed = (MaintenanceWindow.ended_at.is_(None), MaintenanceWindow.ends_at <= now)
+    # A run that read the windows just before one ended records its skip just after the
+    # end queued the held runs: windows ended lately are swept again, so it is not lost.
+    lately = (MaintenanceWindow.ended_at > now - timedelta(seconds=SWEEP_AFTER_END_S),
+              MaintenanceWindow.ended_at <= now)
     with services.database.session("maintenance_lapse") as session:
         if session.scalar(select(MaintenanceWindow.id).where(*lapsed).limit(1)) is None:
-            return []  # the usual case: read only, no write lock
+            recent = session.scalars(select(MaintenanceWindow).where(*lately)
+                                     .order_by(MaintenanceWindow.ended_at.desc())).first()
+            # The usual case: read only, no write lock.
+            swept = (requeue_held_runs(session, services, recent,
+                                       "autofix (maintenance window ended)")
+                     if recent is not None else [])
+            if swept:
+                services.wakeup.set()
+            return swept
         ended = session.execute(
             update(MaintenanceWindow).where(*lapsed)
             .values(ended_at=MaintenanceWindow.ends_at, ended_by=LAPSED_BY)
@@ -182,15 +196,16 @@ def end_lapsed_windows(services: Services) -> list[int]:
 
 def requeue_held_runs(session: Session, services: Services, window: MaintenanceWindow,
                       actor: str) -> list[int]:
-    """Queue a new run for each alert run skipped `maintenance` since the window started
-    that is still its incident's newest run, the incident still open (the alert still
-    fires), unless another window in force holds it. Each is audited
+    """Queue a new run for each alert run skipped `maintenance` that is still its incident's
+    newest run, the incident still open (the alert still fires), unless a window in force
+    holds it. Not only the runs this window held: a run held by two overlapping windows
+    was passed over when the first ended, and must go when the last does. Each is audited
     (`maintenance_requeue`). The new runs' ids."""
+    lock(session, "maintenance-requeue")  # two ends (or an end and a sweep) queue once
     newer = aliased(Run)
     held = session.execute(
         select(Run, Incident.labels).join(Incident, Incident.id == Run.incident_id).where(
             Run.status == RunStatus.SKIPPED, Run.trigger.in_(RETRY_TRIGGERS),
-            Run.finished_at >= window.starts_at,
             Incident.status.in_(RETRYABLE_INCIDENT_STATUSES),
             exists().where(Action.run_id == Run.id, Action.reason == "maintenance"),
             ~exists().where(newer.incident_id == Run.incident_id, newer.id > Run.id))

@@ -21,7 +21,8 @@ from .db.models import Incident, Run
 from .lifecycle import RETRYABLE_INCIDENT_STATUSES, RunStatus, update_incident_if
 from .services import Services
 
-__all__ = ["RETRY_ON_SKIP", "RETRY_TRIGGERS", "queue_due_retries", "schedule_retry"]
+__all__ = ["ESCALATED_ONCE", "RETRY_ON_SKIP", "RETRY_TRIGGERS", "queue_due_retries",
+           "schedule_retry"]
 
 log = logging.getLogger("autofix.retries")
 RETRY_TRIGGERS = ("alert", "retry")  # a manual run is never repeated on its own
@@ -29,6 +30,10 @@ RETRY_TRIGGERS = ("alert", "retry")  # a manual run is never repeated on its own
 # leave the window (its incident is escalated meanwhile). host_storm is not retried: after
 # a storm, restarting that host's containers would be a guess (host_storm.py).
 RETRY_ON_SKIP = ("breaker_open", "cooldown", "precondition_failed", "budget_exhausted")
+# A retry skipped again for these does not page again: the first skip escalated, and while a
+# budget is used up every blocked incident retries when one slot frees (one acts, the rest
+# would each re-escalate: a page per incident per slot).
+ESCALATED_ONCE = ("budget_exhausted",)
 
 
 def schedule_retry(session: Session, trigger: str, incident_id: int, at: datetime) -> bool:

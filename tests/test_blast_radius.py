@@ -301,3 +301,73 @@ def test_migration_0012_goes_down_and_up(db_url: str) -> None:
         assert "ix_runs_host_admitted" in {i["name"] for i in found.get_indexes("runs")}
     finally:
         engine.dispose()
+
+
+class _FlakyInfo:
+    """A Docker client whose `info` fails with the given errors, then answers."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+
+    def info(self) -> dict[str, str]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return {"ID": "ENGINE-1"}
+
+
+def test_a_docker_host_key_is_never_a_guess_made_during_a_blip() -> None:
+    """One failed `docker info` once made this process count the host as `docker:url:...`
+    for good while the other workers counted `docker:<ID>`: budgets and the storm count
+    split. Now the run stops (executor_unavailable) and the next call asks again."""
+    import docker.errors
+    import requests
+
+    from receiver.executor import ExecutorError, TargetIdentity
+    from receiver.executor.docker_executor import DockerExecutor
+
+    executor = DockerExecutor("unix:///nonexistent.sock", 1.0, own_ids=frozenset())
+    client = _FlakyInfo(requests.ConnectionError("refused"))
+    executor._docker = lambda: client  # type: ignore[method-assign]
+    identity = TargetIdentity("web", "c" * 64)
+    with pytest.raises(ExecutorError, match="docker info"):
+        executor.host_of(identity)
+    assert executor.host_of(identity) == "docker:ENGINE-1"
+    # A proxy that refuses `info` refuses it on every worker: the URL is the key for good.
+    refusing = DockerExecutor("tcp://127.0.0.1:2375", 1.0, own_ids=frozenset())
+    response = requests.Response()
+    response.status_code = 403
+    refusing._docker = lambda: _FlakyInfo(  # type: ignore[method-assign]
+        docker.errors.APIError("forbidden", response=response))
+    assert refusing.host_of(identity) == "docker:url:tcp://127.0.0.1:2375"
+    # The events follower's key during a blip is the URL for now, the ID once it answers.
+    blip = DockerExecutor("unix:///x.sock", 1.0, own_ids=frozenset())
+    flaky = _FlakyInfo(requests.ConnectionError("refused"))
+    blip._docker = lambda: flaky  # type: ignore[method-assign]
+    assert blip.daemon_id() == "url:unix:///x.sock"
+    assert blip.daemon_id() == "ENGINE-1"
+
+
+def test_a_retry_blocked_by_the_same_budget_does_not_page_again(
+        db_url: str, app_factory: Any, tmp_path: Path) -> None:
+    """Every incident a budget blocks retries when one slot frees: one acts, the others
+    skip again. Their first skip escalated; the later ones must not page again."""
+    budget = "    budget: {actions: 1, per: 5m, scope: fleet}"
+    app, executor, clock = make_app(app_factory, db_url, tmp_path, _playbook(budget=budget))
+    for name in ("a", "b", "c"):
+        executor.add(name)
+    client = app.test_client()
+    for name in ("a", "b", "c"):
+        fire(client, {"container": name})
+    drain(app)
+    blocked = {i.target: i.escalation_reason for i in incidents(app) if i.target in "bc"}
+    assert all(reason and reason.startswith("budget_exhausted") for reason in blocked.values())
+    clock.advance(301)
+    from receiver.retries import queue_due_retries
+
+    queue_due_retries(app.extensions["autofix"])
+    drain(app)
+    assert executor.restarts("b") + executor.restarts("c") == 1
+    [still] = [i for i in incidents(app) if i.target in "bc" and i.target in
+               {t for t in "bc" if executor.restarts(t) == 0}]
+    assert _reasons(app, still.target) == ["budget_exhausted", "budget_exhausted"]
+    assert still.escalation_reason == blocked[still.target]  # not escalated a second time

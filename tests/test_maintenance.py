@@ -277,3 +277,57 @@ def test_migration_0011_adds_and_removes_the_table_and_retention_prunes_old_wind
         assert "maintenance_windows" in inspect(database.engine).get_table_names()
     finally:
         database.dispose()
+
+
+def test_a_run_held_by_two_overlapping_windows_is_queued_when_the_last_ends(
+        db_url, app_factory, tmp_path) -> None:
+    """Window A holds the run; B (created later, for the same container) still holds it
+    when A ends; when B ends the run must go, though it was skipped before B started."""
+    app, executor, clock = make_app(app_factory, db_url, tmp_path)
+    executor.add("shop-db")
+    client = app.test_client()
+    first = create(client, window(['container=~"shop-.*"'])).json
+    fire(client, {"container": "shop-db"})
+    drain(app)
+    assert guard_reasons(app) == ["maintenance"]
+    clock.advance(600)
+    second = create(client, window(['container="shop-db"'], end=T0 + 2 * HOUR)).json
+    client.post(f"/api/v1/maintenance/{first['id']}/end", json={"actor": "bob"},
+                headers=api_headers())
+    drain(app)
+    assert executor.restarts("shop-db") == 0  # the second window still holds it
+    client.post(f"/api/v1/maintenance/{second['id']}/end", json={"actor": "bob"},
+                headers=api_headers())
+    drain(app)
+    assert executor.restarts("shop-db") == 1
+
+
+def test_a_skip_recorded_just_after_a_window_ended_is_swept_up(
+        db_url, app_factory, tmp_path) -> None:
+    """A run that read the windows just before an end records its skip just after the end
+    queued the held runs: the heartbeat's sweep of windows ended lately queues it."""
+    app, executor, clock = make_app(app_factory, db_url, tmp_path)
+    executor.add("shop-db")
+    client = app.test_client()
+    held = create(client, window(['container="shop-db"'])).json
+    client.post(f"/api/v1/maintenance/{held['id']}/end", json={"actor": "bob"},
+                headers=api_headers())
+    # The late skip: as a run that loaded before the end would have recorded it.
+    from receiver.execution import RunInfo, record_skip
+    from receiver.guards import GuardStop
+
+    fire(client, {"container": "shop-db"})
+    services = app.extensions["autofix"]
+    with services.database.session() as session:
+        from receiver.db.models import Run
+
+        run = session.scalars(select(Run)).one()
+        incident = session.get(Incident, run.incident_id)
+        record_skip(session, services, RunInfo.of(run, incident),
+                    GuardStop("maintenance", f"maintenance window {held['id']}"))
+    assert end_lapsed_windows(services) != []  # swept: queued again
+    assert end_lapsed_windows(services) == []  # once
+    drain(app)
+    assert executor.restarts("shop-db") == 1
+    clock.advance(180)
+    assert end_lapsed_windows(services) == []  # long after the end: nothing to sweep

@@ -33,6 +33,13 @@ PARAMS = build_registry().params_models()
     ('team=""', {}, True),
     ("team=ops", {"team": "ops"}, True),
     ('msg="say \\"hi\\""', {"msg": 'say "hi"'}, True),
+    # Alertmanager unescapes only \\, \" and \n: a regex's \d or \. keeps its backslash, so
+    # a maintenance window over shop-\d+ holds shop-1 (it once held only "shop-ddd").
+    (r'container=~"shop-\d+"', {"container": "shop-1"}, True),
+    (r'container=~"shop-\d+"', {"container": "shop-ddd"}, False),
+    (r'db=~"shop\.db"', {"db": "shopXdb"}, False),
+    (r'path="a\\b"', {"path": "a\\b"}, True),
+    (r'msg="l1\nl2"', {"msg": "l1\nl2"}, True),
 ])
 def test_matchers_follow_alertmanager_semantics(text, labels, expected) -> None:
     assert parse_matcher(text).matches(labels) is expected
@@ -115,3 +122,11 @@ def test_duplicate_names_and_unknown_fields_are_config_errors() -> None:
     with pytest.raises(ConfigError) as error:
         parse_playbooks(text, PARAMS)
     assert any("colour" in line and ":3:" in line for line in error.value.details["errors"])
+
+
+@given(st.text(alphabet=st.sampled_from('ab\\"\n.d+'), max_size=12))
+def test_a_matcher_printed_parses_back_to_itself(value: str) -> None:
+    from receiver.playbooks.matchers import Matcher
+
+    matcher = Matcher("label", "=", value)
+    assert parse_matcher(str(matcher)) == matcher

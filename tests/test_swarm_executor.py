@@ -166,6 +166,25 @@ def test_host_of_a_service_is_its_tasks_node(swarm: Any, executor: SwarmExecutor
     assert executor.host_of(identity) == "swarm"
 
 
+def test_host_of_a_service_not_running_yet_is_still_its_tasks_node(
+        swarm: Any, executor: SwarmExecutor) -> None:
+    """An alert fires when the tasks do not run: a task held in `starting` by its health
+    check is on its node all the same, and a storm on that node must hold it."""
+    never_healthy = docker.types.Healthcheck(test=["CMD", "false"], interval=1_000_000_000,
+                                             start_period=120_000_000_000)
+    service = create_service(swarm, healthcheck=never_healthy)
+    identity = TargetIdentity(service.name, service.id)
+    placed: list[dict[str, Any]] = []
+    for _ in range(300):
+        placed = [t for t in swarm.client.api.tasks(filters={"service": service.id})
+                  if t.get("NodeID") and (t.get("Status") or {}).get("State") == "starting"]
+        if placed:
+            break
+        time.sleep(0.1)
+    assert placed, "the task never reached starting"
+    assert executor.host_of(identity) == f"swarm-node:{placed[0]['NodeID']}"
+
+
 def running_ids_now(swarm: Any, service_id: str) -> list[str]:
     return [t["ID"] for t in swarm.client.api.tasks(filters={"service": service_id})
             if t.get("DesiredState") == "running"

@@ -67,18 +67,36 @@ class DockerExecutor:
 
     def daemon_id(self) -> str:
         """The events follower's key: the daemon's engine ID (`docker info`), or where the
-        socket proxy refuses `info`, the Docker host's URL."""
+        socket proxy refuses `info`, the Docker host's URL. A daemon that cannot answer now
+        gives the URL for now, not for good: the next call asks again."""
+        try:
+            return self._engine_id()
+        except ExecutorError:
+            return self._url_key()
+
+    def host_of(self, identity: TargetIdentity) -> str:
+        """Every container of this executor lives on its one daemon. ExecutorError when the
+        daemon cannot say which it is now: a key that differed between workers would split
+        the host's budgets and storm count."""
+        return f"docker:{self._engine_id()}"
+
+    def _engine_id(self) -> str:
         if self._daemon_id is None:
             try:
                 self._daemon_id = str(self._docker().info()["ID"])
-            except (docker.errors.APIError, requests.RequestException, KeyError):
-                self._daemon_id = "url:" + (self.base_url or os.environ.get("DOCKER_HOST")
-                                            or "unix:///var/run/docker.sock")
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (401, 403, 404):
+                    raise ExecutorError(f"docker info: {exc}") from exc
+                # A socket proxy that refuses `info` refuses it on every worker: the
+                # URL is then this daemon's key everywhere, for good.
+                self._daemon_id = self._url_key()
+            except (docker.errors.DockerException, requests.RequestException, KeyError) as exc:
+                raise ExecutorError(f"docker info: {type(exc).__name__}: {exc}") from exc
         return self._daemon_id
 
-    def host_of(self, identity: TargetIdentity) -> str:
-        """Every container of this executor lives on its one daemon."""
-        return f"docker:{self.daemon_id()}"
+    def _url_key(self) -> str:
+        return "url:" + (self.base_url or os.environ.get("DOCKER_HOST")
+                         or "unix:///var/run/docker.sock")
 
     def container_facts(self, target: str) -> ContainerFacts:
         """Inspect, and dockerd's event buffer since the last start (empty when dockerd

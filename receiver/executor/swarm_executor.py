@@ -116,10 +116,13 @@ class SwarmExecutor:
     # ---- state and policy -----------------------------------------------------------
 
     def host_of(self, identity: TargetIdentity) -> str:
-        """The node the service's running tasks are on; the whole swarm as one host when
-        they span several nodes or none runs (a storm there is the cluster's)."""
-        tasks = swarm_tasks.running_tasks(self._tasks(identity.id))
-        nodes = {str(t.get("NodeID") or "") for t in tasks}
+        """The node of the tasks Swarm means to run, whatever their state: an alert fires
+        when they do not run (starting, unhealthy, a replacement on the same node), and
+        that is when the storm on their node must hold them. The whole swarm as one host
+        when they span several nodes or none is placed yet (a storm there is the
+        cluster's)."""
+        nodes = {str(t.get("NodeID") or "") for t in self._tasks(identity.id)
+                 if t.get("DesiredState") == "running"}
         if len(nodes) == 1 and "" not in nodes:
             return f"swarm-node:{nodes.pop()}"
         return "swarm"

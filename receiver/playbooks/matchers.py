@@ -39,8 +39,16 @@ class Matcher:
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = (self.value.replace("\\", "\\\\").replace('"', '\\"')
+                   .replace("\n", "\\n"))
         return f'{self.name}{self.op}"{escaped}"'
+
+
+def _unquote(quoted: str) -> str:
+    r"""Alertmanager's unescaping: `\\`, `\"` and `\n` only; any other backslash stays, so
+    `shop-\d+` keeps its `\d` (dropping it would make a window match less than written)."""
+    return re.sub(r'\\(.)', lambda m: {"n": "\n", '"': '"', "\\": "\\"}.get(
+        m.group(1), m.group(0)), quoted, flags=re.S)
 
 
 def parse_matcher(text: str) -> Matcher:
@@ -53,8 +61,7 @@ def parse_matcher(text: str) -> Matcher:
         raise ValueError(f"not a matcher: {text!r} (expected e.g. alertname=\"TargetDown\" "
                          "with one of = != =~ !~)")
     quoted = found.group("quoted")
-    value = (re.sub(r"\\(.)", r"\1", quoted) if quoted is not None
-             else found.group("bare") or "")
+    value = _unquote(quoted) if quoted is not None else found.group("bare") or ""
     op: Op = found.group("op")  # type: ignore[assignment]
     regex = None
     if op in ("=~", "!~"):
