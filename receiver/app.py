@@ -26,6 +26,7 @@ from .api.openapi import routes as documented_routes
 from .auth import install_auth
 from .config_store import ConfigStore
 from .db.engine import Database
+from .db_gauges import DatabaseGauges
 from .errors import AutofixError, BadRequest, Conflict
 from .evidence.redaction import Redactor
 from .executor import Executor
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)
     install_auth(app, settings)
+    metrics.attach(DatabaseGauges(database, services.now))
     _initialise_failure_series(services)
     return app
 

@@ -41,7 +41,6 @@ from .admission import (
     still_stands,
     target_guards,
 )
-from .breaker import BreakerDecision, gauge_value
 from .db.durable import write_durably
 from .db.models import Action, Incident, Run
 from .errors import DatabaseUnavailable
@@ -145,7 +144,7 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
     services.metrics.runs_skipped.labels(stop.reason).inc()
     if stop.breaker is not None and stop.breaker.opened_now:
-        services.metrics.breaker_state.labels(info.target).set(2)
+        services.metrics.database_changed()
         log.warning("breaker opened", extra={
             "target": info.target, "incident_id": info.incident_id, "run_id": info.run_id,
             "playbook": info.playbook, "reopen_count": stop.breaker.snapshot.reopen_count,
@@ -262,8 +261,8 @@ def _record(session: Session, services: Services, candidate: Candidate, decision
         _evidence_for_a_human(session, decision.stop, evidence)
     else:
         target = decision.subject.key if decision.subject else info.target
-        if decision.breaker is not None:
-            _publish_breaker(services, target, decision.breaker)
+        if decision.breaker is not None:  # the breaker gauge reads the admission
+            services.metrics.database_changed()
         if not candidate.dry_run:  # a dry run remediates nothing: its incident stays open
             transition_incident(session, info.incident_id, "start")
         services.notifier.emit(session, Event("playbook_started", info.incident_id, {
@@ -294,10 +293,6 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
     pause) shows what was seen; a quiet skip (a cooldown, a recovery) posts nothing."""
     if stop.escalate and evidence is not None:
         evidence.release_event(session)
-
-
-def _publish_breaker(services: Services, target: str, decision: BreakerDecision) -> None:
-    services.metrics.breaker_state.labels(target).set(gauge_value(decision.snapshot.state))
 
 
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
@@ -490,4 +485,3 @@ def _run_step_unredacted(services: Services, context: ActionContext, step: Actio
             "fingerprint": context.incident.fingerprint})
         detail, outcome, reason, error = None, "failed", "exception", f"{type(exc).__name__}: {exc}"
     return StepResult(outcome, reason, error, detail, dumped, time.monotonic() - started)
-

@@ -136,7 +136,7 @@ def reset_breaker(services: Services, target: str, actor: str,
         session.add(AuditEntry(actor=actor, verb="breaker_reset", subject=target,
                                reason=reason))
         snapshot = BreakerSnapshot(row.state, None, None, 0, row.last_admitted_at, now)
-    services.metrics.breaker_state.labels(target).set(0)
+    services.metrics.database_changed()
     log.info("breaker reset", extra={"target": target, "actor": actor, "reason": reason})
     return target, snapshot
 

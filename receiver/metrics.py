@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,6 +16,9 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from .version import build_version
+
+if TYPE_CHECKING:
+    from .db_gauges import DatabaseGauges
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -49,22 +53,12 @@ class Metrics:
             "autofix_deferred_notifications_total",
             "Large notifications acknowledged before their alerts were filed, by outcome: "
             "received, filed, failed.", ["outcome"], registry=r)
-        self.deferred_pending = Gauge(
-            "autofix_deferred_notifications_pending",
-            "Notifications acknowledged whose alerts are not filed yet.", registry=r,
-            multiprocess_mode="mostrecent")
-        self.open_incidents = Gauge(
-            "autofix_open_incidents", "Incidents not yet resolved.", registry=r,
-            multiprocess_mode="mostrecent")
         self.actions = Counter(
             "autofix_actions_total", "Actions by playbook, action and outcome.",
             ["playbook", "action", "outcome"], registry=r)
         self.action_duration = Histogram(
             "autofix_action_duration_seconds", "Time an action took.", ["action"],
             buckets=_ACTION_BUCKETS, registry=r)
-        self.breaker_state = Gauge(
-            "autofix_breaker_state", "Circuit breaker per target: 0 closed, 1 half-open, 2 open.",
-            ["target"], registry=r, multiprocess_mode="mostrecent")
         self.webhook_latency = Histogram(
             "autofix_webhook_request_duration_seconds", "Webhook request latency by status code.",
             ["code"], buckets=_WEBHOOK_BUCKETS, registry=r)
@@ -72,16 +66,6 @@ class Metrics:
             "autofix_notification_sends_total",
             "Notification send attempts by channel and outcome (sent, retried, failed).",
             ["channel", "outcome"], registry=r)
-        self.run_queue_depth = Gauge(
-            "autofix_run_queue_depth", "Runs queued and not yet started.", registry=r,
-            multiprocess_mode="mostrecent")
-        self.paused = Gauge(
-            "autofix_paused", "1 while the kill switch is on (no step that leaves the process "
-            "starts).",
-            registry=r, multiprocess_mode="mostrecent")
-        self.runs_awaiting_approval = Gauge(
-            "autofix_runs_awaiting_approval", "Runs waiting for a human's approval.",
-            registry=r, multiprocess_mode="mostrecent")
         self.backend_up = Gauge(
             "autofix_backend_up", "1 while a backend the receiver needs answers its probe "
             "(database, docker, swarm), else 0.", ["backend"], registry=r,
@@ -103,6 +87,28 @@ class Metrics:
         self.database_errors = Counter(
             "autofix_database_errors_total", "Database errors by operation.", ["operation"],
             registry=r)
+        self.periodic_overruns = Counter(
+            "autofix_periodic_job_overruns_total",
+            "Periodic jobs (scheduler.py) that ran longer than their deadline, by job.",
+            ["job"], registry=r)
+        self.periodic_errors = Counter(
+            "autofix_periodic_job_errors_total",
+            "Periodic jobs that raised (the lane goes on), by job.", ["job"], registry=r)
+        # Computed at scrape time from the database (db_gauges.py): open incidents, queue
+        # depth, approvals, pause, breakers, deferred notifications.
+        self.database_gauges: DatabaseGauges | None = None
+
+    def attach(self, gauges: DatabaseGauges) -> None:
+        """The database gauges of the app using these metrics (one app at a time)."""
+        if self.database_gauges is not None:
+            self.registry.unregister(self.database_gauges)
+        self.database_gauges = gauges
+        self.registry.register(gauges)
+
+    def database_changed(self) -> None:
+        """This process changed a database gauge's truth: its next scrape reads again."""
+        if self.database_gauges is not None:
+            self.database_gauges.invalidate()
 
     def exposition(self) -> bytes:
         path = multiprocess_dir()
@@ -111,4 +117,6 @@ class Metrics:
         # Per scrape, as the client_python multiprocess docs prescribe.
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        if self.database_gauges is not None:  # read by the process answering the scrape
+            registry.register(self.database_gauges)
         return generate_latest(registry)

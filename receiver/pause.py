@@ -82,7 +82,7 @@ def pause_automation(services: Services, actor: str, reason: str,
     except IntegrityError:  # a concurrent pause took the one slot first
         raise Conflict("automation is paused already; resume it first",
                        reason="paused") from None
-    services.metrics.paused.set(1)
+    services.metrics.database_changed()
     log.warning("automation paused", extra={"actor": actor, "reason": reason,
                                             "until": until and until.isoformat()})
     return state
@@ -102,7 +102,7 @@ def resume_automation(services: Services, actor: str, reason: str) -> PauseState
         # In the resume's own transaction: the compare-and-set above lets one resume win,
         # so each skipped run is queued again exactly once.
         requeued = requeue_paused_runs(session, services, ended, actor)
-    services.metrics.paused.set(0)
+    services.metrics.database_changed()
     log.warning("automation resumed", extra={"actor": actor, "reason": reason,
                                              "pause_id": ended, "requeued_runs": requeued})
     if requeued:

@@ -11,30 +11,25 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import exc, func, select, text, update
 from sqlalchemy.orm import Session
 
 from .approvals import expire_approvals
-from .breaker import current_state, gauge_value
 from .db.migrate import prune
-from .db.models import Breaker, Incident, Run
+from .db.models import Run
 from .errors import DatabaseUnavailable
 from .execution import execute_run
-from .filing import drain_one, pending_count
+from .filing import drain_one
 from .intent.follower import EventsFollower, start_follower
-from .lifecycle import (
-    OPEN_INCIDENT_STATUSES,
-    RunStatus,
-    active_pause,
-    transition_run,
-    transition_run_if,
-)
+from .lifecycle import RunStatus, transition_run, transition_run_if
 from .maintenance import end_lapsed_windows
 from .notify import OutboxSender, start_sender
 from .pause import end_lapsed_pauses
 from .retries import queue_due_retries
+from .scheduler import Job, Scheduler
 from .services import Services, worker_id
 
 __all__ = ["Runner", "claim_next", "reconcile_interrupted"]
@@ -43,7 +38,8 @@ log = logging.getLogger("autofix.runner")
 _CLAIM_LOCK_KEY = 0x6175746F666978  # "autofix"
 _sqlite_claim_lock = threading.Lock()
 PRUNE_EVERY_S = 3600.0
-RETENTION_CHECK_S = 60.0
+PRUNE_DEADLINE_S = 600.0
+HOUSEKEEPING_DEADLINE_S = 30.0
 DRAIN_POLL_S = 2.0
 # An idle runner thread waits this many polls for a wakeup before it looks by itself: the
 # process's poller (one query per poll) wakes them, instead of each thread querying.
@@ -155,14 +151,21 @@ def _step_action(services: Services, playbook: str, step: int) -> str:
 class Runner:
     """Threads in one receiver process: claim, execute, heartbeat, repeat."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, periodic_clock: Callable[[], float] = time.monotonic,
+                 periodic_max_wait_s: float | None = None) -> None:
+        """`periodic_clock` (monotonic seconds) decides when periodic jobs are due; a test
+        injects one and a short `periodic_max_wait_s` instead of sleeping."""
         self.services = services
+        self._periodic_clock = periodic_clock
+        self._periodic_max_wait_s = periodic_max_wait_s
         self.worker = worker_id()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._active: set[int] = set()
         self._active_lock = threading.Lock()
-        self._next_prune = 0.0  # monotonic time of the next retention prune
+        # Monotonic time since the database answers the heartbeat; None during an outage.
+        self._database_ok_since: float | None = periodic_clock()
+        self._periodic = self._periodic_jobs()
         self._sender: OutboxSender | None = None
         self._follower: EventsFollower | None = None
 
@@ -179,15 +182,15 @@ class Runner:
                                       name=f"autofix-runner-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        for target, name in ((self._heartbeat, "autofix-heartbeat"),
-                             (self._drain, "autofix-filing"), (self._poll, "autofix-poller"),
-                             (self._retention, "autofix-retention")):
+        for target, name in ((self._drain, "autofix-filing"), (self._poll, "autofix-poller")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._periodic.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
+        self._periodic.stop(timeout)
         self.services.wakeup.set()
         self.services.ingest_wakeup.set()
         for thread in self._threads:
@@ -258,77 +261,73 @@ class Runner:
             svc.ingest_wakeup.wait(max(svc.settings.runner_poll_s, DRAIN_POLL_S))
             svc.ingest_wakeup.clear()
 
+    def _periodic_jobs(self) -> Scheduler:
+        """The heartbeat alone in its lane: nothing else may delay it past a lease, or the
+        other workers would judge this worker's live runs abandoned. Retention in its own:
+        a long prune holds up only the next prune."""
+        svc = self.services
+        beat = self._beat_s()
+        scheduler = Scheduler(svc.metrics.periodic_overruns, svc.metrics.periodic_errors,
+                              self._periodic_clock, self._periodic_max_wait_s)
+        scheduler.lane("heartbeat", Job("heartbeat", beat, beat, self._heartbeat))
+        scheduler.lane(
+            "housekeeping",
+            # Every worker follows a reload, serving HTTP or not.
+            Job("config_refresh", beat, HOUSEKEEPING_DEADLINE_S, svc.config.playbooks),
+            Job("due_retries", beat, HOUSEKEEPING_DEADLINE_S, lambda: queue_due_retries(svc)),
+            Job("approval_expiry", beat, HOUSEKEEPING_DEADLINE_S,
+                lambda: expire_approvals(svc)),
+            Job("lapsed_pauses", beat, HOUSEKEEPING_DEADLINE_S,
+                lambda: end_lapsed_pauses(svc)),
+            Job("lapsed_maintenance", beat, HOUSEKEEPING_DEADLINE_S,
+                lambda: end_lapsed_windows(svc)),
+            Job("reconcile", beat, HOUSEKEEPING_DEADLINE_S, self._reconcile))
+        if svc.settings.retention_days:
+            scheduler.lane("retention",
+                           Job("prune", PRUNE_EVERY_S, PRUNE_DEADLINE_S, self._prune,
+                               at_start=True))
+        return scheduler
+
+    def _beat_s(self) -> float:
+        """Three beats per lease: one late beat never lets the lease lapse."""
+        return min(5.0, self.services.settings.run_lease_s / 3)
+
     def _heartbeat(self) -> None:
+        """Renew the lease of the runs this process executes; log the database's outages."""
+        svc = self.services
+        with self._active_lock:
+            active = list(self._active)
+        try:
+            with svc.database.session("heartbeat") as session:
+                if active:
+                    session.execute(update(Run).where(Run.id.in_(active))
+                                    .values(heartbeat_at=svc.clock()))
+                else:
+                    session.execute(select(1))  # the outage is noticed with no run live too
+        except DatabaseUnavailable:
+            if self._database_ok_since is not None:
+                log.error("database unavailable", extra={"worker": self.worker})
+            self._database_ok_since = None
+            raise
+        if self._database_ok_since is None:
+            self._database_ok_since = self._periodic_clock()
+            log.warning("database back", extra={"worker": self.worker})
+
+    def _reconcile(self) -> None:
         svc = self.services
         lease = svc.settings.run_lease_s
-        interval = min(5.0, lease / 3)
-        database_ok_since: float | None = time.monotonic()
-        while not self._stop.wait(interval):
-            try:
-                with self._active_lock:
-                    active = list(self._active)
-                with svc.database.session("heartbeat") as session:
-                    if active:
-                        session.execute(update(Run).where(Run.id.in_(active))
-                                        .values(heartbeat_at=svc.clock()))
-                    self._publish_queue_depth(session)
-                if database_ok_since is None:
-                    database_ok_since = time.monotonic()
-                    log.warning("database back", extra={"worker": self.worker})
-                svc.config.playbooks()  # every worker follows a reload, serving HTTP or not
-                queue_due_retries(svc)
-                expire_approvals(svc)
-                end_lapsed_pauses(svc)
-                end_lapsed_windows(svc)
-                # After an outage every worker's heartbeat is stale: give the live ones
-                # two beats to renew theirs before judging any run abandoned.
-                if time.monotonic() - database_ok_since >= 2 * interval:
-                    reconcile_interrupted(svc, stale_before=svc.clock()
-                                          - timedelta(seconds=lease))
-            except DatabaseUnavailable:
-                if database_ok_since is not None:
-                    log.error("database unavailable", extra={"worker": self.worker})
-                database_ok_since = None
-                continue
-            except Exception:
-                log.exception("heartbeat error")
-
-    def _retention(self) -> None:
-        """Its own thread: a long prune must never hold up the heartbeat, or the other
-        workers would judge this worker's live runs abandoned after one lease."""
-        while True:
-            try:
-                self._prune_if_due()
-            except DatabaseUnavailable:
-                pass
-            except Exception:  # the retention thread must never die
-                log.exception("retention prune error")
-            if self._stop.wait(RETENTION_CHECK_S):
-                return
-
-    def _prune_if_due(self) -> None:
-        """AUTOFIX_RETENTION_DAYS: prune hourly. Every worker may; deletes are idempotent."""
-        days = self.services.settings.retention_days
-        if not days or time.monotonic() < self._next_prune:
+        ok_since = self._database_ok_since
+        # After an outage every worker's heartbeat is stale: give the live ones two beats
+        # to renew theirs before judging any run abandoned.
+        if ok_since is None or self._periodic_clock() - ok_since < 2 * self._beat_s():
             return
-        self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        counts = prune(self.services.database, timedelta(days=days), now=self.services.clock())
-        log.info("pruned rows older than the retention", extra={"days": days, **counts})
+        reconcile_interrupted(svc, stale_before=svc.clock() - timedelta(seconds=lease))
 
-    def _publish_queue_depth(self, session: Session) -> None:
-        depth = session.scalar(select(func.count()).select_from(Run)
-                               .where(Run.status == RunStatus.QUEUED)) or 0
-        self.services.metrics.run_queue_depth.set(depth)
-        self.services.metrics.deferred_pending.set(pending_count(session))
-        awaiting = session.scalar(select(func.count()).select_from(Run).where(
-            Run.status == RunStatus.AWAITING_APPROVAL)) or 0
-        self.services.metrics.runs_awaiting_approval.set(awaiting)
-        # Every worker publishes the same database truth; multiprocess "mostrecent" shows it.
-        open_incidents = session.scalar(select(func.count()).select_from(Incident)
-                                        .where(Incident.status.in_(OPEN_INCIDENT_STATUSES))) or 0
-        self.services.metrics.open_incidents.set(open_incidents)
-        now = self.services.clock()
-        self.services.metrics.paused.set(1 if active_pause(session, now) else 0)
-        for breaker in session.scalars(select(Breaker)):
-            state = current_state(breaker.state, breaker.open_until, now)
-            self.services.metrics.breaker_state.labels(breaker.target).set(gauge_value(state))
+    def _prune(self) -> None:
+        """AUTOFIX_RETENTION_DAYS: every worker may prune; deletes are idempotent."""
+        days = self.services.settings.retention_days
+        if not days:
+            return
+        counts = prune(self.services.database, timedelta(days=days), now=self.services.clock(),
+                       stop=self._periodic.stopping)
+        log.info("pruned rows older than the retention", extra={"days": days, **counts})

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from receiver.approvals import expire_approvals
 from receiver.db.models import Action, AuditEntry, Incident, Run
-from receiver.runner import Runner
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import drain
 from tests.harness.clock import Clock
@@ -74,10 +73,9 @@ def decide(app: Any, run_id: int, verdict: str) -> Any:
 
 
 def awaiting_gauge(app: Any) -> float:
-    """autofix_runs_awaiting_approval as the heartbeat publishes it from the database."""
+    """autofix_runs_awaiting_approval as a scrape reads it from the database."""
     services = app.extensions["autofix"]
-    with services.database.session() as session:
-        Runner(services)._publish_queue_depth(session)
+    services.metrics.database_changed()  # past the scrape cache, as 5 s later
     value: float = services.metrics.registry.get_sample_value("autofix_runs_awaiting_approval")
     return value
 

@@ -132,16 +132,14 @@ def test_database_unavailable_and_back_are_logged_once_each(
 
     monkeypatch.setattr(database, "session", session)
     runner = Runner(services)
-    heartbeat = threading.Thread(target=runner._heartbeat, daemon=True)
-    heartbeat.start()
+    runner._periodic.start()
     try:
         down.set()
         wait_for(lambda: entries(json_log, "database unavailable"), 10, "outage logged")
         down.clear()
         wait_for(lambda: entries(json_log, "database back"), 10, "recovery logged")
     finally:
-        runner._stop.set()
-        heartbeat.join(5)
+        runner._periodic.stop(5)
     [lost] = entries(json_log, "database unavailable")
     [back] = entries(json_log, "database back")
     assert lost["level"] == "error" and lost["worker"] == back["worker"] == runner.worker

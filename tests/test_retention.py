@@ -117,3 +117,16 @@ def test_a_long_prune_does_not_stop_the_heartbeat(sqlite_url, app_factory, monke
         release.set()
         runner._active.discard(run_id)
         runner.stop(10)
+
+
+def test_a_stopping_prune_ends_between_batches(sqlite_url, app_factory) -> None:
+    """A shutdown does not wait for a backlog: the prune looks at `stop` before each batch."""
+    database = app_factory(sqlite_url).extensions["autofix"].database
+    with database.session() as session:
+        for index in range(5):
+            _seed_incident(session, "resolved", index)
+    stop = threading.Event()
+    stop.set()
+    assert set(prune(database, timedelta(days=30), stop=stop).values()) == {0}
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Incident)) == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,14 @@ def upgrade(url: str, revision: str = "head") -> None:
 PRUNE_BATCH_ROWS = 1000
 
 
-def prune(database: Database, older_than: timedelta,
-          batch_rows: int = PRUNE_BATCH_ROWS, now: datetime | None = None) -> dict[str, int]:
+def prune(database: Database, older_than: timedelta, batch_rows: int = PRUNE_BATCH_ROWS,
+          now: datetime | None = None, stop: threading.Event | None = None) -> dict[str, int]:
     """Delete notifications (not those still to be filed), finished incidents (their runs
     and actions cascade), audit rows, stale operator-intent records, maintenance windows and
     host storms long over, in transactions of at most `batch_rows` rows each, so that a large
     backlog never holds locks that block ingest for long. `now` is the caller's clock
-    (services.clock in the runner; the wall clock by default)."""
+    (services.clock in the runner; the wall clock by default). `stop` set ends the prune
+    between two batches (a shutdown does not wait for a backlog)."""
     cutoff = (now or utcnow()) - older_than
     tables: dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]] = {
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
@@ -67,15 +69,16 @@ def prune(database: Database, older_than: timedelta,
         # Long over: the dashboards' annotations of host storms go as far back as this.
         "host_storms": (HostStorm, (HostStorm.until < cutoff,)),
     }
-    return {table: _delete_in_batches(database, model, conditions, batch_rows)
+    return {table: _delete_in_batches(database, model, conditions, batch_rows, stop)
             for table, (model, conditions) in tables.items()}
 
 
 def _delete_in_batches(database: Database, model: Any,
-                       conditions: tuple[ColumnElement[bool], ...], batch_rows: int) -> int:
+                       conditions: tuple[ColumnElement[bool], ...], batch_rows: int,
+                       stop: threading.Event | None) -> int:
     key = model.__mapper__.primary_key[0]
     deleted = 0
-    while True:
+    while stop is None or not stop.is_set():
         with database.session("prune") as session:
             ids = session.scalars(select(key).where(*conditions).order_by(key)
                                   .limit(batch_rows)).all()
@@ -84,3 +87,4 @@ def _delete_in_batches(database: Database, model: Any,
             # The conditions again: a row that changed since the SELECT stays.
             deleted += rows_changed(session.execute(
                 delete(model).where(key.in_(ids), *conditions)))
+    return deleted
