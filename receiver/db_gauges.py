@@ -96,12 +96,14 @@ class DatabaseGauges(Collector):
         self._lock = threading.Lock()  # concurrent scrapes wait for one query set
         self._values: GaugeValues | None = None
         self._read_at: float | None = None
+        self._generation = 0  # bumped by invalidate; the cache holds one generation's read
+        self._read_generation = -1
 
     def invalidate(self) -> None:
         """This process changed what a gauge shows (a pause, a breaker): the next scrape
-        reads again. Other processes' caches lapse within CACHE_S."""
-        with self._lock:
-            self._read_at = None
+        reads again. Other processes' caches lapse within CACHE_S. Lock-free: it is called
+        inside admission transactions, which must never wait behind a scrape's query."""
+        self._generation += 1
 
     def collect(self) -> Iterable[Metric]:
         values = self._current()
@@ -112,8 +114,9 @@ class DatabaseGauges(Collector):
 
     def _current(self) -> GaugeValues | None:
         with self._lock:
-            now = self._monotonic()
-            if self._read_at is not None and now - self._read_at < self._cache_s:
+            now, generation = self._monotonic(), self._generation
+            if (self._read_at is not None and now - self._read_at < self._cache_s
+                    and self._read_generation == generation):
                 return self._values
             try:
                 with self._database.session("gauges") as session:
@@ -123,5 +126,6 @@ class DatabaseGauges(Collector):
             except exc.SQLAlchemyError:  # a scrape must never fail over its gauges
                 log.exception("database gauges could not be read")
                 self._values = None
-            self._read_at = now
+            # A change during the read makes the next scrape read again.
+            self._read_at, self._read_generation = now, generation
             return self._values

@@ -205,11 +205,11 @@ def execute_run(services: Services, run_id: int) -> Decision:
         return decision
     subject = decision.subject
     info = replace(candidate.info, target=subject.key) if subject else candidate.info
-    status, error = _run_steps(services, info, candidate.playbook, candidate.view,
+    status, error, held_by = _run_steps(services, info, candidate.playbook, candidate.view,
                                candidate.dry_run, subject.name if subject else info.target,
                                evidence)
     _finish(services, info, candidate.playbook, status, error, candidate.dry_run,
-            candidate.closes, subject is not None)
+            candidate.closes, subject is not None, held_by)
     return decision
 
 
@@ -297,8 +297,9 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
 
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
                dry_run: bool, acts_on: str, evidence: RunEvidence | None
-               ) -> tuple[str, str | None]:
-    """Run the steps in order on `acts_on`; (final run status, error of the failed step).
+               ) -> tuple[str, str | None, str | None]:
+    """Run the steps in order on `acts_on`; (final run status, error of the failed step,
+    what held a step back: `paused` or `maintenance`).
     With `evidence` (a container target), every step that changes the target after the
     first is preceded by a capture too, unless a `capture` step ran since the last one."""
     escalations: list[str] = []
@@ -385,10 +386,10 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         notes.clear()
         escalations.clear()
         if result.outcome == "failed":
-            return RunStatus.FAILED, f"step {index + 1} ({step.action}): {result.error}"
+            return RunStatus.FAILED, f"step {index + 1} ({step.action}): {result.error}", None
         if paused is not None:
-            return RunStatus.SKIPPED, f"step {index + 1} ({step.action}): {paused}"
-    return RunStatus.SUCCEEDED, None
+            return RunStatus.SKIPPED, f"step {index + 1} ({step.action}): {paused}", reason
+    return RunStatus.SUCCEEDED, None, None
 
 
 def _held_before(services: Services, step: ActionStep, labels: dict[str, str],
@@ -411,13 +412,16 @@ def _held_before(services: Services, step: ActionStep, labels: dict[str, str],
 
 
 def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
-            error: str | None, dry_run: bool, closes: bool, guarded: bool) -> None:
+            error: str | None, dry_run: bool, closes: bool, guarded: bool,
+            held_by: str | None = None) -> None:
     def finish(session: Session) -> bool:
         now = services.clock()
         events: dict[str, str] = {RunStatus.SUCCEEDED: "succeed", RunStatus.SKIPPED: "skip"}
         event = events.get(status, "fail")
-        # Only a pause stops a run half-way (skipped): the run says so, as a guard's would.
-        why = {"reason": func.coalesce(Run.reason, "paused")} if event == "skip" else {}
+        # Only the kill switch or a maintenance window stops a run half-way (skipped): the
+        # run says which, as a guard's would.
+        why = ({"reason": func.coalesce(Run.reason, held_by or "paused")}
+               if event == "skip" else {})
         if not transition_run(session, info.run_id, event, finished_at=now, error=error,
                               current_step=None, **why):
             return False

@@ -132,3 +132,38 @@ def test_multiprocess_scrape_reads_the_database_in_the_answering_process(
     values = samples(services.metrics.exposition().decode())
     assert values[("autofix_open_incidents", ())] == 3
     assert values[("autofix_breaker_state", (("target", "shop"),))] == 2
+
+
+def test_invalidate_never_waits_behind_a_scrape_reading_the_database(sqlite_url,
+                                                                    app_factory) -> None:
+    """Admission calls invalidate inside its transaction, holding its locks: a scrape's
+    slow read must not make it wait. A change during the read makes the next scrape read
+    again."""
+    import threading
+
+    services = app_factory(sqlite_url).extensions["autofix"]
+    database = services.database
+    reading, release = threading.Event(), threading.Event()
+    real_session = database.session
+    reads: list[str] = []
+
+    def slow_session(operation: str = "query") -> Any:
+        reads.append(operation)
+        if len(reads) == 1:
+            reading.set()
+            release.wait(10)
+        return real_session(operation)
+
+    database.session = slow_session  # type: ignore[method-assign]
+    gauges = DatabaseGauges(database, Clock(), cache_s=60.0)
+    scrape = threading.Thread(target=lambda: list(gauges.collect()))
+    scrape.start()
+    assert reading.wait(10)
+    invalidated = threading.Thread(target=gauges.invalidate)
+    invalidated.start()
+    invalidated.join(5)  # blocked until release otherwise: a liveness check, not a timing
+    assert not invalidated.is_alive(), "invalidate waited behind the scrape's read"
+    release.set()
+    scrape.join(10)
+    list(gauges.collect())
+    assert len(reads) == 2  # the invalidation during the read was not lost

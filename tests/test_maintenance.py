@@ -367,3 +367,4 @@ def test_a_window_that_begins_between_two_steps_stops_the_second(
     assert steps == [(0, "succeeded", None), (1, "skipped", "maintenance")], steps
     [run] = runs(app)
     assert run.status == "skipped" and f"maintenance window {opened[0]}" in (run.error or "")
+    assert run.reason == "maintenance"  # not "paused": the run says what held it
