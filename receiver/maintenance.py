@@ -11,17 +11,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from .blast_radius import lock
-from .db.models import Action, AuditEntry, Incident, MaintenanceWindow, Run
+from .db.models import AuditEntry, MaintenanceWindow
 from .errors import Conflict, NotFound, Unprocessable
-from .execution import is_mutating
 from .guards import maintenance_stop
-from .lifecycle import NEW_RUN_STATUS, RETRYABLE_INCIDENT_STATUSES, RunStatus, compare_and_set
+from .lifecycle import compare_and_set
+from .pause import newest_held_runs, queue_again
 from .playbooks.matchers import parse_matcher
-from .retries import RETRY_TRIGGERS
 from .services import Services
 
 __all__ = ["MAX_MATCHERS", "MAX_WINDOW", "WindowState", "check_window", "end_lapsed_windows",
@@ -200,34 +199,15 @@ def requeue_held_runs(session: Session, services: Services, window: MaintenanceW
     was passed over when the first ended, and must go when the last does. Each is audited
     (`maintenance_requeue`). The new runs' ids."""
     lock(session, "maintenance-requeue")  # two ends (or an end and a sweep) queue once
-    newer = aliased(Run)
-    held = session.execute(
-        select(Run, Incident.labels).join(Incident, Incident.id == Run.incident_id).where(
-            Run.status == RunStatus.SKIPPED, Run.trigger.in_(RETRY_TRIGGERS),
-            Incident.status.in_(RETRYABLE_INCIDENT_STATUSES),
-            exists().where(Action.run_id == Run.id, Action.reason == "maintenance"),
-            ~exists().where(newer.incident_id == Run.incident_id, newer.id > Run.id))
-        .order_by(Run.id)).all()
-    now, config = services.clock(), services.config.current
+    now = services.clock()
     queued: list[int] = []
-    for old, labels in held:
-        playbook = config.playbooks.by_name(old.playbook)
-        if playbook is None:  # removed by a reload since: nothing to run
-            continue
+    for old, labels in session.execute(newest_held_runs("maintenance")).all():
         if maintenance_stop(session, now, dict(labels or {}), [old.target]) is not None:
             continue  # another window still holds it; its end queues it
-        run = Run(incident_id=old.incident_id, playbook=old.playbook, target=old.target,
-                  trigger="retry", alert_status="firing", status=NEW_RUN_STATUS,
-                  reason=f"maintenance window {window.id} ended: run {old.id} was held by "
-                  "a maintenance window; the alert still fires", queued_at=now,
-                  dry_run=old.dry_run, config_version=config.version_id,
-                  lane="act" if is_mutating(services, playbook) else "light",
-                  priority=playbook.priority)
-        session.add(run)
-        session.flush()
-        session.add(AuditEntry(actor=actor, verb="maintenance_requeue",
-                               subject=old.target[:255],
-                               reason=f"incident {old.incident_id}: run {old.id} skipped "
-                               f"maintenance, queued again as run {run.id}"))
-        queued.append(run.id)
+        run_id = queue_again(session, services, old, "maintenance",
+                             f"maintenance window {window.id} ended: run {old.id} was held "
+                             "by a maintenance window; the alert still fires", actor,
+                             "maintenance_requeue")
+        if run_id is not None:
+            queued.append(run_id)
     return queued

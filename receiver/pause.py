@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Select, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -141,35 +142,50 @@ def requeue_paused_runs(session: Session, services: Services, pause_id: int,
     pause = session.get(Pause, pause_id)
     if pause is None:
         return []
-    newer = aliased(Run)
-    skipped = session.scalars(
-        select(Run).join(Incident, Incident.id == Run.incident_id).where(
-            Run.status == RunStatus.SKIPPED, Run.trigger.in_(RETRY_TRIGGERS),
-            Run.finished_at >= pause.paused_at,
-            Incident.status.in_(RETRYABLE_INCIDENT_STATUSES),
-            exists().where(Action.run_id == Run.id, Action.reason == "paused"),
-            ~exists().where(newer.incident_id == Run.incident_id, newer.id > Run.id))
-        .order_by(Run.id)).all()
-    now, config = services.clock(), services.config.current
     queued: list[int] = []
-    for old in skipped:
-        playbook = config.playbooks.by_name(old.playbook)
-        if playbook is None:  # removed by a reload since: nothing to run
-            continue
-        run = Run(incident_id=old.incident_id, playbook=old.playbook, target=old.target,
-                  trigger="retry", alert_status="firing", status=NEW_RUN_STATUS,
-                  reason=f"resume: run {old.id} was skipped while paused; the alert still "
-                  "fires", queued_at=now, dry_run=old.dry_run,
-                  config_version=config.version_id,
-                  lane="act" if is_mutating(services, playbook) else "light",
-                  priority=playbook.priority)
-        session.add(run)
-        session.flush()
-        session.add(AuditEntry(actor=actor, verb="resume_requeue", subject=old.target[:255],
-                               reason=f"incident {old.incident_id}: run {old.id} skipped "
-                               f"paused, queued again as run {run.id}"))
-        queued.append(run.id)
+    for old, _ in session.execute(newest_held_runs("paused", since=pause.paused_at)).all():
+        run_id = queue_again(session, services, old, "paused", f"resume: run {old.id} was "
+                             "skipped while paused; the alert still fires", actor,
+                             "resume_requeue")
+        if run_id is not None:
+            queued.append(run_id)
     return queued
+
+
+def newest_held_runs(reason: str, since: datetime | None = None) -> Select[tuple[Run, Any]]:
+    """(run, its incident's labels) of each alert run a guard skipped with `reason` (the
+    kill switch, a maintenance window) that is still its incident's newest run, the
+    incident still open: the alert still fires, so the hold's end must queue it again."""
+    newer = aliased(Run)
+    return (select(Run, Incident.labels).join(Incident, Incident.id == Run.incident_id)
+            .where(Run.status == RunStatus.SKIPPED, Run.trigger.in_(RETRY_TRIGGERS),
+                   *([Run.finished_at >= since] if since is not None else []),
+                   Incident.status.in_(RETRYABLE_INCIDENT_STATUSES),
+                   exists().where(Action.run_id == Run.id, Action.reason == reason),
+                   ~exists().where(newer.incident_id == Run.incident_id, newer.id > Run.id))
+            .order_by(Run.id))
+
+
+def queue_again(session: Session, services: Services, old: Run, held_by: str, why: str,
+                actor: str, verb: str) -> int | None:
+    """A retry run for a run a hold skipped with reason `held_by`, audited as `verb`; None
+    when its playbook was removed by a reload since (nothing to run)."""
+    config = services.config.current
+    playbook = config.playbooks.by_name(old.playbook)
+    if playbook is None:
+        return None
+    run = Run(incident_id=old.incident_id, playbook=old.playbook, target=old.target,
+              trigger="retry", alert_status="firing", status=NEW_RUN_STATUS, reason=why,
+              queued_at=services.clock(), dry_run=old.dry_run,
+              config_version=config.version_id,
+              lane="act" if is_mutating(services, playbook) else "light",
+              priority=playbook.priority)
+    session.add(run)
+    session.flush()
+    session.add(AuditEntry(actor=actor, verb=verb, subject=old.target[:255],
+                           reason=f"incident {old.incident_id}: run {old.id} skipped "
+                           f"{held_by}, queued again as run {run.id}"))
+    return run.id
 
 
 def _described(row: Pause | None) -> dict[str, object]:
