@@ -119,6 +119,16 @@ def private_dockerd(dockerd: Any) -> Any:
     return dockerd
 
 
+@pytest.fixture
+def docker_client(private_dockerd: Any) -> Any:
+    """A client of the session's private dockerd, with the busybox test image loaded."""
+    from tests.harness.busybox import ensure_busybox_image
+
+    client = private_dockerd.client()
+    ensure_busybox_image(client)
+    return client
+
+
 @pytest.fixture(scope="session")
 def e2e_stack(postgres: Postgres, dockerd: Any, target_app_image: str,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:

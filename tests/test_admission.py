@@ -5,10 +5,7 @@ loopback stub that records each query."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ from tests.conftest import api_headers
 from tests.harness.app_driver import runs
 from tests.harness.clock import T0
 from tests.harness.memory_app import fire, make_app
-from tests.harness.procs import LOOPBACK
+from tests.harness.prometheus_stub import PrometheusStub, start_prometheus_stub
 
 PLAYBOOK = """
 playbooks:
@@ -36,41 +33,19 @@ playbooks:
 """
 
 
-class _Prometheus(BaseHTTPRequestHandler):
-    queries: list[str] = []
-    healthy = False  # False: every query answers an empty vector (the precondition fails)
-
-    def do_GET(self) -> None:
-        if "job%3D%22web%22" in self.path:  # the `require:` (evidence asks Prometheus too)
-            type(self).queries.append(self.path)
-        result = [{"metric": {}, "value": [1, "1"]}] if type(self).healthy else []
-        body = json.dumps({"status": "success",
-                           "data": {"resultType": "vector", "result": result}})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def prometheus() -> Iterator[type[_Prometheus]]:
-    _Prometheus.queries, _Prometheus.healthy = [], False
-    server = ThreadingHTTPServer((LOOPBACK, 0), _Prometheus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Prometheus.url = f"http://{LOOPBACK}:{server.server_address[1]}"  # type: ignore[attr-defined]
-    yield _Prometheus
-    server.shutdown()
-    server.server_close()
+def prometheus() -> Iterator[PrometheusStub]:
+    # Only the `require:` is recorded: the evidence asks Prometheus too.
+    stub = start_prometheus_stub(record_when="job%3D%22web%22")
+    yield stub  # not healthy: every query answers an empty vector (the precondition fails)
+    stub.stop()
 
 
-def _app(app_factory: Any, db_url: str, tmp_path: Path, prometheus: type[_Prometheus],
+def _app(app_factory: Any, db_url: str, tmp_path: Path, prometheus: PrometheusStub,
          mode: str = "") -> Any:
     text = PLAYBOOK.replace("MODE", mode)
     app, executor, _ = make_app(app_factory, db_url, tmp_path, text,
-                                prometheus_url=prometheus.url)  # type: ignore[attr-defined]
+                                prometheus_url=prometheus.url)
     executor.add("web")
     return app
 

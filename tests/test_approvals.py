@@ -24,11 +24,6 @@ COMMENT = {"actor": "carol", "comment": "looks right"}
 
 
 @pytest.fixture
-def docker_client(private_dockerd: Any) -> Any:
-    return private_dockerd.client()
-
-
-@pytest.fixture
 def approval_app(db_url: str, app_factory: Any, private_dockerd: Any, tmp_path: Path) -> Any:
     def make(mode: str = "approve", approval_timeout: str | None = None) -> Any:
         path = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}.yml"

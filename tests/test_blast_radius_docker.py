@@ -16,19 +16,11 @@ from receiver.notify.outbox import OutboxSender
 from receiver.runner import Runner
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, fire_container, incidents
-from tests.harness.busybox import ensure_busybox_image
 from tests.harness.clock import ShiftedClock
 from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
 from tests.harness.slack_stub import POST_MESSAGE, SlackStub, start_slack_stub
 from tests.payloads import alert, notification
-
-
-@pytest.fixture
-def docker_client(private_dockerd: Any) -> Any:
-    client = private_dockerd.client()
-    ensure_busybox_image(client)
-    return client
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import docker
 import pytest
 from sqlalchemy import select
 
@@ -21,7 +20,6 @@ from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import drain, evidence_rows
-from tests.harness.busybox import ensure_busybox_image
 from tests.harness.containers import run_container, started_at
 from tests.harness.docker_delay_proxy import DockerDelayProxy
 from tests.harness.playbook_yaml import write_playbooks
@@ -59,13 +57,6 @@ def slack() -> Iterator[SlackStub]:
     stub = SlackStub().start()
     yield stub
     stub.stop()
-
-
-@pytest.fixture
-def docker_client(private_dockerd: Any) -> docker.DockerClient:
-    client = private_dockerd.client()
-    ensure_busybox_image(client)
-    return client
 
 
 def fire(client: Any, container: str, expr: str = DOWN_EXPR) -> None:

@@ -467,11 +467,6 @@ def test_retries_stop_after_notify_max_attempts(db_url, app_factory, tmp_path, s
 # -- remediation never waits for notifications ------------------------------------------------
 
 
-@pytest.fixture
-def docker_client(private_dockerd):
-    return private_dockerd.client()
-
-
 def fire_and_run(app: Any, container: Any) -> tuple[Runner, int]:
     runner = Runner(app.extensions["autofix"])
     runner.start()  # runner threads, heartbeat and this process's sender

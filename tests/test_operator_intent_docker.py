@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from receiver.db.models import EventsFollower, Incident, TargetTransition
@@ -20,14 +19,6 @@ from tests.harness.procs import wait_for
 FILLER_EVENTS = 300  # more than dockerd's buffer of 256
 # Ignores SIGUSR1: each `docker kill -s USR1` is one event and changes nothing.
 FILLER = ["sh", "-c", "trap '' USR1; trap 'exit 0' TERM; while :; do sleep 0.1; done"]
-
-
-@pytest.fixture
-def docker_client(private_dockerd: Any) -> Any:
-    from tests.harness.busybox import ensure_busybox_image
-    client = private_dockerd.client()
-    ensure_busybox_image(client)
-    return client
 
 
 def follower_for(app: Any, holder: str) -> Follower:

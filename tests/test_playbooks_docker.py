@@ -12,18 +12,10 @@ from sqlalchemy import select
 from receiver.db.models import Breaker, Run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, fire_container, incident_status
-from tests.harness.busybox import ensure_busybox_image
 from tests.harness.clock import ShiftedClock
 from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import write_playbooks
 from tests.payloads import alert, notification
-
-
-@pytest.fixture
-def docker_client(private_dockerd):
-    client = private_dockerd.client()
-    ensure_busybox_image(client)
-    return client
 
 
 @pytest.fixture

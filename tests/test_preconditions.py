@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +22,7 @@ from receiver.prometheus_api import (
 )
 from receiver.settings import Settings
 from tests.harness.procs import LOOPBACK, free_port
+from tests.harness.prometheus_stub import start_prometheus_stub
 
 PARAMS = build_registry().params_models()
 
@@ -79,27 +78,11 @@ def test_what_counts_as_a_result(result: QueryResult, nonempty: bool) -> None:
     assert result.nonempty is nonempty
 
 
-class _Stub(BaseHTTPRequestHandler):
-    answers: dict[str, tuple[int, str]] = {}
-
-    def do_GET(self) -> None:
-        expr = self.path.split("query=", 1)[-1]
-        status, body = self.answers.get(expr, (200, json.dumps(
-            {"status": "success", "data": {"resultType": "vector", "result": []}})))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def stub_prometheus() -> Iterator[str]:
-    """A loopback HTTP server answering each query as a test sets it: Prometheus' ways of
-    failing that a real one cannot be made to show on demand."""
-    _Stub.answers = {
+    """Prometheus' ways of failing that a real one cannot be made to show on demand."""
+    stub = start_prometheus_stub()
+    stub.answers = {
         "bad": (400, json.dumps({"status": "error", "errorType": "bad_data",
                                  "error": "parse error at char 4"})),
         "overloaded": (503, "<html>Service Unavailable</html>"),
@@ -111,12 +94,8 @@ def stub_prometheus() -> Iterator[str]:
                                                 "values": [[1, "1"], [2, "1"]]}]}})),
         "nodata": (200, json.dumps({"status": "success"})),
     }
-    server = ThreadingHTTPServer((LOOPBACK, 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{LOOPBACK}:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield stub.url
+    stub.stop()
 
 
 def test_an_error_answer_is_a_query_error(stub_prometheus: str) -> None:

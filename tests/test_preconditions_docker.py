@@ -18,7 +18,6 @@ from receiver.db.models import Incident, Run
 from receiver.retries import queue_due_retries
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, runs
-from tests.harness.busybox import ensure_busybox_image
 from tests.harness.clock import Clock
 from tests.harness.containers import run_container, started_at
 from tests.harness.procs import LOOPBACK, free_port, wait_for
@@ -43,13 +42,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     prom = prometheus_on(tmp_path_factory.mktemp("prom"), free_port())
     yield prom
     prom.stop()
-
-
-@pytest.fixture
-def docker_client(private_dockerd: Any) -> Any:
-    client = private_dockerd.client()
-    ensure_busybox_image(client)
-    return client
 
 
 @pytest.fixture

@@ -30,18 +30,11 @@ from receiver.runner import claim_next
 from receiver.settings import Settings
 from tests.conftest import api_headers
 from tests.harness.app_driver import drain, fire_container
-from tests.harness.busybox import FAST_STOP, ensure_busybox_image
+from tests.harness.busybox import FAST_STOP
 from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
 
 MANUAL = "/api/v1/playbooks/restart-on-down/run"
-
-
-@pytest.fixture
-def docker_client(private_dockerd: Any) -> Any:
-    client = private_dockerd.client()
-    ensure_busybox_image(client)
-    return client
 
 
 @pytest.fixture
