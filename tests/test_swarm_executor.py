@@ -143,7 +143,10 @@ def test_resolution_and_state_read_the_service_and_its_labels(swarm: Any,
     assert executor.resolve(service.id[:6]) == identity
     with pytest.raises(TargetNotFound):
         executor.resolve("s-nosuchservice")
-    assert executor.refers_to(service.id[:8], identity) and not executor.refers_to("x", identity)
+    assert executor.refers_to(service.id[:8], identity)
+    # Swarm IDs are lowercase base-36 and never hold a '-': this is nobody's ID prefix
+    # ("x" alone was, for one service in 36).
+    assert not executor.refers_to("x-not-an-id", identity)
     state = executor.inspect(service.id)
     assert (state.name, state.running, state.labels) == (service.name, True,
                                                         {"autofix.enable": "true"})

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -87,6 +89,17 @@ class Dockerd:
         # Sockets and containerd state only; images and volumes stay in workdir/data.
         shutil.rmtree(self.short_dir, ignore_errors=True)
 
+    def kill(self) -> None:
+        """dockerd dies at once: SIGKILL to its process group (containerd included), then to
+        the shims and containers it leaves running. stop() still unmounts and cleans up."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        if self.proc is not None:
+            self.proc.stop(timeout=10, sig=signal.SIGKILL)
+            self.proc = None
+        _kill_trees_naming(str(self.short_dir))
+
     def remove_all_containers(self) -> None:
         client = docker.DockerClient(base_url=self.url, timeout=60)
         try:
@@ -94,6 +107,32 @@ class Dockerd:
                 container.remove(force=True)
         finally:
             client.close()
+
+
+def _kill_trees_naming(text: str) -> None:
+    """SIGKILL every process whose command line holds `text`, and all its descendants."""
+    parents: dict[int, int] = {}
+    roots: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if text in cmdline:
+            roots.append(int(entry.name))
+    doomed = set(roots)
+    while True:
+        children = {pid for pid, parent in parents.items() if parent in doomed} - doomed
+        if not children:
+            break
+        doomed |= children
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _unmount_under(directory: Path) -> None:
