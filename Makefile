@@ -33,6 +33,7 @@ deps:
 lint: venv
 	$(VENV)/bin/ruff check receiver target_app tests bench
 	$(VENV)/bin/mypy receiver
+	$(VENV)/bin/lint-imports
 
 rules-check:
 	promtool check rules rules/alert_rules.yml rules/autofix_self.yml

@@ -51,8 +51,8 @@ EXPR = 'up{job="dead"} == 0'
 def _one(app: Any, client: Any, capture: bool) -> tuple[float, float | None]:
     from sqlalchemy import select
 
-    from receiver.db.models import EvidenceRecord
-    from receiver.runner import Runner
+    from receiver.runtime.runner import Runner
+    from receiver.store.models import EvidenceRecord
     from tests.conftest import webhook_headers
     from tests.payloads import alert, notification
 
@@ -80,7 +80,7 @@ def _one(app: Any, client: Any, capture: bool) -> tuple[float, float | None]:
 
 def run(rounds: int = 7) -> dict[str, Any]:
     from receiver.app import create_app
-    from receiver.db.migrate import upgrade
+    from receiver.store.migrate import upgrade
     from tests.conftest import make_settings
     from tests.harness.busybox import ensure_busybox_image
     from tests.harness.dockerd import start_dockerd

@@ -73,7 +73,7 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def run(repeats: int = 5) -> dict[str, Any]:
-    from receiver.db.migrate import upgrade
+    from receiver.store.migrate import upgrade
     from tests.harness.dockerd import start_dockerd
     from tests.harness.images import ensure_target_app_image
     from tests.harness.postgres import start_postgres

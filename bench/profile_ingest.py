@@ -27,8 +27,8 @@ def profile(database_url: str, alerts: int, requests: int, workdir: Path,
     from pyinstrument import Profiler
 
     from receiver.app import create_app
-    from receiver.db.migrate import upgrade
-    from receiver.settings import Settings
+    from receiver.config.settings import Settings
+    from receiver.store.migrate import upgrade
 
     upgrade(database_url)
     playbooks = workdir / "playbooks.yml"

@@ -12,7 +12,7 @@ import sys
 import time
 
 from bench.common import results_dir
-from receiver.evidence.redaction import Redactor
+from receiver.domain.redaction import Redactor
 from tests.redaction_worst import worst_case_inputs
 
 SIZE = 100_000

@@ -110,7 +110,7 @@ class Stack:
     def start_autofix(self, name: str, database_url: str, workers: int,
                       env: dict[str, str] | None = None, playbooks: str = NO_ACTION_PLAYBOOKS
                       ) -> Server:
-        from receiver.db.migrate import upgrade
+        from receiver.store.migrate import upgrade
 
         upgrade(database_url)
         root = self.workdir / name
@@ -128,7 +128,7 @@ class Stack:
             "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
             **(env or {}),
         }
-        argv = [sys.executable, "-m", "receiver.cli", "serve", "--bind", f"{LOOPBACK}:{port}",
+        argv = [sys.executable, "-m", "receiver.ops.cli", "serve", "--bind", f"{LOOPBACK}:{port}",
                 "--workers", str(workers)]
         process = ManagedProcess(argv, root / "receiver.log", env=full_env, cwd=ROOT).start()
         url = f"http://{LOOPBACK}:{port}"

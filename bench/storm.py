@@ -59,7 +59,7 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, float]:
 
 
 def run() -> dict[str, Any]:
-    from receiver.db.migrate import upgrade
+    from receiver.store.migrate import upgrade
     from tests.harness.busybox import FAST_STOP, ensure_busybox_image
     from tests.harness.db import query
     from tests.harness.dockerd import start_dockerd

@@ -42,7 +42,7 @@ def _swarm(stack: Any) -> float | None:
 
 
 def run(repeats: int = 5) -> dict[str, Any]:
-    from receiver.db.migrate import upgrade
+    from receiver.store.migrate import upgrade
     from tests.harness.images import ensure_target_app_image
     from tests.harness.postgres import start_postgres
     from tests.harness.stack import start_stack

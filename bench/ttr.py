@@ -78,7 +78,7 @@ def _docker_reference(stack: Any) -> dict[str, Any]:
 
 def _mode(dockerd: Any, image: str, postgres: Any, fast: bool, repeats: int,
           scenarios: list[dict[str, Any]]) -> dict[str, Any]:
-    from receiver.db.migrate import upgrade
+    from receiver.store.migrate import upgrade
     from tests.harness.stack import start_stack
 
     url = postgres.create_database()

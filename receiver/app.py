@@ -8,8 +8,8 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .actions.builtin import build_registry
-from .api import (
+from receiver.actions.builtin import build_registry
+from receiver.api import (
     budgets,
     control,
     health,
@@ -21,22 +21,22 @@ from .api import (
     slack,
     webhook,
 )
-from .api.openapi import blueprint as openapi_blueprint
-from .api.openapi import routes as documented_routes
-from .auth import install_auth
-from .config_store import ConfigStore
-from .db.engine import Database
-from .db_gauges import DatabaseGauges
-from .errors import AutofixError, BadRequest, Conflict
-from .evidence.redaction import Redactor
-from .executor import Executor
-from .executor.registry import Executors, build_executors, playbook_backends
-from .lifecycle import IngestState
-from .metrics import Metrics
-from .notify import Notifier, OutboxNotifier, build_notifier
-from .readiness import Readiness
-from .services import Services
-from .settings import Settings
+from receiver.api.auth import install_auth
+from receiver.api.openapi import blueprint as openapi_blueprint
+from receiver.api.openapi import routes as documented_routes
+from receiver.config.settings import Settings
+from receiver.domain.errors import AutofixError, BadRequest, Conflict
+from receiver.domain.redaction import Redactor
+from receiver.engine.services import Services
+from receiver.executor import Executor
+from receiver.executor.registry import Executors, build_executors, playbook_backends
+from receiver.notify import Notifier, OutboxNotifier, build_notifier
+from receiver.runtime.db_gauges import DatabaseGauges
+from receiver.store.config_store import ConfigStore
+from receiver.store.engine import Database
+from receiver.store.lifecycle import IngestState
+from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.readiness import Readiness
 
 __all__ = ["create_app"]
 
@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     _register_error_handlers(app)
     _register_webhook_timing(app, metrics)
     install_auth(app, settings)
-    metrics.attach(DatabaseGauges(database, services.now))
+    gauges = DatabaseGauges(database, services.now)
+    metrics.attach(gauges, gauges.invalidate)
     _initialise_failure_series(services)
     return app
 

@@ -12,8 +12,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from receiver.app import create_app
-from receiver.db.migrate import upgrade
-from receiver.settings import Settings
+from receiver.config.settings import Settings
+from receiver.store.migrate import upgrade
 from tests.harness.postgres import Postgres, start_postgres
 
 pytest_plugins = ["tests.conftest_stack"]  # dockerd, target_app_image

@@ -37,7 +37,7 @@ def up() -> int:
     if STATE.exists():
         say("A previous demo is still running: stopping it first (make demo is re-runnable).")
         down()
-    from receiver.db.migrate import upgrade
+    from receiver.store.migrate import upgrade
     from tests.harness.dockerd import start_dockerd
     from tests.harness.images import ensure_target_app_image
     from tests.harness.postgres import start_postgres

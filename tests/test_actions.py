@@ -18,8 +18,8 @@ from receiver.actions.check_actions import (
 )
 from receiver.actions.docker_actions import ExecParams, KillParams, exec_command
 from receiver.actions.registry import ActionContext, ActionFailed, ActionRegistry, IncidentView
+from receiver.config.settings import Settings
 from receiver.executor.docker_executor import DockerExecutor
-from receiver.settings import Settings
 from tests.harness.containers import run_container
 from tests.harness.procs import free_port
 

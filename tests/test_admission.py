@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from receiver.admission import AwaitApproval, Proceed, Skip
-from receiver.execution import Decision, execute_run
-from receiver.runner import claim_next
+from receiver.engine.admission import AwaitApproval, Proceed, Skip
+from receiver.engine.execution import Decision, execute_run
+from receiver.runtime.runner import claim_next
 from tests.conftest import api_headers
 from tests.harness.app_driver import runs
 from tests.harness.clock import T0
@@ -145,9 +145,9 @@ def test_a_stop_that_ends_between_the_peek_and_admission_sends_the_run_round_aga
     """The peek stopped the run (so `require:` was not asked), and by admission the stop
     had ended: acting now would act unasked. The run is queued again, and the next pass
     asks Prometheus before it acts."""
-    import receiver.execution as execution
-    from receiver.admission import Requeue
-    from receiver.guards import GuardStop
+    import receiver.engine.execution as execution
+    from receiver.engine.admission import Requeue
+    from receiver.engine.guards import GuardStop
 
     prometheus.healthy = True
     app = _app(app_factory, db_url, tmp_path, prometheus)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 from flask.testing import FlaskClient
 
+from receiver.api.auth import OPEN_ROUTES
 from receiver.api.openapi import UNDOCUMENTED_ENDPOINTS, build_document
-from receiver.auth import OPEN_ROUTES
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.memory_executor import MemoryExecutor
 from tests.payloads import alert, notification
@@ -151,7 +151,7 @@ def test_reload_reaches_every_worker_through_the_database(db_url, app_factory, t
 
 
 def test_breakers_list_and_reset_is_audited(client: FlaskClient) -> None:
-    from receiver.db.models import AuditEntry, Breaker
+    from receiver.store.models import AuditEntry, Breaker
 
     database = client.application.extensions["autofix"].database
     with database.session() as session:
@@ -220,7 +220,7 @@ def test_openapi_document_is_valid_and_describes_every_response(app: Flask) -> N
 
 
 def test_actions_show_detail_as_its_own_field(client: FlaskClient) -> None:
-    from receiver.db.models import Action
+    from receiver.store.models import Action
 
     seed(client)
     incident = get(client, "/api/v1/incidents?target=web-1").json["items"][0]
@@ -248,7 +248,7 @@ def test_playbook_durations_are_floats(client: FlaskClient) -> None:
 
 
 def test_audit_log_filters_and_paginates(client: FlaskClient) -> None:
-    from receiver.db.models import AuditEntry
+    from receiver.store.models import AuditEntry
 
     database = client.application.extensions["autofix"].database
     t0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)

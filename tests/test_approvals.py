@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.approvals import expire_approvals
-from receiver.db.models import Action, AuditEntry, Incident, Run
+from receiver.incidents.approvals import expire_approvals
+from receiver.store.models import Action, AuditEntry, Incident, Run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import drain
 from tests.harness.clock import Clock

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from receiver.actions.builtin import build_registry
-from receiver.errors import ConfigError
+from receiver.domain.errors import ConfigError
 from receiver.playbooks.config import parse_playbooks
-from receiver.runner import Runner
+from receiver.runtime.runner import Runner
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, incidents, runs
 from tests.harness.memory_app import fire, make_app
@@ -100,7 +100,7 @@ def test_playbook_budget_counts_only_its_own_runs_and_frees_with_time(
                                  "limit": 1, "per_s": 300.0, "used": 1,
                                  "frees_at": shown["budgets"][0]["frees_at"]}]
     clock.advance(301)  # the injected clock: the action left the window, the retry is due
-    from receiver.retries import queue_due_retries
+    from receiver.engine.retries import queue_due_retries
 
     queue_due_retries(app.extensions["autofix"])
     drain(app)
@@ -206,8 +206,8 @@ def test_budgets_endpoint_needs_a_token(db_url: str, app_factory: Any,
 
 def test_prune_removes_host_storms_long_over(db_url: str, app_factory: Any,
                                             tmp_path: Path) -> None:
-    from receiver.db.migrate import prune
-    from receiver.db.models import HostStorm
+    from receiver.store.migrate import prune
+    from receiver.store.models import HostStorm
 
     app, executor, clock = make_app(app_factory, db_url, tmp_path, _playbook(),
                                     host_storm_targets=1)
@@ -260,7 +260,7 @@ def test_storm_counted_atomically_by_two_receivers_on_one_database(
 
 def test_next_at_is_when_one_more_action_fits(db_url: str, app_factory: Any,
                                               tmp_path: Path) -> None:
-    from receiver.blast_radius import budget_stop
+    from receiver.engine.blast_radius import budget_stop
     from receiver.playbooks.config import Playbook
 
     budget = "    budget: {actions: 2, per: 10m, scope: fleet}"
@@ -287,7 +287,7 @@ def test_migration_0012_goes_down_and_up(db_url: str) -> None:
     from alembic import command
     from sqlalchemy import create_engine, inspect
 
-    from receiver.db.migrate import alembic_config, upgrade
+    from receiver.store.migrate import alembic_config, upgrade
 
     command.downgrade(alembic_config(db_url), "0010")
     engine = create_engine(db_url)
@@ -362,7 +362,7 @@ def test_a_retry_blocked_by_the_same_budget_does_not_page_again(
     blocked = {i.target: i.escalation_reason for i in incidents(app) if i.target in "bc"}
     assert all(reason and reason.startswith("budget_exhausted") for reason in blocked.values())
     clock.advance(301)
-    from receiver.retries import queue_due_retries
+    from receiver.engine.retries import queue_due_retries
 
     queue_due_retries(app.extensions["autofix"])
     drain(app)

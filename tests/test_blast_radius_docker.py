@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import HostStorm, Incident, Run
 from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
-from receiver.runner import Runner
+from receiver.runtime.runner import Runner
+from receiver.store.models import HostStorm, Incident, Run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, fire_container, incidents
 from tests.harness.clock import ShiftedClock

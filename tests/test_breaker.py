@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from receiver.breaker import BreakerSnapshot, decide
+from receiver.engine.breaker import BreakerSnapshot, decide
 from receiver.playbooks.config import BreakerPolicy
 
 POLICY = BreakerPolicy(max_actions=3, window="10m", open_for="1m", open_for_max="4m",

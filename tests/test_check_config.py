@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.cli import main
+from receiver.ops.cli import main
 from receiver.playbooks.rules_check import template_refs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,13 +75,13 @@ def test_without_rules_the_label_check_is_skipped(capsys: pytest.CaptureFixture[
 
 
 def test_the_rules_are_found_beside_the_playbooks_by_default() -> None:
-    done = subprocess.run([sys.executable, "-m", "receiver.cli", "check-config",
+    done = subprocess.run([sys.executable, "-m", "receiver.ops.cli", "check-config",
                            "receiver/playbooks.yml"], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "checked against" in done.stdout and "rules/alert_rules.yml" in done.stdout
     assert "rules/autofix_self.yml" in done.stdout and "prometheus/prometheus.yml" in done.stdout
-    typo = subprocess.run([sys.executable, "-m", "receiver.cli", "check-config",
+    typo = subprocess.run([sys.executable, "-m", "receiver.ops.cli", "check-config",
                            str(CORPUS / "12-target-typo.yml")], capture_output=True, text=True,
                           cwd=CORPUS, timeout=60)
     # tests/check_config_corpus/ has no rules/ beside it, one level up or in the working
@@ -310,7 +310,7 @@ def test_a_playbook_drafted_elsewhere_is_checked_against_the_checkout_it_is_run_
     the README's examples are checked in)."""
     draft = tmp_path / "new.yml"
     draft.write_text(SHIPPED.read_text())
-    done = subprocess.run([sys.executable, "-m", "receiver.cli", "check-config", str(draft)],
+    done = subprocess.run([sys.executable, "-m", "receiver.ops.cli", "check-config", str(draft)],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"{REPO}/rules/alert_rules.yml" in done.stdout

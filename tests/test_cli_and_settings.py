@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from receiver.settings import Settings
+from receiver.config.settings import Settings
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.procs import wait_for
 from tests.harness.receiver import start_receiver
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def autofix(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "receiver.ops.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})},
                           cwd=REPO)
 
@@ -218,8 +218,8 @@ def test_sigterm_shuts_down_gracefully(sqlite_url, tmp_path) -> None:
 def test_retention_setting_prunes_from_the_runner(db_url, app_factory) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from receiver.db.models import Notification
-    from receiver.runner import Runner
+    from receiver.runtime.runner import Runner
+    from receiver.store.models import Notification
 
     app = app_factory(db_url, retention_days=30)
     database = app.extensions["autofix"].database

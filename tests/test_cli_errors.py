@@ -13,7 +13,7 @@ from urllib.parse import quote
 import psycopg2
 import pytest
 
-from receiver.settings import Settings
+from receiver.config.settings import Settings
 from tests.harness.postgres import LOOPBACK, Postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ TOKENS = {"AUTOFIX_WEBHOOK_TOKEN": "whk-cli-errors-4b7d9e2a6c",
 def autofix(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO,
             timeout: float = 90) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFIX_")}
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "receiver.ops.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env={**clean, **(env or {})}, cwd=cwd)
 
 
@@ -133,7 +133,7 @@ def test_docs_outside_the_repository_is_one_line(tmp_path: Path) -> None:
 
 
 def test_version() -> None:
-    from receiver.version import build_version
+    from receiver.domain.version import build_version
 
     done = autofix("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"autofix {build_version()}"

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from receiver.db.models import Incident, Notification, Outbox
+from receiver.store.models import Incident, Notification, Outbox
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.clock import Clock
 from tests.payloads import alert, notification
@@ -42,7 +42,7 @@ def test_the_webhook_and_the_outbox_stamp_with_the_injected_clock(sqlite_url: st
 
 def test_the_breakers_view_judges_open_periods_on_the_injected_clock(sqlite_url: str,
                                                                       app_factory: Any) -> None:
-    from receiver.db.models import Breaker
+    from receiver.store.models import Breaker
 
     app = app_factory(sqlite_url)
     clock = app.extensions["autofix"].clock = Clock(T)

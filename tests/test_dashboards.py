@@ -687,7 +687,7 @@ def test_grafana_role_is_created_once_per_server_and_granted_per_database(
         postgres: Any, pg_url: str) -> None:
     from alembic import command
 
-    from receiver.db.migrate import alembic_config, upgrade
+    from receiver.store.migrate import alembic_config, upgrade
 
     other = postgres.create_database()
     upgrade(other)  # the role already exists (pg_url made it): still granted here
@@ -710,7 +710,7 @@ def test_migration_is_a_no_op_on_sqlite(sqlite_url: str) -> None:
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine, text
 
-    from receiver.db.migrate import alembic_config
+    from receiver.store.migrate import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config(sqlite_url)).get_current_head()
     engine = create_engine(sqlite_url)
@@ -822,7 +822,7 @@ def test_host_storm_queries_run_as_the_grafana_role(pg_url: str) -> None:
 
 
 def test_skip_panel_shows_the_blast_radius_reasons() -> None:
-    from receiver.metrics import SKIP_REASONS_SHOWN
+    from receiver.telemetry.metrics import SKIP_REASONS_SHOWN
 
     board = dashboards_by_uid()["autofix-overview"]
     [panel] = [p for p in all_panels(board) if p.get("title") == "Runs skipped by reason"]

@@ -9,10 +9,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.db.engine import Database
-from receiver.db.models import Breaker, Incident, Notification, Pause, Run
-from receiver.db_gauges import DatabaseGauges
-from receiver.metrics import Metrics
+from receiver.runtime.db_gauges import DatabaseGauges
+from receiver.store.engine import Database
+from receiver.store.models import Breaker, Incident, Notification, Pause, Run
+from receiver.telemetry.metrics import Metrics
 from tests.harness.clock import Clock
 
 DATABASE_GAUGES = ("autofix_open_incidents", "autofix_run_queue_depth",
@@ -111,7 +111,8 @@ def test_a_database_down_gives_no_sample_and_no_exception() -> None:
     # Nothing listens there: every connection is refused at once.
     database = Database("postgresql+psycopg2://autofix:x@127.0.0.1:1/autofix",
                         on_error=lambda op: metrics.database_errors.labels(op).inc())
-    metrics.attach(DatabaseGauges(database, Clock()))
+    gauges = DatabaseGauges(database, Clock())
+    metrics.attach(gauges, gauges.invalidate)
     text = metrics.exposition().decode()
     names = {name for name, _ in samples(text)}
     assert not names & set(DATABASE_GAUGES)

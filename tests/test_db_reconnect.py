@@ -1,6 +1,6 @@
 """Connections PostgreSQL dropped (a restart, a failover, an idle timeout) on a real server.
 
-The pool pings a connection only after it sat idle (receiver/db/engine.py), and the
+The pool pings a connection only after it sat idle (receiver/store/engine.py), and the
 webhook's write runs again once on a connection found dead mid-use (Database.transact).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from receiver.db import engine
+from receiver.store import engine
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.db import query
 from tests.payloads import alert, notification

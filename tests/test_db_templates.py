@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from receiver.db.migrate import upgrade
+from receiver.store.migrate import upgrade
 from tests.harness.db import query
 from tests.harness.postgres import Postgres
 

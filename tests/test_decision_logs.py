@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Incident
-from receiver.errors import DatabaseUnavailable
-from receiver.logs import JsonFormatter
+from receiver.domain.errors import DatabaseUnavailable
 from receiver.notify import Event
-from receiver.runner import Runner
+from receiver.runtime.runner import Runner
+from receiver.store.models import Incident
+from receiver.telemetry.logs import JsonFormatter
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 from tests.harness.app_driver import drain
 from tests.harness.memory_app import NOTIFY_AND_RESTART, fire, make_app

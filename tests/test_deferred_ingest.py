@@ -1,8 +1,8 @@
 """Large notifications (issue #17): acknowledged once stored, their alerts filed right after.
 
 Above AUTOFIX_INGEST_DEFER_ALERTS the webhook answers 202 with the notification stored as
-received (pending); a worker's drainer (receiver/filing.py) files its alerts exactly as the
-webhook files a small one. The acknowledgement time is measured in bench/storm.py.
+received (pending); a worker's drainer (receiver/incidents/filing.py) files its alerts exactly
+as the webhook files a small one. The acknowledgement time is measured in bench/storm.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from receiver import filing
-from receiver.db.migrate import prune
-from receiver.db.models import AlertGroup, Incident, Notification, Run
-from receiver.filing import LEASE_S, MAX_ATTEMPTS, drain_one, pending_count
+from receiver.incidents import filing
+from receiver.incidents.filing import LEASE_S, MAX_ATTEMPTS, drain_one, pending_count
+from receiver.store.migrate import prune
+from receiver.store.models import AlertGroup, Incident, Notification, Run
 from tests.conftest import webhook_headers
 from tests.harness.db import query
 from tests.harness.procs import wait_for

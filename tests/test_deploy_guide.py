@@ -448,7 +448,7 @@ def test_install_from_a_checkout_and_from_a_wheel(host: Host,
     # The installed copy, not this checkout: migrations and playbooks are package data.
     probe = subprocess.run(
         [str(host.venv_python()), "-c",
-         "import receiver, receiver.settings as s; print(receiver.__file__); "
+         "import receiver, receiver.config.settings as s; print(receiver.__file__); "
          "print(s.DEFAULT_PLAYBOOKS.is_file())"],
         env=host.base_env(), cwd=host.root, capture_output=True, text=True, timeout=60,
         check=True)  # not cwd=REPO: `python -c` would import the checkout

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from receiver.reference import SECTIONS, refresh
+from receiver.ops.reference import SECTIONS, refresh
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -22,7 +22,7 @@ def test_readme_reference_sections_match_the_code() -> None:
 
 def test_every_setting_and_action_is_documented() -> None:
     from receiver.actions.builtin import build_registry
-    from receiver.settings import Settings
+    from receiver.config.settings import Settings
 
     text = README.read_text()
     for name in Settings.model_fields:
@@ -32,7 +32,7 @@ def test_every_setting_and_action_is_documented() -> None:
 
 
 def test_docs_command_checks() -> None:
-    done = subprocess.run([sys.executable, "-m", "receiver.cli", "docs"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "receiver.ops.cli", "docs"], capture_output=True,
                           text=True, cwd=README.parent, timeout=60)
     assert done.returncode == 0, done.stderr
 
@@ -46,9 +46,9 @@ def _decision_order_table() -> str:
 def test_the_decision_order_names_every_reason_a_guard_can_stop_a_run_with() -> None:
     """Every skip reason in the code (a GuardStop, an operator-intent rule, the blast
     radius, the preconditions) has its row in the README's decision order (#30)."""
+    from receiver.engine.preconditions import PRECONDITION_FAILED
     from receiver.intent.decide import TABLE
-    from receiver.metrics import SKIP_REASONS_SHOWN
-    from receiver.preconditions import PRECONDITION_FAILED
+    from receiver.telemetry.metrics import SKIP_REASONS_SHOWN
 
     code = "\n".join(path.read_text() for path in (ROOT / "receiver").rglob("*.py"))
     reasons = set(re.findall(r'GuardStop\(\s*"([a-z_]+)"', code))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from receiver.db.migrate import upgrade
+from receiver.store.migrate import upgrade
 from tests.harness.images import ensure_target_app_image
 from tests.harness.procs import wait_for
 from tests.harness.stack import Stack, SwarmTarget, start_stack

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.migrate import prune
-from receiver.db.models import Action, EvidenceRecord, Incident
+from receiver.domain.classify import classify
+from receiver.domain.redaction import Redactor
 from receiver.evidence.capture import CaptureRequest, Evidence, alert_expression, capture_evidence
-from receiver.evidence.classify import classify
-from receiver.evidence.redaction import Redactor
 from receiver.evidence.store import DETAILS_MAX_BYTES, _capped_details
 from receiver.executor import EvidenceLimits
 from receiver.executor.docker_evidence import operator_stop_reason
-from receiver.lifecycle import transition_incident
-from receiver.runner import Runner
+from receiver.runtime.runner import Runner
+from receiver.store.lifecycle import transition_incident
+from receiver.store.migrate import prune
+from receiver.store.models import Action, EvidenceRecord, Incident
 from tests.conftest import webhook_headers
 from tests.harness.memory_executor import MemoryExecutor
 from tests.payloads import alert, notification

@@ -15,9 +15,9 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Action, Incident
 from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
+from receiver.store.models import Action, Incident
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import drain, evidence_rows
 from tests.harness.containers import run_container, started_at

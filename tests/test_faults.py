@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.migrate import upgrade
-from receiver.db.models import Action, Breaker, Incident, Run
+from receiver.store.migrate import upgrade
+from receiver.store.models import Action, Breaker, Incident, Run
 from tests.conftest import WEBHOOK_TOKEN
 from tests.harness.alertmanager import start_alertmanager, webhook_config
 from tests.harness.app_driver import drain

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from receiver.db.models import Incident, Notification
-from receiver.payload import WebhookPayload
+from receiver.domain.payload import WebhookPayload
+from receiver.store.models import Incident, Notification
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers, webhook_headers
 from tests.payloads import alert, notification
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Action, Incident, Run
-from receiver.evidence.redaction import TRUNCATED
-from receiver.execution import execute_run
+from receiver.domain.redaction import TRUNCATED
+from receiver.engine.execution import execute_run
+from receiver.store.models import Action, Incident, Run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.memory_executor import MemoryExecutor
 from tests.payloads import alert, notification
@@ -172,7 +172,7 @@ CORPUS = 16  # 64 MB of annotations: the unbounded list loaded and returned all 
 
 
 def _seed_large(app: Any) -> list[int]:
-    from receiver.db.models import utcnow
+    from receiver.store.models import utcnow
 
     now = utcnow()
     ids = []
@@ -246,7 +246,7 @@ def test_list_pages_are_bounded_in_bytes_not_only_rows(db_url, app_factory,
 @pytest.mark.parametrize("duration", ["1.0e+300", "99999999999d", "3651d"])
 def test_a_duration_that_would_overflow_is_a_config_error(duration) -> None:
     from receiver.actions.builtin import build_registry
-    from receiver.errors import ConfigError
+    from receiver.domain.errors import ConfigError
     from receiver.playbooks.config import parse_playbooks
 
     text = ("playbooks:\n  - name: a\n    matchers: ['alertname=\"A\"']\n"

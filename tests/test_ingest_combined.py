@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver import filing
-from receiver.db.migrate import upgrade
-from receiver.db.models import AlertGroup, Incident, Notification, Outbox, Run
-from receiver.payload import WebhookPayload
+from receiver.domain.payload import WebhookPayload
+from receiver.incidents import filing
+from receiver.store.migrate import upgrade
+from receiver.store.models import AlertGroup, Incident, Notification, Outbox, Run
 from tests.conftest import webhook_headers
 from tests.payloads import alert, notification
 
@@ -129,7 +129,7 @@ def test_one_statement_leaves_what_three_statements_leave(
 
 
 def test_the_statement_inserts_every_notification_value() -> None:
-    from receiver.db import ingest_store
+    from receiver.store import ingest_store
 
     params = ingest_store._notification_params(
         WebhookPayload.model_validate(notification([alert({"alertname": "A"})])), "{}", T0)
@@ -140,9 +140,9 @@ def test_an_older_state_of_a_group_does_not_overwrite_a_newer_one(
         pg_url: str, app_factory: Any, tmp_path: Path) -> None:
     """The group's upsert inside the one statement keeps its guard: a state older than the
     stored one (a deferred notification filed late) leaves the row and sends nothing."""
-    from receiver.db.ingest_store import store_and_upsert
-    from receiver.ingest import plan_occurrences
     from receiver.notify.groups import group_values
+    from receiver.playbooks.ingest import plan_occurrences
+    from receiver.store.ingest_store import store_and_upsert
 
     path = tmp_path / "playbooks.yml"
     path.write_text(PLAYBOOKS)

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from receiver.db.models import Action, AuditEntry, Incident, Run
-from receiver.lifecycle import (
+from receiver.engine.retries import queue_due_retries
+from receiver.runtime.runner import Runner
+from receiver.store.lifecycle import (
     INCIDENT_TRANSITIONS,
     OPEN_INCIDENT_STATUSES,
     IncidentStatus,
     transition_incident,
 )
-from receiver.retries import queue_due_retries
-from receiver.runner import Runner
+from receiver.store.models import Action, AuditEntry, Incident, Run
 from tests.conftest import api_headers
 from tests.harness.app_driver import drain, incidents, runs
 from tests.harness.memory_app import fire, make_app
@@ -290,7 +290,7 @@ def test_a_run_queued_by_another_process_is_executed_by_an_idle_runner(
         pg_url, app_factory, tmp_path, monkeypatch) -> None:
     """B's runner threads are idle and nothing in B wakes them (their own timeout is made
     100 s): B's poller sees the run A queued, and B executes it (once)."""
-    monkeypatch.setattr("receiver.runner.IDLE_WAIT_POLLS", 1000)
+    monkeypatch.setattr("receiver.runtime.runner.IDLE_WAIT_POLLS", 1000)
     path = tmp_path / "p.yml"
     path.write_text(V1)
     exec_a, exec_b = MemoryExecutor(), MemoryExecutor()
@@ -316,7 +316,7 @@ def test_a_run_queued_by_another_process_is_executed_by_an_idle_runner(
 
 def _running_on(app: Any, executor: MemoryExecutor, worker: str) -> int:
     """A run claimed by `worker` (another host) and under way at step 0, heartbeat now."""
-    from receiver.runner import claim_next
+    from receiver.runtime.runner import claim_next
 
     executor.add("web")
     fire(app.test_client(), {"container": "web"})
@@ -330,7 +330,7 @@ def _running_on(app: Any, executor: MemoryExecutor, worker: str) -> int:
 
 def test_two_replicas_reconcile_a_stale_run_of_another_host_once(
         pg_url, app_factory, tmp_path) -> None:
-    from receiver.runner import reconcile_interrupted
+    from receiver.runtime.runner import reconcile_interrupted
 
     app, executor, clock = make_app(app_factory, pg_url, tmp_path)
     run_id = _running_on(app, executor, "replica-a:4242")
@@ -359,7 +359,7 @@ def test_a_heartbeat_renewed_after_the_lookup_keeps_the_run(
         pg_url, app_factory, tmp_path, monkeypatch) -> None:
     """The lease is re-checked in the interrupt itself: a replica that read the run as
     stale, then lost the race to the owner's heartbeat, leaves it running."""
-    import receiver.runner as runner_module
+    import receiver.runtime.runner as runner_module
 
     app, executor, clock = make_app(app_factory, pg_url, tmp_path)
     run_id = _running_on(app, executor, "replica-a:4242")
@@ -382,7 +382,7 @@ def test_a_heartbeat_renewed_after_the_lookup_keeps_the_run(
 # ---- runs are recorded once ------------------------------------------------------------
 
 def test_an_outcome_written_twice_is_one_row(db_url, app_factory, tmp_path) -> None:
-    from receiver.execution import insert_action
+    from receiver.engine.execution import insert_action
 
     app, executor, _ = make_app(app_factory, db_url, tmp_path)
     executor.add("web")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.db.migrate import upgrade
-from receiver.runner import Runner
+from receiver.runtime.runner import Runner
+from receiver.store.migrate import upgrade
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, webhook_headers
 from tests.harness.busybox import SLOW_STOP
 from tests.harness.containers import run_container, started_at

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import text
 
-from receiver.db.migrate import upgrade
-from receiver.lifecycle import INCIDENT_TRANSITIONS, RUN_TRANSITIONS
-from receiver.retries import queue_due_retries
-from receiver.runner import Runner
+from receiver.engine.retries import queue_due_retries
+from receiver.runtime.runner import Runner
+from receiver.store.lifecycle import INCIDENT_TRANSITIONS, RUN_TRANSITIONS
+from receiver.store.migrate import upgrade
 from tests.conftest import api_headers, make_settings, webhook_headers
 from tests.harness.memory_executor import MemoryExecutor
 from tests.payloads import alert, notification

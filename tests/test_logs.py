@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from receiver.logs import JsonFormatter
+from receiver.telemetry.logs import JsonFormatter
 from tests.harness.containers import run_container, started_at
 from tests.harness.db import query
 from tests.harness.http_client import post_json as _post_json

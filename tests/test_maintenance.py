@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Action, AuditEntry, Incident
-from receiver.guards import window_holds
-from receiver.maintenance import end_lapsed_windows
-from receiver.metrics import SKIP_REASONS_SHOWN
+from receiver.engine.guards import window_holds
+from receiver.incidents.maintenance import end_lapsed_windows
+from receiver.store.models import Action, AuditEntry, Incident
+from receiver.telemetry.metrics import SKIP_REASONS_SHOWN
 from tests.conftest import api_headers
 from tests.harness.app_driver import actions, drain, fire_container, runs
 from tests.harness.clock import T0
@@ -255,8 +255,8 @@ def test_migration_0011_adds_and_removes_the_table_and_retention_prunes_old_wind
     from alembic import command
     from sqlalchemy import inspect
 
-    from receiver.db.engine import Database
-    from receiver.db.migrate import alembic_config, prune
+    from receiver.store.engine import Database
+    from receiver.store.migrate import alembic_config, prune
 
     app, _, clock = make_app(app_factory, db_url, tmp_path)
     client = app.test_client()
@@ -313,13 +313,13 @@ def test_a_skip_recorded_just_after_a_window_ended_is_swept_up(
     client.post(f"/api/v1/maintenance/{held['id']}/end", json={"actor": "bob"},
                 headers=api_headers())
     # The late skip: as a run that loaded before the end would have recorded it.
-    from receiver.execution import RunInfo, record_skip
-    from receiver.guards import GuardStop
+    from receiver.engine.execution import RunInfo, record_skip
+    from receiver.engine.guards import GuardStop
 
     fire(client, {"container": "shop-db"})
     services = app.extensions["autofix"]
     with services.database.session() as session:
-        from receiver.db.models import Run
+        from receiver.store.models import Run
 
         run = session.scalars(select(Run)).one()
         incident = session.get(Incident, run.incident_id)

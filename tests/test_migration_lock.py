@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tests.harness.postgres import Postgres
 
-UPGRADE = "import sys; from receiver.db.migrate import upgrade; upgrade(sys.argv[1])"
+UPGRADE = "import sys; from receiver.store.migrate import upgrade; upgrade(sys.argv[1])"
 ROUNDS = 3   # the race without the lock loses in most rounds, not necessarily in every one
 
 
@@ -18,7 +18,7 @@ def test_simultaneous_upgrades_of_one_postgres_database_both_succeed(postgres: P
                                                                      ) -> None:
     from alembic.script import ScriptDirectory
 
-    from receiver.db.migrate import alembic_config
+    from receiver.store.migrate import alembic_config
 
     for _ in range(ROUNDS):
         url = postgres.create_database()

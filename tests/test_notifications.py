@@ -14,9 +14,6 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, select
 
-from receiver.db.engine import Database
-from receiver.db.migrate import alembic_config
-from receiver.db.models import Incident, Outbox, Run
 from receiver.notify import (
     Event,
     IncidentInfo,
@@ -35,7 +32,10 @@ from receiver.notify.messages import (
     runbook_link,
     silence_url,
 )
-from receiver.runner import Runner
+from receiver.runtime.runner import Runner
+from receiver.store.engine import Database
+from receiver.store.migrate import alembic_config
+from receiver.store.models import Incident, Outbox, Run
 from tests.conftest import webhook_headers
 from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import restart_playbook
@@ -574,7 +574,7 @@ def test_migration_0002_adds_and_removes_the_outbox(db_url) -> None:
 def test_pruning_an_incident_removes_its_outbox_rows(db_url, app_factory) -> None:
     from datetime import timedelta
 
-    from receiver.db.migrate import prune
+    from receiver.store.migrate import prune
 
     app = app_factory(db_url, outbound_webhook_url="http://127.0.0.1:9/x")
     post(app, notification([alert({"container": "web"})]))

@@ -11,9 +11,6 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, select
 
-from receiver.db.engine import Database
-from receiver.db.migrate import alembic_config
-from receiver.db.models import EventsFollower, TargetTransition
 from receiver.intent import (
     TABLE,
     ContainerFacts,
@@ -25,6 +22,9 @@ from receiver.intent import (
     what_is_known,
 )
 from receiver.intent.events import SeenEvent, apply_event, parse_event
+from receiver.store.engine import Database
+from receiver.store.migrate import alembic_config
+from receiver.store.models import EventsFollower, TargetTransition
 
 T0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 W1 = T0 - timedelta(minutes=10)  # a window that began before everything below
@@ -282,7 +282,7 @@ class _Buffer:
 
 
 def test_a_gap_is_bridged_only_while_dockerds_buffer_reaches_back_to_it() -> None:
-    from receiver.intent.follower import _buffer_reaches
+    from receiver.runtime.intent_follower import _buffer_reaches
     assert _buffer_reaches(_Buffer(100, 200, 300), 150)  # nothing after 150 was forgotten
     assert _buffer_reaches(_Buffer(150, 300), 150)
     assert not _buffer_reaches(_Buffer(200, 300), 150)  # rolled over past the gap

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from receiver.db.models import EventsFollower, Incident, TargetTransition
 from receiver.executor.docker_evidence import container_events
-from receiver.intent.follower import EventsFollower as Follower
+from receiver.runtime.intent_follower import EventsFollower as Follower
+from receiver.store.models import EventsFollower, Incident, TargetTransition
 from tests.harness.app_driver import actions, drain, evidence_rows, fire_container
 from tests.harness.containers import run_container, started_at
 from tests.harness.playbook_yaml import write_playbooks

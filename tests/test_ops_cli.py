@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def autofix(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFIX_")}
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *argv], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "receiver.ops.cli", *argv], cwd=REPO,
                           env={**clean, **(env or {})}, capture_output=True, text=True,
                           timeout=60)
 
@@ -167,7 +167,7 @@ def test_maintenance_start_list_and_end(receiver: Receiver) -> None:
 
 
 def test_budget_lines_name_each_budget_host_and_storm() -> None:
-    from receiver.ops_cli import _budget_lines
+    from receiver.ops.ops_cli import _budget_lines
 
     state = {
         "budgets": [{"playbook": "restart", "scope": "fleet", "key": "fleet", "limit": 2,

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Action, AuditEntry, Incident, Outbox
+from receiver.incidents.pause import end_lapsed_pauses
 from receiver.notify import Event
 from receiver.notify.messages import build_notice_slack, build_notice_webhook
-from receiver.pause import end_lapsed_pauses
+from receiver.store.models import Action, AuditEntry, Incident, Outbox
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 from tests.harness.app_driver import drain, runs
 from tests.harness.containers import run_container, started_at

@@ -11,10 +11,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select
 
-import receiver.runner as runner_module
-from receiver.db.models import Action, Incident, Run
-from receiver.runner import reconcile_interrupted
-from receiver.scheduler import Job, Scheduler
+import receiver.runtime.runner as runner_module
+from receiver.runtime.runner import reconcile_interrupted
+from receiver.runtime.scheduler import Job, Scheduler
+from receiver.store.models import Action, Incident, Run
 from tests.harness.clock import Clock
 from tests.harness.procs import wait_for
 

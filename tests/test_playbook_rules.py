@@ -7,18 +7,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.actions.builtin import build_registry
-from receiver.errors import ConfigError
+from receiver.config.settings import DEFAULT_PLAYBOOKS
+from receiver.domain.errors import ConfigError
 from receiver.executor.docker_executor import is_valid_container_name
-from receiver.ingest import resolve_target
 from receiver.playbooks.config import (
     MAX_DURATION_S,
     load_playbooks,
     parse_duration,
     parse_playbooks,
 )
+from receiver.playbooks.ingest import resolve_target
 from receiver.playbooks.matchers import parse_matcher
 from receiver.playbooks.templating import TemplateRenderer
-from receiver.settings import DEFAULT_PLAYBOOKS
 
 PARAMS = build_registry().params_models()
 

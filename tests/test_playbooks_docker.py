@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Breaker, Run
+from receiver.store.models import Breaker, Run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, fire_container, incident_status
 from tests.harness.clock import ShiftedClock

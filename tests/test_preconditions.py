@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 from receiver.actions.builtin import build_registry
-from receiver.errors import ConfigError
+from receiver.config.settings import Settings
+from receiver.domain.errors import ConfigError
+from receiver.engine.preconditions import promql_string_context
 from receiver.playbooks.config import parse_playbooks
-from receiver.preconditions import promql_string_context
-from receiver.prometheus_api import (
+from receiver.telemetry.prometheus_api import (
     PrometheusQueryError,
     PrometheusUnreachable,
     QueryResult,
     instant_query,
 )
-from receiver.settings import Settings
 from tests.harness.procs import LOOPBACK, free_port
 from tests.harness.prometheus_stub import start_prometheus_stub
 

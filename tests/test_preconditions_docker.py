@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Incident, Run
-from receiver.retries import queue_due_retries
+from receiver.engine.retries import queue_due_retries
+from receiver.store.models import Incident, Run
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import actions, drain, runs
 from tests.harness.clock import Clock

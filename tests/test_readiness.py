@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from receiver.metrics import Metrics
-from receiver.readiness import Readiness
+from receiver.telemetry.metrics import Metrics
+from receiver.telemetry.readiness import Readiness
 from tests.harness.docker_delay_proxy import DockerDelayProxy
 from tests.harness.dockerd import start_dockerd
 from tests.harness.memory_executor import MemoryExecutor

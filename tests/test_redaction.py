@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from receiver.evidence.redaction import MASK, Redactor
-from receiver.settings import Settings
+from receiver.config.settings import Settings
+from receiver.domain.redaction import MASK, Redactor
 
 CORPUS = Path(__file__).with_name("redaction_corpus")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from receiver.evidence.redaction import Redactor
+from receiver.domain.redaction import Redactor
 from tests.redaction_worst import worst_case_inputs
 
 SIZE = 100_000

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.evidence.redaction import MASK, Redactor
+from receiver.domain.redaction import MASK, Redactor
 
 plugins = pytest.importorskip("detect_secrets.plugins")
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class  # noqa: E402

@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import pytest
 
-from receiver.logs import JsonFormatter
 from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
+from receiver.telemetry.logs import JsonFormatter
 from tests.conftest import api_headers, webhook_headers
 from tests.harness.app_driver import drain
 from tests.harness.containers import run_container

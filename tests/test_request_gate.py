@@ -2,7 +2,7 @@
 hook: on every operation of the OpenAPI document, with every kind of credential, the gate
 refuses from the headers exactly what the app refuses with 401/403, so no request the app
 would serve is cut off, and none it would refuse gets its body read. And the worker's own
-reading of a request head and a chunked body (receiver/serve_worker.py)."""
+reading of a request head and a chunked body (receiver/serving/serve_worker.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from werkzeug.datastructures import Headers
 
 from receiver.api.gate import UNAUTHENTICATED_BODY_BYTES, body_limit
 from receiver.api.openapi import build_document
-from receiver.errors import AutofixError, BadRequest
-from receiver.serve_worker import _Chunked, _framing, _parse_head
+from receiver.domain.errors import AutofixError, BadRequest
+from receiver.serving.serve_worker import _Chunked, _framing, _parse_head
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 
 READ_TOKEN = "read-test-token-4d7a"

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from receiver.db.migrate import prune
-from receiver.db.models import Action, Incident, Run, utcnow
-from receiver.lifecycle import IncidentStatus
+from receiver.store.lifecycle import IncidentStatus
+from receiver.store.migrate import prune
+from receiver.store.models import Action, Incident, Run, utcnow
 
 OLD = timedelta(days=40)
 
@@ -82,7 +82,7 @@ def test_prune_works_in_bounded_batches(db_url, app_factory) -> None:
 def test_a_long_prune_does_not_stop_the_heartbeat(sqlite_url, app_factory, monkeypatch) -> None:
     """A prune longer than the lease used to stop this worker's heartbeats (they ran in one
     loop), and other workers then marked its live runs interrupted."""
-    import receiver.runner as runner_module
+    import receiver.runtime.runner as runner_module
 
     app = app_factory(sqlite_url, retention_days=30, run_lease_s=1.0, runner_threads=1)
     services = app.extensions["autofix"]

@@ -12,9 +12,9 @@ from flask import Flask
 from pydantic import ValidationError
 
 from receiver.api import operations as api_operations
+from receiver.api.auth import OPEN_ROUTES, requires, scope_of
 from receiver.api.openapi import build_document, routes
-from receiver.auth import OPEN_ROUTES, requires, scope_of
-from receiver.settings import Settings
+from receiver.config.settings import Settings
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers
 
 READ_TOKEN = "read-test-token-4d7a"

@@ -26,8 +26,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from receiver.db.models import Action, Run
 from receiver.executor import docker_executor as docker_module
+from receiver.store.models import Action, Run
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, api_headers, webhook_headers
 from tests.harness.app_driver import drain
 from tests.harness.busybox import ensure_busybox_image
@@ -50,7 +50,7 @@ def test_tokens_are_compared_only_with_hmac_compare_digest(sqlite_url, app_facto
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("receiver.auth.hmac.compare_digest", spy)
+    monkeypatch.setattr("receiver.api.auth.hmac.compare_digest", spy)
     body = notification([alert({"container": "web"})])
     assert client.post("/webhook/alertmanager", json=body,
                        headers=webhook_headers()).status_code == 200
@@ -66,12 +66,12 @@ def test_tokens_are_compared_only_with_hmac_compare_digest(sqlite_url, app_facto
                      (b"x", WEBHOOK_TOKEN.encode())]
     # compare_digest alone decides: when it says no, the right token is refused too
     # (there is no second, timing-leaky `==` path).
-    monkeypatch.setattr("receiver.auth.hmac.compare_digest", lambda a, b: False)
+    monkeypatch.setattr("receiver.api.auth.hmac.compare_digest", lambda a, b: False)
     assert client.post("/webhook/alertmanager", json=body,
                        headers=webhook_headers()).status_code == 401
     assert client.get("/api/v1/incidents", headers=api_headers()).status_code == 401
     # The webhook token does not open the API, nor the API token the webhook.
-    monkeypatch.setattr("receiver.auth.hmac.compare_digest", real)
+    monkeypatch.setattr("receiver.api.auth.hmac.compare_digest", real)
     assert client.get("/api/v1/incidents", headers=webhook_headers()).status_code == 401
     assert client.post("/webhook/alertmanager", json=body,
                        headers=api_headers()).status_code == 401

@@ -111,7 +111,7 @@ def test_sigkill_mid_restart_leaves_no_run_running(pg_url, private_dockerd, tmp_
 
 
 def test_database_outage_answers_503_fast_then_recovers(tmp_path) -> None:
-    from receiver.db.migrate import upgrade
+    from receiver.store.migrate import upgrade
     from tests.harness.postgres import start_postgres
 
     server = start_postgres()

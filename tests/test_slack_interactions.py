@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import AuditEntry, Run
 from receiver.notify import Event, OutboxSender
 from receiver.notify.channels import build_channels
 from receiver.notify.messages import APPROVE_ACTION, DENY_ACTION, build_slack_message
+from receiver.store.models import AuditEntry, Run
 from tests.conftest import webhook_headers
 from tests.harness.app_driver import drain
 from tests.harness.memory_app import fire, make_app

@@ -1,6 +1,6 @@
 """Slow clients against the real `autofix serve` (issues #14 and #26): trickled headers and
 trickled bodies, without any token, never hold a worker thread. The request reader
-(receiver/serve_worker.py) refuses an unauthenticated body from its headers alone (401,
+(receiver/serving/serve_worker.py) refuses an unauthenticated body from its headers alone (401,
 connection closed), reads any other body under AUTOFIX_BODY_TIMEOUT_S (wall clock, 408),
 and `/slack/interactions` is refused on a stale timestamp or a large Content-Length before
 its body is read."""
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from receiver.db.migrate import upgrade
-from receiver.settings import Settings
+from receiver.config.settings import Settings
+from receiver.store.migrate import upgrade
 from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
 from tests.harness.procs import wait_for
 from tests.harness.receiver import Receiver, start_receiver

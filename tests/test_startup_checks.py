@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.env_check import environment_problems, known_variables
+from receiver.ops.env_check import environment_problems, known_variables
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENS = {"AUTOFIX_WEBHOOK_TOKEN": "wh-test-token-5b1f", "AUTOFIX_API_TOKEN": "api-test-token-9c2e"}
@@ -19,7 +19,7 @@ TOKENS = {"AUTOFIX_WEBHOOK_TOKEN": "wh-test-token-5b1f", "AUTOFIX_API_TOKEN": "a
 
 def autofix(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFIX_")}
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "receiver.ops.cli", *args], capture_output=True,
                           text=True, timeout=60, env={**clean, **(env or {})}, cwd=REPO)
 
 

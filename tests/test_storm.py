@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from receiver.db.models import Incident, Outbox, Run
 from receiver.notify.channels import build_channels
 from receiver.notify.outbox import OutboxSender
-from receiver.runner import claim_next
+from receiver.runtime.runner import claim_next
+from receiver.store.models import Incident, Outbox, Run
 from tests.conftest import webhook_headers
 from tests.harness.memory_executor import MemoryExecutor
 from tests.harness.slack_stub import POST_MESSAGE, UPDATE, SlackStub

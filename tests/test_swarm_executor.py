@@ -11,13 +11,13 @@ import docker.types
 import pytest
 
 from receiver.actions.builtin import build_registry
-from receiver.errors import ConfigError
+from receiver.config.settings import Settings
+from receiver.domain.errors import ConfigError
 from receiver.executor import ExecutorError, TargetIdentity, TargetNotFound
 from receiver.executor.registry import playbook_backends
 from receiver.executor.swarm_executor import SwarmExecutor
 from receiver.executor.swarm_tasks import desired_replicas, match_services, recovering_reason
 from receiver.playbooks.config import parse_playbooks
-from receiver.settings import Settings
 from tests.harness.swarm import create_service, force_updates, running_ids
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from typing import Any
 import docker.types
 import pytest
 
-from receiver.db.models import Breaker
+from receiver.store.models import Breaker
 from tests.conftest import webhook_headers
 from tests.harness.app_driver import actions, drain, incident_status
 from tests.harness.procs import wait_for

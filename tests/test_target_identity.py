@@ -21,13 +21,13 @@ import pytest
 from sqlalchemy import select
 
 from receiver.actions.builtin import build_registry
-from receiver.db.models import Action, Breaker, Run
-from receiver.execution import execute_run
+from receiver.config.settings import Settings
+from receiver.engine.execution import execute_run
+from receiver.engine.guards import GuardStop, Subject, check_target, endpoint_key
 from receiver.executor import TargetAmbiguous, TargetIdentity, TargetNotFound, TargetState
 from receiver.executor.docker_executor import DockerExecutor
-from receiver.guards import GuardStop, Subject, check_target, endpoint_key
-from receiver.runner import claim_next
-from receiver.settings import Settings
+from receiver.runtime.runner import claim_next
+from receiver.store.models import Action, Breaker, Run
 from tests.conftest import api_headers
 from tests.harness.app_driver import drain, fire_container
 from tests.harness.busybox import FAST_STOP
@@ -393,7 +393,7 @@ class FakeSwarm:
 
 
 def test_guards_hold_no_backend_rules_and_serve_any_executor() -> None:
-    guards_source = (Path(__file__).resolve().parents[1] / "receiver" / "guards.py").read_text()
+    guards_source = (Path(__file__).resolve().parents[1] / "receiver/engine/guards.py").read_text()
     assert "docker" not in guards_source.lower()
     swarm, settings, now = FakeSwarm(), Settings(), datetime.now(UTC)
     for alias in ("web", "stack_web", "svc-1"):

@@ -39,7 +39,7 @@ def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
 
 def autofix(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFIX_")}
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *argv], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "receiver.ops.cli", *argv], cwd=REPO,
                           env={**clean, **(env or {})}, capture_output=True, text=True,
                           timeout=60)
 
@@ -59,7 +59,7 @@ def test_https_listener_cli_and_reload_on_sighup(sqlite_url: str, tmp_path: Path
     try:
         assert receiver.url.startswith("https://")
         with urllib.request.urlopen(f"{receiver.url}/healthz", timeout=5,
-                                    context=receiver.tls) as response:
+                                    context=receiver.config.tls) as response:
             assert response.status == 200
         with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
             plain = receiver.url.replace("https://", "http://")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from receiver.db.models import Incident, Notification, Run
+from receiver.store.models import Incident, Notification, Run
 from tests.conftest import webhook_headers
 from tests.payloads import alert, notification
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import check_actions as checks
-from . import docker_actions as docker
-from . import evidence_actions as evidence
-from . import swarm_actions as swarm
-from .registry import ActionRegistry
+from receiver.actions import check_actions as checks
+from receiver.actions import docker_actions as docker
+from receiver.actions import evidence_actions as evidence
+from receiver.actions import swarm_actions as swarm
+from receiver.actions.registry import ActionRegistry
 
 __all__ = ["build_registry"]
 

@@ -9,11 +9,15 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from urllib3.util import parse_url
 
-from ..executor import ExecutorError, TargetNotFound
-from ..playbooks.config import PlaybookFile
-from ..prometheus_api import PrometheusQueryError, PrometheusUnreachable, instant_query
-from .registry import ActionContext, ActionFailed
-from .safe_url import AllowedHost, UnsafeUrl, is_allowed, parse_safe_url
+from receiver.actions.registry import ActionContext, ActionFailed
+from receiver.domain.safe_url import AllowedHost, UnsafeUrl, is_allowed, parse_safe_url
+from receiver.executor import ExecutorError, TargetNotFound
+from receiver.playbooks.config import PlaybookFile
+from receiver.telemetry.prometheus_api import (
+    PrometheusQueryError,
+    PrometheusUnreachable,
+    instant_query,
+)
 
 __all__ = ["EscalateParams", "HttpParams", "NotifyParams", "PromqlCheckParams",
            "WaitHealthyParams", "call_http", "check_promql", "escalate_incident",

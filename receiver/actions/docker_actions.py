@@ -7,7 +7,7 @@ import signal as signal_module
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .registry import ActionContext, ActionFailed
+from receiver.actions.registry import ActionContext, ActionFailed
 
 __all__ = ["ExecParams", "KillParams", "RestartParams", "StartParams", "StopParams",
            "exec_command", "kill_container", "restart_container", "start_container",

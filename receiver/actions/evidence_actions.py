@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..evidence.capture import Evidence
-from .registry import ActionContext, ActionFailed
+from receiver.actions.registry import ActionContext, ActionFailed
+from receiver.evidence.capture import Evidence
 
 __all__ = ["CaptureParams", "capture_evidence", "describe_evidence"]
 

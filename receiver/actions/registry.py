@@ -10,9 +10,9 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel
 
-from ..evidence.capture import Evidence
-from ..executor import Executor
-from ..settings import Settings
+from receiver.config.settings import Settings
+from receiver.evidence.capture import Evidence
+from receiver.executor import Executor
 
 __all__ = ["ActionContext", "ActionFailed", "ActionRegistry", "ActionSpec", "IncidentView"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..executor import ServiceExecutor
-from .registry import ActionContext, ActionFailed
+from receiver.actions.registry import ActionContext, ActionFailed
+from receiver.executor import ServiceExecutor
 
 __all__ = ["RollbackParams", "ScaleParams", "rollback_service", "scale_service"]
 

@@ -1,14 +1,14 @@
-"""GET /api/v1/budgets: what the blast-radius limits have used (receiver/blast_radius.py)."""
+"""GET /api/v1/budgets: what the blast-radius limits have used (receiver/engine/blast_radius.py)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..auth import requires
-from ..blast_radius import StormPolicy, report
-from .common import services
-from .operations import operation
-from .schemas import BudgetsOut
+from receiver.api.auth import requires
+from receiver.api.common import services
+from receiver.api.operations import operation
+from receiver.api.schemas import BudgetsOut
+from receiver.engine.blast_radius import StormPolicy, report
 
 __all__ = ["blueprint"]
 

@@ -12,8 +12,8 @@ from flask import Request, current_app
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import ClientDisconnected
 
-from ..errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
-from ..services import Services
+from receiver.domain.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from receiver.engine.services import Services
 
 __all__ = ["MAX_ID", "json_body", "parse_id", "parse_model", "services", "to_utc",
            "validation_message"]

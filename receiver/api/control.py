@@ -7,12 +7,12 @@ from datetime import datetime
 from flask import Blueprint, Response, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from ..auth import requires
-from ..pause import PauseState, current_pause, pause_automation, resume_automation
-from .common import json_body, parse_model, services, to_utc
-from .operations import operation
-from .playbooks import actor_with_address
-from .schemas import PauseOut
+from receiver.api.auth import requires
+from receiver.api.common import json_body, parse_model, services, to_utc
+from receiver.api.operations import operation
+from receiver.api.playbooks import actor_with_address
+from receiver.api.schemas import PauseOut
+from receiver.incidents.pause import PauseState, current_pause, pause_automation, resume_automation
 
 __all__ = ["PauseBody", "ResumeBody", "blueprint"]
 

@@ -17,11 +17,11 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RoutingException
 
-from ..auth import Scope, check_scope, scope_of
-from ..errors import PayloadTooLarge
-from ..services import Services
-from ..slack_interactions import MAX_BODY_BYTES as SLACK_MAX_BODY_BYTES
-from ..slack_interactions import check_headers
+from receiver.api.auth import Scope, check_scope, scope_of
+from receiver.domain.errors import PayloadTooLarge
+from receiver.engine.services import Services
+from receiver.incidents.slack_interactions import MAX_BODY_BYTES as SLACK_MAX_BODY_BYTES
+from receiver.incidents.slack_interactions import check_headers
 
 __all__ = ["UNAUTHENTICATED_BODY_BYTES", "body_limit"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..auth import requires
-from ..metrics import CONTENT_TYPE_LATEST
-from .common import services
-from .operations import operation
-from .schemas import Health, Ready
+from receiver.api.auth import requires
+from receiver.api.common import services
+from receiver.api.operations import operation
+from receiver.api.schemas import Health, Ready
+from receiver.telemetry.metrics import CONTENT_TYPE_LATEST
 
 __all__ = ["blueprint"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..auth import requires
-from ..db.models import Incident
-from ..manual import acknowledge_incident, close_incident
-from .common import json_body, parse_id, parse_model, services
-from .operations import operation
-from .schemas import IncidentOut
+from receiver.api.auth import requires
+from receiver.api.common import json_body, parse_id, parse_model, services
+from receiver.api.operations import operation
+from receiver.api.schemas import IncidentOut
+from receiver.incidents.manual import acknowledge_incident, close_incident
+from receiver.store.models import Incident
 
 __all__ = ["IncidentDecisionBody", "blueprint"]
 

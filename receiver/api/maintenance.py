@@ -16,19 +16,19 @@ from pydantic import (
     field_validator,
 )
 
-from ..auth import requires
-from ..errors import BadRequest, Unprocessable
-from ..maintenance import (
+from receiver.api.auth import requires
+from receiver.api.common import json_body, parse_id, parse_model, services, to_utc
+from receiver.api.operations import operation
+from receiver.api.playbooks import actor_with_address
+from receiver.api.schemas import MaintenanceList, MaintenanceOut
+from receiver.domain.errors import BadRequest, Unprocessable
+from receiver.incidents.maintenance import (
     MAX_MATCHERS,
     WindowState,
     end_window,
     list_windows,
     start_window,
 )
-from .common import json_body, parse_id, parse_model, services, to_utc
-from .operations import operation
-from .playbooks import actor_with_address
-from .schemas import MaintenanceList, MaintenanceOut
 
 __all__ = ["MaintenanceBody", "MaintenanceEndBody", "MaintenanceFilter", "blueprint"]
 

@@ -11,10 +11,10 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from pydantic import BaseModel
 
-from ..auth import SCOPES, Scope, requires, scope_of
-from .common import MAX_ID
-from .operations import Operation, operation, operation_of
-from .schemas import ErrorBody
+from receiver.api.auth import SCOPES, Scope, requires, scope_of
+from receiver.api.common import MAX_ID
+from receiver.api.operations import Operation, operation, operation_of
+from receiver.api.schemas import ErrorBody
 
 __all__ = ["UNDOCUMENTED_ENDPOINTS", "Route", "blueprint", "build_document", "routes"]
 

@@ -8,16 +8,10 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from ..auth import requires
-from ..breaker import current_state, gauge_value
-from ..db.ingest_store import fit
-from ..db.models import AuditEntry, Breaker
-from ..errors import NotFound
-from ..lifecycle import RunStatus
-from ..manual import reset_breaker, start_manual_run
-from .common import json_body, parse_model, services
-from .operations import operation
-from .schemas import (
+from receiver.api.auth import requires
+from receiver.api.common import json_body, parse_model, services
+from receiver.api.operations import operation
+from receiver.api.schemas import (
     BreakerList,
     BreakerOut,
     BreakerResetOut,
@@ -26,6 +20,12 @@ from .schemas import (
     ReloadOut,
     RunQueued,
 )
+from receiver.domain.errors import NotFound
+from receiver.engine.breaker import current_state, gauge_value
+from receiver.incidents.manual import reset_breaker, start_manual_run
+from receiver.store.ingest_store import fit
+from receiver.store.lifecycle import RunStatus
+from receiver.store.models import AuditEntry, Breaker
 
 __all__ = ["BreakerResetBody", "ManualRunBody", "actor_with_address", "blueprint",
            "durations_as_floats"]

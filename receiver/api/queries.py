@@ -24,12 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, Text, cast, func, select
 from sqlalchemy.orm import Session, defer
 
-from ..auth import requires
-from ..db.models import Action, AuditEntry, EvidenceRecord, Incident, Run
-from ..errors import NotFound
-from .common import MAX_ID, parse_id, parse_model, services, to_utc
-from .operations import operation
-from .schemas import (
+from receiver.api.auth import requires
+from receiver.api.common import MAX_ID, parse_id, parse_model, services, to_utc
+from receiver.api.operations import operation
+from receiver.api.schemas import (
     ActionListItem,
     ActionOut,
     ActionPage,
@@ -44,6 +42,8 @@ from .schemas import (
     RunOut,
     RunPage,
 )
+from receiver.domain.errors import NotFound
+from receiver.store.models import Action, AuditEntry, EvidenceRecord, Incident, Run
 
 __all__ = ["LIST_BYTE_BUDGET", "LIST_VALUE_CHARS", "LOAD_GROUP_BYTES", "ActionFilter",
            "AuditFilter", "IncidentFilter", "RunFilter", "blueprint"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..approvals import Verdict, decide_run
-from ..auth import requires
-from .common import json_body, parse_id, parse_model, services
-from .operations import operation
-from .playbooks import actor_with_address
-from .schemas import RunOut
+from receiver.api.auth import requires
+from receiver.api.common import json_body, parse_id, parse_model, services
+from receiver.api.operations import operation
+from receiver.api.playbooks import actor_with_address
+from receiver.api.schemas import RunOut
+from receiver.incidents.approvals import Verdict, decide_run
 
 __all__ = ["RunDecisionBody", "blueprint"]
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from ..blast_radius import BudgetUse, Report
-    from ..db.models import Action, EvidenceRecord, HostStorm, Incident, Run
-    from ..evidence.redaction import Redactor
-    from ..readiness import BackendStatus
+    from receiver.domain.redaction import Redactor
+    from receiver.engine.blast_radius import BudgetUse, Report
+    from receiver.store.models import Action, EvidenceRecord, HostStorm, Incident, Run
+    from receiver.telemetry.readiness import BackendStatus
 
 __all__ = [
     "ActionListItem", "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut",

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..auth import requires
-from ..errors import PayloadTooLarge
-from ..slack_interactions import MAX_BODY_BYTES, check_headers, handle_interaction
-from .common import services
-from .operations import operation
-from .schemas import SlackReply
+from receiver.api.auth import requires
+from receiver.api.common import services
+from receiver.api.operations import operation
+from receiver.api.schemas import SlackReply
+from receiver.domain.errors import PayloadTooLarge
+from receiver.incidents.slack_interactions import MAX_BODY_BYTES, check_headers, handle_interaction
 
 __all__ = ["blueprint"]
 

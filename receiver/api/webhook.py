@@ -8,15 +8,15 @@ from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..auth import requires
-from ..db.ingest_store import store_notification
-from ..filing import store_and_file
-from ..ingest import plan_occurrences
-from ..lifecycle import IngestState
-from ..payload import WebhookPayload
-from .common import json_body_and_text, parse_model, services
-from .operations import operation
-from .schemas import WebhookAccepted, WebhookRecorded
+from receiver.api.auth import requires
+from receiver.api.common import json_body_and_text, parse_model, services
+from receiver.api.operations import operation
+from receiver.api.schemas import WebhookAccepted, WebhookRecorded
+from receiver.domain.payload import WebhookPayload
+from receiver.incidents.filing import store_and_file
+from receiver.playbooks.ingest import plan_occurrences
+from receiver.store.ingest_store import store_notification
+from receiver.store.lifecycle import IngestState
 
 __all__ = ["blueprint"]
 

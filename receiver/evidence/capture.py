@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..executor import EvidenceLimits, EvidenceSource, Executor
-from ..prometheus_api import instant_query
-from .classify import Classification, classify
-from .redaction import Redactor
+from receiver.domain.classify import Classification, classify
+from receiver.domain.redaction import Redactor
+from receiver.executor import EvidenceLimits, EvidenceSource, Executor
+from receiver.telemetry.prometheus_api import instant_query
 
 __all__ = ["CaptureRequest", "Evidence", "alert_expression", "capture_evidence"]
 

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from ..db.models import EvidenceRecord, Incident
-from .capture import Evidence
+from receiver.evidence.capture import Evidence
+from receiver.store.models import EvidenceRecord, Incident
 
 __all__ = ["DETAILS_MAX_BYTES", "store_evidence"]
 

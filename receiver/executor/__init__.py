@@ -1,16 +1,16 @@
-"""Where actions land: a small interface, with Docker as the first backend."""
+"""Backends, where actions land: one small interface, Docker and Swarm behind it."""
 
-from .base import (
-                   EvidenceLimits,
-                   EvidenceSource,
-                   ExecResult,
-                   Executor,
-                   ExecutorError,
-                   ServiceExecutor,
-                   TargetAmbiguous,
-                   TargetIdentity,
-                   TargetNotFound,
-                   TargetState,
+from receiver.executor.base import (
+    EvidenceLimits,
+    EvidenceSource,
+    ExecResult,
+    Executor,
+    ExecutorError,
+    ServiceExecutor,
+    TargetAmbiguous,
+    TargetIdentity,
+    TargetNotFound,
+    TargetState,
 )
 
 __all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",

@@ -123,7 +123,7 @@ class Executor(Protocol):
 
     def ping(self) -> None:
         """Return when the backend answers; raise ExecutorError saying why it does not
-        (the readiness probe, receiver/readiness.py)."""
+        (the readiness probe, receiver/telemetry/readiness.py)."""
         ...
 
     def inspect(self, target: str) -> TargetState: ...

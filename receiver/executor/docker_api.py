@@ -11,7 +11,7 @@ import docker
 import docker.errors
 import requests
 
-from .base import ExecutorError, TargetNotFound
+from receiver.executor.base import ExecutorError, TargetNotFound
 
 __all__ = ["LazyDockerClient", "docker_call"]
 

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .base import EvidenceLimits
+from receiver.executor.base import EvidenceLimits
 
 __all__ = ["HEALTH_OUTPUTS", "container_events", "log_tail", "operator_stop_reason",
            "state_evidence", "stats_sample"]

@@ -14,9 +14,8 @@ import docker
 import docker.errors
 import requests
 
-from ..intent.decide import ContainerFacts
-from . import docker_evidence
-from .base import (
+from receiver.executor import docker_evidence
+from receiver.executor.base import (
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -26,7 +25,8 @@ from .base import (
     TargetNotFound,
     TargetState,
 )
-from .docker_api import LazyDockerClient, docker_call
+from receiver.executor.docker_api import LazyDockerClient, docker_call
+from receiver.intent.decide import ContainerFacts
 
 __all__ = ["DockerExecutor", "is_valid_container_name", "own_container_ids"]
 

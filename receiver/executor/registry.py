@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from ..playbooks.config import Backends
-from ..settings import Settings
-from .base import Executor, ExecutorError, TargetIdentity
-from .docker_executor import DockerExecutor
-from .swarm_executor import SwarmExecutor
+from receiver.config.settings import Settings
+from receiver.executor.base import Executor, ExecutorError, TargetIdentity
+from receiver.executor.docker_executor import DockerExecutor
+from receiver.executor.swarm_executor import SwarmExecutor
+from receiver.playbooks.config import Backends
 
 __all__ = ["DEFAULT_BACKEND", "KNOWN_BACKENDS", "Executors", "build_executors", "playbook_backends"]
 

@@ -16,8 +16,8 @@ import docker
 import docker.errors
 import requests
 
-from . import swarm_tasks
-from .base import (
+from receiver.executor import swarm_tasks
+from receiver.executor.base import (
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -27,8 +27,8 @@ from .base import (
     TargetNotFound,
     TargetState,
 )
-from .docker_api import LazyDockerClient, docker_call
-from .docker_executor import is_valid_container_name, own_container_ids
+from receiver.executor.docker_api import LazyDockerClient, docker_call
+from receiver.executor.docker_executor import is_valid_container_name, own_container_ids
 
 __all__ = ["SwarmExecutor"]
 

@@ -6,7 +6,7 @@ container's last state transition and its cause; `decide` turns the container's 
 what is known into act, skip or escalate.
 """
 
-from .decide import (
+from receiver.intent.decide import (
     TABLE,
     ContainerFacts,
     Coverage,

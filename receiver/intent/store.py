@@ -10,10 +10,10 @@ from sqlalchemy import delete, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..db.models import EventsFollower, TargetTransition
-from ..lifecycle import compare_and_set
-from .decide import Coverage, Record
-from .events import SeenEvent, apply_event
+from receiver.intent.decide import Coverage, Record
+from receiver.intent.events import SeenEvent, apply_event
+from receiver.store.lifecycle import compare_and_set
+from receiver.store.models import EventsFollower, TargetTransition
 
 __all__ = ["claim_lease", "continue_window", "end_window", "load", "record_event", "renew_lease",
            "start_window"]

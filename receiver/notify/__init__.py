@@ -1,8 +1,13 @@
 """Notifications: events written to an outbox in the caller's transaction, sent in background."""
 
-from .events import Event, Notifier, NullNotifier
-from .messages import IncidentInfo, LinkSettings, build_slack_message, build_webhook_payload
-from .outbox import OutboxNotifier, OutboxSender, build_notifier, start_sender
+from receiver.notify.events import Event, Notifier, NullNotifier
+from receiver.notify.messages import (
+    IncidentInfo,
+    LinkSettings,
+    build_slack_message,
+    build_webhook_payload,
+)
+from receiver.notify.outbox import OutboxNotifier, OutboxSender, build_notifier, start_sender
 
 __all__ = [
     "Event", "IncidentInfo", "LinkSettings", "Notifier", "NullNotifier", "OutboxNotifier",

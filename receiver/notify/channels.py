@@ -19,10 +19,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from ..settings import SECRET_FIELDS, Settings
-from .events import Event
-from .groups import GroupInfo, build_group_slack, build_group_webhook
-from .messages import (
+from receiver.config.settings import SECRET_FIELDS, Settings
+from receiver.notify.events import Event
+from receiver.notify.groups import GroupInfo, build_group_slack, build_group_webhook
+from receiver.notify.messages import (
     IncidentInfo,
     LinkSettings,
     build_notice_slack,

@@ -24,13 +24,13 @@ from urllib.parse import urlencode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db.models import AlertGroup, Outbox
-from ..ingest import Occurrence, template_context
-from ..lifecycle import NEW_OUTBOX_STATUS, OutboxStatus
-from ..payload import WebhookPayload
-from ..playbooks.config import PlaybookFile
-from ..playbooks.templating import TemplateRenderer, TemplateRenderError
-from .messages import LinkSettings, slack_escape
+from receiver.domain.payload import WebhookPayload
+from receiver.notify.messages import LinkSettings, slack_escape
+from receiver.playbooks.config import PlaybookFile
+from receiver.playbooks.ingest import Occurrence, template_context
+from receiver.playbooks.templating import TemplateRenderer, TemplateRenderError
+from receiver.store.lifecycle import NEW_OUTBOX_STATUS, OutboxStatus
+from receiver.store.models import AlertGroup, Outbox
 
 __all__ = [
     "SAMPLE_SIZE",

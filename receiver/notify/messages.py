@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-from .events import Event
+from receiver.notify.events import Event
 
 if TYPE_CHECKING:
-    from ..db.models import Incident
-    from ..settings import Settings
+    from receiver.config.settings import Settings
+    from receiver.store.models import Incident
 
 __all__ = [
     "APPROVE_ACTION", "DENY_ACTION", "IncidentInfo", "LinkSettings", "build_notice_slack",

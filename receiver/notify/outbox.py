@@ -25,14 +25,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from ..db.engine import Database
-from ..db.models import AlertGroup, Incident, Outbox, utcnow
-from ..errors import DatabaseUnavailable
-from ..evidence.redaction import Redactor
-from ..lifecycle import NEW_OUTBOX_STATUS, OUTBOX_TRANSITIONS, OutboxStatus, compare_and_set
-from ..metrics import Metrics
-from ..settings import Settings
-from .channels import (
+from receiver.config.settings import Settings
+from receiver.domain.errors import DatabaseUnavailable
+from receiver.domain.redaction import Redactor
+from receiver.notify.channels import (
     Channel,
     SendFailed,
     build_channels,
@@ -40,9 +36,18 @@ from .channels import (
     redact,
     secret_fragments,
 )
-from .events import NOTICE_KINDS, Event, EventKind
-from .groups import GroupInfo
-from .messages import IncidentInfo
+from receiver.notify.events import NOTICE_KINDS, Event, EventKind
+from receiver.notify.groups import GroupInfo
+from receiver.notify.messages import IncidentInfo
+from receiver.store.engine import Database
+from receiver.store.lifecycle import (
+    NEW_OUTBOX_STATUS,
+    OUTBOX_TRANSITIONS,
+    OutboxStatus,
+    compare_and_set,
+)
+from receiver.store.models import AlertGroup, Incident, Outbox, utcnow
+from receiver.telemetry.metrics import Metrics
 
 __all__ = ["OutboxNotifier", "OutboxSender", "build_notifier", "start_sender"]
 
@@ -76,7 +81,7 @@ class OutboxNotifier:
     def emit_group(self, session: Session, group_id: int) -> None:
         if not self.channels:
             return
-        from .groups import emit_group
+        from receiver.notify.groups import emit_group
 
         if emit_group(session, group_id, self.channels, self.clock()) and \
                 not session.info.get("autofix_outbox_wake"):

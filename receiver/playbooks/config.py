@@ -20,13 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import ConfigError
-from ..evidence.classify import Classification
-from .matchers import Matcher, parse_matcher
-from .templating import TemplateRenderer
+from receiver.domain.classify import Classification
+from receiver.domain.errors import ConfigError
+from receiver.playbooks.matchers import Matcher, parse_matcher
+from receiver.playbooks.templating import TemplateRenderer
 
 if TYPE_CHECKING:
-    from .rules_check import AlertRules
+    from receiver.playbooks.rules_check import AlertRules
 
 __all__ = [
     "ActionStep", "Backends", "BreakerPolicy", "Budget", "Playbook", "PlaybookFile",
@@ -105,7 +105,8 @@ class BreakerPolicy(_Strict):
 
 class Budget(_Strict):
     """At most `actions` mutating runs per `per`, counted over the scope: every mutating
-    run of the fleet, this playbook's, or those on the run's host (receiver/blast_radius.py)."""
+    run of the fleet, this playbook's, or those on the run's host
+    (receiver/engine/blast_radius.py)."""
 
     actions: int = Field(ge=1, description="Mutating runs allowed in `per`.")
     per_s: float = Field(alias="per", gt=0)
@@ -352,7 +353,7 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                 skipped.append(skip)
                 valid = [(i, p) for i, p in valid if i != index]
         if rules is not None:
-            from .rules_check import check_against_rules, check_timing
+            from receiver.playbooks.rules_check import check_against_rules, check_timing
 
             found = [("error", path, message)
                      for path, message in check_against_rules(item, rules)]
@@ -451,7 +452,7 @@ def _check_steps(steps: Any, loc: tuple[Any, ...], action_params: Mapping[str, t
 
 def _http_url_problem(url: str, allowed_hosts: Sequence[str] | None) -> str | None:
     """What the http action would refuse at run time: the same strict parser decides."""
-    from ..actions.safe_url import UnsafeUrl, is_allowed, parse_allowed_host, parse_safe_url
+    from receiver.domain.safe_url import UnsafeUrl, is_allowed, parse_allowed_host, parse_safe_url
 
     try:
         parsed = parse_safe_url(url)

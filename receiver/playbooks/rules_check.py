@@ -36,9 +36,9 @@ import yaml
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..errors import ConfigError
-from .matchers import Matcher
-from .timing_check import (
+from receiver.domain.errors import ConfigError
+from receiver.playbooks.matchers import Matcher
+from receiver.playbooks.timing_check import (
     PrometheusTiming,
     load_prometheus_timing,
     parse_prometheus_duration,
@@ -426,7 +426,7 @@ def check_against_rules(item: dict[str, Any], rules: AlertRules
     With a broken matcher only the remaining ones are used: if they match no alert, the
     full list cannot either; the label check is then skipped (it could blame labels of
     alerts the full list would not match)."""
-    from .matchers import parse_matcher
+    from receiver.playbooks.matchers import parse_matcher
 
     matchers: list[Matcher] = []
     complete = isinstance(item.get("matchers"), list)
@@ -482,7 +482,7 @@ def check_timing(item: dict[str, Any], rules: AlertRules
     """(path, "error" or "warning", message) for each alert this playbook acts on that
     breaks the timing contract of timing_check.py; nothing without a prometheus.yml or
     for a playbook that only notifies."""
-    from .matchers import parse_matcher
+    from receiver.playbooks.matchers import parse_matcher
 
     if rules.timing is None or not _acts(item) or not isinstance(item.get("matchers"), list):
         return []

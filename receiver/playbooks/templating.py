@@ -11,7 +11,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .fast_templates import FastTemplate, MissingValue, compile_fast
+from receiver.playbooks.fast_templates import FastTemplate, MissingValue, compile_fast
 
 __all__ = ["TemplateRenderError", "TemplateRenderer"]
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from receiver.domain.errors import ConfigError
 
 __all__ = ["JobTiming", "PrometheusTiming", "Severity", "TimingProblem",
            "load_prometheus_timing", "parse_prometheus_duration", "timing_problems"]

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from receiver.db.models import Action, EvidenceRecord, Incident, Run
-from receiver.runner import Runner
+from receiver.runtime.runner import Runner
+from receiver.store.models import Action, EvidenceRecord, Incident, Run
 from tests.conftest import webhook_headers
 from tests.payloads import alert, notification
 

@@ -240,7 +240,7 @@ def build_receiver(client: docker.DockerClient, log: Log) -> str:
         (root / "etc/group").write_text(GROUP + "autofix:x:10001:\n")
         launcher = root / "usr/local/bin/autofix"
         launcher.parent.mkdir(parents=True, exist_ok=True)
-        launcher.write_text("#!/usr/bin/python3\nimport sys\nfrom receiver.cli import main\n"
+        launcher.write_text("#!/usr/bin/python3\nimport sys\nfrom receiver.ops.cli import main\n"
                             "sys.exit(main())\n")
         launcher.chmod(0o755)
         _import(client, RECEIVER_BASE, root, [

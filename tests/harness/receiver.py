@@ -36,7 +36,7 @@ class Receiver:
         self.process: ManagedProcess | None = None
 
     def start(self, timeout: float = 60) -> Receiver:
-        argv = [sys.executable, "-m", "receiver.cli", "serve", "--bind",
+        argv = [sys.executable, "-m", "receiver.ops.cli", "serve", "--bind",
                 f"{LOOPBACK}:{self.port}", "--workers", str(self.workers)]
         if self.hostname is not None:
             # A host of its own: a private UTS namespace (the network stays shared, so it

@@ -1,0 +1,1 @@
+"""Running a run: admission through every guard, the steps, breaker, budgets, retries."""

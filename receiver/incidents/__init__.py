@@ -1,0 +1,1 @@
+"""What happens to incidents: filing, approvals, manual runs, pause and maintenance."""

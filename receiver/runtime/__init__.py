@@ -1,0 +1,1 @@
+"""A worker's background life: the runner, its scheduler lanes, followers and gauges."""

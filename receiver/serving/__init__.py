@@ -1,0 +1,1 @@
+"""Serving the app under gunicorn: arguments, the worker class, TLS and shutdown."""

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models and engine, lifecycle (every state), Alembic migrations."""

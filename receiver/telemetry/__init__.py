@@ -1,0 +1,1 @@
+"""autofix's own signals: metrics, readiness, logs, and the Prometheus query client."""
