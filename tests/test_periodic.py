@@ -24,12 +24,12 @@ QUICK = 0.005  # real seconds a lane waits at most before it looks at the inject
 def counters() -> tuple[CollectorRegistry, Counter, Counter]:
     registry = CollectorRegistry()
     return (registry,
-            Counter("autofix_periodic_job_overruns_total", "", ["job"], registry=registry),
-            Counter("autofix_periodic_job_errors_total", "", ["job"], registry=registry))
+            Counter("autofix_periodic_job_overruns_total", "", ["job_name"], registry=registry),
+            Counter("autofix_periodic_job_errors_total", "", ["job_name"], registry=registry))
 
 
 def sample(registry: CollectorRegistry, name: str, job: str) -> float:
-    return registry.get_sample_value(name, {"job": job}) or 0.0
+    return registry.get_sample_value(name, {"job_name": job}) or 0.0
 
 
 def seconds(clock: Clock) -> Any:
@@ -166,4 +166,4 @@ def test_a_minute_long_prune_interrupts_no_live_run(db_url, app_factory, monkeyp
         assert session.get(Run, run_id).status == "running"
         assert session.scalars(select(Action).where(Action.outcome == "interrupted")).all() == []
     assert services.metrics.registry.get_sample_value(
-        "autofix_periodic_job_errors_total", {"job": "heartbeat"}) == 0
+        "autofix_periodic_job_errors_total", {"job_name": "heartbeat"}) == 0

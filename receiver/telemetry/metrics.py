@@ -88,10 +88,10 @@ class Metrics:
         self.periodic_overruns = Counter(
             "autofix_periodic_job_overruns_total",
             "Periodic jobs (scheduler.py) that ran longer than their deadline, by job.",
-            ["job"], registry=r)
+            ["job_name"], registry=r)  # not `job`: Prometheus would rename it exported_job
         self.periodic_errors = Counter(
             "autofix_periodic_job_errors_total",
-            "Periodic jobs that raised (the lane goes on), by job.", ["job"], registry=r)
+            "Periodic jobs that raised (the lane goes on), by job.", ["job_name"], registry=r)
         # Computed at scrape time from the database (runtime/db_gauges.py): open incidents, queue
         # depth, approvals, pause, breakers, deferred notifications.
         self.database_gauges: Collector | None = None
