@@ -1,5 +1,5 @@
 """On PostgreSQL the webhook writes a one-status notification's row, its incidents and its
-group in one statement (db/ingest_store.store_and_upsert). Fed the same notifications, it
+group in one statement (store/ingest_store.store_and_upsert). Fed the same notifications, it
 leaves the database as the three statements run one by one leave it."""
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class AlertPayload(_Lenient):
     annotations: dict[str, str] = Field(default_factory=dict)
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(None, alias="endsAt")
-    # Stored cut to 8192 characters and marked (db.ingest_store), not refused: a long
+    # Stored cut to 8192 characters and marked (store.ingest_store), not refused: a long
     # PromQL expression must not cost the notification its group-mates.
     generator_url: str = Field("", alias="generatorURL")
     fingerprint: str = Field(min_length=1, max_length=64)

@@ -5,7 +5,9 @@ executor. Guards, API views and ingest ask this registry and never branch on a n
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from receiver.config.settings import Settings
 from receiver.executor.base import Executor, ExecutorError, TargetIdentity
@@ -13,10 +15,33 @@ from receiver.executor.docker_executor import DockerExecutor
 from receiver.executor.swarm_executor import SwarmExecutor
 from receiver.playbooks.config import Backends
 
-__all__ = ["DEFAULT_BACKEND", "KNOWN_BACKENDS", "Executors", "build_executors", "playbook_backends"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "KNOWN_BACKENDS", "Backend", "Executors",
+           "build_executors", "playbook_backends"]
 
 DEFAULT_BACKEND = "docker"
-KNOWN_BACKENDS = ("docker", "swarm")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend's entry: whether these settings enable it, and how to build it."""
+
+    enabled: Callable[[Settings], bool]
+    build: Callable[[Settings], Executor]
+
+
+# A new backend is one entry here (and its settings, and `backends=` on its own actions).
+BACKENDS: Mapping[str, Backend] = MappingProxyType({
+    "docker": Backend(
+        enabled=lambda settings: True,
+        build=lambda settings: DockerExecutor(settings.docker_host, settings.docker_timeout_s)),
+    # The manager at AUTOFIX_SWARM_HOST, else at the Docker host.
+    "swarm": Backend(
+        enabled=lambda settings: settings.swarm_enabled,
+        build=lambda settings: SwarmExecutor(
+            settings.swarm_host or settings.docker_host, settings.docker_timeout_s,
+            settings.swarm_converge_timeout_s, settings.swarm_self_service)),
+})
+KNOWN_BACKENDS = tuple(BACKENDS)
 
 
 class Executors:
@@ -54,19 +79,15 @@ class Executors:
 
 def build_executors(settings: Settings, docker: Executor | None = None,
                     swarm: Executor | None = None) -> Executors:
-    """Docker always; Swarm when AUTOFIX_SWARM_ENABLED (the manager at AUTOFIX_SWARM_HOST,
-    else at the Docker host)."""
-    found: dict[str, Executor] = {
-        "docker": docker or DockerExecutor(settings.docker_host, settings.docker_timeout_s)}
-    if settings.swarm_enabled:
-        found["swarm"] = swarm or SwarmExecutor(
-            settings.swarm_host or settings.docker_host, settings.docker_timeout_s,
-            settings.swarm_converge_timeout_s, settings.swarm_self_service)
-    return Executors(found)
+    """Every backend these settings enable; `docker` and `swarm` stand in for the built ones
+    (tests, and the app's injected executors)."""
+    given = {"docker": docker, "swarm": swarm}
+    return Executors({name: given.get(name) or backend.build(settings)
+                      for name, backend in BACKENDS.items() if backend.enabled(settings)})
 
 
 def playbook_backends(settings: Settings, action_limits: Mapping[str, frozenset[str]]
                       ) -> Backends:
     """What playbooks may name under these settings (without connecting to anything)."""
-    enabled = {"docker", "swarm"} if settings.swarm_enabled else {"docker"}
+    enabled = {name for name, backend in BACKENDS.items() if backend.enabled(settings)}
     return Backends(frozenset(KNOWN_BACKENDS), frozenset(enabled), dict(action_limits))

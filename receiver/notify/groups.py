@@ -105,7 +105,7 @@ def summarize(occurrences: Sequence[Occurrence], playbooks: PlaybookFile,
 def group_values(payload: WebhookPayload, occurrences: Sequence[Occurrence],
                  playbooks: PlaybookFile, renderer: TemplateRenderer,
                  now: datetime) -> dict[str, Any] | None:
-    """The group's row (db.group_store.GROUP_COLUMNS), or None when every alert has a
+    """The group's row (store.group_store.GROUP_COLUMNS), or None when every alert has a
     thread of its own: then the group has no message."""
     if all(has_own_thread(o, playbooks) for o in occurrences):
         return None

@@ -126,7 +126,7 @@ class Incident(Base):
     close_reason: Mapped[str | None] = mapped_column(Text)
     # When autofix tries again on its own while the alert keeps firing (CrashLoopBackOff).
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
-    # What the newest evidence says happened (evidence/classify.py), e.g. oom_killed.
+    # What the newest evidence says happened (domain/classify.py), e.g. oom_killed.
     classification: Mapped[str | None] = mapped_column(String(32))
 
 
