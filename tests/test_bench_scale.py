@@ -1,4 +1,4 @@
-"""bench/scale.py's seeding, small: 2,000 incidents in a test database.
+"""bench/scale.py's seeding and dashboard timing, small: 2,000 incidents in a test database.
 
 The seeded rows must be what the product could have written: statuses lifecycle knows,
 playbooks the shipped file has, runs and actions that agree with their incident and run,
@@ -13,6 +13,7 @@ from typing import Any, get_args
 import pytest
 import yaml
 
+from bench.scale_dashboards import RANGES, postgres_queries, time_dashboard_queries
 from bench.scale_seed import SHIPPED_PLAYBOOKS, SPAN_DAYS, acting_playbook_steps, seed
 from receiver.api.queries import ActionFilter
 from receiver.store.lifecycle import IncidentStatus, RunStatus
@@ -100,3 +101,14 @@ def test_timestamps_span_ninety_days_and_keep_their_order(seeded: str) -> None:
     assert one(seeded, "SELECT count(*) FROM actions a JOIN runs r ON r.id = a.run_id"
                        " WHERE a.started_at < r.started_at OR a.finished_at > r.finished_at"
                        " OR a.finished_at < a.started_at") == 0
+
+
+def test_every_dashboard_query_is_timed_without_error(seeded: str) -> None:
+    timed = time_dashboard_queries(seeded, repeats=1, explain=1)
+    expected = [q.where for q in postgres_queries()]
+    assert [entry["where"] for entry in timed["queries"]] == expected
+    assert [(e["where"], e["error"]) for e in timed["queries"] if e["error"]] == []
+    assert all(set(entry["ranges"]) == set(RANGES) for entry in timed["queries"])
+    assert int(timed["incident"]) > 0
+    [slowest] = timed["slowest"]
+    assert "Execution Time" in slowest["plan"]
