@@ -1,0 +1,219 @@
+"""Cost as the work grows (issue #33), first slice: the same measurements at several
+database sizes in one run, and each figure's growth as a ratio to the first size's
+(the empty database, with --sizes 0,...).
+
+    python -m bench.scale --sizes 0,20000 [--no-api]
+
+One durable PostgreSQL (fsync on, as bench/durable_ack.py runs it) migrated by the
+product's own migrations, and the receiver as bench/servers.py starts it (4 gthread
+workers, the shipped playbooks). For each size, in ascending order: seed up to that many
+incidents (bench/scale_seed.py, SQL only), then measure
+- the incident and action lists, p50/p99, with each filter (bench/scale_api.py);
+- every PostgreSQL query of every shipped dashboard over 24 h, 7 d and 30 d, and the
+  plans of the slowest (bench/scale_dashboards.py).
+Writes bench/results/scale.json. Not in bench/run.py's BENCHMARKS yet: the webhook under
+load, the runner's claim latency and the prune come in later slices (see the issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS
+from bench.scale_api import READ_TOKEN, time_api
+from bench.scale_dashboards import time_dashboard_queries
+from bench.scale_seed import seed
+from bench.servers import ROOT, Server, Stack
+
+__all__ = ["growth", "main", "measure", "run"]
+
+SHIPPED = ROOT / "receiver" / "playbooks.yml"
+RESULT = RESULTS / "scale.json"
+WORKERS = 4
+
+
+def table_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {table: int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}")
+                               .scalar_one()) for table in ("incidents", "runs", "actions")}
+    finally:
+        engine.dispose()
+
+
+def newest_incident_with_actions(url: str) -> int:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql(
+                "SELECT coalesce(max(incident_id), 0) FROM actions").scalar_one())
+    finally:
+        engine.dispose()
+
+
+def measure(url: str, server: Server | None, requests_per_case: int,
+            repeats: int) -> dict[str, Any]:
+    """Every figure at the database's current size."""
+    figures: dict[str, Any] = {"rows": table_counts(url)}
+    if server is not None:
+        figures["api"] = time_api(server.url, newest_incident_with_actions(url),
+                                  requests_per_case)
+    figures["dashboards"] = time_dashboard_queries(url, repeats)
+    return figures
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    if value is None or base is None or base <= 0 or math.isnan(value) or math.isnan(base):
+        return None
+    return round(value / base, 2)
+
+
+def growth(base: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Each figure of `later` as a ratio to the same figure of `base`."""
+    out: dict[str, Any] = {"api": {}, "dashboards": {}}
+    for route, by_case in later.get("api", {}).items():
+        out["api"][route] = {
+            case: {p: _ratio(f[p], base["api"][route][case][p]) for p in ("p50_ms", "p99_ms")}
+            for case, f in by_case.items()}
+    base_queries = {q["where"]: q for q in base["dashboards"]["queries"]}
+    for query in later["dashboards"]["queries"]:
+        before = base_queries[query["where"]]["ranges"]
+        out["dashboards"][query["where"]] = {
+            label: _ratio(f["ms"], before.get(label, {}).get("ms"))
+            for label, f in query["ranges"].items()}
+    return out
+
+
+def run(sizes: list[int], api: bool = True, batch: int = 1_000_000,
+        requests_per_case: int = 50, repeats: int = 3) -> dict[str, Any]:
+    from receiver.store.migrate import upgrade
+    from tests.harness.postgres import start_postgres
+
+    stack = Stack()
+    try:
+        stack.postgres = start_postgres(durable=True)
+        url = stack.postgres.create_database("autofix_scale")
+        upgrade(url)
+        server = None
+        if api:
+            server = stack.start_autofix(
+                "autofix-scale", url, WORKERS, env={"AUTOFIX_READ_TOKEN": READ_TOKEN},
+                playbooks=SHIPPED.read_text())
+        seeded: dict[str, Any] = {}
+        at: dict[str, Any] = {}
+        for size in sizes:
+            have = table_counts(url)["incidents"]
+            if size > have:
+                print(f"== seeding {size - have:,} incidents (to {size:,})", flush=True)
+                seeded[str(size)] = seed(url, size - have, batch)
+            print(f"== measuring at {size:,} incidents", flush=True)
+            at[str(size)] = measure(url, server, requests_per_case, repeats)
+        base = at[str(sizes[0])]
+        return {"name": "scale", "sizes": sizes, "base_size": sizes[0],
+                "postgres": "fsync=on, full_page_writes=on, synchronous_commit=on",
+                "postgres_version": stack.postgres_version(), "workers": WORKERS,
+                "seed": seeded, "at": at,
+                "growth": {str(size): growth(base, at[str(size)]) for size in sizes[1:]}}
+    finally:
+        stack.close()
+
+
+def summary(result: dict[str, Any]) -> str:
+    """What a reader wants on the terminal: seeding speed, then each size's figures with
+    their growth (p99 for the API, the 30-day range for the dashboards)."""
+    lines: list[str] = []
+    for size, stats in result["seed"].items():
+        lines.append(f"seed to {int(size):,}: {stats['incidents']:,} incidents, "
+                     f"{stats['runs']:,} runs, {stats['actions']:,} actions in "
+                     f"{stats['seconds']:.1f} s = {stats['rows_per_s']:,.0f} rows/s "
+                     f"({stats['incidents_per_s']:,.0f} incidents/s); VACUUM ANALYZE "
+                     f"{stats['vacuum_analyze_s']:.1f} s")
+    for size, figures in result["at"].items():
+        ratios = result["growth"].get(size, {"api": {}, "dashboards": {}})
+        lines.append(f"-- at {int(size):,} incidents: rows {figures['rows']}")
+        lines += _api_lines(figures.get("api", {}), ratios["api"])
+        lines += _dashboard_lines(figures["dashboards"], ratios["dashboards"])
+    return "\n".join(lines)
+
+
+def _api_lines(api: dict[str, Any], ratios: dict[str, Any]) -> list[str]:
+    lines = []
+    for route, by_case in api.items():
+        for case, f in by_case.items():
+            ratio = ratios.get(route, {}).get(case, {}).get("p99_ms")
+            lines.append(f"   {route:<18} {case:<12} p50 {f['p50_ms']:7.1f} ms  "
+                         f"p99 {f['p99_ms']:7.1f} ms  total {f['total']}"
+                         + (f"  (p99 x{ratio})" if ratio is not None else ""))
+    return lines
+
+
+def _dashboard_lines(dashboards: dict[str, Any], ratios: dict[str, Any]) -> list[str]:
+    lines = []
+    for query in dashboards["queries"]:
+        times = "  ".join(f"{label} {r['ms']:7.2f} ms" for label, r in query["ranges"].items())
+        ratio = ratios.get(query["where"], {}).get("30d")
+        lines.append(f"   {query['where'][:58]:<58} {times}"
+                     + (f"  (30d x{ratio})" if ratio is not None else "")
+                     + (f"  ERROR {query['error']}" if query["error"] else ""))
+    slowest = ", ".join(f"{s['where']} [{s['range']}] {s['ms']:.2f} ms"
+                        for s in dashboards["slowest"])
+    lines.append(f"   slowest: {slowest}")
+    return lines
+
+
+def _sizes(text: str) -> list[int]:
+    sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    if not sizes or any(s < 0 for s in sizes) or sizes != sorted(set(sizes)):
+        raise argparse.ArgumentTypeError("ascending distinct sizes >= 0, e.g. 0,20000")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.run import git_sha, machine
+
+    parser = argparse.ArgumentParser(prog="python -m bench.scale")
+    parser.add_argument("--sizes", type=_sizes, default=[0, 20_000],
+                        help="incident counts to measure at, ascending (default 0,20000)")
+    parser.add_argument("--no-api", action="store_true",
+                        help="no receiver: the dashboards' queries only")
+    parser.add_argument("--batch", type=int, default=1_000_000,
+                        help="incidents per seeding transaction")
+    parser.add_argument("--requests", type=int, default=50, help="requests per API case")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per dashboard query")
+    args = parser.parse_args(argv)
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C, so PostgreSQL and the receiver stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": " ".join([".venv/bin/python -m bench.scale", *map(
+                shlex.quote, argv if argv is not None else sys.argv[1:])]),
+            "machine": machine(), "python": platform.python_version(),
+            "autofix_git": git_sha()}
+    started = time.monotonic()
+    result = run(args.sizes, api=not args.no_api, batch=args.batch,
+                 requests_per_case=args.requests, repeats=args.repeats)
+    result["meta"] = {**meta, "postgres_version": result.pop("postgres_version"),
+                      "seconds": round(time.monotonic() - started, 1)}
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(summary(result))
+    print(f"wrote {Path(RESULT).relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
