@@ -36,7 +36,10 @@ def run(repeats: int = 5) -> dict[str, object]:
 
 
 def main() -> int:
+    from bench.run import run_meta
+
     data = run(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+    data["meta"] = run_meta("bench.redaction_cost", None)
     (results_dir() / "redaction_cost.json").write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps(data, indent=2))
     return 1 if data["over_limit"] else 0

@@ -54,6 +54,17 @@ def git_sha() -> str:
     return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def run_meta(module: str, argv: list[str] | None) -> dict[str, Any]:
+    """What every results file says of itself: when, by which command, on which commit
+    (bench/render.py refuses a file without them) and on what machine."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join([f".venv/bin/python -m {module}",
+                             *map(shlex.quote, argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(), "python": platform.python_version(), "autofix_git": git_sha(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument("--quick", action="store_true",
@@ -68,12 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so every server started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     selected = args.only or [b for b in BENCHMARKS if not (args.quick and b in FULL_ONLY)]
-    meta = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python -m bench.run",
-                             *map(shlex.quote, argv if argv is not None else sys.argv[1:])]),
-        "machine": machine(), "python": platform.python_version(), "autofix_git": git_sha(),
-    }
+    meta = run_meta("bench.run", argv)
     set_results_dir(QUICK_RESULTS if args.quick else RESULTS)
     stack = Stack()
     status = 0

@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import shlex
 import signal
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +181,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.run import git_sha, machine
+    from bench.run import run_meta
 
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
     parser.add_argument("--sizes", type=_sizes, default=[0, 20_000],
@@ -198,11 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM (timeout, kill) unwinds like Ctrl-C, so PostgreSQL and the receiver stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": " ".join([".venv/bin/python -m bench.scale", *map(
-                shlex.quote, argv if argv is not None else sys.argv[1:])]),
-            "machine": machine(), "python": platform.python_version(),
-            "autofix_git": git_sha()}
+    meta = run_meta("bench.scale", argv)
     started = time.monotonic()
     result = run(args.sizes, api=not args.no_api, batch=args.batch,
                  requests_per_case=args.requests, repeats=args.repeats)

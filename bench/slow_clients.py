@@ -74,9 +74,12 @@ def main() -> int:
     finally:
         postgres.discard()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    from bench.run import run_meta
+
     (RESULTS / "slow_clients.json").write_text(json.dumps(
         {"benchmark": "slow_clients", "workers": 2, "threads_per_worker": 8,
-         "trickle_every_s": TRICKLE_EVERY_S, "rows": rows}, indent=2) + "\n")
+         "trickle_every_s": TRICKLE_EVERY_S, "rows": rows,
+         "meta": run_meta("bench.slow_clients", None)}, indent=2) + "\n")
     return 0
 
 
