@@ -59,7 +59,7 @@ def test_https_listener_cli_and_reload_on_sighup(sqlite_url: str, tmp_path: Path
     try:
         assert receiver.url.startswith("https://")
         with urllib.request.urlopen(f"{receiver.url}/healthz", timeout=5,
-                                    context=receiver.config.tls) as response:
+                                    context=receiver.tls) as response:
             assert response.status == 200
         with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
             plain = receiver.url.replace("https://", "http://")
