@@ -382,6 +382,17 @@ def _runs_table() -> list[str]:
     return rows
 
 
+def _runs_sentence() -> str:
+    """One run of everything, or several (provenance_problems already refused mixed commits)."""
+    starts = {(_load(name) or {}).get("meta", {}).get("date") for _, name in SECTIONS
+              if _load(name) is not None}
+    if len(starts) == 1:
+        return ("Every section comes from one run of `make bench` on one commit; each "
+                "results file records when, on which commit and with which command:")
+    return ("Sections come from separate runs on one commit (`make bench` runs them all); "
+            "each one's results file records when, on which commit and with which command:")
+
+
 def render() -> Path:
     problems = provenance_problems()
     if problems:
@@ -404,9 +415,7 @@ def render() -> Path:
              "- PostgreSQL: a throwaway cluster (`tests/harness/postgres.py`) with fsync=off "
              "and synchronous commit on, except sections 5 and 6, whose cluster runs fsync, "
              "full_page_writes and synchronous_commit on.", "",
-             "Sections come from separate runs (`make bench` runs them all); each one's "
-             "results file records when, on which commit and with which command:", "",
-             *_runs_table(), ""]
+             _runs_sentence(), "", *_runs_table(), ""]
     goals: list[tuple[str, str, bool | None]] = []
     body: list[str] = []
     if ack and "cases" in ack:
