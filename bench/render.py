@@ -384,8 +384,8 @@ def _runs_table() -> list[str]:
 
 def _runs_sentence() -> str:
     """One run of everything, or several (provenance_problems already refused mixed commits)."""
-    starts = {(_load(name) or {}).get("meta", {}).get("date") for _, name in SECTIONS
-              if _load(name) is not None}
+    loaded = [data for _, name in SECTIONS if (data := _load(name)) is not None]
+    starts = {data.get("meta", {}).get("date") for data in loaded}
     if len(starts) == 1:
         return ("Every section comes from one run of `make bench` on one commit; each "
                 "results file records when, on which commit and with which command:")

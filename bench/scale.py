@@ -40,27 +40,16 @@ WORKERS = 4
 
 
 def table_counts(url: str) -> dict[str, int]:
-    from sqlalchemy import create_engine
+    from tests.harness.db import query
 
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {table: int(conn.exec_driver_sql(f"SELECT count(*) FROM {table}")
-                               .scalar_one()) for table in ("incidents", "runs", "actions")}
-    finally:
-        engine.dispose()
+    return {table: int(query(url, f"SELECT count(*) FROM {table}")[0][0])
+            for table in ("incidents", "runs", "actions")}
 
 
 def newest_incident_with_actions(url: str) -> int:
-    from sqlalchemy import create_engine
+    from tests.harness.db import query
 
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql(
-                "SELECT coalesce(max(incident_id), 0) FROM actions").scalar_one())
-    finally:
-        engine.dispose()
+    return int(query(url, "SELECT coalesce(max(incident_id), 0) FROM actions")[0][0])
 
 
 def measure(url: str, server: Server | None, requests_per_case: int,

@@ -75,10 +75,13 @@ class Dockerd:
             raise TimeoutError(f"{exc}\n--- dockerd log ---\n{tail}") from None
         return self
 
-    def stop(self) -> None:
+    def _close_clients(self) -> None:
         for client in self._clients:
             client.close()
         self._clients.clear()
+
+    def stop(self) -> None:
+        self._close_clients()
         if self.proc is not None:
             # dockerd stops its containers on SIGTERM; give it time before SIGKILL.
             self.proc.stop(timeout=30)
@@ -92,9 +95,7 @@ class Dockerd:
     def kill(self) -> None:
         """dockerd dies at once: SIGKILL to its process group (containerd included), then to
         the shims and containers it leaves running. stop() still unmounts and cleans up."""
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
+        self._close_clients()
         if self.proc is not None:
             self.proc.stop(timeout=10, sig=signal.SIGKILL)
             self.proc = None
