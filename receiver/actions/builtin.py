@@ -19,6 +19,7 @@ def build_registry() -> ActionRegistry:
     registry.register("stop", docker.stop_container, mutating=True, backends=containers)
     registry.register("kill", docker.kill_container, mutating=True, backends=containers)
     registry.register("exec", docker.exec_command, mutating=True, backends=containers)
+    registry.register("rollback_image", docker.rollback_image, mutating=True)
     services = frozenset({"swarm"})
     registry.register("scale", swarm.scale_service, mutating=True, backends=services)
     registry.register("rollback", swarm.rollback_service, mutating=True, backends=services)

@@ -8,10 +8,11 @@ import signal as signal_module
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from receiver.actions.registry import ActionContext, ActionFailed
+from receiver.executor import RollbackRefused
 
-__all__ = ["ExecParams", "KillParams", "RestartParams", "StartParams", "StopParams",
-           "exec_command", "kill_container", "restart_container", "start_container",
-           "stop_container"]
+__all__ = ["ExecParams", "KillParams", "RestartParams", "RollbackImageParams", "StartParams",
+           "StopParams", "exec_command", "kill_container", "restart_container",
+           "rollback_image", "start_container", "stop_container"]
 
 
 # Real signal names (SIGRTMIN and friends are not names Docker accepts).
@@ -54,6 +55,13 @@ class ExecParams(_Params):
     timeout_s: float = Field(30, gt=0, le=600, description="Fail if it has not exited by then.")
 
 
+class RollbackImageParams(_Params):
+    image: str = Field(pattern=r"^(sha256:)?[0-9a-f]{64}$",
+                       description="The previous image's id (sha256:<64 hex>).")
+    timeout_s: float = Field(10, ge=0, le=600, description="SIGTERM grace before SIGKILL "
+                             "when stopping the failing container.")
+
+
 def restart_container(ctx: ActionContext, params: RestartParams) -> str | None:
     """Restart the target: a container (SIGTERM, then SIGKILL after timeout_s), or a Swarm
     service by a forced update (its tasks replaced under its own update policy)."""
@@ -91,3 +99,15 @@ def exec_command(ctx: ActionContext, params: ExecParams) -> str | None:
         raise ActionFailed("unexpected_exit_code", f"exit {result.exit_code}, expected "
                            f"{params.expect_exit_code}: {result.output[-500:]}")
     return f"exit {result.exit_code}"
+
+
+def rollback_image(ctx: ActionContext, params: RollbackImageParams) -> str | None:
+    """Recreate the container from a previous image; the failing one is kept aside, stopped."""
+    try:
+        result = ctx.executor.rollback_image(ctx.target, params.image, ctx.now(),
+                                             params.timeout_s)
+    except RollbackRefused as exc:
+        raise ActionFailed("rollback_refused", str(exc)) from exc
+    return (f"{result.name} runs {result.image} again ({result.new_id[:12]}); the failing "
+            f"container {result.quarantined_id[:12]} is stopped, kept as "
+            f"{result.quarantined_as}")

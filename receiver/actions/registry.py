@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel
@@ -53,6 +53,8 @@ class ActionContext:
     # Captures evidence now (time budget in seconds, None: the setting) and stores it;
     # returns it with its row id (None when it could not be stored).
     capture: Callable[[float | None], tuple[Evidence, int | None]] | None = None
+    # The run's clock (services.now): what an action stamps (a quarantine name) follows it.
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 ActionFn = Callable[[ActionContext, Any], str | None]

@@ -316,7 +316,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         target=acts_on, playbook=playbook.name, run_id=info.run_id, incident=view,
         executor=executor, settings=services.settings,
         escalate=escalations.append, notify=lambda kind, text: notes.append((kind, text)),
-        capture=capture)
+        capture=capture, now=services.now)
     captured = True  # the capture before admission stands for the first mutating step
     template_vars = step_variables(view, acts_on)
     budget = services.settings.record_retry_s

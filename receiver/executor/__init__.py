@@ -6,6 +6,8 @@ from receiver.executor.base import (
     ExecResult,
     Executor,
     ExecutorError,
+    RollbackRefused,
+    RollbackResult,
     ServiceExecutor,
     TargetAmbiguous,
     TargetIdentity,
@@ -14,4 +16,5 @@ from receiver.executor.base import (
 )
 
 __all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+           "RollbackRefused", "RollbackResult", "ServiceExecutor", "TargetAmbiguous",
+           "TargetIdentity", "TargetNotFound", "TargetState"]

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+           "RollbackRefused", "RollbackResult", "ServiceExecutor", "TargetAmbiguous",
+           "TargetIdentity", "TargetNotFound", "TargetState"]
 
 
 class ExecutorError(Exception):
@@ -21,6 +22,23 @@ class TargetNotFound(ExecutorError):
 
 class TargetAmbiguous(ExecutorError):
     """The reference names more than one target (e.g. a short ID prefix); the message lists them."""
+
+
+class RollbackRefused(ExecutorError):
+    """A rollback to a previous image was refused before anything changed; the message
+    names the field or the reason (the image is gone, a setting cannot be reproduced)."""
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    """A container recreated from its previous image: `name` now runs `image` as `new_id`;
+    the failing one is stopped, kept, and renamed `quarantined_as` (`quarantined_id`)."""
+
+    name: str
+    new_id: str
+    quarantined_as: str
+    quarantined_id: str
+    image: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,14 @@ class Executor(Protocol):
     def kill(self, target: str, signal: str) -> None: ...
 
     def exec(self, target: str, argv: list[str], timeout_s: float) -> ExecResult: ...
+
+    def rollback_image(self, target: str, image: str, now: datetime,
+                       stop_timeout_s: float = 10.0) -> RollbackResult:
+        """Recreate the target from `image` (an image id) with its own configuration; the
+        failing one is stopped and renamed `<name>.autofix-quarantine-<now, UTC>`, never
+        removed. RollbackRefused, before any change, when that cannot be done exactly;
+        ExecutorError (saying what state things were left in) when a later step fails."""
+        ...
 
 
 @runtime_checkable

@@ -14,12 +14,13 @@ import docker
 import docker.errors
 import requests
 
-from receiver.executor import docker_evidence
+from receiver.executor import docker_evidence, docker_rollback
 from receiver.executor.base import (
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
     ExecutorError,
+    RollbackResult,
     TargetAmbiguous,
     TargetIdentity,
     TargetNotFound,
@@ -268,6 +269,11 @@ class DockerExecutor:
             pool.shutdown(wait=False)
         output = (result.output or b"").decode(errors="replace")
         return ExecResult(exit_code=int(result.exit_code), output=output[-4000:])
+
+    def rollback_image(self, target: str, image: str, now: datetime,
+                       stop_timeout_s: float = 10.0) -> RollbackResult:
+        """Recreate the container from `image` (docker_rollback.py says how)."""
+        return docker_rollback.rollback(self._docker().api, target, image, now, stop_timeout_s)
 
 
 def _minus(moment: datetime, delta: timedelta) -> datetime:

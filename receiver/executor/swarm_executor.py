@@ -22,6 +22,8 @@ from receiver.executor.base import (
     EvidenceSource,
     ExecResult,
     ExecutorError,
+    RollbackRefused,
+    RollbackResult,
     TargetAmbiguous,
     TargetIdentity,
     TargetNotFound,
@@ -206,6 +208,10 @@ class SwarmExecutor:
             params={"version": service["Version"]["Index"], "rollback": "previous"})))
         after = self._wait_converged(target, before)
         return self._record("rollback", target, service["ID"], before, after)
+
+    def rollback_image(self, target: str, image: str, now: datetime,
+                       stop_timeout_s: float = 10.0) -> RollbackResult:
+        raise RollbackRefused("a Swarm service rolls back with the `rollback` action")
 
     def _running_ids(self, target: str) -> list[str]:
         return sorted(t["ID"] for t in swarm_tasks.running_tasks(self._tasks(target)))

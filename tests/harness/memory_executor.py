@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from receiver.executor import (
     EvidenceLimits,
     ExecResult,
+    RollbackRefused,
+    RollbackResult,
     TargetAmbiguous,
     TargetIdentity,
     TargetNotFound,
@@ -33,6 +35,7 @@ class MemoryContainer:
     started_at: datetime = datetime(2026, 1, 1, tzinfo=UTC)  # long before any test alert
     health: str | None = None
     restart_count: int = 0
+    image: str = "sha256:" + "1" * 64
 
 
 class MemoryExecutor:
@@ -48,6 +51,8 @@ class MemoryExecutor:
         self.stopped_by_hand: set[str] = set()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
+        # Image ids present "locally", for rollback_image; empty means any.
+        self.images: set[str] = set()
 
     def add(self, name: str, **kwargs: object) -> MemoryContainer:
         container = MemoryContainer(name, hashlib.sha256(name.encode()).hexdigest(),
@@ -146,3 +151,20 @@ class MemoryExecutor:
     def exec(self, target: str, argv: list[str], timeout_s: float) -> ExecResult:
         self._record("exec", target)
         return ExecResult(0, "")
+
+    def rollback_image(self, target: str, image: str, now: datetime,
+                       stop_timeout_s: float = 10.0) -> RollbackResult:
+        """The Docker executor's rollback, as names: the failing one is renamed and kept."""
+        old = self._record("rollback_image", target)
+        wanted = image if image.startswith("sha256:") else f"sha256:{image}"
+        if self.images and wanted not in self.images:
+            raise RollbackRefused(f"previous image {wanted} is no longer present")
+        name = old.name
+        quarantined = f"{name}.autofix-quarantine-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+        del self.containers[name]
+        old.name, old.status = quarantined, "exited"
+        self.containers[quarantined] = old
+        new = self.add(name, labels=dict(old.labels), image=wanted, started_at=self._clock())
+        new.id = hashlib.sha256(f"{new.name}/{wanted}".encode()).hexdigest()
+        return RollbackResult(name=new.name, new_id=new.id, quarantined_as=quarantined,
+                              quarantined_id=old.id, image=wanted)

@@ -1,0 +1,140 @@
+"""rollback_image against a real private dockerd: `app` recreated from v2 is rolled back to
+v1 under its own name with its own settings (labels, env, bind, named volume, restart
+policy, health check), the failing one stopped and kept as app.autofix-quarantine-<UTC>;
+refusals (the previous image gone, a setting that cannot be reproduced) change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from receiver.actions.docker_actions import RollbackImageParams, rollback_image
+from receiver.actions.registry import ActionContext, ActionFailed, IncidentView
+from receiver.config.settings import Settings
+from receiver.executor.base import RollbackRefused
+from receiver.executor.docker_executor import DockerExecutor
+from tests.harness.rollback_images import build_app_images
+
+NOW = datetime(2026, 12, 7, 2, 30, 5, tzinfo=UTC)
+HEALTH = {"Test": ["CMD", "true"], "Interval": 2_000_000_000, "Retries": 3}
+
+
+@pytest.fixture(scope="module")
+def images(private_dockerd: Any) -> tuple[str, str]:
+    return build_app_images(private_dockerd.client())
+
+
+@pytest.fixture
+def client(private_dockerd: Any) -> Iterator[docker.DockerClient]:
+    client = private_dockerd.client()
+    yield client
+    for container in client.containers.list(all=True, filters={"name": "rb-"}):
+        container.remove(force=True)
+
+
+def app_settings(bind: Path, volume: str) -> dict[str, Any]:
+    return {"labels": {"autofix.enable": "true", "team": "payments"},
+            "environment": {"GREETING": "hi there", "APP_VERSION": "pinned"},
+            "volumes": {str(bind): {"bind": "/bind", "mode": "rw"},
+                        volume: {"bind": "/data", "mode": "rw"}},
+            "restart_policy": {"Name": "unless-stopped"}, "healthcheck": HEALTH,
+            "network_mode": "host", "detach": True}
+
+
+def deploy_v2(client: docker.DockerClient, name: str, images: tuple[str, str],
+              tmp_path: Path) -> Any:
+    """`name` from v1, then recreated from v2 the way a deploy does (remove, create)."""
+    settings = app_settings(tmp_path, f"{name}-data")
+    client.containers.run(images[0], name=name, **settings).remove(force=True)
+    return client.containers.run(images[1], name=name, **settings)
+
+
+def own_view(attrs: dict[str, Any]) -> dict[str, Any]:
+    config, host = attrs["Config"], attrs["HostConfig"]
+    return {"labels": {k: v for k, v in config["Labels"].items() if k != "app.version"},
+            "env": sorted(e for e in config["Env"] if e.startswith(("GREETING", "APP_V"))),
+            "binds": host["Binds"], "restart": host["RestartPolicy"],
+            "health": config["Healthcheck"], "network": host["NetworkMode"],
+            "mounts": sorted((m["Type"], m["Destination"]) for m in attrs["Mounts"])}
+
+
+def test_a_container_recreated_from_a_new_image_rolls_back_to_the_previous_one(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str],
+        tmp_path: Path) -> None:
+    v1, v2 = images
+    failing = deploy_v2(client, "rb-app", images, tmp_path)
+    before = own_view(client.api.inspect_container(failing.id))
+    result = DockerExecutor(private_dockerd.url, 30).rollback_image("rb-app", v1, NOW, 1)
+    assert result.name == "rb-app" and result.image == v1
+    assert (result.quarantined_as, result.quarantined_id) == (
+        "rb-app.autofix-quarantine-20261207T023005Z", failing.id)
+    now = client.api.inspect_container("rb-app")
+    assert (now["Id"], now["Image"], now["State"]["Running"]) == (result.new_id, v1, True)
+    assert own_view(now) == before
+    # What only the new image set is gone; the old image's own defaults apply again.
+    assert now["Config"]["Labels"]["app.version"] == "v1"
+    assert "ONLY_V2=1" not in now["Config"]["Env"] and now["Config"]["WorkingDir"] == ""
+    assert "APP_VERSION=pinned" in now["Config"]["Env"]  # the container's own value wins
+    assert client.containers.get("rb-app").exec_run(["cat", "/version"]).output == b"v1"
+    kept = client.api.inspect_container(result.quarantined_as)
+    assert (kept["Id"], kept["Image"], kept["State"]["Status"]) == (failing.id, v2, "exited")
+
+
+def test_the_action_names_the_quarantined_container_and_the_image(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str],
+        tmp_path: Path) -> None:
+    v1, _ = images
+    failing = deploy_v2(client, "rb-act", images, tmp_path)
+    executor = DockerExecutor(private_dockerd.url, 30)
+    ctx = ActionContext(target="rb-act", playbook="p", run_id=1,
+                        incident=IncidentView(1, "A", {}, {}, NOW), executor=executor,
+                        settings=Settings(), escalate=lambda _: None,
+                        notify=lambda *_: None, now=lambda: NOW)
+    detail = rollback_image(ctx, RollbackImageParams(image=v1.removeprefix("sha256:"),
+                                                     timeout_s=1))
+    assert detail is not None
+    assert "rb-act.autofix-quarantine-20261207T023005Z" in detail and v1 in detail
+    assert client.api.inspect_container("rb-act")["Image"] == v1
+    assert client.api.inspect_container(failing.id)["Name"] == (
+        "/rb-act.autofix-quarantine-20261207T023005Z")
+    # Rolled back already: the same image again is refused, and nothing changes.
+    with pytest.raises(ActionFailed) as refused:
+        rollback_image(ctx, RollbackImageParams(image=v1))
+    assert refused.value.reason == "rollback_refused" and "already runs" in str(refused.value)
+
+
+def test_a_previous_image_no_longer_present_is_refused_and_nothing_changes(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str],
+        tmp_path: Path) -> None:
+    failing = deploy_v2(client, "rb-gone", images, tmp_path)
+    # An image that was the previous one, then removed (as an image prune would).
+    scratch = client.containers.create(images[0], name="rb-scratch", network_mode="host")
+    missing = client.api.commit(scratch.id, repository="autofix/rollback-app", tag="v0")["Id"]
+    scratch.remove()
+    client.images.remove(missing)
+    with pytest.raises(RollbackRefused, match=f"previous image {missing} is no longer present"):
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-gone", missing, NOW, 1)
+    state = client.api.inspect_container("rb-gone")
+    assert (state["Id"], state["State"]["Running"]) == (failing.id, True)
+
+
+def test_a_setting_that_cannot_be_reproduced_is_refused_by_name_and_nothing_changes(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str]) -> None:
+    v1, v2 = images
+    auto = client.containers.run(v2, name="rb-auto", auto_remove=True, network_mode="host",
+                                 labels={"autofix.enable": "true"}, detach=True)
+    with pytest.raises(RollbackRefused, match=r"HostConfig\.AutoRemove"):
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-auto", v1, NOW, 1)
+    anonymous = client.containers.run(v2, name="rb-anon", volumes=["/scratch"],
+                                      network_mode="host", detach=True)
+    with pytest.raises(RollbackRefused, match="anonymous volume at /scratch"):
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-anon", v1, NOW, 1)
+    for container in (auto, anonymous):
+        state = client.api.inspect_container(container.id)
+        assert (state["Name"].lstrip("/"), state["State"]["Running"]) == (container.name, True)
+    assert not client.containers.list(all=True, filters={"name": "autofix-quarantine"})
