@@ -295,6 +295,11 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         # the container a change names (by id) must carry autofix.enable=true
         f"{opted_in} if METH_POST c_lifecycle",
         f"{opted_in} if METH_POST exec_create",
+        # rollback_image's rename and create, each checked by rollback.lua
+        "http-request lua.autofix_rename_ok /var/run/docker.sock autofix.enable"
+        " if METH_POST c_rename",
+        "http-request lua.autofix_create_ok /var/run/docker.sock autofix.enable"
+        " if METH_POST c_create",
         "http-request allow if read ping !has_body",
         "http-request allow if read version !has_body",
         "http-request allow if read info !has_body",
@@ -306,6 +311,9 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         "http-request allow if read exec_inspect !has_body",
         "http-request allow if read c_evidence !has_body",  # logs and stats, read-only
         "http-request allow if read events !has_body",
+        "http-request allow if read i_inspect !has_body",  # image inspect by id
+        "http-request allow if METH_POST c_rename !has_body rename_ok",
+        "http-request allow if METH_POST c_create create_ok",
         "http-request deny deny_status 403",
     ]
     assert _allow_rules(REPO / "socket-proxy" / "prometheus.cfg") == [
@@ -316,7 +324,7 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         "http-request allow if read networks",
         "http-request deny deny_status 403",
     ]
-    for proxy, files in ((receiver_proxy, ["receiver.cfg", "optin.lua"]),
+    for proxy, files in ((receiver_proxy, ["receiver.cfg", "optin.lua", "rollback.lua"]),
                          (readonly_proxy, ["prometheus.cfg"])):
         assert "ports" not in proxy  # never published, not even on loopback
         assert proxy["volumes"] == [

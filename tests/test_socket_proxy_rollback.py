@@ -1,0 +1,161 @@
+"""rollback_image through the receiver's socket proxy (socket-proxy/receiver.cfg and
+rollback.lua) to a real private dockerd: the executor's rollback goes through with no call
+refused; the proxy refuses a create that is not the quarantined container's own
+configuration (privileged, an extra bind, another user or network, no opt-in label, an
+image by name, a case-variant or duplicate key, a body past the buffer), a create with no
+stopped quarantined predecessor of that name, and any rename but to the container's own
+quarantine name (or back), or of a container that is not opted in."""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from receiver.executor.docker_executor import DockerExecutor
+from receiver.executor.docker_rollback import plan_create
+from tests.harness.procs import LOOPBACK
+from tests.harness.rollback_images import build_app_images
+from tests.harness.socket_proxy import SocketProxy, start_socket_proxy
+
+V = "/v1.41"
+LABELS = {"autofix.enable": "true"}
+STAMP = "20261207T010203Z"
+
+
+@pytest.fixture(scope="module")
+def images(private_dockerd: Any) -> tuple[str, str]:
+    return build_app_images(private_dockerd.client())
+
+
+@pytest.fixture(scope="module")
+def proxy(private_dockerd: Any, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[SocketProxy]:
+    proxy = start_socket_proxy("receiver.cfg", private_dockerd.sock,
+                               tmp_path_factory.mktemp("rollback-proxy"))
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def client(private_dockerd: Any) -> Iterator[docker.DockerClient]:
+    client = private_dockerd.client()
+    yield client
+    for container in client.containers.list(all=True, filters={"name": "rbp-"}):
+        container.remove(force=True)
+
+
+def call(port: int, method: str, path: str, body: Any = None) -> int:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+    try:
+        data = json.dumps(body) if isinstance(body, dict) else body
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method, path, body=data, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def run_v2(client: docker.DockerClient, name: str, images: tuple[str, str], tmp_path: Path,
+           labels: dict[str, str] | None = None) -> Any:
+    return client.containers.run(
+        images[1], name=name, labels=LABELS if labels is None else labels,
+        environment={"GREETING": "hi"}, network_mode="host", detach=True,
+        restart_policy={"Name": "unless-stopped"},
+        volumes={str(tmp_path): {"bind": "/bind", "mode": "rw"},
+                 f"{name}-data": {"bind": "/data", "mode": "rw"}})
+
+
+def test_a_rollback_goes_through_the_proxy_with_nothing_refused(
+        client: docker.DockerClient, images: tuple[str, str], proxy: SocketProxy,
+        tmp_path: Path) -> None:
+    failing = run_v2(client, "rbp-app", images, tmp_path)
+    seen = len(proxy.log())
+    executor = DockerExecutor(proxy.docker_host, 30, own_ids=frozenset())
+    now = datetime(2026, 12, 7, 1, 2, 3, tzinfo=UTC)
+    result = executor.rollback_image("rbp-app", images[0], now, 1)
+    assert [line for line in proxy.log()[seen:].splitlines() if " 403 " in line] == []
+    assert result.quarantined_as == f"rbp-app.autofix-quarantine-{STAMP}"
+    rolled = client.api.inspect_container("rbp-app")
+    assert (rolled["Image"], rolled["State"]["Running"]) == (images[0], True)
+    assert rolled["HostConfig"]["Binds"] == failing.attrs["HostConfig"]["Binds"]
+    assert client.api.inspect_container(failing.id)["State"]["Status"] == "exited"
+
+
+def test_the_proxy_refuses_every_create_and_rename_a_rollback_does_not_make(
+        client: docker.DockerClient, images: tuple[str, str], proxy: SocketProxy,
+        tmp_path: Path) -> None:
+    port = proxy.port
+    app = run_v2(client, "rbp-q", images, tmp_path)
+    plain = run_v2(client, "rbp-plain", images, tmp_path, labels={})
+    live = run_v2(client, "rbp-live", images, tmp_path)
+    # What the executor would send for rbp-q (planned before it is set aside, as it does).
+    body = plan_create(client.api.inspect_container(app.id),
+                       client.api.inspect_image(images[1]), images[0], lambda _: True)
+    # Renames: only to its own quarantine name (and back), opted-in containers, by id.
+    rename = f"{V}/containers/{app.id}/rename?name="
+    refused_renames = [
+        rename + "rbp-evil", rename + "rbp-q.autofix-quarantine-yesterday",
+        rename + f"rbp-other.autofix-quarantine-{STAMP}",
+        rename + f"rbp-q.autofix-quarantine-{STAMP}&name=rbp-evil",
+        f"{V}/containers/{plain.id}/rename?name=rbp-plain.autofix-quarantine-{STAMP}",
+        f"{V}/containers/rbp-q/rename?name=rbp-q.autofix-quarantine-{STAMP}",
+        f"/v1.23/containers/{app.id}/rename?name=rbp-q.autofix-quarantine-{STAMP}",
+    ]
+    assert [p for p in refused_renames if call(port, "POST", p) != 403] == []
+    assert call(port, "POST", rename + f"rbp-q.autofix-quarantine-{STAMP}", "{}") == 403
+    # The live one is quarantined by name while running: no create may replace it.
+    client.api.rename(live.id, f"rbp-live.autofix-quarantine-{STAMP}")
+    app.stop(timeout=1)
+    assert call(port, "POST", rename + f"rbp-q.autofix-quarantine-{STAMP}") == 204
+    create = f"{V}/containers/create?name="
+
+    def variant(change: Any) -> dict[str, Any]:
+        changed = copy.deepcopy(body)
+        change(changed)
+        return changed
+
+    text = json.dumps(body)
+    refused_creates: list[tuple[str, Any]] = [
+        (create + "rbp-q", variant(lambda b: b["HostConfig"].update(Privileged=True))),
+        (create + "rbp-q", variant(lambda b: b["HostConfig"]["Binds"].append("/:/host"))),
+        (create + "rbp-q", variant(lambda b: b["HostConfig"].update(CapAdd=["SYS_ADMIN"]))),
+        (create + "rbp-q", variant(lambda b: b["HostConfig"].update(PidMode="host"))),
+        (create + "rbp-q", variant(lambda b: b.update(User="0"))),
+        (create + "rbp-q", variant(lambda b: b["Labels"].pop("autofix.enable"))),
+        (create + "rbp-q", variant(lambda b: b.update(Image="autofix/rollback-app:v1"))),
+        (create + "rbp-q", variant(lambda b: b.update(NetworkingConfig={
+            "EndpointsConfig": {"bridge": {}}}))),
+        (create + "rbp-q", variant(lambda b: b.update(Privileged=True))),
+        (create + "rbp-q", text[:-1] + ', "hostconfig": {"Privileged": true}}'),
+        (create + "rbp-q", text.replace('"HostConfig": {', '"HostConfig": {"privileged": true, ')),
+        (create + "rbp-q", text.replace('"HostConfig": {', '"HostConfig": {"Privileged": true, '
+                                        '"Privileged": false, ')),
+        (create + "rbp-q", text[:-1] + ', "Env": ["' + "A" * 17000 + '"]}'),
+        (create + "rbp-q", text + " {}"),
+        (create + "rbp-q&platform=linux", body),
+        (create + "rbp-other", body),       # no quarantined container of that name
+        (create + "rbp-plain", body),       # a container, not a quarantined one
+        (create + "rbp-live", body),        # quarantined by name, but running
+        (create.replace(V, "/v1.23"), body),
+    ]
+    assert [(p, str(b)[:120]) for p, b in refused_creates if call(port, "POST", p, b) != 403] \
+        == []
+    names = {c.name for c in client.containers.list(all=True, filters={"name": "rbp-"})}
+    assert names == {f"rbp-q.autofix-quarantine-{STAMP}", "rbp-plain",
+                     f"rbp-live.autofix-quarantine-{STAMP}"}
+    # The quarantined container's own configuration on the previous image goes through,
+    # and the name goes back the other way too.
+    assert call(port, "GET", f"{V}/images/{images[0]}/json") == 200
+    assert call(port, "GET", f"{V}/images/autofix/rollback-app:v1/json") == 403
+    assert call(port, "POST", create + "rbp-q", body) == 201
+    client.containers.get("rbp-q").remove(force=True)
+    assert call(port, "POST", f"{V}/containers/{app.id}/rename?name=rbp-q") == 204
+    assert client.api.inspect_container(app.id)["Name"] == "/rbp-q"
