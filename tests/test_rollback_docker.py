@@ -16,9 +16,9 @@ import pytest
 from receiver.actions.docker_actions import RollbackImageParams, rollback_image
 from receiver.actions.registry import ActionContext, ActionFailed, IncidentView
 from receiver.config.settings import Settings
-from receiver.executor.base import RollbackRefused
+from receiver.executor.base import ExecutorError, RollbackRefused
 from receiver.executor.docker_executor import DockerExecutor
-from tests.harness.rollback_images import build_app_images
+from tests.harness.rollback_images import APP_CMD, build_app_images
 
 NOW = datetime(2026, 12, 7, 2, 30, 5, tzinfo=UTC)
 HEALTH = {"Test": ["CMD", "true"], "Interval": 2_000_000_000, "Retries": 3}
@@ -138,3 +138,22 @@ def test_a_setting_that_cannot_be_reproduced_is_refused_by_name_and_nothing_chan
         state = client.api.inspect_container(container.id)
         assert (state["Name"].lstrip("/"), state["State"]["Running"]) == (container.name, True)
     assert not client.containers.list(all=True, filters={"name": "autofix-quarantine"})
+
+
+def test_a_rollback_whose_new_container_does_not_start_puts_the_original_back(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str]) -> None:
+    """Its own command needs `env`, which only v2 has: the v1 container is created and
+    fails to start; it is set aside and the original runs again under its name."""
+    v1, _ = images
+    failing = client.containers.run(images[1], ["env", "sh", "-c", APP_CMD], name="rb-back",
+                                    labels={"autofix.enable": "true"}, network_mode="host",
+                                    detach=True)
+    with pytest.raises(ExecutorError) as failed:
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-back", v1, NOW, 1)
+    assert not isinstance(failed.value, RollbackRefused)
+    aside = "rb-back.autofix-rollback-failed-20261207T023005Z"
+    assert f"set aside as {aside} (created, not running)" in str(failed.value)
+    assert f"{failing.id[:12]} is named rb-back again, running" in str(failed.value)
+    state = client.api.inspect_container("rb-back")
+    assert (state["Id"], state["State"]["Running"]) == (failing.id, True)
+    assert client.api.inspect_container(aside)["Image"] == v1

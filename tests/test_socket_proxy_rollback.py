@@ -19,10 +19,11 @@ from typing import Any
 import docker
 import pytest
 
+from receiver.executor.base import ExecutorError
 from receiver.executor.docker_executor import DockerExecutor
 from receiver.executor.docker_rollback import plan_create
 from tests.harness.procs import LOOPBACK
-from tests.harness.rollback_images import build_app_images
+from tests.harness.rollback_images import APP_CMD, build_app_images
 from tests.harness.socket_proxy import SocketProxy, start_socket_proxy
 
 V = "/v1.41"
@@ -87,6 +88,17 @@ def test_a_rollback_goes_through_the_proxy_with_nothing_refused(
     assert (rolled["Image"], rolled["State"]["Running"]) == (images[0], True)
     assert rolled["HostConfig"]["Binds"] == failing.attrs["HostConfig"]["Binds"]
     assert client.api.inspect_container(failing.id)["State"]["Status"] == "exited"
+    # A new container that fails to start (its command needs v2's `env`) is set aside and
+    # the original gets its name back and runs, through the proxy too.
+    back = client.containers.run(images[1], ["env", "sh", "-c", APP_CMD], name="rbp-back",
+                                 labels=LABELS, network_mode="host", detach=True)
+    seen = len(proxy.log())
+    with pytest.raises(ExecutorError, match="is named rbp-back again, running"):
+        executor.rollback_image("rbp-back", images[0], now, 1)
+    start_failed = [line for line in proxy.log()[seen:].splitlines() if " 403 " in line]
+    assert start_failed == []
+    state = client.api.inspect_container("rbp-back")
+    assert (state["Id"], state["State"]["Running"]) == (back.id, True)
 
 
 def test_the_proxy_refuses_every_create_and_rename_a_rollback_does_not_make(

@@ -1,5 +1,6 @@
 """Two versions of a tiny local app image for rollback tests (no registry): static busybox
-imported twice, v2 with another CMD, Env, label, health check default and an extra file.
+imported twice, v2 with other Env, label, working dir, health check, an extra file
+and an `env` applet v1 lacks.
 
     v1, v2 = build_app_images(client)  # image ids, sha256:...
 """
@@ -31,7 +32,9 @@ def _rootfs(version: str, extra: bool) -> bytes:
         info = tarfile.TarInfo("bin/busybox")
         info.size, info.mode = len(data), 0o755
         tar.addfile(info, io.BytesIO(data))
-        for applet in ("sh", "sleep", "true", "false", "echo", "cat", "test"):
+        # `env` only in v2: a command using it starts on v2 and fails to start on v1.
+        for applet in ("sh", "sleep", "true", "false", "echo", "cat", "test",
+                       *(("env",) if extra else ())):
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
