@@ -623,7 +623,8 @@ def test_success_rate_counts_only_steps_that_change_a_target(pg_url: str) -> Non
     from receiver.actions.builtin import build_registry
 
     mutating = {spec.name for spec in build_registry().specs() if spec.mutating}
-    assert mutating == {"restart", "start", "stop", "kill", "exec", "scale", "rollback"}
+    assert mutating == {"restart", "start", "stop", "kill", "exec", "scale", "rollback",
+                        "rollback_image"}
     admin, _ = _dsn_of(pg_url)
     seeded = ([("restart", "succeeded")] * 3 + [("exec", "succeeded")]
               + [("restart", "failed"), ("kill", "interrupted")]
