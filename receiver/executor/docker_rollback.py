@@ -186,7 +186,9 @@ def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
                        steps.exists)
     state = attrs.get("State") or {}
     was_running = bool(state.get("Running") or state.get("Restarting"))
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    # A naive clock is taken as UTC (astimezone would read it as local time).
+    stamp = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).strftime(
+        "%Y%m%dT%H%M%SZ")
     quarantine = f"{name}{QUARANTINE_SUFFIX}{stamp}"
     steps.stop(old_id, stop_timeout_s)
     try:
