@@ -1,11 +1,13 @@
 """Backends, where actions land: one small interface, Docker and Swarm behind it."""
 
 from receiver.executor.base import (
+    ContainerImage,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
     Executor,
     ExecutorError,
+    ImageSource,
     ServiceExecutor,
     TargetAmbiguous,
     TargetIdentity,
@@ -13,5 +15,6 @@ from receiver.executor.base import (
     TargetState,
 )
 
-__all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+__all__ = ["ContainerImage", "EvidenceLimits", "EvidenceSource", "ExecResult", "Executor",
+           "ExecutorError", "ImageSource", "ServiceExecutor", "TargetAmbiguous", "TargetIdentity",
+           "TargetNotFound", "TargetState"]
