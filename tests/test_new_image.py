@@ -317,3 +317,36 @@ def test_a_manual_run_does_what_its_playbook_says(db_url: str, app_factory: Any,
     while runner.run_once() is not None:
         pass
     assert executor.restarts("web") == 1
+
+
+def test_migration_0013_goes_down_and_up(db_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from receiver.store.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0012")
+    engine = create_engine(db_url)
+    try:
+        assert "image_history" not in inspect(engine).get_table_names()
+        upgrade(db_url)
+        found = inspect(engine)
+        assert "image_history" in found.get_table_names()
+        assert "ix_image_history_name_created" in {
+            i["name"] for i in found.get_indexes("image_history")}
+    finally:
+        engine.dispose()
+
+
+def test_the_slack_evidence_message_shows_the_image_change() -> None:
+    from receiver.notify import Event, IncidentInfo, build_slack_message
+
+    details = {"classification": "bad_update", "target": "web",
+               "state": {"status": "exited", "exit_code": 3},
+               "new_image": "web was created from a new image 3 min ago (at ...): "
+                            "sha256:111111111111 (app:v1) → sha256:222222222222 (app:v2)"}
+    message = build_slack_message(Event("evidence", 1, details),
+                                  IncidentInfo(1, "TargetDown", "f", "web", "remediating"))
+    fields = next(b["fields"] for b in message["blocks"] if "fields" in b)
+    shown = " ".join(f["text"] for f in fields)
+    assert "*New image*" in shown and "(app:v1) → sha256:222222222222 (app:v2)" in shown

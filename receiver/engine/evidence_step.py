@@ -96,6 +96,7 @@ def _event_details(evidence: Evidence, row_id: int) -> dict[str, object]:
         "memory_limit_bytes": stats.get("memory_limit_bytes"),
         "expression": expression.get("expr"), "series": expression.get("series"),
         "log_tail": evidence.log_text[-_SLACK_LOG_CHARS:],
+        "new_image": (evidence.results.get("new_image") or {}).get("summary"),
         "cut": evidence.cut, "errors": sorted(evidence.errors),
         "took_s": round(evidence.took_s, 3),
     }
