@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
 
 from receiver.domain.images import ContainerImage, NewImage, new_image, short_image
 from receiver.engine.guards import GuardStop, Subject
@@ -41,7 +44,8 @@ class Rollback:
 def detect(services: Services, playbook: Playbook, subject: Subject) -> NewImage | None:
     """Whether the subject's container was created from a new image inside the window.
     Its image comes from the history (the follower or the inventory saw it), else from one
-    inspect, recorded then. Never raises: an unknown is no new image."""
+    inspect, recorded then. A backend that cannot say is no new image (the database's
+    outage stops the run like every other stage's)."""
     window = services.settings.new_image_window
     identity = subject.identity
     executor = services.executor_for(playbook)
@@ -51,20 +55,23 @@ def detect(services: Services, playbook: Playbook, subject: Subject) -> NewImage
     try:
         with services.database.session("image_history") as session:
             current = image_history.find(session, identity.id)
+            if current is not None:  # the usual case: one transaction
+                return _judged(session, _named(current, subject.name), now, window)
+        current = executor.container_image(identity.id)
         if current is None:
-            current = executor.container_image(identity.id)
-            if current is None:
-                return None
-            with services.database.session("image_history") as session:
-                image_history.record(session, [current], now)
-        current = _named(current, subject.name)
+            return None
         with services.database.session("image_history") as session:
-            previous = image_history.predecessor(session, current)
-            returned = previous is not None and image_history.ran_before(
-                session, current, previous)
+            image_history.record(session, [current], now)
+            return _judged(session, _named(current, subject.name), now, window)
     except ExecutorError as exc:
         log.warning("image not known", extra={"target": subject.name, "error": str(exc)})
         return None
+
+
+def _judged(session: Session, current: ContainerImage, now: datetime, window: float
+            ) -> NewImage | None:
+    previous = image_history.predecessor(session, current)
+    returned = previous is not None and image_history.ran_before(session, current, previous)
     return new_image(current, previous, now, window, returned)
 
 
