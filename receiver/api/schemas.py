@@ -99,7 +99,7 @@ class IncidentOut(_Out):
     next_attempt_at: Stamp
     classification: str | None = Field(description="What the newest evidence says happened: "
                                        "oom_killed, crashed, hung, unhealthy, "
-                                       "stopped_by_operator (null: unknown).")
+                                       "stopped_by_operator, bad_update (null: unknown).")
 
     @classmethod
     def of(cls, row: Incident, redactor: Redactor, **derived: Any) -> Self:
@@ -196,6 +196,9 @@ class EvidenceOut(_Out):
     expression: Any = Field(description="The alert's expression and its value then.")
     events: Any = Field(description="Recent lifecycle events of the target.")
     operator_stop: str | None = Field(description="Why it counts as stopped by an operator.")
+    new_image: Any = Field(None, description="The target was created from a new image a "
+                           "moment ago (a bad update): summary, old and new image ID and "
+                           "reference, container IDs and creation times; null otherwise.")
     logs: Any = Field(description="lines and cut_bytes of the log tail; the text is at "
                       "logs_url.")
     logs_url: str
@@ -209,7 +212,8 @@ class EvidenceOut(_Out):
         return cls.of_attributes(
             row, state=details.get("state"), stats=details.get("stats"),
             expression=details.get("expression"), events=details.get("events"),
-            operator_stop=details.get("operator_stop"), logs=details.get("logs"),
+            operator_stop=details.get("operator_stop"), new_image=details.get("new_image"),
+            logs=details.get("logs"),
             logs_url=f"/api/v1/evidence/{row.id}/logs", cut=list(details.get("cut") or []),
             errors=dict(details.get("errors") or {}))
 

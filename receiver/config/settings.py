@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +25,9 @@ from receiver.domain.safe_url import AllowedHost, UnsafeUrl, parse_allowed_host
 __all__ = ["MIN_TOKEN_LENGTH", "SECRET_FIELDS", "Settings", "normalize_database_url"]
 
 MIN_TOKEN_LENGTH = 16
+_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile("".join(rf"(?:(?P<{unit}>\d+){unit})?" for unit in _UNIT_S))
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 DEFAULT_PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks.yml"  # receiver/
 # The database URL can carry a password, so it is file-readable and redacted like a token.
@@ -92,6 +96,16 @@ class Settings(BaseSettings):
     host_storm_window_s: float = Field(
         60.0, gt=0, description="The host storm guard's window, and how long a storm holds "
         "after its last skipped run.")
+    new_image_window: float = Field(
+        3600.0, ge=0, le=30 * 86400, description="Seconds, or a duration like 1h or 30m. A "
+        "container created less than this ago from another image than its predecessor "
+        "under the same name is a bad update (classification `bad_update`): the playbook's "
+        "`on_new_image` decides. 0 turns the check off.")
+    inventory_interval: float = Field(
+        60.0, ge=0, le=86400, description="Seconds, or a duration like 1m. How often each "
+        "worker lists the containers (one Docker API call) to record the image of those "
+        "not yet in the image history. 0 turns the inventory off (the events follower and "
+        "the runs still record).")
     max_concurrent_runs: int = Field(4, gt=0, description="Global cap on runs executing at once.")
     runner_threads: int = Field(
         4, gt=0, description="Runs a single receiver process executes in parallel.")
@@ -208,6 +222,18 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         return _json_list_or(value, value.split(","), 'write a,b or ["a", "b"]')
+
+    @field_validator("new_image_window", "inventory_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """A number of seconds, or whole numbers with units largest first (1h30m, 90s)."""
+        if not isinstance(value, str) or not value.strip() or _SECONDS.fullmatch(value.strip()):
+            return value
+        found = _DURATION.fullmatch(value.strip())
+        if found is None:
+            raise ValueError(f"not a duration: {value!r} (seconds, or e.g. 30s, 5m, 1h)")
+        return sum(int(number) * _UNIT_S[unit]
+                   for unit, number in found.groupdict().items() if number)
 
     @field_validator("redact_patterns", mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from receiver.engine.guards import (
     take_target,
 )
 from receiver.engine.intent_guard import intent_guard
+from receiver.engine.new_image import Rollback, detect, on_new_image
 from receiver.engine.preconditions import precondition_retry_s, precondition_stop
 from receiver.engine.services import Services
 from receiver.playbooks.config import Playbook
@@ -54,6 +55,8 @@ class Proceed:
     # The admission peek stopped it, so neither Prometheus (`require:`) nor a human was
     # asked: admission may only confirm the stop, never act on it.
     peek_stopped: bool = False
+    # A bad update the playbook rolls back: the run's steps are the rollback's (new_image.py).
+    rollback: Rollback | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class Candidate:
     retry_s: float | None  # when a failed `require:` is tried again; None: never
     recovered_since: datetime
     closes: bool  # the end of this run closes its incident (_closes_incident)
+    # Set when on_new_image: rollback replaced the steps (`playbook` holds the new ones).
+    rollback: Rollback | None = None
 
     def waits(self, subject: Subject | None) -> bool:
         """Mode approve: a human is asked before this run acts."""
@@ -200,18 +205,30 @@ def operator_intent_and_evidence(services: Services, candidate: Candidate, subje
                                  evidence: RunEvidence) -> Proceed | Skip:
     """Stages 4-5, before any guard that counts an action: never act on a container stopped
     or paused on purpose (or when that cannot be told), then what the target looks like now
-    and whether the playbook wants to act on that (skip_when / escalate_when)."""
+    and whether the playbook wants to act on that (skip_when / escalate_when), then a bad
+    update (created from a new image a moment ago): `on_new_image` escalates it, acts, or
+    replaces the steps by a rollback (Proceed.rollback)."""
     if subject.identity is None:
         return Proceed(subject)
     playbook = candidate.playbook
     stop, known = intent_guard(services, playbook, subject.identity, subject.name)
+    # Only about a run that would change the container; a human's manual run does what
+    # its playbook says (the evidence still shows the new image).
+    change = detect(services, playbook, subject) if is_mutating(services, playbook) else None
     if playbook.capture:
         first_change = next((index for index, step in enumerate(playbook.actions)
                              if (spec := services.registry.get(step.action)) is None
                              or spec.mutating), 0)
-        captured, _ = evidence.capture(None, step=first_change, source="implicit",
-                                       hold_event=True, cause=known.cause if known else None)
+        captured, _ = evidence.capture(
+            None, step=first_change, source="implicit", hold_event=True,
+            cause=known.cause if known else None,
+            new_image=change.as_evidence(services.clock()) if change else None)
         stop = stop or classification_stop(playbook, captured)
+    if stop is None and change is not None and candidate.info.trigger != "manual":
+        verdict = on_new_image(services, playbook, subject, change)
+        if isinstance(verdict, Rollback):
+            return Proceed(subject, rollback=verdict)
+        stop = verdict
     return Proceed(subject) if stop is None else Skip(stop)
 
 

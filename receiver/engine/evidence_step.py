@@ -4,7 +4,7 @@ classification does to the run (the playbook's `skip_when` / `escalate_when`).""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -38,8 +38,8 @@ class RunEvidence:
         self._held: Event | None = None
 
     def capture(self, budget_s: float | None, *, step: int | None, source: str,
-                hold_event: bool = False, cause: str | None = None
-                ) -> tuple[Evidence, int | None]:
+                hold_event: bool = False, cause: str | None = None,
+                new_image: dict[str, Any] | None = None) -> tuple[Evidence, int | None]:
         """`hold_event`: the incident's thread hears of it at `release_event`, once the
         run is known to go ahead (the thread starts with "playbook started"). `cause`: what
         the operator-intent guard knows, for the classification."""
@@ -47,7 +47,7 @@ class RunEvidence:
         request = CaptureRequest(
             self.target, self.generator_url, budget_s or settings.evidence_budget_s,
             EvidenceLimits(settings.evidence_log_lines, settings.evidence_log_bytes),
-            settings.prometheus_url, cause)
+            settings.prometheus_url, cause, new_image)
         evidence = capture_evidence(self.executor, request, self.services.redactor,
                                     self.services.clock())
         row_id = self._store(evidence, step, source, hold_event)
@@ -96,6 +96,7 @@ def _event_details(evidence: Evidence, row_id: int) -> dict[str, object]:
         "memory_limit_bytes": stats.get("memory_limit_bytes"),
         "expression": expression.get("expr"), "series": expression.get("series"),
         "log_tail": evidence.log_text[-_SLACK_LOG_CHARS:],
+        "new_image": (evidence.results.get("new_image") or {}).get("summary"),
         "cut": evidence.cut, "errors": sorted(evidence.errors),
         "took_s": round(evidence.took_s, 3),
     }
@@ -106,7 +107,10 @@ def classification_stop(playbook: Playbook, evidence: Evidence) -> GuardStop | N
     found = evidence.classification
     if found is None:
         return None
-    why = str(evidence.results.get("operator_stop") or f"the evidence says {found}")
+    change = evidence.results.get("new_image") if found == "bad_update" else None
+    why = str(evidence.results.get("operator_stop")
+              or (change.get("summary") if isinstance(change, dict) else None)
+              or f"the evidence says {found}")
     if found in playbook.skip_when:
         return GuardStop(found, f"{why}; {playbook.name} skips {found} targets "
                          f"(skip_when)", target=evidence.target)

@@ -45,6 +45,7 @@ from receiver.engine.admission import (
 from receiver.engine.evidence_step import RunEvidence
 from receiver.engine.guards import GuardStop, maintenance_stop, target_lock
 from receiver.engine.host_storm import record_storm
+from receiver.engine.new_image import rollback_finished, rollback_refused
 from receiver.engine.retries import ESCALATED_ONCE, RETRY_ON_SKIP, schedule_retry
 from receiver.engine.services import Services
 from receiver.evidence.capture import Evidence
@@ -194,7 +195,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
             record_skip(session, services, candidate.info, early.stop,
                         closes_incident=candidate.info.trigger == "manual")
             return early
-    guarded, evidence = _guard_without_transaction(services, candidate)
+    guarded, evidence, candidate = _guard_without_transaction(services, candidate)
     with target_lock(services.database), services.database.session("run_admit") as session:
         decision: Decision = guarded
         if isinstance(guarded, Proceed):
@@ -210,18 +211,32 @@ def execute_run(services: Services, run_id: int) -> Decision:
                                evidence)
     _finish(services, info, candidate.playbook, status, error, candidate.dry_run,
             candidate.closes, subject is not None, held_by)
+    if candidate.rollback is not None:  # never silent: a human hears what was done
+        _escalate_durably(services, info, rollback_finished(
+            services, candidate.rollback.change, status == RunStatus.SUCCEEDED, error,
+            candidate.dry_run))
     return decision
 
 
+def _escalate_durably(services: Services, info: RunInfo, reason: str) -> None:
+    def escalate(session: Session) -> bool:
+        escalate_incident(session, services, info.incident_id, reason)
+        return True
+
+    write_durably(services.database, "rollback_escalation", escalate,
+                  services.settings.record_retry_s, run_id=info.run_id)
+
+
 def _guard_without_transaction(services: Services, candidate: Candidate
-                               ) -> tuple[Proceed | Skip, RunEvidence | None]:
+                               ) -> tuple[Proceed | Skip, RunEvidence | None, Candidate]:
     """Stages 3-10, which ask Docker, the evidence and Prometheus; the run's evidence, when
-    its target is a container."""
+    its target is a container; the candidate, with the rollback's steps when stage 5 chose
+    them (on_new_image: rollback), which every later stage judges."""
     decision = target_guards(services, candidate)
     subject = decision.subject if isinstance(decision, Proceed) else None
     if subject is None:  # stopped, or nothing to guard: only `require:` may still stop it
         return (preconditions(services, candidate, None)
-                if isinstance(decision, Proceed) else decision), None
+                if isinstance(decision, Proceed) else decision), None, candidate
     evidence = None
     decision = held_by_canonical_name(services, candidate, subject)
     if isinstance(decision, Proceed) and subject.identity is not None:
@@ -229,14 +244,17 @@ def _guard_without_transaction(services: Services, candidate: Candidate
                                candidate.info.incident_id, candidate.info.run_id,
                                subject.name, candidate.view.generator_url)
         decision = operator_intent_and_evidence(services, candidate, subject, evidence)
+        if isinstance(decision, Proceed) and decision.rollback is not None:
+            candidate = replace(candidate, playbook=decision.rollback.playbook,
+                                rollback=decision.rollback)
     if isinstance(decision, Skip):
-        return decision, evidence
+        return decision, evidence, candidate
     peeked = peek_admission(services, candidate, subject)
     if peeked is None:
-        return preconditions(services, candidate, subject), evidence
+        return preconditions(services, candidate, subject), evidence, candidate
     # Nobody is asked about a run that cannot act. Admission meets the stop again for real
     # (the breaker opens there); should it have ended meanwhile, the run goes round again.
-    return Proceed(subject, peek_stopped=True), evidence
+    return Proceed(subject, peek_stopped=True), evidence, candidate
 
 
 def _record(session: Session, services: Services, candidate: Candidate, decision: Decision,
@@ -259,6 +277,11 @@ def _record(session: Session, services: Services, candidate: Candidate, decision
         record_skip(session, services, info, decision.stop,
                     candidate.closes and not decision.keeps_incident)
         _evidence_for_a_human(session, decision.stop, evidence)
+        if candidate.rollback is not None and not candidate.dry_run:
+            refused = rollback_refused(services, candidate.rollback.change,
+                                       f"{decision.stop.reason}: {decision.stop.message}")
+            if not decision.stop.escalate:  # an escalating stop told the human already
+                escalate_incident(session, services, info.incident_id, refused)
     else:
         target = decision.subject.key if decision.subject else info.target
         if decision.breaker is not None:  # the breaker gauge reads the admission

@@ -39,6 +39,8 @@ class CaptureRequest:
     limits: EvidenceLimits
     prometheus_url: str
     cause: str | None = None  # what the operator-intent guard knows (classify)
+    # The target was created from a new image (domain/images.NewImage.as_evidence).
+    new_image: dict[str, Any] | None = None
 
 
 @dataclass
@@ -124,8 +126,10 @@ def capture_evidence(executor: Executor, request: CaptureRequest, redactor: Reda
         evidence.cut = sorted(futures[future] for future in late)
         if shown_expr and "expression" not in evidence.results:
             evidence.results["expression"] = {"expr": shown_expr, "series": None}
+    if request.new_image is not None:
+        evidence.results["new_image"] = redactor.tree(request.new_image, FIELD_CHARS)
     evidence.classification = classify(
         evidence.results.get("state"), evidence.results.get("operator_stop"),
-        evidence.results.get("expression"), request.cause)
+        evidence.results.get("expression"), request.cause, request.new_image is not None)
     evidence.took_s = time.monotonic() - started
     return evidence

@@ -1,11 +1,13 @@
 """Backends, where actions land: one small interface, Docker and Swarm behind it."""
 
 from receiver.executor.base import (
+    ContainerImage,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
     Executor,
     ExecutorError,
+    ImageSource,
     RollbackRefused,
     RollbackResult,
     ServiceExecutor,
@@ -15,6 +17,6 @@ from receiver.executor.base import (
     TargetState,
 )
 
-__all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "RollbackRefused", "RollbackResult", "ServiceExecutor", "TargetAmbiguous",
-           "TargetIdentity", "TargetNotFound", "TargetState"]
+__all__ = ["ContainerImage", "EvidenceLimits", "EvidenceSource", "ExecResult", "Executor",
+           "ExecutorError", "ImageSource", "RollbackRefused", "RollbackResult", "ServiceExecutor",
+           "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]

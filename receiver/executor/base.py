@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "RollbackRefused", "RollbackResult", "ServiceExecutor", "TargetAmbiguous",
+from receiver.domain.images import ContainerImage
+
+__all__ = ["ContainerImage", "EvidenceLimits", "EvidenceSource", "ExecResult", "Executor",
+           "ExecutorError", "ImageSource", "RollbackRefused", "RollbackResult",
+           "ServiceExecutor", "TargetAmbiguous",
            "TargetIdentity", "TargetNotFound", "TargetState"]
 
 
@@ -177,4 +180,20 @@ class ServiceExecutor(Protocol):
 
     def rollback(self, target: str) -> str:
         """Return to the previous spec (ExecutorError when there is none)."""
+        ...
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """A backend that can tell which image each container was created from (the image
+    history that tells a bad update from a crash, receiver/engine/new_image.py)."""
+
+    def inventory(self) -> list[ContainerImage]:
+        """Every container the backend has, from ONE list call (no call per container):
+        it runs every AUTOFIX_INVENTORY_INTERVAL. ExecutorError when the backend fails."""
+        ...
+
+    def container_image(self, target: str) -> ContainerImage | None:
+        """One container's image (one inspect); None when the backend's targets are not
+        containers. TargetNotFound, ExecutorError."""
         ...

@@ -16,6 +16,7 @@ import requests
 
 from receiver.executor import docker_evidence, docker_rollback
 from receiver.executor.base import (
+    ContainerImage,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -255,6 +256,30 @@ class DockerExecutor:
 
     def kill(self, target: str, signal: str) -> None:
         self._call(f"docker kill {target}", self._container(target).kill, signal=signal)
+
+    def inventory(self) -> list[ContainerImage]:
+        """Every container, from one `GET /containers/json?all=1` (no inspect each)."""
+        rows = self._call("docker ps -a", self._docker().api.containers, all=True)
+        found = []
+        for row in rows:
+            names = row.get("Names") or []
+            if not names or not row.get("ImageID"):
+                continue
+            found.append(ContainerImage(
+                name=str(names[0]).lstrip("/"), container_id=str(row.get("Id", "")),
+                image_id=str(row["ImageID"]), image_ref=str(row.get("Image") or ""),
+                created_at=datetime.fromtimestamp(int(row.get("Created") or 0), UTC),
+                labels={str(k): str(v) for k, v in (row.get("Labels") or {}).items()}))
+        return found
+
+    def container_image(self, target: str) -> ContainerImage | None:
+        attrs = self._container(target).attrs
+        config = attrs.get("Config") or {}
+        return ContainerImage(
+            name=attrs.get("Name", "").lstrip("/"), container_id=attrs.get("Id", ""),
+            image_id=str(attrs.get("Image") or ""), image_ref=str(config.get("Image") or ""),
+            created_at=_parse_time(attrs.get("Created")) or datetime.min.replace(tzinfo=UTC),
+            labels=dict(config.get("Labels") or {}))
 
     def exec(self, target: str, argv: list[str], timeout_s: float) -> ExecResult:
         container = self._container(target)

@@ -18,6 +18,7 @@ import requests
 
 from receiver.executor import swarm_tasks
 from receiver.executor.base import (
+    ContainerImage,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -247,3 +248,12 @@ class SwarmExecutor:
 
     def exec(self, target: str, argv: list[str], timeout_s: float) -> ExecResult:
         raise ExecutorError("exec is not a Swarm service operation")
+
+    # No image history for services: a Swarm service keeps its own previous spec (image
+    # included), `rollback` returns to it, and its tasks are containers Swarm names and
+    # replaces itself, so "the container before this one" is not a Swarm notion.
+    def inventory(self) -> list[ContainerImage]:
+        return []
+
+    def container_image(self, target: str) -> ContainerImage | None:
+        return None

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["FOLLOWED_ACTIONS", "SeenEvent", "apply_event", "parse_event"]
+__all__ = ["FOLLOWED_ACTIONS", "IMAGE_ACTIONS", "SeenEvent", "apply_event", "parse_event"]
 
 # Container events that change why a container is in its state. `destroy` forgets it.
 FOLLOWED_ACTIONS = frozenset({"start", "kill", "stop", "die", "oom", "pause", "unpause",
                               "destroy"})
+# Container events after which the image history records the container (its image).
+IMAGE_ACTIONS = frozenset({"create", "start"})
 
 
 @dataclass(frozen=True)
@@ -28,12 +30,13 @@ class SeenEvent:
     labels: dict[str, str]
 
 
-def parse_event(event: dict[str, Any]) -> SeenEvent | None:
-    """A decoded /events message, or None when it is not a followed container event."""
+def parse_event(event: dict[str, Any], actions: frozenset[str] = FOLLOWED_ACTIONS
+                ) -> SeenEvent | None:
+    """A decoded /events message, or None when it is not a container event of `actions`."""
     if event.get("Type") != "container":
         return None
     action = str(event.get("Action") or event.get("status") or "").split(":")[0]
-    if action not in FOLLOWED_ACTIONS:
+    if action not in actions:
         return None
     actor = event.get("Actor") or {}
     attributes = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}

@@ -300,6 +300,8 @@ def evidence_blocks(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     if details.get("memory_usage_bytes") is not None:
         limit = details.get("memory_limit_bytes")
         fields.append(_field("Memory", f"{details['memory_usage_bytes']} of {limit} bytes"))
+    if details.get("new_image"):
+        fields.append(_field("New image", details["new_image"]))
     if details.get("expression"):
         values = [item.get("value") for item in details.get("series") or []]
         fields.append(_field("Alert expression now",

@@ -181,6 +181,10 @@ class Playbook(_Strict):
     # operator who stopped the container) or escalate it to a human instead of acting.
     skip_when: list[Classification] = Field(default_factory=_never_fight_an_operator)
     escalate_when: list[Classification] = Field(default_factory=list)
+    # A target created from a new image within AUTOFIX_NEW_IMAGE_WINDOW (a bad update, which
+    # a restart does not fix): escalate it to a human (skip `bad_update`), act as written,
+    # or replace the steps by `rollback_image` to the previous image and a wait_healthy.
+    on_new_image: Literal["act", "escalate", "rollback"] = "escalate"
     # PromQL that must each return a result just before the run acts, rendered with the
     # params' context (preconditions.py): empty or unanswered means precondition_failed.
     require: list[Annotated[str, AfterValidator(_promql_expression)]] = Field(

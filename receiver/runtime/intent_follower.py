@@ -18,9 +18,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from receiver.executor import ExecutorError
 from receiver.executor.docker_executor import DockerExecutor
 from receiver.intent import store
-from receiver.intent.events import parse_event
+from receiver.intent.events import IMAGE_ACTIONS, parse_event
+from receiver.runtime.image_inventory import record_container
 from receiver.store.engine import Database
 from receiver.store.models import utcnow
 
@@ -174,6 +176,7 @@ class EventsFollower:
         too: a lost event must not look absent)."""
         try:
             for raw in stream:
+                self._record_image(raw)
                 seen = parse_event(raw)
                 if seen is None or seen.labels.get(self.opt_in_label, "").lower() != "true":
                     continue
@@ -184,6 +187,19 @@ class EventsFollower:
             if not self._stop.is_set():
                 log.warning("events stream ended", extra={
                     "holder": self.holder, "error": f"{type(exc).__name__}: {exc}"})
+
+
+    def _record_image(self, raw: dict[str, Any]) -> None:
+        """A container created (or started, when its create was missed): its image goes
+        into the history (one inspect, once). A failure only leaves it to the inventory."""
+        seen = parse_event(raw, IMAGE_ACTIONS)
+        if seen is None or seen.labels.get(self.opt_in_label, "").lower() != "true":
+            return
+        try:
+            record_container(self.database, self.executor, seen.container_id, self.clock())
+        except ExecutorError as exc:  # removed already: nothing to remember
+            log.debug("image not recorded", extra={"container_id": seen.container_id,
+                                                   "error": str(exc)})
 
 
 def _docker_since(nanos: int) -> str:

@@ -26,6 +26,7 @@ from receiver.incidents.filing import drain_one
 from receiver.incidents.maintenance import end_lapsed_windows
 from receiver.incidents.pause import end_lapsed_pauses
 from receiver.notify import OutboxSender, start_sender
+from receiver.runtime.image_inventory import take_inventory
 from receiver.runtime.intent_follower import EventsFollower, start_follower
 from receiver.runtime.scheduler import Job, Scheduler
 from receiver.store.lifecycle import RunStatus, transition_run, transition_run_if
@@ -282,6 +283,14 @@ class Runner:
             Job("lapsed_maintenance", beat, HOUSEKEEPING_DEADLINE_S,
                 lambda: end_lapsed_windows(svc)),
             Job("reconcile", beat, HOUSEKEEPING_DEADLINE_S, self._reconcile))
+        if svc.settings.inventory_interval:
+            # Its own lane: a slow Docker list delays nothing else. One list call per
+            # backend and interval, whatever the number of containers.
+            scheduler.lane("inventory", Job(
+                "image_inventory", svc.settings.inventory_interval, HOUSEKEEPING_DEADLINE_S,
+                lambda: take_inventory(svc.database, list(svc.executors),
+                                       svc.settings.opt_in_label, svc.now),
+                at_start=True))
         if svc.settings.retention_days:
             scheduler.lane("retention",
                            Job("prune", PRUNE_EVERY_S, PRUNE_DEADLINE_S, self._prune,

@@ -11,11 +11,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, delete, select
 
+from receiver.store import image_history
 from receiver.store.engine import Database
 from receiver.store.lifecycle import FINISHED_INCIDENT_STATUSES, IngestState, rows_changed
 from receiver.store.models import (
     AuditEntry,
     HostStorm,
+    ImageHistory,
     Incident,
     MaintenanceWindow,
     Notification,
@@ -46,8 +48,9 @@ def prune(database: Database, older_than: timedelta, batch_rows: int = PRUNE_BAT
           now: datetime | None = None, stop: threading.Event | None = None) -> dict[str, int]:
     """Delete notifications (not those still to be filed), finished incidents (their runs
     and actions cascade), audit rows, stale operator-intent records, maintenance windows and
-    host storms long over, in transactions of at most `batch_rows` rows each, so that a large
-    backlog never holds locks that block ingest for long. `now` is the caller's clock
+    host storms long over, and image history (never a name's newest two), in transactions
+    of at most `batch_rows` rows each, so that a large backlog never holds locks that block
+    ingest for long. `now` is the caller's clock
     (services.clock in the runner; the wall clock by default). `stop` set ends the prune
     between two batches (a shutdown does not wait for a backlog)."""
     cutoff = (now or utcnow()) - older_than
@@ -68,6 +71,8 @@ def prune(database: Database, older_than: timedelta, batch_rows: int = PRUNE_BAT
         "maintenance_windows": (MaintenanceWindow, (MaintenanceWindow.ends_at < cutoff,)),
         # Long over: the dashboards' annotations of host storms go as far back as this.
         "host_storms": (HostStorm, (HostStorm.until < cutoff,)),
+        # Each name keeps its newest two whatever their age: what a new image is told from.
+        "image_history": (ImageHistory, image_history.prunable(cutoff)),
     }
     return {table: _delete_in_batches(database, model, conditions, batch_rows, stop)
             for table, (model, conditions) in tables.items()}

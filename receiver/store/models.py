@@ -24,8 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Action", "AlertGroup", "AuditEntry", "Base", "Breaker", "ConfigVersion", "EventsFollower",
-    "EvidenceRecord", "HostStorm", "Incident", "MaintenanceWindow", "Notification", "Pause",
-    "Run", "SlackRequest", "TargetTransition", "utcnow",
+    "EvidenceRecord", "HostStorm", "ImageHistory", "Incident", "MaintenanceWindow",
+    "Notification", "Pause", "Run", "SlackRequest", "TargetTransition", "utcnow",
 ]
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -403,3 +403,20 @@ class HostStorm(Base):
     targets: Mapped[dict[str, Any]] = mapped_column()
     incident_id: Mapped[int | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"))
+
+
+class ImageHistory(Base):
+    """Each container autofix saw, once: the image it was created from. A container created
+    from another image than its predecessor under the same name, a moment ago, is a bad
+    update's suspect (receiver/engine/new_image.py); the history starts when autofix first
+    sees a container (the events follower, the inventory, a run)."""
+
+    __tablename__ = "image_history"
+    __table_args__ = (Index("ix_image_history_name_created", "name", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    container_id: Mapped[str] = mapped_column(String(64), unique=True)
+    image_id: Mapped[str] = mapped_column(String(128))  # sha256:...
+    image_ref: Mapped[str] = mapped_column(String(512))  # what it was run as, e.g. app:v2
+    created_at: Mapped[datetime] = mapped_column()  # the container's creation (daemon clock)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

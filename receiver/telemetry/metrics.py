@@ -31,7 +31,7 @@ def multiprocess_dir() -> str | None:
 # Skip reasons exported at 0 from start, so dashboards and alerts see them before they happen.
 SKIP_REASONS_SHOWN = ("paused", "maintenance", "cooldown", "breaker_open",
                       "target_not_allowed", "operator_stop", "target_paused", "state_unknown",
-                      "precondition_failed", "host_storm", "budget_exhausted")
+                      "precondition_failed", "host_storm", "budget_exhausted", "bad_update")
 
 
 class Metrics:
@@ -78,6 +78,13 @@ class Metrics:
             ["reason"], registry=r)
         for reason in SKIP_REASONS_SHOWN:  # a rate() over zero beats a missing series
             self.runs_skipped.labels(reason)
+        self.rollbacks = Counter(
+            "autofix_rollbacks_total",
+            "Rollbacks of a bad update (on_new_image: rollback) by outcome: succeeded, failed, "
+            "refused (a guard stopped it, or the backend cannot roll back).", ["outcome"],
+            registry=r)
+        for outcome in ("succeeded", "failed", "refused"):
+            self.rollbacks.labels(outcome)
         self.host_storms = Counter(
             "autofix_host_storms_total",
             "Host storms begun: too many targets of one host acted on within the window.",

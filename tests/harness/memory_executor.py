@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from receiver.executor import (
+    ContainerImage,
     EvidenceLimits,
     ExecResult,
     RollbackRefused,
@@ -36,6 +37,8 @@ class MemoryContainer:
     health: str | None = None
     restart_count: int = 0
     image: str = "sha256:" + "1" * 64
+    image_ref: str = "app:v1"
+    created_at: datetime = datetime(2025, 12, 1, tzinfo=UTC)  # long before any test alert
 
 
 class MemoryExecutor:
@@ -45,6 +48,7 @@ class MemoryExecutor:
                  clock: Callable[[], datetime] | None = None) -> None:
         self.containers: dict[str, MemoryContainer] = {}
         self.calls: list[tuple[str, str]] = []
+        self.image_reads: list[str] = []  # "inventory", or the name of a container inspected
         self.restart_delay_s = restart_delay_s
         self.on_restart: Callable[[str], None] | None = None
         self.stays_unhealthy: set[str] = set()
@@ -59,6 +63,26 @@ class MemoryExecutor:
                                     **kwargs)  # type: ignore[arg-type]
         self.containers[name] = container
         return container
+
+    def recreate(self, name: str, image: str, image_ref: str, created_at: datetime,
+                 **kwargs: object) -> MemoryContainer:
+        """`docker rm` then `docker run` under the same name: a new ID, another image."""
+        digest = hashlib.sha256(f"{name}/{image}/{created_at.isoformat()}".encode()).hexdigest()
+        container = MemoryContainer(name, digest, image=image, image_ref=image_ref,
+                                    created_at=created_at, **kwargs)  # type: ignore[arg-type]
+        self.containers[name] = container
+        return container
+
+    def inventory(self) -> list[ContainerImage]:
+        self.image_reads.append("inventory")  # not in `calls`: those are the actions
+        return [ContainerImage(c.name, c.id, c.image, c.image_ref, c.created_at,
+                               dict(c.labels)) for c in self.containers.values()]
+
+    def container_image(self, target: str) -> ContainerImage | None:
+        container = self._get(target)
+        self.image_reads.append(container.name)
+        return ContainerImage(container.name, container.id, container.image,
+                              container.image_ref, container.created_at, dict(container.labels))
 
     def _get(self, target: str) -> MemoryContainer:
         return self.containers[self.resolve(target).name]
