@@ -33,6 +33,11 @@ def upgrade() -> None:
     )
     # The lookup: the newest earlier container under a name.
     op.create_index("ix_image_history_name_created", "image_history", ["name", "created_at"])
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql" and bind.execute(sa.text(
+            "SELECT 1 FROM pg_roles WHERE rolname = 'autofix_grafana'")).scalar():
+        # The incidents dashboard shows the image changes of an incident's target.
+        op.execute("GRANT SELECT ON image_history TO autofix_grafana")
 
 
 def downgrade() -> None:
