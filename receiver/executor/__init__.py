@@ -1,6 +1,8 @@
 """Backends, where actions land: one small interface, Docker and Swarm behind it."""
 
 from receiver.executor.base import (
+    Dependent,
+    DependencyCycle,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -13,5 +15,5 @@ from receiver.executor.base import (
     TargetState,
 )
 
-__all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
+__all__ = ["Dependent", "DependencyCycle", "EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
            "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]

@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+from receiver.domain.graph import Dependent
+
+__all__ = ["Dependent", "DependencyCycle", "EvidenceLimits", "EvidenceSource", "ExecResult",
+           "Executor", "ExecutorError", "ServiceExecutor", "TargetAmbiguous", "TargetIdentity",
+           "TargetNotFound", "TargetState"]
 
 
 class ExecutorError(Exception):
@@ -17,6 +20,10 @@ class ExecutorError(Exception):
 
 class TargetNotFound(ExecutorError):
     """No such target on this backend."""
+
+
+class DependencyCycle(ExecutorError):
+    """The target's dependents form a cycle; the message names it (a -> b -> a)."""
 
 
 class TargetAmbiguous(ExecutorError):
@@ -119,6 +126,12 @@ class Executor(Protocol):
         timestamps kept), `stats` (memory, CPU), `events` (recent lifecycle events) and
         `operator_stop` (stopped_by_operator's answer); a backend may add its own (a Swarm
         backend: `tasks`, the task history)."""
+        ...
+
+    def dependents(self, identity: TargetIdentity) -> list[Dependent]:
+        """The targets that depend on this one (receiver/domain/graph.py), in the order to
+        restart them after it. Raises DependencyCycle for a cycle reachable from it, and
+        ExecutorError when the backend cannot say."""
         ...
 
     def ping(self) -> None:

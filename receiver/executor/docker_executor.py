@@ -16,6 +16,8 @@ import requests
 
 from receiver.executor import docker_evidence
 from receiver.executor.base import (
+    Dependent,
+    DependencyCycle,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -26,6 +28,7 @@ from receiver.executor.base import (
     TargetState,
 )
 from receiver.executor.docker_api import LazyDockerClient, docker_call
+from receiver.executor.docker_graph import dependents_from_list
 from receiver.intent.decide import ContainerFacts
 
 __all__ = ["DockerExecutor", "is_valid_container_name", "own_container_ids"]
@@ -179,6 +182,12 @@ class DockerExecutor:
         except TargetNotFound:
             return False
 
+    def dependents(self, identity: TargetIdentity) -> list[Dependent]:
+        """From one list call (`docker ps -a`): network_mode container: and Compose's
+        depends_on labels (receiver/domain/graph.py)."""
+        listed = self._call("docker ps -a", self._docker().api.containers, all=True)
+        return dependents_from_list(listed, identity.id)
+
     def is_self(self, identity: TargetIdentity) -> bool:
         # The hostname is the 12-character ID prefix of the container we run in.
         return any(identity.id.startswith(own) for own in self.own_ids if own)
@@ -224,6 +233,7 @@ class DockerExecutor:
                 f"docker events {target}", docker_evidence.container_events,
                 self._docker().api, container().id, None),
             "operator_stop": operator_stop,
+            "dependents": lambda: dependents_evidence(self, target),
         }
 
     def inspect(self, target: str) -> TargetState:
@@ -268,6 +278,17 @@ class DockerExecutor:
             pool.shutdown(wait=False)
         output = (result.output or b"").decode(errors="replace")
         return ExecResult(exit_code=int(result.exit_code), output=output[-4000:])
+
+
+def dependents_evidence(executor: DockerExecutor, target: str) -> dict[str, Any]:
+    """The `dependents` evidence source: who depends on the target, or the cycle."""
+    try:
+        found = executor.dependents(executor.resolve(target))
+    except DependencyCycle as exc:
+        return {"cycle": str(exc), "dependents": []}
+    return {"cycle": None, "dependents": [
+        {"name": d.name, "id": d.id, "kind": d.kind, "restart_flag": d.restart_flag,
+         "depends_on": list(d.depends_on)} for d in found]}
 
 
 def _minus(moment: datetime, delta: timedelta) -> datetime:

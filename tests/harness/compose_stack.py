@@ -467,7 +467,8 @@ def receiver_proxy_table(probe_id: str, victim_id: str
         ("POST", f"/v1.41/containers/{c}/attach?stream=1&stdout=1", None, {403}),
         ("GET", f"/v1.41/containers/{c}/export", None, {403}),
         ("GET", f"/v1.41/containers/{c}/top", None, {403}),
-        ("GET", "/v1.41/containers/json", None, {403}),
+        ("GET", "/v1.41/containers/json", None, {200}),  # the dependents' list
+        ("POST", "/v1.41/containers/json", None, {403}),
         # prune only what carries a label nothing has, should the proxy let it through
         ("POST", "/v1.41/containers/prune?filters=%7B%22label%22%3A%5B%22afc-none%22%5D%7D",
          None, {403}),

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from receiver.domain.graph import ContainerRow, CycleFound, dependents_of
 from receiver.executor import (
+    Dependent,
+    DependencyCycle,
     EvidenceLimits,
     ExecResult,
     TargetAmbiguous,
@@ -33,6 +36,7 @@ class MemoryContainer:
     started_at: datetime = datetime(2026, 1, 1, tzinfo=UTC)  # long before any test alert
     health: str | None = None
     restart_count: int = 0
+    network_mode: str = ""  # "container:<name or id>": shares that one's namespace
 
 
 class MemoryExecutor:
@@ -83,6 +87,14 @@ class MemoryExecutor:
 
     def is_self(self, identity: TargetIdentity) -> bool:
         return False
+
+    def dependents(self, identity: TargetIdentity) -> list[Dependent]:
+        rows = [ContainerRow(c.name, c.id, dict(c.labels), c.network_mode)
+                for c in self.containers.values()]
+        try:
+            return dependents_of(rows, identity.id)
+        except CycleFound as exc:
+            raise DependencyCycle(str(exc)) from exc
 
     def host_of(self, identity: TargetIdentity) -> str:
         return "memory"
