@@ -42,6 +42,7 @@ from receiver.engine.admission import (
     still_stands,
     target_guards,
 )
+from receiver.engine.dependents import DEPENDENT, Chain, first_look, next_after_run, next_after_skip
 from receiver.engine.evidence_step import RunEvidence
 from receiver.engine.guards import GuardStop, maintenance_stop, target_lock
 from receiver.engine.host_storm import record_storm
@@ -162,6 +163,9 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
                        now + timedelta(seconds=stop.retry_after_s))
     if closes_incident:
         _close_after_run(session, services, info, f"skipped ({stop.reason})", info.dry_run)
+    if info.trigger == DEPENDENT and next_after_skip(session, services, escalate_incident,
+                                                     info, stop) is not None:
+        services.wakeup.set()
     # A stop that needs a human is a warning; cooldowns and recoveries are routine.
     log.log(logging.WARNING if stop.escalate else logging.INFO, "run skipped by a guard",
             extra={"run_id": info.run_id, "incident_id": info.incident_id,
@@ -195,6 +199,14 @@ def execute_run(services: Services, run_id: int) -> Decision:
                         closes_incident=candidate.info.trigger == "manual")
             return early
     guarded, evidence = _guard_without_transaction(services, candidate)
+    chain: Chain | None = None
+    if isinstance(guarded, Proceed) and guarded.subject is not None and not guarded.peek_stopped:
+        looked = first_look(services, candidate.playbook, candidate.info.trigger,
+                            guarded.subject)
+        if isinstance(looked, GuardStop):  # a cycle: refused before the target is touched
+            guarded = Skip(looked)
+        else:
+            chain = looked
     with target_lock(services.database), services.database.session("run_admit") as session:
         decision: Decision = guarded
         if isinstance(guarded, Proceed):
@@ -209,7 +221,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
                                candidate.dry_run, subject.name if subject else info.target,
                                evidence)
     _finish(services, info, candidate.playbook, status, error, candidate.dry_run,
-            candidate.closes, subject is not None, held_by)
+            candidate.closes, subject is not None, held_by, chain)
     return decision
 
 
@@ -413,7 +425,9 @@ def _held_before(services: Services, step: ActionStep, labels: dict[str, str],
 
 def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
             error: str | None, dry_run: bool, closes: bool, guarded: bool,
-            held_by: str | None = None) -> None:
+            held_by: str | None = None, chain: Chain | None = None) -> None:
+    queued: list[int] = []
+
     def finish(session: Session) -> bool:
         now = services.clock()
         events: dict[str, str] = {RunStatus.SUCCEEDED: "succeed", RunStatus.SKIPPED: "skip"}
@@ -437,10 +451,16 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
             # breaker bounds how often (its open period doubles, like CrashLoopBackOff).
             schedule_retry(session, info.trigger, info.incident_id,
                            now + timedelta(seconds=max(playbook.cooldown_s, 1.0)))
+        # The target's dependents, in order (dependents.py): the next one's run.
+        queued[:] = [run_id for run_id in [next_after_run(
+            session, services, escalate_incident, info, chain, status, dry_run)]
+            if run_id is not None]
         return True
 
     finished = write_durably(services.database, "run_finish", finish,
                              services.settings.record_retry_s, run_id=info.run_id)
+    if queued:
+        services.wakeup.set()
     log.info("run finished", extra={
         "run_id": info.run_id, "incident_id": info.incident_id, "target": info.target,
         "fingerprint": info.fingerprint, "status": status, "error": error,

@@ -1,8 +1,8 @@
 """Backends, where actions land: one small interface, Docker and Swarm behind it."""
 
 from receiver.executor.base import (
-    Dependent,
     DependencyCycle,
+    Dependent,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -15,5 +15,17 @@ from receiver.executor.base import (
     TargetState,
 )
 
-__all__ = ["Dependent", "DependencyCycle", "EvidenceLimits", "EvidenceSource", "ExecResult", "Executor", "ExecutorError",
-           "ServiceExecutor", "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+__all__ = [
+    "DependencyCycle",
+    "Dependent",
+    "EvidenceLimits",
+    "EvidenceSource",
+    "ExecResult",
+    "Executor",
+    "ExecutorError",
+    "ServiceExecutor",
+    "TargetAmbiguous",
+    "TargetIdentity",
+    "TargetNotFound",
+    "TargetState",
+]

@@ -9,9 +9,20 @@ from typing import Any, Protocol, runtime_checkable
 
 from receiver.domain.graph import Dependent
 
-__all__ = ["Dependent", "DependencyCycle", "EvidenceLimits", "EvidenceSource", "ExecResult",
-           "Executor", "ExecutorError", "ServiceExecutor", "TargetAmbiguous", "TargetIdentity",
-           "TargetNotFound", "TargetState"]
+__all__ = [
+    "DependencyCycle",
+    "Dependent",
+    "EvidenceLimits",
+    "EvidenceSource",
+    "ExecResult",
+    "Executor",
+    "ExecutorError",
+    "ServiceExecutor",
+    "TargetAmbiguous",
+    "TargetIdentity",
+    "TargetNotFound",
+    "TargetState",
+]
 
 
 class ExecutorError(Exception):

@@ -16,8 +16,8 @@ import requests
 
 from receiver.executor import docker_evidence
 from receiver.executor.base import (
-    Dependent,
     DependencyCycle,
+    Dependent,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,

@@ -171,6 +171,9 @@ class Run(Base):
     decided_by: Mapped[str | None] = mapped_column(String(255))
     decision: Mapped[str | None] = mapped_column(String(16))  # approved, denied, expired
     decision_comment: Mapped[str | None] = mapped_column(Text)
+    # A run of trigger `dependent` (engine/dependents.py): the container it restarts after
+    # its parent, the ones still to restart after it, and the ones left (why), as JSON.
+    chain: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class Action(Base):

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from receiver.domain.graph import ContainerRow, CycleFound, dependents_of
 from receiver.executor import (
-    Dependent,
     DependencyCycle,
+    Dependent,
     EvidenceLimits,
     ExecResult,
     TargetAmbiguous,

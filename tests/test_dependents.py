@@ -1,0 +1,121 @@
+"""Dependents in order (issue #31) on the memory executor: the chain after a target's run,
+each dependent a run of its own under every guard, opt-in, cycles, `dependents: leave`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.domain.graph import COMPOSE_DEPENDS_ON, COMPOSE_PROJECT, COMPOSE_SERVICE
+from receiver.runtime.runner import Runner
+from tests.harness.app_driver import drain, incidents, runs
+from tests.harness.memory_app import fire, make_app
+from tests.harness.playbook_yaml import restart_playbook
+
+PLAYBOOK = restart_playbook(wait_timeout_s=0.2, running_for_s=0)
+LEAVE = PLAYBOOK.replace("    actions:\n", "    dependents: leave\n    actions:\n")
+
+
+def restarted(executor: Any) -> list[str]:
+    return [name for verb, name in executor.calls if verb == "restart"]
+
+
+def vpn_trio(executor: Any, **child: Any) -> None:
+    executor.add("vpn")
+    executor.add("app", network_mode="container:vpn", **child)
+    executor.add("tail", network_mode=f"container:{executor.containers['app'].id}")
+
+
+def test_dependents_restart_in_order_each_as_its_own_run(db_url, app_factory,
+                                                         tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+    executor.add("bystander")
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+    found = runs(app)
+    assert [(r.trigger, r.target, r.status) for r in found] == [
+        ("alert", "vpn", "succeeded"), ("dependent", "app", "succeeded"),
+        ("dependent", "tail", "succeeded")]
+    assert found[1].chain["parent"] == "vpn"
+    assert [entry["name"] for entry in found[1].chain["remaining"]] == ["tail"]
+    assert len({r.incident_id for r in found}) == 1
+    assert incidents(app)[0].status == "remediating"
+
+
+def test_a_dependent_not_opted_in_is_reported_and_left_with_its_own(db_url, app_factory,
+                                                                    tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor, labels={})
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "app" in incident.escalation_reason and "not opted in" in incident.escalation_reason
+
+
+def test_a_cycle_is_refused_before_the_target_is_touched(db_url, app_factory,
+                                                         tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    for name, depends in (("db", "app:service_started:true"),
+                          ("app", "db:service_healthy:true")):
+        executor.add(name, labels={"autofix.enable": "true", COMPOSE_PROJECT: "p",
+                                   COMPOSE_SERVICE: name, COMPOSE_DEPENDS_ON: depends})
+    fire(app.test_client(), {"container": "db"})
+    drain(app)
+    assert restarted(executor) == []
+    [run] = runs(app)
+    assert run.status == "skipped" and run.error.startswith("dependency_cycle: ")
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "dependency cycle: db -> app -> db" in incident.escalation_reason
+
+
+def test_leave_touches_no_dependent(db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, LEAVE)
+    vpn_trio(executor)
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    assert [r.trigger for r in runs(app)] == ["alert"]
+
+
+def test_a_guard_stopping_a_dependent_ends_the_chain_and_escalates(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK,
+                                protected_containers=["app"])
+    vpn_trio(executor)
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    assert [(r.target, r.status) for r in runs(app)] == [("vpn", "succeeded"),
+                                                         ("app", "skipped")]
+    reason = incidents(app)[0].escalation_reason
+    assert "dependent app not restarted: target_not_allowed" in reason
+    assert "not restarted after it: tail" in reason
+
+
+def test_a_dependent_still_runs_after_its_parent_resolved_the_alert(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+    client = app.test_client()
+    fire(client, {"container": "vpn"})
+    # The parent's run alone; its restart resolves the alert before the chain runs.
+    assert Runner(app.extensions["autofix"]).run_once() is not None
+    fire(client, {"container": "vpn"}, status="resolved")
+    assert incidents(app)[0].status == "resolved"
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+
+
+def test_a_dry_run_records_what_it_would_restart(db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path,
+                                PLAYBOOK.replace("    actions:\n", "    mode: observe\n"
+                                                 "    actions:\n"))
+    vpn_trio(executor)
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == []
+    assert [r.trigger for r in runs(app)] == ["alert"]
