@@ -119,3 +119,59 @@ def test_a_dry_run_records_what_it_would_restart(db_url, app_factory, tmp_path) 
     drain(app)
     assert restarted(executor) == []
     assert [r.trigger for r in runs(app)] == ["alert"]
+
+
+def test_migration_0013_dependents_goes_down_and_up(db_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from receiver.store.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0012")
+    engine = create_engine(db_url)
+    try:
+        assert "chain" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+        upgrade(db_url)
+        assert "chain" in {c["name"] for c in inspect(engine).get_columns("runs")}
+    finally:
+        engine.dispose()
+
+
+# ---- GET /api/v1/targets/{name}/dependents ----------------------------------------------
+
+def test_dependents_endpoint_answers_the_order_kind_opt_in_and_errors(
+        db_url, app_factory, tmp_path) -> None:
+    from receiver.executor import ExecutorError
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor, labels={})
+    executor.add("db", labels={COMPOSE_PROJECT: "p", COMPOSE_SERVICE: "db"})
+    executor.add("api", labels={COMPOSE_PROJECT: "p", COMPOSE_SERVICE: "api",
+                                COMPOSE_DEPENDS_ON: "db:service_healthy:false"})
+    client = app.test_client()
+    got = client.get("/api/v1/targets/vpn/dependents", headers=api_headers())
+    assert got.status_code == 200, got.json
+    body = got.json
+    assert (body["target"], body["backend"]) == ("vpn", "memory")
+    assert [(d["name"], d["kind"], d["opted_in"], d["would_restart"], d["depends_on"])
+            for d in body["dependents"]] == [("app", "network", False, False, ["vpn"]),
+                                            ("tail", "network", True, False, ["app"])]
+    assert "not opted in" in body["dependents"][0]["left_because"]
+    compose = client.get("/api/v1/targets/db/dependents", headers=api_headers()).json
+    assert [(d["name"], d["kind"], d["restart_flag"], d["would_restart"])
+            for d in compose["dependents"]] == [("api", "compose", False, False)]
+    missing = client.get("/api/v1/targets/nosuch/dependents", headers=api_headers())
+    assert missing.status_code == 404 and missing.json["error"] == "not_found"
+    assert client.get("/api/v1/targets/vpn/dependents").status_code == 401
+    executor.containers["vpn"].network_mode = "container:tail"  # only memory allows it
+    cycle = client.get("/api/v1/targets/vpn/dependents", headers=api_headers())
+    assert cycle.status_code == 409
+    assert "dependency cycle: vpn -> app -> tail -> vpn" in cycle.json["message"]
+
+    def unreachable(identity: Any) -> Any:
+        raise ExecutorError("docker ps -a: connection refused")
+
+    executor.dependents = unreachable  # type: ignore[method-assign]
+    down = client.get("/api/v1/targets/vpn/dependents", headers=api_headers())
+    assert down.status_code == 503 and down.json["error"] == "backend_unavailable"

@@ -10,19 +10,21 @@ their names end in `_s`."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 if TYPE_CHECKING:
     from receiver.domain.redaction import Redactor
     from receiver.engine.blast_radius import BudgetUse, Report
+    from receiver.engine.dependents import DependentsView
     from receiver.store.models import Action, EvidenceRecord, HostStorm, Incident, Run
     from receiver.telemetry.readiness import BackendStatus
 
 __all__ = [
     "ActionListItem", "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut",
-    "BreakerList", "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "ErrorBody",
+    "BreakerList", "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "DependentOut",
+    "DependentsOut", "ErrorBody",
     "EvidenceOut", "Health", "HostStormGuardOut", "HostStormOut", "HostUseOut",
     "IncidentDetail", "IncidentListItem", "IncidentOut", "IncidentPage", "MaintenanceList",
     "MaintenanceOut", "PageOut", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut",
@@ -196,6 +198,8 @@ class EvidenceOut(_Out):
     expression: Any = Field(description="The alert's expression and its value then.")
     events: Any = Field(description="Recent lifecycle events of the target.")
     operator_stop: str | None = Field(description="Why it counts as stopped by an operator.")
+    dependents: Any = Field(None, description="Who depends on the target, in restart order "
+                            "(name, kind, restart_flag, depends_on), or the cycle found.")
     logs: Any = Field(description="lines and cut_bytes of the log tail; the text is at "
                       "logs_url.")
     logs_url: str
@@ -210,6 +214,7 @@ class EvidenceOut(_Out):
             row, state=details.get("state"), stats=details.get("stats"),
             expression=details.get("expression"), events=details.get("events"),
             operator_stop=details.get("operator_stop"), logs=details.get("logs"),
+            dependents=details.get("dependents"),
             logs_url=f"/api/v1/evidence/{row.id}/logs", cut=list(details.get("cut") or []),
             errors=dict(details.get("errors") or {}))
 
@@ -323,6 +328,37 @@ class BudgetsOut(_Out):
                        report.policy,
                        hosts=[HostUseOut.model_validate(use) for use in report.hosts]),
                    host_storms=[HostStormOut.of(row) for row in report.storms])
+
+
+class DependentOut(_Out):
+    name: str
+    id: str
+    kind: Literal["network", "compose"] = Field(
+        description="network: shares the target's (or a dependent's) network namespace "
+        "(network_mode container:); compose: a Compose depends_on label.")
+    restart_flag: bool = Field(description="One of its compose depends_on says restart: true.")
+    depends_on: list[str] = Field(description="The containers of the chain it depends on.")
+    opted_in: bool = Field(description="It carries the opt-in label (autofix.enable=true).")
+    would_restart: bool = Field(description="A restart of the target restarts it after "
+                                "its parents, under the default `dependents: restart`.")
+    left_because: str | None = Field(description="Why it would be left, when it would.")
+
+
+class DependentsOut(_Out):
+    target: str
+    id: str
+    backend: str
+    dependents: list[DependentOut] = Field(description="In restart order: each after all "
+                                           "it depends on.")
+
+    @classmethod
+    def of(cls, view: DependentsView) -> Self:
+        return cls(target=view.target.name, id=view.target.id, backend=view.backend,
+                   dependents=[DependentOut(
+                       name=d.name, id=d.id, kind=d.kind, restart_flag=d.restart_flag,
+                       depends_on=list(d.depends_on), opted_in=opted_in,
+                       would_restart=why is None, left_because=why)
+                       for d, opted_in, why in view.dependents])
 
 
 class AuditEntryOut(_Out):

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from receiver.domain.errors import BackendUnavailable, Conflict, NotFound
 from receiver.domain.graph import RESTARTING_ACTIONS, Dependent, Left, plan_chain
 from receiver.engine.guards import GuardStop, Subject
-from receiver.executor import DependencyCycle, ExecutorError
+from receiver.executor import DependencyCycle, ExecutorError, TargetIdentity, TargetNotFound
 from receiver.notify import Event
 from receiver.playbooks.config import ActionStep, Playbook
 from receiver.store.lifecycle import NEW_RUN_STATUS, RunStatus
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
     from receiver.engine.admission import RunInfo
     from receiver.engine.services import Services
 
-__all__ = ["DEPENDENT", "Chain", "chain_of", "dependent_playbook", "first_look",
-           "next_after_run", "next_after_skip", "recovered_since"]
+__all__ = ["DEPENDENT", "Chain", "DependentsView", "chain_of", "dependent_playbook",
+           "dependents_view", "first_look", "next_after_run", "next_after_skip",
+           "recovered_since"]
 
 log = logging.getLogger("autofix.dependents")
 DEPENDENT = "dependent"  # the trigger of a run that restarts a dependent
@@ -74,8 +76,13 @@ def first_look(services: Services, playbook: Playbook, trigger: str,
         return Chain(unknown=str(exc))
     label = services.settings.opt_in_label
     plan = plan_chain(subject.name, found, playbook.dependents,
-                      lambda d: str(d.labels.get(label, "")).lower() == "true", label)
+                      lambda d: _opted_in(d, label), label)
     return Chain(plan.restart, plan.left)
+
+
+def _opted_in(dependent: Dependent, label: str) -> bool:
+    """guards.check_target's rule, read from the list's labels."""
+    return str(dependent.labels.get(label, "")).lower() == "true"
 
 
 def dependent_playbook(playbook: Playbook) -> Playbook:
@@ -195,3 +202,46 @@ def next_after_skip(session: Session, services: Services, escalate: Escalate,
               f"dependent {info.target} not restarted: {stop.reason}: {stop.message}; not "
               f"restarted after it: {_names(todo)}")
     return None
+
+
+@dataclass(frozen=True)
+class DependentsView:
+    """GET /api/v1/targets/{name}/dependents: the target, and its dependents in order, each
+    with whether it is opted in and why a restart of the target would leave it (None: it
+    would be restarted, under the default policy `dependents: restart`)."""
+
+    backend: str
+    target: TargetIdentity
+    dependents: list[tuple[Dependent, bool, str | None]]
+
+
+def dependents_view(services: Services, reference: str) -> DependentsView:
+    """NotFound for a target no enabled backend knows, Conflict naming a cycle,
+    BackendUnavailable when a backend that might know it cannot be asked."""
+    unreachable: list[str] = []
+    label = services.settings.opt_in_label
+
+    def opted_in(dependent: Dependent) -> bool:
+        return _opted_in(dependent, label)
+
+    for executor in services.executors:
+        if not executor.validate_target_syntax(reference):
+            continue
+        try:
+            identity = executor.resolve(reference)
+            found = executor.dependents(identity)
+        except TargetNotFound:
+            continue
+        except DependencyCycle as exc:
+            raise Conflict(f"{exc}: autofix would restart neither {reference} nor its "
+                           "dependents") from exc
+        except ExecutorError as exc:
+            unreachable.append(f"{executor.backend}: {exc}")
+            continue
+        plan = plan_chain(identity.name, found, "restart", opted_in, label)
+        why = {item.name: item.why for item in plan.left}
+        return DependentsView(executor.backend, identity,
+                              [(d, opted_in(d), why.get(d.name)) for d in found])
+    if unreachable:
+        raise BackendUnavailable("cannot ask the backend: " + "; ".join(unreachable)[:2000])
+    raise NotFound(f"no target named {reference!r}")
