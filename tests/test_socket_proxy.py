@@ -344,6 +344,9 @@ def test_the_receivers_executor_does_all_it_does_through_its_proxy(
     assert evidence["state"]["running"] and evidence["stats"]["pids"]
     assert "start" in [event["action"] for event in evidence["events"]]
     assert evidence["operator_stop"] is None
+    # Who depends on it: one container list (GET /containers/json), no dependent here.
+    assert evidence["dependents"] == {"cycle": None, "dependents": []}
+    assert executor.dependents(identity) == []
     executor.stop(PROBE, 1)
     assert "an operator asked Docker to" in str(executor.stopped_by_operator(
         executor.inspect(PROBE)))

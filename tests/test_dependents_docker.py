@@ -1,0 +1,134 @@
+"""Dependents in order on a real dockerd (issue #31): a container sharing the target's
+network namespace is restarted after it, as a run of its own; one not opted in is reported
+and left; a cycle of Compose depends_on labels is refused before anything is touched."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import api_headers
+from tests.harness.app_driver import drain, fire_container, incidents, runs
+from tests.harness.busybox import FAST_STOP, ensure_busybox_image
+from tests.harness.containers import run_container, started_at
+from tests.harness.playbook_yaml import restart_playbook
+
+PLAYBOOK = restart_playbook(wait_timeout_s=20, running_for_s=0.5)
+
+
+@pytest.fixture
+def docker_app(db_url, app_factory, private_dockerd, tmp_path):
+    path = tmp_path / "playbooks.yml"
+    path.write_text(PLAYBOOK)
+    return app_factory(db_url, docker_host=private_dockerd.url, playbooks=path)
+
+
+def sharing(client: Any, parent: Any, labelled: bool = True) -> Any:
+    """A busybox in `parent`'s network namespace (the VPN sidecar pattern)."""
+    ensure_busybox_image(client)
+    return client.containers.run(
+        "autofix/busybox:test", FAST_STOP, name=f"t-{uuid.uuid4().hex[:8]}", detach=True,
+        network_mode=f"container:{parent.id}",
+        labels={"autofix.enable": "true"} if labelled else {})
+
+
+def compose_service(client: Any, project: str, service: str, depends_on: str) -> Any:
+    """A busybox with the labels Compose v2 writes (project, service, depends_on)."""
+    ensure_busybox_image(client)
+    labels = {"autofix.enable": "true", "com.docker.compose.project": project,
+              "com.docker.compose.service": service}
+    if depends_on:
+        labels["com.docker.compose.depends_on"] = depends_on
+    return client.containers.run("autofix/busybox:test", FAST_STOP, detach=True,
+                                 name=f"{project}-{service}-1", network_mode="host",
+                                 labels=labels)
+
+
+def test_the_sidecar_is_restarted_after_its_parent(docker_app, docker_client) -> None:
+    parent = run_container(docker_client)
+    child = sharing(docker_client, parent)
+    child_before = started_at(child)
+    fire_container(docker_app.test_client(), parent.name)
+    drain(docker_app)
+    parent_started, child_started = started_at(parent), started_at(child)
+    assert child_started != child_before
+    assert child_started > parent_started  # the same clock and format: ISO text sorts
+    found = runs(docker_app)
+    assert [(r.trigger, r.target, r.status) for r in found] == [
+        ("alert", parent.name, "succeeded"), ("dependent", child.name, "succeeded")]
+    [incident] = incidents(docker_app)
+    detail = docker_app.test_client().get(f"/api/v1/incidents/{incident.id}",
+                                          headers=api_headers()).json
+    assert [(a["action"], a["target"], a["outcome"]) for a in detail["actions"]] == [
+        ("restart", parent.name, "succeeded"), ("wait_healthy", parent.name, "succeeded"),
+        ("restart", child.name, "succeeded"), ("wait_healthy", child.name, "succeeded")]
+    shown = [e["dependents"] for e in detail["evidence"] if e["target"] == parent.name]
+    assert shown and shown[0]["dependents"][0]["name"] == child.name
+    assert shown[0]["dependents"][0]["kind"] == "network"
+    view = docker_app.test_client().get(f"/api/v1/targets/{parent.name}/dependents",
+                                        headers=api_headers())
+    assert view.status_code == 200
+    assert [(d["name"], d["kind"], d["opted_in"], d["would_restart"])
+            for d in view.json["dependents"]] == [(child.name, "network", True, True)]
+
+
+def test_a_sidecar_not_opted_in_is_reported_and_not_touched(docker_app,
+                                                            docker_client) -> None:
+    parent = run_container(docker_client)
+    child = sharing(docker_client, parent, labelled=False)
+    child_before, parent_before = started_at(child), started_at(parent)
+    fire_container(docker_app.test_client(), parent.name)
+    drain(docker_app)
+    assert started_at(parent) != parent_before
+    assert started_at(child) == child_before
+    assert [r.trigger for r in runs(docker_app)] == ["alert"]
+    [incident] = incidents(docker_app)
+    assert incident.status == "escalated"
+    assert f"dependent {child.name} of {parent.name} left: not opted in" in (
+        incident.escalation_reason)
+
+
+def test_a_compose_cycle_is_refused_before_anything_is_restarted(docker_app,
+                                                                 docker_client) -> None:
+    project = f"p{uuid.uuid4().hex[:6]}"
+    db = compose_service(docker_client, project, "db", "app:service_started:true")
+    app = compose_service(docker_client, project, "app", "db:service_healthy:true")
+    before = {c.name: started_at(c) for c in (db, app)}
+    fire_container(docker_app.test_client(), db.name)
+    drain(docker_app)
+    assert {c.name: started_at(c) for c in (db, app)} == before
+    [run] = runs(docker_app)
+    assert run.status == "skipped"
+    assert run.error.startswith(f"dependency_cycle: dependency cycle: {db.name} -> "
+                                f"{app.name} -> {db.name}")
+    [incident] = incidents(docker_app)
+    assert incident.status == "escalated" and "dependency cycle" in incident.escalation_reason
+    view = docker_app.test_client().get(f"/api/v1/targets/{db.name}/dependents",
+                                        headers=api_headers())
+    assert view.status_code == 409 and "dependency cycle" in view.json["message"]
+
+
+def test_compose_restart_true_restarts_the_app_after_the_db(docker_app,
+                                                            docker_client) -> None:
+    """The labels Compose v2 writes for depends_on: {db: {condition: service_healthy,
+    restart: true}}; `restart: false` leaves the other service alone."""
+    project = f"p{uuid.uuid4().hex[:6]}"
+    db = compose_service(docker_client, project, "db", "")
+    app = compose_service(docker_client, project, "app", "db:service_healthy:true")
+    other = compose_service(docker_client, project, "other", "db:service_started:false")
+    other_before = started_at(other)
+    fire_container(docker_app.test_client(), db.name)
+    drain(docker_app)
+    assert started_at(app) > started_at(db)
+    assert started_at(other) == other_before
+    assert [(r.target, r.status) for r in runs(docker_app)] == [
+        (db.name, "succeeded"), (app.name, "succeeded")]
+
+
+def test_the_dependents_endpoint_answers_503_without_dockerd(db_url, app_factory,
+                                                             tmp_path) -> None:
+    app = app_factory(db_url, docker_host=f"unix://{tmp_path}/no-dockerd.sock")
+    answer = app.test_client().get("/api/v1/targets/web/dependents", headers=api_headers())
+    assert answer.status_code == 503 and answer.json["error"] == "backend_unavailable"
