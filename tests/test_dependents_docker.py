@@ -132,3 +132,64 @@ def test_the_dependents_endpoint_answers_503_without_dockerd(db_url, app_factory
     app = app_factory(db_url, docker_host=f"unix://{tmp_path}/no-dockerd.sock")
     answer = app.test_client().get("/api/v1/targets/web/dependents", headers=api_headers())
     assert answer.status_code == 503 and answer.json["error"] == "backend_unavailable"
+
+
+COMPOSE_FILE = """
+services:
+  db:
+    image: autofix/busybox:test
+    pull_policy: never
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+    network_mode: host
+    labels: {autofix.enable: "true"}
+    healthcheck: {test: ["CMD", "true"], interval: 1s, timeout: 1s, retries: 3,
+                  start_period: 0s}
+  app:
+    image: autofix/busybox:test
+    pull_policy: never
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+    network_mode: host
+    labels: {autofix.enable: "true"}
+    depends_on:
+      db: {condition: service_healthy, restart: true}
+"""
+
+
+def test_a_real_compose_project_restarts_the_app_after_the_db_is_healthy(
+        docker_app, docker_client, private_dockerd, tmp_path) -> None:
+    """`docker compose up` (v2) writes the labels; autofix restarts db (and waits for its
+    health check), then app, which says depends_on db with restart: true."""
+    import subprocess
+
+    from tests.harness.procs import components_required, require_binary
+
+    docker = require_binary("docker")
+    env = {"DOCKER_HOST": private_dockerd.url, "PATH": "/usr/local/bin:/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    if subprocess.run([docker, "compose", "version"], capture_output=True,
+                      env=env, timeout=60).returncode != 0:
+        message = "`docker compose` (v2) does not run: bash .ci/install-os-packages"
+        if components_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    ensure_busybox_image(docker_client)
+    (tmp_path / "compose.yml").write_text(COMPOSE_FILE)
+    project = f"dep{uuid.uuid4().hex[:6]}"
+    compose = [docker, "compose", "-p", project, "-f", str(tmp_path / "compose.yml")]
+    up = subprocess.run([*compose, "up", "-d", "--wait"], capture_output=True, text=True,
+                        env=env, timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr
+        db = docker_client.containers.get(f"{project}-db-1")
+        app = docker_client.containers.get(f"{project}-app-1")
+        assert app.labels["com.docker.compose.depends_on"] == "db:service_healthy:true"
+        fire_container(docker_app.test_client(), db.name)
+        drain(docker_app)
+        db.reload()
+        assert db.attrs["State"]["Health"]["Status"] == "healthy"
+        assert started_at(app) > started_at(db)
+        assert [(r.target, r.status) for r in runs(docker_app)] == [
+            (db.name, "succeeded"), (app.name, "succeeded")]
+    finally:
+        subprocess.run([*compose, "down", "-t", "1"], capture_output=True, env=env,
+                       timeout=300)
