@@ -175,3 +175,26 @@ def test_dependents_endpoint_answers_the_order_kind_opt_in_and_errors(
     executor.dependents = unreachable  # type: ignore[method-assign]
     down = client.get("/api/v1/targets/vpn/dependents", headers=api_headers())
     assert down.status_code == 503 and down.json["error"] == "backend_unavailable"
+
+
+def test_an_approved_parent_s_dependents_inherit_the_approval(db_url, app_factory,
+                                                              tmp_path) -> None:
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path,
+                                restart_playbook(wait_timeout_s=0.2, running_for_s=0,
+                                                 mode="approve"))
+    vpn_trio(executor)
+    client = app.test_client()
+    fire(client, {"container": "vpn"})
+    drain(app)
+    [waiting] = runs(app)
+    assert waiting.status == "awaiting_approval" and restarted(executor) == []
+    assert client.post(f"/api/v1/runs/{waiting.id}/approve", headers=api_headers(),
+                       json={"actor": "ops"}).status_code == 200
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+    found = runs(app)
+    assert [r.status for r in found] == ["succeeded"] * 3
+    assert [r.decided_by for r in found[1:]] == [f"inherited from run {waiting.id}",
+                                                 f"inherited from run {found[1].id}"]
