@@ -198,3 +198,38 @@ def test_an_approved_parent_s_dependents_inherit_the_approval(db_url, app_factor
     assert [r.status for r in found] == ["succeeded"] * 3
     assert [r.decided_by for r in found[1:]] == [f"inherited from run {waiting.id}",
                                                  f"inherited from run {found[1].id}"]
+
+
+def test_a_manual_run_s_incident_closes_when_its_chain_ends(db_url, app_factory,
+                                                            tmp_path) -> None:
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+    client = app.test_client()
+    assert client.post("/api/v1/playbooks/restart-on-down/run", headers=api_headers(),
+                       json={"labels": {"container": "vpn"}, "reason": "t"}).status_code == 202
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+    assert [r.trigger for r in runs(app)] == ["manual", "dependent", "dependent"]
+    [incident] = incidents(app)
+    assert incident.status == "closed"
+    assert incident.close_reason.startswith("the dependents of a manual run:")
+
+
+def test_dependents_that_cannot_be_listed_do_not_stop_the_target_s_restart(
+        db_url, app_factory, tmp_path) -> None:
+    """A socket proxy that refuses the container list: the target is restarted as before."""
+    from receiver.executor import ExecutorError
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+
+    def refused(identity: Any) -> Any:
+        raise ExecutorError("docker ps -a: 403 Forbidden")
+
+    executor.dependents = refused  # type: ignore[method-assign]
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    assert [(r.trigger, r.status) for r in runs(app)] == [("alert", "succeeded")]

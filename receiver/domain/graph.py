@@ -197,10 +197,12 @@ def dependents_of(rows: Sequence[ContainerRow], target: str) -> list[Dependent]:
 
 @dataclass(frozen=True)
 class Left:
-    """A dependent not restarted, and why."""
+    """A dependent not restarted, and why; `needs_human`: it is likely cut off by the
+    restart, yet autofix may not touch it (not opted in)."""
 
     name: str
     why: str
+    needs_human: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ def plan_chain(target: str, dependents: Sequence[Dependent], policy: str,
                              "restart: true"))
         elif not opted_in(dependent):
             left.append(Left(dependent.name, f"not opted in (lacks the label "
-                             f"{opt_in_label}=true); its own dependents are left too"))
+                             f"{opt_in_label}=true); its own dependents are left too", True))
         else:
             restart.append(dependent)
             restarted.add(dependent.name)

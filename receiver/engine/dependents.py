@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from receiver.engine.admission import RunInfo
     from receiver.engine.services import Services
 
-__all__ = ["DEPENDENT", "Chain", "DependentsView", "chain_of", "dependent_playbook",
+__all__ = ["DEPENDENT", "Chain", "DependentsView", "chain_closes", "chain_of", "dependent_playbook",
            "dependents_view", "first_look", "next_after_run", "next_after_skip",
            "recovered_since"]
 
@@ -104,6 +104,11 @@ def chain_of(session: Session, run_id: int) -> dict[str, Any]:
     return dict(run.chain or {}) if run is not None else {}
 
 
+def chain_closes(session: Session, run_id: int) -> bool:
+    """The chain follows a manual run: its incident closes when the chain ends."""
+    return bool(chain_of(session, run_id).get("closes"))
+
+
 def recovered_since(chain: dict[str, Any] | None, default: datetime) -> datetime:
     """A dependent restarted after its parent's run ended needs no restart from autofix."""
     since = (chain or {}).get("since")
@@ -120,7 +125,7 @@ def _names(entries: list[dict[str, Any]]) -> str:
 
 
 def _queue(session: Session, services: Services, info: RunInfo, parent: str,
-           todo: list[dict[str, Any]], left: list[dict[str, Any]]) -> int:
+           todo: list[dict[str, Any]], left: list[dict[str, Any]], closes: bool) -> int:
     """Queue the first of `todo` as a run of the incident, carrying the rest."""
     now = services.clock()
     run = session.get(Run, info.run_id)
@@ -136,7 +141,7 @@ def _queue(session: Session, services: Services, info: RunInfo, parent: str,
         config_version=run.config_version if run else None, lane="act",
         priority=run.priority if run else 0,
         chain={"parent": parent, "parent_run": info.run_id, "since": now.isoformat(),
-               "dependent": first, "remaining": rest, "left": left},
+               "dependent": first, "remaining": rest, "left": left, "closes": closes},
         **values).returning(Run.id)).scalar_one())
 
 
@@ -150,29 +155,31 @@ def _note(session: Session, services: Services, incident_id: int, text: str) -> 
 
 
 def next_after_run(session: Session, services: Services, escalate: Escalate, info: RunInfo,
-                   chain: Chain | None, status: str, dry_run: bool) -> int | None:
+                   chain: Chain | None, status: str, dry_run: bool,
+                   closes: bool = False) -> int | None:
     """In the transaction that finishes a run: queue the next dependent (its id), or report
-    why the chain ends. `chain` is the first look's for a target's run."""
+    why the chain ends. `chain` is the first look's for a target's run; `closes`: the
+    chain follows a manual run, whose incident closes when it ends."""
     succeeded = status == RunStatus.SUCCEEDED
     if info.trigger == DEPENDENT:
         carried = chain_of(session, info.run_id)
         todo = list(carried.get("remaining") or [])
         if succeeded:
             return (_queue(session, services, info, str(carried.get("parent")), todo,
-                           list(carried.get("left") or [])) if todo else None)
+                           list(carried.get("left") or []), closes) if todo else None)
         escalate(session, services, info.incident_id,
                   f"dependent {info.target} was not restarted ({status}); not restarted "
                   f"after it: {_names(todo)}")
         return None
-    if chain is None:
-        return None
+    if chain is None or not (succeeded or dry_run):
+        return None  # the parent's own failure is escalated already
     if chain.unknown is not None:
         _note(session, services, info.incident_id,
               f"dependents of {info.target} unknown: {chain.unknown}")
     left = [{"name": item.name, "why": item.why} for item in chain.left]
     for item in chain.left:
         text = f"dependent {item.name} of {info.target} left: {item.why}"
-        if "not opted in" in item.why and not dry_run and succeeded:
+        if item.needs_human and not dry_run:
             escalate(session, services, info.incident_id, text)
         else:
             _note(session, services, info.incident_id, text)
@@ -184,9 +191,7 @@ def next_after_run(session: Session, services: Services, escalate: Escalate, inf
               f"dry run: would restart the dependents of {info.target} in order: "
               f"{_names(todo)}")
         return None
-    if not succeeded:
-        return None  # the parent's own failure is escalated already
-    return _queue(session, services, info, info.target, todo, left)
+    return _queue(session, services, info, info.target, todo, left, closes)
 
 
 def next_after_skip(session: Session, services: Services, escalate: Escalate,
@@ -197,7 +202,8 @@ def next_after_skip(session: Session, services: Services, escalate: Escalate,
     todo = list(carried.get("remaining") or [])
     if stop.reason in _CONTINUES:
         return (_queue(session, services, info, str(carried.get("parent")), todo,
-                       list(carried.get("left") or [])) if todo else None)
+                       list(carried.get("left") or []), bool(carried.get("closes")))
+                if todo else None)
     escalate(session, services, info.incident_id,
               f"dependent {info.target} not restarted: {stop.reason}: {stop.message}; not "
               f"restarted after it: {_names(todo)}")

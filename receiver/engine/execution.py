@@ -42,7 +42,14 @@ from receiver.engine.admission import (
     still_stands,
     target_guards,
 )
-from receiver.engine.dependents import DEPENDENT, Chain, first_look, next_after_run, next_after_skip
+from receiver.engine.dependents import (
+    DEPENDENT,
+    Chain,
+    chain_closes,
+    first_look,
+    next_after_run,
+    next_after_skip,
+)
 from receiver.engine.evidence_step import RunEvidence
 from receiver.engine.guards import GuardStop, maintenance_stop, target_lock
 from receiver.engine.host_storm import record_storm
@@ -118,6 +125,7 @@ def insert_action(session: Session, values: dict[str, Any]) -> bool:
 def _close_after_run(session: Session, services: Services, info: RunInfo,
                      outcome: str, dry_run: bool) -> None:
     why = ("manual run" if info.trigger == "manual" else "dry run" if dry_run
+           else "the dependents of a manual run:" if info.trigger == DEPENDENT
            else "notify-only playbook")
     transition_incident(session, info.incident_id, "close", closed_at=services.clock(),
                         closed_by="autofix", next_attempt_at=None,
@@ -161,11 +169,13 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     if stop.reason in RETRY_ON_SKIP and stop.retry_after_s is not None:
         schedule_retry(session, info.trigger, info.incident_id,
                        now + timedelta(seconds=stop.retry_after_s))
+    if info.trigger == DEPENDENT:
+        if next_after_skip(session, services, escalate_incident, info, stop) is not None:
+            services.wakeup.set()
+        else:  # the chain ended here: a manual run's incident closes now
+            closes_incident = closes_incident or chain_closes(session, info.run_id)
     if closes_incident:
         _close_after_run(session, services, info, f"skipped ({stop.reason})", info.dry_run)
-    if info.trigger == DEPENDENT and next_after_skip(session, services, escalate_incident,
-                                                     info, stop) is not None:
-        services.wakeup.set()
     # A stop that needs a human is a warning; cooldowns and recoveries are routine.
     log.log(logging.WARNING if stop.escalate else logging.INFO, "run skipped by a guard",
             extra={"run_id": info.run_id, "incident_id": info.incident_id,
@@ -439,22 +449,25 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
         if not transition_run(session, info.run_id, event, finished_at=now, error=error,
                               current_step=None, **why):
             return False
+        # The target's dependents, in order (dependents.py): the next one's run. A manual
+        # run's incident closes when its chain ends, not before its dependents ran.
+        manual = info.trigger == "manual" or (info.trigger == DEPENDENT
+                                              and chain_closes(session, info.run_id))
+        queued[:] = [run_id for run_id in [next_after_run(
+            session, services, escalate_incident, info, chain, status, dry_run,
+            closes=manual)] if run_id is not None]
         # A failed notify/check-only run of an alert stays escalated for a human (its alert
         # still resolves it), and one a pause stopped half-way stays open for the resume to
         # queue again; a manual run closes whatever happened. An alert's dry run is neither
         # closed on failure nor retried: its incident waits for the alert to resolve.
-        if closes and (info.trigger == "manual"
-                       or status not in (RunStatus.FAILED, RunStatus.SKIPPED)):
+        if (closes or manual) and not queued and (
+                manual or status not in (RunStatus.FAILED, RunStatus.SKIPPED)):
             _close_after_run(session, services, info, status, dry_run)
         elif status == RunStatus.FAILED and not closes and not dry_run:
             # Still firing after a failed attempt: try again after the cooldown; the
             # breaker bounds how often (its open period doubles, like CrashLoopBackOff).
             schedule_retry(session, info.trigger, info.incident_id,
                            now + timedelta(seconds=max(playbook.cooldown_s, 1.0)))
-        # The target's dependents, in order (dependents.py): the next one's run.
-        queued[:] = [run_id for run_id in [next_after_run(
-            session, services, escalate_incident, info, chain, status, dry_run)]
-            if run_id is not None]
         return True
 
     finished = write_durably(services.database, "run_finish", finish,
