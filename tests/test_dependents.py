@@ -7,7 +7,7 @@ from typing import Any
 
 from receiver.domain.graph import COMPOSE_DEPENDS_ON, COMPOSE_PROJECT, COMPOSE_SERVICE
 from receiver.runtime.runner import Runner
-from tests.harness.app_driver import drain, incidents, runs
+from tests.harness.app_driver import actions, drain, incidents, runs
 from tests.harness.memory_app import fire, make_app
 from tests.harness.playbook_yaml import restart_playbook
 
@@ -118,7 +118,11 @@ def test_a_dry_run_records_what_it_would_restart(db_url, app_factory, tmp_path) 
     fire(app.test_client(), {"container": "vpn"})
     drain(app)
     assert restarted(executor) == []
-    assert [r.trigger for r in runs(app)] == ["alert"]
+    assert [(r.trigger, r.target, r.status, r.dry_run) for r in runs(app)] == [
+        ("alert", "vpn", "succeeded", True), ("dependent", "app", "succeeded", True),
+        ("dependent", "tail", "succeeded", True)]
+    assert [(a.target, a.action, a.outcome) for a in actions(app, "tail")] == [
+        ("tail", "restart", "dry_run"), ("tail", "wait_healthy", "dry_run")]
 
 
 def test_migration_0013_dependents_goes_down_and_up(db_url: str) -> None:

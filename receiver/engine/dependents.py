@@ -137,7 +137,8 @@ def _queue(session: Session, services: Services, info: RunInfo, parent: str,
     return int(session.execute(insert(Run).values(
         incident_id=info.incident_id, playbook=info.playbook, target=first["name"],
         trigger=DEPENDENT, alert_status="firing", status=NEW_RUN_STATUS,
-        reason=f"dependent of {parent} ({first['kind']})", queued_at=now, dry_run=False,
+        reason=f"dependent of {parent} ({first['kind']})", queued_at=now,
+        dry_run=info.dry_run,  # a dry run's dependents record what they would do
         config_version=run.config_version if run else None, lane="act",
         priority=run.priority if run else 0,
         chain={"parent": parent, "parent_run": info.run_id, "since": now.isoformat(),
@@ -171,7 +172,7 @@ def next_after_run(session: Session, services: Services, escalate: Escalate, inf
                   f"dependent {info.target} was not restarted ({status}); not restarted "
                   f"after it: {_names(todo)}")
         return None
-    if chain is None or not (succeeded or dry_run):
+    if chain is None or not succeeded:
         return None  # the parent's own failure is escalated already
     if chain.unknown is not None:
         _note(session, services, info.incident_id,
@@ -185,11 +186,6 @@ def next_after_run(session: Session, services: Services, escalate: Escalate, inf
             _note(session, services, info.incident_id, text)
     todo = [_entry(dependent) for dependent in chain.restart]
     if not todo:
-        return None
-    if dry_run:
-        _note(session, services, info.incident_id,
-              f"dry run: would restart the dependents of {info.target} in order: "
-              f"{_names(todo)}")
         return None
     return _queue(session, services, info, info.target, todo, left, closes)
 
