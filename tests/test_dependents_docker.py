@@ -64,6 +64,8 @@ def test_the_sidecar_is_restarted_after_its_parent(docker_app, docker_client) ->
     assert [(a["action"], a["target"], a["outcome"]) for a in detail["actions"]] == [
         ("restart", parent.name, "succeeded"), ("wait_healthy", parent.name, "succeeded"),
         ("restart", child.name, "succeeded"), ("wait_healthy", child.name, "succeeded")]
+    assert detail["runs"][1]["chain"]["parent"] == parent.name
+    assert detail["runs"][1]["trigger"] == "dependent"
     shown = [e["dependents"] for e in detail["evidence"] if e["target"] == parent.name]
     assert shown and shown[0]["dependents"][0]["name"] == child.name
     assert shown[0]["dependents"][0]["kind"] == "network"

@@ -123,7 +123,8 @@ class RunOut(_Out):
     id: int
     playbook: str
     target: str | None
-    trigger: str | None
+    trigger: str | None = Field(description="alert, retry, manual, or dependent (a "
+                                "container restarted after the target it depends on).")
     status: str
     reason: str | None
     actor: str | None = Field(description="Who asked for the run (null for alert runs).")
@@ -139,6 +140,9 @@ class RunOut(_Out):
     decided_by: str | None
     decided_at: Stamp
     decision_comment: str | None
+    chain: Any = Field(None, description="A `dependent` run's chain: its parent, the "
+                       "dependent it restarts, the ones still to restart after it (in "
+                       "order) and the ones left, with why (null for other runs).")
 
     @classmethod
     def of(cls, row: Run) -> Self:
