@@ -135,8 +135,9 @@ class Executor(Protocol):
         """Named reads for an evidence capture. Known names: `state` (status, exit code,
         oom_killed, restart count, times, health with its last outputs), `logs` (text,
         timestamps kept), `stats` (memory, CPU), `events` (recent lifecycle events) and
-        `operator_stop` (stopped_by_operator's answer); a backend may add its own (a Swarm
-        backend: `tasks`, the task history)."""
+        `operator_stop` (stopped_by_operator's answer), `dependents` (who depends on the
+        target, or the cycle); a backend may add its own (a Swarm backend: `tasks`, the
+        task history)."""
         ...
 
     def dependents(self, identity: TargetIdentity) -> list[Dependent]:
