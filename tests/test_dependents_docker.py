@@ -4,6 +4,7 @@ and left; a cycle of Compose depends_on labels is refused before anything is tou
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -195,3 +196,31 @@ def test_a_real_compose_project_restarts_the_app_after_the_db_is_healthy(
     finally:
         subprocess.run([*compose, "down", "-t", "1"], capture_output=True, env=env,
                        timeout=300)
+
+
+def test_a_sidecar_docker_restarted_before_its_parent_s_restart_is_still_restarted(
+        docker_app, docker_client) -> None:
+    """The VPN pattern: the sidecar crashed while its parent was down and Docker's restart
+    policy brought it back, into the old namespace. That restart predates the parent's:
+    not a recovery, so autofix still restarts it after the parent."""
+    parent = run_container(docker_client)
+    ensure_busybox_image(docker_client)
+    # Exits once, then runs: Docker's policy restarts it (RestartCount 1).
+    once = ["sh", "-c", "test -f /tmp/ran || { touch /tmp/ran; exit 1; }; "
+            "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+    child = docker_client.containers.run(
+        "autofix/busybox:test", once, name=f"t-{uuid.uuid4().hex[:8]}", detach=True,
+        network_mode=f"container:{parent.id}", labels={"autofix.enable": "true"},
+        restart_policy={"Name": "on-failure"})
+    for _ in range(100):
+        child.reload()
+        if child.attrs["RestartCount"] >= 1 and child.status == "running":
+            break
+        time.sleep(0.1)
+    assert child.attrs["RestartCount"] >= 1 and child.status == "running"
+    child_before = started_at(child)
+    fire_container(docker_app.test_client(), parent.name)
+    drain(docker_app)
+    assert started_at(child) != child_before and started_at(child) > started_at(parent)
+    assert [(r.trigger, r.status) for r in runs(docker_app)] == [
+        ("alert", "succeeded"), ("dependent", "succeeded")]

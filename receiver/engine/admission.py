@@ -184,9 +184,12 @@ def held(session: Session, services: Services, candidate: Candidate) -> Proceed 
 def target_guards(services: Services, candidate: Candidate) -> Proceed | Skip:
     """Stage 3: the target resolved to one canonical identity, allowed, present, not already
     recovering (guards.py). A playbook that only notifies or checks has no subject."""
+    # A dependent restarted by Docker's policy before its parent's restart is still in the
+    # old namespace: only a start after the parent's run counts as recovered.
     subject = check_run_target(services, candidate.playbook, candidate.info.target,
                                candidate.info.reason,
-                               replace(candidate.view, starts_at=candidate.recovered_since))
+                               replace(candidate.view, starts_at=candidate.recovered_since),
+                               0.0 if candidate.info.trigger == DEPENDENT else None)
     return Skip(subject) if isinstance(subject, GuardStop) else Proceed(subject)
 
 
