@@ -70,6 +70,7 @@ def test_the_sidecar_is_restarted_after_its_parent(docker_app, docker_client) ->
     shown = [e["dependents"] for e in detail["evidence"] if e["target"] == parent.name]
     assert shown and shown[0]["dependents"][0]["name"] == child.name
     assert shown[0]["dependents"][0]["kind"] == "network"
+    assert shown[0]["dependents"][0]["opted_in"] is True
     view = docker_app.test_client().get(f"/api/v1/targets/{parent.name}/dependents",
                                         headers=api_headers())
     assert view.status_code == 200
@@ -91,6 +92,11 @@ def test_a_sidecar_not_opted_in_is_reported_and_not_touched(docker_app,
     assert incident.status == "escalated"
     assert f"dependent {child.name} of {parent.name} left: not opted in" in (
         incident.escalation_reason)
+    detail = docker_app.test_client().get(f"/api/v1/incidents/{incident.id}",
+                                          headers=api_headers()).json
+    shown = [e["dependents"] for e in detail["evidence"] if e["dependents"]]
+    assert shown and shown[0]["dependents"][0]["name"] == child.name
+    assert shown[0]["dependents"][0]["opted_in"] is False
 
 
 def test_a_compose_cycle_is_refused_before_anything_is_restarted(docker_app,

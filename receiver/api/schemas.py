@@ -203,7 +203,8 @@ class EvidenceOut(_Out):
     events: Any = Field(description="Recent lifecycle events of the target.")
     operator_stop: str | None = Field(description="Why it counts as stopped by an operator.")
     dependents: Any = Field(None, description="Who depends on the target, in restart order "
-                            "(name, kind, restart_flag, depends_on), or the cycle found.")
+                            "(name, kind, restart_flag, depends_on, opted_in), or the cycle "
+                            "found.")
     logs: Any = Field(description="lines and cut_bytes of the log tail; the text is at "
                       "logs_url.")
     logs_url: str

@@ -57,8 +57,10 @@ class DockerExecutor:
     backend = "docker"
 
     def __init__(self, base_url: str | None, timeout_s: float,
-                 own_ids: frozenset[str] | None = None) -> None:
+                 own_ids: frozenset[str] | None = None,
+                 opt_in_label: str = "autofix.enable") -> None:
         self._client = LazyDockerClient(base_url, timeout_s, "Docker")
+        self.opt_in_label = opt_in_label  # the evidence says which dependents are opted in
         self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.base_url = base_url
         self.timeout_s = timeout_s
@@ -286,9 +288,11 @@ def dependents_evidence(executor: DockerExecutor, target: str) -> dict[str, Any]
         found = executor.dependents(executor.resolve(target))
     except DependencyCycle as exc:
         return {"cycle": str(exc), "dependents": []}
+    label = executor.opt_in_label
     return {"cycle": None, "dependents": [
         {"name": d.name, "id": d.id, "kind": d.kind, "restart_flag": d.restart_flag,
-         "depends_on": list(d.depends_on)} for d in found]}
+         "depends_on": list(d.depends_on),
+         "opted_in": str(d.labels.get(label, "")).lower() == "true"} for d in found]}
 
 
 def _minus(moment: datetime, delta: timedelta) -> datetime:
