@@ -19,6 +19,7 @@ from receiver.api import (
     queries,
     runs,
     slack,
+    targets,
     webhook,
 )
 from receiver.api.auth import install_auth
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     app.extensions["autofix"] = services
     for blueprint in (webhook.blueprint, queries.blueprint, incidents.blueprint,
                       playbooks.blueprint, control.blueprint, maintenance.blueprint,
-                      runs.blueprint, slack.blueprint, budgets.blueprint, health.blueprint,
+                      runs.blueprint, slack.blueprint, budgets.blueprint, targets.blueprint,
+                      health.blueprint,
                       openapi_blueprint):
         app.register_blueprint(blueprint)
     documented_routes(app)  # a view without @operation fails here, not in the document

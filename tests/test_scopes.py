@@ -70,8 +70,12 @@ def test_the_read_only_token_reads_every_read_route(scoped_app) -> None:
     for path, operation in reads:
         assert operation["security"] == [{"read_token": []}, {"operator_token": []}]
         response = client.get(concrete(path), headers=read_headers())
-        assert response.status_code in (200, 404), (path, response.json)
-        assert client.get(concrete(path), headers=api_headers()).status_code in (200, 404)
+        # A route that asks dockerd (a target's dependents) finds none here: 503, not 403.
+        unreachable = response.status_code == 503 and response.json["error"] in (
+            "backend_unavailable",)
+        assert response.status_code in (200, 404) or unreachable, (path, response.json)
+        assert client.get(concrete(path), headers=api_headers()).status_code in (
+            200, 404, 503 if unreachable else 200)
 
 
 def test_the_operator_token_is_still_AUTOFIX_API_TOKEN(scoped_app) -> None:

@@ -304,6 +304,7 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         "http-request allow if read version !has_body",
         "http-request allow if read info !has_body",
         "http-request allow if read c_inspect !has_body",
+        "http-request allow if read c_list !has_body",  # the dependents' list
         # a start never reconfigures; exec only with exec_run's body
         "http-request allow if METH_POST c_lifecycle !has_body opted_in",
         "http-request allow if METH_POST exec_create exec_create_body opted_in",

@@ -139,6 +139,8 @@ def receiver_allowed(probe_id: str) -> list[tuple[str, str, Any, int]]:
         ("GET", f"{V}/containers/{c}/json", None, 200),
         ("GET", f"/v1.24/containers/{probe_id}/json", None, 200),
         ("GET", f"{V}/containers/no-such-container/json", None, 404),
+        ("GET", f"{V}/containers/json?all=1", None, 200),  # the dependents' list
+        ("HEAD", "/v1.24/containers/json", None, 404),  # through; dockerd has no HEAD
         ("POST", f"{V}/containers/{i}/stop?t=1", None, 204),
         ("POST", f"{V}/containers/{i}/start", None, 204),
         ("POST", f"{V}/containers/{i}/restart?t=1", None, 204),
@@ -221,7 +223,11 @@ def receiver_refused(ids: dict[str, str]) -> list[tuple[str, str, Any]]:
         ("POST", f"{V}/containers/{c}/attach?stream=1&stdout=1", None),
         ("GET", f"{V}/containers/{c}/export", None),
         ("GET", f"{V}/containers/{c}/top", None),
-        ("GET", f"{V}/containers/json", None),
+        ("POST", f"{V}/containers/json", None),             # the list: read only
+        ("POST", f"{V}/containers/json?all=1", None),
+        ("GET", f"{V}/containers/json", "{}"),              # nor with a body
+        ("GET", "/containers/json", None),
+        ("GET", "/v1.23/containers/json", None),
         ("POST", f"{V}/exec/{'0' * 64}/resize?h=1&w=1", None),
         ("GET", f"{V}/images/json", None),
         ("GET", f"{V}/volumes", None),
@@ -338,6 +344,9 @@ def test_the_receivers_executor_does_all_it_does_through_its_proxy(
     assert evidence["state"]["running"] and evidence["stats"]["pids"]
     assert "start" in [event["action"] for event in evidence["events"]]
     assert evidence["operator_stop"] is None
+    # Who depends on it: one container list (GET /containers/json), no dependent here.
+    assert evidence["dependents"] == {"cycle": None, "dependents": []}
+    assert executor.dependents(identity) == []
     executor.stop(PROBE, 1)
     assert "an operator asked Docker to" in str(executor.stopped_by_operator(
         executor.inspect(PROBE)))

@@ -10,19 +10,21 @@ their names end in `_s`."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 if TYPE_CHECKING:
     from receiver.domain.redaction import Redactor
     from receiver.engine.blast_radius import BudgetUse, Report
+    from receiver.engine.dependents import DependentsView
     from receiver.store.models import Action, EvidenceRecord, HostStorm, Incident, Run
     from receiver.telemetry.readiness import BackendStatus
 
 __all__ = [
     "ActionListItem", "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut",
-    "BreakerList", "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "ErrorBody",
+    "BreakerList", "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "DependentOut",
+    "DependentsOut", "ErrorBody",
     "EvidenceOut", "Health", "HostStormGuardOut", "HostStormOut", "HostUseOut",
     "IncidentDetail", "IncidentListItem", "IncidentOut", "IncidentPage", "MaintenanceList",
     "MaintenanceOut", "PageOut", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut",
@@ -121,7 +123,8 @@ class RunOut(_Out):
     id: int
     playbook: str
     target: str | None
-    trigger: str | None
+    trigger: str | None = Field(description="alert, retry, manual, or dependent (a "
+                                "container restarted after the target it depends on).")
     status: str
     reason: str | None
     actor: str | None = Field(description="Who asked for the run (null for alert runs).")
@@ -137,6 +140,9 @@ class RunOut(_Out):
     decided_by: str | None
     decided_at: Stamp
     decision_comment: str | None
+    chain: Any = Field(None, description="A `dependent` run's chain: its parent, the "
+                       "dependent it restarts, the ones still to restart after it (in "
+                       "order) and the ones left, with why (null for other runs).")
 
     @classmethod
     def of(cls, row: Run) -> Self:
@@ -199,6 +205,9 @@ class EvidenceOut(_Out):
     new_image: Any = Field(None, description="The target was created from a new image a "
                            "moment ago (a bad update): summary, old and new image ID and "
                            "reference, container IDs and creation times; null otherwise.")
+    dependents: Any = Field(None, description="Who depends on the target, in restart order "
+                            "(name, kind, restart_flag, depends_on, opted_in), or the cycle "
+                            "found.")
     logs: Any = Field(description="lines and cut_bytes of the log tail; the text is at "
                       "logs_url.")
     logs_url: str
@@ -213,7 +222,7 @@ class EvidenceOut(_Out):
             row, state=details.get("state"), stats=details.get("stats"),
             expression=details.get("expression"), events=details.get("events"),
             operator_stop=details.get("operator_stop"), new_image=details.get("new_image"),
-            logs=details.get("logs"),
+            logs=details.get("logs"), dependents=details.get("dependents"),
             logs_url=f"/api/v1/evidence/{row.id}/logs", cut=list(details.get("cut") or []),
             errors=dict(details.get("errors") or {}))
 
@@ -327,6 +336,37 @@ class BudgetsOut(_Out):
                        report.policy,
                        hosts=[HostUseOut.model_validate(use) for use in report.hosts]),
                    host_storms=[HostStormOut.of(row) for row in report.storms])
+
+
+class DependentOut(_Out):
+    name: str
+    id: str
+    kind: Literal["network", "compose"] = Field(
+        description="network: shares the target's (or a dependent's) network namespace "
+        "(network_mode container:); compose: a Compose depends_on label.")
+    restart_flag: bool = Field(description="One of its compose depends_on says restart: true.")
+    depends_on: list[str] = Field(description="The containers of the chain it depends on.")
+    opted_in: bool = Field(description="It carries the opt-in label (autofix.enable=true).")
+    would_restart: bool = Field(description="A restart of the target restarts it after "
+                                "its parents, under the default `dependents: restart`.")
+    left_because: str | None = Field(description="Why it would be left, when it would.")
+
+
+class DependentsOut(_Out):
+    target: str
+    id: str
+    backend: str
+    dependents: list[DependentOut] = Field(description="In restart order: each after all "
+                                           "it depends on.")
+
+    @classmethod
+    def of(cls, view: DependentsView) -> Self:
+        return cls(target=view.target.name, id=view.target.id, backend=view.backend,
+                   dependents=[DependentOut(
+                       name=d.name, id=d.id, kind=d.kind, restart_flag=d.restart_flag,
+                       depends_on=list(d.depends_on), opted_in=opted_in,
+                       would_restart=why is None, left_because=why)
+                       for d, opted_in, why in view.dependents])
 
 
 class AuditEntryOut(_Out):

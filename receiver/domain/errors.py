@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 __all__ = [
-    "AutofixError", "BadRequest", "ConfigError", "Conflict", "DatabaseUnavailable",
-    "Forbidden", "NotFound", "PayloadTooLarge", "RequestTimeout", "Unauthorized",
-    "Unprocessable", "UnsupportedMediaType",
+    "AutofixError", "BackendUnavailable", "BadRequest", "ConfigError", "Conflict",
+    "DatabaseUnavailable", "Forbidden", "NotFound", "PayloadTooLarge", "RequestTimeout",
+    "Unauthorized", "Unprocessable", "UnsupportedMediaType",
 ]
 
 
@@ -94,6 +94,12 @@ class DatabaseUnavailable(AutofixError):
     """The database cannot be reached; Alertmanager should retry."""
 
     status, code = 503, "database_unavailable"
+
+
+class BackendUnavailable(AutofixError):
+    """The backend (dockerd, Swarm) cannot be reached to answer; retry."""
+
+    status, code = 503, "backend_unavailable"
 
 
 class ConfigError(AutofixError):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from receiver.actions.registry import IncidentView
 from receiver.engine.blast_radius import StormPolicy
 from receiver.engine.breaker import BreakerDecision
+from receiver.engine.dependents import DEPENDENT, dependent_playbook, recovered_since
 from receiver.engine.evidence_step import RunEvidence, classification_stop
 from receiver.engine.guards import (
     GuardStop,
@@ -137,7 +138,11 @@ def still_stands(services: Services, run: Run, incident: Incident) -> Playbook |
     if playbook is None:
         return Skip(GuardStop("playbook_missing", f"playbook {run.playbook!r} (config version "
                               f"{run.config_version}) is not loaded"))
-    if run.alert_status == "firing" and incident.status == IncidentStatus.RESOLVED:
+    if run.trigger == DEPENDENT:
+        # Its parent's restart resolving the alert is the expected case: a dependent's run
+        # stops only for a closed incident.
+        playbook = dependent_playbook(playbook)
+    elif run.alert_status == "firing" and incident.status == IncidentStatus.RESOLVED:
         # The alert cleared while the run waited in the queue: acting now would act on
         # a resolved alert, the field's classic way to hurt a healthy container.
         return Skip(GuardStop("alert_resolved", "the alert resolved before the run started"))
@@ -184,9 +189,12 @@ def held(session: Session, services: Services, candidate: Candidate) -> Proceed 
 def target_guards(services: Services, candidate: Candidate) -> Proceed | Skip:
     """Stage 3: the target resolved to one canonical identity, allowed, present, not already
     recovering (guards.py). A playbook that only notifies or checks has no subject."""
+    # A dependent restarted by Docker's policy before its parent's restart is still in the
+    # old namespace: only a start after the parent's run counts as recovered.
     subject = check_run_target(services, candidate.playbook, candidate.info.target,
                                candidate.info.reason,
-                               replace(candidate.view, starts_at=candidate.recovered_since))
+                               replace(candidate.view, starts_at=candidate.recovered_since),
+                               0.0 if candidate.info.trigger == DEPENDENT else None)
     return Skip(subject) if isinstance(subject, GuardStop) else Proceed(subject)
 
 
@@ -315,7 +323,10 @@ def admission(session: Session, services: Services, candidate: Candidate,
 
 def _recovered_since(session: Session, run: Run, incident: Incident) -> datetime:
     """A (re)start after this moment means someone else fixed it already. For a retry,
-    autofix's own earlier restarts of this incident do not count as recoveries."""
+    autofix's own earlier restarts of this incident do not count as recoveries. For a
+    dependent, a restart after its parent's run ended."""
+    if run.trigger == DEPENDENT:
+        return recovered_since(run.chain, incident.starts_at)
     if run.trigger != "retry":
         return incident.starts_at
     last_ours = session.scalar(select(func.max(Run.finished_at)).where(

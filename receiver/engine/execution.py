@@ -42,6 +42,14 @@ from receiver.engine.admission import (
     still_stands,
     target_guards,
 )
+from receiver.engine.dependents import (
+    DEPENDENT,
+    Chain,
+    chain_closes,
+    first_look,
+    next_after_run,
+    next_after_skip,
+)
 from receiver.engine.evidence_step import RunEvidence
 from receiver.engine.guards import GuardStop, maintenance_stop, target_lock
 from receiver.engine.host_storm import record_storm
@@ -118,6 +126,7 @@ def insert_action(session: Session, values: dict[str, Any]) -> bool:
 def _close_after_run(session: Session, services: Services, info: RunInfo,
                      outcome: str, dry_run: bool) -> None:
     why = ("manual run" if info.trigger == "manual" else "dry run" if dry_run
+           else "the dependents of a manual run:" if info.trigger == DEPENDENT
            else "notify-only playbook")
     transition_incident(session, info.incident_id, "close", closed_at=services.clock(),
                         closed_by="autofix", next_attempt_at=None,
@@ -161,6 +170,11 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     if stop.reason in RETRY_ON_SKIP and stop.retry_after_s is not None:
         schedule_retry(session, info.trigger, info.incident_id,
                        now + timedelta(seconds=stop.retry_after_s))
+    if info.trigger == DEPENDENT:
+        if next_after_skip(session, services, escalate_incident, info, stop) is not None:
+            services.wakeup.set()
+        else:  # the chain ended here: a manual run's incident closes now
+            closes_incident = closes_incident or chain_closes(session, info.run_id)
     if closes_incident:
         _close_after_run(session, services, info, f"skipped ({stop.reason})", info.dry_run)
     # A stop that needs a human is a warning; cooldowns and recoveries are routine.
@@ -196,6 +210,14 @@ def execute_run(services: Services, run_id: int) -> Decision:
                         closes_incident=candidate.info.trigger == "manual")
             return early
     guarded, evidence, candidate = _guard_without_transaction(services, candidate)
+    chain: Chain | None = None
+    if isinstance(guarded, Proceed) and guarded.subject is not None and not guarded.peek_stopped:
+        looked = first_look(services, candidate.playbook, candidate.info.trigger,
+                            guarded.subject)
+        if isinstance(looked, GuardStop):  # a cycle: refused before the target is touched
+            guarded = Skip(looked)
+        else:
+            chain = looked
     with target_lock(services.database), services.database.session("run_admit") as session:
         decision: Decision = guarded
         if isinstance(guarded, Proceed):
@@ -210,7 +232,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
                                candidate.dry_run, subject.name if subject else info.target,
                                evidence)
     _finish(services, info, candidate.playbook, status, error, candidate.dry_run,
-            candidate.closes, subject is not None, held_by)
+            candidate.closes, subject is not None, held_by, chain)
     if candidate.rollback is not None:  # never silent: a human hears what was done
         _escalate_durably(services, info, rollback_finished(
             services, candidate.rollback.change, status == RunStatus.SUCCEEDED, error,
@@ -436,7 +458,9 @@ def _held_before(services: Services, step: ActionStep, labels: dict[str, str],
 
 def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
             error: str | None, dry_run: bool, closes: bool, guarded: bool,
-            held_by: str | None = None) -> None:
+            held_by: str | None = None, chain: Chain | None = None) -> None:
+    queued: list[int] = []
+
     def finish(session: Session) -> bool:
         now = services.clock()
         events: dict[str, str] = {RunStatus.SUCCEEDED: "succeed", RunStatus.SKIPPED: "skip"}
@@ -448,12 +472,19 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
         if not transition_run(session, info.run_id, event, finished_at=now, error=error,
                               current_step=None, **why):
             return False
+        # The target's dependents, in order (dependents.py): the next one's run. A manual
+        # run's incident closes when its chain ends, not before its dependents ran.
+        manual = info.trigger == "manual" or (info.trigger == DEPENDENT
+                                              and chain_closes(session, info.run_id))
+        queued[:] = [run_id for run_id in [next_after_run(
+            session, services, escalate_incident, info, chain, status, dry_run,
+            closes=manual)] if run_id is not None]
         # A failed notify/check-only run of an alert stays escalated for a human (its alert
         # still resolves it), and one a pause stopped half-way stays open for the resume to
         # queue again; a manual run closes whatever happened. An alert's dry run is neither
         # closed on failure nor retried: its incident waits for the alert to resolve.
-        if closes and (info.trigger == "manual"
-                       or status not in (RunStatus.FAILED, RunStatus.SKIPPED)):
+        if (closes or manual) and not queued and (
+                manual or status not in (RunStatus.FAILED, RunStatus.SKIPPED)):
             _close_after_run(session, services, info, status, dry_run)
         elif status == RunStatus.FAILED and not closes and not dry_run:
             # Still firing after a failed attempt: try again after the cooldown; the
@@ -464,6 +495,8 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
 
     finished = write_durably(services.database, "run_finish", finish,
                              services.settings.record_retry_s, run_id=info.run_id)
+    if queued:
+        services.wakeup.set()
     log.info("run finished", extra={
         "run_id": info.run_id, "incident_id": info.incident_id, "target": info.target,
         "fingerprint": info.fingerprint, "status": status, "error": error,

@@ -88,7 +88,8 @@ class Subject:
 
 
 def check_run_target(services: Services, playbook: Playbook, target: str,
-                     target_error: str | None, view: IncidentView) -> GuardStop | Subject | None:
+                     target_error: str | None, view: IncidentView,
+                     lookback_s: float | None = None) -> GuardStop | Subject | None:
     """Guards 0-3 for a run. A playbook that changes a container is guarded as that container;
     one that only calls URLs, per URL host; one that only checks or notifies needs no guard
     (None)."""
@@ -104,7 +105,7 @@ def check_run_target(services: Services, playbook: Playbook, target: str,
             executor = services.executor_for(playbook)
         except ExecutorError as exc:  # a run planned when its backend was still enabled
             return GuardStop("executor_unavailable", str(exc), escalate=True)
-        return check_target(target, executor, services.settings, view.starts_at)
+        return check_target(target, executor, services.settings, view.starts_at, lookback_s)
     for step, spec in zip(playbook.actions, specs, strict=True):
         if spec is not None and spec.endpoint is not None:
             # `{{ target }}` is the playbook's target from the labels, never the stored key.
@@ -141,8 +142,10 @@ def endpoint_key(url: str) -> str | None:
 
 
 def check_target(target: str, executor: Executor, settings: Settings,
-                 incident_starts_at: datetime) -> GuardStop | Subject:
-    """Guards 0-3, which need the backend. Returns the resolved target when they all pass."""
+                 incident_starts_at: datetime, lookback_s: float | None = None
+                 ) -> GuardStop | Subject:
+    """Guards 0-3, which need the backend. Returns the resolved target when they all pass.
+    `lookback_s` replaces AUTOFIX_RECOVERY_LOOKBACK_S (a dependent's run: 0)."""
     if not target or not executor.validate_target_syntax(target):
         # Nothing can be done for this alert as it is: a human must look.
         return GuardStop("invalid_target",
@@ -178,7 +181,8 @@ def check_target(target: str, executor: Executor, settings: Settings,
         return GuardStop("target_not_allowed",
                          f"{seen} lacks the label {settings.opt_in_label}=true", target=name)
     why = executor.already_recovering(state, incident_starts_at,
-                                      timedelta(seconds=settings.recovery_lookback_s))
+                                      timedelta(seconds=settings.recovery_lookback_s
+                                                if lookback_s is None else lookback_s))
     if why is not None:
         return GuardStop("already_recovered", why, target=name)
     return Subject(name, name, identity, host)

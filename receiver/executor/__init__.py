@@ -2,6 +2,8 @@
 
 from receiver.executor.base import (
     ContainerImage,
+    DependencyCycle,
+    Dependent,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -17,6 +19,7 @@ from receiver.executor.base import (
     TargetState,
 )
 
-__all__ = ["ContainerImage", "EvidenceLimits", "EvidenceSource", "ExecResult", "Executor",
-           "ExecutorError", "ImageSource", "RollbackRefused", "RollbackResult", "ServiceExecutor",
-           "TargetAmbiguous", "TargetIdentity", "TargetNotFound", "TargetState"]
+__all__ = ["ContainerImage", "DependencyCycle", "Dependent", "EvidenceLimits", "EvidenceSource",
+           "ExecResult", "Executor", "ExecutorError", "ImageSource", "RollbackRefused",
+           "RollbackResult", "ServiceExecutor", "TargetAmbiguous", "TargetIdentity",
+           "TargetNotFound", "TargetState"]

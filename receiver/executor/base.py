@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from receiver.domain.graph import Dependent
 from receiver.domain.images import ContainerImage
 
-__all__ = ["ContainerImage", "EvidenceLimits", "EvidenceSource", "ExecResult", "Executor",
-           "ExecutorError", "ImageSource", "RollbackRefused", "RollbackResult",
-           "ServiceExecutor", "TargetAmbiguous",
-           "TargetIdentity", "TargetNotFound", "TargetState"]
+__all__ = ["ContainerImage", "DependencyCycle", "Dependent", "EvidenceLimits", "EvidenceSource",
+           "ExecResult", "Executor", "ExecutorError", "ImageSource", "RollbackRefused",
+           "RollbackResult", "ServiceExecutor", "TargetAmbiguous", "TargetIdentity",
+           "TargetNotFound", "TargetState"]
 
 
 class ExecutorError(Exception):
@@ -21,6 +22,10 @@ class ExecutorError(Exception):
 
 class TargetNotFound(ExecutorError):
     """No such target on this backend."""
+
+
+class DependencyCycle(ExecutorError):
+    """The target's dependents form a cycle; the message names it (a -> b -> a)."""
 
 
 class TargetAmbiguous(ExecutorError):
@@ -138,8 +143,15 @@ class Executor(Protocol):
         """Named reads for an evidence capture. Known names: `state` (status, exit code,
         oom_killed, restart count, times, health with its last outputs), `logs` (text,
         timestamps kept), `stats` (memory, CPU), `events` (recent lifecycle events) and
-        `operator_stop` (stopped_by_operator's answer); a backend may add its own (a Swarm
-        backend: `tasks`, the task history)."""
+        `operator_stop` (stopped_by_operator's answer), `dependents` (who depends on the
+        target, or the cycle); a backend may add its own (a Swarm backend: `tasks`, the
+        task history)."""
+        ...
+
+    def dependents(self, identity: TargetIdentity) -> list[Dependent]:
+        """The targets that depend on this one (receiver/domain/graph.py), in the order to
+        restart them after it. Raises DependencyCycle for a cycle reachable from it, and
+        ExecutorError when the backend cannot say."""
         ...
 
     def ping(self) -> None:

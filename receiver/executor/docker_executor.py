@@ -17,6 +17,8 @@ import requests
 from receiver.executor import docker_evidence, docker_rollback
 from receiver.executor.base import (
     ContainerImage,
+    DependencyCycle,
+    Dependent,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -28,6 +30,7 @@ from receiver.executor.base import (
     TargetState,
 )
 from receiver.executor.docker_api import LazyDockerClient, docker_call
+from receiver.executor.docker_graph import dependents_from_list
 from receiver.intent.decide import ContainerFacts
 
 __all__ = ["DockerExecutor", "is_valid_container_name", "own_container_ids"]
@@ -56,8 +59,10 @@ class DockerExecutor:
     backend = "docker"
 
     def __init__(self, base_url: str | None, timeout_s: float,
-                 own_ids: frozenset[str] | None = None) -> None:
+                 own_ids: frozenset[str] | None = None,
+                 opt_in_label: str = "autofix.enable") -> None:
         self._client = LazyDockerClient(base_url, timeout_s, "Docker")
+        self.opt_in_label = opt_in_label  # the evidence says which dependents are opted in
         self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.base_url = base_url
         self.timeout_s = timeout_s
@@ -181,6 +186,12 @@ class DockerExecutor:
         except TargetNotFound:
             return False
 
+    def dependents(self, identity: TargetIdentity) -> list[Dependent]:
+        """From one list call (`docker ps -a`): network_mode container: and Compose's
+        depends_on labels (receiver/domain/graph.py)."""
+        listed = self._call("docker ps -a", self._docker().api.containers, all=True)
+        return dependents_from_list(listed, identity.id)
+
     def is_self(self, identity: TargetIdentity) -> bool:
         # The hostname is the 12-character ID prefix of the container we run in.
         return any(identity.id.startswith(own) for own in self.own_ids if own)
@@ -226,6 +237,7 @@ class DockerExecutor:
                 f"docker events {target}", docker_evidence.container_events,
                 self._docker().api, container().id, None),
             "operator_stop": operator_stop,
+            "dependents": lambda: dependents_evidence(self, target),
         }
 
     def inspect(self, target: str) -> TargetState:
@@ -299,6 +311,19 @@ class DockerExecutor:
                        stop_timeout_s: float = 10.0) -> RollbackResult:
         """Recreate the container from `image` (docker_rollback.py says how)."""
         return docker_rollback.rollback(self._docker().api, target, image, now, stop_timeout_s)
+
+
+def dependents_evidence(executor: DockerExecutor, target: str) -> dict[str, Any]:
+    """The `dependents` evidence source: who depends on the target, or the cycle."""
+    try:
+        found = executor.dependents(executor.resolve(target))
+    except DependencyCycle as exc:
+        return {"cycle": str(exc), "dependents": []}
+    label = executor.opt_in_label
+    return {"cycle": None, "dependents": [
+        {"name": d.name, "id": d.id, "kind": d.kind, "restart_flag": d.restart_flag,
+         "depends_on": list(d.depends_on),
+         "opted_in": str(d.labels.get(label, "")).lower() == "true"} for d in found]}
 
 
 def _minus(moment: datetime, delta: timedelta) -> datetime:

@@ -33,7 +33,8 @@ class Backend:
 BACKENDS: Mapping[str, Backend] = MappingProxyType({
     "docker": Backend(
         enabled=lambda settings: True,
-        build=lambda settings: DockerExecutor(settings.docker_host, settings.docker_timeout_s)),
+        build=lambda settings: DockerExecutor(settings.docker_host, settings.docker_timeout_s,
+                                              opt_in_label=settings.opt_in_label)),
     # The manager at AUTOFIX_SWARM_HOST, else at the Docker host.
     "swarm": Backend(
         enabled=lambda settings: settings.swarm_enabled,

@@ -19,6 +19,7 @@ import requests
 from receiver.executor import swarm_tasks
 from receiver.executor.base import (
     ContainerImage,
+    Dependent,
     EvidenceLimits,
     EvidenceSource,
     ExecResult,
@@ -158,6 +159,12 @@ class SwarmExecutor:
         mode = (self._service(state.id).get("Spec") or {}).get("Mode") or {}
         replicas = (mode.get("Replicated") or {}).get("Replicas")
         return f"{state.name} is scaled to 0 replicas" if replicas == 0 else None
+
+    def dependents(self, identity: TargetIdentity) -> list[Dependent]:
+        """None: a service's tasks are replaced under its own update policy, on any node,
+        and `network_mode: container:` does not exist in Swarm; a service that needs
+        another is restarted by Swarm's own health checks, not by a chain from autofix."""
+        return []
 
     def evidence_sources(self, target: str, limits: EvidenceLimits
                          ) -> dict[str, EvidenceSource]:

@@ -189,6 +189,10 @@ class Playbook(_Strict):
     # params' context (preconditions.py): empty or unanswered means precondition_failed.
     require: list[Annotated[str, AfterValidator(_promql_expression)]] = Field(
         default_factory=list, max_length=MAX_REQUIRE)
+    # After a run that restarted the target succeeds: `restart` its dependents in order
+    # (network_mode container: always; compose depends_on only with `restart: true`),
+    # each as a run of its own under every guard; `leave` touches none (domain/graph.py).
+    dependents: Literal["restart", "leave"] = "restart"
 
     _cooldown = field_validator("cooldown_s", mode="before")(parse_duration)
     _approval_timeout = field_validator("approval_timeout_s", mode="before")(parse_duration)

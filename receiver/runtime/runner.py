@@ -18,6 +18,7 @@ from sqlalchemy import exc, func, select, text, update
 from sqlalchemy.orm import Session
 
 from receiver.domain.errors import DatabaseUnavailable
+from receiver.engine.dependents import DEPENDENT, dependent_playbook
 from receiver.engine.execution import execute_run
 from receiver.engine.retries import queue_due_retries
 from receiver.engine.services import Services, worker_id
@@ -129,7 +130,8 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
             if step is not None:
                 insert_action(session, dict(
                     run_id=run_id, incident_id=incident_id, playbook=playbook,
-                    action=_step_action(services, playbook, step), target=target, params={},
+                    action=_step_action(services, playbook, step, trigger), target=target,
+                    params={},
                     outcome="interrupted", reason="worker_stopped", error=why,
                     started_at=now, finished_at=now, duration_s=None, trigger=trigger,
                     step=step))
@@ -142,8 +144,10 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
     return done
 
 
-def _step_action(services: Services, playbook: str, step: int) -> str:
+def _step_action(services: Services, playbook: str, step: int, trigger: str = "") -> str:
     found = services.config.current.playbooks.by_name(playbook)
+    if found is not None and trigger == DEPENDENT:  # its steps are fixed, not the playbook's
+        found = dependent_playbook(found)
     if found is not None and 0 <= step < len(found.actions):
         return found.actions[step].action
     return "unknown"

@@ -143,7 +143,9 @@ class Run(Base):
                                              index=True)
     playbook: Mapped[str] = mapped_column(String(255))
     target: Mapped[str] = mapped_column(String(255))
-    trigger: Mapped[str] = mapped_column(String(16))  # alert or manual
+    # alert, manual, retry, or dependent (engine/dependents.py: restarts one container that
+    # depends on an earlier run's target, carrying the rest of the chain in `chain`)
+    trigger: Mapped[str] = mapped_column(String(16))
     alert_status: Mapped[str] = mapped_column(String(16), default="firing")
     reason: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str | None] = mapped_column(String(255))
@@ -171,6 +173,9 @@ class Run(Base):
     decided_by: Mapped[str | None] = mapped_column(String(255))
     decision: Mapped[str | None] = mapped_column(String(16))  # approved, denied, expired
     decision_comment: Mapped[str | None] = mapped_column(Text)
+    # A run of trigger `dependent` (engine/dependents.py): the container it restarts after
+    # its parent, the ones still to restart after it, and the ones left (why), as JSON.
+    chain: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class Action(Base):

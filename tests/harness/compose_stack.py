@@ -439,6 +439,7 @@ def receiver_proxy_table(probe_id: str, victim_id: str
         ("GET", f"/v1.41/containers/{c}/logs?stdout=1&stderr=1&tail=5", None, {200}),
         ("GET", f"/v1.41/containers/{c}/stats?stream=0&one-shot=1", None, {200}),
         ("GET", "/v1.41/events?since=1&until=2", None, {200}),
+        ("GET", "/v1.41/containers/json?all=1", None, {200}),  # who depends on whom
         ("POST", f"/v1.41/containers/{c}/logs", None, {403}),
         # refused: a start that carries a configuration (issue 26 finding 6), old API
         # versions, unversioned paths, an exec other than the SDK's exec_run
@@ -467,7 +468,7 @@ def receiver_proxy_table(probe_id: str, victim_id: str
         ("POST", f"/v1.41/containers/{c}/attach?stream=1&stdout=1", None, {403}),
         ("GET", f"/v1.41/containers/{c}/export", None, {403}),
         ("GET", f"/v1.41/containers/{c}/top", None, {403}),
-        ("GET", "/v1.41/containers/json", None, {403}),
+        ("POST", "/v1.41/containers/json", None, {403}),
         # prune only what carries a label nothing has, should the proxy let it through
         ("POST", "/v1.41/containers/prune?filters=%7B%22label%22%3A%5B%22afc-none%22%5D%7D",
          None, {403}),

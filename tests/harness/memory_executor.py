@@ -14,8 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from receiver.domain.graph import ContainerRow, CycleFound, dependents_of
 from receiver.executor import (
     ContainerImage,
+    DependencyCycle,
+    Dependent,
     EvidenceLimits,
     ExecResult,
     RollbackRefused,
@@ -39,6 +42,7 @@ class MemoryContainer:
     image: str = "sha256:" + "1" * 64
     image_ref: str = "app:v1"
     created_at: datetime = datetime(2025, 12, 1, tzinfo=UTC)  # long before any test alert
+    network_mode: str = ""  # "container:<name or id>": shares that one's namespace
 
 
 class MemoryExecutor:
@@ -112,6 +116,14 @@ class MemoryExecutor:
 
     def is_self(self, identity: TargetIdentity) -> bool:
         return False
+
+    def dependents(self, identity: TargetIdentity) -> list[Dependent]:
+        rows = [ContainerRow(c.name, c.id, dict(c.labels), c.network_mode)
+                for c in self.containers.values()]
+        try:
+            return dependents_of(rows, identity.id)
+        except CycleFound as exc:
+            raise DependencyCycle(str(exc)) from exc
 
     def host_of(self, identity: TargetIdentity) -> str:
         return "memory"

@@ -3,7 +3,7 @@ container recreated from a new image (a deploy, Watchtower, `compose pull && up`
 from one that crashed.
 
 Revision ID: 0013
-Revises: 0012 (renumbered at merge if another 0013 lands first)
+Revises: 0012
 
 """
 

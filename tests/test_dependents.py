@@ -1,0 +1,239 @@
+"""Dependents in order (issue #31) on the memory executor: the chain after a target's run,
+each dependent a run of its own under every guard, opt-in, cycles, `dependents: leave`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.domain.graph import COMPOSE_DEPENDS_ON, COMPOSE_PROJECT, COMPOSE_SERVICE
+from receiver.runtime.runner import Runner
+from tests.harness.app_driver import actions, drain, incidents, runs
+from tests.harness.memory_app import fire, make_app
+from tests.harness.playbook_yaml import restart_playbook
+
+PLAYBOOK = restart_playbook(wait_timeout_s=0.2, running_for_s=0)
+LEAVE = PLAYBOOK.replace("    actions:\n", "    dependents: leave\n    actions:\n")
+
+
+def restarted(executor: Any) -> list[str]:
+    return [name for verb, name in executor.calls if verb == "restart"]
+
+
+def vpn_trio(executor: Any, **child: Any) -> None:
+    executor.add("vpn")
+    executor.add("app", network_mode="container:vpn", **child)
+    executor.add("tail", network_mode=f"container:{executor.containers['app'].id}")
+
+
+def test_dependents_restart_in_order_each_as_its_own_run(db_url, app_factory,
+                                                         tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+    executor.add("bystander")
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+    found = runs(app)
+    assert [(r.trigger, r.target, r.status) for r in found] == [
+        ("alert", "vpn", "succeeded"), ("dependent", "app", "succeeded"),
+        ("dependent", "tail", "succeeded")]
+    assert found[1].chain["parent"] == "vpn"
+    assert [entry["name"] for entry in found[1].chain["remaining"]] == ["tail"]
+    assert len({r.incident_id for r in found}) == 1
+    assert incidents(app)[0].status == "remediating"
+
+
+def test_a_dependent_not_opted_in_is_reported_and_left_with_its_own(db_url, app_factory,
+                                                                    tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor, labels={})
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "app" in incident.escalation_reason and "not opted in" in incident.escalation_reason
+
+
+def test_a_cycle_is_refused_before_the_target_is_touched(db_url, app_factory,
+                                                         tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    for name, depends in (("db", "app:service_started:true"),
+                          ("app", "db:service_healthy:true")):
+        executor.add(name, labels={"autofix.enable": "true", COMPOSE_PROJECT: "p",
+                                   COMPOSE_SERVICE: name, COMPOSE_DEPENDS_ON: depends})
+    fire(app.test_client(), {"container": "db"})
+    drain(app)
+    assert restarted(executor) == []
+    [run] = runs(app)
+    assert run.status == "skipped" and run.error.startswith("dependency_cycle: ")
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "dependency cycle: db -> app -> db" in incident.escalation_reason
+
+
+def test_leave_touches_no_dependent(db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, LEAVE)
+    vpn_trio(executor)
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    assert [r.trigger for r in runs(app)] == ["alert"]
+
+
+def test_a_guard_stopping_a_dependent_ends_the_chain_and_escalates(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK,
+                                protected_containers=["app"])
+    vpn_trio(executor)
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    assert [(r.target, r.status) for r in runs(app)] == [("vpn", "succeeded"),
+                                                         ("app", "skipped")]
+    reason = incidents(app)[0].escalation_reason
+    assert "dependent app not restarted: target_not_allowed" in reason
+    assert "not restarted after it: tail" in reason
+
+
+def test_a_dependent_still_runs_after_its_parent_resolved_the_alert(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+    client = app.test_client()
+    fire(client, {"container": "vpn"})
+    # The parent's run alone; its restart resolves the alert before the chain runs.
+    assert Runner(app.extensions["autofix"]).run_once() is not None
+    fire(client, {"container": "vpn"}, status="resolved")
+    assert incidents(app)[0].status == "resolved"
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+
+
+def test_a_dry_run_records_what_it_would_restart(db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path,
+                                PLAYBOOK.replace("    actions:\n", "    mode: observe\n"
+                                                 "    actions:\n"))
+    vpn_trio(executor)
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == []
+    assert [(r.trigger, r.target, r.status, r.dry_run) for r in runs(app)] == [
+        ("alert", "vpn", "succeeded", True), ("dependent", "app", "succeeded", True),
+        ("dependent", "tail", "succeeded", True)]
+    assert [(a.target, a.action, a.outcome) for a in actions(app, "tail")] == [
+        ("tail", "restart", "dry_run"), ("tail", "wait_healthy", "dry_run")]
+
+
+def test_migration_0014_dependents_goes_down_and_up(db_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from receiver.store.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0013")
+    engine = create_engine(db_url)
+    try:
+        assert "chain" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+        upgrade(db_url)
+        assert "chain" in {c["name"] for c in inspect(engine).get_columns("runs")}
+    finally:
+        engine.dispose()
+
+
+# ---- GET /api/v1/targets/{name}/dependents ----------------------------------------------
+
+def test_dependents_endpoint_answers_the_order_kind_opt_in_and_errors(
+        db_url, app_factory, tmp_path) -> None:
+    from receiver.executor import ExecutorError
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor, labels={})
+    executor.add("db", labels={COMPOSE_PROJECT: "p", COMPOSE_SERVICE: "db"})
+    executor.add("api", labels={COMPOSE_PROJECT: "p", COMPOSE_SERVICE: "api",
+                                COMPOSE_DEPENDS_ON: "db:service_healthy:false"})
+    client = app.test_client()
+    got = client.get("/api/v1/targets/vpn/dependents", headers=api_headers())
+    assert got.status_code == 200, got.json
+    body = got.json
+    assert (body["target"], body["backend"]) == ("vpn", "memory")
+    assert [(d["name"], d["kind"], d["opted_in"], d["would_restart"], d["depends_on"])
+            for d in body["dependents"]] == [("app", "network", False, False, ["vpn"]),
+                                            ("tail", "network", True, False, ["app"])]
+    assert "not opted in" in body["dependents"][0]["left_because"]
+    compose = client.get("/api/v1/targets/db/dependents", headers=api_headers()).json
+    assert [(d["name"], d["kind"], d["restart_flag"], d["would_restart"])
+            for d in compose["dependents"]] == [("api", "compose", False, False)]
+    missing = client.get("/api/v1/targets/nosuch/dependents", headers=api_headers())
+    assert missing.status_code == 404 and missing.json["error"] == "not_found"
+    assert client.get("/api/v1/targets/vpn/dependents").status_code == 401
+    executor.containers["vpn"].network_mode = "container:tail"  # only memory allows it
+    cycle = client.get("/api/v1/targets/vpn/dependents", headers=api_headers())
+    assert cycle.status_code == 409
+    assert "dependency cycle: vpn -> app -> tail -> vpn" in cycle.json["message"]
+
+    def unreachable(identity: Any) -> Any:
+        raise ExecutorError("docker ps -a: connection refused")
+
+    executor.dependents = unreachable  # type: ignore[method-assign]
+    down = client.get("/api/v1/targets/vpn/dependents", headers=api_headers())
+    assert down.status_code == 503 and down.json["error"] == "backend_unavailable"
+
+
+def test_an_approved_parent_s_dependents_inherit_the_approval(db_url, app_factory,
+                                                              tmp_path) -> None:
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path,
+                                restart_playbook(wait_timeout_s=0.2, running_for_s=0,
+                                                 mode="approve"))
+    vpn_trio(executor)
+    client = app.test_client()
+    fire(client, {"container": "vpn"})
+    drain(app)
+    [waiting] = runs(app)
+    assert waiting.status == "awaiting_approval" and restarted(executor) == []
+    assert client.post(f"/api/v1/runs/{waiting.id}/approve", headers=api_headers(),
+                       json={"actor": "ops"}).status_code == 200
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+    found = runs(app)
+    assert [r.status for r in found] == ["succeeded"] * 3
+    assert [r.decided_by for r in found[1:]] == [f"inherited from run {waiting.id}",
+                                                 f"inherited from run {found[1].id}"]
+
+
+def test_a_manual_run_s_incident_closes_when_its_chain_ends(db_url, app_factory,
+                                                            tmp_path) -> None:
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+    client = app.test_client()
+    assert client.post("/api/v1/playbooks/restart-on-down/run", headers=api_headers(),
+                       json={"labels": {"container": "vpn"}, "reason": "t"}).status_code == 202
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+    assert [r.trigger for r in runs(app)] == ["manual", "dependent", "dependent"]
+    [incident] = incidents(app)
+    assert incident.status == "closed"
+    assert incident.close_reason.startswith("the dependents of a manual run:")
+
+
+def test_dependents_that_cannot_be_listed_do_not_stop_the_target_s_restart(
+        db_url, app_factory, tmp_path) -> None:
+    """A socket proxy that refuses the container list: the target is restarted as before."""
+    from receiver.executor import ExecutorError
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+
+    def refused(identity: Any) -> Any:
+        raise ExecutorError("docker ps -a: 403 Forbidden")
+
+    executor.dependents = refused  # type: ignore[method-assign]
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    assert [(r.trigger, r.status) for r in runs(app)] == [("alert", "succeeded")]
