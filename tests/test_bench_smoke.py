@@ -77,7 +77,8 @@ def test_quick_fleet_writes_every_figure() -> None:
     from tests.harness.root_harness import require_root
 
     require_root("the fleet benchmark")
-    for tool in ("dockerd", "prometheus", "alertmanager", "haproxy", "busybox", "initdb"):
+    for tool in ("dockerd", "prometheus", "prometheus-alertmanager", "haproxy", "busybox",
+                 "initdb"):
         require_binary(tool)
     done = subprocess.run([sys.executable, "-m", "bench.fleet", "--quick"], cwd=ROOT,
                           capture_output=True, text=True, timeout=420)
