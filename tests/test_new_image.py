@@ -217,6 +217,31 @@ def test_by_default_a_new_image_escalates_and_nothing_restarts(
     assert shown["new_image"]["old_image_id"] == V1
 
 
+def test_an_unreadable_image_is_no_guess_it_skips_image_unknown_and_escalates(
+        db_url: str, app_factory: Any, tmp_path: Path) -> None:
+    """Review #31, 7(b): an ExecutorError reading the image was "no new image", so the
+    container was restarted; now nothing is touched and a human is told why."""
+    from receiver.executor import ExecutorError
+
+    app, executor, rolled = make_app(app_factory, db_url, tmp_path)
+    executor.add("web", status="exited")
+
+    def refused(target: str) -> ContainerImage | None:
+        raise ExecutorError("403 Forbidden from the socket proxy")
+
+    executor.container_image = refused  # type: ignore[method-assign]
+    fire_and_drain(app)
+    assert executor.restarts("web") == 0 and rolled == []
+    [skip] = rows(app, Action)
+    assert (skip.action, skip.outcome, skip.reason) == ("guard", "skipped", "image_unknown")
+    [incident] = rows(app, Incident)
+    assert incident.status == "escalated"
+    reason = incident.escalation_reason or ""
+    assert reason.startswith("image_unknown: could not read which image web runs"), reason
+    assert "403 Forbidden from the socket proxy" in reason
+    assert skipped(app, "image_unknown") == 1
+
+
 def test_without_a_predecessor_or_outside_the_window_it_acts(
         db_url: str, app_factory: Any, tmp_path: Path) -> None:
     app, executor, _ = make_app(app_factory, db_url, tmp_path)
