@@ -83,6 +83,11 @@ def test_a_container_recreated_from_a_new_image_rolls_back_to_the_previous_one(
     assert client.containers.get("rb-app").exec_run(["cat", "/version"]).output == b"v1"
     kept = client.api.inspect_container(result.quarantined_as)
     assert (kept["Id"], kept["Image"], kept["State"]["Status"]) == (failing.id, v2, "exited")
+    # Set aside for good: a daemon restart must not start it beside the rolled-back one
+    # (review #31, 4); the new one keeps the container's own policy.
+    assert kept["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert now["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert result.note == "its restart policy set to no"
 
 
 def test_the_action_names_the_quarantined_container_and_the_image(
@@ -99,6 +104,7 @@ def test_the_action_names_the_quarantined_container_and_the_image(
                                                      timeout_s=1))
     assert detail is not None
     assert "rb-act.autofix-quarantine-20261207T023005Z" in detail and v1 in detail
+    assert detail.endswith("its restart policy set to no"), detail
     assert client.api.inspect_container("rb-act")["Image"] == v1
     assert client.api.inspect_container(failing.id)["Name"] == (
         "/rb-act.autofix-quarantine-20261207T023005Z")

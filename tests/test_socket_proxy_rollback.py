@@ -3,8 +3,9 @@ rollback.lua) to a real private dockerd: the executor's rollback goes through wi
 refused; the proxy refuses a create that is not the quarantined container's own
 configuration (privileged, an extra bind, another user or network, no opt-in label, an
 image by name, a case-variant or duplicate key, a body past the buffer), a create with no
-stopped quarantined predecessor of that name, and any rename but to the container's own
-quarantine name (or back), or of a container that is not opted in."""
+stopped quarantined predecessor of that name, any rename but to the container's own
+quarantine name (or back), or of a container that is not opted in, and any update but a
+stopped quarantined container's restart policy to "no"."""
 
 from __future__ import annotations
 
@@ -87,7 +88,10 @@ def test_a_rollback_goes_through_the_proxy_with_nothing_refused(
     rolled = client.api.inspect_container("rbp-app")
     assert (rolled["Image"], rolled["State"]["Running"]) == (images[0], True)
     assert rolled["HostConfig"]["Binds"] == failing.attrs["HostConfig"]["Binds"]
-    assert client.api.inspect_container(failing.id)["State"]["Status"] == "exited"
+    kept = client.api.inspect_container(failing.id)
+    assert (kept["State"]["Status"], kept["HostConfig"]["RestartPolicy"]["Name"]) == (
+        "exited", "no")
+    assert result.note == "its restart policy set to no"
     # A new container that fails to start (its command needs v2's `env`) is set aside and
     # the original gets its name back and runs, through the proxy too.
     back = client.containers.run(images[1], ["env", "sh", "-c", APP_CMD], name="rbp-back",
@@ -168,6 +172,30 @@ def test_the_proxy_refuses_every_create_and_rename_a_rollback_does_not_make(
     assert call(port, "GET", f"{V}/images/{images[0]}/json") == 200
     assert call(port, "GET", f"{V}/images/autofix/rollback-app:v1/json") == 403
     assert call(port, "POST", create + "rbp-q", body) == 201
+    # The one update: a stopped, opted-in quarantined container's restart policy to "no",
+    # that body exactly, by id; nothing else, nor of any other container.
+    no = {"RestartPolicy": {"Name": "no"}}
+    update = f"{V}/containers/{app.id}/update"
+    bare = client.containers.create(images[0], name=f"rbp-bare.autofix-quarantine-{STAMP}",
+                                    network_mode="host")  # quarantined by name, not opted in
+    refused_updates: list[tuple[str, Any]] = [
+        (update, {"RestartPolicy": {"Name": "always"}}),
+        (update, {"RestartPolicy": {"Name": "no"}, "Memory": 0}),
+        (update, {"Memory": 0}),
+        (update, '{"RestartPolicy": {"Name": "no"}} '),
+        (update, '{"RestartPolicy":{"Name":"no"}}'),
+        (update, None),
+        (update + "?x=1", no),
+        (f"{V}/containers/rbp-q.autofix-quarantine-{STAMP}/update", no),  # by name
+        (f"{V}/containers/{plain.id}/update", no),       # not quarantined, not opted in
+        (f"{V}/containers/{bare.id}/update", no),
+        (f"{V}/containers/{live.id}/update", no),        # quarantined by name, but running
+        (f"{V}/containers/{client.containers.get('rbp-q').id}/update", no),  # the new one
+        (f"/v1.23/containers/{app.id}/update", no),
+    ]
+    assert [(p, b) for p, b in refused_updates if call(port, "POST", p, b) != 403] == []
+    assert call(port, "POST", update, no) == 200
+    assert client.api.inspect_container(app.id)["HostConfig"]["RestartPolicy"]["Name"] == "no"
     client.containers.get("rbp-q").remove(force=True)
     assert call(port, "POST", f"{V}/containers/{app.id}/rename?name=rbp-q") == 204
     assert client.api.inspect_container(app.id)["Name"] == "/rbp-q"

@@ -171,6 +171,13 @@ class _Steps:
     def start(self, container: str) -> None:
         docker_call(f"docker start {container}", self.api.start, container)
 
+    def no_restart(self, container: str) -> None:
+        """`docker update --restart no`: this body exactly (the socket proxy pins it)."""
+        api = self.api
+        docker_call(f"docker update --restart no {container}", lambda: api._result(
+            api._post_json(api._url("/containers/{0}/update", container),
+                           data={"RestartPolicy": {"Name": "no"}}), True))
+
 
 def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
              stop_timeout_s: float) -> RollbackResult:
@@ -216,8 +223,16 @@ def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
             f"rollback of {name} failed at the start: {exc}; the new container "
             f"{new_id[:12]} was set aside as {failed} (created, not running); "
             + _put_back(steps, old_id, quarantine, name, was_running)) from exc
+    # Only now: a put-back must return the original with its own policy. Set aside, an
+    # `always` one would start again with dockerd and race the new one for its ports.
+    try:
+        steps.no_restart(old_id)
+        note = "its restart policy set to no"
+    except ExecutorError as exc:
+        note = (f"its restart policy could not be set to no ({exc}): it may start again "
+                f"when dockerd restarts")
     return RollbackResult(name=name, new_id=new_id, quarantined_as=quarantine,
-                          quarantined_id=old_id, image=wanted)
+                          quarantined_id=old_id, image=wanted, note=note)
 
 
 def _put_back(steps: _Steps, old_id: str, quarantine: str | None, name: str,
