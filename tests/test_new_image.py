@@ -124,6 +124,49 @@ def test_the_inventory_records_opted_in_containers_once_from_one_list(
         assert [r.name for r in session.scalars(select(ImageHistory))] == ["web"]
 
 
+def test_the_history_follows_a_compose_v2_rename(db_url: str, app_factory: Any) -> None:
+    """Review #31, 3 (/tmp/rev/tmpname.py): Compose v2 creates a recreated container as
+    `<old id[:12]>_<name>` and renames it; the history recorded the temporary name, so a
+    config-only recreate (same image B) was judged "new image A → B" against a 60-day-old
+    container. The start/rename event and the inventory move a known row to its name."""
+    from receiver.engine.new_image import _judged, _named
+    from receiver.runtime.image_inventory import record_container
+    from tests.harness.memory_executor import MemoryContainer
+
+    executor = MemoryExecutor()
+    svc = app_factory(db_url, executor=executor).extensions["autofix"]
+    c1 = image("p-app-1", "1" * 64, V1, NOW - timedelta(days=60))
+    c2 = image("111111111111_p-app-1", "2" * 64, V2, NOW - timedelta(days=7))
+    c3 = image("222222222222_p-app-1", "3" * 64, V2, NOW)  # config-only: the same image
+    with svc.database.session() as session:  # as the follower's inspect on `create` saw them
+        image_history.record(session, [c1], c1.created_at)
+        image_history.record(session, [c2], c2.created_at)
+    # c2's start (or rename) event: the follower moves its row to its name, no inspect.
+    assert not record_container(svc.database, executor, c2.container_id, NOW, "p-app-1")
+    assert executor.image_reads == []
+    with svc.database.session() as session:
+        image_history.record(session, [c3], c3.created_at)
+    # c3 renamed too, seen this time by the inventory's list; a set-aside name is not
+    # followed (a quarantined container keeps its place in its name's history).
+    executor.containers["p-app-1"] = MemoryContainer("p-app-1", c3.container_id, image=V2,
+                                                     created_at=NOW)
+    executor.containers["q"] = MemoryContainer(
+        "p-app-1.autofix-quarantine-20260601T120000Z", c2.container_id, image=V2)
+    assert take_inventory(svc.database, [executor], "autofix.enable", svc.now) == 0
+    with svc.database.session() as session:
+        assert {r.container_id[0]: r.name for r in session.scalars(select(ImageHistory))} == {
+            "1": "p-app-1", "2": "p-app-1", "3": "p-app-1"}
+        current = image_history.find(session, c3.container_id)
+        assert current is not None
+        assert _judged(session, _named(current, "p-app-1"), NOW + timedelta(minutes=10),
+                       3600) is None  # B after B: no new image
+    # A run's own lookup moves a row it finds under another name too.
+    with svc.database.session() as session:
+        image_history.record(session, [image("333333333333_web", "4" * 64, V2, NOW)], NOW)
+        assert image_history.rename(session, "4" * 64, "web") == 1
+        assert image_history.rename(session, "4" * 64, "web") == 0
+
+
 def test_the_inventory_is_a_periodic_job_of_its_own_lane(db_url: str, app_factory: Any) -> None:
     app = app_factory(db_url, executor=MemoryExecutor(), inventory_interval="2m")
     lanes = {lane.name: lane for lane in Runner(app.extensions["autofix"])._periodic.lanes}

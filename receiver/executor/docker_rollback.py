@@ -30,7 +30,8 @@ import docker.errors
 from receiver.executor.base import ExecutorError, RollbackRefused, RollbackResult
 from receiver.executor.docker_api import docker_call
 
-__all__ = ["FAILED_SUFFIX", "QUARANTINE_SUFFIX", "image_id", "plan_create", "rollback"]
+__all__ = ["FAILED_SUFFIX", "QUARANTINE_SUFFIX", "image_id", "plan_create", "rollback",
+           "set_aside"]
 
 QUARANTINE_SUFFIX = ".autofix-quarantine-"
 FAILED_SUFFIX = ".autofix-rollback-failed-"
@@ -253,3 +254,8 @@ def _put_back(steps: _Steps, old_id: str, quarantine: str | None, name: str,
         return (f"put back: the original container {short} is named {name} again but "
                 f"did not start ({exc})")
     return f"put back: the original container {short} is named {name} again, running"
+
+
+def set_aside(name: str) -> bool:
+    """Whether `name` is one a rollback gave the container it set aside."""
+    return QUARANTINE_SUFFIX in name or FAILED_SUFFIX in name
