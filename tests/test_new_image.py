@@ -96,18 +96,56 @@ def test_history_is_insert_if_absent_and_finds_the_predecessor(db_url: str,
         assert not image_history.ran_before(session, new, old)
 
 
-def test_retention_keeps_the_newest_two_of_each_name(db_url: str, app_factory: Any) -> None:
+def test_retention_keeps_the_newest_three_of_each_name(db_url: str, app_factory: Any) -> None:
     database = app_factory(db_url).extensions["autofix"].database
     with database.session() as session:
         image_history.record(session, [
             image("app", f"{i}" * 64, V1 if i % 2 else V2, NOW - timedelta(days=10 - i))
-            for i in range(1, 5)], NOW - timedelta(days=9))
+            for i in range(1, 6)], NOW - timedelta(days=9))
         image_history.record(session, [image("db", "d" * 64, V1, NOW - timedelta(days=9))],
                              NOW - timedelta(days=9))
     assert prune(database, timedelta(days=1), now=NOW)["image_history"] == 2
     with database.session() as session:
         left = sorted((r.name, r.container_id[0]) for r in session.scalars(select(ImageHistory)))
-    assert left == [("app", "3"), ("app", "4"), ("db", "d")]
+    assert left == [("app", "3"), ("app", "4"), ("app", "5"), ("db", "d")]
+
+
+def test_retention_never_loses_the_row_that_tells_a_return_to_an_earlier_image(
+        db_url: str, app_factory: Any) -> None:
+    """Review #31, 6 (/tmp/rev/flip.py): A for months, B deployed, rolled back to A. Keeping
+    two rows per name pruned the first A, so the rolled-back A failing within the window
+    was judged "new image B → A" and rolled back to the bad B. Now a name with a container
+    created within the window keeps every row, and each name its newest three."""
+    database = app_factory(db_url).extensions["autofix"].database
+    t0, now = datetime(2026, 1, 1, tzinfo=UTC), NOW
+    rows_ = [image("app", "0" * 64, V2, t0 - timedelta(days=1)),  # older still: B once
+             image("app", "1" * 64, V1, t0), image("app", "2" * 64, V2, now),
+             image("app", "3" * 64, V1, now + timedelta(minutes=5))]
+
+    def judge(at: datetime) -> Any:
+        with database.session() as session:
+            current = image_history.find(session, "3" * 64)
+            assert current is not None
+            previous = image_history.predecessor(session, current)
+            return new_image(current, previous, at, 3600, previous is not None
+                             and image_history.ran_before(session, current, previous))
+
+    with database.session() as session:
+        for row in rows_:
+            image_history.record(session, [row], min(row.created_at, now))
+    assert judge(now + timedelta(minutes=20)) is None  # a return to A: no new image
+    # Retention 30 days: the window (1h) holds the name's every row; even the fourth.
+    assert prune(database, timedelta(days=30), now=now + timedelta(minutes=10))[
+        "image_history"] == 0
+    assert judge(now + timedelta(minutes=20)) is None
+    # Once no container of the name can be judged, it keeps its newest three.
+    assert prune(database, timedelta(days=30), now=now + timedelta(hours=2))[
+        "image_history"] == 1
+    with database.session() as session:
+        assert sorted(r.container_id[0] for r in session.scalars(select(ImageHistory))) == [
+            "1", "2", "3"]
+    # And the newest three still tell the return.
+    assert judge(now + timedelta(minutes=20)) is None
 
 
 def test_the_inventory_records_opted_in_containers_once_from_one_list(

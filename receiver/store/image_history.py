@@ -20,7 +20,9 @@ from receiver.store.models import ImageHistory
 __all__ = ["KEEP_PER_NAME", "find", "known_ids", "known_names", "predecessor", "prunable",
            "ran_before", "record", "rename"]
 
-KEEP_PER_NAME = 2  # retention never prunes the newest two of a name: "what came before"
+# Retention never prunes the newest three of a name: the predecessor, and the row before
+# it that tells a return to an earlier image (a rollback's) from a new one.
+KEEP_PER_NAME = 3
 
 
 def record(session: Session, images: Iterable[ContainerImage], now: datetime) -> int:
@@ -101,15 +103,22 @@ def ran_before(session: Session, current: ContainerImage, previous: ContainerIma
                ImageHistory.created_at <= previous.created_at).limit(1)).first() is not None
 
 
-def prunable(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
-    """The retention's conditions: first seen before `cutoff`, and not among the newest
-    KEEP_PER_NAME of its name."""
+def prunable(cutoff: datetime, judged_since: datetime | None = None
+             ) -> tuple[ColumnElement[bool], ...]:
+    """The retention's conditions: first seen before `cutoff`, not among the newest
+    KEEP_PER_NAME of its name, and its name has no container created since `judged_since`
+    (now minus the new-image window): one that may still be judged keeps its name's whole
+    history, every row `ran_before` may need."""
     ranked = select(ImageHistory.id, func.row_number().over(
         partition_by=ImageHistory.name,
         order_by=(ImageHistory.created_at.desc(), ImageHistory.id.desc())).label("rank")
     ).subquery()
     newest = select(ranked.c.id).where(ranked.c.rank <= KEEP_PER_NAME)
-    return (ImageHistory.first_seen_at < cutoff, ImageHistory.id.not_in(newest))
+    conditions = (ImageHistory.first_seen_at < cutoff, ImageHistory.id.not_in(newest))
+    if judged_since is None:
+        return conditions
+    recent = select(ImageHistory.name).where(ImageHistory.created_at >= judged_since)
+    return (*conditions, ImageHistory.name.not_in(recent))
 
 
 def _image(row: ImageHistory) -> ContainerImage:
