@@ -163,3 +163,34 @@ def test_a_rollback_whose_new_container_does_not_start_puts_the_original_back(
     state = client.api.inspect_container("rb-back")
     assert (state["Id"], state["State"]["Running"]) == (failing.id, True)
     assert client.api.inspect_container(aside)["Image"] == v1
+
+
+def test_a_container_others_share_is_refused_naming_them_and_nothing_changes(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str],
+        tmp_path: Path) -> None:
+    """Review #31, 5: sidecars in its network, PID or IPC namespace, or taking its volumes,
+    would be cut off by a recreate (they point at the old container): refused, named."""
+    v1, v2 = images
+    failing = deploy_v2(client, "rb-shared", images, tmp_path)
+    sidecars = {
+        "rb-net": {"network_mode": f"container:{failing.id}"},
+        "rb-pid": {"network_mode": "host", "pid_mode": "container:rb-shared"},
+        "rb-vol": {"network_mode": "host", "volumes_from": ["rb-shared:ro"]},
+    }
+    for sidecar, how in sidecars.items():
+        client.containers.run(v1, ["sleep", "600"], name=sidecar, detach=True, **how)
+    with pytest.raises(RollbackRefused) as refused:
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-shared", v1, NOW, 1)
+    text = str(refused.value)
+    assert f"rb-net (network container:{failing.id})" in text, text
+    assert "rb-pid (pid container:rb-shared)" in text or (
+        f"rb-pid (pid container:{failing.id})" in text), text
+    assert "rb-vol (volumes_from rb-shared:ro)" in text, text
+    state = client.api.inspect_container("rb-shared")
+    assert (state["Id"], state["State"]["Running"]) == (failing.id, True)
+    assert not client.containers.list(all=True, filters={"name": "autofix-quarantine"})
+    # Without them it goes through.
+    for sidecar in sidecars:
+        client.containers.get(sidecar).remove(force=True)
+    result = DockerExecutor(private_dockerd.url, 30).rollback_image("rb-shared", v1, NOW, 1)
+    assert client.api.inspect_container("rb-shared")["Id"] == result.new_id

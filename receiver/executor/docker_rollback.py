@@ -147,6 +147,42 @@ class _Steps:
             return False
         return True
 
+    def sharing(self, attrs: dict[str, Any]) -> list[str]:
+        """Who joins the container's network, PID or IPC namespace or takes its volumes
+        (`container:<id or name>`, VolumesFrom): a recreate would cut them off. One list;
+        the list shows only NetworkMode, so each other container is inspected for the rest."""
+        own_id, name = str(attrs.get("Id", "")), str(attrs.get("Name", "")).lstrip("/")
+
+        def is_it(ref: str) -> bool:
+            ref = ref.split(":", 1)[0].lstrip("/")
+            return bool(ref) and (ref == name or (len(ref) >= 12 and own_id.startswith(ref)))
+
+        listed = docker_call("docker ps -a", self.api.containers, all=True)
+        found: list[str] = []
+        for row in listed:
+            other = str(row.get("Id", ""))
+            if other == own_id:
+                continue
+            label = next(iter(row.get("Names") or []), other[:12]).lstrip("/")
+            mode = str((row.get("HostConfig") or {}).get("NetworkMode") or "")
+            uses = [f"network {mode}"] if mode.startswith("container:") \
+                and is_it(mode.split(":", 1)[1]) else []
+            try:
+                host = self.api.inspect_container(other).get("HostConfig") or {}
+            except docker.errors.NotFound:
+                continue  # removed since the list
+            except (docker.errors.APIError, docker.errors.DockerException) as exc:
+                raise ExecutorError(f"docker inspect {label}: {exc}") from exc
+            for field, kind in (("PidMode", "pid"), ("IpcMode", "ipc")):
+                value = str(host.get(field) or "")
+                if value.startswith("container:") and is_it(value.split(":", 1)[1]):
+                    uses.append(f"{kind} {value}")
+            uses += [f"volumes_from {source}" for source in host.get("VolumesFrom") or []
+                     if is_it(source)]
+            if uses:
+                found.append(f"{label} ({', '.join(uses)})")
+        return found
+
     def image(self, ref: str, role: str) -> dict[str, Any]:
         try:
             found: dict[str, Any] = self.api.inspect_image(ref)
@@ -192,6 +228,12 @@ def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
     steps.image(wanted, "previous")
     body = plan_create(attrs, steps.image(str(attrs.get("Image")), "current"), wanted,
                        steps.exists)
+    shared = steps.sharing(attrs)
+    if shared:
+        raise RollbackRefused(
+            f"other containers share {name}'s namespaces or volumes: {'; '.join(shared)}; "
+            f"a recreated {name} would cut them off, so they must be recreated with it "
+            f"(by hand, or by the deploy)")
     state = attrs.get("State") or {}
     was_running = bool(state.get("Running") or state.get("Restarting"))
     # A naive clock is taken as UTC (astimezone would read it as local time).
