@@ -170,7 +170,7 @@ def test_a_container_others_share_is_refused_naming_them_and_nothing_changes(
         tmp_path: Path) -> None:
     """Review #31, 5: sidecars in its network, PID or IPC namespace, or taking its volumes,
     would be cut off by a recreate (they point at the old container): refused, named."""
-    v1, v2 = images
+    v1, _ = images
     failing = deploy_v2(client, "rb-shared", images, tmp_path)
     sidecars = {
         "rb-net": {"network_mode": f"container:{failing.id}"},
