@@ -257,9 +257,15 @@ local function networking_ok(networking, host, settings)
             if key == "IPAMConfig" then
                 if not equal(value, own_ipam) then return false end
             elseif key == "Aliases" then
+                -- Only its own names: never another service's DNS name on that network.
                 if kind(value) ~= "array" then return false end
+                local own_aliases = {}
+                local listed = kind(own) == "object" and own.Aliases or nil
+                for _, alias in ipairs(kind(listed) == "array" and listed or {}) do
+                    if type(alias) == "string" then own_aliases[alias] = true end
+                end
                 for _, alias in ipairs(value) do
-                    if type(alias) ~= "string" then return false end
+                    if type(alias) ~= "string" or not own_aliases[alias] then return false end
                 end
             else
                 return false

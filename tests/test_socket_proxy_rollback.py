@@ -199,3 +199,43 @@ def test_the_proxy_refuses_every_create_and_rename_a_rollback_does_not_make(
     client.containers.get("rbp-q").remove(force=True)
     assert call(port, "POST", f"{V}/containers/{app.id}/rename?name=rbp-q") == 204
     assert client.api.inspect_container(app.id)["Name"] == "/rbp-q"
+
+
+def test_the_proxy_refuses_a_create_claiming_another_name_on_the_network(
+        client: docker.DockerClient, images: tuple[str, str], proxy: SocketProxy) -> None:
+    """Review #31, 8: the create's network aliases must be among the quarantined endpoint's
+    own; any other (another service's DNS name, `db`) is refused. The containers are only
+    created, never started: no traffic leaves the host."""
+    network = client.networks.create("rbp-net", driver="bridge", internal=True)
+    try:
+        api = client.api
+        api.create_container(  # the service whose name a compromised receiver would take
+            images[0], name="rbp-db", host_config=api.create_host_config(network_mode="rbp-net"),
+            networking_config=api.create_networking_config(
+                {"rbp-net": api.create_endpoint_config(aliases=["db"])}))
+        made = api.create_container(
+            images[1], name="rbp-n", labels=LABELS,
+            host_config=api.create_host_config(network_mode="rbp-net"),
+            networking_config=api.create_networking_config(
+                {"rbp-net": api.create_endpoint_config(aliases=["web-own"])}))
+        body = plan_create(api.inspect_container(made["Id"]), api.inspect_image(images[1]),
+                           images[0], lambda _: True)
+        assert body["NetworkingConfig"] == {"EndpointsConfig": {"rbp-net": {
+            "Aliases": ["web-own"]}}}
+        api.rename(made["Id"], f"rbp-n.autofix-quarantine-{STAMP}")
+
+        def aliases(names: list[str]) -> dict[str, Any]:
+            changed = copy.deepcopy(body)
+            changed["NetworkingConfig"]["EndpointsConfig"]["rbp-net"]["Aliases"] = names
+            return changed
+
+        create = f"{V}/containers/create?name=rbp-n"
+        assert [names for names in (["web-own", "db"], ["db"], ["rbp-db"], [""], [1])
+                if call(proxy.port, "POST", create, aliases(names)) != 403] == []
+        assert call(proxy.port, "POST", create, aliases([])) == 201
+        client.containers.get("rbp-n").remove(force=True)
+        assert call(proxy.port, "POST", create, body) == 201
+    finally:
+        for container in client.containers.list(all=True, filters={"name": "rbp-"}):
+            container.remove(force=True)
+        network.remove()
