@@ -97,8 +97,10 @@ def test_a_rollback_goes_through_the_proxy_with_nothing_refused(
     back = client.containers.run(images[1], ["env", "sh", "-c", APP_CMD], name="rbp-back",
                                  labels=LABELS, network_mode="host", detach=True)
     seen = len(proxy.log())
-    with pytest.raises(ExecutorError, match="is named rbp-back again, running"):
+    with pytest.raises(ExecutorError, match="is named rbp-back again, running") as raised:
         executor.rollback_image("rbp-back", images[0], now, 1)
+    assert f"found now: rbp-back is the original container {back.id[:12]} (running" in str(
+        raised.value)
     start_failed = [line for line in proxy.log()[seen:].splitlines() if " 403 " in line]
     assert start_failed == []
     state = client.api.inspect_container("rbp-back")

@@ -240,17 +240,23 @@ def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
     stamp = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).strftime(
         "%Y%m%dT%H%M%SZ")
     quarantine = f"{name}{QUARANTINE_SUFFIX}{stamp}"
-    steps.stop(old_id, stop_timeout_s)
+    try:
+        steps.stop(old_id, stop_timeout_s)
+    except ExecutorError as exc:
+        raise ExecutorError(f"rollback of {name} failed at the stop: {exc}; "
+                            + _found(steps, name, old_id)) from exc
     try:
         steps.rename(old_id, quarantine)
     except ExecutorError as exc:
         raise ExecutorError(f"rollback of {name} failed at the rename: {exc}; "
-                            + _put_back(steps, old_id, None, name, was_running)) from exc
+                            + _put_back(steps, old_id, None, name, was_running)
+                            + "; " + _found(steps, name, old_id)) from exc
     try:
         new_id = steps.create(name, body)
-    except ExecutorError as exc:
+    except ExecutorError as exc:  # a client-side timeout may have created it all the same
         raise ExecutorError(f"rollback of {name} failed at the create: {exc}; "
-                            + _put_back(steps, old_id, quarantine, name, was_running)) from exc
+                            + _put_back(steps, old_id, quarantine, name, was_running)
+                            + "; " + _found(steps, name, old_id)) from exc
     try:
         steps.start(new_id)
     except ExecutorError as exc:
@@ -259,13 +265,14 @@ def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
             steps.rename(new_id, failed)
         except ExecutorError as again:
             raise ExecutorError(
-                f"rollback of {name} failed at the start: {exc}; the new container "
-                f"{new_id[:12]} (stopped) still holds the name {name} ({again}); the "
-                f"original one {old_id[:12]} is stopped, named {quarantine}") from exc
+                f"rollback of {name} failed at the start: {exc}; setting the new container "
+                f"{new_id[:12]} aside as {failed} failed too ({again}); "
+                + _found(steps, name, old_id)) from exc
         raise ExecutorError(
             f"rollback of {name} failed at the start: {exc}; the new container "
-            f"{new_id[:12]} was set aside as {failed} (created, not running); "
-            + _put_back(steps, old_id, quarantine, name, was_running)) from exc
+            f"{new_id[:12]} was set aside as {failed}; "
+            + _put_back(steps, old_id, quarantine, name, was_running)
+            + "; " + _found(steps, name, old_id)) from exc
     # Only now: a put-back must return the original with its own policy. Set aside, an
     # `always` one would start again with dockerd and race the new one for its ports.
     try:
@@ -280,14 +287,14 @@ def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
 
 def _put_back(steps: _Steps, old_id: str, quarantine: str | None, name: str,
               was_running: bool) -> str:
-    """Give the original container its name (and its run) back; what state it is in."""
+    """Give the original container its name (and its run) back; what was tried (`_found`
+    says what is there)."""
     short = old_id[:12]
     if quarantine is not None:
         try:
             steps.rename(old_id, name)
         except ExecutorError as exc:
-            return (f"put back failed: the original container {short} is stopped and named "
-                    f"{quarantine} ({exc}); the name {name} is free")
+            return f"giving the original container {short} its name back failed ({exc})"
     if not was_running:
         return f"put back: the original container {short} is named {name} again, stopped"
     try:
@@ -296,6 +303,32 @@ def _put_back(steps: _Steps, old_id: str, quarantine: str | None, name: str,
         return (f"put back: the original container {short} is named {name} again but "
                 f"did not start ({exc})")
     return f"put back: the original container {short} is named {name} again, running"
+
+
+def _found(steps: _Steps, name: str, old_id: str) -> str:
+    """What is there now, inspected after the failure: who holds the name, and where and
+    in which state the original container is (a message must never guess)."""
+    parts = []
+    for ref, role in ((name, "name"), (old_id, "original")):
+        try:
+            attrs: dict[str, Any] = steps.api.inspect_container(ref) or {}
+        except docker.errors.NotFound:
+            parts.append(f"the name {name} is free" if role == "name"
+                         else f"the original container {old_id[:12]} is gone")
+            continue
+        except (docker.errors.APIError, docker.errors.DockerException) as exc:
+            parts.append(f"{ref[:64]} could not be inspected ({exc})")
+            continue
+        held, now_named = str(attrs.get("Id", "")), str(attrs.get("Name", "")).lstrip("/")
+        status = (attrs.get("State") or {}).get("Status", "unknown")
+        if role == "name":
+            who = "the original container" if held == old_id else "container"
+            parts.append(f"{name} is {who} {held[:12]} ({status}, image "
+                         f"{str(attrs.get('Image', ''))[:19]})")
+        elif now_named != name:
+            parts.append(f"the original container {old_id[:12]} is named {now_named} "
+                         f"({status})")
+    return "found now: " + "; ".join(parts)
 
 
 def set_aside(name: str) -> bool:
