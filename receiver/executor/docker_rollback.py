@@ -6,7 +6,8 @@ Config, a value the container only inherited from its (new) image is left out, s
 image's own default applies; a value the container set itself is kept:
 
 - Env: the entries (`KEY=value`) not in the new image's Env; Labels: those the new image
-  does not carry with the same value, and every `autofix.*` label (the opt-in survives);
+  does not carry with the same value, every `autofix.*` label, and the opt-in label
+  (AUTOFIX_OPT_IN_LABEL, whatever its name: the opt-in survives);
 - Cmd, Entrypoint, Healthcheck, WorkingDir, StopSignal, Shell: kept unless equal to the new
   image's (Cmd is kept too when the Entrypoint is the container's own, as Docker does);
 - ExposedPorts: the ports the new image does not expose; User: always kept, as inspected
@@ -96,7 +97,8 @@ def _networking(attrs: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def plan_create(attrs: dict[str, Any], new_image: dict[str, Any], old_image: str,
-                exists: Callable[[str], bool]) -> dict[str, Any]:
+                exists: Callable[[str], bool], opt_in_label: str = "autofix.enable"
+                ) -> dict[str, Any]:
     """The create body that recreates the inspected container from `old_image` (the rule
     is in the module docstring). RollbackRefused naming what cannot be reproduced."""
     _refuse_unreproducible(attrs, exists)
@@ -108,7 +110,8 @@ def plan_create(attrs: dict[str, Any], new_image: dict[str, Any], old_image: str
     body["Env"] = [entry for entry in config.get("Env") or [] if entry not in image_env]
     image_labels = image_config.get("Labels") or {}
     body["Labels"] = {key: value for key, value in (config.get("Labels") or {}).items()
-                      if image_labels.get(key) != value or key.startswith("autofix.")}
+                      if image_labels.get(key) != value or key.startswith("autofix.")
+                      or key == opt_in_label}
     for key in _INHERITED:
         if config.get(key) != image_config.get(key):
             body[key] = config.get(key)
@@ -217,7 +220,7 @@ class _Steps:
 
 
 def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
-             stop_timeout_s: float) -> RollbackResult:
+             stop_timeout_s: float, opt_in_label: str = "autofix.enable") -> RollbackResult:
     steps = _Steps(api)
     attrs: dict[str, Any] = docker_call(f"docker inspect {target}", api.inspect_container,
                                         target)
@@ -227,7 +230,7 @@ def rollback(api: docker.APIClient, target: str, image: str, now: datetime,
         raise RollbackRefused(f"{name} already runs image {wanted}")
     steps.image(wanted, "previous")
     body = plan_create(attrs, steps.image(str(attrs.get("Image")), "current"), wanted,
-                       steps.exists)
+                       steps.exists, opt_in_label)
     shared = steps.sharing(attrs)
     if shared:
         raise RollbackRefused(
