@@ -342,5 +342,6 @@ class Runner:
         if not days:
             return
         counts = prune(self.services.database, timedelta(days=days), now=self.services.clock(),
-                       stop=self._periodic.stopping)
+                       stop=self._periodic.stopping, new_image_window=timedelta(
+                           seconds=self.services.settings.new_image_window))
         log.info("pruned rows older than the retention", extra={"days": days, **counts})
