@@ -146,7 +146,8 @@ def _queue(session: Session, services: Services, info: RunInfo, parent: str,
         **values).returning(Run.id)).scalar_one())
 
 
-# execution.escalate_incident, passed in: it lives in the module that calls these.
+# execution.escalate_outcome, passed in: it lives in the module that calls these (a chain
+# that ends needing a human escalates even once the alert resolved).
 Escalate = Callable[[Session, "Services", int, str], None]
 
 
