@@ -222,12 +222,33 @@ def test_a_manual_run_s_incident_closes_when_its_chain_ends(db_url, app_factory,
     assert incident.close_reason.startswith("the dependents of a manual run:")
 
 
-def test_dependents_that_cannot_be_listed_do_not_stop_the_target_s_restart(
+def test_dependents_that_cannot_be_listed_stop_the_run_and_escalate(
         db_url, app_factory, tmp_path) -> None:
-    """A socket proxy that refuses the container list: the target is restarted as before."""
+    """A socket proxy that refuses the container list: autofix does not act on a guess."""
     from receiver.executor import ExecutorError
 
     app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    vpn_trio(executor)
+
+    def refused(identity: Any) -> Any:
+        raise ExecutorError("docker ps -a: 403 Forbidden")
+
+    executor.dependents = refused  # type: ignore[method-assign]
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
+    assert restarted(executor) == []
+    [run] = runs(app)
+    assert run.status == "skipped" and run.error.startswith("dependents_unknown: ")
+    assert "403 Forbidden" in run.error
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "cannot list the dependents of vpn" in incident.escalation_reason
+
+
+def test_leave_does_not_need_the_container_list(db_url, app_factory, tmp_path) -> None:
+    from receiver.executor import ExecutorError
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, LEAVE)
     vpn_trio(executor)
 
     def refused(identity: Any) -> Any:

@@ -238,7 +238,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
     if isinstance(guarded, Proceed) and guarded.subject is not None and not guarded.peek_stopped:
         looked = first_look(services, candidate.playbook, candidate.info.trigger,
                             guarded.subject)
-        if isinstance(looked, GuardStop):  # a cycle: refused before the target is touched
+        if isinstance(looked, GuardStop):  # a cycle, no list: refused before acting
             guarded = Skip(looked)
         else:
             chain = looked
