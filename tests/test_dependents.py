@@ -402,3 +402,22 @@ def test_a_dependent_held_by_a_maintenance_window_is_queued_again_at_its_end(
     assert ended.status_code == 200, ended.json
     drain(app)
     assert restarted(executor) == ["vpn", "app", "tail"]
+
+
+def test_a_quarantined_copy_and_a_stopped_one_off_are_not_restarted(
+        db_url, app_factory, tmp_path) -> None:
+    def labels(service: str, depends: str | None = None) -> dict[str, str]:
+        return {"autofix.enable": "true", COMPOSE_PROJECT: "p", COMPOSE_SERVICE: service,
+                **({COMPOSE_DEPENDS_ON: depends} if depends else {})}
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    executor.add("db", labels=labels("db"))
+    executor.add("app", labels=labels("app", "db:service_started:true"))
+    executor.add("app.autofix-quarantine-20261207T020000Z",
+                 labels=labels("app", "db:service_started:true"), status="exited")
+    executor.add("p-app-run-3f2a", labels=labels("app", "db:service_started:true"),
+                 status="exited")
+    executor.add("web", labels=labels("web", "db:service_started:true"))
+    fire(app.test_client(), {"container": "db"})
+    drain(app)
+    assert restarted(executor) == ["db", "app", "web"]

@@ -230,3 +230,25 @@ def test_a_sidecar_docker_restarted_before_its_parent_s_restart_is_still_restart
     assert started_at(child) != child_before and started_at(child) > started_at(parent)
     assert [(r.trigger, r.status) for r in runs(docker_app)] == [
         ("alert", "succeeded"), ("dependent", "succeeded")]
+
+
+def test_a_stopped_copy_with_its_service_s_labels_is_not_restarted(docker_app,
+                                                                   docker_client) -> None:
+    """Review of #31, finding 2: the list is `?all=1`; a quarantined copy (stopped, renamed,
+    its Compose labels kept) and a stopped one-off are no dependents."""
+    project = f"p{uuid.uuid4().hex[:6]}"
+    db = compose_service(docker_client, project, "db", "")
+    copy = compose_service(docker_client, project, "app", "db:service_started:true")
+    copy.stop(timeout=0)
+    copy.rename(f"{project}-app-1.autofix-quarantine-20261207T020000Z")
+    one_off = compose_service(docker_client, project, "app", "db:service_started:true")
+    one_off.stop(timeout=0)
+    one_off.rename(f"{project}-app-run-3f2a")
+    app = compose_service(docker_client, project, "app", "db:service_started:true")
+    fire_container(docker_app.test_client(), db.name)
+    drain(docker_app)
+    assert [(r.trigger, r.target, r.status) for r in runs(docker_app)] == [
+        ("alert", db.name, "succeeded"), ("dependent", app.name, "succeeded")]
+    for stopped in (copy, one_off):
+        stopped.reload()
+        assert stopped.status == "exited"

@@ -98,3 +98,32 @@ def test_plan_leaves_unopted_and_their_dependents_and_honours_leave() -> None:
         ("a", True), ("b", False)]
     leave = plan_chain("vpn", found, "leave", lambda d: True, "autofix.enable")
     assert leave.restart == [] and len(leave.left) == 3
+
+
+def test_only_live_dependents_never_a_copy_a_rollback_set_aside() -> None:
+    """Review of #31, finding 2: `?all=1` lists stopped containers too; a quarantined copy
+    keeps its service's Compose labels, a one-off `compose run` container too."""
+    rows = [svc("db"), svc("app", "db:service_started:true"),
+            ContainerRow("app.autofix-quarantine-20261207T020000Z", "id-q",
+                         svc("app", "db:service_started:true").labels, "host", "exited"),
+            ContainerRow("app.autofix-rollback-failed-20261207T020000Z", "id-f",
+                         svc("app", "db:service_started:true").labels, "host", "running"),
+            ContainerRow("p-app-run-3f2a", "id-r", svc("app", "db:service_started:true").labels,
+                         "host", "exited"),
+            ContainerRow("web", "id-web", svc("web", "db:service_started:true").labels, "host",
+                         "restarting"),
+            ContainerRow("side", "id-side", {}, "container:db", "created")]
+    assert names(dependents_of(rows, "db")) == ["app", "web"]
+    stopped_target = [ContainerRow("db", "id-db", svc("db").labels, "host", "exited"),
+                      *rows[1:]]
+    assert names(dependents_of(stopped_target, "db")) == ["app", "web"]  # `start` restarts it
+
+
+def test_the_docker_list_s_state_is_read_and_a_missing_one_is_not_live() -> None:
+    from receiver.executor.docker_graph import container_rows
+
+    listed = [{"Id": "a" * 64, "Names": ["/db"], "State": "running"},
+              {"Id": "b" * 64, "Names": ["/app"], "HostConfig": {"NetworkMode": "container:db"}}]
+    rows = container_rows(listed)
+    assert [row.state for row in rows] == ["running", ""]
+    assert dependents_of(rows, "db") == []

@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from receiver.domain.set_aside import is_set_aside
+
 __all__ = ["COMPOSE_DEPENDS_ON", "COMPOSE_PROJECT", "COMPOSE_SERVICE", "DEPENDENTS_POLICIES",
-           "RESTARTING_ACTIONS", "ChainPlan", "ContainerRow", "CycleFound", "Dependent",
-           "Edge", "Left", "dependents_of", "edges_of", "plan_chain"]
+           "LIVE_STATES", "RESTARTING_ACTIONS", "ChainPlan", "ContainerRow", "CycleFound",
+           "Dependent", "Edge", "Left", "dependents_of", "edges_of", "plan_chain"]
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -30,14 +32,21 @@ RESTARTING_ACTIONS = frozenset({"restart", "start"})
 Kind = Literal["network", "compose"]
 
 
+# Only a container that runs (or is being restarted by Docker) when the list is taken is a
+# dependent: a stopped one (a one-off `compose run`, an exited container) is not restarted.
+LIVE_STATES = frozenset({"running", "restarting"})
+
+
 @dataclass(frozen=True)
 class ContainerRow:
-    """What one item of `GET /containers/json?all=1` says about a container."""
+    """What one item of `GET /containers/json?all=1` says about a container (`state`: its
+    `State`, e.g. running, exited)."""
 
     name: str
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     network_mode: str = ""
+    state: str = "running"
 
 
 @dataclass(frozen=True)
@@ -143,12 +152,16 @@ def _find_cycle(start: str, children: Mapping[str, list[str]]) -> list[str] | No
 
 
 def dependents_of(rows: Sequence[ContainerRow], target: str) -> list[Dependent]:
-    """The target's descendants (`target` is its name or ID), each once, in topological
+    """The target's live descendants (`target` is its name or ID), each once, in topological
     order (a dependent after everything it depends on within the set; ties by name).
     Raises CycleFound for a cycle reachable from the target; [] for an unknown target."""
     root = _resolver(rows)(target)
     if root is None:
         return []
+    # The target whatever its state (a `start` step starts it); the others only when live,
+    # and never a copy a rollback set aside (it keeps the Compose labels of its service).
+    rows = [row for row in rows if row is root
+            or (row.state in LIVE_STATES and not is_set_aside(row.name))]
     edges = edges_of(rows)
     children: dict[str, list[str]] = {}
     for edge in edges:

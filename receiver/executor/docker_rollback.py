@@ -27,13 +27,12 @@ from typing import Any
 import docker
 import docker.errors
 
+from receiver.domain.set_aside import FAILED_SUFFIX, QUARANTINE_SUFFIX
 from receiver.executor.base import ExecutorError, RollbackRefused, RollbackResult
 from receiver.executor.docker_api import docker_call
 
 __all__ = ["FAILED_SUFFIX", "QUARANTINE_SUFFIX", "image_id", "plan_create", "rollback"]
 
-QUARANTINE_SUFFIX = ".autofix-quarantine-"
-FAILED_SUFFIX = ".autofix-rollback-failed-"
 _IMAGE_ID = re.compile(r"^(sha256:)?([0-9a-f]{64})$")
 _INHERITED = ("Cmd", "Entrypoint", "Healthcheck", "WorkingDir", "StopSignal", "Shell")
 _AS_IS = ("User", "Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout",

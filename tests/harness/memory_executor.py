@@ -118,7 +118,7 @@ class MemoryExecutor:
         return False
 
     def dependents(self, identity: TargetIdentity) -> list[Dependent]:
-        rows = [ContainerRow(c.name, c.id, dict(c.labels), c.network_mode)
+        rows = [ContainerRow(c.name, c.id, dict(c.labels), c.network_mode, c.status)
                 for c in self.containers.values()]
         try:
             return dependents_of(rows, identity.id)
