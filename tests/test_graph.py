@@ -127,3 +127,21 @@ def test_the_docker_list_s_state_is_read_and_a_missing_one_is_not_live() -> None
     rows = container_rows(listed)
     assert [row.state for row in rows] == ["running", ""]
     assert dependents_of(rows, "db") == []
+
+
+def test_only_edges_from_a_restarted_parent_decide() -> None:
+    """Review of #31, finding 9: app's edge to db says restart: false; its edge to cache
+    says true, but cache is not restarted: a restart of db leaves app."""
+    rows = [svc("db"), svc("cache", "db:service_started:false"),
+            svc("app", "db:service_started:false,cache:service_started:true")]
+    found = dependents_of(rows, "db")
+    assert [(d.name, d.restarts_with) for d in found] == [("cache", []), ("app", ["cache"])]
+    plan = plan_chain("db", found, "restart", lambda d: True, "autofix.enable")
+    assert plan.restart == []
+    assert [(item.name, item.why) for item in plan.left] == [
+        ("cache", "its compose depends_on on db does not say restart: true"),
+        ("app", "its compose depends_on on db does not say restart: true")]
+    # cache restarted with db: app's restart: true to cache now counts.
+    rows[1] = svc("cache", "db:service_started:true")
+    plan = plan_chain("db", dependents_of(rows, "db"), "restart", lambda d: True, "x")
+    assert names(plan.restart) == ["cache", "app"]

@@ -62,7 +62,9 @@ class Dependent:
     """One container to consider after the target. `kind` is `network` when it shares the
     namespace of one it depends on in the set, else `compose`; `restart_flag` is true when
     one of its compose edges says `restart: true`; `depends_on` names the containers of the
-    set (the target included) it depends on. `labels` are its own (the opt-in label)."""
+    set (the target included) it depends on, `restarts_with` those of them whose restart
+    restarts it (a shared namespace, or a depends_on saying `restart: true`). `labels` are
+    its own (the opt-in label)."""
 
     name: str
     id: str
@@ -70,6 +72,7 @@ class Dependent:
     restart_flag: bool
     depends_on: list[str]
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+    restarts_with: list[str] = field(default_factory=list)
 
 
 class CycleFound(ValueError):
@@ -204,7 +207,8 @@ def dependents_of(rows: Sequence[ContainerRow], target: str) -> list[Dependent]:
         found.append(Dependent(
             name=name, id=by_name[name].id, kind=kind,
             restart_flag=any(edge.kind == "compose" and edge.restart for edge in mine),
-            depends_on=sorted(parents[name]), labels=dict(by_name[name].labels)))
+            depends_on=sorted(parents[name]), labels=dict(by_name[name].labels),
+            restarts_with=sorted({edge.parent for edge in mine if edge.restart})))
     return found
 
 
@@ -228,8 +232,9 @@ def plan_chain(target: str, dependents: Sequence[Dependent], policy: str,
                opted_in: Callable[[Dependent], bool], opt_in_label: str) -> ChainPlan:
     """Which dependents a restart of `target` (its name) restarts, in order: under policy
     `restart`, one that shares the namespace of a restarted container, or whose compose
-    depends_on on one says `restart: true`; never one that is not opted in (nor, through
-    it, its own dependents). Policy `leave` restarts none."""
+    depends_on on a restarted one says `restart: true` (an edge to one not restarted does
+    not count); never one that is not opted in (nor, through it, its own dependents).
+    Policy `leave` restarts none."""
     restarted = {target}
     restart: list[Dependent] = []
     left: list[Left] = []
@@ -240,9 +245,9 @@ def plan_chain(target: str, dependents: Sequence[Dependent], policy: str,
         elif not upstream:
             left.append(Left(dependent.name, "none it depends on is restarted ("
                              + ", ".join(dependent.depends_on) + ")"))
-        elif dependent.kind == "compose" and not dependent.restart_flag:
-            left.append(Left(dependent.name, "its compose depends_on does not say "
-                             "restart: true"))
+        elif not any(name in restarted for name in dependent.restarts_with):
+            left.append(Left(dependent.name, "its compose depends_on on "
+                             + ", ".join(upstream) + " does not say restart: true"))
         elif not opted_in(dependent):
             left.append(Left(dependent.name, f"not opted in (lacks the label "
                              f"{opt_in_label}=true); its own dependents are left too", True))
