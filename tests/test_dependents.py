@@ -421,3 +421,17 @@ def test_a_quarantined_copy_and_a_stopped_one_off_are_not_restarted(
     fire(app.test_client(), {"container": "db"})
     drain(app)
     assert restarted(executor) == ["db", "app", "web"]
+
+
+def test_an_ambiguous_id_prefix_is_409_listing_the_matches(db_url, app_factory,
+                                                           tmp_path) -> None:
+    """Review of #31, finding 12: not a 503 (the backend answered; the reference is bad)."""
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    executor.add("one").id = "abc1" + "1" * 60
+    executor.add("two").id = "abc2" + "2" * 60
+    got = app.test_client().get("/api/v1/targets/abc/dependents", headers=api_headers())
+    assert got.status_code == 409, got.json
+    assert got.json["reason"] == "target_ambiguous"
+    assert "abc1" in got.json["message"] and "abc2" in got.json["message"]

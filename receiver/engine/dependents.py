@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 from receiver.domain.errors import BackendUnavailable, Conflict, NotFound
 from receiver.domain.graph import RESTARTING_ACTIONS, Dependent, Left, plan_chain
 from receiver.engine.guards import GuardStop, Subject
-from receiver.executor import DependencyCycle, ExecutorError, TargetIdentity, TargetNotFound
+from receiver.executor import (
+    DependencyCycle,
+    ExecutorError,
+    TargetAmbiguous,
+    TargetIdentity,
+    TargetNotFound,
+)
 from receiver.notify import Event
 from receiver.playbooks.config import ActionStep, Playbook
 from receiver.store.lifecycle import NEW_RUN_STATUS, RunStatus
@@ -219,8 +225,9 @@ class DependentsView:
 
 
 def dependents_view(services: Services, reference: str) -> DependentsView:
-    """NotFound for a target no enabled backend knows, Conflict naming a cycle,
-    BackendUnavailable when a backend that might know it cannot be asked."""
+    """NotFound for a target no enabled backend knows, Conflict naming a cycle or the
+    containers an ambiguous ID prefix matches, BackendUnavailable when a backend that might
+    know it cannot be asked."""
     unreachable: list[str] = []
     label = services.settings.opt_in_label
 
@@ -235,6 +242,9 @@ def dependents_view(services: Services, reference: str) -> DependentsView:
             found = executor.dependents(identity)
         except TargetNotFound:
             continue
+        except TargetAmbiguous as exc:  # the message lists the matches
+            raise Conflict(f"{exc}: name the container or give a longer ID prefix",
+                           reason="target_ambiguous") from exc
         except DependencyCycle as exc:
             raise Conflict(f"{exc}: autofix would restart neither {reference} nor its "
                            "dependents") from exc

@@ -105,7 +105,8 @@ class MemoryExecutor:
             return TargetIdentity(found.name, found.id)
         matches = [c for c in self.containers.values() if c.id.startswith(target)]
         if len(matches) > 1:
-            raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} IDs")
+            raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} IDs ("
+                                  + ", ".join(sorted(c.id for c in matches)) + ")")
         if not matches:
             raise TargetNotFound(f"container {target!r} not found")
         return TargetIdentity(matches[0].name, matches[0].id)
