@@ -252,3 +252,32 @@ def test_a_stopped_copy_with_its_service_s_labels_is_not_restarted(docker_app,
     for stopped in (copy, one_off):
         stopped.reload()
         assert stopped.status == "exited"
+
+
+def test_a_proxy_that_refuses_the_list_stops_the_restart(
+        db_url, app_factory, private_dockerd, docker_client, tmp_path) -> None:
+    """Review of #31, finding 7(a): an older socket proxy without the container list
+    answers 403; autofix cannot see the sidecar, so it restarts nothing and escalates."""
+    from tests.harness.socket_proxy import start_socket_proxy
+
+    proxy = start_socket_proxy("receiver.cfg", private_dockerd.sock, tmp_path,
+                               without="http-request allow if read c_list !has_body")
+    try:
+        path = tmp_path / "playbooks.yml"
+        path.write_text(PLAYBOOK)
+        app = app_factory(db_url, docker_host=proxy.docker_host, playbooks=path,
+                          inventory_interval=0)
+        parent = run_container(docker_client)
+        child = sharing(docker_client, parent)
+        before = started_at(parent), started_at(child)
+        fire_container(app.test_client(), parent.name)
+        drain(app)
+        assert (started_at(parent), started_at(child)) == before
+        [run] = runs(app)
+        assert run.status == "skipped" and run.error.startswith("dependents_unknown: ")
+        [incident] = incidents(app)
+        assert incident.status == "escalated"
+        assert f"cannot list the dependents of {parent.name}" in incident.escalation_reason
+        assert any("/containers/json" in line for line in proxy.denials())
+    finally:
+        proxy.stop()
