@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from receiver.domain.images import ContainerImage, NewImage, new_image, short_image
+from receiver.domain.set_aside import is_set_aside
 from receiver.engine.guards import GuardStop, Subject
 from receiver.executor import ExecutorError, ImageSource
-from receiver.executor.docker_rollback import set_aside
 from receiver.playbooks.config import ActionStep, Playbook
 from receiver.store import image_history
 
@@ -60,7 +60,7 @@ def detect(services: Services, playbook: Playbook, subject: Subject
         with services.database.session("image_history") as session:
             current = image_history.find(session, identity.id)
             if current is not None and current.name != subject.name \
-                    and not set_aside(subject.name):  # renamed since it was recorded
+                    and not is_set_aside(subject.name):  # renamed since it was recorded
                 image_history.rename(session, identity.id, subject.name)
             if current is not None:  # the usual case: one transaction
                 return _judged(session, _named(current, subject.name), now, window)

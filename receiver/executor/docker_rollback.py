@@ -28,14 +28,12 @@ from typing import Any
 import docker
 import docker.errors
 
+from receiver.domain.set_aside import FAILED_SUFFIX, QUARANTINE_SUFFIX, is_set_aside
 from receiver.executor.base import ExecutorError, RollbackRefused, RollbackResult
 from receiver.executor.docker_api import docker_call
 
-__all__ = ["FAILED_SUFFIX", "QUARANTINE_SUFFIX", "image_id", "plan_create", "rollback",
-           "set_aside"]
+__all__ = ["FAILED_SUFFIX", "QUARANTINE_SUFFIX", "image_id", "plan_create", "rollback"]
 
-QUARANTINE_SUFFIX = ".autofix-quarantine-"
-FAILED_SUFFIX = ".autofix-rollback-failed-"
 _IMAGE_ID = re.compile(r"^(sha256:)?([0-9a-f]{64})$")
 _INHERITED = ("Cmd", "Entrypoint", "Healthcheck", "WorkingDir", "StopSignal", "Shell")
 _AS_IS = ("User", "Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout",
@@ -53,7 +51,7 @@ def image_id(reference: str) -> str:
 def _refuse_unreproducible(attrs: dict[str, Any], exists: Callable[[str], bool]) -> None:
     host = attrs.get("HostConfig") or {}
     name = attrs.get("Name", "").lstrip("/")
-    if QUARANTINE_SUFFIX in name or FAILED_SUFFIX in name:
+    if is_set_aside(name):
         raise RollbackRefused(f"{name} is itself a container an earlier rollback set aside")
     status = (attrs.get("State") or {}).get("Status")
     if status in ("removing", "dead"):
@@ -332,8 +330,3 @@ def _found(steps: _Steps, name: str, old_id: str) -> str:
             parts.append(f"the original container {old_id[:12]} is named {now_named} "
                          f"({status})")
     return "found now: " + "; ".join(parts)
-
-
-def set_aside(name: str) -> bool:
-    """Whether `name` is one a rollback gave the container it set aside."""
-    return QUARANTINE_SUFFIX in name or FAILED_SUFFIX in name

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from receiver.domain.images import ContainerImage
+from receiver.domain.set_aside import is_set_aside
 from receiver.executor import Executor, ImageSource
-from receiver.executor.docker_rollback import set_aside
 from receiver.store import image_history
 from receiver.store.engine import Database
 
@@ -68,4 +68,4 @@ def _opted_in(image: ContainerImage, label: str) -> bool:
 
 
 def _follows(name: str) -> bool:
-    return not set_aside(name)
+    return not is_set_aside(name)
