@@ -219,7 +219,8 @@ def operator_intent_and_evidence(services: Services, candidate: Candidate, subje
     if subject.identity is None:
         return Proceed(subject)
     playbook = candidate.playbook
-    stop, known = intent_guard(services, playbook, subject.identity, subject.name)
+    stop, known = intent_guard(services, playbook, subject.identity, subject.name,
+                               subject.fleet_host)
     # Only about a run that would change the container; a human's manual run does what
     # its playbook says (the evidence still shows the new image).
     change = detect(services, playbook, subject) if is_mutating(services, playbook) else None
@@ -237,7 +238,7 @@ def operator_intent_and_evidence(services: Services, candidate: Candidate, subje
         if isinstance(verdict, Rollback):
             return Proceed(subject, rollback=verdict)
         stop = verdict
-    return Proceed(subject) if stop is None else Skip(stop)
+    return Proceed(subject) if stop is None else Skip(replace(stop, target=subject.key))
 
 
 def peek_admission(services: Services, candidate: Candidate, subject: Subject) -> Skip | None:

@@ -230,7 +230,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
     info = replace(candidate.info, target=subject.key) if subject else candidate.info
     status, error, held_by = _run_steps(services, info, candidate.playbook, candidate.view,
                                candidate.dry_run, subject.name if subject else info.target,
-                               evidence)
+                               evidence, subject.fleet_host if subject else None)
     _finish(services, info, candidate.playbook, status, error, candidate.dry_run,
             candidate.closes, subject is not None, held_by, chain)
     if candidate.rollback is not None:  # never silent: a human hears what was done
@@ -262,7 +262,8 @@ def _guard_without_transaction(services: Services, candidate: Candidate
     evidence = None
     decision = held_by_canonical_name(services, candidate, subject)
     if isinstance(decision, Proceed) and subject.identity is not None:
-        evidence = RunEvidence(services, services.executor_for(candidate.playbook),
+        evidence = RunEvidence(services, services.executor_for(candidate.playbook,
+                                                               subject.fleet_host),
                                candidate.info.incident_id, candidate.info.run_id,
                                subject.name, candidate.view.generator_url)
         decision = operator_intent_and_evidence(services, candidate, subject, evidence)
@@ -341,8 +342,8 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
 
 
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
-               dry_run: bool, acts_on: str, evidence: RunEvidence | None
-               ) -> tuple[str, str | None, str | None]:
+               dry_run: bool, acts_on: str, evidence: RunEvidence | None,
+               host: str | None = None) -> tuple[str, str | None, str | None]:
     """Run the steps in order on `acts_on`; (final run status, error of the failed step,
     what held a step back: `paused` or `maintenance`).
     With `evidence` (a container target), every step that changes the target after the
@@ -350,7 +351,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
     escalations: list[str] = []
     notes: list[tuple[str, str]] = []
     current = {"step": 0}
-    executor = services.executor_for(playbook)
+    executor = services.executor_for(playbook, host)  # the subject's Docker host
     evidence = evidence or RunEvidence(services, executor, info.incident_id, info.run_id,
                                        acts_on, view.generator_url)
 

@@ -48,7 +48,7 @@ def detect(services: Services, playbook: Playbook, subject: Subject) -> NewImage
     outage stops the run like every other stage's)."""
     window = services.settings.new_image_window
     identity = subject.identity
-    executor = services.executor_for(playbook)
+    executor = services.executor_for(playbook, subject.fleet_host)
     if window <= 0 or identity is None or not isinstance(executor, ImageSource):
         return None
     now = services.clock()
@@ -56,13 +56,13 @@ def detect(services: Services, playbook: Playbook, subject: Subject) -> NewImage
         with services.database.session("image_history") as session:
             current = image_history.find(session, identity.id)
             if current is not None:  # the usual case: one transaction
-                return _judged(session, _named(current, subject.name), now, window)
+                return _judged(session, _named(current, subject.key), now, window)
         current = executor.container_image(identity.id)
         if current is None:
             return None
         with services.database.session("image_history") as session:
             image_history.record(session, [current], now)
-            return _judged(session, _named(current, subject.name), now, window)
+            return _judged(session, _named(current, subject.key), now, window)
     except ExecutorError as exc:
         log.warning("image not known", extra={"target": subject.name, "error": str(exc)})
         return None
