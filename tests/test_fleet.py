@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from receiver.config.settings import Settings
+from receiver.domain.redaction import Redactor
 from receiver.store.models import Action, Breaker, Incident, Run
 from tests.harness.app_driver import drain
 from tests.harness.clock import Clock
@@ -112,7 +113,10 @@ def test_an_alert_acts_only_on_its_own_host(db_url, app_factory, tmp_path) -> No
     [restart] = [row for row in _actions(app) if row.action == "restart"]
     assert (restart.target, restart.outcome) == ("b/app", "succeeded")
     answer = app.test_client().get("/api/v1/runs?target=b/app", headers=_read()).json
-    assert [run["target"] for run in answer["items"]] == ["b/app"]
+    assert [(run["target"], run["docker_host"]) for run in answer["items"]] == [("b/app", "b")]
+    assert restart.docker_host == "b"
+    actions = app.test_client().get("/api/v1/actions?target=b/app", headers=_read()).json
+    assert [row["docker_host"] for row in actions["items"]] == ["b"]
 
 
 def test_an_open_breaker_on_one_host_does_not_stop_the_other(db_url, app_factory,
@@ -160,7 +164,7 @@ def test_one_host_keeps_todays_plain_keys_and_ignores_the_host_label(
     fire(app.test_client(), {"alertname": "TargetDown", "container": "app", "host": "zz"})
     drain(app)
     assert executor.restarts("app") == 1
-    assert [row.target for row in _actions(app)] == ["app"]
+    assert [(row.target, row.docker_host) for row in _actions(app)] == [("app", None)]
 
 
 def _read() -> dict[str, str]:
@@ -193,3 +197,44 @@ def test_a_breaker_is_reset_by_its_host_qualified_name(db_url, app_factory, tmp_
     with app.extensions["autofix"].database.session() as session:
         assert {b.target: b.state for b in session.scalars(select(Breaker))} == {
             "a/app": "closed"}
+
+
+def test_migration_0015_docker_host_goes_down_and_up(db_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from receiver.store.migrate import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0014")
+    engine = create_engine(db_url)
+    try:
+        for table in ("runs", "actions"):
+            assert "docker_host" not in {c["name"] for c in inspect(engine).get_columns(table)}
+        upgrade(db_url)
+        for table in ("runs", "actions"):
+            assert "docker_host" in {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_each_worker_reads_the_hosts_file_again_on_sighup(sqlite_url, tmp_path: Path,
+                                                          caplog) -> None:
+    """gunicorn starts new workers on SIGHUP, each calling load(): the file is read again;
+    a file that no longer validates keeps the hosts of the start."""
+    from receiver.serving.serve import _Gunicorn
+    from tests.conftest import make_settings
+
+    path = tmp_path / "hosts.yml"
+    path.write_text("a: {url: 'tcp://127.0.0.1:1'}\nb: {url: 'tcp://127.0.0.1:2'}\n")
+    settings = make_settings(sqlite_url, docker_hosts=str(path))
+    gunicorn = _Gunicorn(settings, {}, Redactor([]))
+    loaded = []
+    for text in ("a: {url: 'tcp://127.0.0.1:1'}\nc: {url: 'tcp://127.0.0.1:3'}\n",
+                 "a: {url: 'tcp://127.0.0.1:1', bogus: 1}\n"):
+        path.write_text(text)
+        app = gunicorn.load()
+        loaded.append(app.extensions["autofix"].executors.hosts())
+        app.extensions["autofix"].database.dispose()
+    assert loaded == [("a", "c"), ("a", "b")]
+    [kept] = [r for r in caplog.records if "not reloaded" in r.getMessage()]
+    assert "bogus: Extra inputs are not permitted" in kept.error

@@ -123,6 +123,9 @@ class RunOut(_Out):
     id: int
     playbook: str
     target: str | None
+    docker_host: str | None = Field(None, description="Among several Docker hosts "
+                                    "(AUTOFIX_DOCKER_HOSTS), the one its target is on (`target` "
+                                    "is then `<host>/<name>`); null with one host.")
     trigger: str | None = Field(description="alert, retry, manual, or dependent (a "
                                 "container restarted after the target it depends on).")
     status: str
@@ -156,6 +159,7 @@ class ActionOut(_Out):
     playbook: str
     action: str
     target: str | None
+    docker_host: str | None = Field(None, description="As a run's `docker_host`.")
     params: Any = Field(description="The rendered parameters the action ran with.")
     detail: Any = Field(description="What the action reported (null when it failed).")
     outcome: str

@@ -73,7 +73,8 @@ class Settings(BaseSettings):
         None, description="Several Docker hosts: a JSON object, or the path of a JSON/YAML "
         "file, mapping a host name to {url, tls: {ca, cert, key}, timeout_s} (docs/deploy.md, "
         "Fleet). An alert's host is the playbook's `host` (default the `host` label). Not "
-        "with AUTOFIX_DOCKER_HOST, which is the one host `local`. Read at startup.")
+        "with AUTOFIX_DOCKER_HOST, which is the one host `local`. A file is read again on "
+        "SIGHUP.")
     swarm_enabled: bool = Field(
         False, description="Enable the Swarm backend: playbooks with `executor: swarm` act "
         "on Swarm services through a Swarm manager.")
@@ -316,6 +317,14 @@ class Settings(BaseSettings):
                              "first is the one host `local`), not both")
         self._fleet = parse_docker_hosts(self.docker_hosts)
         return self
+
+    def fleet_reread(self) -> Settings:
+        """A copy whose AUTOFIX_DOCKER_HOSTS file is read again (each worker gunicorn starts
+        on SIGHUP); ValueError, naming why, when it no longer validates."""
+        copy = self.model_copy()
+        if self.docker_hosts is not None and self.docker_hosts.strip():
+            copy._fleet = parse_docker_hosts(self.docker_hosts)
+        return copy
 
     def fleet(self) -> dict[str, DockerHostSpec]:
         """The Docker hosts by name: AUTOFIX_DOCKER_HOSTS, else `local` at

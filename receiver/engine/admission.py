@@ -313,7 +313,8 @@ def admission(session: Session, services: Services, candidate: Candidate,
         if isinstance(verdict, GuardStop):
             return Skip(replace(verdict, target=subject.key))
         session.execute(update(Run).where(Run.id == info.run_id)
-                        .values(admitted_at=now, host=subject.host))
+                        .values(admitted_at=now, host=subject.host,
+                                docker_host=subject.fleet_host))
         return Proceed(subject, verdict)
     if leaves_process(services, playbook):
         paused = pause_stop(session, services.clock())

@@ -144,11 +144,14 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     # A run queued without a reason gets the skip's, so every skipped run says why.
     if not transition_run(session, info.run_id, "skip", finished_at=now,
                           error=f"{stop.reason}: {stop.message}"[:4000],
-                          reason=func.coalesce(Run.reason, stop.reason), **values):
+                          reason=func.coalesce(Run.reason, stop.reason),
+                          docker_host=services.executors.host_of_key(info.target), **values):
         return  # already ended elsewhere (reconciled): nothing more to record
     insert_action(session, dict(
         run_id=info.run_id, incident_id=info.incident_id, playbook=info.playbook,
-        action="guard", target=info.target, params={}, outcome="skipped", reason=stop.reason,
+        action="guard", target=info.target,
+        docker_host=services.executors.host_of_key(info.target), params={},
+        outcome="skipped", reason=stop.reason,
         error=stop.message[:2000], started_at=now, finished_at=now, duration_s=0.0,
         trigger=info.trigger, step=GUARD_STEP))
     services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
@@ -396,6 +399,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         values = dict(
             run_id=info.run_id, incident_id=info.incident_id, playbook=playbook.name,
             action=step.action, target=info.target,
+            docker_host=services.executors.host_of_key(info.target),
             params={**result.params, **({"detail": result.detail} if result.detail else {})},
             outcome=result.outcome, reason=result.reason, error=result.error,
             trigger=info.trigger, step=index,

@@ -96,6 +96,11 @@ class Executors:
         """More than one Docker host: targets are keyed `<host>/<name>`."""
         return len(self._hosts) > 1
 
+    def host_of_key(self, key: str) -> str | None:
+        """The Docker host a target key `<host>/<name>` names; None with one host."""
+        prefix, slash, _ = key.partition("/")
+        return prefix if self.multi_host and slash and prefix in self._hosts else None
+
     def host_executors(self) -> dict[str, Executor]:
         return dict(self._hosts)
 

@@ -131,7 +131,7 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
                 insert_action(session, dict(
                     run_id=run_id, incident_id=incident_id, playbook=playbook,
                     action=_step_action(services, playbook, step, trigger), target=target,
-                    params={},
+                    docker_host=services.executors.host_of_key(target), params={},
                     outcome="interrupted", reason="worker_stopped", error=why,
                     started_at=now, finished_at=now, duration_s=None, trigger=trigger,
                     step=step))
