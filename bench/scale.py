@@ -144,6 +144,7 @@ def _api_lines(api: dict[str, Any], ratios: dict[str, Any]) -> list[str]:
             ratio = ratios.get(route, {}).get(case, {}).get("p99_ms")
             lines.append(f"   {route:<18} {case:<12} p50 {f['p50_ms']:7.1f} ms  "
                          f"p99 {f['p99_ms']:7.1f} ms  total {f['total']}"
+                         + ("+" if f.get("total_exact") is False else "")
                          + (f"  (p99 x{ratio})" if ratio is not None else ""))
     return lines
 

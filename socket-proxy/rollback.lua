@@ -1,9 +1,10 @@
--- HAProxy actions for socket-proxy/receiver.cfg: the two calls of rollback_image that
+-- HAProxy actions for socket-proxy/receiver.cfg: the three calls of rollback_image that
 -- change names and containers, held to what a rollback does (receiver/executor/
 -- docker_rollback.py). Each sets a txn variable to "yes" or "no" ("no" on any error):
 --
 --   http-request lua.autofix_rename_ok /var/run/docker.sock autofix.enable   (txn.rename_ok)
 --   http-request lua.autofix_create_ok /var/run/docker.sock autofix.enable   (txn.create_ok)
+--   http-request lua.autofix_update_ok /var/run/docker.sock autofix.enable   (txn.update_ok)
 --
 -- rename: POST /containers/<full id>/rename?name=NEW of a container dockerd lists with the
 -- opt-in label, where NEW is its own name N plus ".autofix-quarantine-<UTC stamp>" or
@@ -15,7 +16,11 @@
 -- an image by id and carries the opt-in label, and (4) matches the newest container named
 -- "X.autofix-quarantine-<stamp>" that is opted in and stopped: HostConfig equal to its
 -- HostConfig, key for key; User its User; MacAddress absent or its own; NetworkingConfig
--- absent or one endpoint on its own network mode, with only Aliases and its IPAMConfig.
+-- absent or one endpoint on its own network mode, with only its IPAMConfig and Aliases
+-- among its own endpoint's Aliases (never another service's DNS name).
+-- update: POST /containers/<full id>/update (no query) of a stopped container dockerd
+-- lists with the opt-in label and named "B.autofix-quarantine-<stamp>"; receiver.cfg pins
+-- the body to exactly {"RestartPolicy": {"Name": "no"}} (it never starts again by itself).
 
 local STAMP = "%d%d%d%d%d%d%d%dT%d%d%d%d%d%dZ"
 local QUARANTINE = ".autofix-quarantine-"
@@ -194,6 +199,22 @@ local function rename_ok(txn, socket_path, label)
         and stamp:sub(#QUARANTINE + 1):match("^" .. STAMP .. "$") ~= nil
 end
 
+-- ---------------------------------------------------------------- update
+
+local function update_ok(txn, socket_path, label)
+    local version, id = txn.sf:path():match("^/v(1%.%d%d)/containers/([0-9a-f]+)/update$")
+    if not (id and #id == 64 and (txn.sf:query() or "") == ""
+            and label:match("^[%w._/-]+$")) then
+        return false
+    end
+    local found = list(socket_path, version, '{"id":["' .. id .. '"],"label":["' .. label
+                       .. '=true"],"status":["created","exited"]}')
+    if not found or #found ~= 1 or kind(found[1].Names) ~= "array" then return false end
+    local current = tostring(found[1].Names[1] or "")
+    local base, stamp = current:match("^/([%w][%w_.-]*)%.autofix%-quarantine%-(.*)$")
+    return base ~= nil and stamp:match("^" .. STAMP .. "$") ~= nil
+end
+
 -- ---------------------------------------------------------------- create
 
 local function content_length_is(txn, size)
@@ -236,9 +257,15 @@ local function networking_ok(networking, host, settings)
             if key == "IPAMConfig" then
                 if not equal(value, own_ipam) then return false end
             elseif key == "Aliases" then
+                -- Only its own names: never another service's DNS name on that network.
                 if kind(value) ~= "array" then return false end
+                local own_aliases = {}
+                local listed = kind(own) == "object" and own.Aliases or nil
+                for _, alias in ipairs(kind(listed) == "array" and listed or {}) do
+                    if type(alias) == "string" then own_aliases[alias] = true end
+                end
                 for _, alias in ipairs(value) do
-                    if type(alias) ~= "string" then return false end
+                    if type(alias) ~= "string" or not own_aliases[alias] then return false end
                 end
             else
                 return false
@@ -285,3 +312,5 @@ core.register_action("autofix_rename_ok", { "http-req" },
                      as_action("txn.rename_ok", rename_ok), 2)
 core.register_action("autofix_create_ok", { "http-req" },
                      as_action("txn.create_ok", create_ok), 2)
+core.register_action("autofix_update_ok", { "http-req" },
+                     as_action("txn.update_ok", update_ok), 2)

@@ -56,6 +56,28 @@ def test_incidents_filter_and_paginate(client: FlaskClient) -> None:
     since = get(client, "/api/v1/incidents?since=2000-01-01T00:00:00Z").json
     assert since["total"] == 6
     assert get(client, "/api/v1/incidents?since=2999-01-01T00:00:00Z").json["total"] == 0
+    assert everything["total_exact"] and page["total_exact"]
+
+
+def test_a_page_counts_only_up_to_a_bound_past_its_offset(client: FlaskClient,
+                                                           monkeypatch) -> None:
+    """An exact count(*) reads every match (ten million rows, bench/scale.py): `total` is
+    counted up to offset + PAGE_COUNT_CAP, and says when it stopped there. next_offset
+    still walks every page to the last one."""
+    import receiver.api.queries
+
+    seed(client)
+    monkeypatch.setattr(receiver.api.queries, "PAGE_COUNT_CAP", 3)
+    walked: list[tuple[int, bool, int | None]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = get(client, f"/api/v1/incidents?limit=2&offset={offset}").json
+        walked.append((page["total"], page["total_exact"], page["next_offset"]))
+        offset = page["next_offset"]
+    # 6 incidents: at offset 0 counted to 3, at 2 to 5, at 4 all 6.
+    assert walked == [(3, False, 2), (5, False, 4), (6, True, None)]
+    filtered = get(client, "/api/v1/incidents?status=resolved").json
+    assert (filtered["total"], filtered["total_exact"]) == (1, True)
 
 
 def test_bad_filters_are_400_naming_the_field(client: FlaskClient) -> None:
@@ -74,8 +96,9 @@ def test_show_incident_with_runs_and_actions(client: FlaskClient) -> None:
     assert detail["actions"] == []  # no worker ran in this test
     missing = get(client, "/api/v1/incidents/999999")
     assert missing.status_code == 404 and "999999" in missing.json["message"]
-    assert get(client, "/api/v1/actions").json == {"items": [], "total": 0, "limit": 50,
-                                                   "offset": 0, "next_offset": None}
+    assert get(client, "/api/v1/actions").json == {
+        "items": [], "total": 0, "total_exact": True, "limit": 50, "offset": 0,
+        "next_offset": None}
 
 
 def test_every_route_but_the_probes_requires_a_token(app: Flask) -> None:

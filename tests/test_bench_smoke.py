@@ -64,3 +64,34 @@ def test_wrk_sends_a_new_alert_with_every_request(tmp_path) -> None:
     # Requests still in flight when wrk stopped are filed but not counted by it.
     assert fingerprints == incidents
     assert result["requests"] <= incidents <= result["requests"] + 4
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_quick_fleet_writes_every_figure() -> None:
+    """`python -m bench.fleet --quick` (50 containers, about 2 minutes) runs the whole fleet
+    loop and writes each figure. No timing is asserted; only what holds on any machine:
+    every hung container of the guard-off storm came back, and no storm request named a
+    container that was not hung."""
+    from tests.harness.procs import require_binary
+    from tests.harness.root_harness import require_root
+
+    require_root("the fleet benchmark")
+    for tool in ("dockerd", "prometheus", "prometheus-alertmanager", "haproxy", "busybox",
+                 "initdb"):
+        require_binary(tool)
+    done = subprocess.run([sys.executable, "-m", "bench.fleet", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=420)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((ROOT / "bench" / "results" / "quick" / "fleet.json").read_text())
+    assert data["name"] == "fleet" and data["quick"] is True and data["containers"] == 50
+    assert data["meta"]["command"].endswith("bench.fleet --quick")
+    assert data["scrape_duration"]["max_s"] >= data["scrape_duration"]["p50_s"] > 0
+    assert data["idle_docker_calls"]["per_s"] is not None
+    [hang] = data["hang"]["runs"]
+    assert hang["answering_s"] is not None and hang["firing_to_restart_s"] is not None
+    guard_off = data["storm"]["host_storm_guard_off"]
+    assert guard_off["answering_again"] == guard_off["hung"] > 0
+    for phase in data["storm"].values():
+        assert phase["docker_calls"]["requests"] > 0
+        assert phase["docker_calls"]["other_containers_touched"] == []

@@ -319,11 +319,13 @@ def test_target_app_annotates_every_remediation_action() -> None:
 
 
 def test_sql_reads_only_the_tables_the_grafana_role_may_read() -> None:
-    readable = {"incidents", "actions", "evidence", "maintenance_windows", "host_storms"}
+    readable = {"incidents", "actions", "evidence", "maintenance_windows", "host_storms",
+                "image_history"}
     for query in all_queries():
         if query.is_sql:
             tables = set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", query.text, re.I))
             tables -= {"jsonb_each_text", "jsonb_array_elements_text"}
+            tables -= set(re.findall(r"\bWITH RECURSIVE\s+([a-z_]+)\b", query.text, re.I))
             assert tables <= readable, (query.where, tables)
 
 
@@ -529,9 +531,10 @@ def test_grafana_role_reads_incidents_and_actions_only(pg_url: str) -> None:
         drop_login(admin, user)
 
 
-def _seed(admin_dsn: str, actions: Sequence[tuple[str, str]]) -> None:
+def _seed(admin_dsn: str, actions: Sequence[tuple[str, str]], graph: bool = False) -> None:
     """Incident 1 (TargetDown on web, with a runbook path) and run 1 with these
-    (action, outcome) rows, started now."""
+    (action, outcome) rows, started now; with `graph`, also a dependent's run and the
+    images web ran."""
     import psycopg2
 
     conn = psycopg2.connect(admin_dsn)
@@ -562,6 +565,18 @@ def _seed(admin_dsn: str, actions: Sequence[tuple[str, str]]) -> None:
                 INSERT INTO actions (run_id, incident_id, playbook, action, target, params,
                     outcome, started_at, trigger)
                 VALUES (1, 1, 'p', %s, 'web', '{}', %s, now(), 'alert')""", (action, outcome))
+        if graph:
+            cur.execute("""
+                INSERT INTO runs (id, incident_id, playbook, target, trigger, alert_status, status,
+                    queued_at, dry_run) VALUES (2, 1, 'p', 'sidecar', 'dependent', 'firing',
+                    'succeeded', now(), false);
+                INSERT INTO actions (run_id, incident_id, playbook, action, target, params,
+                    outcome, started_at, trigger)
+                VALUES (2, 1, 'p', 'restart', 'sidecar', '{}', 'succeeded', now(), 'dependent');
+                INSERT INTO image_history (name, container_id, image_id, image_ref, created_at,
+                    first_seen_at)
+                VALUES ('web', 'c1', 'sha256:1', 'web:v1', now() - interval '2 days', now()),
+                       ('web', 'c2', 'sha256:2', 'web:v2', now() - interval '3 minutes', now())""")
     conn.close()
 
 
@@ -596,10 +611,10 @@ def test_incident_variable_cannot_inject_sql(pg_url: str) -> None:
     """Whatever arrives as ?var-incident= (or ?var-runbook_base=) runs without error and
     shows no incident, as the read-only Grafana login; a real id still shows its rows."""
     admin, _ = _dsn_of(pg_url)
-    _seed(admin, [("restart", "succeeded"), ("wait_healthy", "succeeded")])
+    _seed(admin, [("restart", "succeeded"), ("wait_healthy", "succeeded")], graph=True)
     board = dashboards_by_uid()["autofix-incidents"]
     drill_down = [q for q in iter_queries(board) if "$incident" in q.where]
-    assert len(drill_down) == 3
+    assert len(drill_down) == 5
     user = create_grafana_login(admin)
     try:
         dsn = _dsn_of(pg_url, user)[1]
@@ -675,10 +690,10 @@ def test_maintenance_windows_are_annotation_regions_read_by_the_grafana_role(
                        if q.where == f"{uid} / annotation Maintenance windows"]
             rows = _rows(dsn, _as_grafana_would(board, query, {"incident": ["1"]}))
             texts = [row[2] for row in rows]
-            assert texts == [
-                'maintenance window 2 by bob: cart deploy (service="cart"), ended by bob',
+            assert texts == [  # newest first: the annotation keeps the latest 500
                 'maintenance window 1 by alice (127.0.0.1): db upgrade '
-                '(container=~"shop-.*")'], texts
+                '(container=~"shop-.*")',
+                'maintenance window 2 by bob: cart deploy (service="cart"), ended by bob'], texts
             assert all(end > start for start, end, *_ in rows)
     finally:
         drop_login(admin, user)

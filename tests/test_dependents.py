@@ -3,12 +3,13 @@ each dependent a run of its own under every guard, opt-in, cycles, `dependents: 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from receiver.domain.graph import COMPOSE_DEPENDS_ON, COMPOSE_PROJECT, COMPOSE_SERVICE
 from receiver.runtime.runner import Runner
 from tests.harness.app_driver import actions, drain, incidents, runs
-from tests.harness.memory_app import fire, make_app
+from tests.harness.memory_app import T0, fire, make_app
 from tests.harness.playbook_yaml import restart_playbook
 
 PLAYBOOK = restart_playbook(wait_timeout_s=0.2, running_for_s=0)
@@ -221,9 +222,9 @@ def test_a_manual_run_s_incident_closes_when_its_chain_ends(db_url, app_factory,
     assert incident.close_reason.startswith("the dependents of a manual run:")
 
 
-def test_dependents_that_cannot_be_listed_do_not_stop_the_target_s_restart(
+def test_dependents_that_cannot_be_listed_stop_the_run_and_escalate(
         db_url, app_factory, tmp_path) -> None:
-    """A socket proxy that refuses the container list: the target is restarted as before."""
+    """A socket proxy that refuses the container list: autofix does not act on a guess."""
     from receiver.executor import ExecutorError
 
     app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
@@ -235,5 +236,202 @@ def test_dependents_that_cannot_be_listed_do_not_stop_the_target_s_restart(
     executor.dependents = refused  # type: ignore[method-assign]
     fire(app.test_client(), {"container": "vpn"})
     drain(app)
+    assert restarted(executor) == []
+    [run] = runs(app)
+    assert run.status == "skipped" and run.error.startswith("dependents_unknown: ")
+    assert "403 Forbidden" in run.error
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "cannot list the dependents of vpn" in incident.escalation_reason
+
+
+def test_leave_does_not_need_the_container_list(db_url, app_factory, tmp_path) -> None:
+    from receiver.executor import ExecutorError
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, LEAVE)
+    vpn_trio(executor)
+
+    def refused(identity: Any) -> Any:
+        raise ExecutorError("docker ps -a: 403 Forbidden")
+
+    executor.dependents = refused  # type: ignore[method-assign]
+    fire(app.test_client(), {"container": "vpn"})
+    drain(app)
     assert restarted(executor) == ["vpn"]
     assert [(r.trigger, r.status) for r in runs(app)] == [("alert", "succeeded")]
+
+
+# ---- a chain's end reaches a human even once the alert resolved (review of #31, 1) -------
+
+HOOK = {"outbound_webhook_url": "http://127.0.0.1:9/hook"}
+
+
+def escalated_events(app: Any) -> list[str]:
+    from sqlalchemy import select
+
+    from receiver.store.models import Outbox
+
+    with app.extensions["autofix"].database.session() as session:
+        return [str(o.details.get("reason")) for o in session.scalars(
+            select(Outbox).where(Outbox.kind == "escalated").order_by(Outbox.id))]
+
+
+def _parent_then_resolve(app: Any) -> Any:
+    """The parent's run alone; its restart resolves the alert before the chain runs."""
+    client = app.test_client()
+    fire(client, {"container": "vpn"})
+    assert Runner(app.extensions["autofix"]).run_once() is not None
+    fire(client, {"container": "vpn"}, status="resolved")
+    assert incidents(app)[0].status == "resolved"
+    return client
+
+
+def test_a_guard_stop_after_the_alert_resolved_escalates_and_a_repeat_does_not_hide_it(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK,
+                                protected_containers=["app"], **HOOK)
+    vpn_trio(executor)
+    client = _parent_then_resolve(app)
+    drain(app)
+    assert [(r.target, r.status) for r in runs(app)] == [("vpn", "succeeded"),
+                                                         ("app", "skipped")]
+    [incident] = incidents(app)
+    assert incident.status == "escalated" and incident.resolved_at is not None
+    assert "dependent app not restarted: target_not_allowed" in incident.escalation_reason
+    assert any("dependent app not restarted" in reason for reason in escalated_events(app))
+    # Alertmanager repeats the resolved alert (a group's next notification): still escalated.
+    fire(client, {"container": "vpn"}, status="resolved")
+    assert incidents(app)[0].status == "escalated" and incidents(app)[0].next_attempt_at is None
+    drain(app)
+    assert len(runs(app)) == 2  # nothing retried: the alert resolved
+    # The alert fires again later: a new occurrence, a new incident; the first still waits.
+    fire(client, {"container": "vpn"}, starts=T0 + timedelta(minutes=5))
+    assert sorted(i.status for i in incidents(app)) == ["escalated", "open"]
+
+
+def test_a_failed_dependent_escalates_after_the_resolve(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK, **HOOK)
+    vpn_trio(executor)
+    executor.stays_unhealthy.add("app")
+    _parent_then_resolve(app)
+    drain(app)
+    assert [(r.target, r.status) for r in runs(app)] == [("vpn", "succeeded"),
+                                                         ("app", "failed")]
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "dependent app was not restarted (failed)" in incident.escalation_reason
+    assert incident.next_attempt_at is None
+
+
+def test_a_dependent_left_not_opted_in_escalates_after_the_resolve(
+        db_url, app_factory, tmp_path) -> None:
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK, **HOOK)
+    executor.add("vpn")
+    executor.add("app", network_mode="container:vpn", labels={})
+    client = app.test_client()
+    # The parent's restart resolves the alert before its success is recorded.
+    executor.on_restart = lambda _name: fire(client, {"container": "vpn"}, status="resolved")
+    fire(client, {"container": "vpn"})
+    drain(app)
+    [incident] = incidents(app)
+    assert incident.status == "escalated" and "not opted in" in incident.escalation_reason
+    assert any("not opted in" in reason for reason in escalated_events(app))
+
+
+def test_an_interrupted_dependent_run_escalates_after_the_resolve(
+        db_url, app_factory, tmp_path) -> None:
+    from sqlalchemy import update
+
+    from receiver.runtime.runner import reconcile_interrupted
+    from receiver.store.models import Run
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK, **HOOK)
+    vpn_trio(executor)
+    _parent_then_resolve(app)
+    dependent = runs(app)[1]
+    services = app.extensions["autofix"]
+    with services.database.session() as session:  # its worker died mid-step
+        session.execute(update(Run).where(Run.id == dependent.id).values(
+            status="running", worker="gone:1", current_step=0))
+    assert reconcile_interrupted(services, worker="gone:1") == [dependent.id]
+    [incident] = incidents(app)
+    assert incident.status == "escalated"
+    assert "interrupted" in incident.escalation_reason
+    assert "not restarted after it: tail" in incident.escalation_reason
+    assert any("interrupted" in reason for reason in escalated_events(app))
+
+
+def test_a_dependent_held_by_the_kill_switch_is_queued_again_at_resume(
+        db_url, app_factory, tmp_path) -> None:
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK, **HOOK)
+    vpn_trio(executor)
+    client = _parent_then_resolve(app)
+    assert client.post("/api/v1/pause", json={"actor": "alice", "reason": "freeze"},
+                       headers=api_headers()).status_code == 200
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    assert incidents(app)[0].status == "escalated"  # the chain stopped: a human hears it
+    assert client.post("/api/v1/resume", json={"actor": "alice", "reason": "go"},
+                       headers=api_headers()).status_code == 200
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+    assert [(r.trigger, r.target, r.status) for r in runs(app)] == [
+        ("alert", "vpn", "succeeded"), ("dependent", "app", "skipped"),
+        ("dependent", "app", "succeeded"), ("dependent", "tail", "succeeded")]
+    assert runs(app)[2].chain["parent"] == "vpn"
+
+
+def test_a_dependent_held_by_a_maintenance_window_is_queued_again_at_its_end(
+        db_url, app_factory, tmp_path) -> None:
+    from tests.conftest import api_headers
+
+    app, executor, clock = make_app(app_factory, db_url, tmp_path, PLAYBOOK, **HOOK)
+    vpn_trio(executor)
+    client = _parent_then_resolve(app)
+    made = client.post("/api/v1/maintenance", headers=api_headers(), json={
+        "matchers": ['target="app"'], "ends_at": (clock() + timedelta(hours=1)).isoformat(),
+        "reason": "app upgrade", "actor": "alice"})
+    assert made.status_code == 201, made.json
+    drain(app)
+    assert restarted(executor) == ["vpn"]
+    ended = client.post(f"/api/v1/maintenance/{made.json['id']}/end", headers=api_headers(),
+                        json={"actor": "alice", "reason": "done"})
+    assert ended.status_code == 200, ended.json
+    drain(app)
+    assert restarted(executor) == ["vpn", "app", "tail"]
+
+
+def test_a_quarantined_copy_and_a_stopped_one_off_are_not_restarted(
+        db_url, app_factory, tmp_path) -> None:
+    def labels(service: str, depends: str | None = None) -> dict[str, str]:
+        return {"autofix.enable": "true", COMPOSE_PROJECT: "p", COMPOSE_SERVICE: service,
+                **({COMPOSE_DEPENDS_ON: depends} if depends else {})}
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    executor.add("db", labels=labels("db"))
+    executor.add("app", labels=labels("app", "db:service_started:true"))
+    executor.add("app.autofix-quarantine-20261207T020000Z",
+                 labels=labels("app", "db:service_started:true"), status="exited")
+    executor.add("p-app-run-3f2a", labels=labels("app", "db:service_started:true"),
+                 status="exited")
+    executor.add("web", labels=labels("web", "db:service_started:true"))
+    fire(app.test_client(), {"container": "db"})
+    drain(app)
+    assert restarted(executor) == ["db", "app", "web"]
+
+
+def test_an_ambiguous_id_prefix_is_409_listing_the_matches(db_url, app_factory,
+                                                           tmp_path) -> None:
+    """Review of #31, finding 12: not a 503 (the backend answered; the reference is bad)."""
+    from tests.conftest import api_headers
+
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    executor.add("one").id = "abc1" + "1" * 60
+    executor.add("two").id = "abc2" + "2" * 60
+    got = app.test_client().get("/api/v1/targets/abc/dependents", headers=api_headers())
+    assert got.status_code == 409, got.json
+    assert got.json["reason"] == "target_ambiguous"
+    assert "abc1" in got.json["message"] and "abc2" in got.json["message"]

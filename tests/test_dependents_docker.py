@@ -230,3 +230,54 @@ def test_a_sidecar_docker_restarted_before_its_parent_s_restart_is_still_restart
     assert started_at(child) != child_before and started_at(child) > started_at(parent)
     assert [(r.trigger, r.status) for r in runs(docker_app)] == [
         ("alert", "succeeded"), ("dependent", "succeeded")]
+
+
+def test_a_stopped_copy_with_its_service_s_labels_is_not_restarted(docker_app,
+                                                                   docker_client) -> None:
+    """Review of #31, finding 2: the list is `?all=1`; a quarantined copy (stopped, renamed,
+    its Compose labels kept) and a stopped one-off are no dependents."""
+    project = f"p{uuid.uuid4().hex[:6]}"
+    db = compose_service(docker_client, project, "db", "")
+    copy = compose_service(docker_client, project, "app", "db:service_started:true")
+    copy.stop(timeout=0)
+    copy.rename(f"{project}-app-1.autofix-quarantine-20261207T020000Z")
+    one_off = compose_service(docker_client, project, "app", "db:service_started:true")
+    one_off.stop(timeout=0)
+    one_off.rename(f"{project}-app-run-3f2a")
+    app = compose_service(docker_client, project, "app", "db:service_started:true")
+    fire_container(docker_app.test_client(), db.name)
+    drain(docker_app)
+    assert [(r.trigger, r.target, r.status) for r in runs(docker_app)] == [
+        ("alert", db.name, "succeeded"), ("dependent", app.name, "succeeded")]
+    for stopped in (copy, one_off):
+        stopped.reload()
+        assert stopped.status == "exited"
+
+
+def test_a_proxy_that_refuses_the_list_stops_the_restart(
+        db_url, app_factory, private_dockerd, docker_client, tmp_path) -> None:
+    """Review of #31, finding 7(a): an older socket proxy without the container list
+    answers 403; autofix cannot see the sidecar, so it restarts nothing and escalates."""
+    from tests.harness.socket_proxy import start_socket_proxy
+
+    proxy = start_socket_proxy("receiver.cfg", private_dockerd.sock, tmp_path,
+                               without="http-request allow if read c_list !has_body")
+    try:
+        path = tmp_path / "playbooks.yml"
+        path.write_text(PLAYBOOK)
+        app = app_factory(db_url, docker_host=proxy.docker_host, playbooks=path,
+                          inventory_interval=0)
+        parent = run_container(docker_client)
+        child = sharing(docker_client, parent)
+        before = started_at(parent), started_at(child)
+        fire_container(app.test_client(), parent.name)
+        drain(app)
+        assert (started_at(parent), started_at(child)) == before
+        [run] = runs(app)
+        assert run.status == "skipped" and run.error.startswith("dependents_unknown: ")
+        [incident] = incidents(app)
+        assert incident.status == "escalated"
+        assert f"cannot list the dependents of {parent.name}" in incident.escalation_reason
+        assert any("/containers/json" in line for line in proxy.denials())
+    finally:
+        proxy.stop()

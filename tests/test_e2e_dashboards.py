@@ -58,6 +58,9 @@ MAY_BE_EMPTY = {
         "the unit tests, not the live loop)",
     "target-app / annotation autofix: dry_run":
         "the e2e runs no playbook in dry-run mode",
+    "autofix-incidents / Dependents restarted after incident $incident's target / A":
+        "the e2e's target app has no dependents (tests/test_dashboards.py runs this query "
+        "on a seeded dependent run; tests/test_dependents_docker.py restarts real ones)",
     "autofix-overview / annotation Maintenance windows":
         "the e2e opens no maintenance window (tests/test_dashboards.py runs this query on "
         "seeded windows)",

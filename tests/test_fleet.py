@@ -199,13 +199,13 @@ def test_a_breaker_is_reset_by_its_host_qualified_name(db_url, app_factory, tmp_
             "a/app": "closed"}
 
 
-def test_migration_0015_docker_host_goes_down_and_up(db_url: str) -> None:
+def test_migration_0016_docker_host_goes_down_and_up(db_url: str) -> None:
     from alembic import command
     from sqlalchemy import create_engine, inspect
 
     from receiver.store.migrate import alembic_config, upgrade
 
-    command.downgrade(alembic_config(db_url), "0014")
+    command.downgrade(alembic_config(db_url), "0015")
     engine = create_engine(db_url)
     try:
         for table in ("runs", "actions"):

@@ -98,3 +98,50 @@ def test_plan_leaves_unopted_and_their_dependents_and_honours_leave() -> None:
         ("a", True), ("b", False)]
     leave = plan_chain("vpn", found, "leave", lambda d: True, "autofix.enable")
     assert leave.restart == [] and len(leave.left) == 3
+
+
+def test_only_live_dependents_never_a_copy_a_rollback_set_aside() -> None:
+    """Review of #31, finding 2: `?all=1` lists stopped containers too; a quarantined copy
+    keeps its service's Compose labels, a one-off `compose run` container too."""
+    rows = [svc("db"), svc("app", "db:service_started:true"),
+            ContainerRow("app.autofix-quarantine-20261207T020000Z", "id-q",
+                         svc("app", "db:service_started:true").labels, "host", "exited"),
+            ContainerRow("app.autofix-rollback-failed-20261207T020000Z", "id-f",
+                         svc("app", "db:service_started:true").labels, "host", "running"),
+            ContainerRow("p-app-run-3f2a", "id-r", svc("app", "db:service_started:true").labels,
+                         "host", "exited"),
+            ContainerRow("web", "id-web", svc("web", "db:service_started:true").labels, "host",
+                         "restarting"),
+            ContainerRow("side", "id-side", {}, "container:db", "created")]
+    assert names(dependents_of(rows, "db")) == ["app", "web"]
+    stopped_target = [ContainerRow("db", "id-db", svc("db").labels, "host", "exited"),
+                      *rows[1:]]
+    assert names(dependents_of(stopped_target, "db")) == ["app", "web"]  # `start` restarts it
+
+
+def test_the_docker_list_s_state_is_read_and_a_missing_one_is_not_live() -> None:
+    from receiver.executor.docker_graph import container_rows
+
+    listed = [{"Id": "a" * 64, "Names": ["/db"], "State": "running"},
+              {"Id": "b" * 64, "Names": ["/app"], "HostConfig": {"NetworkMode": "container:db"}}]
+    rows = container_rows(listed)
+    assert [row.state for row in rows] == ["running", ""]
+    assert dependents_of(rows, "db") == []
+
+
+def test_only_edges_from_a_restarted_parent_decide() -> None:
+    """Review of #31, finding 9: app's edge to db says restart: false; its edge to cache
+    says true, but cache is not restarted: a restart of db leaves app."""
+    rows = [svc("db"), svc("cache", "db:service_started:false"),
+            svc("app", "db:service_started:false,cache:service_started:true")]
+    found = dependents_of(rows, "db")
+    assert [(d.name, d.restarts_with) for d in found] == [("cache", []), ("app", ["cache"])]
+    plan = plan_chain("db", found, "restart", lambda d: True, "autofix.enable")
+    assert plan.restart == []
+    assert [(item.name, item.why) for item in plan.left] == [
+        ("cache", "its compose depends_on on db does not say restart: true"),
+        ("app", "its compose depends_on on db does not say restart: true")]
+    # cache restarted with db: app's restart: true to cache now counts.
+    rows[1] = svc("cache", "db:service_started:true")
+    plan = plan_chain("db", dependents_of(rows, "db"), "restart", lambda d: True, "x")
+    assert names(plan.restart) == ["cache", "app"]

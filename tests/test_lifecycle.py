@@ -38,8 +38,26 @@ def test_every_incident_status_is_reachable_and_resolve_wins_over_all() -> None:
     assert reachable == set(IncidentStatus)
     assert set(INCIDENT_TRANSITIONS["resolve"].allowed_from) == set(IncidentStatus) - {
         IncidentStatus.RESOLVED}
-    for event, transition in INCIDENT_TRANSITIONS.items():
-        assert IncidentStatus.RESOLVED not in transition.allowed_from, event
+    # Only what the incident's own chain or rollback did after the resolve moves it again.
+    leaving = [event for event, t in INCIDENT_TRANSITIONS.items()
+               if IncidentStatus.RESOLVED in t.allowed_from]
+    assert leaving == ["escalate_after_resolve"]
+    assert INCIDENT_TRANSITIONS["escalate_after_resolve"].to == IncidentStatus.ESCALATED
+
+
+def test_the_readme_diagram_draws_exactly_the_incident_transitions() -> None:
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = readme.split("### Incidents and runs: one state machine", 1)[1]
+    diagram = section.split("```mermaid", 1)[1].split("```", 1)[0]
+    statuses = {status.value for status in IncidentStatus}
+    drawn = {(a, b) for a, b in re.findall(r"^\s*(\w+) --> (\w+)", diagram, re.M)
+             if a in statuses and b in statuses}
+    table = {(str(src), str(t.to)) for t in INCIDENT_TRANSITIONS.values()
+             for src in t.allowed_from}
+    assert drawn == table
 
 
 def test_a_resolve_between_read_and_write_is_not_overwritten(db_url, app_factory,

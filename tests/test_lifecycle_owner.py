@@ -141,12 +141,13 @@ def test_initial_states() -> None:
 def test_the_upserts_resolve_is_lifecycles_transition() -> None:
     from sqlalchemy import column
 
-    sql = str(resolved_status(column("status")).compile(
+    sql = str(resolved_status(column("status"), column("resolved_at")).compile(
         compile_kwargs={"literal_binds": True}))
     resolve = INCIDENT_TRANSITIONS["resolve"]
     for status in IncidentStatus:
         assert (f"'{status.value}'" in sql.split("THEN")[0]) == (status in resolve.allowed_from)
     assert f"THEN '{resolve.to}' ELSE status END" in sql
+    assert "resolved_at IS NULL" in sql  # resolved once: a repeat does not resolve again
 
 
 POLICY = BreakerPolicy(max_actions=2, window="10m", open_for="1m", open_for_max="8m",

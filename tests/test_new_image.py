@@ -96,18 +96,56 @@ def test_history_is_insert_if_absent_and_finds_the_predecessor(db_url: str,
         assert not image_history.ran_before(session, new, old)
 
 
-def test_retention_keeps_the_newest_two_of_each_name(db_url: str, app_factory: Any) -> None:
+def test_retention_keeps_the_newest_three_of_each_name(db_url: str, app_factory: Any) -> None:
     database = app_factory(db_url).extensions["autofix"].database
     with database.session() as session:
         image_history.record(session, [
             image("app", f"{i}" * 64, V1 if i % 2 else V2, NOW - timedelta(days=10 - i))
-            for i in range(1, 5)], NOW - timedelta(days=9))
+            for i in range(1, 6)], NOW - timedelta(days=9))
         image_history.record(session, [image("db", "d" * 64, V1, NOW - timedelta(days=9))],
                              NOW - timedelta(days=9))
     assert prune(database, timedelta(days=1), now=NOW)["image_history"] == 2
     with database.session() as session:
         left = sorted((r.name, r.container_id[0]) for r in session.scalars(select(ImageHistory)))
-    assert left == [("app", "3"), ("app", "4"), ("db", "d")]
+    assert left == [("app", "3"), ("app", "4"), ("app", "5"), ("db", "d")]
+
+
+def test_retention_never_loses_the_row_that_tells_a_return_to_an_earlier_image(
+        db_url: str, app_factory: Any) -> None:
+    """Review #31, 6 (/tmp/rev/flip.py): A for months, B deployed, rolled back to A. Keeping
+    two rows per name pruned the first A, so the rolled-back A failing within the window
+    was judged "new image B → A" and rolled back to the bad B. Now a name with a container
+    created within the window keeps every row, and each name its newest three."""
+    database = app_factory(db_url).extensions["autofix"].database
+    t0, now = datetime(2026, 1, 1, tzinfo=UTC), NOW
+    rows_ = [image("app", "0" * 64, V2, t0 - timedelta(days=1)),  # older still: B once
+             image("app", "1" * 64, V1, t0), image("app", "2" * 64, V2, now),
+             image("app", "3" * 64, V1, now + timedelta(minutes=5))]
+
+    def judge(at: datetime) -> Any:
+        with database.session() as session:
+            current = image_history.find(session, "3" * 64)
+            assert current is not None
+            previous = image_history.predecessor(session, current)
+            return new_image(current, previous, at, 3600, previous is not None
+                             and image_history.ran_before(session, current, previous))
+
+    with database.session() as session:
+        for row in rows_:
+            image_history.record(session, [row], min(row.created_at, now))
+    assert judge(now + timedelta(minutes=20)) is None  # a return to A: no new image
+    # Retention 30 days: the window (1h) holds the name's every row; even the fourth.
+    assert prune(database, timedelta(days=30), now=now + timedelta(minutes=10))[
+        "image_history"] == 0
+    assert judge(now + timedelta(minutes=20)) is None
+    # Once no container of the name can be judged, it keeps its newest three.
+    assert prune(database, timedelta(days=30), now=now + timedelta(hours=2))[
+        "image_history"] == 1
+    with database.session() as session:
+        assert sorted(r.container_id[0] for r in session.scalars(select(ImageHistory))) == [
+            "1", "2", "3"]
+    # And the newest three still tell the return.
+    assert judge(now + timedelta(minutes=20)) is None
 
 
 def test_the_inventory_records_opted_in_containers_once_from_one_list(
@@ -122,6 +160,49 @@ def test_the_inventory_records_opted_in_containers_once_from_one_list(
     assert executor.image_reads == ["inventory", "inventory"]  # never one inspect each
     with svc.database.session() as session:
         assert [r.name for r in session.scalars(select(ImageHistory))] == ["web"]
+
+
+def test_the_history_follows_a_compose_v2_rename(db_url: str, app_factory: Any) -> None:
+    """Review #31, 3 (/tmp/rev/tmpname.py): Compose v2 creates a recreated container as
+    `<old id[:12]>_<name>` and renames it; the history recorded the temporary name, so a
+    config-only recreate (same image B) was judged "new image A → B" against a 60-day-old
+    container. The start/rename event and the inventory move a known row to its name."""
+    from receiver.engine.new_image import _judged, _named
+    from receiver.runtime.image_inventory import record_container
+    from tests.harness.memory_executor import MemoryContainer
+
+    executor = MemoryExecutor()
+    svc = app_factory(db_url, executor=executor).extensions["autofix"]
+    c1 = image("p-app-1", "1" * 64, V1, NOW - timedelta(days=60))
+    c2 = image("111111111111_p-app-1", "2" * 64, V2, NOW - timedelta(days=7))
+    c3 = image("222222222222_p-app-1", "3" * 64, V2, NOW)  # config-only: the same image
+    with svc.database.session() as session:  # as the follower's inspect on `create` saw them
+        image_history.record(session, [c1], c1.created_at)
+        image_history.record(session, [c2], c2.created_at)
+    # c2's start (or rename) event: the follower moves its row to its name, no inspect.
+    assert not record_container(svc.database, executor, c2.container_id, NOW, "p-app-1")
+    assert executor.image_reads == []
+    with svc.database.session() as session:
+        image_history.record(session, [c3], c3.created_at)
+    # c3 renamed too, seen this time by the inventory's list; a set-aside name is not
+    # followed (a quarantined container keeps its place in its name's history).
+    executor.containers["p-app-1"] = MemoryContainer("p-app-1", c3.container_id, image=V2,
+                                                     created_at=NOW)
+    executor.containers["q"] = MemoryContainer(
+        "p-app-1.autofix-quarantine-20260601T120000Z", c2.container_id, image=V2)
+    assert take_inventory(svc.database, [executor], "autofix.enable", svc.now) == 0
+    with svc.database.session() as session:
+        assert {r.container_id[0]: r.name for r in session.scalars(select(ImageHistory))} == {
+            "1": "p-app-1", "2": "p-app-1", "3": "p-app-1"}
+        current = image_history.find(session, c3.container_id)
+        assert current is not None
+        assert _judged(session, _named(current, "p-app-1"), NOW + timedelta(minutes=10),
+                       3600) is None  # B after B: no new image
+    # A run's own lookup moves a row it finds under another name too.
+    with svc.database.session() as session:
+        image_history.record(session, [image("333333333333_web", "4" * 64, V2, NOW)], NOW)
+        assert image_history.rename(session, "4" * 64, "web") == 1
+        assert image_history.rename(session, "4" * 64, "web") == 0
 
 
 def test_the_inventory_is_a_periodic_job_of_its_own_lane(db_url: str, app_factory: Any) -> None:
@@ -215,6 +296,31 @@ def test_by_default_a_new_image_escalates_and_nothing_restarts(
     [shown] = served["evidence"]
     assert shown["classification"] == "bad_update"
     assert shown["new_image"]["old_image_id"] == V1
+
+
+def test_an_unreadable_image_is_no_guess_it_skips_image_unknown_and_escalates(
+        db_url: str, app_factory: Any, tmp_path: Path) -> None:
+    """Review #31, 7(b): an ExecutorError reading the image was "no new image", so the
+    container was restarted; now nothing is touched and a human is told why."""
+    from receiver.executor import ExecutorError
+
+    app, executor, rolled = make_app(app_factory, db_url, tmp_path)
+    executor.add("web", status="exited")
+
+    def refused(target: str) -> ContainerImage | None:
+        raise ExecutorError("403 Forbidden from the socket proxy")
+
+    executor.container_image = refused  # type: ignore[method-assign]
+    fire_and_drain(app)
+    assert executor.restarts("web") == 0 and rolled == []
+    [skip] = rows(app, Action)
+    assert (skip.action, skip.outcome, skip.reason) == ("guard", "skipped", "image_unknown")
+    [incident] = rows(app, Incident)
+    assert incident.status == "escalated"
+    reason = incident.escalation_reason or ""
+    assert reason.startswith("image_unknown: could not read which image web runs"), reason
+    assert "403 Forbidden from the socket proxy" in reason
+    assert skipped(app, "image_unknown") == 1
 
 
 def test_without_a_predecessor_or_outside_the_window_it_acts(

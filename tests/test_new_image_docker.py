@@ -126,6 +126,56 @@ def test_a_failing_new_image_is_escalated_not_restarted(
         docker_client.containers.get(name).remove(force=True)
 
 
+def compose_recreate(client: Any, name: str, version: str, command: list[str]) -> Any:
+    """What Compose v2 does: create `<old id[:12]>_<name>`, remove the old one, rename the
+    new one to `name`, start it."""
+    old = client.containers.get(name)
+    new = client.containers.create(f"{REPOSITORY}:{version}", command,
+                                   name=f"{old.id[:12]}_{name}", network_mode="host",
+                                   labels={"autofix.enable": "true"})
+    old.remove(force=True)
+    new.rename(name)
+    new.start()
+    return new
+
+
+def test_a_compose_v2_recreate_is_recorded_under_its_name_not_the_temporary_one(
+        pg_url: str, app_factory: Any, private_dockerd: Any, docker_client: Any,
+        tmp_path: Path) -> None:
+    """Review #31, 3: v1, then recreated from v2 (a deploy, a week ago in real life), then a
+    config-only recreate on v2 that fails. Before, the history kept Compose's temporary
+    names, so the last was judged "new image v1 → v2" (and would have been rolled back to
+    v1); now the rename and start events move each row to its name: a crash, restarted."""
+    ids = build_versions(docker_client)
+    app = make_app(app_factory, pg_url, private_dockerd, tmp_path, inventory_interval=0)
+    svc = app.extensions["autofix"]
+    name = f"app-{uuid.uuid4().hex[:6]}"
+    follower = EventsFollower(svc.database, svc.executors.default, "test:1",
+                              svc.settings.opt_in_label, lease_s=3.0).start()
+    try:
+        assert follower.following.wait(20), "the follower took the lease"
+        run_app(docker_client, name, "v1", FAST_STOP)
+        wait_for(lambda: len(history(app, name)) == 1, 10, "the follower recorded v1")
+        compose_recreate(docker_client, name, "v2", FAST_STOP)
+        wait_for(lambda: len(history(app, name)) == 2, 10, "v2 recorded under its name")
+        failing = compose_recreate(docker_client, name, "v2", ["sh", "-c", "sleep 1; exit 3"])
+        wait_for(lambda: len(history(app, name)) == 3, 10, "v2 again, under its name")
+        assert [image for image, _ in history(app, name)] == [ids["v1"], ids["v2"], ids["v2"]]
+        wait_for(lambda: (failing.reload() or True) and failing.status == "exited", 20,
+                 "the config-only recreate exited")
+
+        fire_container(app.test_client(), name)
+        drain(app)
+
+        [restart] = actions(app, name)
+        assert (restart.action, restart.outcome) == ("restart", "succeeded")
+        assert incident(app, name).classification != "bad_update"
+    finally:
+        follower.stop()
+        for container in docker_client.containers.list(all=True, filters={"name": name}):
+            container.remove(force=True)
+
+
 def test_on_new_image_act_restarts_as_before(
         pg_url: str, app_factory: Any, private_dockerd: Any, docker_client: Any,
         tmp_path: Path) -> None:
@@ -225,6 +275,8 @@ def test_on_new_image_rollback_runs_the_old_image_again_through_the_socket_proxy
         [kept] = docker_client.containers.list(
             all=True, filters={"name": f"{name}.autofix-quarantine-"})
         assert (kept.id, kept.attrs["Image"], kept.status) == (failing.id, v2, "exited")
+        # Set aside for good: never started again by a daemon restart (review #31, 4).
+        assert kept.attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
         assert [(a.action, a.outcome) for a in actions(app, name)] == [
             ("rollback_image", "succeeded"), ("wait_healthy", "succeeded")]
         found = incident(app, name)

@@ -83,6 +83,11 @@ def test_a_container_recreated_from_a_new_image_rolls_back_to_the_previous_one(
     assert client.containers.get("rb-app").exec_run(["cat", "/version"]).output == b"v1"
     kept = client.api.inspect_container(result.quarantined_as)
     assert (kept["Id"], kept["Image"], kept["State"]["Status"]) == (failing.id, v2, "exited")
+    # Set aside for good: a daemon restart must not start it beside the rolled-back one
+    # (review #31, 4); the new one keeps the container's own policy.
+    assert kept["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert now["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert result.note == "its restart policy set to no"
 
 
 def test_the_action_names_the_quarantined_container_and_the_image(
@@ -99,6 +104,7 @@ def test_the_action_names_the_quarantined_container_and_the_image(
                                                      timeout_s=1))
     assert detail is not None
     assert "rb-act.autofix-quarantine-20261207T023005Z" in detail and v1 in detail
+    assert detail.endswith("its restart policy set to no"), detail
     assert client.api.inspect_container("rb-act")["Image"] == v1
     assert client.api.inspect_container(failing.id)["Name"] == (
         "/rb-act.autofix-quarantine-20261207T023005Z")
@@ -152,8 +158,82 @@ def test_a_rollback_whose_new_container_does_not_start_puts_the_original_back(
         DockerExecutor(private_dockerd.url, 30).rollback_image("rb-back", v1, NOW, 1)
     assert not isinstance(failed.value, RollbackRefused)
     aside = "rb-back.autofix-rollback-failed-20261207T023005Z"
-    assert f"set aside as {aside} (created, not running)" in str(failed.value)
+    assert f"set aside as {aside};" in str(failed.value)
     assert f"{failing.id[:12]} is named rb-back again, running" in str(failed.value)
     state = client.api.inspect_container("rb-back")
     assert (state["Id"], state["State"]["Running"]) == (failing.id, True)
     assert client.api.inspect_container(aside)["Image"] == v1
+
+
+def test_a_container_others_share_is_refused_naming_them_and_nothing_changes(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str],
+        tmp_path: Path) -> None:
+    """Review #31, 5: sidecars in its network, PID or IPC namespace, or taking its volumes,
+    would be cut off by a recreate (they point at the old container): refused, named."""
+    v1, _ = images
+    failing = deploy_v2(client, "rb-shared", images, tmp_path)
+    sidecars = {
+        "rb-net": {"network_mode": f"container:{failing.id}"},
+        "rb-pid": {"network_mode": "host", "pid_mode": "container:rb-shared"},
+        "rb-vol": {"network_mode": "host", "volumes_from": ["rb-shared:ro"]},
+    }
+    for sidecar, how in sidecars.items():
+        client.containers.run(v1, ["sleep", "600"], name=sidecar, detach=True, **how)
+    with pytest.raises(RollbackRefused) as refused:
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-shared", v1, NOW, 1)
+    text = str(refused.value)
+    assert f"rb-net (network container:{failing.id})" in text, text
+    assert "rb-pid (pid container:rb-shared)" in text or (
+        f"rb-pid (pid container:{failing.id})" in text), text
+    assert "rb-vol (volumes_from rb-shared:ro)" in text, text
+    state = client.api.inspect_container("rb-shared")
+    assert (state["Id"], state["State"]["Running"]) == (failing.id, True)
+    assert not client.containers.list(all=True, filters={"name": "autofix-quarantine"})
+    # Without them it goes through.
+    for sidecar in sidecars:
+        client.containers.get(sidecar).remove(force=True)
+    result = DockerExecutor(private_dockerd.url, 30).rollback_image("rb-shared", v1, NOW, 1)
+    assert client.api.inspect_container("rb-shared")["Id"] == result.new_id
+
+
+def test_a_failure_reports_what_is_actually_there(
+        client: docker.DockerClient, private_dockerd: Any, images: tuple[str, str],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review #31, 10: after any failure the name and the original id are inspected again.
+    A create that timed out on the client while dockerd made the container: the put-back
+    cannot take the name back, and the message says who holds it, not a guess."""
+    from receiver.executor import docker_rollback
+
+    v1, v2 = images
+    failing = deploy_v2(client, "rb-late", images, tmp_path)
+    create = docker_rollback._Steps.create
+
+    def late(self: Any, name: str, body: dict[str, Any]) -> str:
+        create(self, name, body)
+        raise ExecutorError("docker create --name rb-late: timed out")
+
+    monkeypatch.setattr(docker_rollback._Steps, "create", late)
+    with pytest.raises(ExecutorError) as raised:
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-late", v1, NOW, 1)
+    text = str(raised.value)
+    made = client.api.inspect_container("rb-late")
+    assert made["Id"] != failing.id
+    assert "giving the original container" in text, text
+    assert f"found now: rb-late is container {made['Id'][:12]} (created, image {v1[:19]})" \
+        in text, text
+    assert (f"the original container {failing.id[:12]} is named "
+            "rb-late.autofix-quarantine-20261207T023005Z (exited)") in text, text
+    monkeypatch.undo()
+
+    # A stop that fails: nothing was renamed, and it says so from what it sees.
+    stuck = deploy_v2(client, "rb-stuck", images, tmp_path)
+
+    def refused(self: Any, container: str, timeout_s: float) -> None:
+        raise ExecutorError("docker stop: 500 Server Error")
+
+    monkeypatch.setattr(docker_rollback._Steps, "stop", refused)
+    with pytest.raises(ExecutorError) as raised:
+        DockerExecutor(private_dockerd.url, 30).rollback_image("rb-stuck", v1, NOW, 1)
+    assert str(raised.value).endswith(
+        f"failed at the stop: docker stop: 500 Server Error; found now: rb-stuck is the "
+        f"original container {stuck.id[:12]} (running, image {v2[:19]})"), str(raised.value)

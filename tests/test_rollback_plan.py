@@ -56,6 +56,27 @@ def test_the_containers_own_settings_are_kept_and_the_new_images_left_out() -> N
         "ExposedPorts": {"9000/tcp": {}}, "HostConfig": container()["HostConfig"]}
 
 
+def test_a_custom_opt_in_label_is_always_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review #31, 11: AUTOFIX_OPT_IN_LABEL=heal, set by the new image itself (a Dockerfile
+    LABEL): read as inherited, it was left out and the rolled-back container lost its
+    opt-in. Whatever its name, it is kept; the executor passes its own label in."""
+    from receiver.executor import docker_rollback
+    from receiver.executor.docker_executor import DockerExecutor
+
+    labelled = {"Config": {**NEW_IMAGE["Config"], "Labels": {"version": "2", "heal": "true"}}}
+    own = container(Config__Labels={"version": "2", "heal": "true", "team": "x"})
+    assert plan_create(own, labelled, OLD, lambda _: True)["Labels"] == {"team": "x"}
+    assert plan_create(own, labelled, OLD, lambda _: True, "heal")["Labels"] == {
+        "team": "x", "heal": "true"}
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(docker_rollback, "rollback",
+                        lambda *args, **kwargs: seen.update(kwargs))
+    executor = DockerExecutor("unix:///nonexistent.sock", 1, opt_in_label="heal")
+    monkeypatch.setattr(executor, "_docker", lambda: type("C", (), {"api": None})())
+    executor.rollback_image("app", OLD, NOW)
+    assert seen == {"opt_in_label": "heal"}
+
+
 def test_a_setting_the_container_changed_is_kept() -> None:
     own = container(Config__Cmd=["serve", "--debug"], Config__WorkingDir="/srv",
                     Config__Entrypoint=["tini"], Config__Env=["V=3"])

@@ -300,6 +300,9 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         " if METH_POST c_rename",
         "http-request lua.autofix_create_ok /var/run/docker.sock autofix.enable"
         " if METH_POST c_create",
+        # and the quarantined container's restart policy set to "no"
+        "http-request lua.autofix_update_ok /var/run/docker.sock autofix.enable"
+        " if METH_POST c_update",
         "http-request allow if read ping !has_body",
         "http-request allow if read version !has_body",
         "http-request allow if read info !has_body",
@@ -315,6 +318,7 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         "http-request allow if read i_inspect !has_body",  # image inspect by id
         "http-request allow if METH_POST c_rename !has_body rename_ok",
         "http-request allow if METH_POST c_create create_ok",
+        "http-request allow if METH_POST c_update no_restart_body update_ok",
         "http-request deny deny_status 403",
     ]
     assert _allow_rules(REPO / "socket-proxy" / "prometheus.cfg") == [

@@ -3,8 +3,9 @@ rollback.lua) to a real private dockerd: the executor's rollback goes through wi
 refused; the proxy refuses a create that is not the quarantined container's own
 configuration (privileged, an extra bind, another user or network, no opt-in label, an
 image by name, a case-variant or duplicate key, a body past the buffer), a create with no
-stopped quarantined predecessor of that name, and any rename but to the container's own
-quarantine name (or back), or of a container that is not opted in."""
+stopped quarantined predecessor of that name, any rename but to the container's own
+quarantine name (or back), or of a container that is not opted in, and any update but a
+stopped quarantined container's restart policy to "no"."""
 
 from __future__ import annotations
 
@@ -87,14 +88,19 @@ def test_a_rollback_goes_through_the_proxy_with_nothing_refused(
     rolled = client.api.inspect_container("rbp-app")
     assert (rolled["Image"], rolled["State"]["Running"]) == (images[0], True)
     assert rolled["HostConfig"]["Binds"] == failing.attrs["HostConfig"]["Binds"]
-    assert client.api.inspect_container(failing.id)["State"]["Status"] == "exited"
+    kept = client.api.inspect_container(failing.id)
+    assert (kept["State"]["Status"], kept["HostConfig"]["RestartPolicy"]["Name"]) == (
+        "exited", "no")
+    assert result.note == "its restart policy set to no"
     # A new container that fails to start (its command needs v2's `env`) is set aside and
     # the original gets its name back and runs, through the proxy too.
     back = client.containers.run(images[1], ["env", "sh", "-c", APP_CMD], name="rbp-back",
                                  labels=LABELS, network_mode="host", detach=True)
     seen = len(proxy.log())
-    with pytest.raises(ExecutorError, match="is named rbp-back again, running"):
+    with pytest.raises(ExecutorError, match="is named rbp-back again, running") as raised:
         executor.rollback_image("rbp-back", images[0], now, 1)
+    assert f"found now: rbp-back is the original container {back.id[:12]} (running" in str(
+        raised.value)
     start_failed = [line for line in proxy.log()[seen:].splitlines() if " 403 " in line]
     assert start_failed == []
     state = client.api.inspect_container("rbp-back")
@@ -168,6 +174,70 @@ def test_the_proxy_refuses_every_create_and_rename_a_rollback_does_not_make(
     assert call(port, "GET", f"{V}/images/{images[0]}/json") == 200
     assert call(port, "GET", f"{V}/images/autofix/rollback-app:v1/json") == 403
     assert call(port, "POST", create + "rbp-q", body) == 201
+    # The one update: a stopped, opted-in quarantined container's restart policy to "no",
+    # that body exactly, by id; nothing else, nor of any other container.
+    no = {"RestartPolicy": {"Name": "no"}}
+    update = f"{V}/containers/{app.id}/update"
+    bare = client.containers.create(images[0], name=f"rbp-bare.autofix-quarantine-{STAMP}",
+                                    network_mode="host")  # quarantined by name, not opted in
+    refused_updates: list[tuple[str, Any]] = [
+        (update, {"RestartPolicy": {"Name": "always"}}),
+        (update, {"RestartPolicy": {"Name": "no"}, "Memory": 0}),
+        (update, {"Memory": 0}),
+        (update, '{"RestartPolicy": {"Name": "no"}} '),
+        (update, '{"RestartPolicy":{"Name":"no"}}'),
+        (update, None),
+        (update + "?x=1", no),
+        (f"{V}/containers/rbp-q.autofix-quarantine-{STAMP}/update", no),  # by name
+        (f"{V}/containers/{plain.id}/update", no),       # not quarantined, not opted in
+        (f"{V}/containers/{bare.id}/update", no),
+        (f"{V}/containers/{live.id}/update", no),        # quarantined by name, but running
+        (f"{V}/containers/{client.containers.get('rbp-q').id}/update", no),  # the new one
+        (f"/v1.23/containers/{app.id}/update", no),
+    ]
+    assert [(p, b) for p, b in refused_updates if call(port, "POST", p, b) != 403] == []
+    assert call(port, "POST", update, no) == 200
+    assert client.api.inspect_container(app.id)["HostConfig"]["RestartPolicy"]["Name"] == "no"
     client.containers.get("rbp-q").remove(force=True)
     assert call(port, "POST", f"{V}/containers/{app.id}/rename?name=rbp-q") == 204
     assert client.api.inspect_container(app.id)["Name"] == "/rbp-q"
+
+
+def test_the_proxy_refuses_a_create_claiming_another_name_on_the_network(
+        client: docker.DockerClient, images: tuple[str, str], proxy: SocketProxy) -> None:
+    """Review #31, 8: the create's network aliases must be among the quarantined endpoint's
+    own; any other (another service's DNS name, `db`) is refused. The containers are only
+    created, never started: no traffic leaves the host."""
+    network = client.networks.create("rbp-net", driver="bridge", internal=True)
+    try:
+        api = client.api
+        api.create_container(  # the service whose name a compromised receiver would take
+            images[0], name="rbp-db", host_config=api.create_host_config(network_mode="rbp-net"),
+            networking_config=api.create_networking_config(
+                {"rbp-net": api.create_endpoint_config(aliases=["db"])}))
+        made = api.create_container(
+            images[1], name="rbp-n", labels=LABELS,
+            host_config=api.create_host_config(network_mode="rbp-net"),
+            networking_config=api.create_networking_config(
+                {"rbp-net": api.create_endpoint_config(aliases=["web-own"])}))
+        body = plan_create(api.inspect_container(made["Id"]), api.inspect_image(images[1]),
+                           images[0], lambda _: True)
+        assert body["NetworkingConfig"] == {"EndpointsConfig": {"rbp-net": {
+            "Aliases": ["web-own"]}}}
+        api.rename(made["Id"], f"rbp-n.autofix-quarantine-{STAMP}")
+
+        def aliases(names: list[str]) -> dict[str, Any]:
+            changed = copy.deepcopy(body)
+            changed["NetworkingConfig"]["EndpointsConfig"]["rbp-net"]["Aliases"] = names
+            return changed
+
+        create = f"{V}/containers/create?name=rbp-n"
+        assert [names for names in (["web-own", "db"], ["db"], ["rbp-db"], [""], [1])
+                if call(proxy.port, "POST", create, aliases(names)) != 403] == []
+        assert call(proxy.port, "POST", create, aliases([])) == 201
+        client.containers.get("rbp-n").remove(force=True)
+        assert call(proxy.port, "POST", create, body) == 201
+    finally:
+        for container in client.containers.list(all=True, filters={"name": "rbp-"}):
+            container.remove(force=True)
+        network.remove()

@@ -110,4 +110,4 @@ def rollback_image(ctx: ActionContext, params: RollbackImageParams) -> str | Non
         raise ActionFailed("rollback_refused", str(exc)) from exc
     return (f"{result.name} runs {result.image} again ({result.new_id[:12]}); the failing "
             f"container {result.quarantined_id[:12]} is stopped, kept as "
-            f"{result.quarantined_as}")
+            f"{result.quarantined_as}{f', {result.note}' if result.note else ''}")

@@ -10,6 +10,11 @@ megabyte annotations cannot make one request load hundreds of megabytes:
   the database keep the full values;
 - a page stops adding items once LIST_BYTE_BUDGET bytes of items are reached (always at
   least one item); `next_offset` is where the next page starts (null on the last page).
+
+A page's `total` is counted up to `offset` + PAGE_COUNT_CAP rows (`total_exact` false past
+it): an exact count(*) reads every matching row, which at ten million incidents cost more
+than the page itself (bench/scale.py). The bound keeps `end < total` true whenever a next
+page exists, since PAGE_COUNT_CAP exceeds the largest `limit`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from receiver.api.auth import requires
 from receiver.api.common import MAX_ID, parse_id, parse_model, services, to_utc
 from receiver.api.operations import operation
 from receiver.api.schemas import (
+    PAGE_COUNT_CAP,
     ActionListItem,
     ActionOut,
     ActionPage,
@@ -57,7 +63,7 @@ LOAD_GROUP_BYTES = 8 * 1024 * 1024
 
 class Window(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit: int = Field(50, ge=1, le=500)
+    limit: int = Field(50, ge=1, le=500)  # below PAGE_COUNT_CAP: next_offset relies on it
     offset: int = Field(0, ge=0, le=10_000_000)
     since: datetime | None = None
 
@@ -135,7 +141,10 @@ def _bounded_page(session: Session, model: Any, filters: list[ColumnElement[bool
     sized = session.execute(
         select(model.id, size).where(*filters).order_by(model.id.desc())
         .limit(page.limit).offset(page.offset)).all()
-    total = session.scalar(select(func.count()).select_from(model).where(*filters)) or 0
+    bound = page.offset + PAGE_COUNT_CAP
+    counted = session.scalar(select(func.count()).select_from(
+        select(model.id).where(*filters).limit(bound + 1).subquery())) or 0
+    total = min(counted, bound)
     items: list[BaseModel] = []
     used = 0
     index = 0
@@ -162,7 +171,8 @@ def _bounded_page(session: Session, model: Any, filters: list[ColumnElement[bool
         del rows
     end = page.offset + len(items)
     return page_model.model_validate({
-        "items": items, "total": total, "limit": page.limit, "offset": page.offset,
+        "items": items, "total": total, "total_exact": counted <= bound,
+        "limit": page.limit, "offset": page.offset,
         "next_offset": end if end < total else None}).body()
 
 

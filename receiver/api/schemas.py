@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from receiver.telemetry.readiness import BackendStatus
 
 __all__ = [
-    "ActionListItem", "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage", "BackendOut",
-    "BreakerList", "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut", "DependentOut",
-    "DependentsOut", "ErrorBody",
+    "PAGE_COUNT_CAP", "ActionListItem", "ActionOut", "ActionPage", "AuditEntryOut", "AuditPage",
+    "BackendOut", "BreakerList", "BreakerOut", "BreakerResetOut", "BudgetOut", "BudgetsOut",
+    "DependentOut", "DependentsOut", "ErrorBody",
     "EvidenceOut", "Health", "HostStormGuardOut", "HostStormOut", "HostUseOut",
     "IncidentDetail", "IncidentListItem", "IncidentOut", "IncidentPage", "MaintenanceList",
     "MaintenanceOut", "PageOut", "PauseOut", "PlaybookList", "PlaybookOut", "Ready", "ReloadOut",
@@ -237,8 +237,18 @@ class IncidentDetail(IncidentOut):
     evidence: list[EvidenceOut]
 
 
+# A list page counts its matches up to `offset` + this, not all of them (api/queries.py).
+PAGE_COUNT_CAP = 1000
+
+
 class PageOut(_Out):
-    total: int
+    total: int = Field(description=(
+        f"How many items match, counted up to `offset` + {PAGE_COUNT_CAP:,} so that a page "
+        "costs the same on ten million rows: when more match, `total` is that bound and "
+        "`total_exact` is false (at least this many). Page with `next_offset`."))
+    total_exact: bool = Field(description=(
+        "True when `total` is the exact count; false when counting stopped at "
+        f"`offset` + {PAGE_COUNT_CAP:,} and `total` is a lower bound."))
     limit: int
     offset: int
     next_offset: int | None = Field(description="Where the next page starts; null at the end.")

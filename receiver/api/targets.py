@@ -20,7 +20,8 @@ blueprint = Blueprint("targets", __name__, url_prefix="/api/v1")
 @operation("A target's dependents, in restart order",
            {"200": ("the dependents", DependentsOut)},
            {"404": "no enabled backend knows the target",
-            "409": "its dependents form a cycle (the message names it)",
+            "409": "its dependents form a cycle (the message names it), or an ID prefix "
+                   "matches several containers (the message lists them)",
             "503": "the backend (dockerd) cannot be reached; retry"},
            database=False,
            description="From one container list: containers sharing the target's network "

@@ -15,9 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from receiver.domain.set_aside import is_set_aside
+
 __all__ = ["COMPOSE_DEPENDS_ON", "COMPOSE_PROJECT", "COMPOSE_SERVICE", "DEPENDENTS_POLICIES",
-           "RESTARTING_ACTIONS", "ChainPlan", "ContainerRow", "CycleFound", "Dependent",
-           "Edge", "Left", "dependents_of", "edges_of", "plan_chain"]
+           "LIVE_STATES", "RESTARTING_ACTIONS", "ChainPlan", "ContainerRow", "CycleFound",
+           "Dependent", "Edge", "Left", "dependents_of", "edges_of", "plan_chain"]
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -30,14 +32,21 @@ RESTARTING_ACTIONS = frozenset({"restart", "start"})
 Kind = Literal["network", "compose"]
 
 
+# Only a container that runs (or is being restarted by Docker) when the list is taken is a
+# dependent: a stopped one (a one-off `compose run`, an exited container) is not restarted.
+LIVE_STATES = frozenset({"running", "restarting"})
+
+
 @dataclass(frozen=True)
 class ContainerRow:
-    """What one item of `GET /containers/json?all=1` says about a container."""
+    """What one item of `GET /containers/json?all=1` says about a container (`state`: its
+    `State`, e.g. running, exited)."""
 
     name: str
     id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     network_mode: str = ""
+    state: str = "running"
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,9 @@ class Dependent:
     """One container to consider after the target. `kind` is `network` when it shares the
     namespace of one it depends on in the set, else `compose`; `restart_flag` is true when
     one of its compose edges says `restart: true`; `depends_on` names the containers of the
-    set (the target included) it depends on. `labels` are its own (the opt-in label)."""
+    set (the target included) it depends on, `restarts_with` those of them whose restart
+    restarts it (a shared namespace, or a depends_on saying `restart: true`). `labels` are
+    its own (the opt-in label)."""
 
     name: str
     id: str
@@ -61,6 +72,7 @@ class Dependent:
     restart_flag: bool
     depends_on: list[str]
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+    restarts_with: list[str] = field(default_factory=list)
 
 
 class CycleFound(ValueError):
@@ -143,12 +155,16 @@ def _find_cycle(start: str, children: Mapping[str, list[str]]) -> list[str] | No
 
 
 def dependents_of(rows: Sequence[ContainerRow], target: str) -> list[Dependent]:
-    """The target's descendants (`target` is its name or ID), each once, in topological
+    """The target's live descendants (`target` is its name or ID), each once, in topological
     order (a dependent after everything it depends on within the set; ties by name).
     Raises CycleFound for a cycle reachable from the target; [] for an unknown target."""
     root = _resolver(rows)(target)
     if root is None:
         return []
+    # The target whatever its state (a `start` step starts it); the others only when live,
+    # and never a copy a rollback set aside (it keeps the Compose labels of its service).
+    rows = [row for row in rows if row is root
+            or (row.state in LIVE_STATES and not is_set_aside(row.name))]
     edges = edges_of(rows)
     children: dict[str, list[str]] = {}
     for edge in edges:
@@ -191,7 +207,8 @@ def dependents_of(rows: Sequence[ContainerRow], target: str) -> list[Dependent]:
         found.append(Dependent(
             name=name, id=by_name[name].id, kind=kind,
             restart_flag=any(edge.kind == "compose" and edge.restart for edge in mine),
-            depends_on=sorted(parents[name]), labels=dict(by_name[name].labels)))
+            depends_on=sorted(parents[name]), labels=dict(by_name[name].labels),
+            restarts_with=sorted({edge.parent for edge in mine if edge.restart})))
     return found
 
 
@@ -215,8 +232,9 @@ def plan_chain(target: str, dependents: Sequence[Dependent], policy: str,
                opted_in: Callable[[Dependent], bool], opt_in_label: str) -> ChainPlan:
     """Which dependents a restart of `target` (its name) restarts, in order: under policy
     `restart`, one that shares the namespace of a restarted container, or whose compose
-    depends_on on one says `restart: true`; never one that is not opted in (nor, through
-    it, its own dependents). Policy `leave` restarts none."""
+    depends_on on a restarted one says `restart: true` (an edge to one not restarted does
+    not count); never one that is not opted in (nor, through it, its own dependents).
+    Policy `leave` restarts none."""
     restarted = {target}
     restart: list[Dependent] = []
     left: list[Left] = []
@@ -227,9 +245,9 @@ def plan_chain(target: str, dependents: Sequence[Dependent], policy: str,
         elif not upstream:
             left.append(Left(dependent.name, "none it depends on is restarted ("
                              + ", ".join(dependent.depends_on) + ")"))
-        elif dependent.kind == "compose" and not dependent.restart_flag:
-            left.append(Left(dependent.name, "its compose depends_on does not say "
-                             "restart: true"))
+        elif not any(name in restarted for name in dependent.restarts_with):
+            left.append(Left(dependent.name, "its compose depends_on on "
+                             + ", ".join(upstream) + " does not say restart: true"))
         elif not opted_in(dependent):
             left.append(Left(dependent.name, f"not opted in (lacks the label "
                              f"{opt_in_label}=true); its own dependents are left too", True))

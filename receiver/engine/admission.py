@@ -223,7 +223,10 @@ def operator_intent_and_evidence(services: Services, candidate: Candidate, subje
                                subject.fleet_host)
     # Only about a run that would change the container; a human's manual run does what
     # its playbook says (the evidence still shows the new image).
-    change = detect(services, playbook, subject) if is_mutating(services, playbook) else None
+    found = detect(services, playbook, subject) if is_mutating(services, playbook) else None
+    # An unreadable image stops an automatic run; a human's manual run still acts.
+    unknown = found if isinstance(found, GuardStop) else None
+    change = None if isinstance(found, GuardStop) else found
     if playbook.capture:
         first_change = next((index for index, step in enumerate(playbook.actions)
                              if (spec := services.registry.get(step.action)) is None
@@ -233,6 +236,8 @@ def operator_intent_and_evidence(services: Services, candidate: Candidate, subje
             cause=known.cause if known else None,
             new_image=change.as_evidence(services.clock()) if change else None)
         stop = stop or classification_stop(playbook, captured)
+    if stop is None and unknown is not None and candidate.info.trigger != "manual":
+        stop = unknown
     if stop is None and change is not None and candidate.info.trigger != "manual":
         verdict = on_new_image(services, playbook, subject, change)
         if isinstance(verdict, Rollback):

@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 from receiver.domain.errors import BackendUnavailable, Conflict, NotFound
 from receiver.domain.graph import RESTARTING_ACTIONS, Dependent, Left, plan_chain
 from receiver.engine.guards import GuardStop, Subject
-from receiver.executor import DependencyCycle, ExecutorError, TargetIdentity, TargetNotFound
+from receiver.executor import (
+    DependencyCycle,
+    ExecutorError,
+    TargetAmbiguous,
+    TargetIdentity,
+    TargetNotFound,
+)
 from receiver.notify import Event
 from receiver.playbooks.config import ActionStep, Playbook
 from receiver.store.lifecycle import NEW_RUN_STATUS, RunStatus
@@ -46,12 +52,10 @@ _CONTINUES = ("already_recovered",)
 
 @dataclass(frozen=True)
 class Chain:
-    """What the first look found: the dependents to restart in order, the ones left (why),
-    and why the backend could not say (None when it could)."""
+    """What the first look found: the dependents to restart in order, the ones left (why)."""
 
     restart: list[Dependent] = field(default_factory=list)
     left: list[Left] = field(default_factory=list)
-    unknown: str | None = None
 
 
 def _restarts(playbook: Playbook) -> bool:
@@ -62,7 +66,9 @@ def first_look(services: Services, playbook: Playbook, trigger: str,
                subject: Subject) -> Chain | GuardStop | None:
     """Before the target's steps: its dependents and which of them the run will restart.
     None when no chain follows (the playbook restarts nothing, says `leave`, or this is a
-    dependent's run: its chain was computed by the first). A cycle is a GuardStop."""
+    dependent's run: its chain was computed by the first). A cycle is a GuardStop, and so
+    is a list the backend cannot give: restarting the target would cut off dependents
+    nobody could name, so autofix does not act on that guess."""
     if (trigger == DEPENDENT or subject.identity is None or playbook.dependents == "leave"
             or not _restarts(playbook)):
         return None
@@ -73,8 +79,11 @@ def first_look(services: Services, playbook: Playbook, trigger: str,
         return GuardStop("dependency_cycle", f"{exc}: autofix restarts neither {subject.name} "
                          "nor its dependents; a human must break the cycle",
                          escalate=True, target=subject.key)
-    except ExecutorError as exc:  # the target itself was just inspected: it still acts
-        return Chain(unknown=str(exc))
+    except ExecutorError as exc:
+        return GuardStop("dependents_unknown", f"cannot list the dependents of {subject.name} "
+                         f"({exc}): autofix restarts neither it nor them; allow the container "
+                         "list (GET /containers/json) or set `dependents: leave`",
+                         escalate=True, target=subject.key)
     label = services.settings.opt_in_label
     plan = plan_chain(subject.name, found, playbook.dependents,
                       lambda d: _opted_in(d, label), label)
@@ -147,7 +156,8 @@ def _queue(session: Session, services: Services, info: RunInfo, parent: str,
         **values).returning(Run.id)).scalar_one())
 
 
-# execution.escalate_incident, passed in: it lives in the module that calls these.
+# execution.escalate_outcome, passed in: it lives in the module that calls these (a chain
+# that ends needing a human escalates even once the alert resolved).
 Escalate = Callable[[Session, "Services", int, str], None]
 
 
@@ -175,9 +185,6 @@ def next_after_run(session: Session, services: Services, escalate: Escalate, inf
         return None
     if chain is None or not succeeded:
         return None  # the parent's own failure is escalated already
-    if chain.unknown is not None:
-        _note(session, services, info.incident_id,
-              f"dependents of {info.target} unknown: {chain.unknown}")
     left = [{"name": item.name, "why": item.why} for item in chain.left]
     for item in chain.left:
         text = f"dependent {item.name} of {info.target} left: {item.why}"
@@ -219,8 +226,9 @@ class DependentsView:
 
 
 def dependents_view(services: Services, reference: str) -> DependentsView:
-    """NotFound for a target no enabled backend knows, Conflict naming a cycle,
-    BackendUnavailable when a backend that might know it cannot be asked."""
+    """NotFound for a target no enabled backend knows, Conflict naming a cycle or the
+    containers an ambiguous ID prefix matches, BackendUnavailable when a backend that might
+    know it cannot be asked."""
     unreachable: list[str] = []
     label = services.settings.opt_in_label
 
@@ -235,6 +243,9 @@ def dependents_view(services: Services, reference: str) -> DependentsView:
             found = executor.dependents(identity)
         except TargetNotFound:
             continue
+        except TargetAmbiguous as exc:  # the message lists the matches
+            raise Conflict(f"{exc}: name the container or give a longer ID prefix",
+                           reason="target_ambiguous") from exc
         except DependencyCycle as exc:
             raise Conflict(f"{exc}: autofix would restart neither {reference} nor its "
                            "dependents") from exc

@@ -75,10 +75,14 @@ from receiver.store.models import Action, Incident, Run
 
 # is_mutating and leaves_process live in admission.py; imported from here too.
 __all__ = ["Decision", "RunInfo", "StepResult", "await_approval", "escalate_incident",
-           "execute_run", "insert_action", "is_mutating", "leaves_process", "record_skip"]
+           "escalate_outcome", "execute_run", "insert_action", "is_mutating", "leaves_process",
+           "record_skip"]
 
 log = logging.getLogger("autofix.execution")
 GUARD_STEP = -1  # the Action row of the guard that stopped a run
+# Stops of a target's run that are about its chain, not its alert: they reach a human even
+# once the alert resolved.
+_OUTCOME_STOPS = ("dependency_cycle", "dependents_unknown")
 
 
 @dataclass(frozen=True)
@@ -96,17 +100,33 @@ class StepResult:
 
 
 def escalate_incident(session: Session, services: Services, incident_id: int,
-                      reason: str) -> None:
+                      reason: str, *, after_resolve: bool = False) -> bool:
     """open/remediating → escalated; an incident already escalated or acknowledged keeps its
-    status and records the newest reason. Resolved and closed incidents are left alone."""
+    status and records the newest reason. Resolved and closed incidents are left alone,
+    unless `after_resolve` (escalate_outcome): True when the `escalated` event was emitted."""
     text = reason[:2000]
-    moved = transition_incident(session, incident_id, "escalate",
-                                escalated_at=services.clock(), escalation_reason=text)
-    if not moved and not update_incident_while(
-            session, incident_id, (IncidentStatus.ESCALATED, IncidentStatus.ACKNOWLEDGED),
-            escalation_reason=text):
-        return
+    now = services.clock()
+    moved = transition_incident(session, incident_id, "escalate", escalated_at=now,
+                                escalation_reason=text)
+    if not moved and after_resolve:
+        moved = transition_incident(session, incident_id, "escalate_after_resolve",
+                                    escalated_at=now, escalation_reason=text,
+                                    next_attempt_at=None)
+    keeps = (IncidentStatus.ESCALATED, IncidentStatus.ACKNOWLEDGED,
+             *((IncidentStatus.CLOSED,) if after_resolve else ()))
+    if not moved and not update_incident_while(session, incident_id, keeps,
+                                               escalation_reason=text):
+        return False
     services.notifier.emit(session, Event("escalated", incident_id, {"reason": reason}))
+    return True
+
+
+def escalate_outcome(session: Session, services: Services, incident_id: int,
+                     reason: str) -> None:
+    """What a run set going ended needing a human (a dependent not restarted, a cycle, a
+    rollback's outcome): escalated even when the alert resolved meanwhile (the target's
+    restart usually resolves it first), and said to a closed incident's channel too."""
+    escalate_incident(session, services, incident_id, reason, after_resolve=True)
 
 
 def insert_action(session: Session, values: dict[str, Any]) -> bool:
@@ -134,8 +154,11 @@ def _close_after_run(session: Session, services: Services, info: RunInfo,
 
 
 def record_skip(session: Session, services: Services, info: RunInfo, stop: GuardStop,
-                closes_incident: bool = False) -> None:
+                closes_incident: bool = False, outcome: bool = False) -> None:
+    """`outcome`: the stop ends what a run set going (a rollback), escalated even once the
+    alert resolved, as a dependent's stop, a cycle and an unreadable list are."""
     now = services.clock()
+    outcome = outcome or info.trigger == DEPENDENT or stop.reason in _OUTCOME_STOPS
     stop = replace(stop, message=services.redactor.text(stop.message, 4000))
     values: dict[str, Any] = {}
     if stop.target and stop.target != info.target:
@@ -165,7 +188,8 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
         services.notifier.emit(session, Event("breaker_opened", info.incident_id, {
             "target": info.target, "retry_after_s": stop.retry_after_s}))
     if stop.escalate and not (info.trigger == "retry" and stop.reason in ESCALATED_ONCE):
-        escalate_incident(session, services, info.incident_id, f"{stop.reason}: {stop.message}")
+        escalate_incident(session, services, info.incident_id, f"{stop.reason}: {stop.message}",
+                          after_resolve=outcome)
     if stop.storm is not None:  # the storm's one incident is the escalation
         storm = record_storm(session, services, stop.storm)
         if storm.incident_id is not None and storm.escalation is not None:
@@ -174,7 +198,7 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
         schedule_retry(session, info.trigger, info.incident_id,
                        now + timedelta(seconds=stop.retry_after_s))
     if info.trigger == DEPENDENT:
-        if next_after_skip(session, services, escalate_incident, info, stop) is not None:
+        if next_after_skip(session, services, escalate_outcome, info, stop) is not None:
             services.wakeup.set()
         else:  # the chain ended here: a manual run's incident closes now
             closes_incident = closes_incident or chain_closes(session, info.run_id)
@@ -217,7 +241,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
     if isinstance(guarded, Proceed) and guarded.subject is not None and not guarded.peek_stopped:
         looked = first_look(services, candidate.playbook, candidate.info.trigger,
                             guarded.subject)
-        if isinstance(looked, GuardStop):  # a cycle: refused before the target is touched
+        if isinstance(looked, GuardStop):  # a cycle, no list: refused before acting
             guarded = Skip(looked)
         else:
             chain = looked
@@ -245,7 +269,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
 
 def _escalate_durably(services: Services, info: RunInfo, reason: str) -> None:
     def escalate(session: Session) -> bool:
-        escalate_incident(session, services, info.incident_id, reason)
+        escalate_outcome(session, services, info.incident_id, reason)
         return True
 
     write_durably(services.database, "rollback_escalation", escalate,
@@ -301,13 +325,14 @@ def _record(session: Session, services: Services, candidate: Candidate, decision
             evidence.release_event(session)
     elif isinstance(decision, Skip):
         record_skip(session, services, info, decision.stop,
-                    candidate.closes and not decision.keeps_incident)
+                    candidate.closes and not decision.keeps_incident,
+                    outcome=candidate.rollback is not None)
         _evidence_for_a_human(session, decision.stop, evidence)
         if candidate.rollback is not None and not candidate.dry_run:
             refused = rollback_refused(services, candidate.rollback.change,
                                        f"{decision.stop.reason}: {decision.stop.message}")
             if not decision.stop.escalate:  # an escalating stop told the human already
-                escalate_incident(session, services, info.incident_id, refused)
+                escalate_outcome(session, services, info.incident_id, refused)
     else:
         target = decision.subject.key if decision.subject else info.target
         if decision.breaker is not None:  # the breaker gauge reads the admission
@@ -482,7 +507,7 @@ def _finish(services: Services, info: RunInfo, playbook: Playbook, status: str,
         manual = info.trigger == "manual" or (info.trigger == DEPENDENT
                                               and chain_closes(session, info.run_id))
         queued[:] = [run_id for run_id in [next_after_run(
-            session, services, escalate_incident, info, chain, status, dry_run,
+            session, services, escalate_outcome, info, chain, status, dry_run,
             closes=manual)] if run_id is not None]
         # A failed notify/check-only run of an alert stays escalated for a human (its alert
         # still resolves it), and one a pause stopped half-way stays open for the resume to

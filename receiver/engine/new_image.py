@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from receiver.domain.images import ContainerImage, NewImage, new_image, short_image
+from receiver.domain.set_aside import is_set_aside
 from receiver.engine.guards import GuardStop, Subject
 from receiver.executor import ExecutorError, ImageSource
 from receiver.playbooks.config import ActionStep, Playbook
@@ -22,11 +23,12 @@ from receiver.store import image_history
 if TYPE_CHECKING:
     from receiver.engine.services import Services
 
-__all__ = ["BAD_UPDATE", "ROLLBACK_ACTION", "Rollback", "detect", "on_new_image",
-           "rollback_finished", "rollback_refused"]
+__all__ = ["BAD_UPDATE", "IMAGE_UNKNOWN", "ROLLBACK_ACTION", "Rollback", "detect",
+           "on_new_image", "rollback_finished", "rollback_refused"]
 
 log = logging.getLogger("autofix.new_image")
 BAD_UPDATE = "bad_update"  # the skip reason and the classification
+IMAGE_UNKNOWN = "image_unknown"  # the backend could not say which image: never a guess
 ROLLBACK_ACTION = "rollback_image"
 # What follows the rollback: the health check when the recreated container has one, else
 # running this long (wait_healthy does either).
@@ -41,11 +43,13 @@ class Rollback:
     playbook: Playbook
 
 
-def detect(services: Services, playbook: Playbook, subject: Subject) -> NewImage | None:
+def detect(services: Services, playbook: Playbook, subject: Subject
+           ) -> NewImage | GuardStop | None:
     """Whether the subject's container was created from a new image inside the window.
     Its image comes from the history (the follower or the inventory saw it), else from one
-    inspect, recorded then. A backend that cannot say is no new image (the database's
-    outage stops the run like every other stage's)."""
+    inspect, recorded then. A backend that cannot say stops the run (`image_unknown`,
+    escalated): a restart on a guess could hide a bad update. A container gone (None) is
+    no new image; the database's outage stops the run like every other stage's."""
     window = services.settings.new_image_window
     identity = subject.identity
     executor = services.executor_for(playbook, subject.fleet_host)
@@ -55,6 +59,9 @@ def detect(services: Services, playbook: Playbook, subject: Subject) -> NewImage
     try:
         with services.database.session("image_history") as session:
             current = image_history.find(session, identity.id)
+            if current is not None and current.name != subject.name \
+                    and not is_set_aside(subject.name):  # renamed since it was recorded
+                image_history.rename(session, identity.id, subject.name)
             if current is not None:  # the usual case: one transaction
                 return _judged(session, _named(current, subject.key), now, window)
         current = executor.container_image(identity.id)
@@ -65,7 +72,9 @@ def detect(services: Services, playbook: Playbook, subject: Subject) -> NewImage
             return _judged(session, _named(current, subject.key), now, window)
     except ExecutorError as exc:
         log.warning("image not known", extra={"target": subject.name, "error": str(exc)})
-        return None
+        return GuardStop(IMAGE_UNKNOWN, f"could not read which image {subject.name} runs "
+                         f"({exc}), so whether it is a bad update cannot be told: nothing "
+                         f"touched, a human decides", escalate=True, target=subject.key)
 
 
 def _judged(session: Session, current: ContainerImage, now: datetime, window: float

@@ -22,7 +22,6 @@ from receiver.store.lifecycle import (
     NEW_RUN_STATUS,
     RETRYABLE_INCIDENT_STATUSES,
     compare_and_set,
-    update_incident_if,
 )
 from receiver.store.models import Incident, Run
 
@@ -42,11 +41,13 @@ ESCALATED_ONCE = ("budget_exhausted",)
 
 
 def schedule_retry(session: Session, trigger: str, incident_id: int, at: datetime) -> bool:
-    """Set the incident's next attempt, if it came from an alert and may still be retried."""
+    """Set the incident's next attempt, if it came from an alert and may still be retried:
+    never once its alert resolved (escalated since by its own chain, it waits for a human)."""
     if trigger not in RETRY_TRIGGERS:
         return False
-    return update_incident_if(session, incident_id, RETRYABLE_INCIDENT_STATUSES,
-                              next_attempt_at=at)
+    return compare_and_set(session, Incident, incident_id,
+                           where=[Incident.status.in_(RETRYABLE_INCIDENT_STATUSES),
+                                  Incident.resolved_at.is_(None)], next_attempt_at=at)
 
 
 def queue_due_retries(services: Services, limit: int = 100) -> list[int]:
@@ -56,7 +57,7 @@ def queue_due_retries(services: Services, limit: int = 100) -> list[int]:
     with services.database.session("retries") as session:
         due = session.execute(
             select(Incident.id, Incident.next_attempt_at, Incident.playbook, Incident.target)
-            .where(Incident.next_attempt_at <= now,
+            .where(Incident.next_attempt_at <= now, Incident.resolved_at.is_(None),
                    Incident.status.in_(RETRYABLE_INCIDENT_STATUSES))
             .order_by(Incident.next_attempt_at).limit(limit)).all()
         for incident_id, seen, playbook, target in due:

@@ -47,6 +47,8 @@ class RollbackResult:
     quarantined_as: str
     quarantined_id: str
     image: str
+    # What became of the quarantined one's restart policy (set to "no", or why not).
+    note: str = ""
 
 
 @dataclass(frozen=True)

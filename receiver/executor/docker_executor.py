@@ -319,7 +319,8 @@ class DockerExecutor:
     def rollback_image(self, target: str, image: str, now: datetime,
                        stop_timeout_s: float = 10.0) -> RollbackResult:
         """Recreate the container from `image` (docker_rollback.py says how)."""
-        return docker_rollback.rollback(self._docker().api, target, image, now, stop_timeout_s)
+        return docker_rollback.rollback(self._docker().api, target, image, now, stop_timeout_s,
+                                        opt_in_label=self.opt_in_label)
 
 
 def dependents_evidence(executor: DockerExecutor, target: str) -> dict[str, Any]:

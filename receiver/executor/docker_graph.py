@@ -12,14 +12,15 @@ __all__ = ["container_rows", "dependents_from_list"]
 
 
 def container_rows(listed: list[dict[str, Any]]) -> list[ContainerRow]:
-    """The list call's items as the graph reads them (Names, Labels, HostConfig)."""
+    """The list call's items as the graph reads them (Names, Labels, HostConfig, State)."""
     rows = []
     for item in listed:
         names = item.get("Names") or []
         rows.append(ContainerRow(
             name=str(names[0]).lstrip("/") if names else str(item.get("Id", ""))[:12],
             id=str(item.get("Id", "")), labels=dict(item.get("Labels") or {}),
-            network_mode=str((item.get("HostConfig") or {}).get("NetworkMode") or "")))
+            network_mode=str((item.get("HostConfig") or {}).get("NetworkMode") or ""),
+            state=str(item.get("State") or "")))  # no State: not known to run
     return rows
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from receiver.domain.errors import Conflict
+from receiver.engine.dependents import DEPENDENT
 from receiver.engine.execution import escalate_incident
 from receiver.engine.services import Services
 from receiver.incidents.manual import fresh_or_404
@@ -54,7 +55,8 @@ def decide_run(services: Services, run_id: int, verdict: Verdict, actor: str,
             "decision": decision, "actor": actor, "comment": comment}))
         if verdict == "deny":
             escalate_incident(session, services, run.incident_id,
-                              f"run {run_id} ({run.playbook}) denied by {actor}: {comment}")
+                              f"run {run_id} ({run.playbook}) denied by {actor}: {comment}",
+                              after_resolve=run.trigger == DEPENDENT)
     log.info("run decided", extra={"run_id": run_id, "incident_id": run.incident_id,
                                    "decision": decision, "actor": actor,
                                    "playbook": run.playbook, "target": run.target})
@@ -70,16 +72,17 @@ def expire_approvals(services: Services, limit: int = 100) -> list[int]:
     expired: list[int] = []
     with services.database.session("approval_expiry") as session:
         due = session.execute(
-            select(Run.id, Run.incident_id, Run.playbook, Run.approval_due_at)
+            select(Run.id, Run.incident_id, Run.playbook, Run.approval_due_at, Run.trigger)
             .where(Run.status == RunStatus.AWAITING_APPROVAL, Run.approval_due_at <= now)
             .order_by(Run.approval_due_at).limit(limit)).all()
-        for run_id, incident_id, playbook, due_at in due:
+        for run_id, incident_id, playbook, due_at, trigger in due:
             why = f"no approval by {due_at.isoformat() if due_at else 'its deadline'}"
             if not transition_run(session, run_id, "expire", decision="expired",
                                   decided_at=now, finished_at=now, error=why):
                 continue  # decided meanwhile
             escalate_incident(session, services, incident_id,
-                              f"run {run_id} ({playbook}) expired: {why}")
+                              f"run {run_id} ({playbook}) expired: {why}",
+                              after_resolve=trigger == DEPENDENT)
             expired.append(run_id)
     if expired:
         log.warning("approvals expired", extra={"run_ids": expired})

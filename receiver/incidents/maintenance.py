@@ -206,7 +206,7 @@ def requeue_held_runs(session: Session, services: Services, window: MaintenanceW
             continue  # another window still holds it; its end queues it
         run_id = queue_again(session, services, old, "maintenance",
                              f"maintenance window {window.id} ended: run {old.id} was held "
-                             "by a maintenance window; the alert still fires", actor,
+                             "by a maintenance window", actor,
                              "maintenance_requeue")
         if run_id is not None:
             queued.append(run_id)

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import Select, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from receiver.domain.errors import BadRequest, Conflict
+from receiver.engine.dependents import DEPENDENT
 from receiver.engine.execution import is_mutating
 from receiver.engine.retries import RETRY_TRIGGERS
 from receiver.engine.services import Services
@@ -145,8 +146,7 @@ def requeue_paused_runs(session: Session, services: Services, pause_id: int,
     queued: list[int] = []
     for old, _ in session.execute(newest_held_runs("paused", since=pause.paused_at)).all():
         run_id = queue_again(session, services, old, "paused", f"resume: run {old.id} was "
-                             "skipped while paused; the alert still fires", actor,
-                             "resume_requeue")
+                             "skipped while paused", actor, "resume_requeue")
         if run_id is not None:
             queued.append(run_id)
     return queued
@@ -155,10 +155,14 @@ def requeue_paused_runs(session: Session, services: Services, pause_id: int,
 def newest_held_runs(reason: str, since: datetime | None = None) -> Select[tuple[Run, Any]]:
     """(run, its incident's labels) of each alert run a guard skipped with `reason` (the
     kill switch, a maintenance window) that is still its incident's newest run, the
-    incident still open: the alert still fires, so the hold's end must queue it again."""
+    incident still open: the alert still fires, so the hold's end must queue it again.
+    A dependent's run too, whether or not the alert resolved since (its parent's restart
+    usually resolves it): the rest of its chain goes on from it."""
     newer = aliased(Run)
     return (select(Run, Incident.labels).join(Incident, Incident.id == Run.incident_id)
-            .where(Run.status == RunStatus.SKIPPED, Run.trigger.in_(RETRY_TRIGGERS),
+            .where(Run.status == RunStatus.SKIPPED,
+                   or_(and_(Run.trigger.in_(RETRY_TRIGGERS), Incident.resolved_at.is_(None)),
+                       Run.trigger == DEPENDENT),
                    *([Run.finished_at >= since] if since is not None else []),
                    Incident.status.in_(RETRYABLE_INCIDENT_STATUSES),
                    exists().where(Action.run_id == Run.id, Action.reason == reason),
@@ -168,18 +172,27 @@ def newest_held_runs(reason: str, since: datetime | None = None) -> Select[tuple
 
 def queue_again(session: Session, services: Services, old: Run, held_by: str, why: str,
                 actor: str, verb: str) -> int | None:
-    """A retry run for a run a hold skipped with reason `held_by`, audited as `verb`; None
-    when its playbook was removed by a reload since (nothing to run)."""
+    """A retry run for a run a hold skipped with reason `held_by` (a dependent's run: the
+    same dependent's, carrying its chain and approval), audited as `verb`; None when its
+    playbook was removed by a reload since (nothing to run)."""
     config = services.config.current
     playbook = config.playbooks.by_name(old.playbook)
     if playbook is None:
         return None
+    dependent = old.trigger == DEPENDENT
+    inherited: dict[str, Any] = {}
+    if dependent and old.decision == "approved":
+        inherited = {"decision": old.decision, "decided_at": old.decided_at,
+                     "decided_by": old.decided_by}
     run = Run(incident_id=old.incident_id, playbook=old.playbook, target=old.target,
-              trigger="retry", alert_status="firing", status=NEW_RUN_STATUS, reason=why,
+              trigger=DEPENDENT if dependent else "retry", alert_status="firing",
+              status=NEW_RUN_STATUS,
+              reason=why + ("; its chain goes on" if dependent else "; the alert still fires"),
               queued_at=services.clock(), dry_run=old.dry_run,
-              config_version=config.version_id,
-              lane="act" if is_mutating(services, playbook) else "light",
-              priority=playbook.priority)
+              config_version=old.config_version if dependent else config.version_id,
+              lane="act" if dependent or is_mutating(services, playbook) else "light",
+              priority=playbook.priority, chain=dict(old.chain) if dependent and old.chain
+              else None, **inherited)
     session.add(run)
     session.flush()
     session.add(AuditEntry(actor=actor, verb=verb, subject=old.target[:255],

@@ -15,8 +15,9 @@ __all__ = ["FOLLOWED_ACTIONS", "IMAGE_ACTIONS", "SeenEvent", "apply_event", "par
 # Container events that change why a container is in its state. `destroy` forgets it.
 FOLLOWED_ACTIONS = frozenset({"start", "kill", "stop", "die", "oom", "pause", "unpause",
                               "destroy"})
-# Container events after which the image history records the container (its image).
-IMAGE_ACTIONS = frozenset({"create", "start"})
+# Container events after which the image history records the container (its image), or
+# moves it to its name now (Compose v2 renames a recreated container before starting it).
+IMAGE_ACTIONS = frozenset({"create", "start", "rename"})
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,8 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _database_ready(settings.database_url)
-    counts = prune(Database(settings.database_url), args.older_than)
+    counts = prune(Database(settings.database_url), args.older_than,
+                   new_image_window=timedelta(seconds=settings.new_image_window))
     print(" ".join(f"{table}={count}" for table, count in counts.items()))
     return 0
 

@@ -1,6 +1,9 @@
 """The image history's sources in a worker's background life: the inventory (a periodic
 job: ONE container list call per backend, recording the containers not yet known) and the
-events follower's `create`/`start` events (one inspect per container not yet known)."""
+events follower's `create`/`start`/`rename` events (one inspect per container not yet
+known). Both move a known container's row to the name it is seen under now (Compose v2
+renames a recreated container after creating it), but for a name autofix gave a container
+it set aside: that one keeps its place in its name's history."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from receiver.domain.images import ContainerImage
+from receiver.domain.set_aside import is_set_aside
 from receiver.executor import Executor, ExecutorError, ImageSource
 from receiver.store import image_history
 from receiver.store.engine import Database
@@ -38,21 +42,28 @@ def take_inventory(database: Database, executors: list[Executor], opt_in_label: 
     if not seen:
         return 0
     with database.session("image_inventory") as session:
-        known = image_history.known_ids(session, (image.container_id for image in seen))
+        known = image_history.known_names(session, (image.container_id for image in seen))
         added = image_history.record(
             session, [image for image in seen if image.container_id not in known], now())
-    if added:
-        log.info("image history recorded", extra={"containers": added, "source": "inventory"})
+        renamed = sum(image_history.rename(session, image.container_id, image.name)
+                      for image in seen if image.container_id in known
+                      and known[image.container_id] != image.name and _follows(image.name))
+    if added or renamed:
+        log.info("image history recorded", extra={"containers": added, "renamed": renamed,
+                                                    "source": "inventory"})
     return added
 
 
 def record_container(database: Database, executor: Executor, container_id: str,
-                     now: datetime) -> bool:
-    """A container the events follower saw created or started: one inspect, unless known."""
+                     now: datetime, name: str = "") -> bool:
+    """A container the events follower saw created, started or renamed (to `name`): one
+    inspect, unless known; a known one's row follows `name`."""
     if not isinstance(executor, ImageSource):
         return False
     with database.session("image_history") as session:
         if image_history.known_ids(session, [container_id]):
+            if name and _follows(name):
+                image_history.rename(session, container_id, name)
             return False
     image = executor.container_image(container_id)
     if image is None:
@@ -63,3 +74,7 @@ def record_container(database: Database, executor: Executor, container_id: str,
 
 def _opted_in(image: ContainerImage, label: str) -> bool:
     return image.labels.get(label, "").lower() == "true"
+
+
+def _follows(name: str) -> bool:
+    return not is_set_aside(name)

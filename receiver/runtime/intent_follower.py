@@ -191,12 +191,15 @@ class EventsFollower:
 
     def _record_image(self, raw: dict[str, Any]) -> None:
         """A container created (or started, when its create was missed): its image goes
-        into the history (one inspect, once). A failure only leaves it to the inventory."""
+        into the history (one inspect, once); started or renamed, its row follows its
+        name. A failure only leaves it to the inventory."""
         seen = parse_event(raw, IMAGE_ACTIONS)
         if seen is None or seen.labels.get(self.opt_in_label, "").lower() != "true":
             return
         try:
-            record_container(self.database, self.executor, seen.container_id, self.clock())
+            # A create's name may be Compose's temporary one: only later events rename.
+            record_container(self.database, self.executor, seen.container_id, self.clock(),
+                             "" if seen.action == "create" else seen.name.lstrip("/"))
         except ExecutorError as exc:  # removed already: nothing to remember
             log.debug("image not recorded", extra={"container_id": seen.container_id,
                                                    "error": str(exc)})

@@ -18,7 +18,7 @@ from sqlalchemy import exc, func, select, text, update
 from sqlalchemy.orm import Session
 
 from receiver.domain.errors import DatabaseUnavailable
-from receiver.engine.dependents import DEPENDENT, dependent_playbook
+from receiver.engine.dependents import DEPENDENT, chain_of, dependent_playbook
 from receiver.engine.execution import execute_run
 from receiver.engine.retries import queue_due_retries
 from receiver.engine.services import Services, worker_id
@@ -135,13 +135,24 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
                     outcome="interrupted", reason="worker_stopped", error=why,
                     started_at=now, finished_at=now, duration_s=None, trigger=trigger,
                     step=step))
+            # A dependent's run ends its chain: a human hears it even once the alert resolved.
             escalate_incident(session, services, incident_id,
-                              f"run {run_id} ({playbook}) was interrupted: {why}")
+                              f"run {run_id} ({playbook}) was interrupted: {why}"
+                              + _chain_left(session, run_id, target, trigger),
+                              after_resolve=trigger == DEPENDENT)
             done.append(run_id)
             log.warning("reconciled interrupted run", extra={
                 "run_id": run_id, "incident_id": incident_id, "target": target,
                 "worker": run_worker, "step": step})
     return done
+
+
+def _chain_left(session: Session, run_id: int, target: str, trigger: str) -> str:
+    if trigger != DEPENDENT:
+        return ""
+    todo = chain_of(session, run_id).get("remaining") or []
+    names = ", ".join(str(entry.get("name")) for entry in todo) or "none"
+    return f"; dependent {target} not restarted; not restarted after it: {names}"
 
 
 def _step_action(services: Services, playbook: str, step: int, trigger: str = "") -> str:
@@ -343,5 +354,6 @@ class Runner:
         if not days:
             return
         counts = prune(self.services.database, timedelta(days=days), now=self.services.clock(),
-                       stop=self._periodic.stopping)
+                       stop=self._periodic.stopping, new_image_window=timedelta(
+                           seconds=self.services.settings.new_image_window))
         log.info("pruned rows older than the retention", extra={"days": days, **counts})

@@ -1,5 +1,7 @@
 """The image history in the database: each container once (insert-if-absent, so every
-worker process may record the same container), and its predecessor under the same name."""
+worker process may record the same container), and its predecessor under the same name.
+A container's name follows it (`rename`): Compose v2 creates a recreated container under
+a temporary `<old id[:12]>_<name>` and renames it before starting it."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -15,10 +17,12 @@ from receiver.domain.images import ContainerImage
 from receiver.store.lifecycle import rows_changed
 from receiver.store.models import ImageHistory
 
-__all__ = ["KEEP_PER_NAME", "find", "known_ids", "predecessor", "prunable", "ran_before",
-           "record"]
+__all__ = ["KEEP_PER_NAME", "find", "known_ids", "known_names", "predecessor", "prunable",
+           "ran_before", "record", "rename"]
 
-KEEP_PER_NAME = 2  # retention never prunes the newest two of a name: "what came before"
+# Retention never prunes the newest three of a name: the predecessor, and the row before
+# it that tells a return to an earlier image (a rollback's) from a new one.
+KEEP_PER_NAME = 3
 
 
 def record(session: Session, images: Iterable[ContainerImage], now: datetime) -> int:
@@ -45,12 +49,30 @@ def record(session: Session, images: Iterable[ContainerImage], now: datetime) ->
 
 
 def known_ids(session: Session, container_ids: Iterable[str]) -> set[str]:
+    return set(known_names(session, container_ids))
+
+
+def known_names(session: Session, container_ids: Iterable[str]) -> dict[str, str]:
+    """The recorded containers among `container_ids`, with the name each is recorded under."""
     wanted = list(dict.fromkeys(container_ids))
-    found: set[str] = set()
+    found: dict[str, str] = {}
     for start in range(0, len(wanted), 500):  # bounded IN lists
-        found.update(session.scalars(select(ImageHistory.container_id).where(
-            ImageHistory.container_id.in_(wanted[start:start + 500]))))
+        for container_id, name in session.execute(
+                select(ImageHistory.container_id, ImageHistory.name).where(
+                    ImageHistory.container_id.in_(wanted[start:start + 500]))).tuples():
+            found[container_id] = name
     return found
+
+
+def rename(session: Session, container_id: str, name: str) -> int:
+    """A known container seen under another name: the history follows it (1, else 0)."""
+    if not container_id or not name:
+        return 0
+    return rows_changed(session.execute(
+        update(ImageHistory)
+        .where(ImageHistory.container_id == container_id[:64],
+               ImageHistory.name != name[:255])
+        .values(name=name[:255])))
 
 
 def find(session: Session, container_id: str) -> ContainerImage | None:
@@ -81,15 +103,22 @@ def ran_before(session: Session, current: ContainerImage, previous: ContainerIma
                ImageHistory.created_at <= previous.created_at).limit(1)).first() is not None
 
 
-def prunable(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
-    """The retention's conditions: first seen before `cutoff`, and not among the newest
-    KEEP_PER_NAME of its name."""
+def prunable(cutoff: datetime, judged_since: datetime | None = None
+             ) -> tuple[ColumnElement[bool], ...]:
+    """The retention's conditions: first seen before `cutoff`, not among the newest
+    KEEP_PER_NAME of its name, and its name has no container created since `judged_since`
+    (now minus the new-image window): one that may still be judged keeps its name's whole
+    history, every row `ran_before` may need."""
     ranked = select(ImageHistory.id, func.row_number().over(
         partition_by=ImageHistory.name,
         order_by=(ImageHistory.created_at.desc(), ImageHistory.id.desc())).label("rank")
     ).subquery()
     newest = select(ranked.c.id).where(ranked.c.rank <= KEEP_PER_NAME)
-    return (ImageHistory.first_seen_at < cutoff, ImageHistory.id.not_in(newest))
+    conditions = (ImageHistory.first_seen_at < cutoff, ImageHistory.id.not_in(newest))
+    if judged_since is None:
+        return conditions
+    recent = select(ImageHistory.name).where(ImageHistory.created_at >= judged_since)
+    return (*conditions, ImageHistory.name.not_in(recent))
 
 
 def _image(row: ImageHistory) -> ContainerImage:

@@ -282,9 +282,10 @@ def _upsert_statement(dialect: str, resolved: bool) -> Any:
         "last_seen": latest(table.last_seen, excluded.last_seen),
     }
     if resolved:
-        # lifecycle's "resolve" (final, from any state it allows), in the same statement.
+        # lifecycle's "resolve" (from any state it allows, once), in the same statement.
         updates |= {
-            "status": resolved_status(table.status), "next_attempt_at": None,
+            "status": resolved_status(table.status, table.resolved_at),
+            "next_attempt_at": None,
             "ends_at": func.coalesce(excluded.ends_at, table.ends_at),
             "resolved_at": func.coalesce(table.resolved_at, excluded.resolved_at),
             "time_to_resolve_s": func.coalesce(table.time_to_resolve_s,

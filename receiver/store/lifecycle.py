@@ -13,7 +13,13 @@ playbook's: nothing will act on it, see closed_on_arrival)::
       │  (any of open, remediating, escalated) ──acknowledge──▶ acknowledged
       │  (any not terminal) ──close──▶ closed        (human, or the end of a run
       │                                                no alert will resolve)
-      └─ (any, closed included) ──resolve──▶ resolved  (Alertmanager; final, wins over all)
+      └─ (any, closed included) ──resolve──▶ resolved  (Alertmanager; wins over all)
+    resolved ──escalate_after_resolve──▶ escalated  (its own chain of dependents or
+                                                      rollback ended needing a human)
+
+An incident resolved once is never resolved again by a repeat of the same resolved
+notification: what its own chain or rollback escalated afterwards waits for a human
+(acknowledge, close), and a new firing of the alert is a new occurrence, a new incident.
 
 Runs::
 
@@ -46,7 +52,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, case, literal, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, case, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from receiver.store.models import Incident, Pause, Run
@@ -122,6 +128,9 @@ INCIDENT_TRANSITIONS: dict[str, Transition] = {
     "close": Transition(_NOT_TERMINAL, _I.CLOSED),
     # Applied by ingest's upsert in the same statement that records the resolution.
     "resolve": Transition(_NOT_TERMINAL | {_I.CLOSED}, _I.RESOLVED),
+    # The alert resolved (the target's restart cleared it), then what the run set going
+    # failed: a dependent not restarted, a rollback's outcome. A human must hear it.
+    "escalate_after_resolve": Transition(frozenset({_I.RESOLVED}), _I.ESCALATED),
 }
 
 RUN_TRANSITIONS: dict[str, Transition] = {
@@ -209,14 +218,17 @@ def compare_and_set(session: Session, model: Any, row: int | Sequence[ColumnElem
     return rows_changed(session.execute(statement)) == 1
 
 
-def resolved_status(column: Any) -> Any:
+def resolved_status(column: Any, resolved_at: Any) -> Any:
     """The "resolve" transition as a column expression, for ingest's upsert (one statement
-    on conflict: its WHERE cannot hold the transition, the row must still be returned)."""
+    on conflict: its WHERE cannot hold the transition, the row must still be returned).
+    `resolved_at` is the row's: an incident resolved once (then escalated by its own chain
+    or rollback, escalate_after_resolve) is not resolved again by a repeated notification."""
     resolve = INCIDENT_TRANSITIONS["resolve"]
     # One bound literal each, not an expanding IN: ingest compiles the statement once.
     allowed = [literal(status.value if isinstance(status, StrEnum) else status)
                for status in sorted(resolve.allowed_from)]
-    return case((column.in_(allowed), literal(str(resolve.to))), else_=column)
+    return case((and_(column.in_(allowed), resolved_at.is_(None)), literal(str(resolve.to))),
+                else_=column)
 
 
 def _apply(session: Session, model: Any, row_id: int, transition: Transition,

@@ -45,15 +45,18 @@ PRUNE_BATCH_ROWS = 1000
 
 
 def prune(database: Database, older_than: timedelta, batch_rows: int = PRUNE_BATCH_ROWS,
-          now: datetime | None = None, stop: threading.Event | None = None) -> dict[str, int]:
+          now: datetime | None = None, stop: threading.Event | None = None,
+          new_image_window: timedelta = timedelta(hours=1)) -> dict[str, int]:
     """Delete notifications (not those still to be filed), finished incidents (their runs
     and actions cascade), audit rows, stale operator-intent records, maintenance windows and
-    host storms long over, and image history (never a name's newest two), in transactions
+    host storms long over, and image history (never a name's newest three, nor any row of
+    a name with a container created within `new_image_window`), in transactions
     of at most `batch_rows` rows each, so that a large backlog never holds locks that block
     ingest for long. `now` is the caller's clock
     (services.clock in the runner; the wall clock by default). `stop` set ends the prune
     between two batches (a shutdown does not wait for a backlog)."""
-    cutoff = (now or utcnow()) - older_than
+    at = now or utcnow()
+    cutoff = at - older_than
     tables: dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]] = {
         # A pending notification is acknowledged work: it waits to be filed, whatever age.
         "notifications": (Notification, (
@@ -71,8 +74,10 @@ def prune(database: Database, older_than: timedelta, batch_rows: int = PRUNE_BAT
         "maintenance_windows": (MaintenanceWindow, (MaintenanceWindow.ends_at < cutoff,)),
         # Long over: the dashboards' annotations of host storms go as far back as this.
         "host_storms": (HostStorm, (HostStorm.until < cutoff,)),
-        # Each name keeps its newest two whatever their age: what a new image is told from.
-        "image_history": (ImageHistory, image_history.prunable(cutoff)),
+        # Each name keeps its newest three whatever their age, and all while a container
+        # of it may still be judged: what a new image is told from.
+        "image_history": (ImageHistory, image_history.prunable(
+            cutoff, at - new_image_window if new_image_window > timedelta(0) else None)),
     }
     return {table: _delete_in_batches(database, model, conditions, batch_rows, stop)
             for table, (model, conditions) in tables.items()}

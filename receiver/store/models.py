@@ -96,14 +96,23 @@ class Incident(Base):
     __table_args__ = (
         UniqueConstraint("fingerprint", "starts_at", name="uq_incident_occurrence"),
         Index("ix_incidents_status_first_seen", "status", "first_seen"),
+        # Time ranges (the dashboards, `since`): the panels' columns ride along on
+        # PostgreSQL, so a range is read from the index alone (migration 0013).
+        Index("ix_incidents_first_seen", "first_seen",
+              postgresql_include=["status", "alertname", "container"]),
+        Index("ix_incidents_resolved_at", "resolved_at",
+              postgresql_include=["alertname", "time_to_resolve_s"]),
+        # A dashboard variable's "any incident of this value in the range": one probe.
+        Index("ix_incidents_alertname_first_seen", "alertname", "first_seen"),
+        Index("ix_incidents_container_first_seen", "container", "first_seen"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     starts_at: Mapped[datetime] = mapped_column()
     ends_at: Mapped[datetime | None] = mapped_column()
-    alertname: Mapped[str] = mapped_column(String(255), index=True)
+    alertname: Mapped[str] = mapped_column(String(255))
     severity: Mapped[str] = mapped_column(String(64), default="")
-    container: Mapped[str] = mapped_column(String(255), default="", index=True)
+    container: Mapped[str] = mapped_column(String(255), default="")
     target: Mapped[str | None] = mapped_column(String(255), index=True)
     playbook: Mapped[str | None] = mapped_column(String(255))
     labels: Mapped[dict[str, Any]] = mapped_column()
@@ -187,6 +196,11 @@ class Action(Base):
     __tablename__ = "actions"
     __table_args__ = (
         Index("ix_actions_target_started", "target", "started_at"),
+        # Time ranges (the dashboards, `since`), as on incidents (migration 0013); the
+        # annotations read one outcome's range.
+        Index("ix_actions_started_at", "started_at", postgresql_include=["outcome", "action"]),
+        Index("ix_actions_outcome_started_at", "outcome", "started_at",
+              postgresql_include=["target"]),
         # One row per step of a run: a retried write after a database blip is not a second row.
         UniqueConstraint("run_id", "step", name="uq_actions_run_step"),
     )

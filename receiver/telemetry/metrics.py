@@ -31,7 +31,8 @@ def multiprocess_dir() -> str | None:
 # Skip reasons exported at 0 from start, so dashboards and alerts see them before they happen.
 SKIP_REASONS_SHOWN = ("paused", "maintenance", "cooldown", "breaker_open",
                       "target_not_allowed", "operator_stop", "target_paused", "state_unknown",
-                      "precondition_failed", "host_storm", "budget_exhausted", "bad_update")
+                      "precondition_failed", "host_storm", "budget_exhausted", "bad_update",
+                      "image_unknown")
 
 
 class Metrics:

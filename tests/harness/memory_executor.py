@@ -105,7 +105,8 @@ class MemoryExecutor:
             return TargetIdentity(found.name, found.id)
         matches = [c for c in self.containers.values() if c.id.startswith(target)]
         if len(matches) > 1:
-            raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} IDs")
+            raise TargetAmbiguous(f"{target!r} is a prefix of {len(matches)} IDs ("
+                                  + ", ".join(sorted(c.id for c in matches)) + ")")
         if not matches:
             raise TargetNotFound(f"container {target!r} not found")
         return TargetIdentity(matches[0].name, matches[0].id)
@@ -118,7 +119,7 @@ class MemoryExecutor:
         return False
 
     def dependents(self, identity: TargetIdentity) -> list[Dependent]:
-        rows = [ContainerRow(c.name, c.id, dict(c.labels), c.network_mode)
+        rows = [ContainerRow(c.name, c.id, dict(c.labels), c.network_mode, c.status)
                 for c in self.containers.values()]
         try:
             return dependents_of(rows, identity.id)

@@ -61,11 +61,20 @@ def _accepts(port: int) -> bool:
         return True
 
 
-def start_socket_proxy(cfg_name: str, docker_sock: Path, workdir: Path) -> SocketProxy:
+def start_socket_proxy(cfg_name: str, docker_sock: Path, workdir: Path,
+                       without: str | None = None) -> SocketProxy:
+    """`without`: drop the config's lines equal to it once stripped (an older proxy that
+    lacks one rule); it must be there."""
     binary = require_binary("haproxy")
     port = free_port()
     cfg = workdir / cfg_name
-    cfg.write_text(proxy_config(cfg_name, docker_sock, port))
+    text = proxy_config(cfg_name, docker_sock, port)
+    if without is not None:
+        kept = [line for line in text.splitlines() if line.strip() != without]
+        if len(kept) == len(text.splitlines()):
+            raise ValueError(f"{cfg_name}: no line {without!r}")
+        text = "\n".join(kept) + "\n"
+    cfg.write_text(text)
     # -db: foreground; the config logs each request to stdout, i.e. the log file.
     proc = ManagedProcess([binary, "-db", "-f", str(cfg)], workdir / f"{cfg_name}.log").start()
     try:

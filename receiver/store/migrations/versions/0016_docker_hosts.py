@@ -3,16 +3,16 @@ several hosts are configured (NULL with the one host `local`, and for what is no
 container). The key `runs.target` / `actions.target` is then `<host>/<name>`; this column
 lets SQL and the dashboards group by host without parsing it.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
