@@ -47,17 +47,19 @@ log = logging.getLogger("autofix.app")
 def create_app(settings: Settings | None = None, *, executor: Executor | None = None,
                notifier: Notifier | None = None, metrics: Metrics | None = None,
                swarm_executor: Executor | None = None,
-               redactor: Redactor | None = None) -> Flask:
+               redactor: Redactor | None = None,
+               hosts: dict[str, Executor] | None = None) -> Flask:
     """`executor` replaces the Docker backend, `swarm_executor` the Swarm one (when
     AUTOFIX_SWARM_ENABLED); by default both are built from the settings. `redactor` is the
     one every outgoing text passes through (the process's logs share it); by default it is
-    built from AUTOFIX_REDACT_PATTERNS."""
+    built from AUTOFIX_REDACT_PATTERNS. `hosts` replaces the Docker hosts' executors, by
+    name (AUTOFIX_DOCKER_HOSTS)."""
     settings = settings or Settings()
     metrics = metrics or Metrics()
     database = Database(settings.database_url,
                         on_error=lambda op: metrics.database_errors.labels(op).inc())
     registry = build_registry()
-    executors = build_executors(settings, docker=executor, swarm=swarm_executor)
+    executors = build_executors(settings, docker=executor, swarm=swarm_executor, hosts=hosts)
     services = Services(
         settings=settings, database=database, registry=registry,
         config=ConfigStore(settings.playbooks, database, registry.params_models(),
@@ -98,6 +100,10 @@ def _readiness(database: Database, executors: Executors, metrics: Metrics) -> Re
 
     probes = {"database": database_probe}
     for name in sorted(executors.enabled()):
+        if name == "docker" and executors.multi_host:  # one probe per host: docker/<host>
+            for host, executor in executors.host_executors().items():
+                probes[f"docker/{host}"] = executor.ping
+            continue
         probes[name] = executors.get(name).ping
     return Readiness(probes, metrics)
 

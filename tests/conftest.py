@@ -85,8 +85,9 @@ def app_factory() -> Iterator[AppFactory]:
     def factory(database_url: str, **kwargs: Any) -> Flask:
         executor = kwargs.pop("executor", None)
         notifier = kwargs.pop("notifier", None)
+        hosts = kwargs.pop("hosts", None)
         app = create_app(make_settings(database_url, **kwargs), executor=executor,
-                         notifier=notifier)
+                         notifier=notifier, hosts=hosts)
         made.append(app)
         return app
 

@@ -15,10 +15,11 @@ from tests.harness.memory_executor import MemoryExecutor
 from tests.harness.procs import wait_for
 
 
-def _backend_up(client, backend: str) -> str:
+def _backend_up(client, backend: str, host: str | None = None) -> str:
+    host = host if host is not None else ("local" if backend == "docker" else "")
     text = client.get("/metrics").get_data(as_text=True)
     return next(line.split()[-1] for line in text.splitlines()
-                if line.startswith(f'autofix_backend_up{{backend="{backend}"}}'))
+                if line.startswith(f'autofix_backend_up{{backend="{backend}",host="{host}"}}'))
 
 
 def test_ready_with_every_backend_reachable(app_factory, sqlite_url) -> None:
@@ -96,7 +97,8 @@ def test_answers_are_kept_and_a_hung_probe_is_not_doubled() -> None:
     assert calls == ["fast", "hangs", "fast"]  # the hung probe is still the one in flight
     release.set()
     wait_for(lambda: metrics.registry.get_sample_value(
-        "autofix_backend_up", {"backend": "slow"}) == 0.0, 5, "the late answer recorded")
+        "autofix_backend_up", {"backend": "slow", "host": ""}) == 0.0, 5,
+        "the late answer recorded")
     [_, slow] = readiness.check()
     assert not slow.up and "over the 0.2 s timeout" in (slow.error or "")
 

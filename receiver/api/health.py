@@ -31,7 +31,7 @@ def healthz() -> Response:
 def readyz() -> tuple[Response, int]:
     """503 while any required backend is unreachable; the body names each one and why."""
     ready = Ready.of(services().readiness.check())
-    return jsonify(ready.body()), 503 if ready.unreachable else 200
+    return jsonify(ready.body()), 503 if ready.status != "ready" else 200
 
 
 @blueprint.get("/metrics")

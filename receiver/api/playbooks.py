@@ -125,7 +125,7 @@ def list_breakers() -> Response:
     return jsonify(BreakerList(items=items).body())
 
 
-@blueprint.post("/api/v1/breakers/<target>/reset")
+@blueprint.post("/api/v1/breakers/<path:target>/reset")
 @operation("Close a breaker, recording who and why", {"200": ("reset", BreakerResetOut)},
            {"404": "no breaker for the target"}, body=BreakerResetBody)
 @requires("operator")

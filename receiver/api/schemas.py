@@ -123,6 +123,9 @@ class RunOut(_Out):
     id: int
     playbook: str
     target: str | None
+    docker_host: str | None = Field(None, description="Among several Docker hosts "
+                                    "(AUTOFIX_DOCKER_HOSTS), the one its target is on (`target` "
+                                    "is then `<host>/<name>`); null with one host.")
     trigger: str | None = Field(description="alert, retry, manual, or dependent (a "
                                 "container restarted after the target it depends on).")
     status: str
@@ -156,6 +159,7 @@ class ActionOut(_Out):
     playbook: str
     action: str
     target: str | None
+    docker_host: str | None = Field(None, description="As a run's `docker_host`.")
     params: Any = Field(description="The rendered parameters the action ran with.")
     detail: Any = Field(description="What the action reported (null when it failed).")
     outcome: str
@@ -486,16 +490,22 @@ class BackendOut(_Out):
 class Ready(_Out):
     status: str = Field(description="ready, or not_ready while a backend is unreachable.")
     database: str = Field(description="ok or unreachable (also in backends).")
-    unreachable: list[str] = Field(description="The backends that failed their probe.")
+    unreachable: list[str] = Field(description="The backends that failed their probe (a "
+                                   "Docker host of several: `docker/<host>`).")
     backends: dict[str, BackendOut] = Field(
         description="Each required backend: database, docker, swarm (when enabled). "
         "Probed with a 2 s timeout; answers are kept 5 s.")
 
     @classmethod
     def of(cls, statuses: list[BackendStatus]) -> Self:
+        """Not ready while a backend is down; of several Docker hosts (`docker/<host>`),
+        only while all are: a host that is down fails only its own runs."""
         down = [status.name for status in statuses if not status.up]
+        hosts = [status for status in statuses if status.name.startswith("docker/")]
+        tolerated = ({status.name for status in hosts if not status.up}
+                     if any(status.up for status in hosts) else set())
         database = next((s for s in statuses if s.name == "database"), None)
-        return cls(status="not_ready" if down else "ready",
+        return cls(status="not_ready" if set(down) - tolerated else "ready",
                    database="ok" if database is not None and database.up else "unreachable",
                    unreachable=down,
                    backends={status.name: BackendOut(status="ok" if status.up

@@ -16,9 +16,10 @@ import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from receiver.config.docker_hosts import LOCAL_HOST, DockerHostSpec, parse_docker_hosts
 from receiver.domain.redaction import compile_patterns
 from receiver.domain.safe_url import AllowedHost, UnsafeUrl, parse_allowed_host
 
@@ -38,6 +39,7 @@ SECRET_FIELDS = ("webhook_token", "api_token", "read_token", "slack_bot_token",
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOFIX_", extra="ignore")
+    _fleet: dict[str, DockerHostSpec] = PrivateAttr(default_factory=dict)
 
     database_url: str = Field(
         "sqlite:///autofix.db",
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
     docker_host: str | None = Field(
         None, description="Docker endpoint; unset means the SDK's DOCKER_HOST default.")
     docker_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Docker API call.")
+    docker_hosts: str | None = Field(
+        None, description="Several Docker hosts: a JSON object, or the path of a JSON/YAML "
+        "file, mapping a host name to {url, tls: {ca, cert, key}, timeout_s} (docs/deploy.md, "
+        "Fleet). An alert's host is the playbook's `host` (default the `host` label). Not "
+        "with AUTOFIX_DOCKER_HOST, which is the one host `local`. A file is read again on "
+        "SIGHUP.")
     swarm_enabled: bool = Field(
         False, description="Enable the Swarm backend: playbooks with `executor: swarm` act "
         "on Swarm services through a Swarm manager.")
@@ -297,6 +305,31 @@ class Settings(BaseSettings):
             raise ValueError("AUTOFIX_TLS_CERT_FILE and AUTOFIX_TLS_KEY_FILE go together: "
                              "set both to serve HTTPS, or neither")
         return self
+
+    @model_validator(mode="after")
+    def _docker_hosts(self) -> Settings:
+        if self.docker_hosts is None or not self.docker_hosts.strip():
+            self._fleet = {LOCAL_HOST: DockerHostSpec.model_construct(
+                url=self.docker_host, tls=None, timeout_s=None)}
+            return self
+        if self.docker_host is not None:
+            raise ValueError("AUTOFIX_DOCKER_HOST and AUTOFIX_DOCKER_HOSTS: set one (the "
+                             "first is the one host `local`), not both")
+        self._fleet = parse_docker_hosts(self.docker_hosts)
+        return self
+
+    def fleet_reread(self) -> Settings:
+        """A copy whose AUTOFIX_DOCKER_HOSTS file is read again (each worker gunicorn starts
+        on SIGHUP); ValueError, naming why, when it no longer validates."""
+        copy = self.model_copy()
+        if self.docker_hosts is not None and self.docker_hosts.strip():
+            copy._fleet = parse_docker_hosts(self.docker_hosts)
+        return copy
+
+    def fleet(self) -> dict[str, DockerHostSpec]:
+        """The Docker hosts by name: AUTOFIX_DOCKER_HOSTS, else `local` at
+        AUTOFIX_DOCKER_HOST (its url None: the SDK's default)."""
+        return dict(self._fleet)
 
     @model_validator(mode="after")
     def _slack_bot_needs_channel(self) -> Settings:

@@ -219,7 +219,8 @@ def operator_intent_and_evidence(services: Services, candidate: Candidate, subje
     if subject.identity is None:
         return Proceed(subject)
     playbook = candidate.playbook
-    stop, known = intent_guard(services, playbook, subject.identity, subject.name)
+    stop, known = intent_guard(services, playbook, subject.identity, subject.name,
+                               subject.fleet_host)
     # Only about a run that would change the container; a human's manual run does what
     # its playbook says (the evidence still shows the new image).
     found = detect(services, playbook, subject) if is_mutating(services, playbook) else None
@@ -242,7 +243,7 @@ def operator_intent_and_evidence(services: Services, candidate: Candidate, subje
         if isinstance(verdict, Rollback):
             return Proceed(subject, rollback=verdict)
         stop = verdict
-    return Proceed(subject) if stop is None else Skip(stop)
+    return Proceed(subject) if stop is None else Skip(replace(stop, target=subject.key))
 
 
 def peek_admission(services: Services, candidate: Candidate, subject: Subject) -> Skip | None:
@@ -317,7 +318,8 @@ def admission(session: Session, services: Services, candidate: Candidate,
         if isinstance(verdict, GuardStop):
             return Skip(replace(verdict, target=subject.key))
         session.execute(update(Run).where(Run.id == info.run_id)
-                        .values(admitted_at=now, host=subject.host))
+                        .values(admitted_at=now, host=subject.host,
+                                docker_host=subject.fleet_host))
         return Proceed(subject, verdict)
     if leaves_process(services, playbook):
         paused = pause_stop(session, services.clock())

@@ -73,7 +73,8 @@ def first_look(services: Services, playbook: Playbook, trigger: str,
             or not _restarts(playbook)):
         return None
     try:
-        found = services.executor_for(playbook).dependents(subject.identity)
+        found = services.executor_for(playbook, subject.fleet_host).dependents(
+            subject.identity)
     except DependencyCycle as exc:
         return GuardStop("dependency_cycle", f"{exc}: autofix restarts neither {subject.name} "
                          "nor its dependents; a human must break the cycle",

@@ -167,11 +167,14 @@ def record_skip(session: Session, services: Services, info: RunInfo, stop: Guard
     # A run queued without a reason gets the skip's, so every skipped run says why.
     if not transition_run(session, info.run_id, "skip", finished_at=now,
                           error=f"{stop.reason}: {stop.message}"[:4000],
-                          reason=func.coalesce(Run.reason, stop.reason), **values):
+                          reason=func.coalesce(Run.reason, stop.reason),
+                          docker_host=services.executors.host_of_key(info.target), **values):
         return  # already ended elsewhere (reconciled): nothing more to record
     insert_action(session, dict(
         run_id=info.run_id, incident_id=info.incident_id, playbook=info.playbook,
-        action="guard", target=info.target, params={}, outcome="skipped", reason=stop.reason,
+        action="guard", target=info.target,
+        docker_host=services.executors.host_of_key(info.target), params={},
+        outcome="skipped", reason=stop.reason,
         error=stop.message[:2000], started_at=now, finished_at=now, duration_s=0.0,
         trigger=info.trigger, step=GUARD_STEP))
     services.metrics.actions.labels(info.playbook, "guard", f"skipped:{stop.reason}").inc()
@@ -254,7 +257,7 @@ def execute_run(services: Services, run_id: int) -> Decision:
     info = replace(candidate.info, target=subject.key) if subject else candidate.info
     status, error, held_by = _run_steps(services, info, candidate.playbook, candidate.view,
                                candidate.dry_run, subject.name if subject else info.target,
-                               evidence)
+                               evidence, subject.fleet_host if subject else None)
     _finish(services, info, candidate.playbook, status, error, candidate.dry_run,
             candidate.closes, subject is not None, held_by, chain)
     if candidate.rollback is not None:  # never silent: a human hears what was done
@@ -286,7 +289,8 @@ def _guard_without_transaction(services: Services, candidate: Candidate
     evidence = None
     decision = held_by_canonical_name(services, candidate, subject)
     if isinstance(decision, Proceed) and subject.identity is not None:
-        evidence = RunEvidence(services, services.executor_for(candidate.playbook),
+        evidence = RunEvidence(services, services.executor_for(candidate.playbook,
+                                                               subject.fleet_host),
                                candidate.info.incident_id, candidate.info.run_id,
                                subject.name, candidate.view.generator_url)
         decision = operator_intent_and_evidence(services, candidate, subject, evidence)
@@ -366,8 +370,8 @@ def _evidence_for_a_human(session: Session, stop: GuardStop,
 
 
 def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: IncidentView,
-               dry_run: bool, acts_on: str, evidence: RunEvidence | None
-               ) -> tuple[str, str | None, str | None]:
+               dry_run: bool, acts_on: str, evidence: RunEvidence | None,
+               host: str | None = None) -> tuple[str, str | None, str | None]:
     """Run the steps in order on `acts_on`; (final run status, error of the failed step,
     what held a step back: `paused` or `maintenance`).
     With `evidence` (a container target), every step that changes the target after the
@@ -375,7 +379,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
     escalations: list[str] = []
     notes: list[tuple[str, str]] = []
     current = {"step": 0}
-    executor = services.executor_for(playbook)
+    executor = services.executor_for(playbook, host)  # the subject's Docker host
     evidence = evidence or RunEvidence(services, executor, info.incident_id, info.run_id,
                                        acts_on, view.generator_url)
 
@@ -420,6 +424,7 @@ def _run_steps(services: Services, info: RunInfo, playbook: Playbook, view: Inci
         values = dict(
             run_id=info.run_id, incident_id=info.incident_id, playbook=playbook.name,
             action=step.action, target=info.target,
+            docker_host=services.executors.host_of_key(info.target),
             params={**result.params, **({"detail": result.detail} if result.detail else {})},
             outcome=result.outcome, reason=result.reason, error=result.error,
             trigger=info.trigger, step=index,

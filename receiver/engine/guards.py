@@ -21,7 +21,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -41,7 +41,7 @@ from receiver.executor import (
     TargetNotFound,
 )
 from receiver.playbooks.config import Playbook
-from receiver.playbooks.ingest import resolve_target, template_context
+from receiver.playbooks.ingest import resolve_host, resolve_target, template_context
 from receiver.playbooks.matchers import Matcher, parse_matcher
 from receiver.playbooks.templating import TemplateRenderError
 from receiver.store.engine import Database
@@ -52,7 +52,8 @@ if TYPE_CHECKING:
     from receiver.engine.services import Services
 
 __all__ = ["GuardStop", "Subject", "admit", "check_run_target", "check_target", "endpoint_key",
-           "load_breaker", "maintenance_stop", "pause_stop", "take_target", "target_lock",
+           "load_breaker", "maintenance_stop", "on_host", "pause_stop", "pick_host",
+           "take_target", "target_lock",
            "window_holds", "windows_in_force"]
 
 _KEY_MAX = 255  # runs.target and breakers.target
@@ -79,12 +80,47 @@ class Subject:
     `{{ target }}` renders. For a container both are its canonical name; for an http-only
     playbook the key is `http:<host>:<port>` (its first http step's URL) and the name the
     playbook's target rendered from the labels. `host` is where a container lives (what
-    budgets and the host storm guard count); None for a run that changes no target."""
+    budgets and the host storm guard count); None for a run that changes no target.
+    `fleet_host` is the configured host it lives on when its backend has several (then
+    `key` is `<fleet_host>/<name>`: one container name on two hosts is two targets); None
+    with one host, whose keys stay the plain name."""
 
     key: str
     name: str
     identity: TargetIdentity | None = None
     host: str | None = None
+    fleet_host: str | None = None
+
+
+def pick_host(services: Services, playbook: Playbook, target: str, view: IncidentView
+              ) -> tuple[str | None, str] | GuardStop:
+    """(the host, the target without a `<host>/` prefix). None with one host or a backend
+    without hosts. With several, a stored key `<host>/<name>` (a retry, a manual run naming
+    it) carries its host; else the playbook's `host` rendered for the alert, which must
+    name a configured host: never a guess."""
+    hosts = services.executors.hosts(playbook.executor)
+    if len(hosts) <= 1:
+        return None, target
+    prefix, slash, rest = target.partition("/")
+    if slash and prefix in hosts:
+        return prefix, rest
+    host = resolve_host(playbook.host, view.labels, view.annotations, services.renderer)
+    if host not in hosts:
+        said = f"names host {host!r}" if host else "names no host"
+        return GuardStop("unknown_host", f"the alert {said} (the playbook's host "
+                         f"{playbook.host!r}); the configured hosts are {', '.join(hosts)}",
+                         escalate=True)
+    return host, target
+
+
+def on_host(found: GuardStop | Subject, host: str | None, target: str) -> GuardStop | Subject:
+    """A target's stop or subject keyed `<host>/<name>` when several hosts are configured
+    (a stop before resolution: the name as the alert gave it)."""
+    if host is None:
+        return found
+    if isinstance(found, Subject):
+        return replace(found, key=f"{host}/{found.key}", fleet_host=host)
+    return replace(found, target=f"{host}/{found.target or target}")
 
 
 def check_run_target(services: Services, playbook: Playbook, target: str,
@@ -101,11 +137,16 @@ def check_run_target(services: Services, playbook: Playbook, target: str,
             # incident staying open in silence.
             return GuardStop("invalid_target", f"no target for this alert: {target_error}",
                              escalate=True)
+        picked = pick_host(services, playbook, target, view)
+        if isinstance(picked, GuardStop):
+            return picked
+        host, target = picked
         try:
-            executor = services.executor_for(playbook)
+            executor = services.executor_for(playbook, host)
         except ExecutorError as exc:  # a run planned when its backend was still enabled
             return GuardStop("executor_unavailable", str(exc), escalate=True)
-        return check_target(target, executor, services.settings, view.starts_at, lookback_s)
+        return on_host(check_target(target, executor, services.settings, view.starts_at,
+                                    lookback_s), host, target)
     for step, spec in zip(playbook.actions, specs, strict=True):
         if spec is not None and spec.endpoint is not None:
             # `{{ target }}` is the playbook's target from the labels, never the stored key.

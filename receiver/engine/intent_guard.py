@@ -30,9 +30,11 @@ class FactsSource(Protocol):
 
 
 def intent_guard(services: Services, playbook: Playbook, identity: TargetIdentity,
-                 name: str) -> tuple[GuardStop | None, Known | None]:
-    """(the stop, or None to go on; what is known, for the classification)."""
-    executor = services.executor_for(playbook)
+                 name: str, host: str | None = None
+                 ) -> tuple[GuardStop | None, Known | None]:
+    """(the stop, or None to go on; what is known, for the classification). `host`: the
+    subject's Docker host."""
+    executor = services.executor_for(playbook, host)
     if not isinstance(executor, FactsSource):
         return _operator_check(executor, playbook, identity, name), None
     try:

@@ -52,7 +52,7 @@ def detect(services: Services, playbook: Playbook, subject: Subject
     no new image; the database's outage stops the run like every other stage's."""
     window = services.settings.new_image_window
     identity = subject.identity
-    executor = services.executor_for(playbook)
+    executor = services.executor_for(playbook, subject.fleet_host)
     if window <= 0 or identity is None or not isinstance(executor, ImageSource):
         return None
     now = services.clock()
@@ -63,13 +63,13 @@ def detect(services: Services, playbook: Playbook, subject: Subject
                     and not is_set_aside(subject.name):  # renamed since it was recorded
                 image_history.rename(session, identity.id, subject.name)
             if current is not None:  # the usual case: one transaction
-                return _judged(session, _named(current, subject.name), now, window)
+                return _judged(session, _named(current, subject.key), now, window)
         current = executor.container_image(identity.id)
         if current is None:
             return None
         with services.database.session("image_history") as session:
             image_history.record(session, [current], now)
-            return _judged(session, _named(current, subject.name), now, window)
+            return _judged(session, _named(current, subject.key), now, window)
     except ExecutorError as exc:
         log.warning("image not known", extra={"target": subject.name, "error": str(exc)})
         return GuardStop(IMAGE_UNKNOWN, f"could not read which image {subject.name} runs "

@@ -52,6 +52,7 @@ class Services:
         clock swapped in after it was built."""
         return self.clock()
 
-    def executor_for(self, playbook: Playbook) -> Executor:
-        """The backend a playbook (and so each of its runs) acts through."""
-        return self.executors.get(playbook.executor)
+    def executor_for(self, playbook: Playbook, host: str | None = None) -> Executor:
+        """The backend a playbook (and so each of its runs) acts through; for docker, the
+        executor of `host` (a Subject's fleet_host; None: the one host)."""
+        return self.executors.get(playbook.executor, host)

@@ -60,8 +60,15 @@ class DockerExecutor:
 
     def __init__(self, base_url: str | None, timeout_s: float,
                  own_ids: frozenset[str] | None = None,
-                 opt_in_label: str = "autofix.enable") -> None:
-        self._client = LazyDockerClient(base_url, timeout_s, "Docker")
+                 opt_in_label: str = "autofix.enable", name: str = "local",
+                 tls: tuple[str, str, str] | None = None, key_prefix: str = "") -> None:
+        # `name`: the host's name in AUTOFIX_DOCKER_HOSTS (`local` for the one host).
+        # `key_prefix`: `<name>/` among several hosts, so the image history keys a container
+        # name per host, as the guards key a target.
+        self.name = name
+        self.key_prefix = key_prefix
+        self.tls = tls
+        self._client = LazyDockerClient(base_url, timeout_s, "Docker", tls)
         self.opt_in_label = opt_in_label  # the evidence says which dependents are opted in
         self.own_ids = own_container_ids() if own_ids is None else own_ids
         self.base_url = base_url
@@ -70,7 +77,7 @@ class DockerExecutor:
 
     def events_client(self) -> docker.DockerClient:
         """A client of its own for the events follower (its stream holds a connection)."""
-        return LazyDockerClient(self.base_url, self.timeout_s, "Docker").get()
+        return LazyDockerClient(self.base_url, self.timeout_s, "Docker", self.tls).get()
 
     def daemon_id(self) -> str:
         """The events follower's key: the daemon's engine ID (`docker info`), or where the
@@ -278,7 +285,8 @@ class DockerExecutor:
             if not names or not row.get("ImageID"):
                 continue
             found.append(ContainerImage(
-                name=str(names[0]).lstrip("/"), container_id=str(row.get("Id", "")),
+                name=self.key_prefix + str(names[0]).lstrip("/"),
+                container_id=str(row.get("Id", "")),
                 image_id=str(row["ImageID"]), image_ref=str(row.get("Image") or ""),
                 created_at=datetime.fromtimestamp(int(row.get("Created") or 0), UTC),
                 labels={str(k): str(v) for k, v in (row.get("Labels") or {}).items()}))
@@ -288,7 +296,8 @@ class DockerExecutor:
         attrs = self._container(target).attrs
         config = attrs.get("Config") or {}
         return ContainerImage(
-            name=attrs.get("Name", "").lstrip("/"), container_id=attrs.get("Id", ""),
+            name=self.key_prefix + attrs.get("Name", "").lstrip("/"),
+            container_id=attrs.get("Id", ""),
             image_id=str(attrs.get("Image") or ""), image_ref=str(config.get("Image") or ""),
             created_at=_parse_time(attrs.get("Created")) or datetime.min.replace(tzinfo=UTC),
             labels=dict(config.get("Labels") or {}))

@@ -160,6 +160,9 @@ class Playbook(_Strict):
     # Each item is parsed on its own, so every bad matcher of a list is reported.
     matchers: list[Annotated[Matcher, BeforeValidator(_matcher)]]
     target: str = "{{ labels.container }}"
+    # Which Docker host (AUTOFIX_DOCKER_HOSTS) the target lives on, rendered at run time;
+    # with one host, unrendered or empty means that host.
+    host: str = "{{ labels.host }}"
     actions: list[ActionStep] = Field(min_length=1)
     cooldown_s: float = Field(300, alias="cooldown", ge=0)
     circuit_breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
@@ -336,11 +339,12 @@ def parse_playbooks(text: str, action_params: Mapping[str, type[BaseModel]],
                                                     f"at line {first_line[name]}"))
             else:
                 first_line[name] = line
-        if isinstance(item.get("target"), str):
-            try:
-                renderer.check(item["target"])
-            except ValueError as exc:
-                errors.append(where((*loc, "target"), str(exc)))
+        for key in ("target", "host"):
+            if isinstance(item.get(key), str):
+                try:
+                    renderer.check(item[key])
+                except ValueError as exc:
+                    errors.append(where((*loc, key), str(exc)))
         for j, expr in enumerate(item.get("require") or []
                                  if isinstance(item.get("require"), list) else []):
             if isinstance(expr, str):

@@ -11,7 +11,7 @@ from receiver.domain.payload import ZERO_TIME, AlertPayload, WebhookPayload
 from receiver.playbooks.config import Playbook, PlaybookFile
 from receiver.playbooks.templating import TemplateRenderer, TemplateRenderError
 
-__all__ = ["MAX_TARGET", "Occurrence", "plan_occurrences", "resolve_target",
+__all__ = ["MAX_TARGET", "Occurrence", "plan_occurrences", "resolve_host", "resolve_target",
            "template_context"]
 
 # A target must fit runs.target (String(255)) whole; is_valid_container_name says 255 too.
@@ -57,6 +57,16 @@ def resolve_target(template: str, labels: dict[str, str], annotations: dict[str,
         return None, (f"target {target[:60]!r}... is {len(target)} characters; a container "
                       f"name has at most {MAX_TARGET}")
     return target, None
+
+
+def resolve_host(template: str, labels: dict[str, str], annotations: dict[str, str],
+                 renderer: TemplateRenderer) -> str:
+    """The Docker host an alert names (the playbook's `host`); empty when the template
+    cannot be rendered for it (a label it lacks): the guards decide what that means."""
+    try:
+        return renderer.render(template, template_context(labels, annotations)).strip()
+    except TemplateRenderError:
+        return ""
 
 
 def plan_occurrences(payload: WebhookPayload, playbooks: PlaybookFile,

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from receiver.domain.images import ContainerImage
 from receiver.domain.set_aside import is_set_aside
-from receiver.executor import Executor, ImageSource
+from receiver.executor import Executor, ExecutorError, ImageSource
 from receiver.store import image_history
 from receiver.store.engine import Database
 
@@ -27,9 +27,18 @@ def take_inventory(database: Database, executors: list[Executor], opt_in_label: 
     """Record every opted-in container of every backend not yet in the history; how many
     were new. No per-container call: the list holds each one's image ID and creation."""
     seen: list[ContainerImage] = []
-    for executor in executors:
-        if isinstance(executor, ImageSource):
-            seen += [image for image in executor.inventory() if _opted_in(image, opt_in_label)]
+    failed: list[ExecutorError] = []
+    sources = [executor for executor in executors if isinstance(executor, ImageSource)]
+    for executor in sources:
+        try:
+            listed = executor.inventory()
+        except ExecutorError as exc:  # one host down: the others' containers still count
+            log.warning("image inventory failed", extra={"error": str(exc)})
+            failed.append(exc)
+            continue
+        seen += [image for image in listed if _opted_in(image, opt_in_label)]
+    if failed and len(failed) == len(sources):
+        raise failed[0]  # nothing answered: the job failed
     if not seen:
         return 0
     with database.session("image_inventory") as session:

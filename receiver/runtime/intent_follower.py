@@ -29,7 +29,7 @@ from receiver.store.models import utcnow
 if TYPE_CHECKING:
     from receiver.engine.services import Services
 
-__all__ = ["EventsFollower", "start_follower"]
+__all__ = ["EventsFollower", "start_followers"]
 
 log = logging.getLogger("autofix.intent")
 LEASE_S = 15.0
@@ -222,11 +222,11 @@ def _buffer_reaches(client: Any, since: int) -> bool:
         stream.close()
 
 
-def start_follower(services: Services, holder: str) -> EventsFollower | None:
-    """This process's candidate follower for the Docker backend's daemon (none when the
-    backend is not a Docker daemon, e.g. a test's in-memory one)."""
-    executor = services.executors.default
-    if not isinstance(executor, DockerExecutor):
-        return None
-    return EventsFollower(services.database, executor, holder,
-                          services.settings.opt_in_label, clock=services.clock).start()
+def start_followers(services: Services, holder: str) -> list[EventsFollower]:
+    """This process's candidate follower for each Docker host's daemon (none for a backend
+    that is not a Docker daemon, e.g. a test's in-memory one). Each has its own thread and
+    client: a host that is down holds up only its own."""
+    return [EventsFollower(services.database, executor, holder,
+                           services.settings.opt_in_label, clock=services.clock).start()
+            for executor in services.executors.host_executors().values()
+            if isinstance(executor, DockerExecutor)]

@@ -28,7 +28,7 @@ from receiver.incidents.maintenance import end_lapsed_windows
 from receiver.incidents.pause import end_lapsed_pauses
 from receiver.notify import OutboxSender, start_sender
 from receiver.runtime.image_inventory import take_inventory
-from receiver.runtime.intent_follower import EventsFollower, start_follower
+from receiver.runtime.intent_follower import EventsFollower, start_followers
 from receiver.runtime.scheduler import Job, Scheduler
 from receiver.store.lifecycle import RunStatus, transition_run, transition_run_if
 from receiver.store.migrate import prune
@@ -131,7 +131,7 @@ def reconcile_interrupted(services: Services, stale_before: datetime | None = No
                 insert_action(session, dict(
                     run_id=run_id, incident_id=incident_id, playbook=playbook,
                     action=_step_action(services, playbook, step, trigger), target=target,
-                    params={},
+                    docker_host=services.executors.host_of_key(target), params={},
                     outcome="interrupted", reason="worker_stopped", error=why,
                     started_at=now, finished_at=now, duration_s=None, trigger=trigger,
                     step=step))
@@ -183,14 +183,15 @@ class Runner:
         self._database_ok_since: float | None = periodic_clock()
         self._periodic = self._periodic_jobs()
         self._sender: OutboxSender | None = None
-        self._follower: EventsFollower | None = None
+        self._followers: list[EventsFollower] = []
 
     def start(self) -> None:
         svc = self.services
         self._sender = start_sender(svc.database, svc.settings, svc.metrics, svc.notifier,
                                     self.worker, svc.redactor, clock=svc.now)
-        # Every worker is a candidate; the database's lease elects one per Docker daemon.
-        self._follower = start_follower(svc, self.worker)
+        # Every worker is a candidate; the database's lease elects one per Docker daemon
+        # (one follower per Docker host).
+        self._followers = start_followers(svc, self.worker)
         threads = self.services.settings.runner_threads
         for index in range(threads):
             # Thread 0 takes act runs only: light work never occupies every thread.
@@ -213,8 +214,8 @@ class Runner:
             thread.join(timeout)
         if self._sender is not None:
             self._sender.stop(timeout)
-        if self._follower is not None:
-            self._follower.stop(timeout)
+        for follower in self._followers:
+            follower.stop(timeout)
 
     def run_once(self, light: bool = True) -> int | None:
         """Claim and execute one run in this thread (tests and the SQLite single worker)."""

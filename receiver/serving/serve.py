@@ -38,7 +38,15 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self._settings, redactor=self._redactor)
+        """In each worker, the ones SIGHUP starts included: the Docker hosts file is read
+        again; one that no longer validates keeps the hosts the master started with."""
+        try:
+            settings = self._settings.fleet_reread()
+        except ValueError as exc:
+            log.error("AUTOFIX_DOCKER_HOSTS not reloaded, the hosts of the start stay",
+                      extra={"error": str(exc)})
+            settings = self._settings
+        return create_app(settings, redactor=self._redactor)
 
 
 def _post_worker_init(worker: Any) -> None:

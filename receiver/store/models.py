@@ -165,6 +165,9 @@ class Run(Base):
     # The host its target lives on, set when a mutating run is admitted (NULL otherwise):
     # what action budgets and the host storm guard count.
     host: Mapped[str | None] = mapped_column(String(255))
+    # Among several Docker hosts (AUTOFIX_DOCKER_HOSTS), the one its target is on (its
+    # `target` is then `<docker_host>/<name>`); NULL with one host.
+    docker_host: Mapped[str | None] = mapped_column(String(63))
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     worker: Mapped[str | None] = mapped_column(String(255))
@@ -208,6 +211,7 @@ class Action(Base):
     playbook: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
+    docker_host: Mapped[str | None] = mapped_column(String(63))  # as runs.docker_host
     params: Mapped[dict[str, Any]] = mapped_column()
     outcome: Mapped[str] = mapped_column(String(16))  # succeeded, failed, skipped, dry_run
     reason: Mapped[str | None] = mapped_column(String(64))

@@ -67,7 +67,8 @@ class Metrics:
             ["channel", "outcome"], registry=r)
         self.backend_up = Gauge(
             "autofix_backend_up", "1 while a backend the receiver needs answers its probe "
-            "(database, docker, swarm), else 0.", ["backend"], registry=r,
+            "(database, docker, swarm), else 0; `host` names the Docker host (AUTOFIX_DOCKER_HOSTS,"
+            " `local` for the one host), empty for the others.", ["backend", "host"], registry=r,
             multiprocess_mode="mostrecent")
         self.build_info = Gauge(
             "autofix_build_info", "Always 1; the version label says which autofix runs.",

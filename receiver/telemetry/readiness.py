@@ -5,7 +5,7 @@ Each backend is probed in a thread of its own with a short timeout (a hung daemo
 not hang the probe), and the answer is kept for a few seconds, so that kubelet, a load
 balancer and Prometheus together cost one Docker ping per interval and process, not one
 each. A probe that answers after its timeout still counts as down. The probe thread sets
-`autofix_backend_up{backend}`; /metrics only starts stale probes and never waits for them
+`autofix_backend_up{backend,host}`; /metrics only starts stale probes and never waits for them
 (a scrape must not take the probe's timeout).
 """
 
@@ -103,4 +103,6 @@ class Readiness:
     def _record(self, name: str, status: BackendStatus) -> None:
         with self._lock:
             self._answers[name] = (self._clock(), status)
-        self._metrics.backend_up.labels(name).set(1 if status.up else 0)
+        backend, _, host = name.partition("/")  # `docker/<host>`: one probe per Docker host
+        host = host or ("local" if backend == "docker" else "")
+        self._metrics.backend_up.labels(backend, host).set(1 if status.up else 0)

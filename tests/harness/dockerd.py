@@ -33,6 +33,7 @@ class Dockerd:
     short_dir: Path
     binary: str
     proc: ManagedProcess | None = None
+    extra_args: list[str] = field(default_factory=list)  # e.g. a TLS tcp:// listener
     _clients: list[docker.DockerClient] = field(default_factory=list)
 
     @property
@@ -47,7 +48,7 @@ class Dockerd:
         return [
             self.binary, "--bridge=none", "--iptables=false", "--ip6tables=false",
             "--data-root", str(self.workdir / "data"), "--exec-root", str(self.short_dir / "x"),
-            "-H", self.url, "--pidfile", str(self.short_dir / "d.pid"),
+            "-H", self.url, "--pidfile", str(self.short_dir / "d.pid"), *self.extra_args,
         ]
 
     def client(self) -> docker.DockerClient:
@@ -144,12 +145,13 @@ def _unmount_under(directory: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-def start_dockerd(workdir: Path) -> Dockerd:
+def start_dockerd(workdir: Path, extra_args: list[str] | None = None) -> Dockerd:
     binary = require_binary("dockerd")
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "data").mkdir(exist_ok=True)
     short_dir = Path(tempfile.mkdtemp(prefix="afd-", dir="/tmp"))
-    daemon = Dockerd(workdir=workdir, short_dir=short_dir, binary=binary)
+    daemon = Dockerd(workdir=workdir, short_dir=short_dir, binary=binary,
+                     extra_args=list(extra_args or []))
     if len(str(daemon.sock)) > MAX_SOCK_PATH:
         raise RuntimeError(f"docker socket path too long: {daemon.sock}")
     os.chmod(short_dir, 0o700)
