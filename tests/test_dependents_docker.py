@@ -19,6 +19,13 @@ from tests.harness.playbook_yaml import restart_playbook
 PLAYBOOK = restart_playbook(wait_timeout_s=20, running_for_s=0.5)
 
 
+def started(container: Any) -> str:
+    """StartedAt with 9 fraction digits: Docker trims trailing zeros ("…24.3Z"), and
+    untrimmed text sorts wrongly within one second ("…24.3Z" > "…24.34Z")."""
+    base, _, fraction = started_at(container).rstrip("Z").partition(".")
+    return f"{base}.{fraction.ljust(9, '0')}"
+
+
 @pytest.fixture
 def docker_app(db_url, app_factory, private_dockerd, tmp_path):
     path = tmp_path / "playbooks.yml"
@@ -53,9 +60,9 @@ def test_the_sidecar_is_restarted_after_its_parent(docker_app, docker_client) ->
     child_before = started_at(child)
     fire_container(docker_app.test_client(), parent.name)
     drain(docker_app)
-    parent_started, child_started = started_at(parent), started_at(child)
-    assert child_started != child_before
-    assert child_started > parent_started  # the same clock and format: ISO text sorts
+    parent_started, child_started = started(parent), started(child)
+    assert started_at(child) != child_before
+    assert child_started > parent_started
     found = runs(docker_app)
     assert [(r.trigger, r.target, r.status) for r in found] == [
         ("alert", parent.name, "succeeded"), ("dependent", child.name, "succeeded")]
@@ -130,7 +137,7 @@ def test_compose_restart_true_restarts_the_app_after_the_db(docker_app,
     other_before = started_at(other)
     fire_container(docker_app.test_client(), db.name)
     drain(docker_app)
-    assert started_at(app) > started_at(db)
+    assert started(app) > started(db)
     assert started_at(other) == other_before
     assert [(r.target, r.status) for r in runs(docker_app)] == [
         (db.name, "succeeded"), (app.name, "succeeded")]
@@ -196,7 +203,7 @@ def test_a_real_compose_project_restarts_the_app_after_the_db_is_healthy(
         drain(docker_app)
         db.reload()
         assert db.attrs["State"]["Health"]["Status"] == "healthy"
-        assert started_at(app) > started_at(db)
+        assert started(app) > started(db)
         assert [(r.target, r.status) for r in runs(docker_app)] == [
             (db.name, "succeeded"), (app.name, "succeeded")]
     finally:
@@ -227,7 +234,7 @@ def test_a_sidecar_docker_restarted_before_its_parent_s_restart_is_still_restart
     child_before = started_at(child)
     fire_container(docker_app.test_client(), parent.name)
     drain(docker_app)
-    assert started_at(child) != child_before and started_at(child) > started_at(parent)
+    assert started_at(child) != child_before and started(child) > started(parent)
     assert [(r.trigger, r.status) for r in runs(docker_app)] == [
         ("alert", "succeeded"), ("dependent", "succeeded")]
 
