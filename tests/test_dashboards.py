@@ -845,3 +845,257 @@ def test_skip_panel_shows_the_blast_radius_reasons() -> None:
     assert "autofix_runs_skipped_total" in panel["targets"][0]["expr"]
     named = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]}
     assert {"host_storm", "budget_exhausted"} <= named & set(SKIP_REASONS_SHOWN)
+
+
+# ==========================================================================================
+# Per Docker host (issue 32): two hosts, and rows without one (one host: `local`)
+# ==========================================================================================
+
+# (id, alert `host` label or None, status, time to resolve, actions' docker_host, outcome)
+FLEET = [(1, "a", "resolved", 10.0, "a", "succeeded"),
+         (2, "a", "resolved", 30.0, "a", "succeeded"),
+         (3, "a", "escalated", None, "a", "failed"),
+         (4, "b", "resolved", 100.0, "b", "succeeded"),
+         (5, None, "resolved", 5.0, None, "succeeded"),
+         (6, None, "open", None, None, "skipped")]
+
+
+def _seed_fleet(admin: str) -> None:
+    """FLEET within the last hour, and host `c`'s incident and action three days ago (out of
+    the range: not a value of the host variable, and resolved)."""
+    import psycopg2
+
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for number, host, status, ttr, docker_host, outcome in [
+                *FLEET, (7, "c", "resolved", 1.0, "c", "succeeded")]:
+            ago = "3 days" if number == 7 else f"{number} minutes"
+            labels = json.dumps({"alertname": "TargetDown", "container": "app",
+                                 **({"host": host} if host else {})})
+            target = f"{docker_host}/app" if docker_host else "app"
+            cur.execute(f"""
+                INSERT INTO incidents (id, fingerprint, starts_at, alertname, severity,
+                    container, labels, annotations, generator_url, status, notification_count,
+                    first_seen, last_seen, resolved_at, time_to_resolve_s, resolved_unseen,
+                    trigger)
+                VALUES (%(id)s, %(fp)s, now() - interval '{ago}', 'TargetDown', 'critical',
+                    'app', %(labels)s, '{{}}', '', %(status)s, 1, now() - interval '{ago}',
+                    now() - interval '{ago}',
+                    CASE WHEN %(ttr)s IS NULL THEN NULL ELSE now() - interval '{ago}' END,
+                    %(ttr)s, false, 'alert');
+                INSERT INTO runs (id, incident_id, playbook, target, trigger, alert_status,
+                    status, queued_at, dry_run, docker_host)
+                VALUES (%(id)s, %(id)s, 'p', %(target)s, 'alert', 'firing', 'succeeded',
+                    now(), false, %(dh)s);
+                INSERT INTO actions (run_id, incident_id, playbook, action, target,
+                    docker_host, params, outcome, started_at, trigger)
+                VALUES (%(id)s, %(id)s, 'p', 'restart', %(target)s, %(dh)s, '{{}}',
+                    %(outcome)s, now() - interval '{ago}', 'alert')""",
+                {"id": number, "fp": f"f{number}", "labels": labels, "status": status,
+                 "ttr": ttr, "target": target, "dh": docker_host, "outcome": outcome})
+    conn.close()
+
+
+def _panel(uid: str, title: str) -> tuple[dict[str, Any], Query]:
+    board = dashboards_by_uid()[uid]
+    [query] = [q for q in iter_queries(board) if q.where == f"{uid} / {title}"]
+    return board, query
+
+
+def test_host_variable_lists_the_hosts_acted_on_in_the_range(pg_url: str) -> None:
+    """From actions.docker_host (the Grafana role may not read runs): `a`, `b` and `local`
+    for the rows without one; `c`, acted on three days ago only, is out of the range."""
+    admin, _ = _dsn_of(pg_url)
+    _seed_fleet(admin)
+    board, variable = _panel("autofix-incidents", "variable host")
+    user = create_grafana_login(admin)
+    try:
+        rows = _rows(_dsn_of(pg_url, user)[1], _as_grafana_would(board, variable, {}))
+    finally:
+        drop_login(admin, user)
+    assert rows == [("a",), ("b",), ("local",)]
+
+
+ALL: dict[str, list[str] | None] = {}
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [
+    (ALL, {"a": (3, 1, 1), "b": (1, 0, 0), "local": (2, 1, 0)}),
+    ({"host": ["a"]}, {"a": (3, 1, 1)}),
+    ({"host": ["local", "b"]}, {"b": (1, 0, 0), "local": (2, 1, 0)}),
+])
+def test_incidents_per_host(pg_url: str, chosen: dict[str, list[str] | None],
+                            expected: dict[str, tuple[int, int, int]]) -> None:
+    """(incidents, open, escalated) per host; an alert without a `host` label is `local`."""
+    admin, _ = _dsn_of(pg_url)
+    _seed_fleet(admin)
+    board, query = _panel("autofix-overview", "Incidents per host / A")
+    user = create_grafana_login(admin)
+    try:
+        rows = _rows(_dsn_of(pg_url, user)[1], _as_grafana_would(board, query, chosen))
+    finally:
+        drop_login(admin, user)
+    assert {host: tuple(counts) for host, *counts in rows} == expected
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [
+    (ALL, {"b": (100, 100, 100, 1), "a": (20, 29, 30, 2), "local": (5, 5, 5, 1)}),
+    ({"host": ["b"]}, {"b": (100, 100, 100, 1)}),
+    ({"host": ["local"]}, {"local": (5, 5, 5, 1)}),
+])
+def test_time_to_resolve_by_host(pg_url: str, chosen: dict[str, list[str] | None],
+                                 expected: dict[str, tuple[float, ...]]) -> None:
+    """(p50, p95, max, incidents) per host, as Time to resolve by alert defines them."""
+    admin, _ = _dsn_of(pg_url)
+    _seed_fleet(admin)
+    board, query = _panel("autofix-overview", "Time to resolve by host / A")
+    _, by_alert = _panel("autofix-overview", "Time to resolve by alert / A")
+    for part in ("percentile_cont(0.5) WITHIN GROUP (ORDER BY time_to_resolve_s) AS p50",
+                 "WHERE time_to_resolve_s IS NOT NULL AND $__timeFilter(resolved_at)"):
+        assert part in query.text and part in by_alert.text
+    user = create_grafana_login(admin)
+    try:
+        rows = _rows(_dsn_of(pg_url, user)[1], _as_grafana_would(board, query, chosen))
+    finally:
+        drop_login(admin, user)
+    assert {host: tuple(round(v) for v in values) for host, *values in rows} == expected
+    assert [row[0] for row in rows] == list(expected)  # slowest p95 first
+
+
+@pytest.mark.parametrize(("uid", "title", "chosen", "expected"), [
+    ("autofix-incidents", "Incidents / A", ALL, {1, 2, 3, 4, 5, 6}),
+    ("autofix-incidents", "Incidents / A", {"host": ["local"]}, {5, 6}),
+    ("autofix-incidents", "Incidents / A", {"host": ["a", "b"]}, {1, 2, 3, 4}),
+    ("target-app", "annotation autofix: succeeded", ALL, {1, 2, 4, 5}),
+    ("target-app", "annotation autofix: succeeded", {"host": ["a"]}, {1, 2}),
+    ("target-app", "annotation autofix: succeeded", {"host": ["local"]}, {5}),
+])
+def test_rows_follow_the_host_variable(pg_url: str, uid: str, title: str,
+                                       chosen: dict[str, list[str] | None],
+                                       expected: set[int]) -> None:
+    """The incidents table and the target app's annotations (a target `<host>/app` is the
+    container `app`) keep the chosen hosts' rows; All keeps every row of the range."""
+    admin, _ = _dsn_of(pg_url)
+    _seed_fleet(admin)
+    board, query = _panel(uid, title)
+    user = create_grafana_login(admin)
+    try:
+        sql = _as_grafana_would(board, query, {**chosen, "container": ["app"]})
+        rows = _rows(_dsn_of(pg_url, user)[1], sql)
+    finally:
+        drop_login(admin, user)
+    if query.kind == "annotation":
+        found = {int(re.search(r"incident (\d+)\)", row[2]).group(1)) for row in rows}
+    else:
+        found = {row[0] for row in rows}
+    assert found == expected, sql
+
+
+@pytest.mark.parametrize(("title", "chosen", "expected"), [
+    ("Open incidents / A", ALL, 2),
+    ("Open incidents / A", {"host": ["local"]}, 1),
+    ("Escalated (in range) / A", {"host": ["b"]}, 0),
+    ("Escalated (in range) / A", {"host": ["a"]}, 1),
+    ("Remediation success rate / A", ALL, 4 / 5),
+    ("Remediation success rate / A", {"host": ["a"]}, 2 / 3),
+    ("Remediation success rate / A", {"host": ["b", "local"]}, 1.0),
+])
+def test_overview_stats_follow_the_host_variable(pg_url: str, title: str,
+                                                 chosen: dict[str, list[str] | None],
+                                                 expected: float) -> None:
+    admin, _ = _dsn_of(pg_url)
+    _seed_fleet(admin)
+    board, query = _panel("autofix-overview", title)
+    user = create_grafana_login(admin)
+    try:
+        [(value,)] = _rows(_dsn_of(pg_url, user)[1], _as_grafana_would(board, query, chosen))
+    finally:
+        drop_login(admin, user)
+    assert value == pytest.approx(expected)
+
+
+def test_all_hosts_adds_no_filter_to_the_plan(pg_url: str) -> None:
+    """Under All the host condition is a constant PostgreSQL folds away: the panels keep the
+    index-only scans of migration 0015 (bench/NOTES.md section 9)."""
+    admin, _ = _dsn_of(pg_url)
+    board = dashboards_by_uid()["autofix-overview"]
+    for title in ("Incidents by status / A", "Actions by outcome / A"):
+        [query] = [q for q in iter_queries(board) if q.where == f"autofix-overview / {title}"]
+        plan = "\n".join(row[0] for row in _rows(
+            admin, "EXPLAIN " + _as_grafana_would(board, query, {})))
+        assert "host" not in plan, plan
+        chosen = _as_grafana_would(board, query, {"host": ["a"]})
+        assert "'^a$'" in "\n".join(row[0] for row in _rows(admin, "EXPLAIN " + chosen))
+
+
+BREAKERS = {"a/app": 2, "a/db": 2, "b/app": 0, "app": 2}  # `app`: the one host's plain key
+
+
+def _promql(uid: str, title: str, chosen: dict[str, list[str] | None]) -> str:
+    board, query = _panel(uid, title)
+    variables = Variables.for_dashboard(board, {"job": ["autofix"], **chosen},
+                                        {"__rate_interval": "20s"})
+    return variables.interpolate(query.text, "prometheus")
+
+
+@pytest.mark.parametrize(("chosen", "per_host", "per_target"), [
+    (ALL, {"a": 2, "b": 0, "local": 1}, {"a/app": 2, "a/db": 2, "b/app": 0, "app": 2}),
+    ({"host": ["b"]}, {"b": 0}, {"b/app": 0}),
+    ({"host": ["a", "local"]}, {"a": 2, "local": 1}, {"a/app": 2, "a/db": 2, "app": 2}),
+])
+def test_breaker_panels_per_host_on_prometheus(
+        tmp_path: Path, chosen: dict[str, list[str] | None], per_host: dict[str, int],
+        per_target: dict[str, int]) -> None:
+    """Open breakers per host and Circuit breaker per target, evaluated by Prometheus's own
+    engine (promtool): a target `<host>/<name>` is on that host, a plain name on `local`;
+    All shows every breaker."""
+    from tests.harness.procs import require_binary
+
+    def samples(label: str, values: dict[str, int]) -> list[dict[str, Any]]:
+        return [{"labels": f'{{{label}="{key}"}}', "value": value}
+                for key, value in values.items()]
+
+    rules = tmp_path / "none.yml"
+    rules.write_text("groups: []\n")
+    cases = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f'autofix_breaker_state{{job="autofix", target="{t}"}}',
+                          "values": f"{state}x5"} for t, state in BREAKERS.items()],
+        "promql_expr_test": [
+            {"expr": _promql("autofix-overview", "Open breakers per host / A", chosen),
+             "eval_time": "2m", "exp_samples": samples("host", per_host)},
+            {"expr": _promql("autofix-overview", "Circuit breaker per target / A", chosen),
+             "eval_time": "2m", "exp_samples": samples("target", per_target)}]}]}
+    path = tmp_path / "breakers_test.yml"
+    path.write_text(yaml.safe_dump(cases))
+    done = subprocess.run([require_binary("promtool"), "test", "rules", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_target_app_all_hosts_matches_series_without_a_host_label(tmp_path: Path) -> None:
+    """One host: Prometheus puts no `host` label, the variable has no value and All (`.*`)
+    must still match every container; with several, a host keeps its own."""
+    from tests.harness.procs import require_binary
+
+    series = {'up{job="containers", container="app"}': 1,
+              'up{job="containers", container="app", host="a"}': 1,
+              'up{job="containers", container="app", host="b"}': 0}
+    tests = []
+    for chosen, expected in [(ALL, list(series)), ({"host": ["b"]}, [list(series)[2]])]:
+        board, query = _panel("target-app", "Scrape up / A")
+        expr = Variables.for_dashboard(board, {"job": ["containers"], **chosen}, {}
+                                       ).interpolate(query.text, "prometheus")
+        tests.append({"expr": expr, "eval_time": "1m",
+                      "exp_samples": [{"labels": s, "value": series[s]} for s in expected]})
+    rules = tmp_path / "none.yml"
+    rules.write_text("groups: []\n")
+    path = tmp_path / "target_app_test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": [str(rules)], "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": s, "values": f"{v}x3"} for s, v in series.items()],
+        "promql_expr_test": tests}]}))
+    done = subprocess.run([require_binary("promtool"), "test", "rules", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -111,9 +111,12 @@ def test_every_annotation_is_time_filtered_and_keeps_the_newest_500() -> None:
 def test_every_variable_is_a_loose_index_scan_within_the_time_range() -> None:
     variables = [q for q in SQL if q.kind == "variable"]
     assert {q.where for q in variables} == {"autofix-incidents / variable alertname",
-                                            "autofix-incidents / variable container"}
+                                            "autofix-incidents / variable container",
+                                            "autofix-incidents / variable host"}
     for variable in variables:
-        assert "$__timeFilter(i.first_seen)" in variable.text, variable.where
+        time_filter = ("$__timeFilter(a.started_at)" if variable.where.endswith(" host")
+                       else "$__timeFilter(i.first_seen)")
+        assert time_filter in variable.text, variable.where
         assert variable.text.startswith("WITH RECURSIVE") and "DISTINCT" not in variable.text
 
 
@@ -122,6 +125,16 @@ def seeded(postgres: Postgres, pg_template: str) -> Iterator[tuple[str, str]]:
     """2,000 incidents over 90 days (bench/scale_seed.py), and a Grafana login."""
     url = postgres.create_database(template=pg_template)
     seed(url, 2000, log=False)
+    # Two Docker hosts and actions without one (migration 0016; the seed has none).
+    import psycopg2
+
+    conn = psycopg2.connect(_dsn(url))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("UPDATE actions SET docker_host = CASE id % 3 WHEN 1 THEN 'edge-1' "
+                    "WHEN 2 THEN 'edge-2' END")
+        cur.execute("ANALYZE actions")
+    conn.close()
     login = create_grafana_login(_dsn(url))
     try:
         yield url, login
@@ -167,7 +180,9 @@ def test_a_variable_lists_exactly_the_values_seen_in_the_range(seeded: tuple[str
     expected = {
         "alertname": f"SELECT DISTINCT alertname FROM incidents WHERE {between} ORDER BY 1",
         "container": "SELECT DISTINCT coalesce(nullif(container, ''), '(none)') FROM incidents"
-                     f" WHERE {between} ORDER BY 1"}
+                     f" WHERE {between} ORDER BY 1",
+        "host": "SELECT DISTINCT coalesce(docker_host, 'local') FROM actions"
+                f" WHERE {between.replace('first_seen', 'started_at')} ORDER BY 1"}
     for variable in (q for q in SQL if q.kind == "variable"):
         name = variable.where.rsplit(" ", 1)[1]
         found = _run(_dsn(url, login), _sql(variable, window))
@@ -182,5 +197,16 @@ def test_a_variable_reads_an_index_not_the_table(seeded: tuple[str, str]) -> Non
             _dsn(url, login), "EXPLAIN " + _sql(variable, TimeRange(now - timedelta(days=30),
                                                                     now))))
         assert "Seq Scan" not in plan, plan
-        assert re.search(r"Index Only Scan using ix_incidents_(alertname|container)_first_seen",
-                         plan), plan
+        assert re.search(r"Index Only Scan using (ix_incidents_(alertname|container)_first_seen"
+                         r"|ix_actions_docker_host_started_at)", plan), plan
+
+
+def test_migration_0017_adds_the_host_index_and_goes_down_and_up(db_url: str) -> None:
+    """The dashboards' host variable probes actions(docker_host, started_at)."""
+    from alembic import command
+
+    command.downgrade(alembic_config(db_url), "0016")
+    assert "ix_actions_docker_host_started_at" not in _indexes(db_url, "actions")
+    upgrade(db_url)
+    assert _indexes(db_url, "actions")["ix_actions_docker_host_started_at"] == [
+        "docker_host", "started_at"]

@@ -201,6 +201,8 @@ class Action(Base):
         Index("ix_actions_started_at", "started_at", postgresql_include=["outcome", "action"]),
         Index("ix_actions_outcome_started_at", "outcome", "started_at",
               postgresql_include=["target"]),
+        # The dashboards' host variable: one probe per Docker host (migration 0017).
+        Index("ix_actions_docker_host_started_at", "docker_host", "started_at"),
         # One row per step of a run: a retried write after a database blip is not a second row.
         UniqueConstraint("run_id", "step", name="uq_actions_run_step"),
     )
