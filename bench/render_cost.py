@@ -188,14 +188,15 @@ def goal_rows(results: Path | None = None) -> list[Row]:
 def _soak_table(data: dict[str, Any]) -> list[str]:
     pids = list(data["memory"]["workers"])
     lines = ["| t s | " + " | ".join(f"worker {i + 1} RSS MiB / fds" for i in range(len(pids)))
-             + " | outbox pending | runs unfinished | runs stuck |",
-             "|---:|" + "---:|" * (len(pids) + 3)]
+             + " | outbox pending | runs unfinished | runs stuck | load 1 min |",
+             "|---:|" + "---:|" * (len(pids) + 4)]
     for s in data["samples"]:
         cells = [f"{w['rss_kib'] / 1024:.1f} / {w['fds']}" if (w := s["workers"].get(p))
                  else "gone" for p in pids]
-        label = f"{s['t_s']:g}" + (" (drained)" if s.get("after_load") else "")
+        label = f"{s['t_s']:g}" + (" (drained)" if s.get("after_load") else "") + (
+            " (baseline)" if s["t_s"] == data["memory"]["baseline_t_s"] else "")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {s['outbox_pending']} | "
-                     f"{s['runs_unfinished']} | {s['runs_stuck']} |")
+                     f"{s['runs_unfinished']} | {s['runs_stuck']} | {s.get('load_1m', '-')} |")
     return lines
 
 
@@ -220,8 +221,11 @@ def cost_section(results: Path | None = None) -> list[str]:
                   f"{soak['pool_containers']} opted-in containers. {load['sent']:,} "
                   f"notifications sent in {soak['minutes']:g} min (target "
                   f"{load['target_rate_per_s']:g}/s, achieved {load['achieved_rate_per_s']:g}"
-                  f"/s, {soak['connections']} connections, open loop; at worst "
-                  f"{load['behind_schedule_s']['max']:g} s behind schedule), accepted: "
+                  f"/s, {soak['connections']} connections, open loop: a request late is "
+                  "sent at once, none skipped; at worst "
+                  f"{load['behind_schedule_s']['max']:g} s behind schedule; accepted per "
+                  f"minute {', '.join(f'{n:,}' for n in load['accepted_per_minute'])}), "
+                  "accepted: "
                   f"{kinds}; webhook p50 {load['latency_ms']['p50']:g} ms, p99 "
                   f"{load['latency_ms']['p99']:g} ms. {soak['slack_requests']:,} Slack "
                   f"requests; receiver log errors: {soak['receiver_log_errors']}. The "

@@ -119,6 +119,17 @@ def _counts(url: str, tag: int) -> dict[str, int]:
             "ingest_failed": int(row[4])}
 
 
+def _outcomes(url: str) -> dict[str, dict[str, int]]:
+    """What the runs came to: the guards skip most TargetDown runs, a few restart."""
+    from tests.harness.db import query
+
+    return {"runs_by_status": {str(s): int(n) for s, n in query(
+                url, "select status, count(*) from runs group by status")},
+            "restarts_by_outcome": {str(o): int(n) for o, n in query(
+                url, "select outcome, count(*) from actions where action = 'restart' "
+                     "group by outcome")}}
+
+
 def lost(sends: dict[str, Any], counts: dict[str, int]) -> dict[str, int]:
     """Accepted notifications the database does not show, by what should show them; and
     rejected ones (not accepted at all)."""
@@ -187,7 +198,9 @@ def run(minutes: float = 10.0, rate: float = 100.0, pool: int = 3, interval_s: f
                 "master": proc_sample(server.process.pid),
                 "worker_pids_now": sorted(p for p in server.pids()
                                           if p != server.process.pid),
-                **db, "slack_requests": slack_requests})
+                **db, "slack_requests": slack_requests,
+                # The machine is shared: how busy it was, beside each sample.
+                "load_1m": round(os.getloadavg()[0], 1)})
             now = samples[-1]["workers"].values()
             print(f"  t={samples[-1]['t_s']:7.1f}s rss MiB "
                   f"{[round(w['rss_kib'] / 1024, 1) if w else None for w in now]}"
@@ -225,6 +238,7 @@ def run(minutes: float = 10.0, rate: float = 100.0, pool: int = 3, interval_s: f
         samples[-1]["after_load"] = True
         final = {k: v for k, v in samples[-1].items() if k in DB_SAMPLE}
         counts = _counts(url, tag)
+        outcomes = _outcomes(url)
         missing = lost(sends, counts)
         log = (stack.workdir / "autofix-soak" / "receiver.log").read_text(errors="replace")
         errors = [line[:300] for line in log.splitlines()
@@ -238,7 +252,7 @@ def run(minutes: float = 10.0, rate: float = 100.0, pool: int = 3, interval_s: f
             "receiver": "autofix serve --workers 4 (gthread x 8), shipped playbooks, durable "
                         "PostgreSQL (fsync on), Slack stand-in, private dockerd",
             "load": sends, "samples": samples, "memory": memory,
-            "database": counts, "final": final, "lost": missing,
+            "database": counts, "final": final, "lost": missing, **outcomes,
             "lost_total": sum(missing.values()), "drained_after_s": drained_after,
             "slack_requests": slack_requests,
             "receiver_log_errors": len(errors), "receiver_log_errors_first": errors[:5],
