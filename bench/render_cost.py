@@ -180,9 +180,17 @@ def _ingest_rows(ack: dict[str, Any] | None) -> list[Row]:
 
 def goal_rows(results: Path | None = None) -> list[Row]:
     where = results or RESULTS
-    data = {name: _published(name, _load(name, where)) for name in SOURCES}
-    return [*_scale_rows(data["scale"]), *_soak_rows(data["soak"]),
-            *_fleet_rows(data["fleet"]), *_ingest_rows(data["durable_ack"])]
+    rows: list[Row] = []
+    for name, make in (("scale", _scale_rows), ("soak", _soak_rows), ("fleet", _fleet_rows),
+                       ("durable_ack", _ingest_rows)):
+        raw = _load(name, where)
+        made = make(_published(name, raw))
+        if raw is not None and "error" in raw and source(name, raw) != "-":
+            # Its last run failed: say so rather than "not measured yet".
+            made = [(g, m, f"run failed: {str(raw['error'])[:120]}", source(name, raw))
+                    if r.startswith(NOT_YET) else (g, m, r, s) for g, m, r, s in made]
+        rows += made
+    return rows
 
 
 def _soak_table(data: dict[str, Any]) -> list[str]:

@@ -106,3 +106,11 @@ def test_a_cost_result_without_its_provenance_is_not_published(tmp_path: Path) -
     (tmp_path / "soak.json").write_text(json.dumps({**soak_result(), "meta": {}}))
     assert all(r.startswith("not measured yet") and s == "-"
                for _, _, r, s in rows_for(tmp_path, "soak"))
+
+
+def test_a_failed_cost_run_says_it_failed(tmp_path: Path) -> None:
+    (tmp_path / "soak.json").write_text(json.dumps(
+        {"name": "soak", "error": "RuntimeError: boom", "meta": GOOD}))
+    rows = rows_for(tmp_path, "soak")
+    assert rows and all(r == "run failed: RuntimeError: boom" and "abc1234" in s
+                        for _, _, r, s in rows)
