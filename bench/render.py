@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS
+from bench.render_cost import cost_section
 from bench.servers import ROOT
 
 OUT = ROOT / "BENCHMARKS.md"
@@ -483,6 +484,7 @@ def render() -> Path:
     elif swarm_hang:
         body += ["## 9. A hang on a Swarm service", "", f"Failed: {swarm_hang.get('error')}",
                  ""]
+    body += cost_section(RESULTS)
     lines += ["## Goals", "", "| goal | measured | result |", "|---|---|---|"]
     lines += [f"| {g} | {v} | {_ok(p)} |" for g, v, p in goals] + [""]
     lines += body

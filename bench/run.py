@@ -1,8 +1,10 @@
 """`make bench`: run the benchmarks, write bench/results/<name>.json, render BENCHMARKS.md.
 
-    python -m bench.run                       # everything (about 15 minutes)
+    python -m bench.run                       # everything (about 30 minutes, of which
+                                              # the soak's 10-minute mode is 12)
     python -m bench.run --quick --only webhook_ack   # smoke run: SQLite only, seconds;
                                                      # writes bench/results/quick/
+    python -m bench.soak --minutes 60         # the full one-hour soak (issue #33), alone
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from bench.common import QUICK_RESULTS, RESULTS, results_dir, set_results_dir
 from bench.servers import ROOT, Stack
 
 BENCHMARKS = ("webhook_ack", "restart_latency", "ttr", "durable_ack", "storm", "hang_ttr",
-              "evidence_capture", "swarm_hang_ttr")
-# What ships (issue #17) and evidence (#20): minutes each, nothing to shrink into a smoke run.
-FULL_ONLY = ("durable_ack", "storm", "hang_ttr", "evidence_capture", "swarm_hang_ttr")
+              "evidence_capture", "swarm_hang_ttr", "soak")
+# What ships (issue #17), evidence (#20) and the soak (#33; its smoke is tests/
+# test_bench_smoke.py): minutes each, nothing to shrink into a smoke run here.
+FULL_ONLY = ("durable_ack", "storm", "hang_ttr", "evidence_capture", "swarm_hang_ttr",
+             "soak")
+SOAK_MINUTES = 10  # `make bench`'s soak; the full hour: python -m bench.soak --minutes 60
 
 
 def machine() -> dict[str, Any]:
@@ -113,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                     from bench import swarm_hang_ttr
 
                     data = swarm_hang_ttr.run(repeats=args.repeats)
+                elif name == "soak":
+                    from bench import soak
+
+                    data = soak.run(minutes=SOAK_MINUTES)
                 elif name == "evidence_capture":
                     from bench import evidence_capture
 

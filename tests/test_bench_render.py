@@ -58,3 +58,59 @@ def test_render_refuses_before_writing(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(render.RenderRefused, match="mix commits"):
         render.render()
     assert not out.exists()
+
+
+# Issue #33's section (bench/render_cost.py): each row its own commit, date and command.
+def soak_result(lost: int = 0, rss_change: float = 0.02) -> dict[str, object]:
+    worker = {"baseline": {"rss_kib": 100_000, "fds": 30}, "samples_after": 5,
+              "rss_kib_max_change": rss_change, "fds_max_change": 0.0}
+    return {"name": "soak", "minutes": 10, "stuck_after_s": 120, "drain_limit_s": 180,
+            "load": {"achieved_rate_per_s": 99.5, "sent": 60_000},
+            "memory": {"baseline_t_s": 300, "workers": {"11": worker, "12": worker}},
+            "lost_total": lost, "lost": {"new_alerts": lost},
+            "final": {"runs_stuck": 0, "outbox_pending": 0}, "drained_after_s": 2.0,
+            "samples": [{"runs_stuck": 0}], "meta": GOOD}
+
+
+def rows_for(results: Path, word: str) -> list[tuple[str, str, str, str]]:
+    from bench.render_cost import goal_rows
+
+    return [row for row in goal_rows(results) if row[0].startswith(word)]
+
+
+def test_without_results_every_goal_of_issue_33_says_not_measured_yet(tmp_path: Path
+                                                                      ) -> None:
+    from bench.render_cost import goal_rows
+
+    rows = goal_rows(tmp_path)
+    assert len(rows) == 17
+    assert all(result.startswith("not measured yet") for _, _, result, _ in rows)
+
+
+def test_soak_rows_say_met_or_by_how_much_missed_with_their_source(tmp_path: Path) -> None:
+    (tmp_path / "soak.json").write_text(json.dumps(soak_result(lost=3, rss_change=0.125)))
+    rows = {goal: (measured, result, src) for goal, measured, result, src
+            in rows_for(tmp_path, "soak")}
+    rss = next(v for k, v in rows.items() if "RSS" in k)
+    assert "12.5%" in rss[0] and rss[1].startswith("**missed** by 2.5%")
+    fds = next(v for k, v in rows.items() if "fds" in k)
+    assert fds[1] == "met"
+    lost = rows["soak: 0 notifications lost"]
+    assert lost[0].startswith("3 of 60,000 sent over 10 min") and "hour not run" in lost[0]
+    assert lost[1].startswith("**missed** by 3")
+    assert all(src == "`soak.json`: `abc1234`, 2026-12-06T20:00:00+00:00, "
+               "`.venv/bin/python -m bench.run`" for _, _, src in rows.values())
+
+
+def test_a_cost_result_without_its_provenance_is_not_published(tmp_path: Path) -> None:
+    (tmp_path / "soak.json").write_text(json.dumps({**soak_result(), "meta": {}}))
+    assert all(r.startswith("not measured yet") and s == "-"
+               for _, _, r, s in rows_for(tmp_path, "soak"))
+
+
+def test_a_failed_cost_run_says_it_failed(tmp_path: Path) -> None:
+    (tmp_path / "soak.json").write_text(json.dumps(
+        {"name": "soak", "error": "RuntimeError: boom", "meta": GOOD}))
+    rows = rows_for(tmp_path, "soak")
+    assert rows and all(r == "run failed: RuntimeError: boom" and "abc1234" in s
+                        for _, _, r, s in rows)

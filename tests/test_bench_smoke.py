@@ -95,3 +95,34 @@ def test_quick_fleet_writes_every_figure() -> None:
     for phase in data["storm"].values():
         assert phase["docker_calls"]["requests"] > 0
         assert phase["docker_calls"]["other_containers_touched"] == []
+
+
+@pytest.mark.slow
+def test_soak_smoke_loses_nothing_and_samples_every_worker() -> None:
+    """`python -m bench.soak` for 12 s at 20 notifications/s, without dockerd (no restart
+    alerts): every notification accepted and in the database, every worker sampled. No
+    drift nor timing is asserted: 12 s says nothing of an hour."""
+    from tests.harness.procs import require_binary
+
+    require_binary("initdb")
+    argv = ["--quick", "--minutes", "0.2", "--rate", "20", "--pool", "0", "--interval", "4",
+            "--drain", "15"]
+    done = subprocess.run([sys.executable, "-m", "bench.soak", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((ROOT / "bench" / "results" / "quick" / "soak.json").read_text())
+    assert data["name"] == "soak" and data["quick"] is True
+    assert data["meta"]["command"].endswith(" ".join(argv))
+    load = data["load"]
+    assert load["sent"] == load["accepted"] == 240
+    assert {"new", "repeat", "resolve"} <= set(load["by_kind"])
+    assert data["lost_total"] == 0 and data["lost"]["new_alerts"] == 0
+    assert data["database"]["resolved_incidents"] == load["by_kind"]["resolve"]["accepted"]
+    assert data["final"]["runs_stuck"] == 0 and data["drained_after_s"] is not None
+    assert len(data["memory"]["workers"]) == data["workers"] == 4
+    assert len(data["samples"]) >= 3
+    for sample in data["samples"]:
+        for worker in sample["workers"].values():
+            assert worker["rss_kib"] > 0 and worker["fds"] > 0
+    assert set(data["goals_met"]) == {"rss_fds_within_10pct", "lost_0", "stuck_0",
+                                      "outbox_drained"}

@@ -88,6 +88,12 @@ class SlackStub:
         with self._lock:
             return [r for r in self.requests if r.path == path]
 
+    def take(self) -> list[Recorded]:
+        """The requests recorded so far, forgotten here (a long run's memory stays flat)."""
+        with self._lock:
+            taken, self.requests = self.requests, []
+        return taken
+
     def messages(self) -> list[Recorded]:
         """chat.postMessage calls Slack accepted, in arrival order."""
         return [r for r in self.for_path(POST_MESSAGE) if r.status == 200]

@@ -1,0 +1,242 @@
+"""BENCHMARKS.md's section for issue #33, "Cost as the work grows": each goal of the issue
+with its measured value, met or missed by how much (and why), or not measured yet.
+
+Its results come from separate commands on separate commits (bench.scale, bench.fleet,
+bench.soak, bench.durable_ack in `make bench`), so each row names its own results file,
+commit, date and command; a file without them is not published.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS
+
+__all__ = ["cost_section", "goal_rows"]
+
+SOURCES = ("scale", "fleet", "soak", "durable_ack")
+LIST_P99_MS, DASH_24H_MS, DASH_30D_MS = 100.0, 300.0, 1000.0
+ALERTA_RATIO = 4.0
+DRIFT = 0.10
+NOT_YET = "not measured yet"
+Row = tuple[str, str, str, str]  # goal, measured, result, source
+
+
+def _load(name: str, results: Path) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def source(name: str, data: dict[str, Any] | None) -> str:
+    if data is None:
+        return "-"
+    meta = data.get("meta") or {}
+    return (f"`{name}.json`: `{meta['autofix_git']}`, {meta['date']}, `{meta['command']}`"
+            if all(meta.get(k) for k in ("autofix_git", "date", "command")) else "-")
+
+
+def _published(name: str, data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The file's figures, or None: absent, failed, or not saying where it comes from."""
+    if data is None or "error" in data or source(name, data) == "-":
+        return None
+    return data
+
+
+def _met(ok: bool, missed: str) -> str:
+    return "met" if ok else f"**missed** {missed}"
+
+
+def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
+    src = source("scale", data)
+    goals = ["10M incidents: webhook throughput >= 0.8x the empty database's (same run)",
+             "10M incidents: webhook p99 <= 1.5x the empty database's (same run)",
+             f"10M incidents: incident and action lists p99 < {LIST_P99_MS:g} ms",
+             f"10M incidents: every dashboard query < {DASH_24H_MS:g} ms over 24 h",
+             f"10M incidents: every dashboard query < {DASH_30D_MS / 1000:g} s over 30 d",
+             "1M-row prune: webhook p99 <= 100 ms while it runs",
+             "1M-row prune: no lock blocks ingest > 100 ms"]
+    if data is None:
+        return [(goal, "-", NOT_YET, "-") for goal in goals]
+    top = max(data["sizes"])
+    at = data["at"][str(top)]
+    where = "" if top >= 10_000_000 else f" (at {top:,}, not 10M)"
+    rows: list[Row] = []
+    webhook = "webhook" in at
+    for goal in goals[:2]:
+        rows.append((goal, "-", "in scale.json, not rendered yet" if webhook else
+                     f"{NOT_YET} (bench/scale.py has no webhook-under-load slice)", src))
+    cases = [(f"{route} {case}", f["p99_ms"]) for route, by_case in at.get("api", {}).items()
+             for case, f in by_case.items()]
+    if cases:
+        worst, p99 = max(cases, key=lambda c: c[1])
+        rows.append((goals[2], f"worst p99 {p99:.1f} ms ({worst}){where}",
+                     _met(p99 < LIST_P99_MS, f"by {p99 - LIST_P99_MS:.1f} ms"), src))
+    else:
+        rows.append((goals[2], "-", NOT_YET, src))
+    queries = at["dashboards"]["queries"]
+    for goal, label, limit in ((goals[3], "24h", DASH_24H_MS), (goals[4], "30d", DASH_30D_MS)):
+        timed = [(q["where"], q["ranges"][label]["ms"]) for q in queries
+                 if label in q.get("ranges", {})]
+        failed = [q["where"] for q in queries if q.get("error")]
+        over = sorted(((w, ms) for w, ms in timed if ms >= limit), key=lambda x: -x[1])
+        slowest = max(timed, key=lambda x: x[1]) if timed else ("-", float("nan"))
+        measured = (f"slowest {slowest[1]:,.1f} ms ({slowest[0]}) of {len(timed)} queries"
+                    f"{where}" + (f"; {len(failed)} failed" if failed else ""))
+        missed = ("by " + ", ".join(f"{w} {ms - limit:,.0f} ms" for w, ms in over)
+                  + ": each aggregates every row of the range (millions at 10M); what would "
+                  "meet it is pre-aggregation (bench/NOTES.md section 9)") if over else \
+            f"({len(failed)} queries failed)"
+        rows.append((goal, measured, _met(not over and not failed, missed), src))
+    prune = "prune" in data
+    for goal in goals[5:]:
+        rows.append((goal, "-", "in scale.json, not rendered yet" if prune else
+                     f"{NOT_YET} (bench/scale.py has no prune slice)", src))
+    return rows
+
+
+def _soak_rows(data: dict[str, Any] | None) -> list[Row]:
+    goals = [f"soak: RSS of each worker within {DRIFT:.0%} of its value after 5 minutes",
+             f"soak: open fds of each worker within {DRIFT:.0%} of their value after 5 "
+             "minutes", "soak: 0 notifications lost", "soak: 0 runs stuck",
+             "soak: outbox drained at the end"]
+    if data is None:
+        return [(goal, "-", f"{NOT_YET} (python -m bench.soak --minutes 60)", "-")
+                for goal in goals]
+    src = source("soak", data)
+    span = (f" over {data['minutes']:g} min at {data['load']['achieved_rate_per_s']:g}/s"
+            + ("" if data["minutes"] >= 60 else "; the hour not run yet"))
+    workers = data["memory"]["workers"]
+    rows: list[Row] = []
+    for goal, key, unit in ((goals[0], "rss_kib", "RSS"), (goals[1], "fds", "fds")):
+        changes = [w[f"{key}_max_change"] for w in workers.values()]
+        known = [c for c in changes if c is not None]
+        if not known:
+            rows.append((goal, "-", NOT_YET, src))
+            continue
+        worst = max(known)
+        gone = any(w.get("gone") for w in workers.values())
+        measured = (f"largest {unit} change {worst:.1%} from {data['memory']['baseline_t_s']:g}"
+                    f" s on{span}" + ("; a worker was replaced" if gone else ""))
+        rows.append((goal, measured, _met(worst <= DRIFT and not gone and len(known) ==
+                                          len(changes), f"by {worst - DRIFT:.1%}"), src))
+    lost = data["lost_total"]
+    rows.append((goals[2], f"{lost} of {data['load']['sent']:,} sent{span}",
+                 _met(lost == 0, f"by {lost} ({data['lost']})"), src))
+    stuck = max([data["final"]["runs_stuck"], *(s["runs_stuck"] for s in data["samples"])])
+    rows.append((goals[3], f"{stuck} at most (a run unfinished {data['stuck_after_s']} s after "
+                 f"it was queued){span}", _met(stuck == 0, f"by {stuck}"), src))
+    drained = data["drained_after_s"]
+    left = data["final"]["outbox_pending"]
+    rows.append((goals[4], f"{left} left, drained {drained} s after the load stopped"
+                 if drained is not None else f"{left} left after {data['drain_limit_s']:g} s",
+                 _met(drained is not None, f"({left} messages left)"), src))
+    return rows
+
+
+def _fleet_rows(data: dict[str, Any] | None) -> list[Row]:
+    goals = ["fleet: one hung container among 500 answering again within the hang budget "
+             "(12.25 s) + 2 s", "fleet: idle Docker API calls < 1/s per host",
+             "fleet: no guard inspects every container during a 50-container storm"]
+    if data is None:
+        return [(goal, "-", NOT_YET, "-") for goal in goals]
+    src = source("fleet", data)
+    hang, idle = data["hang"], data["idle_docker_calls"]
+    limit = data["goals"]["hang_answering_s"]
+    median = hang["answering_median_s"]
+    of = f" ({data['containers']} containers)"
+    touched = sorted({name for phase in data["storm"].values()
+                      for name in phase["docker_calls"]["other_containers_touched"]})
+    return [
+        (goals[0], f"median {median} s, max {hang['answering_max_s']} s of {data['repeats']}"
+                   f"{of}", _met(median is not None and median < limit,
+                                 f"by {(median or 0) - limit:.2f} s"), src),
+        (goals[1], f"{idle['per_s']} /s over {idle['seconds']:g} s{of}",
+         _met(idle["per_s"] is not None and idle["per_s"] < 1.0,
+              f"by {(idle['per_s'] or 0) - 1:.2f} /s"), src),
+        (goals[2], f"{len(touched)} containers outside the storm touched",
+         _met(not touched, f"({', '.join(touched[:5])})"), src),
+    ]
+
+
+def _ingest_rows(ack: dict[str, Any] | None) -> list[Row]:
+    rows: list[Row] = [(
+        "receiver CPU per one-alert notification from 4.8 ms toward 3 ms", "-",
+        f"{NOT_YET} in #33 (`python -m bench.cpu_per_request` writes no results file; "
+        "4.80-4.93 ms before, bench/NOTES.md section 8)", "-")]
+    goal = f">= {ALERTA_RATIO:g}x alerta-server's new-alert rate in the same run"
+    if ack is None or "vs_alerta" not in ack:
+        return [*rows, (goal, "-", NOT_YET, "-")]
+    ratio = ack["vs_alerta"]["throughput_ratio_median"]
+    return [*rows, (goal, f"{ratio:.2f}x (median of {len(ack['vs_alerta']['throughput_ratios'])}"
+                          " repeats, section 5)",
+                    _met(ratio >= ALERTA_RATIO, f"by {ALERTA_RATIO - ratio:.2f}x: nothing in "
+                         "#33 has made ingest cheaper yet"), source("durable_ack", ack))]
+
+
+def goal_rows(results: Path | None = None) -> list[Row]:
+    where = results or RESULTS
+    rows: list[Row] = []
+    for name, make in (("scale", _scale_rows), ("soak", _soak_rows), ("fleet", _fleet_rows),
+                       ("durable_ack", _ingest_rows)):
+        raw = _load(name, where)
+        made = make(_published(name, raw))
+        if raw is not None and "error" in raw and source(name, raw) != "-":
+            # Its last run failed: say so rather than "not measured yet".
+            made = [(g, m, f"run failed: {str(raw['error'])[:120]}", source(name, raw))
+                    if r.startswith(NOT_YET) else (g, m, r, s) for g, m, r, s in made]
+        rows += made
+    return rows
+
+
+def _soak_table(data: dict[str, Any]) -> list[str]:
+    pids = list(data["memory"]["workers"])
+    lines = ["| t s | " + " | ".join(f"worker {i + 1} RSS MiB / fds" for i in range(len(pids)))
+             + " | outbox pending | runs unfinished | runs stuck | load 1 min |",
+             "|---:|" + "---:|" * (len(pids) + 4)]
+    for s in data["samples"]:
+        cells = [f"{w['rss_kib'] / 1024:.1f} / {w['fds']}" if (w := s["workers"].get(p))
+                 else "gone" for p in pids]
+        label = f"{s['t_s']:g}" + (" (drained)" if s.get("after_load") else "") + (
+            " (baseline)" if s["t_s"] == data["memory"]["baseline_t_s"] else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {s['outbox_pending']} | "
+                     f"{s['runs_unfinished']} | {s['runs_stuck']} | {s.get('load_1m', '-')} |")
+    return lines
+
+
+def cost_section(results: Path | None = None) -> list[str]:
+    where = results or RESULTS
+    lines = ["## 10. Cost as the work grows (issue #33)", "",
+             "Each goal of issue #33, with what ships (shipped playbooks, durable PostgreSQL, "
+             "4 gthread workers). These come from separate commands, some on other commits "
+             "than the sections above: each row names its results file, commit, date and "
+             "command (`-dirty`: measured with uncommitted changes, as that file says). "
+             "`make bench` runs the soak's 10-minute mode; the issue's hour is "
+             "`.venv/bin/python -m bench.soak --minutes 60` (about 65 minutes).", "",
+             "| goal | measured | result | source |", "|---|---|---|---|"]
+    lines += [f"| {g} | {m} | {r} | {s} |" for g, m, r, s in goal_rows(where)]
+    lines.append("")
+    soak = _published("soak", _load("soak", where))
+    if soak is not None:
+        load = soak["load"]
+        kinds = ", ".join(f"{k} {v['accepted']:,}" for k, v in load["by_kind"].items())
+        lines += ["### Soak", "",
+                  f"From `bench/soak.py` ({source('soak', soak)}): {soak['receiver']}, "
+                  f"{soak['pool_containers']} opted-in containers. {load['sent']:,} "
+                  f"notifications sent in {soak['minutes']:g} min (target "
+                  f"{load['target_rate_per_s']:g}/s, achieved {load['achieved_rate_per_s']:g}"
+                  f"/s, {soak['connections']} connections, open loop: a request late is "
+                  "sent at once, none skipped; at worst "
+                  f"{load['behind_schedule_s']['max']:g} s behind schedule; accepted per "
+                  f"minute {', '.join(f'{n:,}' for n in load['accepted_per_minute'])}), "
+                  "accepted: "
+                  f"{kinds}; webhook p50 {load['latency_ms']['p50']:g} ms, p99 "
+                  f"{load['latency_ms']['p99']:g} ms. {soak['slack_requests']:,} Slack "
+                  f"requests; receiver log errors: {soak['receiver_log_errors']}. The "
+                  "machine was shared with other work: the latencies are not figures to "
+                  "quote; RSS, fds, lost and stuck are.", "", *_soak_table(soak), ""]
+    return lines
