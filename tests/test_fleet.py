@@ -238,3 +238,56 @@ def test_each_worker_reads_the_hosts_file_again_on_sighup(sqlite_url, tmp_path: 
     assert loaded == [("a", "c"), ("a", "b")]
     [kept] = [r for r in caplog.records if "not reloaded" in r.getMessage()]
     assert "bogus: Extra inputs are not permitted" in kept.error
+
+
+# --- GET /api/v1/targets/{target}/dependents, per host -----------------------------------
+
+def test_dependents_are_asked_of_the_named_host_only(db_url, app_factory, tmp_path) -> None:
+    app, on_a, _ = _two_hosts(app_factory, db_url, tmp_path)
+    on_a.add("sidecar", network_mode="container:app")  # only host a's app has one
+    client = app.test_client()
+
+    def get(path: str) -> Any:
+        target, _, query = path.partition("?")
+        return client.get(f"/api/v1/targets/{target}/dependents?{query}", headers=_read())
+
+    # The host in the path (the slash as is, or URL-encoded), or as ?host=.
+    for path in ("a/app", "a%2Fapp", "app?host=a"):
+        got = get(path)
+        assert got.status_code == 200, (path, got.json)
+        assert (got.json["target"], got.json["host"]) == ("a/app", "a")
+        assert [d["name"] for d in got.json["dependents"]] == ["sidecar"]
+    on_b = get("b/app").json
+    assert (on_b["target"], on_b["host"], on_b["dependents"]) == ("b/app", "b", [])
+    assert get("app?host=b").json == on_b
+
+    # Two hosts and none named: never a guess.
+    bare = get("app")
+    assert bare.status_code == 404 and bare.json["reason"] == "host_required"
+    assert "<host>/<name> or ?host=" in bare.json["message"]
+    for path in ("zz/app", "app?host=zz"):
+        unknown = get(path)
+        assert unknown.status_code == 404, path
+        assert unknown.json == {"error": "not_found", "reason": "unknown_host",
+                                "hosts": ["a", "b"],
+                                "message": "no Docker host named 'zz' (AUTOFIX_DOCKER_HOSTS:"
+                                           " a, b)"}
+    assert get("a/nosuch").status_code == 404
+    assert "on a" in get("a/nosuch").json["message"]
+    assert get("a/app?host=b").status_code == 400  # two hosts named
+    assert get("app?host=").status_code == 400
+    assert get("app?hots=a").status_code == 400  # an unknown parameter
+
+
+def test_one_host_answers_by_name_or_by_its_host_name(db_url, app_factory, tmp_path) -> None:
+    from tests.harness.memory_app import make_app
+    app, executor, _ = make_app(app_factory, db_url, tmp_path, PLAYBOOK)
+    executor.add("app")
+    executor.add("sidecar", network_mode="container:app")
+    client = app.test_client()
+    for path, query in (("app", ""), ("local/app", ""), ("app", "host=local")):
+        got = client.get(f"/api/v1/targets/{path}/dependents?{query}", headers=_read())
+        assert got.status_code == 200, (path, got.json)
+        assert (got.json["target"], got.json["host"]) == ("app", None)  # one host: plain keys
+    unknown = client.get("/api/v1/targets/app/dependents?host=b", headers=_read())
+    assert unknown.status_code == 404 and unknown.json["reason"] == "unknown_host"

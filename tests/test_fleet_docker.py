@@ -123,3 +123,42 @@ def test_two_hosts_one_over_tls(pg_url, private_dockerd, app_factory, tmp_path: 
             container.remove(force=True)
     finally:
         daemon_b.stop()
+
+
+def test_dependents_are_asked_of_the_named_hosts_daemon(private_dockerd, app_factory,
+                                                         pg_url, tmp_path: Path) -> None:
+    """GET /api/v1/targets/{target}/dependents with two real dockerds: `app` on both, a
+    sidecar sharing its network namespace on host a only."""
+    daemon_b = start_dockerd(tmp_path / "dockerd-b")
+    try:
+        on_a, on_b = private_dockerd.client(), daemon_b.client()
+        name = f"app-{uuid.uuid4().hex[:8]}"
+        app_a, app_b = _run(on_a, name), _run(on_b, name)
+        sidecar = on_a.containers.run("autofix/busybox:test", FAST_STOP, detach=True,
+                                      name=f"{name}-sidecar",
+                                      network_mode=f"container:{app_a.id}")
+        hosts = {"a": {"url": private_dockerd.url}, "b": {"url": daemon_b.url}}
+        playbooks = tmp_path / "playbooks.yml"
+        playbooks.write_text(PLAYBOOK)
+        web = app_factory(pg_url, playbooks=playbooks, docker_hosts=json.dumps(hosts)
+                          ).test_client()
+
+        def get(target: str, query: str = "") -> Any:
+            return web.get(f"/api/v1/targets/{target}/dependents?{query}",
+                           headers=api_headers())
+
+        for answer in (get(f"a/{name}"), get(f"a%2F{name}"), get(name, "host=a")):
+            assert answer.status_code == 200, answer.json
+            assert (answer.json["target"], answer.json["id"]) == (f"a/{name}", app_a.id)
+            assert [d["name"] for d in answer.json["dependents"]] == [sidecar.name]
+        on_host_b = get(f"b/{name}")
+        assert on_host_b.status_code == 200, on_host_b.json
+        assert (on_host_b.json["id"], on_host_b.json["dependents"]) == (app_b.id, [])
+        assert get(sidecar.name, "host=b").status_code == 404  # only on a
+        assert get(name).json["reason"] == "host_required"
+        unknown = get(f"c/{name}")
+        assert unknown.status_code == 404 and unknown.json["reason"] == "unknown_host"
+        for container in (sidecar, app_a):
+            container.remove(force=True)
+    finally:
+        daemon_b.stop()

@@ -366,16 +366,25 @@ class DependentOut(_Out):
     left_because: str | None = Field(description="Why it would be left, when it would.")
 
 
+class DependentsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str | None = Field(None, min_length=1, max_length=63, description=(
+        "The Docker host (AUTOFIX_DOCKER_HOSTS) to ask; or name it in the path, "
+        "`<host>/<name>` (the slash as is, or %2F). Needed with several hosts."))
+
+
 class DependentsOut(_Out):
-    target: str
+    target: str = Field(description="The target's key: `<host>/<name>` with several Docker "
+                        "hosts, else its name.")
     id: str
     backend: str
+    host: str | None = Field(None, description="The Docker host asked, when one was named.")
     dependents: list[DependentOut] = Field(description="In restart order: each after all "
                                            "it depends on.")
 
     @classmethod
     def of(cls, view: DependentsView) -> Self:
-        return cls(target=view.target.name, id=view.target.id, backend=view.backend,
+        return cls(target=view.key, id=view.target.id, backend=view.backend, host=view.host,
                    dependents=[DependentOut(
                        name=d.name, id=d.id, kind=d.kind, restart_flag=d.restart_flag,
                        depends_on=list(d.depends_on), opted_in=opted_in,

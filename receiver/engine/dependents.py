@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from receiver.domain.errors import BackendUnavailable, Conflict, NotFound
+from receiver.domain.errors import BackendUnavailable, BadRequest, Conflict, NotFound
 from receiver.domain.graph import RESTARTING_ACTIONS, Dependent, Left, plan_chain
 from receiver.engine.guards import GuardStop, Subject
 from receiver.executor import (
     DependencyCycle,
+    Executor,
     ExecutorError,
     TargetAmbiguous,
     TargetIdentity,
     TargetNotFound,
 )
+from receiver.executor.registry import DEFAULT_BACKEND, Executors
 from receiver.notify import Event
 from receiver.playbooks.config import ActionStep, Playbook
 from receiver.store.lifecycle import NEW_RUN_STATUS, RunStatus
@@ -218,28 +220,61 @@ def next_after_skip(session: Session, services: Services, escalate: Escalate,
 class DependentsView:
     """GET /api/v1/targets/{name}/dependents: the target, and its dependents in order, each
     with whether it is opted in and why a restart of the target would leave it (None: it
-    would be restarted, under the default policy `dependents: restart`)."""
+    would be restarted, under the default policy `dependents: restart`). `host`: the Docker
+    host asked, among several."""
 
     backend: str
     target: TargetIdentity
     dependents: list[tuple[Dependent, bool, str | None]]
+    host: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The target's key: `<host>/<name>` among several Docker hosts (set then)."""
+        return f"{self.host}/{self.target.name}" if self.host else self.target.name
 
 
-def dependents_view(services: Services, reference: str) -> DependentsView:
-    """NotFound for a target no enabled backend knows, Conflict naming a cycle or the
-    containers an ambiguous ID prefix matches, BackendUnavailable when a backend that might
-    know it cannot be asked."""
+def _where(executors: Executors, reference: str,
+           host: str | None) -> tuple[list[Executor], str, str | None]:
+    """Whom to ask for `reference` (`<host>/<name>`, or `host` from ?host=): that host's
+    executor alone; no host named, every backend, but among several Docker hosts none of
+    theirs (a name on two hosts is two targets: never a guess). NotFound for an unknown
+    host. Docker and Swarm names have no `/`: one in the reference names the host."""
+    prefix, slash, rest = reference.partition("/")
+    if slash:
+        if host is not None and host != prefix:
+            raise BadRequest(f"{reference!r} names the host {prefix[:80]!r} and host= "
+                             f"{host[:80]!r}: name it once")
+        host, reference = prefix, rest
+    hosts = executors.hosts()
+    if host is not None:
+        if host not in hosts:
+            raise NotFound(f"no Docker host named {host[:80]!r} (AUTOFIX_DOCKER_HOSTS: "
+                           f"{', '.join(hosts)})", reason="unknown_host", hosts=list(hosts))
+        return [executors.get(DEFAULT_BACKEND, host)], reference, host
+    if not executors.multi_host:
+        return list(executors), reference, None
+    on_hosts = list(executors.host_executors().values())
+    return [e for e in executors if e not in on_hosts], reference, None
+
+
+def dependents_view(services: Services, reference: str,
+                    host: str | None = None) -> DependentsView:
+    """NotFound for a target no enabled backend knows (or an unknown host), Conflict naming
+    a cycle or the containers an ambiguous ID prefix matches, BackendUnavailable when a
+    backend that might know it cannot be asked."""
     unreachable: list[str] = []
     label = services.settings.opt_in_label
+    candidates, name, host = _where(services.executors, reference, host)
 
     def opted_in(dependent: Dependent) -> bool:
         return _opted_in(dependent, label)
 
-    for executor in services.executors:
-        if not executor.validate_target_syntax(reference):
+    for executor in candidates:
+        if not executor.validate_target_syntax(name):
             continue
         try:
-            identity = executor.resolve(reference)
+            identity = executor.resolve(name)
             found = executor.dependents(identity)
         except TargetNotFound:
             continue
@@ -255,7 +290,12 @@ def dependents_view(services: Services, reference: str) -> DependentsView:
         plan = plan_chain(identity.name, found, "restart", opted_in, label)
         why = {item.name: item.why for item in plan.left}
         return DependentsView(executor.backend, identity,
-                              [(d, opted_in(d), why.get(d.name)) for d in found])
+                              [(d, opted_in(d), why.get(d.name)) for d in found],
+                              host if services.executors.multi_host else None)
     if unreachable:
         raise BackendUnavailable("cannot ask the backend: " + "; ".join(unreachable)[:2000])
-    raise NotFound(f"no target named {reference!r}")
+    if host is None and services.executors.multi_host:
+        raise NotFound(f"no target named {reference!r} outside the Docker hosts: name the "
+                       f"host, <host>/<name> or ?host= (AUTOFIX_DOCKER_HOSTS: "
+                       f"{', '.join(services.executors.hosts())})", reason="host_required")
+    raise NotFound(f"no target named {reference!r}" + (f" on {host}" if host else ""))

@@ -26,6 +26,12 @@ NOT_SETTINGS = {
     "AUTOFIX_COMPOSE": "test harness: which Compose the compose tests run",
     "AUTOFIX_SECRETS_IN_USERNS": "docs/compose-secrets.sh: re-run inside a rootless "
     "Docker's user namespace",
+    # The socket proxies' HAProxy configs (socket-proxy/*.cfg), in the proxies' containers.
+    "AUTOFIX_PROXY_BIND": "socket-proxy/*.cfg: the plain HTTP address (default :2375)",
+    "AUTOFIX_PROXY_TLS_BIND": "socket-proxy/*.cfg: set, a TLS address with client certificates",
+    "AUTOFIX_PROXY_TLS_CERT": "socket-proxy/*.cfg: the server certificate and key (one PEM)",
+    "AUTOFIX_PROXY_TLS_CA": "socket-proxy/*.cfg: the CA a client certificate must come from",
+    "AUTOFIX_PROXY_TLS_CLIENT": "socket-proxy/*.cfg: the one client name (CN) let in over TLS",
 }
 
 
