@@ -1,0 +1,132 @@
+"""A hang on the second Docker host of a fleet (issue #32), with the shipped intervals.
+
+    python -m bench.fleet_hosts            # 5 rounds each -> bench/results/fleet_hosts.json
+    python -m bench.fleet_hosts --hosts 2  # 1 host, then 2 hosts only
+
+One run, phases in turn, each a fresh stack (tests/harness/stack.py, fast=False: the
+shipped rules, Alertmanager config and playbooks) on a fresh database:
+  * one host: AUTOFIX_DOCKER_HOST and the shipped `containers` job, as bench/hang_ttr.py;
+  * N hosts (2, then 4): AUTOFIX_DOCKER_HOSTS naming host `a` (a private dockerd's unix
+    socket) and `b`, `c`, ... (private dockerds over tcp:// with TLS client certificates),
+    Prometheus with docs/examples/prometheus-fleet.yml's jobs (one docker_sd job per host,
+    https:// with the client certificate), a target_app `app` idling on every host but b.
+In every round a fresh target_app on host b (on the one host in the first phase) hangs;
+timed, as bench/hang_ttr.py does (its code), from the hang to `/healthz` answering again
+from the restarted container. Goal: each fleet median within the hang budget of
+BENCHMARKS.md (12.25 s, median of 5), reported beside the one-host median of this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import string
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.hang_ttr import _autofix, _median
+
+HANG_BUDGET_S = 12.25
+MEASURED = "b"  # the second host
+
+
+def _phase(postgres: Any, root: Path, dockerd: Any, image: str, hosts: list[Any],
+           repeats: int) -> dict[str, Any]:
+    from receiver.store.migrate import upgrade
+    from tests.harness.stack import start_stack
+
+    url = postgres.create_database()
+    upgrade(url)
+    stack = start_stack(root, dockerd, image, url, fast=False, hosts=hosts)
+    runs: list[float | None] = []
+    try:
+        for host in hosts:
+            if host.name != MEASURED:
+                stack.run_target(host=host.name, name="app")
+        where = {"host": MEASURED} if hosts else {}
+        for index in range(repeats):
+            runs.append(_autofix(stack, **where))
+            print(f"   {len(hosts) or 1} host(s), round {index + 1}: answering again "
+                  f"{runs[-1]}s", flush=True)
+    finally:
+        stack.stop()
+    return {"hosts": len(hosts) or 1, "runs": runs, "median_s": _median(runs),
+            "load_average_1m_after": round(os.getloadavg()[0], 2)}
+
+
+def run(repeats: int = 5, host_counts: tuple[int, ...] = (2, 4)) -> dict[str, Any]:
+    from tests.harness.dockerd import start_dockerd
+    from tests.harness.fleet_hosts import FleetHost, copy_image, start_tls_host, unix_host
+    from tests.harness.images import ensure_target_app_image
+    from tests.harness.postgres import start_postgres
+    from tests.harness.tls_certs import make_docker_certs
+
+    root = Path(tempfile.mkdtemp(prefix="autofix-fleet-hosts-"))
+    postgres = start_postgres()
+    dockerd = start_dockerd(root / "dockerd-a")
+    others: list[FleetHost] = []
+    try:
+        image = ensure_target_app_image(dockerd)
+        certs = make_docker_certs(root / "certs")
+        load_before = round(os.getloadavg()[0], 2)
+        phases = [_phase(postgres, root / "one", dockerd, image, [], repeats)]
+        for count in host_counts:
+            while len(others) < count - 1:
+                name = string.ascii_lowercase[len(others) + 1]
+                others.append(start_tls_host(name, root / f"dockerd-{name}", certs))
+                copy_image(dockerd, others[-1].dockerd, image)
+            hosts = [unix_host("a", dockerd, certs), *others[:count - 1]]
+            phases.append(_phase(postgres, root / f"hosts-{count}", dockerd, image, hosts,
+                                 repeats))
+        one, fleets = phases[0], phases[1:]
+        return {
+            "name": "fleet_hosts", "repeats": repeats, "measured_host": MEASURED,
+            "hang_budget_s": HANG_BUDGET_S, "one_host": one, "fleets": fleets,
+            "load_average_1m_before": load_before, "nproc": os.cpu_count(),
+            "goal_met": all(f["median_s"] is not None and f["median_s"] <= HANG_BUDGET_S
+                            for f in fleets),
+        }
+    finally:
+        for host in others:
+            host.dockerd.remove_all_containers()
+            host.dockerd.stop()
+        dockerd.remove_all_containers()
+        dockerd.stop()
+        postgres.discard()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.common import RESULTS
+    from bench.run import run_meta
+
+    parser = argparse.ArgumentParser(prog="python -m bench.fleet_hosts")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hosts", type=int, nargs="+", default=[2, 4],
+                        help="fleet sizes to measure after the one host")
+    args = parser.parse_args(argv)
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C: every daemon and server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    meta = run_meta("bench.fleet_hosts", argv)
+    began = time.monotonic()
+    try:
+        data = run(args.repeats, tuple(args.hosts))
+        status = 0 if data["goal_met"] else 1
+    except Exception as exc:
+        data = {"name": "fleet_hosts", "error": f"{type(exc).__name__}: {exc}"}
+        status = 1
+    data["meta"] = {**meta, "seconds": round(time.monotonic() - began, 1)}
+    out = RESULTS / "fleet_hosts.json"
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    print(json.dumps(data, indent=2, default=str))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
