@@ -3,14 +3,15 @@
     python -m bench.fleet_hosts            # 5 rounds each -> bench/results/fleet_hosts.json
     python -m bench.fleet_hosts --hosts 2  # 1 host, then 2 hosts only
 
-One run, phases in turn, each a fresh stack (tests/harness/stack.py, fast=False: the
-shipped rules, Alertmanager config and playbooks) on a fresh database:
+One stack per configuration (tests/harness/stack.py, fast=False: the shipped rules,
+Alertmanager config and playbooks), all running at once, each on its own daemons and
+database, rounds alternated between them:
   * one host: AUTOFIX_DOCKER_HOST and the shipped `containers` job, as bench/hang_ttr.py;
-  * N hosts (2, then 4): AUTOFIX_DOCKER_HOSTS naming host `a` (a private dockerd's unix
+  * N hosts (2 and 4): AUTOFIX_DOCKER_HOSTS naming host `a` (a private dockerd's unix
     socket) and `b`, `c`, ... (private dockerds over tcp:// with TLS client certificates),
     Prometheus with docs/examples/prometheus-fleet.yml's jobs (one docker_sd job per host,
     https:// with the client certificate), a target_app `app` idling on every host but b.
-In every round a fresh target_app on host b (on the one host in the first phase) hangs;
+In every round a fresh target_app on host b (on the one host) hangs;
 timed, as bench/hang_ttr.py does (its code), from the hang to `/healthz` answering again
 from the restarted container. Goal: each fleet median within the hang budget of
 BENCHMARKS.md (12.25 s, median of 5), reported beside the one-host median of this run.
@@ -36,68 +37,76 @@ HANG_BUDGET_S = 12.25
 MEASURED = "b"  # the second host
 
 
-def _phase(postgres: Any, root: Path, dockerd: Any, image: str, hosts: list[Any],
-           repeats: int) -> dict[str, Any]:
+def _stack(postgres: Any, root: Path, dockerd: Any, image: str, hosts: list[Any]) -> Any:
+    """A stack on its own daemons (each Prometheus would scrape, and each receiver restart,
+    what another stack runs on a shared one), `app` idling on every host but b."""
     from receiver.store.migrate import upgrade
     from tests.harness.stack import start_stack
 
     url = postgres.create_database()
     upgrade(url)
     stack = start_stack(root, dockerd, image, url, fast=False, hosts=hosts)
-    runs: list[float | None] = []
     try:
         for host in hosts:
             if host.name != MEASURED:
                 stack.run_target(host=host.name, name="app")
-        where = {"host": MEASURED} if hosts else {}
-        for index in range(repeats):
-            runs.append(_autofix(stack, **where))
-            print(f"   {len(hosts) or 1} host(s), round {index + 1}: answering again "
-                  f"{runs[-1]}s", flush=True)
-    finally:
+    except BaseException:
         stack.stop()
-    return {"hosts": len(hosts) or 1, "runs": runs, "median_s": _median(runs),
-            "load_average_1m_after": round(os.getloadavg()[0], 2)}
+        raise
+    return stack
 
 
 def run(repeats: int = 5, host_counts: tuple[int, ...] = (2, 4)) -> dict[str, Any]:
-    from tests.harness.dockerd import start_dockerd
-    from tests.harness.fleet_hosts import FleetHost, copy_image, start_tls_host, unix_host
+    from tests.harness.dockerd import Dockerd, start_dockerd
+    from tests.harness.fleet_hosts import copy_image, start_tls_host, unix_host
     from tests.harness.images import ensure_target_app_image
     from tests.harness.postgres import start_postgres
     from tests.harness.tls_certs import make_docker_certs
 
     root = Path(tempfile.mkdtemp(prefix="autofix-fleet-hosts-"))
     postgres = start_postgres()
-    dockerd = start_dockerd(root / "dockerd-a")
-    others: list[FleetHost] = []
+    daemons: list[Dockerd] = [start_dockerd(root / "one")]
+    stacks: dict[int, Any] = {}
     try:
-        image = ensure_target_app_image(dockerd)
+        image = ensure_target_app_image(daemons[0])
         certs = make_docker_certs(root / "certs")
-        load_before = round(os.getloadavg()[0], 2)
-        phases = [_phase(postgres, root / "one", dockerd, image, [], repeats)]
+        stacks[1] = _stack(postgres, root / "stack-1", daemons[0], image, [])
         for count in host_counts:
-            while len(others) < count - 1:
-                name = string.ascii_lowercase[len(others) + 1]
-                others.append(start_tls_host(name, root / f"dockerd-{name}", certs))
-                copy_image(dockerd, others[-1].dockerd, image)
-            hosts = [unix_host("a", dockerd, certs), *others[:count - 1]]
-            phases.append(_phase(postgres, root / f"hosts-{count}", dockerd, image, hosts,
-                                 repeats))
-        one, fleets = phases[0], phases[1:]
+            first = start_dockerd(root / f"{count}-a")
+            daemons.append(first)
+            copy_image(daemons[0], first, image)
+            hosts = [unix_host("a", first, certs)]
+            for name in string.ascii_lowercase[1:count]:
+                hosts.append(start_tls_host(name, root / f"{count}-{name}", certs))
+                daemons.append(hosts[-1].dockerd)
+                copy_image(daemons[0], hosts[-1].dockerd, image)
+            stacks[count] = _stack(postgres, root / f"stack-{count}", first, image, hosts)
+        load_before = round(os.getloadavg()[0], 2)
+        # Rounds alternate between the stacks: load on a shared machine drifts, and each
+        # round's figures are taken under the same.
+        runs: dict[int, list[float | None]] = {count: [] for count in stacks}
+        for index in range(repeats):
+            for count, stack in stacks.items():
+                runs[count].append(_autofix(stack, **({"host": MEASURED} if count > 1 else {})))
+                print(f"   round {index + 1}, {count} host(s): answering again "
+                      f"{runs[count][-1]}s", flush=True)
+        fleets = [{"hosts": count, "runs": runs[count], "median_s": _median(runs[count])}
+                  for count in host_counts]
         return {
             "name": "fleet_hosts", "repeats": repeats, "measured_host": MEASURED,
-            "hang_budget_s": HANG_BUDGET_S, "one_host": one, "fleets": fleets,
-            "load_average_1m_before": load_before, "nproc": os.cpu_count(),
+            "hang_budget_s": HANG_BUDGET_S,
+            "one_host": {"hosts": 1, "runs": runs[1], "median_s": _median(runs[1])},
+            "fleets": fleets, "nproc": os.cpu_count(),
+            "load_average_1m": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
             "goal_met": all(f["median_s"] is not None and f["median_s"] <= HANG_BUDGET_S
                             for f in fleets),
         }
     finally:
-        for host in others:
-            host.dockerd.remove_all_containers()
-            host.dockerd.stop()
-        dockerd.remove_all_containers()
-        dockerd.stop()
+        for stack in stacks.values():
+            stack.stop()
+        for daemon in reversed(daemons):
+            daemon.remove_all_containers()
+            daemon.stop()
         postgres.discard()
         shutil.rmtree(root, ignore_errors=True)
 
