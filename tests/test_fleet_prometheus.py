@@ -100,3 +100,29 @@ def test_check_config_reads_the_host_jobs_as_the_containers_job(
     jobs[1].pop("scrape_timeout")   # would fire TargetDown, refused
     code, err = check()
     assert code == 1 and "TargetDown" in err and "job containers" in err, err
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_live_loop_runs_the_example_jobs_with_addresses_substituted(fast: bool) -> None:
+    """tests/test_e2e_fleet.py and bench/fleet_hosts.py run these jobs: per host only the
+    job's name (the host's), the daemon's address, the TLS files and, fast, intervals."""
+    from tests.harness import overrides
+
+    hosts = {name: {"sd_url": f"https://127.0.0.1:{port}", "ca": "/t/ca.pem",
+                    "cert": "/t/cert.pem", "key": "/t/key.pem"}
+             for name, port in (("a", 1), ("b", 2), ("c", 3))}
+    config = overrides.fleet_prometheus_config(hosts, "r:1", "am:1", "p:1", fast)
+    jobs = [job for job in config["scrape_configs"] if job["job_name"].startswith("containers")]
+    assert [job["job_name"] for job in jobs] == ["containers-a", "containers-b", "containers-c"]
+    examples = fleet_jobs()
+    allowed = {("job_name",), ("docker_sd_configs", 0, "host"),
+               ("docker_sd_configs", 0, "host_networking_host"),
+               *(("docker_sd_configs", 0, "tls_config", key)
+                 for key in ("ca_file", "cert_file", "key_file"))}
+    if fast:
+        allowed |= {("scrape_interval",), ("scrape_timeout",),
+                    ("docker_sd_configs", 0, "refresh_interval")}
+    for index, job in enumerate(jobs):
+        example = examples[min(index, len(examples) - 1)]  # a third host: a copied job
+        assert set(overrides.differences(example, job)) <= allowed, job["job_name"]
+    assert not any(job["job_name"] == "containers" for job in config["scrape_configs"])
