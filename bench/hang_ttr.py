@@ -32,8 +32,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _autofix(stack: Any) -> float | None:
-    target = stack.run_target()
+def _autofix(stack: Any, **where: Any) -> float | None:
+    """`where`: run_target's host (a fleet's, bench/fleet_hosts.py)."""
+    target = stack.run_target(**where)
     started = target.state()["StartedAt"]
     fault_at = time.monotonic()
     target.fault("hang")

@@ -189,14 +189,14 @@ def test_a_client_without_the_fleets_certificate_is_refused_at_the_handshake(
 
 def test_prometheus_docker_sd_discovers_the_hosts_opted_in_containers_over_tls(
         fleet: Fleet, private_dockerd: Any, tmp_path: Path) -> None:
-    entry = (REPO / "docs/examples/prometheus-docker-sd-tls.yml").read_text()
+    # The guide's fleet job for edge-2, its docker_sd entry pointed at this proxy.
+    jobs = yaml.safe_load((REPO / "docs/examples/prometheus-fleet.yml").read_text())
+    sd = [dict(jobs[1]["docker_sd_configs"][0])]
     cert, key = fleet.certs.client("autofix-prometheus")
-    entry = (entry.replace("https://10.0.0.12:2377", fleet.ro.tls_url)
-             .replace("/etc/prometheus/autofix-fleet/ca.pem", str(fleet.certs.ca))
-             .replace("/etc/prometheus/autofix-fleet/autofix-prometheus.pem", str(cert))
-             .replace("/etc/prometheus/autofix-fleet/autofix-prometheus-key.pem", str(key)))
-    sd = yaml.safe_load(entry)
-    assert isinstance(sd, list) and len(sd) == 1
+    assert sd[0]["host"] == "https://10.0.0.12:2377"
+    sd[0].update(host=fleet.ro.tls_url, host_networking_host="127.0.0.1",
+                 tls_config={"ca_file": str(fleet.certs.ca), "cert_file": str(cert),
+                             "key_file": str(key)})
     sd[0]["refresh_interval"] = "1s"
     config = {"global": {"scrape_interval": "2s"},
               "scrape_configs": [{"job_name": "containers", "scrape_interval": "2s",

@@ -107,12 +107,12 @@ def test_alert_labels_and_annotations(rule: dict) -> None:
 def test_alertmanager_routes_autofix_alerts_to_notify_only() -> None:
     config = yaml.safe_load(ALERTMANAGER_YML.read_text())
     route = config["route"]
-    assert route["group_by"] == ["alertname", "container"]
+    assert route["group_by"] == ["alertname", "host", "container"]
     by_matcher = {tuple(r["matchers"]): r["receiver"] for r in route["routes"]}
     assert by_matcher[('component="autofix"',)] == "autofix-notify"
     assert by_matcher[('alertname="Watchdog"',)] == "null"
     inhibit = config["inhibit_rules"][0]
-    assert inhibit["equal"] == ["container"]
+    assert inhibit["equal"] == ["host", "container"]
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             assert hook["send_resolved"] is True

@@ -40,6 +40,7 @@ from receiver.domain.errors import ConfigError
 from receiver.playbooks.matchers import Matcher
 from receiver.playbooks.timing_check import (
     PrometheusTiming,
+    job_label,
     load_prometheus_timing,
     parse_prometheus_duration,
     timing_problems,
@@ -140,7 +141,7 @@ def _target_labels(prometheus_config: Path | None, config: dict[str, Any]) -> Sc
                 labels.add(str(target))
         for static in scrape.get("static_configs") or []:
             labels |= {str(k) for k in (static.get("labels") or {})}
-        job = str(scrape.get("job_name", ""))
+        job = job_label(scrape)
         by_job[job] = by_job.get(job, frozenset()) | labels
     return ScrapeLabels(DEFAULT_TARGET_LABELS | {str(k) for k in external}, by_job)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from receiver.domain.errors import ConfigError
 
-__all__ = ["JobTiming", "PrometheusTiming", "Severity", "TimingProblem",
+__all__ = ["JobTiming", "PrometheusTiming", "Severity", "TimingProblem", "job_label",
            "load_prometheus_timing", "parse_prometheus_duration", "timing_problems"]
 
 Severity = str  # "error" or "warning"
@@ -77,6 +77,19 @@ def _seconds(text: float) -> str:
     return f"{minutes}m" if minutes else f"{seconds}s"
 
 
+def job_label(scrape: dict[str, Any]) -> str:
+    """The `job` label a scrape config's series carry: its job_name, unless a relabel rule
+    sets `job` to a fixed value (a fleet's per-host jobs are all `containers`,
+    docs/examples/prometheus-fleet.yml); the last such rule wins, as in Prometheus."""
+    job = str(scrape.get("job_name", ""))
+    for relabel in scrape.get("relabel_configs") or []:
+        if (relabel.get("target_label") == "job" and not relabel.get("source_labels")
+                and relabel.get("action", "replace") == "replace"
+                and "$" not in str(relabel.get("replacement", "$1"))):
+            job = str(relabel["replacement"])
+    return job
+
+
 @dataclass(frozen=True)
 class JobTiming:
     interval_s: float
@@ -107,7 +120,10 @@ def load_prometheus_timing(path: Path, config: dict[str, Any]) -> PrometheusTimi
                             if "scrape_interval" in scrape else interval)
             job_timeout = (parse_prometheus_duration(scrape["scrape_timeout"])
                            if "scrape_timeout" in scrape else min(timeout, job_interval))
-            jobs[str(scrape.get("job_name", ""))] = JobTiming(job_interval, job_timeout)
+            job, mine = job_label(scrape), JobTiming(job_interval, job_timeout)
+            # Several scrape configs, one job label (a fleet): the slowest one counts.
+            jobs[job] = max(jobs.get(job, mine), mine,
+                            key=lambda t: (t.interval_s + t.timeout_s, t.interval_s))
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return PrometheusTiming(str(path), evaluation, jobs)

@@ -31,7 +31,7 @@ def run_scenario(stack: Stack, target: TargetContainer, alertname: str, fault: s
     # A slow boot on a loaded machine can alert, and autofix restarts it (documented): let
     # that run end first, or the fault's own run would queue behind it (one per target).
     wait_for(lambda: stack.sql("select count(*) from runs where target = :t and status in "
-                               "('queued', 'running')", t=target.name)[0][0] == 0, 120,
+                               "('queued', 'running')", t=target.key)[0][0] == 0, 120,
              f"{target.name}: no run under way before the fault")
     timeline = Timeline(stack, target, alertname).start()
     awaited = ["incident resolved", *(["action finished", "target up"] if acts else [])]
@@ -61,11 +61,11 @@ def assert_restarted_and_notified(stack: Stack, target: TargetContainer, alertna
                                   timeline: Timeline) -> None:
     [incident] = incidents_since_fault(stack, target, alertname, timeline)
     assert incident.status == "resolved" and incident.time_to_resolve_s > 0
-    steps = [(a.action, a.outcome) for a in stack.actions(target.name)
+    steps = [(a.action, a.outcome) for a in stack.actions(target.key)
              if a.incident_id == incident.id]
     assert steps[0] == ("restart", "succeeded"), steps
     assert all(outcome == "succeeded" for _, outcome in steps), steps
-    assert stack.up(target.name) == 1.0
+    assert stack.up(target.name, target.host) == 1.0
     assert timeline.seconds("action started") < timeline.seconds("target up")
     marker = f"incident #{incident.id} "
     messages = [m for m in stack.slack.messages() if marker in json.dumps(m.body)]

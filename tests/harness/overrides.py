@@ -24,6 +24,7 @@ SHIPPED_RULES = REPO / "rules" / "alert_rules.yml"
 SHIPPED_SELF_RULES = REPO / "rules" / "autofix_self.yml"  # autofix's own alerts, Watchdog
 SHIPPED_ALERTMANAGER = REPO / "alertmanager" / "alertmanager.yml"
 SHIPPED_PLAYBOOKS = REPO / "receiver" / "playbooks.yml"
+FLEET_JOBS = REPO / "docs" / "examples" / "prometheus-fleet.yml"  # one job per Docker host
 
 TIME_SCALE = 0.1
 SCRAPE_INTERVAL = "1s"  # shipped 5s; the floor where a 1 s scrape still has room to time out
@@ -76,6 +77,35 @@ def prometheus_config(docker_url: str, receiver: str, alertmanager: str,
         for static in job.get("static_configs", []):
             static["targets"] = [{"autofix": receiver, "alertmanager": alertmanager,
                                   "prometheus": prometheus}[job["job_name"]]]
+    return config
+
+
+def fleet_prometheus_config(hosts: dict[str, dict[str, Any]], receiver: str, alertmanager: str,
+                            prometheus: str, fast: bool = True) -> dict[str, Any]:
+    """prometheus_config with its `containers` job replaced by docs/examples/
+    prometheus-fleet.yml's per-host jobs, as the guide says to add a host: the example's
+    jobs in order (the last one copied for more hosts), each with the host's name,
+    docker_sd address and TLS files (`sd_url`, `ca`, `cert`, `key`) substituted; Prometheus
+    shares the hosts' loopback, so host_networking_host is 127.0.0.1. The relabelling is
+    the example's, untouched."""
+    first = next(iter(hosts.values()))["sd_url"]
+    config = prometheus_config(first, receiver, alertmanager, prometheus, fast)
+    shipped = {job["job_name"]: job for job in config["scrape_configs"]}
+    examples = load(FLEET_JOBS)
+    jobs = []
+    for index, (name, host) in enumerate(hosts.items()):
+        job = copy.deepcopy(examples[min(index, len(examples) - 1)])
+        job["job_name"] = f"containers-{name}"
+        [sd] = job["docker_sd_configs"]
+        sd.update(host=host["sd_url"], host_networking_host="127.0.0.1")
+        sd["tls_config"] = {"ca_file": str(host["ca"]), "cert_file": str(host["cert"]),
+                            "key_file": str(host["key"])}
+        if fast:
+            job.update(scrape_interval=SCRAPE_INTERVAL, scrape_timeout=SCRAPE_TIMEOUT)
+            sd["refresh_interval"] = SCRAPE_INTERVAL
+        jobs.append(job)
+    config["scrape_configs"] = jobs + [job for name, job in shipped.items()
+                                       if name != "containers"]
     return config
 
 

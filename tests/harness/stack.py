@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from . import overrides
 from .alertmanager import Alertmanager
 from .dockerd import Dockerd
+from .fleet_hosts import FleetHost
 from .procs import LOOPBACK, free_port, wait_for
 from .prometheus import Prometheus, start_prometheus
 from .receiver import Receiver
@@ -39,6 +40,12 @@ class TargetContainer:
     name: str
     port: int
     container: Any  # docker.models.containers.Container
+    host: str | None = None  # the Docker host's name in a fleet (Stack.hosts)
+
+    @property
+    def key(self) -> str:
+        """What runs and actions name it: `<host>/<name>` in a fleet, else the name."""
+        return f"{self.host}/{self.name}" if self.host else self.name
 
     @property
     def url(self) -> str:
@@ -106,6 +113,9 @@ class Stack:
     fast: bool = True  # test intervals (overrides.TIME_SCALE); False: the shipped ones
     swarm: bool = False  # dockerd is a Swarm manager: the Swarm backend on, swarm targets
     swarm_targets: list[SwarmTarget] = field(default_factory=list)
+    # A fleet (#32): these hosts instead of `dockerd` alone (AUTOFIX_DOCKER_HOSTS, one
+    # docker_sd job per host from docs/examples/prometheus-fleet.yml).
+    hosts: list[FleetHost] = field(default_factory=list)
     _engine: Engine | None = None
     _steps: dict[str, list[str]] = field(default_factory=dict)
 
@@ -121,9 +131,12 @@ class Stack:
         playbooks.write_text(overrides.playbooks(self.fast))
         prometheus_port = free_port()
         prometheus_url = f"http://{LOOPBACK}:{prometheus_port}"
+        docker = ({"AUTOFIX_DOCKER_HOSTS": json.dumps(
+            {host.name: host.receiver_entry() for host in self.hosts})} if self.hosts
+            else {"AUTOFIX_DOCKER_HOST": self.dockerd.url})
         self.receiver = Receiver(self.database_url, self.root / "receiver", receiver_workers, {
             "AUTOFIX_WEBHOOK_TOKEN": self.webhook_token, "AUTOFIX_API_TOKEN": self.api_token,
-            "AUTOFIX_DOCKER_HOST": self.dockerd.url, "AUTOFIX_PLAYBOOKS": str(playbooks),
+            **docker, "AUTOFIX_PLAYBOOKS": str(playbooks),
             "AUTOFIX_PROMETHEUS_URL": prometheus_url,
             "AUTOFIX_SLACK_BOT_TOKEN": self.slack_token, "AUTOFIX_SLACK_CHANNEL": "#autofix",
             "AUTOFIX_SLACK_API_URL": slack_api_url,
@@ -134,9 +147,12 @@ class Stack:
         self.alertmanager.start()
         rules = self.root / "alert_rules.yml"
         rules.write_text(yaml.safe_dump(overrides.rules(self.fast), sort_keys=False))
-        config = overrides.prometheus_config(
-            self.dockerd.url, f"{LOOPBACK}:{self.receiver.port}",
-            f"{LOOPBACK}:{self.alertmanager.port}", f"{LOOPBACK}:{prometheus_port}", self.fast)
+        addresses = (f"{LOOPBACK}:{self.receiver.port}", f"{LOOPBACK}:{self.alertmanager.port}",
+                     f"{LOOPBACK}:{prometheus_port}")
+        config = (overrides.fleet_prometheus_config(
+            {host.name: host.prometheus_entry() for host in self.hosts}, *addresses, self.fast)
+            if self.hosts else overrides.prometheus_config(self.dockerd.url, *addresses,
+                                                            self.fast))
         self.prometheus = start_prometheus(self.root / "prometheus", config, [rules],
                                            port=prometheus_port)
         self.receiver.start()
@@ -157,11 +173,14 @@ class Stack:
 
     # --- target containers -------------------------------------------------------------
     def run_target(self, *, restart_policy: str | None = None, opt_in: bool = True,
-                   startup_delay_s: float = 0.0, self_traffic_rps: float = 10.0
-                   ) -> TargetContainer:
-        client = self.dockerd.client()
+                   startup_delay_s: float = 0.0, self_traffic_rps: float = 10.0,
+                   host: str | None = None, name: str | None = None) -> TargetContainer:
+        """`host`: on that host of the fleet (its own free port); `name`: the same on
+        several hosts."""
+        daemon = next(h.dockerd for h in self.hosts if h.name == host) if host else self.dockerd
+        client = daemon.client()
         port = free_port()
-        name = f"app-{uuid.uuid4().hex[:6]}"
+        name = name or f"app-{uuid.uuid4().hex[:6]}"
         labels = {"autofix.scrape": "true", "autofix.scrape.port": str(port),
                   "autofix.service": "target-app"}
         if opt_in:
@@ -172,9 +191,9 @@ class Stack:
                          "TARGET_APP_SELF_TRAFFIC_RPS": str(self_traffic_rps),
                          "TARGET_APP_STARTUP_DELAY_S": str(startup_delay_s)},
             restart_policy={"Name": restart_policy} if restart_policy else None)
-        target = TargetContainer(name, port, container)
+        target = TargetContainer(name, port, container, host)
         self.targets.append(target)
-        wait_for(lambda: self.up(name) == 1.0, 60, f"{name} scraped")
+        wait_for(lambda: self.up(name, host) == 1.0, 60, f"{target.key} scraped")
         return target
 
     def run_swarm_target(self, *, opt_in: bool = True) -> SwarmTarget:
@@ -200,14 +219,17 @@ class Stack:
         return float(result[0]["value"][1]) if result else None
 
     # --- observations ------------------------------------------------------------------
-    def up(self, container: str) -> float | None:
-        result = self.prometheus.query(f'up{{job="containers", container="{container}"}}')
+    def up(self, container: str, host: str | None = None) -> float | None:
+        on = f', host="{host}"' if host else ""
+        result = self.prometheus.query(f'up{{job="containers", container="{container}"{on}}}')
         return float(result[0]["value"][1]) if result else None
 
-    def alert_state(self, alertname: str, container: str) -> str | None:
+    def alert_state(self, alertname: str, container: str, host: str | None = None
+                    ) -> str | None:
         for alert in self.prometheus.alerts():
             labels = alert["labels"]
-            if labels.get("alertname") == alertname and labels.get("container") == container:
+            if labels.get("alertname") == alertname and labels.get("container") == container \
+                    and (host is None or labels.get("host") == host):
                 return str(alert["state"])
         return None
 
@@ -246,10 +268,12 @@ class Stack:
 
 
 def start_stack(root: Path, dockerd: Dockerd, image: str, database_url: str,
-                fast: bool = True, swarm: bool = False) -> Stack:
-    """`swarm`: `dockerd` is a Swarm manager (tests/harness/swarm.py)."""
+                fast: bool = True, swarm: bool = False,
+                hosts: list[FleetHost] | None = None) -> Stack:
+    """`swarm`: `dockerd` is a Swarm manager (tests/harness/swarm.py); `hosts`: a fleet,
+    `image` on each (tests/harness/fleet_hosts.py)."""
     stack = Stack(root=root, dockerd=dockerd, image=image, database_url=database_url,
-                  fast=fast, swarm=swarm)
+                  fast=fast, swarm=swarm, hosts=list(hosts or []))
     try:
         return stack.start()
     except BaseException:

@@ -50,12 +50,14 @@ class Timeline:
                     self._first("container exited")
                 elif "container exited" in self.events or state.get("StartedAt") != started_at:
                     self._first("container running again")
-                alert = self.stack.alert_state(self.alertname, self.target.name)
+                alert = self.stack.alert_state(self.alertname, self.target.name,
+                                               self.target.host)
                 if alert in ("pending", "firing"):
                     self._first("alert pending")
                 if alert == "firing":
                     self._first("alert firing")
-                if "action started" in self.events and self.stack.up(self.target.name) == 1:
+                if "action started" in self.events and self.stack.up(self.target.name,
+                                                                  self.target.host) == 1:
                     self._first("target up")
                 self._from_database()
             except Exception:  # a component mid-restart answers badly for a moment
@@ -69,7 +71,7 @@ class Timeline:
             return
         incident = rows[0]
         self.events.setdefault("webhook received", _ts(incident.first_seen))
-        actions = [a for a in self.stack.actions(self.target.name)
+        actions = [a for a in self.stack.actions(self.target.key)
                    if a.incident_id == incident.id and a.action != "guard"]
         if actions:
             self.events.setdefault("action started", _ts(actions[0].started_at))
