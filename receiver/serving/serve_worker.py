@@ -47,7 +47,7 @@ from typing import Any
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.datastructures import Headers
 
-from receiver.api.gate import body_limit
+from receiver.api.gate import Scopes, body_limit
 from receiver.domain.errors import AutofixError, BadRequest, PayloadTooLarge, RequestTimeout
 
 __all__ = ["WholeRequestWorker"]
@@ -232,17 +232,20 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self._incoming: dict[TConn, _Incoming] = {}
         self._lingering: dict[TConn, tuple[float, int]] = {}  # → (deadline, bytes drained)
         self._ready: set[TConn] = set()
+        self._scopes: Scopes = {}  # gate.body_limit's routing memo, this worker's own
+        self._tls = False
 
     def run(self) -> None:
         settings = self.wsgi.extensions["autofix"].settings
         self.header_timeout_s = settings.header_timeout_s
         self.body_timeout_s = settings.body_timeout_s
+        self._tls = bool(self.cfg.is_ssl)  # read once: cfg attributes are looked up slowly
         super().run()
 
     # -- every connection that is about to need a thread comes through here first --------
 
     def accept(self, listener: Any) -> None:
-        if self.cfg.is_ssl:  # TLS bytes cannot be scanned for headers: tls.py bounds reads
+        if self._tls:  # TLS bytes cannot be scanned for headers: tls.py bounds reads
             super().accept(listener)
             return
         try:
@@ -264,7 +267,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self.enqueue_req(conn)
 
     def enqueue_req(self, conn: TConn) -> None:
-        if conn in self._ready or self.cfg.is_ssl:
+        if conn in self._ready or self._tls:
             self._ready.discard(conn)
             super().enqueue_req(conn)
             return
@@ -328,7 +331,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         incoming.request = (method, target.partition("?")[0][:1024],
                             headers.get("User-Agent", "-"))
         length, chunked = _framing(headers)
-        incoming.limit = body_limit(self.wsgi, method, target, headers, length)
+        incoming.limit = body_limit(self.wsgi, method, target, headers, length, self._scopes)
         incoming.deadline = time.monotonic() + self.body_timeout_s
         incoming.timeout_message = "request body not received in time"
         if chunked:
