@@ -150,3 +150,34 @@ def test_the_workers_routing_memo_decides_as_routing_each_time(sqlite_url,
     for i in range(SCOPES_KEPT + 5):  # new targets never grow it past its bound
         _decision(app, "GET", f"/api/v1/incidents/{i}", {}, None, scopes)
     assert len(scopes) <= SCOPES_KEPT
+
+
+def test_a_header_is_read_as_werkzeug_reads_it() -> None:
+    from receiver.serving.serve_worker import _header
+
+    headers = Headers([("Expect", "100-continue"), ("expect", "other"), ("X", "")])
+    for name in ("Expect", "EXPECT", "x", "User-Agent"):
+        assert _header(headers, name, "-") == headers.get(name, "-")
+
+
+def test_the_heartbeat_and_parent_check_run_at_most_twice_a_second(monkeypatch) -> None:
+    import os
+
+    from receiver.serving import serve_worker
+
+    beats: list[float] = []
+    clock = [1000.0]
+    monkeypatch.setattr(serve_worker.time, "monotonic", lambda: clock[0])
+    worker = serve_worker.WholeRequestWorker.__new__(serve_worker.WholeRequestWorker)
+    worker._notified = worker._parent_checked = float("-inf")
+    worker.tmp = type("Tmp", (), {"notify": lambda self: beats.append(clock[0])})()
+    worker.ppid = os.getppid()
+    for step in (0.0, 0.1, 0.2, 0.5, 0.6, 1.2):
+        clock[0] = 1000.0 + step
+        worker.notify()
+        assert worker.is_parent_alive()
+    assert beats == [1000.0, 1000.5, 1001.2]
+    worker.ppid = -1  # the master died: seen at the next check
+    worker.log = type("Log", (), {"info": lambda *args: None})()
+    clock[0] += serve_worker._HEARTBEAT_S
+    assert not worker.is_parent_alive()

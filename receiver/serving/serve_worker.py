@@ -63,6 +63,10 @@ _LINGER_MAX_BYTES = 64 * 1024
 # AUTOFIX_BODY_TIMEOUT_S, and only after the request passed every check.
 _SEND_TIMEOUT_S = 30.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# gunicorn's loop tells the master it is alive and checks its parent on every wakeup, a
+# system call each, once per request or more under load; the master only needs to hear
+# within `timeout` (60 s), and the loop wakes at least once a second anyway.
+_HEARTBEAT_S = 0.5
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
@@ -207,6 +211,13 @@ def _parse_head(block: bytes) -> tuple[str, str, Headers]:
     return parts[0], parts[1], headers
 
 
+def _header(headers: Headers, name: str, default: str) -> str:
+    """headers.get(name, default), without the KeyError werkzeug raises and catches inside
+    it for an absent name (most requests have no Expect, many no User-Agent)."""
+    values = headers.getlist(name)
+    return values[0] if values else default
+
+
 def _framing(headers: Headers) -> tuple[int | None, bool]:
     """(Content-Length, chunked); BadRequest for the ambiguous (RFC 9112 6.3)."""
     codings = headers.getlist("Transfer-Encoding")
@@ -234,6 +245,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self._ready: set[TConn] = set()
         self._scopes: Scopes = {}  # gate.body_limit's routing memo, this worker's own
         self._tls = False
+        self._notified = self._parent_checked = float("-inf")
 
     def run(self) -> None:
         settings = self.wsgi.extensions["autofix"].settings
@@ -241,6 +253,19 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self.body_timeout_s = settings.body_timeout_s
         self._tls = bool(self.cfg.is_ssl)  # read once: cfg attributes are looked up slowly
         super().run()
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        if now - self._notified >= _HEARTBEAT_S:
+            self._notified = now
+            super().notify()
+
+    def is_parent_alive(self) -> bool:
+        now = time.monotonic()
+        if now - self._parent_checked < _HEARTBEAT_S:
+            return True
+        self._parent_checked = now
+        return bool(super().is_parent_alive())
 
     # -- every connection that is about to need a thread comes through here first --------
 
@@ -329,7 +354,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         incoming.head_end = end + len(_END_OF_HEADERS)
         method, target, headers = _parse_head(bytes(incoming.buffer[:end]))
         incoming.request = (method, target.partition("?")[0][:1024],
-                            headers.get("User-Agent", "-"))
+                            _header(headers, "User-Agent", "-"))
         length, chunked = _framing(headers)
         incoming.limit = body_limit(self.wsgi, method, target, headers, length, self._scopes)
         incoming.deadline = time.monotonic() + self.body_timeout_s
@@ -338,7 +363,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
             incoming.chunked = _Chunked(incoming.head_end)
         else:
             incoming.body_end = incoming.head_end + (length or 0)
-        if (headers.get("Expect", "").lower() == "100-continue"
+        if (_header(headers, "Expect", "").lower() == "100-continue"
                 and not self._body_complete(incoming)):
             with contextlib.suppress(OSError):  # non-blocking; a full buffer only delays
                 conn.sock.send(_CONTINUE)
