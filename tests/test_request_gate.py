@@ -181,3 +181,19 @@ def test_the_heartbeat_and_parent_check_run_at_most_twice_a_second(monkeypatch) 
     worker.log = type("Log", (), {"info": lambda *args: None})()
     clock[0] += serve_worker._HEARTBEAT_S
     assert not worker.is_parent_alive()
+
+
+def test_a_kept_alive_connection_times_out_after_keepalive_as_gunicorns() -> None:
+    import socket as socket_module
+
+    from receiver.serving.serve_worker import _Conn
+
+    cfg = type("Cfg", (), {"keepalive": 7})()
+    left, right = socket_module.socketpair()
+    with left, right:
+        conn = _Conn(cfg, left, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        for keepalive_s in (None, 7.0):  # gunicorn's own, then the worker's copy of it
+            conn.keepalive_s = keepalive_s
+            before = time.monotonic()
+            conn.set_timeout()
+            assert before + 7 <= conn.timeout <= time.monotonic() + 7

@@ -125,6 +125,13 @@ class _Conn(TConn):  # type: ignore[misc]
     blocking it (gunicorn's util.close_graceful waits up to 2 s on the calling thread)."""
 
     linger: Callable[[_Conn], None] | None = None
+    keepalive_s: float | None = None  # the worker's cfg.keepalive, read once
+
+    def set_timeout(self) -> None:
+        if self.keepalive_s is None:
+            super().set_timeout()
+        else:  # as gunicorn's, without a cfg lookup per request
+            self.timeout = time.monotonic() + self.keepalive_s
 
     def close(self, graceful: bool = False) -> None:
         if graceful and self.linger is not None:
@@ -245,6 +252,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self._ready: set[TConn] = set()
         self._scopes: Scopes = {}  # gate.body_limit's routing memo, this worker's own
         self._tls = False
+        self._keepalive_s: float | None = None
         self._notified = self._parent_checked = float("-inf")
 
     def run(self) -> None:
@@ -252,6 +260,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self.header_timeout_s = settings.header_timeout_s
         self.body_timeout_s = settings.body_timeout_s
         self._tls = bool(self.cfg.is_ssl)  # read once: cfg attributes are looked up slowly
+        self._keepalive_s = float(self.cfg.keepalive)
         super().run()
 
     def notify(self) -> None:
@@ -283,6 +292,7 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         conn = _Conn(self.cfg, _DeadlineSocket.adopt(client), address,
                      listener.getsockname())
         conn.linger = self._linger
+        conn.keepalive_s = self._keepalive_s
         self._read_request(conn, b"")
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
