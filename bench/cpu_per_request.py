@@ -116,7 +116,10 @@ def measure_together(targets: list[Server], databases: list[str], postgres_dir: 
         out.append({"requests": result["requests"], "throughput_rps": result["throughput_rps"],
                     "p99_ms": result["p99_ms"], "errors": sum(result["errors"].values()),
                     "cpu_ms": user + system, "user_ms": user, "system_ms": system,
-                    "postgres_cpu_ms": postgres / n * 1000, "machine_idle": idle})
+                    # None: no backend of it lived through the run (alerta connects per
+                    # request), so its PostgreSQL time cannot be told apart here.
+                    "postgres_cpu_ms": postgres / n * 1000 if after else None,
+                    "machine_idle": idle})
     return out
 
 
@@ -213,7 +216,7 @@ def main() -> None:
                       f"p99 {result['p99_ms']:6.1f} ms; CPU ms per request: "
                       f"{result['cpu_ms']:.2f} (user {result['user_ms']:.2f}, system "
                       f"{result['system_ms']:.2f}; net of idle {result['net_cpu_ms']:.2f}), "
-                      f"postgres {result['postgres_cpu_ms']:.2f}; "
+                      f"postgres {_ms(result['postgres_cpu_ms'])}; "
                       f"machine idle {result['machine_idle']:.0%}", flush=True)
         summary = _summary(runs)
         print(json.dumps(summary, indent=2))
@@ -227,13 +230,21 @@ def main() -> None:
         stack.close()
 
 
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, results in runs.items():
-        out[name] = {key: round(statistics.median(r[key] for r in results), 3)
+        out[name] = {key: _median([r[key] for r in results])
                      for key in ("cpu_ms", "net_cpu_ms", "user_ms", "system_ms",
-                                 "postgres_cpu_ms",
-                                 "throughput_rps", "p99_ms")}
+                                 "postgres_cpu_ms", "throughput_rps", "p99_ms")}
         out[name]["errors"] = sum(r["errors"] for r in results)
     for reference in ("alerta", "baseline"):
         if reference not in runs:
