@@ -108,8 +108,10 @@ class Stack:
 
     # -- autofix -------------------------------------------------------------------------
     def start_autofix(self, name: str, database_url: str, workers: int,
-                      env: dict[str, str] | None = None, playbooks: str = NO_ACTION_PLAYBOOKS
-                      ) -> Server:
+                      env: dict[str, str] | None = None, playbooks: str = NO_ACTION_PLAYBOOKS,
+                      source: Path | None = None) -> Server:
+        """`source`: another checkout's tree to serve (e.g. an older commit, side by side
+        with this one); the schema is this checkout's."""
         from receiver.store.migrate import upgrade
 
         upgrade(database_url)
@@ -126,11 +128,13 @@ class Stack:
             "AUTOFIX_PLAYBOOKS": str(playbook_path),
             "AUTOFIX_DOCKER_HOST": "unix:///nonexistent-bench.sock",
             "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics"),
+            **({"PYTHONPATH": str(source)} if source is not None else {}),
             **(env or {}),
         }
         argv = [sys.executable, "-m", "receiver.ops.cli", "serve", "--bind", f"{LOOPBACK}:{port}",
                 "--workers", str(workers)]
-        process = ManagedProcess(argv, root / "receiver.log", env=full_env, cwd=ROOT).start()
+        process = ManagedProcess(argv, root / "receiver.log", env=full_env,
+                                 cwd=source or ROOT).start()
         url = f"http://{LOOPBACK}:{port}"
         server = Server(name, url, "/webhook/alertmanager",
                         {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}, process, workers)

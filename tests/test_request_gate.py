@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from werkzeug.datastructures import Headers
 
-from receiver.api.gate import UNAUTHENTICATED_BODY_BYTES, body_limit
+from receiver.api.gate import SCOPES_KEPT, UNAUTHENTICATED_BODY_BYTES, Scopes, body_limit
 from receiver.api.openapi import build_document
 from receiver.domain.errors import AutofixError, BadRequest
 from receiver.serving.serve_worker import _Chunked, _framing, _parse_head
@@ -34,6 +34,15 @@ def _gate(app: Any, method: str, path: str, headers: dict[str, str],
     except AutofixError as error:
         return error.status
     return None
+
+
+def _decision(app: Any, method: str, path: str, headers: dict[str, str],
+              length: int | None, scopes: Scopes | None = None) -> int | str:
+    """The limit, or the refusal's status."""
+    try:
+        return body_limit(app, method, path, Headers(headers), length, scopes)
+    except AutofixError as error:
+        return f"refused {error.status}"
 
 
 def test_the_gate_refuses_exactly_what_the_auth_hook_refuses(sqlite_url, app_factory) -> None:
@@ -120,3 +129,71 @@ def test_a_chunked_body_is_framed_across_reads() -> None:
         _Chunked(0).advance(bytearray(b"zz\r\n"))
     with pytest.raises(BadRequest):
         _Chunked(0).advance(bytearray(b"2\r\nabXY"))
+
+
+def test_the_workers_routing_memo_decides_as_routing_each_time(sqlite_url,
+                                                                app_factory) -> None:
+    app = app_factory(sqlite_url, read_token=READ_TOKEN, slack_signing_secret=SLACK_SECRET)
+    scopes: Scopes = {}
+    targets = []
+    for template, item in build_document(app)["paths"].items():
+        path = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], template)
+        targets += [(method.upper(), target) for method in item
+                    for target in (path, path + "?limit=1", "/nowhere" + path)]
+    for _ in range(2):  # the second time from the memo
+        for method, target in targets:
+            for token in CREDENTIALS.values():
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                assert (_decision(app, method, target, headers, 10**6, scopes)
+                        == _decision(app, method, target, headers, 10**6)), (method, target)
+    assert 0 < len(scopes) <= SCOPES_KEPT
+    for i in range(SCOPES_KEPT + 5):  # new targets never grow it past its bound
+        _decision(app, "GET", f"/api/v1/incidents/{i}", {}, None, scopes)
+    assert len(scopes) <= SCOPES_KEPT
+
+
+def test_a_header_is_read_as_werkzeug_reads_it() -> None:
+    from receiver.serving.serve_worker import _header
+
+    headers = Headers([("Expect", "100-continue"), ("expect", "other"), ("X", "")])
+    for name in ("Expect", "EXPECT", "x", "User-Agent"):
+        assert _header(headers, name, "-") == headers.get(name, "-")
+
+
+def test_the_heartbeat_and_parent_check_run_at_most_twice_a_second(monkeypatch) -> None:
+    import os
+
+    from receiver.serving import serve_worker
+
+    beats: list[float] = []
+    clock = [1000.0]
+    monkeypatch.setattr(serve_worker.time, "monotonic", lambda: clock[0])
+    worker = serve_worker.WholeRequestWorker.__new__(serve_worker.WholeRequestWorker)
+    worker._notified = worker._parent_checked = float("-inf")
+    worker.tmp = type("Tmp", (), {"notify": lambda self: beats.append(clock[0])})()
+    worker.ppid = os.getppid()
+    for step in (0.0, 0.1, 0.2, 0.5, 0.6, 1.2):
+        clock[0] = 1000.0 + step
+        worker.notify()
+        assert worker.is_parent_alive()
+    assert beats == [1000.0, 1000.5, 1001.2]
+    worker.ppid = -1  # the master died: seen at the next check
+    worker.log = type("Log", (), {"info": lambda *args: None})()
+    clock[0] += serve_worker._HEARTBEAT_S
+    assert not worker.is_parent_alive()
+
+
+def test_a_kept_alive_connection_times_out_after_keepalive_as_gunicorns() -> None:
+    import socket as socket_module
+
+    from receiver.serving.serve_worker import _Conn
+
+    cfg = type("Cfg", (), {"keepalive": 7})()
+    left, right = socket_module.socketpair()
+    with left, right:
+        conn = _Conn(cfg, left, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        for keepalive_s in (None, 7.0):  # gunicorn's own, then the worker's copy of it
+            conn.keepalive_s = keepalive_s
+            before = time.monotonic()
+            conn.set_timeout()
+            assert before + 7 <= conn.timeout <= time.monotonic() + 7

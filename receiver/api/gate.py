@@ -28,14 +28,28 @@ __all__ = ["UNAUTHENTICATED_BODY_BYTES", "body_limit"]
 # No route that anyone may call takes a body (the probes, an unknown path): whatever such a
 # request sends is read only up to this, like a header block.
 UNAUTHENTICATED_BODY_BYTES = 64 * 1024
+# Routing results a caller's `scopes` keeps (targets with an id or a query vary; cleared
+# when full, so a client sending new targets cannot grow it).
+SCOPES_KEPT = 256
+
+Scopes = dict[tuple[str, str], Scope | None]
 
 
 def body_limit(app: Flask, method: str, target: str, headers: Headers,
-               content_length: int | None) -> int:
-    """The most body bytes this request may send; AutofixError when its headers refuse it."""
+               content_length: int | None, scopes: Scopes | None = None) -> int:
+    """The most body bytes this request may send; AutofixError when its headers refuse it.
+    `scopes`: the caller's memo of each (method, target)'s scope (the routes never change
+    once the app is built; routing every request was a share of the webhook's CPU)."""
     services: Services = app.extensions["autofix"]
     settings = services.settings
-    scope = _scope(app, method, target)
+    if scopes is None:
+        scope = _scope(app, method, target)
+    elif (method, target) in scopes:
+        scope = scopes[(method, target)]
+    else:
+        if len(scopes) >= SCOPES_KEPT:
+            scopes.clear()
+        scope = scopes[(method, target)] = _scope(app, method, target)
     if scope is None or scope == "open":
         limit = UNAUTHENTICATED_BODY_BYTES
     elif scope == "slack":

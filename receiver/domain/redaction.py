@@ -22,6 +22,7 @@ field with `text(value, limit)` before it is redacted.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -33,6 +34,10 @@ __all__ = ["DEFAULT_PATTERNS", "MASK", "TRUNCATED", "Redactor", "compile_pattern
 MASK = "[redacted]"
 TRUNCATED = "…[truncated]"
 DEFAULT_LIMIT = 64 * 1024  # chars of any one field when the caller names no cap
+# Texts this short are redacted once per Redactor and remembered: a log line's keys, level,
+# logger and message recur on every line (scanning them was most of a webhook log line).
+_REMEMBERED_CHARS = 256
+_REMEMBERED = 4096
 
 _TOKEN_CHARS = "[A-Za-z0-9_-]"  # noqa: S105 (a character class, not a password)
 
@@ -224,11 +229,18 @@ class Redactor:
         # (measured: one alternation of every shape is two to three times slower).
         self._caseless = compile_patterns(_CASELESS.values())
         self._cased = compile_patterns((*_CASED.values(), *extra_patterns))
+        # Per instance (its patterns), bounded, thread-safe: same text in, same text out.
+        self._remembered = functools.lru_cache(maxsize=_REMEMBERED)(self._redact)
 
     def text(self, value: str, limit: int = DEFAULT_LIMIT) -> str:
         """`value` cut to `limit` characters (its start kept), then redacted."""
+        if len(value) <= _REMEMBERED_CHARS and len(value) <= limit:
+            return self._remembered(value)
         if len(value) > limit:
             value = value[:limit] + TRUNCATED
+        return self._redact(value)
+
+    def _redact(self, value: str) -> str:
         spans = url_userinfo_spans(value)
         lowered = _ascii_lower(value)
         for pattern in self._caseless:

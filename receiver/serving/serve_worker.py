@@ -47,7 +47,7 @@ from typing import Any
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.datastructures import Headers
 
-from receiver.api.gate import body_limit
+from receiver.api.gate import Scopes, body_limit
 from receiver.domain.errors import AutofixError, BadRequest, PayloadTooLarge, RequestTimeout
 
 __all__ = ["WholeRequestWorker"]
@@ -63,6 +63,10 @@ _LINGER_MAX_BYTES = 64 * 1024
 # AUTOFIX_BODY_TIMEOUT_S, and only after the request passed every check.
 _SEND_TIMEOUT_S = 30.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# gunicorn's loop tells the master it is alive and checks its parent on every wakeup, a
+# system call each, once per request or more under load; the master only needs to hear
+# within `timeout` (60 s), and the loop wakes at least once a second anyway.
+_HEARTBEAT_S = 0.5
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
@@ -121,6 +125,13 @@ class _Conn(TConn):  # type: ignore[misc]
     blocking it (gunicorn's util.close_graceful waits up to 2 s on the calling thread)."""
 
     linger: Callable[[_Conn], None] | None = None
+    keepalive_s: float | None = None  # the worker's cfg.keepalive, read once
+
+    def set_timeout(self) -> None:
+        if self.keepalive_s is None:
+            super().set_timeout()
+        else:  # as gunicorn's, without a cfg lookup per request
+            self.timeout = time.monotonic() + self.keepalive_s
 
     def close(self, graceful: bool = False) -> None:
         if graceful and self.linger is not None:
@@ -207,6 +218,13 @@ def _parse_head(block: bytes) -> tuple[str, str, Headers]:
     return parts[0], parts[1], headers
 
 
+def _header(headers: Headers, name: str, default: str) -> str:
+    """headers.get(name, default), without the KeyError werkzeug raises and catches inside
+    it for an absent name (most requests have no Expect, many no User-Agent)."""
+    values = headers.getlist(name)
+    return values[0] if values else default
+
+
 def _framing(headers: Headers) -> tuple[int | None, bool]:
     """(Content-Length, chunked); BadRequest for the ambiguous (RFC 9112 6.3)."""
     codings = headers.getlist("Transfer-Encoding")
@@ -232,17 +250,36 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         self._incoming: dict[TConn, _Incoming] = {}
         self._lingering: dict[TConn, tuple[float, int]] = {}  # → (deadline, bytes drained)
         self._ready: set[TConn] = set()
+        self._scopes: Scopes = {}  # gate.body_limit's routing memo, this worker's own
+        self._tls = False
+        self._keepalive_s: float | None = None
+        self._notified = self._parent_checked = float("-inf")
 
     def run(self) -> None:
         settings = self.wsgi.extensions["autofix"].settings
         self.header_timeout_s = settings.header_timeout_s
         self.body_timeout_s = settings.body_timeout_s
+        self._tls = bool(self.cfg.is_ssl)  # read once: cfg attributes are looked up slowly
+        self._keepalive_s = float(self.cfg.keepalive)
         super().run()
+
+    def notify(self) -> None:
+        now = time.monotonic()
+        if now - self._notified >= _HEARTBEAT_S:
+            self._notified = now
+            super().notify()
+
+    def is_parent_alive(self) -> bool:
+        now = time.monotonic()
+        if now - self._parent_checked < _HEARTBEAT_S:
+            return True
+        self._parent_checked = now
+        return bool(super().is_parent_alive())
 
     # -- every connection that is about to need a thread comes through here first --------
 
     def accept(self, listener: Any) -> None:
-        if self.cfg.is_ssl:  # TLS bytes cannot be scanned for headers: tls.py bounds reads
+        if self._tls:  # TLS bytes cannot be scanned for headers: tls.py bounds reads
             super().accept(listener)
             return
         try:
@@ -255,16 +292,25 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         conn = _Conn(self.cfg, _DeadlineSocket.adopt(client), address,
                      listener.getsockname())
         conn.linger = self._linger
+        conn.keepalive_s = self._keepalive_s
         self._read_request(conn, b"")
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
-        """A kept-alive connection sent something: its next request, maybe slowly."""
-        self.poller.unregister(client)
+        """A kept-alive connection sent something: its next request, maybe slowly. It stays
+        registered, now with the request reader's callback (a change of the key's data
+        only, no system call), and what it sent is read at once, not after another wait."""
         self.keepalived_conns.remove(conn)
-        self.enqueue_req(conn)
+        if self._tls:
+            self.poller.unregister(client)
+            self.enqueue_req(conn)
+            return
+        held = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        self._read_request(conn, held, registered=True)
+        if conn in self._incoming:
+            self._on_bytes(conn, client)
 
     def enqueue_req(self, conn: TConn) -> None:
-        if conn in self._ready or self.cfg.is_ssl:
+        if conn in self._ready or self._tls:
             self._ready.discard(conn)
             super().enqueue_req(conn)
             return
@@ -275,12 +321,17 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
 
     # -- the request reader ------------------------------------------------------------------
 
-    def _read_request(self, conn: TConn, held: bytes) -> None:
-        conn.sock.setblocking(False)
+    def _read_request(self, conn: TConn, held: bytes, registered: bool = False) -> None:
+        """`registered`: a kept-alive connection, already non-blocking and on the poller."""
         now = time.monotonic()
         self._incoming[conn] = _Incoming(bytearray(held), now + self.header_timeout_s,
                                          started=now)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_bytes, conn))
+        reader = partial(self._on_bytes, conn)
+        if registered:
+            self.poller.modify(conn.sock, selectors.EVENT_READ, reader)
+        else:
+            conn.sock.setblocking(False)
+            self.poller.register(conn.sock, selectors.EVENT_READ, reader)
         self._advance(conn)
 
     def _on_bytes(self, conn: TConn, _sock: Any) -> None:
@@ -326,16 +377,16 @@ class WholeRequestWorker(ThreadWorker):  # type: ignore[misc]
         incoming.head_end = end + len(_END_OF_HEADERS)
         method, target, headers = _parse_head(bytes(incoming.buffer[:end]))
         incoming.request = (method, target.partition("?")[0][:1024],
-                            headers.get("User-Agent", "-"))
+                            _header(headers, "User-Agent", "-"))
         length, chunked = _framing(headers)
-        incoming.limit = body_limit(self.wsgi, method, target, headers, length)
+        incoming.limit = body_limit(self.wsgi, method, target, headers, length, self._scopes)
         incoming.deadline = time.monotonic() + self.body_timeout_s
         incoming.timeout_message = "request body not received in time"
         if chunked:
             incoming.chunked = _Chunked(incoming.head_end)
         else:
             incoming.body_end = incoming.head_end + (length or 0)
-        if (headers.get("Expect", "").lower() == "100-continue"
+        if (_header(headers, "Expect", "").lower() == "100-continue"
                 and not self._body_complete(incoming)):
             with contextlib.suppress(OSError):  # non-blocking; a full buffer only delays
                 conn.sock.send(_CONTINUE)

@@ -16,6 +16,9 @@ __all__ = ["GunicornJsonLogger", "JsonFormatter", "configure_logging"]
 
 _LINE_CHARS = 16 * 1024  # any one value of a log line, cut before it is redacted
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# Values JSON keeps as they are: an entry of only these needs no dumps/loads to become
+# what the redactor walks (exact types: a str or int subclass may encode otherwise).
+_PLAIN = (str, int, float, bool, type(None))
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,8 +31,10 @@ class JsonFormatter(logging.Formatter):
         self._redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
+        # The time is this process's clock, never a secret: not scanned (it was new text on
+        # every line, so the redactor's memo never had it).
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat()
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(), "logger": record.name,
             "event": record.getMessage(),
         }
@@ -39,8 +44,10 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if self._redactor is not None:  # before encoding: JSON escapes would hide a shape
-            entry = self._redactor.tree(json.loads(json.dumps(entry, default=str)), _LINE_CHARS)
-        line = json.dumps(entry, default=str)
+            if not all(type(value) in _PLAIN for value in entry.values()):
+                entry = json.loads(json.dumps(entry, default=str))
+            entry = self._redactor.tree(entry, _LINE_CHARS)
+        line = json.dumps({"ts": ts, **entry}, default=str)
         for secret in self._secrets:  # a last line of defence, e.g. a token inside a URL
             line = line.replace(secret, "[redacted]")
         return line
