@@ -16,8 +16,9 @@ from bench.common import RESULTS
 
 __all__ = ["cost_section", "goal_rows"]
 
-SOURCES = ("scale", "fleet", "soak", "durable_ack")
+SOURCES = ("scale", "scale_ingest", "fleet", "soak", "durable_ack")
 LIST_P99_MS, DASH_24H_MS, DASH_30D_MS = 100.0, 300.0, 1000.0
+THROUGHPUT_RATIO, P99_RATIO, PRUNE_P99_MS, PRUNE_LOCK_MS = 0.8, 1.5, 100.0, 100.0
 ALERTA_RATIO = 4.0
 DRIFT = 0.10
 NOT_YET = "not measured yet"
@@ -51,7 +52,71 @@ def _met(ok: bool, missed: str) -> str:
     return "met" if ok else f"**missed** {missed}"
 
 
-def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
+def _webhook_rows(goals: list[str], name: str, data: dict[str, Any]) -> list[Row]:
+    """Throughput and p99 at the largest size as ratios to the first size's (same run)."""
+    src = source(name, data)
+    top, base = max(data["sizes"]), data["sizes"][0]
+    at, first = data["at"][str(top)]["webhook"], data["at"][str(base)]["webhook"]
+    ratio = data["growth"][str(top)]["webhook"]
+    where = "" if top >= 10_000_000 else f" at {top:,} (10M not run yet)"
+    load = data["at"][str(top)].get("load_average")
+    runs = (f"median of {at['repeats']} wrk runs of {at.get('window_s', 5)} s"
+            + (f"; load average {load[0]:g} on 2 cores" if load else ""))
+    thr, p99 = ratio["throughput_ratio"], ratio["p99_ratio"]
+    return [
+        (goals[0], f"{thr}x: {at['throughput_rps_median']:.1f} req/s{where} vs "
+                   f"{first['throughput_rps_median']:.1f} at {base:,} ({runs})",
+         _met(thr is not None and thr >= THROUGHPUT_RATIO,
+              f"by {THROUGHPUT_RATIO - (thr or 0):.2f}x"), src),
+        (goals[1], f"{p99}x: {at['p99_ms']:.1f} ms{where} vs {first['p99_ms']:.1f} ms at "
+                   f"{base:,} ({runs})",
+         _met(p99 is not None and p99 <= P99_RATIO, f"by {(p99 or 0) - P99_RATIO:.2f}x"),
+         src)]
+
+
+def _prune_rows(goals: list[str], name: str, data: dict[str, Any]) -> list[Row]:
+    src = source(name, data)
+    prune = data["prune"]
+    during, without = prune["webhook_during"], prune["webhook_without"]
+    deleted = (prune["prune"].get("deleted") or {}).get("incidents")
+    what = (f"{deleted:,} incidents (with their runs and actions) in "
+            f"{prune['prune']['seconds']:g} s" if deleted is not None
+            else f"prune failed: {prune['prune'].get('error')}")
+    load = prune.get("load_average", {}).get("before")
+    loaded = f"; load average {load[0]:g} on 2 cores" if load else ""
+    waits = prune["lock_wait_max_ms"]
+    p99 = during["p99_ms"]
+    lock = waits["during_blocked_by_prune"]
+    return [
+        (goals[0], f"p99 {p99:.1f} ms during the prune ({prune['windows_during']} wrk windows"
+                   f", worst {prune['worst_window_p99_ms']:.1f} ms) vs {without['p99_ms']:.1f}"
+                   f" ms without; {what}{loaded}",
+         _met(p99 <= PRUNE_P99_MS and deleted is not None,
+              f"by {p99 - PRUNE_P99_MS:.1f} ms" + (" (also without the prune: the machine"
+                                                    " was loaded)" if without["p99_ms"] >
+                                                   PRUNE_P99_MS else "")), src),
+        (goals[1], f"longest wait blocked by the prune {lock:g} ms (any lock wait: "
+                   f"{waits['during_any']:g} ms during, {waits['without_prune']:g} ms "
+                   f"without; pg_locks sampled every {prune['sample_every_s'] * 1000:g} ms)",
+         _met(lock <= PRUNE_LOCK_MS and deleted is not None,
+              f"by {lock - PRUNE_LOCK_MS:.1f} ms"), src)]
+
+
+def _pick(candidates: tuple[tuple[str, dict[str, Any] | None], ...],
+          has: Any) -> tuple[str, dict[str, Any]] | None:
+    """The first published file that has the figures."""
+    return next(((n, d) for n, d in candidates if d is not None and has(d)), None)
+
+
+def _has_webhook(data: dict[str, Any]) -> bool:
+    return "webhook" in data.get("growth", {}).get(
+        str(max(data["sizes"])), {})
+
+
+def _scale_rows(data: dict[str, Any] | None, ingest: dict[str, Any] | None = None
+                ) -> list[Row]:
+    """`data` (scale.json): lists and dashboards; the webhook and the prune come from it
+    when it has them, else from `ingest` (scale_ingest.json, the write-side slices)."""
     src = source("scale", data)
     goals = ["10M incidents: webhook throughput >= 0.8x the empty database's (same run)",
              "10M incidents: webhook p99 <= 1.5x the empty database's (same run)",
@@ -60,16 +125,21 @@ def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
              f"10M incidents: every dashboard query < {DASH_30D_MS / 1000:g} s over 30 d",
              "1M-row prune: webhook p99 <= 100 ms while it runs",
              "1M-row prune: no lock blocks ingest > 100 ms"]
+    candidates = (("scale", data), ("scale_ingest", ingest))
+    webhook_from = _pick(candidates, _has_webhook)
+    prune_from = _pick(candidates, lambda d: "prune" in d)
+    write_rows = (_webhook_rows(goals[:2], *webhook_from) if webhook_from
+                  else [(goal, "-", f"{NOT_YET} (bench/scale.py --slices webhook)", "-")
+                        for goal in goals[:2]])
+    prune_rows = (_prune_rows(goals[5:], *prune_from) if prune_from
+                  else [(goal, "-", f"{NOT_YET} (bench/scale.py --slices prune)", "-")
+                        for goal in goals[5:]])
     if data is None:
-        return [(goal, "-", NOT_YET, "-") for goal in goals]
+        return [*write_rows, *((goal, "-", NOT_YET, "-") for goal in goals[2:5]), *prune_rows]
     top = max(data["sizes"])
     at = data["at"][str(top)]
     where = "" if top >= 10_000_000 else f" (at {top:,}, not 10M)"
-    rows: list[Row] = []
-    webhook = "webhook" in at
-    for goal in goals[:2]:
-        rows.append((goal, "-", "in scale.json, not rendered yet" if webhook else
-                     f"{NOT_YET} (bench/scale.py has no webhook-under-load slice)", src))
+    rows: list[Row] = list(write_rows)
     cases = [(f"{route} {case}", f["p99_ms"]) for route, by_case in at.get("api", {}).items()
              for case, f in by_case.items()]
     if cases:
@@ -78,7 +148,7 @@ def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
                      _met(p99 < LIST_P99_MS, f"by {p99 - LIST_P99_MS:.1f} ms"), src))
     else:
         rows.append((goals[2], "-", NOT_YET, src))
-    queries = at["dashboards"]["queries"]
+    queries = at.get("dashboards", {}).get("queries", [])
     for goal, label, limit in ((goals[3], "24h", DASH_24H_MS), (goals[4], "30d", DASH_30D_MS)):
         timed = [(q["where"], q["ranges"][label]["ms"]) for q in queries
                  if label in q.get("ranges", {})]
@@ -92,11 +162,7 @@ def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
                   "meet it is pre-aggregation (bench/NOTES.md section 9)") if over else \
             f"({len(failed)} queries failed)"
         rows.append((goal, measured, _met(not over and not failed, missed), src))
-    prune = "prune" in data
-    for goal in goals[5:]:
-        rows.append((goal, "-", "in scale.json, not rendered yet" if prune else
-                     f"{NOT_YET} (bench/scale.py has no prune slice)", src))
-    return rows
+    return [*rows, *prune_rows]
 
 
 def _soak_rows(data: dict[str, Any] | None) -> list[Row]:
@@ -181,8 +247,9 @@ def _ingest_rows(ack: dict[str, Any] | None) -> list[Row]:
 def goal_rows(results: Path | None = None) -> list[Row]:
     where = results or RESULTS
     rows: list[Row] = []
-    for name, make in (("scale", _scale_rows), ("soak", _soak_rows), ("fleet", _fleet_rows),
-                       ("durable_ack", _ingest_rows)):
+    ingest = _published("scale_ingest", _load("scale_ingest", where))
+    for name, make in (("scale", lambda d: _scale_rows(d, ingest)), ("soak", _soak_rows),
+                       ("fleet", _fleet_rows), ("durable_ack", _ingest_rows)):
         raw = _load(name, where)
         made = make(_published(name, raw))
         if raw is not None and "error" in raw and source(name, raw) != "-":
