@@ -275,6 +275,54 @@ def _soak_table(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def write_side_table(name: str, data: dict[str, Any]) -> list[str]:
+    """Webhook and claim at each size, then the prune, with the machine's load."""
+    lines = ["### Scale: the webhook, the claim and the prune", "",
+             f"From `bench/scale.py` ({source(name, data)}): wrk as section 5 measures it "
+             "(8 connections, every request a new alert, shipped playbooks, 4 gthread "
+             "workers, durable PostgreSQL), and `runner.claim_next` with 10,000 runs queued, "
+             "the receiver stopped. The machine was shared with other benchmarks (load "
+             "average below, 2 cores): the webhook figures are not ones to quote, and their "
+             "ratios carry the load's swings as much as the database's size.", "",
+             "| incidents | webhook req/s (median) | webhook p50 / p99 ms | x size 0 "
+             "(throughput / p99) | claim p50 / p99 / max ms | load 1 min |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for size in data["sizes"]:
+        at = data["at"][str(size)]
+        w, c = at.get("webhook"), at.get("claim")
+        g = data.get("growth", {}).get(str(size), {}).get("webhook")
+        lines.append(
+            f"| {size:,} | " + (f"{w['throughput_rps_median']:.1f} | {w['p50_ms']:.1f} / "
+                               f"{w['p99_ms']:.1f} | " if w else "- | - | ")
+            + (f"{g['throughput_ratio']} / {g['p99_ratio']} | " if g else "- | ")
+            + (f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f} / {c['max_ms']:.1f} | " if c else "- | ")
+            + f"{(at.get('load_average') or ['-'])[0]} |")
+    prune = data.get("prune")
+    if prune:
+        out, seeded = prune["prune"], prune["seeded"]
+        deleted = out.get("deleted") or {}
+        lines += ["", f"The prune: {seeded['incidents']:,} incidents ({seeded['runs']:,} runs, "
+                  f"{seeded['actions']:,} actions) whose 90 days ended 92 days ago, in their "
+                  f"own database, pruned with a {prune['retention_days']}-day retention by "
+                  f"`receiver.store.migrate.prune` while wrk drove the webhook: deleted "
+                  + (", ".join(f"{k} {v:,}" for k, v in deleted.items() if v) or
+                     f"nothing ({out.get('error')})")
+                  + f" in {out['seconds']:g} s; {prune['expired_left']:,} expired left. "
+                  f"Webhook p99 {prune['webhook_without']['p99_ms']:.1f} ms without, "
+                  f"{prune['webhook_during']['p99_ms']:.1f} ms during (5 s windows: "
+                  f"{', '.join(f'{x:g}' for x in prune['window_p99s_ms'])} ms); throughput "
+                  f"{prune['webhook_without']['throughput_rps_median']:.1f} req/s without, "
+                  f"{prune['webhook_during']['throughput_rps_median']:.1f} during. Longest "
+                  f"lock wait (pg_locks.waitstart every {prune['sample_every_s'] * 1000:g} "
+                  f"ms, {prune['lock_samples']:,} samples): "
+                  f"{prune['lock_wait_max_ms']['during_blocked_by_prune']:g} ms blocked by "
+                  f"the prune, {prune['lock_wait_max_ms']['during_any']:g} ms of any backend "
+                  f"during it, {prune['lock_wait_max_ms']['without_prune']:g} ms without. "
+                  f"Load average {prune['load_average']['before'][0]:g} before, "
+                  f"{prune['load_average']['after'][0]:g} after."]
+    return [*lines, ""]
+
+
 def cost_section(results: Path | None = None) -> list[str]:
     where = results or RESULTS
     lines = ["## 10. Cost as the work grows (issue #33)", "",
@@ -287,6 +335,10 @@ def cost_section(results: Path | None = None) -> list[str]:
              "| goal | measured | result | source |", "|---|---|---|---|"]
     lines += [f"| {g} | {m} | {r} | {s} |" for g, m, r, s in goal_rows(where)]
     lines.append("")
+    for name in ("scale", "scale_ingest"):
+        data = _published(name, _load(name, where))
+        if data is not None and (_has_webhook(data) or "prune" in data):
+            lines += write_side_table(name, data)
     soak = _published("soak", _load("soak", where))
     if soak is not None:
         load = soak["load"]
