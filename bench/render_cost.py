@@ -9,6 +9,7 @@ commit, date and command; a file without them is not published.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from bench.common import RESULTS
 
 __all__ = ["cost_section", "goal_rows"]
 
-SOURCES = ("scale", "fleet", "soak", "durable_ack")
+SOURCES = ("scale", "scale_ingest", "fleet", "soak", "durable_ack")
 LIST_P99_MS, DASH_24H_MS, DASH_30D_MS = 100.0, 300.0, 1000.0
+THROUGHPUT_RATIO, P99_RATIO, PRUNE_P99_MS, PRUNE_LOCK_MS = 0.8, 1.5, 100.0, 100.0
 ALERTA_RATIO = 4.0
 DRIFT = 0.10
 NOT_YET = "not measured yet"
@@ -51,7 +53,73 @@ def _met(ok: bool, missed: str) -> str:
     return "met" if ok else f"**missed** {missed}"
 
 
-def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
+def _webhook_rows(goals: list[str], name: str, data: dict[str, Any]) -> list[Row]:
+    """Throughput and p99 at the largest size as ratios to the first size's (same run)."""
+    src = source(name, data)
+    top, base = max(data["sizes"]), data["sizes"][0]
+    at, first = data["at"][str(top)]["webhook"], data["at"][str(base)]["webhook"]
+    ratio = data["growth"][str(top)]["webhook"]
+    where = "" if top >= 10_000_000 else f" at {top:,}"
+    # A 10M goal measured at a smaller size says so in its result too.
+    short = "" if top >= 10_000_000 else f" at {top:,}; 10M not run yet"
+    load = data["at"][str(top)].get("load_average")
+    runs = (f"median of {at['repeats']} wrk runs of {at.get('window_s', 5)} s"
+            + (f"; load average {load[0]:g} on 2 cores" if load else ""))
+    thr, p99 = ratio["throughput_ratio"], ratio["p99_ratio"]
+    return [
+        (goals[0], f"{thr}x: {at['throughput_rps_median']:.1f} req/s{where} vs "
+                   f"{first['throughput_rps_median']:.1f} at {base:,} ({runs})",
+         _met(thr is not None and thr >= THROUGHPUT_RATIO,
+              f"by {THROUGHPUT_RATIO - (thr or 0):.2f}x") + short, src),
+        (goals[1], f"{p99}x: {at['p99_ms']:.1f} ms{where} vs {first['p99_ms']:.1f} ms at "
+                   f"{base:,} ({runs})",
+         _met(p99 is not None and p99 <= P99_RATIO, f"by {(p99 or 0) - P99_RATIO:.2f}x")
+         + short, src)]
+
+
+def _prune_rows(goals: list[str], name: str, data: dict[str, Any]) -> list[Row]:
+    src = source(name, data)
+    prune = data["prune"]
+    during, without = prune["webhook_during"], prune["webhook_without"]
+    deleted = (prune["prune"].get("deleted") or {}).get("incidents")
+    what = (f"{deleted:,} incidents (with their runs and actions) in "
+            f"{prune['prune']['seconds']:g} s" if deleted is not None
+            else f"prune failed: {prune['prune'].get('error')}")
+    load = prune.get("load_average", {}).get("before")
+    loaded = f"; load average {load[0]:g} on 2 cores" if load else ""
+    waits = prune["lock_wait_max_ms"]
+    p99 = during["p99_ms"]
+    lock = waits["during_blocked_by_prune"]
+    return [
+        (goals[0], f"p99 {p99:.1f} ms during the prune ({prune['windows_during']} wrk windows"
+                   f", worst {prune['worst_window_p99_ms']:.1f} ms) vs {without['p99_ms']:.1f}"
+                   f" ms without; {what}{loaded}",
+         _met(p99 <= PRUNE_P99_MS and deleted is not None,
+              f"by {p99 - PRUNE_P99_MS:.1f} ms" + (" (also without the prune: the machine"
+                                                    " was loaded)" if without["p99_ms"] >
+                                                   PRUNE_P99_MS else "")), src),
+        (goals[1], f"longest wait blocked by the prune {lock:g} ms (any lock wait: "
+                   f"{waits['during_any']:g} ms during, {waits['without_prune']:g} ms "
+                   f"without; pg_locks sampled every {prune['sample_every_s'] * 1000:g} ms)",
+         _met(lock <= PRUNE_LOCK_MS and deleted is not None,
+              f"by {lock - PRUNE_LOCK_MS:.1f} ms"), src)]
+
+
+def _pick(candidates: tuple[tuple[str, dict[str, Any] | None], ...],
+          has: Any) -> tuple[str, dict[str, Any]] | None:
+    """The first published file that has the figures."""
+    return next(((n, d) for n, d in candidates if d is not None and has(d)), None)
+
+
+def _has_webhook(data: dict[str, Any]) -> bool:
+    return "webhook" in data.get("growth", {}).get(
+        str(max(data["sizes"])), {})
+
+
+def _scale_rows(data: dict[str, Any] | None, ingest: dict[str, Any] | None = None
+                ) -> list[Row]:
+    """`data` (scale.json): lists and dashboards; the webhook and the prune come from it
+    when it has them, else from `ingest` (scale_ingest.json, the write-side slices)."""
     src = source("scale", data)
     goals = ["10M incidents: webhook throughput >= 0.8x the empty database's (same run)",
              "10M incidents: webhook p99 <= 1.5x the empty database's (same run)",
@@ -60,16 +128,21 @@ def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
              f"10M incidents: every dashboard query < {DASH_30D_MS / 1000:g} s over 30 d",
              "1M-row prune: webhook p99 <= 100 ms while it runs",
              "1M-row prune: no lock blocks ingest > 100 ms"]
+    candidates = (("scale", data), ("scale_ingest", ingest))
+    webhook_from = _pick(candidates, _has_webhook)
+    prune_from = _pick(candidates, lambda d: "prune" in d)
+    write_rows = (_webhook_rows(goals[:2], *webhook_from) if webhook_from
+                  else [(goal, "-", f"{NOT_YET} (bench/scale.py --slices webhook)", "-")
+                        for goal in goals[:2]])
+    prune_rows = (_prune_rows(goals[5:], *prune_from) if prune_from
+                  else [(goal, "-", f"{NOT_YET} (bench/scale.py --slices prune)", "-")
+                        for goal in goals[5:]])
     if data is None:
-        return [(goal, "-", NOT_YET, "-") for goal in goals]
+        return [*write_rows, *((goal, "-", NOT_YET, "-") for goal in goals[2:5]), *prune_rows]
     top = max(data["sizes"])
     at = data["at"][str(top)]
     where = "" if top >= 10_000_000 else f" (at {top:,}, not 10M)"
-    rows: list[Row] = []
-    webhook = "webhook" in at
-    for goal in goals[:2]:
-        rows.append((goal, "-", "in scale.json, not rendered yet" if webhook else
-                     f"{NOT_YET} (bench/scale.py has no webhook-under-load slice)", src))
+    rows: list[Row] = list(write_rows)
     cases = [(f"{route} {case}", f["p99_ms"]) for route, by_case in at.get("api", {}).items()
              for case, f in by_case.items()]
     if cases:
@@ -78,7 +151,7 @@ def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
                      _met(p99 < LIST_P99_MS, f"by {p99 - LIST_P99_MS:.1f} ms"), src))
     else:
         rows.append((goals[2], "-", NOT_YET, src))
-    queries = at["dashboards"]["queries"]
+    queries = at.get("dashboards", {}).get("queries", [])
     for goal, label, limit in ((goals[3], "24h", DASH_24H_MS), (goals[4], "30d", DASH_30D_MS)):
         timed = [(q["where"], q["ranges"][label]["ms"]) for q in queries
                  if label in q.get("ranges", {})]
@@ -92,11 +165,7 @@ def _scale_rows(data: dict[str, Any] | None) -> list[Row]:
                   "meet it is pre-aggregation (bench/NOTES.md section 9)") if over else \
             f"({len(failed)} queries failed)"
         rows.append((goal, measured, _met(not over and not failed, missed), src))
-    prune = "prune" in data
-    for goal in goals[5:]:
-        rows.append((goal, "-", "in scale.json, not rendered yet" if prune else
-                     f"{NOT_YET} (bench/scale.py has no prune slice)", src))
-    return rows
+    return [*rows, *prune_rows]
 
 
 def _soak_rows(data: dict[str, Any] | None) -> list[Row]:
@@ -181,8 +250,9 @@ def _ingest_rows(ack: dict[str, Any] | None) -> list[Row]:
 def goal_rows(results: Path | None = None) -> list[Row]:
     where = results or RESULTS
     rows: list[Row] = []
-    for name, make in (("scale", _scale_rows), ("soak", _soak_rows), ("fleet", _fleet_rows),
-                       ("durable_ack", _ingest_rows)):
+    ingest = _published("scale_ingest", _load("scale_ingest", where))
+    for name, make in (("scale", lambda d: _scale_rows(d, ingest)), ("soak", _soak_rows),
+                       ("fleet", _fleet_rows), ("durable_ack", _ingest_rows)):
         raw = _load(name, where)
         made = make(_published(name, raw))
         if raw is not None and "error" in raw and source(name, raw) != "-":
@@ -208,6 +278,58 @@ def _soak_table(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def write_side_table(name: str, data: dict[str, Any]) -> list[str]:
+    """Webhook and claim at each size, then the prune, with the machine's load."""
+    lines = ["### Scale: the webhook, the claim and the prune", "",
+             f"From `bench/scale.py` ({source(name, data)}): wrk as section 5 measures it "
+             "(8 connections, every request a new alert, shipped playbooks, 4 gthread "
+             "workers, durable PostgreSQL), and `runner.claim_next` with 10,000 runs queued, "
+             "the receiver stopped. The machine was shared with other benchmarks (load "
+             "average below, 2 cores): the webhook figures are not ones to quote, and their "
+             "ratios carry the load's swings as much as the database's size.", "",
+             "| incidents | webhook req/s (median) | webhook p50 / p99 ms | x size 0 "
+             "(throughput / p99) | claim p50 / p99 / max ms | load 1 min |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for size in data["sizes"]:
+        at = data["at"][str(size)]
+        w, c = at.get("webhook"), at.get("claim")
+        g = data.get("growth", {}).get(str(size), {}).get("webhook")
+        lines.append(
+            f"| {size:,} | " + (f"{w['throughput_rps_median']:.1f} | {w['p50_ms']:.1f} / "
+                               f"{w['p99_ms']:.1f} | " if w else "- | - | ")
+            + (f"{g['throughput_ratio']} / {g['p99_ratio']} | " if g else "- | ")
+            + (f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f} / {c['max_ms']:.1f} | " if c else "- | ")
+            + f"{(at.get('load_average') or ['-'])[0]} |")
+    prune = data.get("prune")
+    if prune:
+        out, seeded = prune["prune"], prune["seeded"]
+        windows = prune["window_p99s_ms"] or [float("nan")]
+        deleted = out.get("deleted") or {}
+        lines += ["", f"The prune: {seeded['incidents']:,} incidents ({seeded['runs']:,} runs, "
+                  f"{seeded['actions']:,} actions) whose 90 days ended 92 days ago, in their "
+                  f"own database, pruned with a {prune['retention_days']}-day retention by "
+                  f"`receiver.store.migrate.prune` while wrk drove the webhook: deleted "
+                  + (", ".join(f"{k} {v:,}" for k, v in deleted.items() if v) or
+                     f"nothing ({out.get('error')})")
+                  + f" in {out['seconds']:g} s; {prune['expired_left']:,} expired finished "
+                  "incidents left (unfinished ones stay, as lifecycle says). "
+                  f"Webhook p99 {prune['webhook_without']['p99_ms']:.1f} ms without, "
+                  f"{prune['webhook_during']['p99_ms']:.1f} ms during ("
+                  f"{len(windows)} windows of {prune['window_s']} s, their p99 from "
+                  f"{min(windows):g} to {max(windows):g} ms, median "
+                  f"{statistics.median(windows):g}); throughput "
+                  f"{prune['webhook_without']['throughput_rps_median']:.1f} req/s without, "
+                  f"{prune['webhook_during']['throughput_rps_median']:.1f} during. Longest "
+                  f"lock wait (pg_locks.waitstart every {prune['sample_every_s'] * 1000:g} "
+                  f"ms, {prune['lock_samples']:,} samples): "
+                  f"{prune['lock_wait_max_ms']['during_blocked_by_prune']:g} ms blocked by "
+                  f"the prune, {prune['lock_wait_max_ms']['during_any']:g} ms of any backend "
+                  f"during it, {prune['lock_wait_max_ms']['without_prune']:g} ms without. "
+                  f"Load average {prune['load_average']['before'][0]:g} before, "
+                  f"{prune['load_average']['after'][0]:g} after."]
+    return [*lines, ""]
+
+
 def cost_section(results: Path | None = None) -> list[str]:
     where = results or RESULTS
     lines = ["## 10. Cost as the work grows (issue #33)", "",
@@ -220,6 +342,10 @@ def cost_section(results: Path | None = None) -> list[str]:
              "| goal | measured | result | source |", "|---|---|---|---|"]
     lines += [f"| {g} | {m} | {r} | {s} |" for g, m, r, s in goal_rows(where)]
     lines.append("")
+    for name in ("scale", "scale_ingest"):
+        data = _published(name, _load(name, where))
+        if data is not None and (_has_webhook(data) or "prune" in data):
+            lines += write_side_table(name, data)
     soak = _published("soak", _load("soak", where))
     if soak is not None:
         load = soak["load"]

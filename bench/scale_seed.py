@@ -313,15 +313,16 @@ def _max_id(conn: Connection, table: str) -> int:
 
 
 def seed(url: str, count: int, batch: int = 1_000_000, vacuum: bool = True,
-         log: bool = True) -> dict[str, Any]:
+         log: bool = True, end_ago: timedelta = timedelta(0)) -> dict[str, Any]:
     """Append `count` incidents with their runs and actions; what was inserted, and how
-    fast. The database must be at the head migration."""
+    fast. The database must be at the head migration. `end_ago`: the 90 days end that long
+    before now (rows a retention prune will find expired)."""
     vocabulary = _vocabulary(acting_playbook_steps())
     engine = create_engine(url)
     inserted = {"incidents": 0, "runs": 0, "actions": 0}
     try:
         with engine.connect() as conn:
-            window_end: datetime = conn.exec_driver_sql("SELECT now()").scalar_one()
+            window_end: datetime = conn.exec_driver_sql("SELECT now()").scalar_one() - end_ago
         window = {"window_end": window_end, "span_s": SPAN_DAYS * 86400.0, "count": count,
                   "window_start": window_end - timedelta(days=SPAN_DAYS)}
         started = time.perf_counter()

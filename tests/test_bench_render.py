@@ -114,3 +114,73 @@ def test_a_failed_cost_run_says_it_failed(tmp_path: Path) -> None:
     rows = rows_for(tmp_path, "soak")
     assert rows and all(r == "run failed: RuntimeError: boom" and "abc1234" in s
                         for _, _, r, s in rows)
+
+
+def webhook(thr: float, p99: float) -> dict[str, object]:
+    return {"throughput_rps_median": thr, "p50_ms": p99 / 3, "p99_ms": p99, "repeats": 5,
+            "window_s": 5}
+
+
+def scale_ingest_result(thr_1m: float = 90.0, p99_1m: float = 40.0,
+                        during_p99: float = 60.0, lock_ms: float = 0.0) -> dict[str, object]:
+    from bench.scale_ingest import webhook_growth
+
+    claim = {"queued": 10_000, "p50_ms": 4.0, "p99_ms": 9.0, "max_ms": 12.0}
+    at = {"0": {"webhook": webhook(100.0, 30.0), "load_average": [9.0, 8.0, 7.0],
+                "claim": claim},
+          "1000000": {"webhook": webhook(thr_1m, p99_1m), "load_average": [12.5, 8.0, 7.0],
+                      "claim": claim}}
+    return {"name": "scale", "sizes": [0, 1_000_000], "at": at, "growth": {"1000000": {
+        "webhook": webhook_growth(at["0"]["webhook"], at["1000000"]["webhook"])}},
+        "prune": {"prune": {"deleted": {"incidents": 900_000}, "seconds": 240.0},
+                  "seeded": {"incidents": 1_000_000, "runs": 680_000, "actions": 1_480_000},
+                  "retention_days": 91, "expired_left": 0, "window_p99s_ms": [during_p99],
+                  "window_s": 5,
+                  "lock_samples": 9000,
+                  "webhook_during": {"p99_ms": during_p99, "throughput_rps_median": 80.0},
+                  "webhook_without": {"p99_ms": 35.0, "throughput_rps_median": 95.0},
+                  "windows_during": 48, "worst_window_p99_ms": during_p99 + 5,
+                  "lock_wait_max_ms": {"during_blocked_by_prune": lock_ms, "during_any": lock_ms,
+                                       "without_prune": 0.0},
+                  "sample_every_s": 0.02, "load_average": {"before": [11.0, 9.0, 8.0],
+                                                            "after": [10.0, 9.0, 8.0]}},
+        "meta": GOOD}
+
+
+def test_webhook_and_prune_rows_come_from_scale_ingest_with_their_ratios(tmp_path: Path
+                                                                         ) -> None:
+    (tmp_path / "scale_ingest.json").write_text(json.dumps(scale_ingest_result()))
+    rows = rows_for(tmp_path, "")
+    thr, p99 = rows[0], rows[1]
+    assert thr[1].startswith("0.9x: 90.0 req/s at 1,000,000 vs 100.0 at 0")
+    assert "load average 12.5" in thr[1] and "scale_ingest.json" in thr[3]
+    assert thr[2] == "met at 1,000,000; 10M not run yet"
+    assert p99[1].startswith("1.33x: 40.0 ms") and p99[2].startswith("met at 1,000,000")
+    prune_p99, lock = (r for r in rows if r[0].startswith("1M-row prune"))
+    assert prune_p99[1].startswith("p99 60.0 ms during the prune (48 wrk windows")
+    assert "900,000 incidents" in prune_p99[1] and prune_p99[2] == "met"
+    assert lock[1].startswith("longest wait blocked by the prune 0 ms") and lock[2] == "met"
+    # The lists and dashboards still wait for scale.json.
+    assert all(r[2].startswith("not measured yet") for r in rows[2:5])
+
+
+def test_webhook_and_prune_rows_say_by_how_much_they_missed(tmp_path: Path) -> None:
+    (tmp_path / "scale_ingest.json").write_text(json.dumps(scale_ingest_result(
+        thr_1m=50.0, p99_1m=60.0, during_p99=130.0, lock_ms=250.0)))
+    rows = rows_for(tmp_path, "")
+    assert rows[0][2].startswith("**missed** by 0.30x at 1,000,000")
+    assert rows[1][2].startswith("**missed** by 0.50x at 1,000,000")
+    prune_p99, lock = (r for r in rows if r[0].startswith("1M-row prune"))
+    assert prune_p99[2] == "**missed** by 30.0 ms" and lock[2] == "**missed** by 150.0 ms"
+
+
+def test_the_write_side_table_gives_each_size_and_the_prune(tmp_path: Path) -> None:
+    from bench.render_cost import cost_section
+
+    (tmp_path / "scale_ingest.json").write_text(json.dumps(scale_ingest_result()))
+    text = "\n".join(cost_section(tmp_path))
+    assert "| 0 | 100.0 | 10.0 / 30.0 | - | 4.0 / 9.0 / 12.0 | 9.0 |" in text
+    assert "| 1,000,000 | 90.0 | 13.3 / 40.0 | 0.9 / 1.33 | 4.0 / 9.0 / 12.0 | 12.5 |" in text
+    assert "deleted incidents 900,000 in 240 s; 0 expired finished incidents left" in text
+    assert "1 windows of 5 s, their p99 from 60 to 60 ms" in text
+    assert "0 ms blocked by the prune" in text and "Load average 11 before" in text
