@@ -19,6 +19,7 @@ from sqlalchemy import select
 from receiver.config.settings import Settings
 from receiver.domain.images import ContainerImage
 from receiver.engine.execution import execute_run
+from receiver.engine.host_calls import CALLS_PER_HOST
 from receiver.engine.host_slots import take_host_slot
 from receiver.executor import ExecutorError
 from receiver.runtime.image_inventory import take_inventory
@@ -154,3 +155,54 @@ def test_the_inventory_lists_a_live_host_while_another_hangs(db_url, app_factory
     svc = app.extensions["autofix"]
     assert take_inventory(svc.database, [hung, live], "autofix.enable", svc.now) == 1
     assert hung.saw_other  # the live host was listed while the hung one's call waited
+
+
+class _Stuck(MemoryExecutor):
+    """A host whose answers wait until the test releases them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def dependents(self, identity: Any) -> Any:
+        self.entered.release()
+        self.release.wait(60)
+        return super().dependents(identity)
+
+
+def test_requests_waiting_on_a_hung_host_are_bounded(db_url, app_factory,
+                                                     tmp_path) -> None:
+    """Past CALLS_PER_HOST requests waiting on one host, the next one for it is 503 at
+    once: a hung host never holds every request thread. Another host still answers."""
+    from tests.conftest import api_headers
+
+    stuck, live = _Stuck(), MemoryExecutor()
+    stuck.add("app")
+    live.add("app")
+    path = tmp_path / "playbooks.yml"
+    path.write_text(PLAYBOOK)
+    app = app_factory(db_url, playbooks=path, docker_hosts=TWO, hosts={"a": live, "b": stuck})
+    url = "/api/v1/targets/{}/app/dependents"
+    answers: list[int] = []
+
+    def ask() -> None:
+        answers.append(app.test_client().get(url.format("b"), headers=api_headers())
+                       .status_code)
+
+    waiting = [threading.Thread(target=ask) for _ in range(CALLS_PER_HOST)]
+    for thread in waiting:
+        thread.start()
+    try:
+        for _ in waiting:
+            assert stuck.entered.acquire(timeout=60)
+        refused = app.test_client().get(url.format("b"), headers=api_headers())
+        assert refused.status_code == 503, refused.json
+        assert refused.json["error"] == "backend_unavailable"
+        assert "requests already wait on it" in refused.json["message"]
+        assert app.test_client().get(url.format("a"), headers=api_headers()).status_code == 200
+    finally:
+        stuck.release.set()
+        for thread in waiting:
+            thread.join(60)
+    assert answers == [200] * CALLS_PER_HOST
