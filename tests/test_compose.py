@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.harness.compose_cli import V1, V2, require_compose
 from tests.harness.compose_stack import compose_version, container_name
-from tests.harness.procs import components_required, require_binary
+from tests.harness.procs import require_binary
 from tests.harness.root_harness import SECRET_GIDS, require_root, run_root_harness
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,21 +30,8 @@ SERVICES = {"target_app", "receiver", "postgres", "prometheus", "alertmanager", 
             "docker-proxy", "docker-proxy-ro"}
 SOCKET = "/var/run/docker.sock"
 # Compose v2 (the Docker CLI plugin; .ci/install-compose-plugin) and docker-compose 1.29.
-V2, V1 = "docker compose", "docker-compose"
 # Debian 12's docker.io CLI (20.10): its `docker stack deploy` needs `version:`.
 DOCKER_20_10 = Path("/usr/bin/docker")
-
-
-def require_compose(command: str) -> list[str]:
-    """The Compose command as argv, or skip (fail in CI) when it does not run."""
-    argv = command.split()
-    require_binary(argv[0])
-    if compose_version(argv) is None:
-        message = f"`{command}` does not run: bash .ci/install-os-packages"
-        if components_required():
-            pytest.fail(message)
-        pytest.skip(message)
-    return argv
 
 
 def resolve(command: str, *files: Path) -> subprocess.CompletedProcess[str]:

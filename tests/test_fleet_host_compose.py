@@ -22,11 +22,11 @@ import yaml
 
 from receiver.executor.docker_api import LazyDockerClient
 from tests.harness.busybox import FAST_STOP, ensure_busybox_image
+from tests.harness.compose_cli import V1, V2, require_compose
 from tests.harness.containers import started_at
 from tests.harness.local_images import LOCAL_TAGS, build_haproxy
 from tests.harness.procs import LOOPBACK, free_port, wait_for
 from tests.harness.tls_certs import FleetCerts, make_fleet_certs
-from tests.test_compose import V1, V2, require_compose
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "examples" / "fleet-host.compose.yml"

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         "not yet in the image history. 0 turns the inventory off (the events follower and "
         "the runs still record).")
     max_concurrent_runs: int = Field(4, gt=0, description="Global cap on runs executing at once.")
+    max_runs_per_host: int | None = Field(
+        None, gt=0, description="Among several Docker hosts, the most runs acting on one "
+        "host at once (of AUTOFIX_MAX_CONCURRENT_RUNS and of each process's runner "
+        "threads): a slow or hung host holds at most this many. Unset: half the global "
+        "cap, at least 1. At most AUTOFIX_MAX_CONCURRENT_RUNS.")
     runner_threads: int = Field(
         4, gt=0, description="Runs a single receiver process executes in parallel.")
     runner_poll_s: float = Field(
@@ -317,6 +322,19 @@ class Settings(BaseSettings):
                              "first is the one host `local`), not both")
         self._fleet = parse_docker_hosts(self.docker_hosts)
         return self
+
+    @model_validator(mode="after")
+    def _per_host_cap(self) -> Settings:
+        if self.max_runs_per_host is not None and \
+                self.max_runs_per_host > self.max_concurrent_runs:
+            raise ValueError(f"AUTOFIX_MAX_RUNS_PER_HOST ({self.max_runs_per_host}) is over "
+                             f"AUTOFIX_MAX_CONCURRENT_RUNS ({self.max_concurrent_runs}): "
+                             "one host could then hold every slot")
+        return self
+
+    def host_run_cap(self) -> int:
+        """AUTOFIX_MAX_RUNS_PER_HOST, or half the global cap (at least 1)."""
+        return self.max_runs_per_host or max(1, self.max_concurrent_runs // 2)
 
     def fleet_reread(self) -> Settings:
         """A copy whose AUTOFIX_DOCKER_HOSTS file is read again (each worker gunicorn starts

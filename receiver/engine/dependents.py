@@ -274,8 +274,9 @@ def dependents_view(services: Services, reference: str,
         if not executor.validate_target_syntax(name):
             continue
         try:
-            identity = executor.resolve(name)
-            found = executor.dependents(identity)
+            with services.host_calls.calling(host if services.executors.multi_host else None):
+                identity = executor.resolve(name)
+                found = executor.dependents(identity)
         except TargetNotFound:
             continue
         except TargetAmbiguous as exc:  # the message lists the matches

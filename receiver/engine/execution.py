@@ -52,6 +52,7 @@ from receiver.engine.dependents import (
 )
 from receiver.engine.evidence_step import RunEvidence
 from receiver.engine.guards import GuardStop, maintenance_stop, target_lock
+from receiver.engine.host_slots import host_of, take_host_slot
 from receiver.engine.host_storm import record_storm
 from receiver.engine.new_image import rollback_finished, rollback_refused
 from receiver.engine.retries import ESCALATED_ONCE, RETRY_ON_SKIP, schedule_retry
@@ -236,6 +237,9 @@ def execute_run(services: Services, run_id: int) -> Decision:
             record_skip(session, services, candidate.info, early.stop,
                         closes_incident=candidate.info.trigger == "manual")
             return early
+    placed = host_of(services, candidate)
+    if placed is not None and not take_host_slot(services, run_id, *placed):
+        return Requeue()  # its host has its share of the slots: the others' runs go on
     guarded, evidence, candidate = _guard_without_transaction(services, candidate)
     chain: Chain | None = None
     if isinstance(guarded, Proceed) and guarded.subject is not None and not guarded.peek_stopped:

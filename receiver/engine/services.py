@@ -12,6 +12,7 @@ from datetime import datetime
 from receiver.actions.registry import ActionRegistry
 from receiver.config.settings import Settings
 from receiver.domain.redaction import Redactor
+from receiver.engine.host_calls import HostCalls
 from receiver.executor import Executor
 from receiver.executor.registry import Executors
 from receiver.notify import Notifier
@@ -44,6 +45,7 @@ class Services:
     redactor: Redactor = field(default_factory=Redactor)  # evidence, before it is stored
     wakeup: threading.Event = field(default_factory=threading.Event)
     ingest_wakeup: threading.Event = field(default_factory=threading.Event)  # deferred filing
+    host_calls: HostCalls = field(default_factory=HostCalls)  # requests waiting per host
     # Injectable: tests move time on instead of sleeping through cooldowns and breakers.
     clock: Callable[[], datetime] = utcnow
 

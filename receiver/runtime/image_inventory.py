@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from receiver.domain.images import ContainerImage
@@ -29,9 +30,12 @@ def take_inventory(database: Database, executors: list[Executor], opt_in_label: 
     seen: list[ContainerImage] = []
     failed: list[ExecutorError] = []
     sources = [executor for executor in executors if isinstance(executor, ImageSource)]
-    for executor in sources:
+    # Every host listed at once: a hung one costs the job its own timeout, not the sum.
+    with ThreadPoolExecutor(max(1, len(sources)), "autofix-inventory") as pool:
+        calls = [pool.submit(executor.inventory) for executor in sources]
+    for call in calls:
         try:
-            listed = executor.inventory()
+            listed = call.result()
         except ExecutorError as exc:  # one host down: the others' containers still count
             log.warning("image inventory failed", extra={"error": str(exc)})
             failed.append(exc)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import exc, func, select, text, update
+from sqlalchemy import exc, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from receiver.domain.errors import DatabaseUnavailable
@@ -66,7 +66,8 @@ def claim_next(services: Services, worker: str, light: bool = True) -> int | Non
         if not database.is_sqlite:
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                             {"key": _CLAIM_LOCK_KEY})
-        run_id = _next_act_run(session, services.settings.max_concurrent_runs)
+        run_id = _next_act_run(session, services.settings.max_concurrent_runs,
+                               services.settings.host_run_cap())
         if run_id is None and light:
             run_id = session.scalars(
                 select(Run.id).where(Run.status == RunStatus.QUEUED, Run.lane == "light")
@@ -80,15 +81,20 @@ def claim_next(services: Services, worker: str, light: bool = True) -> int | Non
         return run_id
 
 
-def _next_act_run(session: Session, cap: int) -> int | None:
+def _next_act_run(session: Session, cap: int, host_cap: int) -> int | None:
     running = session.scalar(select(func.count()).select_from(Run).where(
         Run.status == RunStatus.RUNNING, Run.lane == "act")) or 0
     if running >= cap:
         return None
     busy = select(Run.target).where(Run.status == RunStatus.RUNNING, Run.target != "")
+    # A run sent back by host_slots.py waits while its Docker host has its share running.
+    full = (select(Run.docker_host)
+            .where(Run.status == RunStatus.RUNNING, Run.docker_host.is_not(None))
+            .group_by(Run.docker_host).having(func.count() >= host_cap))
     return session.scalars(
         select(Run.id).where(Run.status == RunStatus.QUEUED, Run.lane == "act",
-                             Run.target.not_in(busy))
+                             Run.target.not_in(busy),
+                             or_(Run.docker_host.is_(None), Run.docker_host.not_in(full)))
         .order_by(Run.priority.desc(), Run.id).limit(1)).first()
 
 
