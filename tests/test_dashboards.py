@@ -1036,9 +1036,9 @@ HOSTILE_HOSTS = ["t' OR 't' IS DISTINCT FROM 'b", "x' OR '1'='1", "a' OR true OR
 
 
 def test_host_and_container_url_values_cannot_inject_sql(pg_url: str) -> None:
-    """Whatever arrives as ?var-host= or ?var-container= on the Overview and the target
-    app's annotations shows no row (or fails to parse), as the read-only Grafana login;
-    never every row."""
+    """Whatever arrives as ?var-host= or ?var-container= on the Overview, the target app's
+    annotations and the Incidents table shows no row (or fails to parse), as the read-only
+    Grafana login; never every row."""
     import psycopg2
 
     admin, _ = _dsn_of(pg_url)
@@ -1047,10 +1047,10 @@ def test_host_and_container_url_values_cannot_inject_sql(pg_url: str) -> None:
     checked = 0
     try:
         dsn = _dsn_of(pg_url, user)[1]
-        for uid in ("autofix-overview", "target-app"):
+        for uid in ("autofix-overview", "target-app", "autofix-incidents"):
             board = dashboards_by_uid()[uid]
             for query in iter_queries(board):
-                if not query.is_sql or "${host:regex}" not in query.text:
+                if not query.is_sql or "host" not in variable_names_used(query.text):
                     continue
                 for hostile in HOSTILE_HOSTS:
                     sql = _as_grafana_would(board, query, {"host": [hostile],
