@@ -149,6 +149,16 @@ def test_a_server_certificate_of_the_fleets_ca_naming_another_address_is_refused
         proxy.stop()
 
 
+def test_with_tls_on_plain_http_still_answers_on_autofix_proxy_bind(fleet: Fleet) -> None:
+    """AUTOFIX_PROXY_TLS_BIND adds a TLS listener; it does not close the plain one, which
+    serves the allow-list to anyone reaching AUTOFIX_PROXY_BIND (default :2375, every
+    interface): the guide says to keep that on loopback, as fleet-host.compose.yml does."""
+    assert requests.get(f"http://127.0.0.1:{fleet.rw.port}/_ping", timeout=10).text == "OK"
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    assert "unless `AUTOFIX_PROXY_TLS_BIND` is set" not in guide
+    assert "whether or not `AUTOFIX_PROXY_TLS_BIND` is set" in guide
+
+
 def test_the_allow_list_still_refuses_over_tls(fleet: Fleet, private_dockerd: Any) -> None:
     client = fleet.client(fleet.rw)
     bystander = _run(private_dockerd.client(), f"bystander-{uuid.uuid4().hex[:8]}", {})
