@@ -1015,6 +1015,60 @@ def test_overview_stats_follow_the_host_variable(pg_url: str, title: str,
     assert value == pytest.approx(expected)
 
 
+def test_regex_variables_reach_sql_only_dollar_quoted() -> None:
+    """${name:regex} escapes regex characters, not quotes, and a ?var-host= URL value need
+    not be one of the options: inside '...' it was an injection (?var-host=x' OR '1'='1).
+    Dollar-quoted ($$...$$) it cannot end its string: every $ of the value comes escaped."""
+    for board in load_dashboards().values():
+        for query in iter_queries(board):
+            if not query.is_sql:
+                continue
+            for match in VARIABLE.finditer(query.text):
+                if (match.group(3) or match.group(6)) != "regex":
+                    continue
+                start, end = match.span()
+                assert query.text[start - 2:start] == "$$" == query.text[end:end + 2], (
+                    query.where, match.group(0))
+
+
+HOSTILE_HOSTS = ["t' OR 't' IS DISTINCT FROM 'b", "x' OR '1'='1", "a' OR true OR 'x",
+                 "'; DROP TABLE actions; --", "x$$ OR true OR $$", "a$", "\\", "a|b"]
+
+
+def test_host_and_container_url_values_cannot_inject_sql(pg_url: str) -> None:
+    """Whatever arrives as ?var-host= or ?var-container= on the Overview, the target app's
+    annotations and the Incidents table shows no row (or fails to parse), as the read-only
+    Grafana login; never every row."""
+    import psycopg2
+
+    admin, _ = _dsn_of(pg_url)
+    _seed_fleet(admin)
+    user = create_grafana_login(admin)
+    checked = 0
+    try:
+        dsn = _dsn_of(pg_url, user)[1]
+        for uid in ("autofix-overview", "target-app", "autofix-incidents"):
+            board = dashboards_by_uid()[uid]
+            for query in iter_queries(board):
+                if not query.is_sql or "host" not in variable_names_used(query.text):
+                    continue
+                for hostile in HOSTILE_HOSTS:
+                    sql = _as_grafana_would(board, query, {"host": [hostile],
+                                                           "container": [hostile]})
+                    try:
+                        rows = _rows(dsn, sql)
+                    except psycopg2.errors.SyntaxError:
+                        continue
+                    # No row matches: no group at all, or one count of 0 (a rate: None).
+                    assert all(v in (0, None) for row in rows for v in row), (
+                        query.where, hostile, rows)
+                checked += 1
+    finally:
+        drop_login(admin, user)
+    assert checked >= 12
+    assert _attempt(admin, "SELECT count(*) FROM actions") == "ok"
+
+
 def test_all_hosts_adds_no_filter_to_the_plan(pg_url: str) -> None:
     """Under All the host condition is a constant PostgreSQL folds away: the panels keep the
     index-only scans of migration 0015 (bench/NOTES.md section 9)."""

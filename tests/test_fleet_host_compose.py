@@ -133,3 +133,21 @@ def test_the_fleet_host_compose_file_runs_both_proxies_over_tls(
             app.remove(force=True)
         subprocess.run([*argv, "down", "-t", "1"], capture_output=True, text=True, timeout=120,
                        env=env, check=False)
+
+
+def test_the_fleet_prometheus_jobs_dial_the_read_only_proxy_this_file_publishes() -> None:
+    """Each host job of prometheus-fleet.yml reaches docker-proxy-ro (2377, TLS), and the
+    guide's fleet section names that proxy, not section 7's prometheus-docker-proxy.cfg
+    (plain HTTP on the host's loopback, on the port the allow-list proxy takes here)."""
+    compose = yaml.safe_load((REPO / "docs/examples/fleet-host.compose.yml").read_text())
+    [published] = compose["services"]["docker-proxy-ro"]["ports"]
+    port = published.split(":")[0]
+    jobs = yaml.safe_load((REPO / "docs/examples/prometheus-fleet.yml").read_text())
+    for job in jobs:
+        [sd] = job["docker_sd_configs"]
+        assert sd["host"].startswith("https://") and sd["host"].endswith(f":{port}"), job
+    guide = (REPO / "docs/deploy.md").read_text()
+    fleet = guide[guide.index("## 15. "):]
+    fleet = fleet[:fleet.index("\n## ", 1)] if "\n## " in fleet[1:] else fleet
+    assert "prometheus-docker-proxy.cfg" not in fleet
+    assert "socket-proxy/prometheus.cfg" in fleet

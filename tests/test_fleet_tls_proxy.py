@@ -125,6 +125,40 @@ def test_receiver_restarts_through_the_tls_proxy_and_refuses_a_server_of_another
         app_container.remove(force=True)
 
 
+def test_a_server_certificate_of_the_fleets_ca_naming_another_address_is_refused(
+        private_dockerd: Any, tmp_path: Path) -> None:
+    """The guide: a server certificate naming another address is refused. Host d's
+    certificate (same CA) names 127.0.0.2; its proxy answering on 127.0.0.1 is not trusted
+    as the host dialled there, by the receiver nor by Prometheus' client."""
+    from receiver.executor import ExecutorError
+
+    certs = make_fleet_certs(tmp_path / "certs", "d", "IP:127.0.0.2")
+    proxy = start_socket_proxy("receiver.cfg", private_dockerd.sock, tmp_path,
+                               tls=(certs.proxy_pem, certs.host_ca))
+    try:
+        cert, key = certs.client("autofix-receiver")
+        with pytest.raises(ExecutorError) as refused:
+            LazyDockerClient(proxy.tls_docker_host, 10, "Docker",
+                             (str(certs.ca), str(cert), str(key))).get()
+        assert re.search(r"IP address mismatch|doesn't match|CERTIFICATE_VERIFY_FAILED",
+                         str(refused.value)), refused.value
+        with pytest.raises(requests.exceptions.SSLError):
+            _get(f"{proxy.tls_url}/_ping", certs.ca, (cert, key))
+        assert "/_ping" not in proxy.log()
+    finally:
+        proxy.stop()
+
+
+def test_with_tls_on_plain_http_still_answers_on_autofix_proxy_bind(fleet: Fleet) -> None:
+    """AUTOFIX_PROXY_TLS_BIND adds a TLS listener; it does not close the plain one, which
+    serves the allow-list to anyone reaching AUTOFIX_PROXY_BIND (default :2375, every
+    interface): the guide says to keep that on loopback, as fleet-host.compose.yml does."""
+    assert requests.get(f"http://127.0.0.1:{fleet.rw.port}/_ping", timeout=10).text == "OK"
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    assert "unless `AUTOFIX_PROXY_TLS_BIND` is set" not in guide
+    assert "whether or not `AUTOFIX_PROXY_TLS_BIND` is set" in guide
+
+
 def test_the_allow_list_still_refuses_over_tls(fleet: Fleet, private_dockerd: Any) -> None:
     client = fleet.client(fleet.rw)
     bystander = _run(private_dockerd.client(), f"bystander-{uuid.uuid4().hex[:8]}", {})
