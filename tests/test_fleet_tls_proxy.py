@@ -8,7 +8,9 @@ read-only one."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,9 +29,9 @@ from tests.harness.app_driver import drain
 from tests.harness.busybox import FAST_STOP, ensure_busybox_image
 from tests.harness.containers import started_at
 from tests.harness.memory_app import fire
-from tests.harness.procs import wait_for
+from tests.harness.procs import require_binary, wait_for
 from tests.harness.prometheus import start_prometheus
-from tests.harness.socket_proxy import SocketProxy, start_socket_proxy
+from tests.harness.socket_proxy import SocketProxy, proxy_config, start_socket_proxy
 from tests.harness.tls_certs import FleetCerts, make_docker_certs, make_fleet_certs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,13 +152,39 @@ def test_a_server_certificate_of_the_fleets_ca_naming_another_address_is_refused
 
 
 def test_with_tls_on_plain_http_still_answers_on_autofix_proxy_bind(fleet: Fleet) -> None:
-    """AUTOFIX_PROXY_TLS_BIND adds a TLS listener; it does not close the plain one, which
-    serves the allow-list to anyone reaching AUTOFIX_PROXY_BIND (default :2375, every
-    interface): the guide says to keep that on loopback, as fleet-host.compose.yml does."""
+    """AUTOFIX_PROXY_TLS_BIND adds a TLS listener; the plain one stays where
+    AUTOFIX_PROXY_BIND puts it (the healthcheck's), serving the allow-list to whoever
+    reaches it: the guide says to keep it on loopback, as fleet-host.compose.yml does."""
     assert requests.get(f"http://127.0.0.1:{fleet.rw.port}/_ping", timeout=10).text == "OK"
     guide = (REPO / "docs" / "deploy.md").read_text()
     assert "unless `AUTOFIX_PROXY_TLS_BIND` is set" not in guide
-    assert "whether or not `AUTOFIX_PROXY_TLS_BIND` is set" in guide
+    assert "(`127.0.0.1:2375`) when `AUTOFIX_PROXY_TLS_BIND` is set" in guide
+
+
+@pytest.mark.parametrize("cfg_name", ["receiver.cfg", "prometheus.cfg"])
+def test_with_tls_on_and_no_plain_bind_given_the_plain_listener_is_loopback_only(
+        cfg_name: str, fleet: Fleet, private_dockerd: Any, tmp_path: Path) -> None:
+    """A forgotten AUTOFIX_PROXY_BIND never leaves a certificate-less allow-list on the
+    network: with TLS on, the plain default is 127.0.0.1:2375 (without TLS it stays :2375,
+    as docker-compose.yml runs it). Real HAProxy, in a network namespace of its own so
+    port 2375 is free."""
+    require_binary("unshare")
+    cfg = tmp_path / cfg_name
+    cfg.write_text(proxy_config(cfg_name, private_dockerd.sock))
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("AUTOFIX_PROXY_")}
+
+    def listeners(**tls: str) -> set[str]:
+        script = (f"ip link set lo up; haproxy -f {cfg} & sleep 2; "
+                  "ss -ltnH | awk '{print $4}'; kill $!")
+        out = subprocess.run(["unshare", "--net", "sh", "-c", script], env={**env, **tls},
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        return set(out.split())
+
+    tls = {"AUTOFIX_PROXY_TLS_BIND": ":2376", "AUTOFIX_PROXY_TLS_CERT": str(fleet.certs.proxy_pem),
+           "AUTOFIX_PROXY_TLS_CA": str(fleet.certs.host_ca)}
+    assert listeners(**tls) == {"127.0.0.1:2375", "0.0.0.0:2376"}
+    assert listeners() == {"0.0.0.0:2375"}
 
 
 def test_the_allow_list_still_refuses_over_tls(fleet: Fleet, private_dockerd: Any) -> None:
