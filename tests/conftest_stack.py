@@ -6,6 +6,8 @@
                          (tests.harness.swarm.Swarm), services removed after each user
     local_images       - a `docker save` of every image the compose and Swarm stack
                          harnesses deploy (tests.harness.local_images), built once
+    stack_harnesses    - those harnesses' runs the session's tests marked `stack_harness`
+                         ask for, started together (tests.harness.root_harness)
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ import pytest
 
 from tests.harness.dockerd import Dockerd, start_dockerd
 from tests.harness.images import ensure_target_app_image
-from tests.harness.root_harness import require_root
+from tests.harness.root_harness import StackHarnesses, require_root
 from tests.harness.swarm import Swarm, start_swarm
 
-__all__ = ["dockerd", "local_images", "swarm", "swarm_daemon", "target_app_image"]
+__all__ = ["dockerd", "local_images", "pytest_configure", "stack_harnesses", "swarm",
+           "swarm_daemon", "target_app_image"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stack_harness(key): the test checks that root harness "
+                                       "run (tests.harness.root_harness.STACK_HARNESSES)")
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +62,18 @@ def local_images(dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> 
     path = save_all(dockerd.url, tmp_path_factory.mktemp("local-images") / "images.tar")
     yield path
     path.unlink(missing_ok=True)   # hundreds of MiB; pytest keeps the last sessions' dirs
+
+
+@pytest.fixture(scope="session")
+def stack_harnesses(request: pytest.FixtureRequest, local_images: Path
+                    ) -> Iterator[StackHarnesses]:
+    """Run one after the other, compose v2, compose 1.29 and Swarm took 12 minutes, mostly
+    waiting; each has its own namespace and dockerd, so the selected ones run at once."""
+    keys = [mark.args[0] for item in request.session.items
+            for mark in item.iter_markers("stack_harness")]
+    harnesses = StackHarnesses(local_images, keys)
+    yield harnesses
+    harnesses.stop()
 
 
 @pytest.fixture(scope="session")
