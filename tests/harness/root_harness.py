@@ -70,12 +70,16 @@ class HarnessRun:
         self.proc = subprocess.Popen([sys.executable, "-m", spec.module, *spec.args], cwd=REPO,
                                      stdout=self.out, stderr=self.err, text=True)
 
+    def wait(self, until: float) -> None:
+        """Until it ends, its time is up (check() then kills it and fails) or `until`."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=max(0.0, min(until, self.deadline) - time.monotonic()))
+
     def check(self) -> None:
         try:
             returncode = self.proc.wait(timeout=max(0.0, self.deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            self.proc.kill()   # as subprocess.run's timeout does
-            self.proc.wait()
+            self.stop()   # SIGTERM first: the harness removes its stack and dockerd
             raise
         self.out.seek(0)
         self.err.seek(0)
@@ -84,7 +88,8 @@ class HarnessRun:
         assert returncode == 0, (report or stdout[-6000:]) + stderr[-3000:]
 
     def stop(self) -> None:
-        """Unchecked (an interrupted session): SIGTERM, on which the harness tears down."""
+        """SIGTERM if it still runs (out of time, an interrupted session): the harness tears
+        its stack down (up to 180 s, compose_stack.outer); then closes its output."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -114,7 +119,9 @@ STACK_HARNESSES = {
 class StackHarnesses:
     """The session's stack harness runs: each takes 3-4 minutes, nearly all of it waiting
     (image loads, health checks, alert intervals) in its own namespace and dockerd, so the
-    ones the session selected start together; check(key) waits for one."""
+    ones the session selected start together. check(key) waits for that one, then for the
+    others to end too (checked later, in their own tests): none of them loads the host
+    while other tests run, some of which need its CPU (test_e2e.py's CPU spike)."""
 
     def __init__(self, images: Path, keys: list[str]) -> None:
         self.images = images
@@ -130,6 +137,8 @@ class StackHarnesses:
             run.check()
         finally:
             run.stop()
+            for other in self.runs.values():
+                other.wait(until=run.deadline)   # within this test's own time
 
     def stop(self) -> None:
         for run in self.runs.values():
