@@ -35,15 +35,10 @@ def require_root(title: str) -> None:
         pytest.skip(f"{title} needs root")
 
 
-def run_root_harness(module: str, title: str, tools: tuple[str, ...], timeout_s: float,
-                     args: tuple[str, ...] = ()) -> None:
-    """`python -m module` (it needs root), failing with its PASS/FAIL summary."""
-    HarnessSpec(module, title, tools, timeout_s, args).start().check()
-
-
 @dataclass(frozen=True)
 class HarnessSpec:
-    """One `python -m module` harness run: what run_root_harness runs, or started ahead."""
+    """One `python -m module` harness run (it needs root), failing with its PASS/FAIL
+    summary."""
     module: str
     title: str
     tools: tuple[str, ...]
