@@ -19,7 +19,7 @@ import yaml
 from tests.harness.compose_cli import V1, V2, require_compose
 from tests.harness.compose_stack import compose_version, container_name
 from tests.harness.procs import require_binary
-from tests.harness.root_harness import SECRET_GIDS, require_root, run_root_harness
+from tests.harness.root_harness import SECRET_GIDS, require_root
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -191,19 +191,19 @@ def test_local_override_only_swaps_images() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("compose", [V2, V1])
+@pytest.mark.parametrize("compose", [
+    pytest.param(V2, marks=pytest.mark.stack_harness(f"compose {V2}")),
+    pytest.param(V1, marks=pytest.mark.stack_harness(f"compose {V1}"))])
 def test_make_compose_test_deploys_the_stack_and_proves_the_loop(
         compose: str, request: pytest.FixtureRequest) -> None:
     """`make compose-test [COMPOSE=docker-compose]` (tests/harness/compose_stack.py): root,
     a private dockerd in its own network namespace, every image built locally (once a
     session: the local_images fixture), one hang found by its compose service, remediated
-    end to end; with Compose v2 and with 1.29."""
+    end to end; with Compose v2 and with 1.29 (both runs, and Swarm's, start together: the
+    stack_harnesses fixture)."""
     require_compose(compose)
     require_root("make compose-test")
-    images = request.getfixturevalue("local_images")
-    run_root_harness("tests.harness.compose_stack", "make compose-test",
-                     ("dockerd", "haproxy", "unshare"), timeout_s=840,
-                     args=("--compose", compose, "--images", str(images)))
+    request.getfixturevalue("stack_harnesses").check(f"compose {compose}")
 
 
 def test_depends_on_uses_health_conditions(config: dict) -> None:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.harness.procs import require_binary
-from tests.harness.root_harness import SECRET_GIDS, require_root, run_root_harness
+from tests.harness.root_harness import SECRET_GIDS, require_root
 from tests.harness.swarm_stack import stack_config as load_stack_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,13 +104,11 @@ def test_the_guides_swarm_commands_are_the_ones_stack_test_runs() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1500)
+@pytest.mark.stack_harness("swarm stack")
 def test_make_stack_test_deploys_the_stack_on_swarm_and_converges(
         request: pytest.FixtureRequest) -> None:
     """`make stack-test` (tests/harness/swarm_stack.py): root, a private dockerd in its own
     network namespace (the session's local images loaded into it), a single-node swarm,
-    `docker stack deploy`, 2 receivers."""
+    `docker stack deploy`, 2 receivers. Started with the compose runs (stack_harnesses)."""
     require_root("make stack-test")
-    images = request.getfixturevalue("local_images")
-    run_root_harness("tests.harness.swarm_stack", "make stack-test",
-                     ("dockerd", "docker", "haproxy", "unshare"), timeout_s=1440,
-                     args=("--images", str(images)))
+    request.getfixturevalue("stack_harnesses").check("swarm stack")
