@@ -176,15 +176,16 @@ def test_the_deploy_guides_hosts_file_loads(tmp_path: Path) -> None:
     """docs/examples/docker-hosts.yml (docs/deploy.md, Fleet), its TLS files made up."""
     text = (Path(__file__).resolve().parents[1] / "docs/examples/docker-hosts.yml").read_text()
     text = text.replace("/etc/autofix", str(tmp_path))
-    for name in ("ca.pem", "cert.pem", "key.pem"):
-        (tmp_path / "docker" / "edge-2").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "docker" / "edge-2" / name).write_text("x")
+    for host in ("edge-1", "edge-2"):
+        (tmp_path / "docker" / host).mkdir(parents=True)
+        for name in ("ca.pem", "cert.pem", "key.pem"):
+            (tmp_path / "docker" / host / name).write_text("x")
     path = tmp_path / "docker-hosts.yml"
     path.write_text(text)
     fleet = Settings(docker_hosts=str(path)).fleet()
-    assert list(fleet) == ["edge-1", "edge-2", "edge-3"]
-    assert fleet["edge-2"].tls is not None and fleet["edge-2"].timeout_s == 10
-    assert fleet["edge-3"].url == "ssh://autofix@10.0.0.13"
+    assert list(fleet) == ["edge-1", "edge-2"]
+    assert all(spec.tls is not None and spec.url.endswith(":2376") for spec in fleet.values())
+    assert fleet["edge-2"].timeout_s == 10
 
 
 def test_a_breaker_is_reset_by_its_host_qualified_name(db_url, app_factory, tmp_path) -> None:
