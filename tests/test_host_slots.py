@@ -206,3 +206,57 @@ def test_requests_waiting_on_a_hung_host_are_bounded(db_url, app_factory,
         for thread in waiting:
             thread.join(60)
     assert answers == [200] * CALLS_PER_HOST
+
+
+class _StuckFacts(MemoryExecutor):
+    """A host whose container checks wait until the test releases them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def resolve(self, target: str) -> Any:
+        self.entered.release()
+        self.release.wait(60)
+        return super().resolve(target)
+
+
+def test_manual_runs_waiting_on_a_hung_host_are_bounded(db_url, app_factory,
+                                                        tmp_path) -> None:
+    """A manual run checks its target on the request thread: past CALLS_PER_HOST such
+    requests waiting on one host, the next is 503 at once; another host's is accepted."""
+    from tests.conftest import api_headers
+
+    stuck, live = _StuckFacts(), MemoryExecutor()
+    stuck.add("app")
+    live.add("app")
+    path = tmp_path / "playbooks.yml"
+    path.write_text(PLAYBOOK)
+    app = app_factory(db_url, playbooks=path, docker_hosts=TWO, hosts={"a": live, "b": stuck})
+    answers: list[int] = []
+
+    def run_on(host: str) -> Any:
+        return app.test_client().post(
+            "/api/v1/playbooks/restart-on-down/run", headers=api_headers(),
+            json={"labels": {"container": "app", "host": host}, "reason": "test",
+                  "requested_by": "bob"})
+
+    waiting = [threading.Thread(target=lambda: answers.append(run_on("b").status_code))
+               for _ in range(CALLS_PER_HOST)]
+    for thread in waiting:
+        thread.start()
+    try:
+        for _ in waiting:
+            assert stuck.entered.acquire(timeout=60)
+        refused = run_on("b")
+        assert refused.status_code == 503, refused.json
+        assert "requests already wait on it" in refused.json["message"]
+        accepted = run_on("a")
+        assert accepted.status_code == 202, accepted.json
+        assert accepted.json["target"] == "a/app"
+    finally:
+        stuck.release.set()
+        for thread in waiting:
+            thread.join(60)
+    assert answers == [202] * CALLS_PER_HOST

@@ -1,9 +1,9 @@
 """How many request threads may wait on one Docker host at once, per process.
 
-A request that asks a host directly (GET /api/v1/targets/<host>/<name>/dependents) waits
-that host's `timeout_s` when it hangs. Without a bound, a few such requests would hold
-every gunicorn thread, and the webhook of every other host with them; past the bound the
-answer is 503 at once ("retry")."""
+A request that asks a host directly (GET /api/v1/targets/<host>/<name>/dependents, a manual
+run's target check) waits that host's `timeout_s` when it hangs. Without a bound, a few
+such requests would hold every gunicorn thread, and the webhook of every other host with
+them; past the bound the answer is 503 at once ("retry")."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from receiver.engine.guards import (
     check_run_target,
     check_target,
     maintenance_stop,
+    pick_host,
 )
 from receiver.engine.services import Services
 from receiver.playbooks.config import Playbook
@@ -60,10 +61,14 @@ def start_manual_run(services: Services, playbook: Playbook, labels: dict[str, s
         raise BadRequest(f"cannot resolve the target from labels: {error}")
     now = services.clock()
     view = IncidentView(0, labels.get("alertname", ""), labels, {}, now)
-    subject = check_run_target(services, playbook, target, None, view)
-    if subject is None:  # as ever: by hand, even a notify-only playbook names an allowed target
-        subject = check_target(target, services.executor_for(playbook), services.settings,
-                               now)
+    # The checks ask the target's host on this request thread: bounded per host, so a
+    # hung host cannot hold every thread (the rest get 503 at once, as dependents do).
+    picked = pick_host(services, playbook, target, view)
+    with services.host_calls.calling(picked[0] if isinstance(picked, tuple) else None):
+        subject = check_run_target(services, playbook, target, None, view)
+        if subject is None:  # by hand, even a notify-only playbook names an allowed target
+            subject = check_target(target, services.executor_for(playbook),
+                                   services.settings, now)
     if isinstance(subject, GuardStop):
         _raise_for(subject)
     # Canonical: the run, its lock and the audit name the target.
