@@ -20,18 +20,9 @@ from tests.harness.busybox import FAST_STOP, ensure_busybox_image
 from tests.harness.containers import started_at
 from tests.harness.dockerd import start_dockerd
 from tests.harness.memory_app import fire
+from tests.harness.playbook_yaml import RESTART_ONLY as PLAYBOOK
 from tests.harness.procs import free_port
 from tests.harness.tls_certs import make_docker_certs
-
-PLAYBOOK = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    actions:
-      - restart: {timeout_s: 5}
-"""
 
 
 def _run(client: Any, name: str) -> Any:

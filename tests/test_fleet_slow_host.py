@@ -21,17 +21,9 @@ from receiver.store.models import Action, Incident, Run
 from tests.harness.busybox import FAST_STOP, ensure_busybox_image
 from tests.harness.containers import started_at
 from tests.harness.memory_app import fire
+from tests.harness.playbook_yaml import RESTART_ONLY as PLAYBOOK
 from tests.harness.silent_listener import SilentListener
 
-PLAYBOOK = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    actions:
-      - restart: {timeout_s: 5}
-"""
 B_RUNS = 4  # as many as the global cap and the runner threads (both 4 by default)
 
 

@@ -29,21 +29,13 @@ from tests.harness.app_driver import drain
 from tests.harness.busybox import FAST_STOP, ensure_busybox_image
 from tests.harness.containers import started_at
 from tests.harness.memory_app import fire
+from tests.harness.playbook_yaml import RESTART_ONLY as PLAYBOOK
 from tests.harness.procs import require_binary, wait_for
 from tests.harness.prometheus import start_prometheus
 from tests.harness.socket_proxy import SocketProxy, proxy_config, start_socket_proxy
 from tests.harness.tls_certs import FleetCerts, make_docker_certs, make_fleet_certs
 
 REPO = Path(__file__).resolve().parents[1]
-PLAYBOOK = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    actions:
-      - restart: {timeout_s: 5}
-"""
 
 
 class Fleet:

@@ -29,17 +29,9 @@ from tests.harness.app_driver import drain
 from tests.harness.clock import Clock
 from tests.harness.memory_app import fire
 from tests.harness.memory_executor import MemoryExecutor
+from tests.harness.playbook_yaml import RESTART_ONLY as PLAYBOOK
 
 TWO = json.dumps({"a": {"url": "tcp://127.0.0.1:2375"}, "b": {"url": "unix:///run/b.sock"}})
-PLAYBOOK = """
-playbooks:
-  - name: restart-on-down
-    matchers: ['alertname="TargetDown"']
-    target: "{{ labels.container }}"
-    cooldown: 0s
-    actions:
-      - restart: {timeout_s: 5}
-"""
 
 
 def test_the_share_defaults_to_half_the_global_cap() -> None:

@@ -19,6 +19,17 @@ playbooks:
 """
 
 
+# One restart and nothing else, no breaker settings: the fleet tests' playbook.
+RESTART_ONLY = """
+playbooks:
+  - name: restart-on-down
+    matchers: ['alertname="TargetDown"']
+    target: "{{ labels.container }}"
+    cooldown: 0s
+    actions:
+      - restart: {timeout_s: 5}
+"""
+
 def write_playbooks(tmp_path: Path, cooldown: str = "0s", open_for: str = "2s") -> Path:
     """The restart playbook above in a fresh file under tmp_path."""
     path = tmp_path / f"playbooks-{uuid.uuid4().hex[:6]}.yml"
