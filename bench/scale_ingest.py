@@ -116,14 +116,15 @@ def claim_latency(url: str, queued: int = QUEUED, samples: int = CLAIM_SAMPLES,
     """p50/p99 of claim_next with `queued` runs waiting (the receiver must be stopped)."""
     from sqlalchemy import text
 
+    from receiver.config.settings import Settings
     from receiver.runtime.runner import claim_next
     from receiver.store.engine import Database
     from receiver.store.models import utcnow
 
     database = Database(url)
-    # claim_next reads only these three of Services.
-    services = SimpleNamespace(database=database, clock=utcnow, settings=SimpleNamespace(
-        max_concurrent_runs=max_concurrent_runs))
+    # claim_next reads only these three of Services; the settings are the real class.
+    settings = Settings(max_concurrent_runs=max_concurrent_runs)
+    services = SimpleNamespace(database=database, clock=utcnow, settings=settings)
     holder = queue_runs(database, queued + samples)
     latencies: list[float] = []
     lanes = {"act": 0, "light": 0, "none": 0}
