@@ -161,7 +161,9 @@ def test_host_of_a_service_is_its_tasks_node(swarm: Any, executor: SwarmExecutor
     [task] = swarm.wait_running(service.name, 1)
     identity = TargetIdentity(service.name, service.id)
     assert executor.host_of(identity) == f"swarm-node:{task['NodeID']}"
-    service.scale(0)  # no task running: the swarm as one host
+    # No task running: the swarm as one host. Through the executor, which inspects afresh
+    # (the object from create is stale once Swarm's allocator has moved the service on).
+    executor.scale(service.name, 0)
     for _ in range(100):
         if not running_ids_now(swarm, service.id):
             break
@@ -204,6 +206,34 @@ def test_restart_is_a_forced_update_that_replaces_the_tasks(swarm: Any,
     assert not before & after
     assert recorded is not None and all(task in recorded for task in before | after)
     assert executor.inspect(service.name).running
+
+
+def test_a_service_moved_on_between_inspect_and_update_is_updated_at_its_new_version(
+        swarm: Any, executor: SwarmExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone else updates the service after autofix inspected it: Swarm refuses the stale
+    version ("update out of sequence", nothing applied); autofix inspects again and forces
+    its update once."""
+    service = create_service(swarm)
+    running_ids(swarm, service.name)
+    call = executor._call
+    refused: list[str] = []
+
+    def someone_else_first(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if what.startswith("docker service update --force") and not refused:
+            other = swarm.client.services.get(service.id)
+            other.update(labels={"moved": "on"})  # the version autofix inspected is gone
+            try:
+                return call(what, fn, *args, **kwargs)
+            except ExecutorError as exc:
+                refused.append(str(exc))
+                raise
+        return call(what, fn, *args, **kwargs)
+
+    monkeypatch.setattr(executor, "_call", someone_else_first)
+    executor.restart(service.name, 10)
+    assert refused and "out of sequence" in refused[0]
+    assert force_updates(swarm, service.name) == 1
+    assert swarm.client.api.inspect_service(service.id)["Spec"]["Labels"]["moved"] == "on"
 
 
 def test_scale_sets_replicas_and_refuses_global_services(swarm: Any,

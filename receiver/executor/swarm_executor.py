@@ -38,6 +38,7 @@ __all__ = ["SwarmExecutor"]
 
 _POLL_S = 0.5
 _SERVICE_ID_LABEL = "com.docker.swarm.service.id"
+_IN_SEQUENCE_TRIES = 3
 
 
 class SwarmExecutor:
@@ -187,35 +188,54 @@ class SwarmExecutor:
         """Force update, then wait (like the CLI) until Swarm replaced the tasks or gave up.
         `timeout_s` does not apply: the service's own stop_grace_period does."""
         before = self._running_ids(target)
-        service = self._call(f"docker service inspect {target}",
-                             self._docker().services.get, target)
-        self._call(f"docker service update --force {target}", service.force_update)
+        service = self._update(f"docker service update --force {target}", target,
+                               lambda s: s.force_update())
         after = self._wait_converged(target, before)
         return self._record("force update", target, service.id, before, after)
 
     def scale(self, target: str, replicas: int) -> str:
-        service = self._call(f"docker service inspect {target}",
-                             self._docker().services.get, target)
-        if "Replicated" not in (service.attrs["Spec"].get("Mode") or {}):
-            raise ExecutorError(f"{target} is a global service: it cannot be scaled")
+        def scale_replicated(service: Any) -> Any:
+            if "Replicated" not in (service.attrs["Spec"].get("Mode") or {}):
+                raise ExecutorError(f"{target} is a global service: it cannot be scaled")
+            return service.scale(replicas)
+
         before = self._running_ids(target)
-        self._call(f"docker service scale {target}={replicas}", service.scale, replicas)
+        service = self._update(f"docker service scale {target}={replicas}", target,
+                               scale_replicated)
         after = self._wait_converged(target, None)
         return self._record(f"scale to {replicas}", target, service.id, before, after)
 
     def rollback(self, target: str) -> str:
-        service = self._service(target)
-        previous = service.get("PreviousSpec")
-        if not previous:
-            raise ExecutorError(f"{target} has no previous spec to roll back to")
+        def to_previous(service: Any) -> Any:
+            spec = service.attrs
+            if not spec.get("PreviousSpec"):
+                raise ExecutorError(f"{target} has no previous spec to roll back to")
+            api = self._docker().api
+            # What `docker service rollback` sends; docker-py has no call for it.
+            return api._result(api._post_json(
+                api._url("/services/{0}/update", spec["ID"]), data=spec["Spec"],
+                params={"version": spec["Version"]["Index"], "rollback": "previous"}))
+
         before = self._running_ids(target)
-        api = self._docker().api
-        # What `docker service rollback` sends; docker-py has no call for it.
-        self._call(f"docker service rollback {target}", lambda: api._result(api._post_json(
-            api._url("/services/{0}/update", service["ID"]), data=service["Spec"],
-            params={"version": service["Version"]["Index"], "rollback": "previous"})))
+        service = self._update(f"docker service rollback {target}", target, to_previous)
         after = self._wait_converged(target, before)
-        return self._record("rollback", target, service["ID"], before, after)
+        return self._record("rollback", target, service.id, before, after)
+
+    def _update(self, what: str, target: str, change: Callable[[Any], Any]) -> Any:
+        """Inspect, then change the service at the version inspected, as the CLI does. Swarm
+        refuses the change ("update out of sequence") when something else moved the service
+        on in between (its allocator just after a create, another operator): nothing was
+        applied, so inspect again and retry, a few times. Returns the service inspected."""
+        for attempt in range(_IN_SEQUENCE_TRIES):
+            service = self._call(f"docker service inspect {target}",
+                                 self._docker().services.get, target)
+            try:
+                self._call(what, change, service)
+                return service
+            except ExecutorError as exc:
+                if "out of sequence" not in str(exc) or attempt + 1 == _IN_SEQUENCE_TRIES:
+                    raise
+        raise AssertionError("unreachable")
 
     def rollback_image(self, target: str, image: str, now: datetime,
                        stop_timeout_s: float = 10.0) -> RollbackResult:
