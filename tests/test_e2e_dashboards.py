@@ -79,8 +79,9 @@ MAY_BE_EMPTY = {
 }
 
 SQL_FORMATS_WITH_TIME = {"time_series"}
-# A variable or macro left in the query; `$1` is label_replace's capture group.
-UNEXPANDED = re.compile(r"\$(?!\d)(\w|\{)|\[\[")
+# A variable or macro left as written: `$name`, `${name}`, `[[name]]`. Not `$1`
+# (label_replace's capture group) nor a dollar-quoted literal (`$$app$$` is a value).
+UNEXPANDED = re.compile(r"\$\{|\[\[|\$\$\$\w|(?<![$\w])\$(?![$\d])\w")
 
 
 @dataclass

@@ -291,7 +291,12 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
     receiver_proxy = services["docker-proxy"]
     readonly_proxy = services["docker-proxy-ro"]
     opted_in = "http-request lua.autofix_opted_in /var/run/docker.sock autofix.enable"
+    def only_client(name: str) -> str:  # over TLS, one client certificate's CN gets in
+        return ('http-request deny deny_status 403 if { ssl_fc } !{ ssl_c_s_dn(CN) -m str '
+                f'"${{AUTOFIX_PROXY_TLS_CLIENT-{name}}}" }}')
+
     assert _allow_rules(REPO / "socket-proxy" / "receiver.cfg") == [
+        only_client("autofix-receiver"),
         # the container a change names (by id) must carry autofix.enable=true
         f"{opted_in} if METH_POST c_lifecycle",
         f"{opted_in} if METH_POST exec_create",
@@ -322,6 +327,7 @@ def test_socket_proxies_grant_only_what_each_client_needs() -> None:
         "http-request deny deny_status 403",
     ]
     assert _allow_rules(REPO / "socket-proxy" / "prometheus.cfg") == [
+        only_client("autofix-prometheus"),
         "http-request deny deny_status 403 if has_body",
         "http-request allow if read ping",
         "http-request allow if read version",

@@ -24,6 +24,7 @@ NOT_SETTINGS = {
     "AUTOFIX_STATEFUL_EXAMPLES": "test harness: examples of tests/test_lifecycle_stateful.py",
     "AUTOFIX_DB_PASSWORD_FILE": "docker-compose.yml: the postgres container's init script",
     "AUTOFIX_COMPOSE": "test harness: which Compose the compose tests run",
+    "AUTOFIX_STACK_HARNESSES_AT_ONCE": "test harness: how many stack harnesses start at once",
     "AUTOFIX_SECRETS_IN_USERNS": "docs/compose-secrets.sh: re-run inside a rootless "
     "Docker's user namespace",
     # The socket proxies' HAProxy configs (socket-proxy/*.cfg), in the proxies' containers.
