@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,17 @@ class Server:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
                              text=True).stdout.split()
         return [self.process.pid, *map(int, out)]
+
+    def all_pids(self, timeout_s: float = 30.0) -> list[int]:
+        """pids() once every worker has forked: ready means one worker answers, and on a
+        busy machine the others may still be booting."""
+        deadline = time.monotonic() + timeout_s
+        while len(pids := self.pids()) < self.workers + 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if len(pids) < self.workers + 1:
+            raise RuntimeError(f"{self.name}: {len(pids) - 1} of {self.workers} workers "
+                               f"after {timeout_s:.0f} s")
+        return pids
 
     def stop(self) -> None:
         self.process.stop(timeout=40)

@@ -179,7 +179,7 @@ def run(minutes: float = 10.0, rate: float = 100.0, pool: int = 3, interval_s: f
             env["AUTOFIX_DOCKER_HOST"] = dockerd.url
         server = stack.start_autofix("autofix-soak", url, WORKERS, env=env,
                                      playbooks=SHIPPED.read_text())
-        workers = [pid for pid in server.pids() if pid != server.process.pid]
+        workers = [pid for pid in server.all_pids() if pid != server.process.pid]
         engine = create_engine(url, pool_size=1, max_overflow=0)
         tag = int(time.time()) & 0xFFFF
         go_wall, collect = run_sender(server.url, server.webhook, server.headers, names,
