@@ -431,6 +431,15 @@ def run(count: int, repeats: int, storm_size: int, idle_s: float) -> dict[str, A
         shutil.rmtree(root, ignore_errors=True)
 
 
+def run_mode(quick: bool, containers: int | None = None, repeats: int | None = None,
+             storm: int | None = None) -> dict[str, Any]:
+    """The issue's run (500 containers, 3 hangs, storms of 50), or the smoke run."""
+    count = containers or (50 if quick else 500)
+    hangs = repeats or (1 if quick else 3)
+    storm_size = storm or (10 if quick else 50)
+    return run(count, hangs, min(storm_size, (count - hangs) // 2), 10.0 if quick else 60.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.common import QUICK_RESULTS, RESULTS
     from bench.run import run_meta
@@ -444,14 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM (timeout, kill) unwinds like Ctrl-C: every container and server is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    count = args.containers or (50 if args.quick else 500)
-    repeats = args.repeats or (1 if args.quick else 3)
-    storm_size = args.storm or (10 if args.quick else 50)
     meta = run_meta("bench.fleet", argv)
     began = time.monotonic()
     try:
-        data = run(count, repeats, min(storm_size, (count - repeats) // 2),
-                   10.0 if args.quick else 60.0)
+        data = run_mode(args.quick, args.containers, args.repeats, args.storm)
         status = 0
     except Exception as exc:
         data = {"name": "fleet", "error": f"{type(exc).__name__}: {exc}"}

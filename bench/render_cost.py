@@ -2,7 +2,7 @@
 with its measured value, met or missed by how much (and why), or not measured yet.
 
 Its results come from separate commands on separate commits (bench.scale, bench.fleet,
-bench.soak, bench.durable_ack in `make bench`), so each row names its own results file,
+bench.soak, bench.durable_ack, all in `make bench`), so each row names its own results file,
 commit, date and command; a file without them is not published.
 """
 
@@ -359,8 +359,10 @@ def cost_section(results: Path | None = None) -> list[str]:
              "4 gthread workers). These come from separate commands, some on other commits "
              "than the sections above: each row names its results file, commit, date and "
              "command (`-dirty`: measured with uncommitted changes, as that file says). "
-             "`make bench` runs the soak's 10-minute mode; the issue's hour is "
-             "`.venv/bin/python -m bench.soak --minutes 60` (about 65 minutes).", "",
+             "`make bench` runs all three: the soak's 10-minute mode (the issue's hour is "
+             "`.venv/bin/python -m bench.soak --minutes 60`, about 65 minutes), the fleet "
+             "of 500 containers and the scale at 0, 1M and 10M incidents (`python -m "
+             "bench.run --only scale`; the smoke runs are `--quick`).", "",
              "| goal | measured | result | source |", "|---|---|---|---|"]
     lines += [f"| {g} | {m} | {r} | {s} |" for g, m, r, s in goal_rows(where)]
     lines.append("")

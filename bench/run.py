@@ -1,7 +1,9 @@
 """`make bench`: run the benchmarks, write bench/results/<name>.json, render BENCHMARKS.md.
 
-    python -m bench.run                       # everything (about 30 minutes, of which
-                                              # the soak's 10-minute mode is 12)
+    python -m bench.run                       # everything: about 2 hours, of which
+                                              # scale at 0, 1M and 10M incidents is
+                                              # most, the fleet's 500 containers 6 min
+                                              # and the soak's 10-minute mode 12
     python -m bench.run --quick --only webhook_ack   # smoke run: SQLite only, seconds;
                                                      # writes bench/results/quick/
     python -m bench.soak --minutes 60         # the full one-hour soak (issue #33), alone
@@ -26,9 +28,10 @@ from bench.common import QUICK_RESULTS, RESULTS, results_dir, set_results_dir
 from bench.servers import ROOT, Stack
 
 BENCHMARKS = ("webhook_ack", "restart_latency", "ttr", "durable_ack", "storm", "hang_ttr",
-              "evidence_capture", "swarm_hang_ttr", "soak")
+              "evidence_capture", "swarm_hang_ttr", "soak", "fleet", "scale")
 # What ships (issue #17), evidence (#20) and the soak (#33; its smoke is tests/
-# test_bench_smoke.py): minutes each, nothing to shrink into a smoke run here.
+# test_bench_smoke.py): minutes each, nothing to shrink into a smoke run here. The fleet
+# and scale (#33) have smoke runs: 50 containers; 2,000 incidents.
 FULL_ONLY = ("durable_ack", "storm", "hang_ttr", "evidence_capture", "swarm_hang_ttr",
              "soak")
 SOAK_MINUTES = 10  # `make bench`'s soak; the full hour: python -m bench.soak --minutes 60
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in selected:
             started = time.monotonic()
+            own_meta: dict[str, Any] = {}
             print(f"== {name}", flush=True)
             try:
                 if name == "webhook_ack":
@@ -122,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
                     from bench import soak
 
                     data = soak.run(minutes=SOAK_MINUTES)
+                elif name == "fleet":
+                    from bench import fleet
+
+                    data = {**fleet.run_mode(args.quick), "quick": args.quick}
+                elif name == "scale":
+                    from bench import scale
+
+                    data = {**scale.run_mode(args.quick), "quick": args.quick}
+                    own_meta = {"postgres_version": data.pop("postgres_version", None)}
                 elif name == "evidence_capture":
                     from bench import evidence_capture
 
@@ -136,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   {name} failed: {data['error']}", file=sys.stderr)
             if stack.postgres is not None:
                 meta["postgres_version"] = stack.postgres_version()
-            data["meta"] = {**meta, "seconds": round(time.monotonic() - started, 1)}
+            data["meta"] = {**meta, **own_meta,
+                            "seconds": round(time.monotonic() - started, 1)}
             results_dir().mkdir(parents=True, exist_ok=True)
             (results_dir() / f"{name}.json").write_text(
                 json.dumps(data, indent=2, default=str) + "\n")

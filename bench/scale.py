@@ -260,6 +260,17 @@ def _slices(text: str) -> tuple[str, ...]:
     return chosen
 
 
+# `make bench`: the sizes #33's goals are set at; the smoke run: tiny, every slice.
+FULL_SIZES = [0, 1_000_000, 10_000_000]
+
+
+def run_mode(quick: bool) -> dict[str, Any]:
+    if quick:
+        return run([0, 2_000], requests_per_case=5, repeats=1, webhook_repeats=1,
+                   prune_incidents=2_000)
+    return run(FULL_SIZES)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.run import run_meta
 

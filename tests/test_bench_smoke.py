@@ -69,10 +69,11 @@ def test_wrk_sends_a_new_alert_with_every_request(tmp_path) -> None:
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_quick_fleet_writes_every_figure() -> None:
-    """`python -m bench.fleet --quick` (50 containers, about 2 minutes) runs the whole fleet
-    loop and writes each figure. No timing is asserted; only what holds on any machine:
-    every hung container of the guard-off storm came back, and no storm request named a
-    container that was not hung."""
+    """`make bench`'s fleet step in its smoke mode (`python -m bench.run --quick --only
+    fleet`: 50 containers, about 2 minutes) runs the whole fleet loop and writes each
+    figure. No timing is asserted; only what holds on any machine: every hung container of
+    the guard-off storm came back, and no storm request named a container that was not
+    hung."""
     from tests.harness.procs import require_binary
     from tests.harness.root_harness import require_root
 
@@ -80,12 +81,12 @@ def test_quick_fleet_writes_every_figure() -> None:
     for tool in ("dockerd", "prometheus", "prometheus-alertmanager", "haproxy", "busybox",
                  "initdb"):
         require_binary(tool)
-    done = subprocess.run([sys.executable, "-m", "bench.fleet", "--quick"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=420)
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--only", "fleet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data = json.loads((ROOT / "bench" / "results" / "quick" / "fleet.json").read_text())
     assert data["name"] == "fleet" and data["quick"] is True and data["containers"] == 50
-    assert data["meta"]["command"].endswith("bench.fleet --quick")
+    assert data["meta"]["command"].endswith("bench.run --quick --only fleet")
     assert data["scrape_duration"]["max_s"] >= data["scrape_duration"]["p50_s"] > 0
     assert data["idle_docker_calls"]["per_s"] is not None
     [hang] = data["hang"]["runs"]
@@ -126,3 +127,28 @@ def test_soak_smoke_loses_nothing_and_samples_every_worker() -> None:
             assert worker["rss_kib"] > 0 and worker["fds"] > 0
     assert set(data["goals_met"]) == {"rss_fds_within_10pct", "lost_0", "stuck_0",
                                       "outbox_drained"}
+
+
+@pytest.mark.slow
+def test_quick_scale_measures_every_slice_at_both_sizes() -> None:
+    """`make bench`'s scale step in its smoke mode (`python -m bench.run --quick --only
+    scale`: 0 and 2,000 incidents on a durable PostgreSQL, every slice once). No timing is
+    asserted: 2,000 rows say nothing of ten million."""
+    from tests.harness.procs import require_binary
+
+    require_binary("initdb")
+    require_binary("wrk")
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--only", "scale"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=420)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((ROOT / "bench" / "results" / "quick" / "scale.json").read_text())
+    assert data["name"] == "scale" and data["quick"] is True and data["sizes"] == [0, 2_000]
+    assert data["meta"]["command"].endswith("bench.run --quick --only scale")
+    assert data["meta"]["postgres_version"]
+    for size in ("0", "2000"):
+        at = data["at"][size]
+        assert {"api", "dashboards", "webhook", "claim"} <= set(at)
+        assert at["webhook"]["requests"] > 0 and at["webhook"]["errors"] == 0
+        assert at["claim"]["p99_ms"] >= at["claim"]["p50_ms"] > 0
+    assert data["at"]["2000"]["rows"]["incidents"] >= 2_000
+    assert data["prune"]["expired_left"] == 0
