@@ -154,16 +154,20 @@ def idle_cpu_per_s(targets: list[Server], seconds: float = 4.0) -> dict[str, flo
             for name, p in pids.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    from bench.run import run_meta
+
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu_per_request")
     parser.add_argument("--baseline", type=Path, help="another autofix tree, served beside")
     parser.add_argument("--alerta", action="store_true", help="alerta-server beside")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--together", action="store_true",
                         help="load every target at the same time (measure_together)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from tests.harness.postgres import start_postgres
+
+    meta = run_meta("bench.cpu_per_request", argv)
 
     stack = Stack()
     info: dict[str, Any] = {}
@@ -225,7 +229,10 @@ def main() -> None:
         result_path.write_text(json.dumps({"name": "cpu_per_request", "info": info,
                                       "repeats": args.repeats, "seconds": args.seconds,
                                       "together": args.together,
-                                      "summary": summary, "runs": runs}, indent=2) + "\n")
+                                      "summary": summary, "runs": runs,
+                                      "meta": {**meta, "postgres_version":
+                                               stack.postgres_version()}},
+                                     indent=2) + "\n")
     finally:
         stack.close()
 

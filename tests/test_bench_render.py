@@ -184,3 +184,19 @@ def test_the_write_side_table_gives_each_size_and_the_prune(tmp_path: Path) -> N
     assert "deleted incidents 900,000 in 240 s; 0 expired finished incidents left" in text
     assert "1 windows of 5 s, their p99 from 60 to 60 ms" in text
     assert "0 ms blocked by the prune" in text and "Load average 11 before" in text
+
+
+def test_cpu_row_shows_milliseconds_once_a_published_run_exists(tmp_path: Path) -> None:
+    def cpu_ms(ms: float) -> dict[str, object]:
+        run = {"cpu_ms": ms, "machine_idle": 0.4}
+        return {"name": "cpu_per_request", "repeats": 3, "runs": {"autofix": [run] * 3},
+                "summary": {"autofix": {"cpu_ms": ms, "net_cpu_ms": ms - 0.2}}, "meta": GOOD}
+
+    [before] = rows_for(tmp_path, "receiver CPU")
+    assert before[2].startswith("not measured yet") and before[3] == "-"
+    (tmp_path / "cpu_per_request.json").write_text(json.dumps(cpu_ms(3.4)))
+    [row] = rows_for(tmp_path, "receiver CPU")
+    assert row[1].startswith("3.40 ms (3.20 ms net of idle; median of 3 repeats")
+    assert row[2] == "**missed** by 0.40 ms" and "cpu_per_request.json" in row[3]
+    (tmp_path / "cpu_per_request.json").write_text(json.dumps(cpu_ms(2.9)))
+    assert rows_for(tmp_path, "receiver CPU")[0][2] == "met"
