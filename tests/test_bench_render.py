@@ -200,3 +200,28 @@ def test_cpu_row_shows_milliseconds_once_a_published_run_exists(tmp_path: Path) 
     assert row[2] == "**missed** by 0.40 ms" and "cpu_per_request.json" in row[3]
     (tmp_path / "cpu_per_request.json").write_text(json.dumps(cpu_ms(2.9)))
     assert rows_for(tmp_path, "receiver CPU")[0][2] == "met"
+
+
+def test_alerta_ratio_comes_from_the_run_after_the_cpu_cut_when_section_5_predates_it(
+        tmp_path: Path) -> None:
+    before_cut = {**GOOD, "date": "2026-12-06T23:00:00+00:00"}
+    (tmp_path / "durable_ack.json").write_text(json.dumps({
+        "name": "durable_ack", "meta": before_cut,
+        "vs_alerta": {"throughput_ratio_median": 3.73, "throughput_ratios": [3.7] * 5}}))
+    (tmp_path / "cpu_instructions.json").write_text(json.dumps({
+        "date": "2026-12-07", "before": "e9b1288", "after": "7b63738",
+        "whole_worker": {"per_request_millions": {
+            "raw_difference": {"before": 13.1, "after": 8.2, "change": -0.38},
+            "net_of_idle": {"change": -0.45}}}}))
+    [row] = rows_for(tmp_path, ">= 4x")
+    assert row[1].startswith("3.73x") and "not re-measured" in row[2]
+    run = {"cpu_ms": 1.5, "machine_idle": 0.03}
+    (tmp_path / "cpu_per_request.json").write_text(json.dumps({
+        "name": "cpu_per_request", "repeats": 5, "runs": {"autofix": [run] * 5},
+        "summary": {"autofix": {"cpu_ms": 1.5, "net_cpu_ms": 1.4, "throughput_vs_alerta": {
+            "median": 4.2, "per_repeat": [4.0, 4.2, 4.4]}}},
+        "meta": {**GOOD, "date": "2026-12-07T12:00:00+00:00"}}))
+    [row] = rows_for(tmp_path, ">= 4x")
+    assert row[1].startswith("4.20x after the CPU cut") and "before it 3.73x" in row[1]
+    assert row[2] == "met"
+    assert row[3].startswith("`cpu_per_request.json`") and "`durable_ack.json`" in row[3]
