@@ -12,7 +12,7 @@ help:
 	@echo "make test       lint, types, rule tests, unit, integration and end-to-end tests"
 	@echo "make demo       start the whole loop locally and drive a scripted story"
 	@echo "make demo-down  stop everything make demo started"
-	@echo "make bench      benchmarks (about 2 h); writes bench/results and BENCHMARKS.md"
+	@echo "make bench      benchmarks (estimated 1.5 h); writes bench/results and BENCHMARKS.md"
 	@echo "make compose-test  docker-compose.yml deployed on a private dockerd, checked, torn down"
 	@echo "                   (Compose v2; COMPOSE=docker-compose for 1.29)"
 	@echo "make stack-test    the same file as a Swarm stack (docker stack deploy), converged, torn down"

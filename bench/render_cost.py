@@ -269,7 +269,7 @@ def _cpu_ms_row(cpu: dict[str, Any] | None, ms: dict[str, Any] | None) -> Row:
     ours = ms["summary"]["autofix"]
     measured = (f"{ours['cpu_ms']:.2f} ms ({ours['net_cpu_ms']:.2f} ms net of idle; median of "
                 f"{ms['repeats']} repeats, machine idle "
-                f"{_median_idle(ms['runs']['autofix']):.0%})")
+                f"{statistics.median(r['machine_idle'] for r in ms['runs']['autofix']):.0%})")
     if "alerta" in ms["summary"]:
         measured += f"; alerta-server {ms['summary']['alerta']['cpu_ms']:.2f} ms in the same run"
     if cpu is not None:
@@ -277,11 +277,6 @@ def _cpu_ms_row(cpu: dict[str, Any] | None, ms: dict[str, Any] | None) -> Row:
     return (goal, measured, _met(ours["cpu_ms"] <= CPU_MS_GOAL,
                                  f"by {ours['cpu_ms'] - CPU_MS_GOAL:.2f} ms"),
             source("cpu_per_request", ms))
-
-
-def _median_idle(runs: list[dict[str, Any]]) -> float:
-    idle = sorted(r["machine_idle"] for r in runs)
-    return idle[len(idle) // 2] if idle else 0.0
 
 
 def _ingest_rows(ack: dict[str, Any] | None, cpu: dict[str, Any] | None = None,
@@ -294,30 +289,23 @@ def _ingest_rows(ack: dict[str, Any] | None, cpu: dict[str, Any] | None = None,
     measured = (f"{ratio:.2f}x (median of {len(ack['vs_alerta']['throughput_ratios'])} "
                 "repeats, section 5)")
     src = source("durable_ack", ack)
+    before_cut = cpu is not None and str(ack["meta"]["date"]) < str(cpu["date"])
     later = (ms or {}).get("summary", {}).get("autofix", {}).get("throughput_vs_alerta")
-    if later and later.get("median") is not None and cpu is not None \
-            and str(ack["meta"]["date"]) < str(cpu["date"]):
+    why = ("the 2 cores are saturated during autofix's runs (wrk, the 4 workers and "
+           "PostgreSQL's share of each request); alerta-server is bounded by something other "
+           "than CPU, so a cheaper request moves the ratio little (bench/NOTES.md section 14)")
+    if before_cut and later and later.get("median") is not None:
         # Section 5 predates the CPU cut; cpu_per_request measured the ratio since.
         ratio = later["median"]
         measured = (f"{ratio:.2f}x after the CPU cut (median of {len(later['per_repeat'])} "
                     f"repeats, {min(later['per_repeat']):.2f}-{max(later['per_repeat']):.2f}); "
                     f"before it {measured}")
         src = f"{source('cpu_per_request', ms)}; {src}"
-        why = ("the 2 cores are saturated during autofix's runs (wrk, the 4 workers and "
-               "PostgreSQL's share of each request); alerta-server is bounded by something "
-               "other than CPU, so a cheaper request moves the ratio little (bench/NOTES.md "
-               "section 14)")
-    else:
-        why = _why_ratio_missed(ack, cpu)
+    elif before_cut:
+        why = ("measured before #33's changes; since then ingest costs about 40% fewer "
+               "instructions, not re-measured")
     return [*rows, (goal, measured, _met(ratio >= ALERTA_RATIO,
                                          f"by {ALERTA_RATIO - ratio:.2f}x, {why}"), src)]
-
-
-def _why_ratio_missed(ack: dict[str, Any], cpu: dict[str, Any] | None) -> str:
-    if cpu is not None and str(ack["meta"]["date"]) < str(cpu["date"]):
-        return ("measured before #33's changes; since then ingest costs about 40% fewer "
-                "instructions, not re-measured")
-    return "bench/NOTES.md section 14"
 
 
 def goal_rows(results: Path | None = None) -> list[Row]:

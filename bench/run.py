@@ -1,9 +1,10 @@
 """`make bench`: run the benchmarks, write bench/results/<name>.json, render BENCHMARKS.md.
 
-    python -m bench.run                       # everything: about 2 hours, of which
-                                              # scale at 0, 1M and 10M incidents is
-                                              # most, the fleet's 500 containers 6 min
-                                              # and the soak's 10-minute mode 12
+    python -m bench.run                       # everything: an estimated 1.5 hours
+                                              # (not timed end to end), from its parts'
+                                              # own runs: scale at 0, 1M and 10M about
+                                              # 40 min, fleet 6, the soak's 10-minute
+                                              # mode 12, the rest about 18
     python -m bench.run --quick --only webhook_ack   # smoke run: SQLite only, seconds;
                                                      # writes bench/results/quick/
     python -m bench.soak --minutes 60         # the full one-hour soak (issue #33), alone

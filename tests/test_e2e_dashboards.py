@@ -163,6 +163,16 @@ def _ids(pairs: list[tuple[dict[str, Any], Query]]) -> list[str]:
     return [q.where for _, q in pairs]
 
 
+@pytest.mark.parametrize(("text", "unexpanded"), [
+    ("$host", True), ("x = $container AND", True), ("${host:regex}", True), ("[[host]]", True),
+    ("$$$host$$", True), ("$__timeFilter(x)", True),
+    ("$$app-1$$ || '$'", False), ("$$.*$$", False), ("label_replace(x, 'a', '$1')", False),
+])
+def test_unexpanded_finds_variables_but_not_dollar_quoted_values(text: str,
+                                                                 unexpanded: bool) -> None:
+    assert bool(UNEXPANDED.search(text)) is unexpanded
+
+
 def test_the_exceptions_list_names_real_queries() -> None:
     assert set(MAY_BE_EMPTY) <= {q.where for _, q in QUERIES}
 
